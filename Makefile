@@ -1,0 +1,29 @@
+# make test: a fresh virtual environment with everything the tests need, then the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch first and pinned: this CPU wheel is on disk here; an unpinned torch pulls GBs of CUDA packages.
+TORCH  ?= torch==2.13.0
+
+.PHONY: test demo bench venv clean
+
+$(VENV)/.installed-%: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+venv: $(VENV)/.installed-test
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+demo: $(VENV)/.installed-demo
+	$(PY) -m fattr.demo
+
+bench: $(VENV)/.installed-test
+	$(PY) -m benchmarks.run --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

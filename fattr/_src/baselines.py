@@ -1,0 +1,80 @@
+"""Baselines: the one place that turns the user's ``baselines`` into tensors.
+
+Accepted (per input): ``None`` (zeros), a Python scalar, a tensor of the input's
+shape, or a tensor with a batch of 1 (broadcast over examples). A tuple gives one
+per input; a single scalar or ``None`` also serves every input of a tuple.
+"""
+from __future__ import annotations
+
+from numbers import Number
+from typing import Any, Callable
+
+import torch
+
+from .errors import fail
+from .structure import Tensors
+
+
+def _one(baseline: Any, x: torch.Tensor, name: str) -> torch.Tensor:
+    if baseline is None:
+        return torch.zeros((1,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+    if isinstance(baseline, Number) and not isinstance(baseline, bool):
+        return torch.full((1,) + tuple(x.shape[1:]), float(baseline), dtype=x.dtype, device=x.device)
+    if not isinstance(baseline, torch.Tensor):
+        fail(name, "None, a number or a tensor", baseline, kind=TypeError)
+    if baseline.dim() == 0:
+        return baseline.to(dtype=x.dtype, device=x.device).expand((1,) + tuple(x.shape[1:]))
+    if tuple(baseline.shape[1:]) != tuple(x.shape[1:]) or baseline.shape[0] not in (1, x.shape[0]):
+        fail(name, f"a tensor of shape {tuple(x.shape)} or {(1,) + tuple(x.shape[1:])} to match the input",
+             baseline)
+    return baseline.to(dtype=x.dtype, device=x.device)
+
+
+def format_baselines(baselines: Any, inputs: Tensors, name: str = "baselines") -> Tensors:
+    """One baseline tensor per input, each with a batch of 1 or of the input's batch."""
+    if isinstance(baselines, tuple):
+        if len(baselines) != len(inputs):
+            fail(name, f"a tuple of {len(inputs)} baselines, one per input", baselines)
+        return tuple(_one(b, x, f"{name}[{i}]") for i, (b, x) in enumerate(zip(baselines, inputs)))
+    if isinstance(baselines, torch.Tensor) and len(inputs) > 1 and baselines.dim() > 0:
+        fail(name, f"a tuple of {len(inputs)} baselines for a tuple of {len(inputs)} inputs", baselines)
+    return tuple(_one(baselines, x, name) for x in inputs)
+
+
+def format_distribution(baselines: Any, inputs: Tensors, name: str = "baselines") -> Tensors:
+    """Baselines for distribution methods (SHAP variants): rows drawn from, or a callable giving them.
+
+    Returns one tensor per input with ``M >= 1`` rows (``M`` shared by all inputs).
+    """
+    if callable(baselines) and not isinstance(baselines, torch.Tensor):
+        baselines = baselines(*inputs) if len(inputs) > 1 else baselines(inputs[0])
+    if baselines is None:
+        fail(name, "a tensor (a distribution of baseline rows), a tuple of them or a callable", baselines,
+             kind=TypeError)
+    rows = format_baselines(baselines, inputs, name) if not _is_rows(baselines) else _rows(baselines, inputs, name)
+    m = rows[0].shape[0]
+    for i, r in enumerate(rows):
+        if r.shape[0] != m:
+            fail(f"{name}[{i}]", f"{m} rows like {name}[0]", r)
+    return rows
+
+
+def _is_rows(baselines: Any) -> bool:
+    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    return all(isinstance(b, torch.Tensor) and b.dim() > 0 for b in items)
+
+
+def _rows(baselines: Any, inputs: Tensors, name: str) -> Tensors:
+    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    if len(items) != len(inputs):
+        fail(name, f"{len(inputs)} baseline tensors, one per input", baselines)
+    out = []
+    for i, (b, x) in enumerate(zip(items, inputs)):
+        label = f"{name}[{i}]" if isinstance(baselines, tuple) else name
+        if tuple(b.shape[1:]) != tuple(x.shape[1:]):
+            fail(label, f"rows of shape {tuple(x.shape[1:])} like the input's examples", b)
+        out.append(b.to(dtype=x.dtype, device=x.device))
+    return tuple(out)
+
+
+BaselineFn = Callable[..., Any]

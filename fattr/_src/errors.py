@@ -1,0 +1,77 @@
+"""Argument checks with clear messages: the one place that words them.
+
+Every check raises ``TypeError`` for a wrong kind and ``ValueError`` for a wrong
+value or shape; the message names the argument, what was expected and what
+arrived. Checks look at types and shapes only (static facts), so they never
+break a ``torch.compile`` graph.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, NoReturn
+
+import torch
+
+
+def describe(value: Any) -> str:
+    """A short description of ``value`` for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)} ({', '.join(describe(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})"
+    if isinstance(value, list):
+        return f"a list of length {len(value)}"
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
+def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
+    """Raise ``kind`` with the standard message: ``name: expected X, got Y. hint``."""
+    got = value if isinstance(value, str) else describe(value)
+    message = f"{name}: expected {expected}, got {got}."
+    if hint:
+        message += f" {hint}"
+    raise kind(message)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(name, "a positive int", value, kind=TypeError)
+    if value < 1:
+        fail(name, "a positive int (>= 1)", value)
+    return value
+
+
+def check_optional_positive_int(name: str, value: Any) -> int | None:
+    return None if value is None else check_positive_int(name, value)
+
+
+def check_nonnegative_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(name, "a non-negative number", value, kind=TypeError)
+    if value < 0:
+        fail(name, "a non-negative number", value)
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        fail(name, "True or False", value, kind=TypeError)
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def check_callable(name: str, value: Any) -> Any:
+    if not callable(value):
+        fail(name, "a callable", value, kind=TypeError)
+    return value
+
+
+def check_batch(name: str, tensor: torch.Tensor, n_examples: int, what: str = "") -> None:
+    """``tensor`` must have ``n_examples`` rows (dim 0)."""
+    if tensor.dim() == 0 or tensor.shape[0] != n_examples:
+        fail(name, f"{what or 'a tensor'} with {n_examples} rows along dim 0 (one per example)", tensor)

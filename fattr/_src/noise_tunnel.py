@@ -1,0 +1,139 @@
+"""The noise tunnel: a transform from an attribution method to its smoothed version.
+
+``noise_tunnel(method, ...)`` returns a function with ``method``'s signature plus
+a keyword ``generator=``. It adds Gaussian noise to the inputs ``n_samples``
+times, folds the noisy copies into the batch (so ``method`` runs once over
+``n_samples * B`` examples, or ``chunk_size`` samples at a time) and reduces the
+attributions over the samples. It wraps any fattr method, input or layer.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional
+
+import torch
+from torch.utils import _pytree as pytree
+
+from . import randomness, structure
+from .arguments import is_per_example, tile
+from .errors import check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
+from .path import accumulation_dtype
+
+KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+_PER_EXAMPLE = ("baselines", "layer_baselines")  # arguments tiled with the examples when they have B rows
+
+
+def _tile_target(target: Any, n: int, k: int) -> Any:
+    if isinstance(target, list):
+        return target * k
+    if isinstance(target, torch.Tensor) and target.dim() > 0 and target.shape[0] == n and target.numel() > 1:
+        return tile(target, k)
+    return target
+
+
+def _tile_tree(value: Any, n: int, k: int) -> Any:
+    if isinstance(value, tuple):
+        return tuple(tile(v, k) if is_per_example(v, n) else v for v in value)
+    return tile(value, k) if is_per_example(value, n) else value
+
+
+def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samples: int = 5,
+                 stdevs: Any = 1.0, chunk_size: Optional[int] = None) -> Callable[..., Any]:
+    """SmoothGrad, SmoothGrad-squared or VarGrad around any fattr method.
+
+    Args:
+      method: an attribution function with an ``inputs`` argument (``fattr.saliency``,
+        ``fattr.integrated_gradients``, a layer method, ...).
+      kind: ``"smoothgrad"`` (mean over samples), ``"smoothgrad_sq"`` (mean of
+        squares) or ``"vargrad"`` (variance: mean of squares minus squared mean).
+      n_samples: noisy copies per example.
+      stdevs: standard deviation of the noise, one number or one per input.
+      chunk_size: run ``method`` on at most this many noisy copies of the batch at once.
+
+    Returns:
+      ``tunnel(*args, generator=None, **kwargs)`` with ``method``'s parameters. With
+      ``return_delta=True`` the delta of every noisy example is returned, example
+      first (``B * n_samples`` entries for a per-example delta).
+
+    Example:
+      >>> import torch, fattr
+      >>> smoothgrad = fattr.noise_tunnel(fattr.saliency, n_samples=16, stdevs=0.1)
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+      >>> attr = smoothgrad(model, torch.randn(4, 3), target=0, generator=torch.Generator().manual_seed(0))
+      >>> attr.shape
+      torch.Size([4, 3])
+    """
+    check_callable("method", method)
+    check_choice("kind", kind, KINDS)
+    n_samples = check_positive_int("n_samples", n_samples)
+    chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    signature = inspect.signature(method)
+    if "inputs" not in signature.parameters:
+        fail("method", "an attribution function with an 'inputs' parameter", repr(method), kind=TypeError)
+    passes_generator = "generator" in signature.parameters
+
+    @functools.wraps(method)
+    def tunnel(*call_args: Any, generator: Any = None, **kwargs: Any):
+        try:
+            bound = signature.bind(*call_args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{getattr(method, '__name__', 'method')}: {e}") from None
+        arguments = dict(bound.arguments)
+        xs, was_tuple = structure.as_tuple(arguments["inputs"])
+        n, device = xs[0].shape[0], xs[0].device
+        sds = randomness.per_input_stdevs(stdevs, len(xs))
+        gen = randomness.resolve(generator, device)
+        return_delta = bool(arguments.get("return_delta", False))
+        step = chunk_size or n_samples
+        first = second = None
+        deltas = []
+        treedef = None
+        for start in range(0, n_samples, step):
+            k = min(step, n_samples - start)
+            noisy = tuple(structure.fold(x + sd * randomness.normal(gen, (k,) + tuple(x.shape), dtype=x.dtype,
+                                                                     device=device))
+                          for x, sd in zip(xs, sds))
+            call = dict(arguments)
+            call["inputs"] = structure.restore(noisy, was_tuple)
+            if "target" in call:
+                call["target"] = _tile_target(call["target"], n, k)
+            if "args" in call:
+                call["args"] = _tile_tree(call["args"], n, k)
+            for name in _PER_EXAMPLE:
+                if name in call:
+                    call[name] = _tile_tree(call[name], n, k)
+            if passes_generator:
+                call["generator"] = gen
+            out = method(**call)
+            if return_delta:
+                out, delta = out
+                deltas.append(delta.reshape(k, -1))
+            leaves, treedef = pytree.tree_flatten(out)
+            leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype)) for leaf in leaves]
+            s1 = [leaf.sum(0) for leaf in leaves]
+            s2 = [(leaf * leaf).sum(0) for leaf in leaves]
+            first = s1 if first is None else [a + b for a, b in zip(first, s1)]
+            second = s2 if second is None else [a + b for a, b in zip(second, s2)]
+        assert first is not None and second is not None and treedef is not None
+        dtypes = [leaf.dtype for leaf in pytree.tree_leaves(out)]
+        mean = [s / n_samples for s in first]
+        sq = [s / n_samples for s in second]
+        if kind == "smoothgrad":
+            reduced = mean
+        elif kind == "smoothgrad_sq":
+            reduced = sq
+        else:
+            reduced = [q - m * m for q, m in zip(sq, mean)]
+        result = pytree.tree_unflatten([r.to(d) for r, d in zip(reduced, dtypes)], treedef)
+        if not return_delta:
+            return result
+        # rows of every chunk are sample-major; report example first
+        delta = torch.cat(deltas).reshape(n_samples, n, -1).transpose(0, 1).reshape(-1)
+        return result, delta
+
+    tunnel.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        *signature.parameters.values(),
+        inspect.Parameter("generator", inspect.Parameter.KEYWORD_ONLY, default=None),
+    ]) if not passes_generator else signature
+    return tunnel

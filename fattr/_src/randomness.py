@@ -1,0 +1,59 @@
+"""Explicit randomness: every draw comes from the caller's ``torch.Generator``.
+
+With ``generator=None`` a fresh generator seeded from the OS is used, so a call
+never reads or advances torch's global RNG (nor numpy's). Draws happen on the
+generator's device and are then moved to the data's device, outside any
+transform, so the same seeded generator gives the same numbers on any path.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .errors import fail
+
+
+def resolve(generator: Any, device: torch.device) -> torch.Generator:
+    if generator is None:
+        g = torch.Generator(device="cpu")
+        g.seed()
+        return g
+    if not isinstance(generator, torch.Generator):
+        fail("generator", "None or a torch.Generator", generator, kind=TypeError)
+    return generator
+
+
+def normal(generator: torch.Generator, shape: Sequence[int], *, dtype: torch.dtype,
+           device: torch.device) -> torch.Tensor:
+    draw_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    z = torch.randn(tuple(shape), generator=generator, dtype=draw_dtype, device=generator.device)
+    return z.to(device=device, dtype=dtype)
+
+
+def uniform(generator: torch.Generator, shape: Sequence[int], *, dtype: torch.dtype,
+            device: torch.device) -> torch.Tensor:
+    draw_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    u = torch.rand(tuple(shape), generator=generator, dtype=draw_dtype, device=generator.device)
+    return u.to(device=device, dtype=dtype)
+
+
+def integers(generator: torch.Generator, high: int, shape: Sequence[int], *,
+             device: torch.device) -> torch.Tensor:
+    i = torch.randint(high, tuple(shape), generator=generator, device=generator.device)
+    return i.to(device)
+
+
+def per_input_stdevs(stdevs: Any, n_inputs: int, name: str = "stdevs") -> tuple[float, ...]:
+    """A number for every input, or a tuple with one per input (Captum's ``stdevs``)."""
+    items: Optional[tuple] = stdevs if isinstance(stdevs, tuple) else None
+    if items is None:
+        if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float)):
+            fail(name, "a non-negative number or a tuple of them, one per input", stdevs, kind=TypeError)
+        items = (stdevs,) * n_inputs
+    if len(items) != n_inputs:
+        fail(name, f"a tuple of {n_inputs} numbers, one per input", stdevs)
+    for s in items:
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
+            fail(name, "non-negative numbers", stdevs)
+    return tuple(float(s) for s in items)

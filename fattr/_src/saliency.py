@@ -1,0 +1,63 @@
+"""Saliency and Input x Gradient: one batched gradient of the target output."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import structure
+from .arguments import as_args
+from .errors import check_bool, check_callable
+from .gradients import gradients
+from .targets import as_target
+
+
+def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any):
+    check_callable("f", f)
+    xs, was_tuple = structure.as_tuple(inputs)
+    grads = gradients(f, xs, as_target(target, xs[0].shape[0], xs[0].device), as_args(args))
+    return xs, grads, was_tuple
+
+
+def saliency(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (), abs: bool = True):
+    """Saliency (Simonyan et al., 2013): the gradient of the target output w.r.t. the inputs.
+
+    Args:
+      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      target: the output to attribute (None, int, tuple, or one entry per example).
+      args: extra arguments of ``f``.
+      abs: return the absolute value of the gradient (Captum's default).
+
+    Returns:
+      Gradients shaped like ``inputs``.
+
+    Example:
+      >>> import torch, fattr
+      >>> f = lambda x: (x ** 2).sum(1)
+      >>> fattr.saliency(f, torch.tensor([[1.0, -2.0]]), abs=False)
+      tensor([[ 2., -4.]])
+    """
+    check_bool("abs", abs)
+    _, grads, was_tuple = _input_gradients(f, inputs, target, args)
+    return structure.restore(tuple(g.abs() for g in grads) if abs else grads, was_tuple)
+
+
+def input_x_gradient(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = ()):
+    """Input x Gradient (Shrikumar et al., 2016): ``inputs * d f[target] / d inputs``.
+
+    Args:
+      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      target: the output to attribute (None, int, tuple, or one entry per example).
+      args: extra arguments of ``f``.
+
+    Returns:
+      Attributions shaped like ``inputs``.
+
+    Example:
+      >>> import torch, fattr
+      >>> f = lambda x: (x ** 2).sum(1)
+      >>> fattr.input_x_gradient(f, torch.tensor([[1.0, -2.0]]))
+      tensor([[2., 8.]])
+    """
+    xs, grads, was_tuple = _input_gradients(f, inputs, target, args)
+    return structure.restore(tuple(x * g for x, g in zip(xs, grads)), was_tuple)

@@ -1,0 +1,50 @@
+"""Tensor-or-tuple inputs: normalised once at the boundary, restored once on the way out."""
+from __future__ import annotations
+
+from typing import Any, Tuple, Union
+
+import torch
+
+from .errors import fail
+
+Tensors = Tuple[torch.Tensor, ...]
+TensorOrTensors = Union[torch.Tensor, Tensors]
+
+
+def as_tuple(inputs: Any, name: str = "inputs") -> tuple[Tensors, bool]:
+    """Return ``(tuple_of_tensors, was_tuple)``; check every element is a tensor with a batch dim."""
+    was_tuple = isinstance(inputs, tuple)
+    items = inputs if was_tuple else (inputs,)
+    if was_tuple and len(items) == 0:
+        fail(name, "a tensor or a non-empty tuple of tensors", inputs)
+    for i, item in enumerate(items):
+        label = f"{name}[{i}]" if was_tuple else name
+        if not isinstance(item, torch.Tensor):
+            fail(label, "a torch.Tensor", item,
+                 "Wrap lists or arrays with torch.as_tensor first.", kind=TypeError)
+        if item.dim() == 0:
+            fail(label, "a tensor with examples along dim 0", item)
+    n = items[0].shape[0]
+    for i, item in enumerate(items[1:], start=1):
+        if item.shape[0] != n:
+            fail(f"{name}[{i}]", f"{n} examples along dim 0, like {name}[0]", item)
+    return tuple(items), was_tuple
+
+
+def restore(values: Tensors, was_tuple: bool) -> TensorOrTensors:
+    """Undo :func:`as_tuple`."""
+    return tuple(values) if was_tuple else values[0]
+
+
+def n_examples(inputs: Tensors) -> int:
+    return inputs[0].shape[0]
+
+
+def fold(points: torch.Tensor) -> torch.Tensor:
+    """``(K, B, ...) -> (K*B, ...)``: extra batch dims (steps, samples) folded into dim 0, step-major."""
+    return points.reshape((points.shape[0] * points.shape[1],) + tuple(points.shape[2:]))
+
+
+def unfold(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """``(K*B, ...) -> (K, B, ...)``; the inverse of :func:`fold`."""
+    return rows.reshape((k, rows.shape[0] // k) + tuple(rows.shape[1:]))

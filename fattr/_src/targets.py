@@ -1,0 +1,119 @@
+"""The target grammar: which output of ``f`` is attributed, for each example.
+
+``None`` (``f`` gives one value per example), an ``int``, a ``tuple`` of ints (outputs
+with more than two dims), a list or 1-D integer tensor with one entry per example,
+or a list of tuples. Normalised once by :func:`as_target`; :meth:`Target.select`
+picks the values with indexing only (no ``.item()``), so it is vmap- and
+compile-safe.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+import torch
+
+from .errors import describe, fail
+
+_HELP = ("Use None when f returns one value per example, an int or a tuple of ints for every example, "
+         "or a list / 1-D tensor with one entry per example.")
+
+
+def _is_compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if is_compiling is None:  # torch < 2.3
+        import torch._dynamo as dynamo
+        is_compiling = dynamo.is_compiling
+    return bool(is_compiling())
+
+
+@dataclass(frozen=True)
+class Target:
+    """A normalised target: ``static`` index shared by all examples, or ``rows`` ``(N, d)`` per example."""
+
+    static: Optional[Tuple[int, ...]] = None
+    rows: Optional[torch.Tensor] = None
+
+    @property
+    def is_none(self) -> bool:
+        return self.static is None and self.rows is None
+
+    def tile(self, k: int) -> "Target":
+        """The target for ``k`` copies of the batch folded step-major into dim 0."""
+        if self.rows is None or k == 1:
+            return self
+        return Target(rows=self.rows.repeat(k, 1))
+
+    def select(self, output: Any, n_rows: int) -> torch.Tensor:
+        """Per-row value of ``output`` at the target: a tensor of shape ``(n_rows,)``."""
+        if not isinstance(output, torch.Tensor):
+            fail("f", "to return a tensor", output, kind=TypeError)
+        if output.dim() == 0 or output.shape[0] != n_rows:
+            fail("f", f"to return a tensor with {n_rows} rows (one per example it was given)", output,
+                 "f must keep examples along dim 0.")
+        if self.is_none:
+            if output[0].numel() != 1:
+                fail("target", f"an index into f's per-example output of shape {tuple(output.shape[1:])}",
+                     "None", _HELP)
+            return output.reshape(n_rows)
+        width = self.static is not None and len(self.static) or self.rows.shape[1]  # type: ignore[union-attr]
+        if width != output.dim() - 1:
+            fail("target", f"{output.dim() - 1} index(es) per example for f's output of shape "
+                 f"{tuple(output.shape)}", self._show(), _HELP)
+        if self.static is not None:
+            for i, size in zip(self.static, output.shape[1:]):
+                if not -size <= i < size:
+                    fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
+                         repr(self.static))
+            return output[(slice(None),) + self.static]
+        rows = self.rows
+        assert rows is not None
+        if not _is_compiling():
+            sizes = torch.tensor(output.shape[1:], device=rows.device)
+            if bool(((rows < -sizes) | (rows >= sizes)).any()):
+                fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
+                     f"values from {int(rows.min())} to {int(rows.max())}")
+        index = (torch.arange(n_rows, device=output.device),) + tuple(rows.to(output.device).unbind(1))
+        return output[index]
+
+    def _show(self) -> str:
+        return repr(self.static) if self.static is not None else describe(self.rows)
+
+
+def as_target(target: Any, n_examples: int, device: torch.device | None = None) -> Target:
+    """Normalise the user's ``target`` for a batch of ``n_examples``."""
+    if target is None:
+        return Target()
+    if isinstance(target, bool):
+        fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)
+    if isinstance(target, int):
+        return Target(static=(target,))
+    if isinstance(target, tuple):
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target) or not target:
+            fail("target", "a non-empty tuple of ints (one index per output dim after the batch)", target,
+                 kind=TypeError)
+        return Target(static=tuple(target))
+    if isinstance(target, torch.Tensor):
+        if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+            fail("target", "an integer tensor", target, kind=TypeError)
+        if target.dim() == 0 or (target.dim() == 1 and target.numel() == 1):
+            return Target(rows=target.reshape(1, 1).expand(n_examples, 1).to(device))
+        if target.dim() == 1:
+            if target.numel() != n_examples:
+                fail("target", f"a 1-D tensor with {n_examples} entries (one per example)", target, _HELP)
+            return Target(rows=target.reshape(n_examples, 1).to(device))
+        if target.dim() == 2 and target.shape[0] == n_examples:
+            return Target(rows=target.to(device))
+        fail("target", f"a 0-d tensor or a 1-D tensor with {n_examples} entries", target, _HELP)
+    if isinstance(target, list):
+        if len(target) != n_examples:
+            fail("target", f"a list with {n_examples} entries (one per example)", target, _HELP)
+        if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+            return Target(rows=torch.tensor(target, dtype=torch.long, device=device).reshape(n_examples, 1))
+        if all(isinstance(t, tuple) for t in target):
+            widths = {len(t) for t in target}
+            if len(widths) != 1 or not all(isinstance(i, int) for t in target for i in t):
+                fail("target", "a list of int tuples of equal length", target, kind=TypeError)
+            return Target(rows=torch.tensor(target, dtype=torch.long, device=device))
+        fail("target", "a list of ints or a list of tuples of ints", target, kind=TypeError)
+    fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)
