@@ -29,7 +29,25 @@ Method = Union[str, Rule]
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
-def _nodes(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _assume_constant(fn):
+    mark = getattr(getattr(torch, "compiler", None), "assume_constant_result", None)
+    return mark(fn) if mark is not None else fn
+
+
+_CACHE: dict = {}
+
+
+@_assume_constant
+def _nodes(method: str, n: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Nodes and weights as Python floats (float64), cached; a constant for ``torch.compile``."""
+    key = (method, n)
+    if key not in _CACHE:
+        a, w = _nodes_np(method, n)
+        _CACHE[key] = (tuple(a.tolist()), tuple(w.tolist()))
+    return _CACHE[key]
+
+
+def _nodes_np(method: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     k = np.arange(n, dtype=np.float64)
     if method == "gausslegendre":
         x, w = np.polynomial.legendre.leggauss(n)
@@ -77,7 +95,8 @@ def quadrature(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float
                  f"shapes {tuple(alphas.shape)} and {tuple(weights.shape)}")
     elif isinstance(method, str) and method in METHODS:
         a, w = _nodes(method, n_steps)
-        alphas, weights = torch.from_numpy(a), torch.from_numpy(w)
+        alphas = torch.tensor(a, dtype=torch.float64)
+        weights = torch.tensor(w, dtype=torch.float64)
     else:
         fail("method", "one of " + ", ".join(repr(m) for m in METHODS) + " or a callable n_steps -> (alphas, weights)",
              method, kind=TypeError if not isinstance(method, str) else ValueError)
