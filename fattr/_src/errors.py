@@ -12,6 +12,10 @@ from typing import Any, Iterable, NoReturn
 import torch
 
 
+class Shown(str):
+    """A value already worded for a message (``fail`` prints it as is)."""
+
+
 def describe(value: Any) -> str:
     """A short description of ``value`` for error messages."""
     if isinstance(value, torch.Tensor):
@@ -25,7 +29,7 @@ def describe(value: Any) -> str:
 
 def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
     """Raise ``kind`` with the standard message: ``name: expected X, got Y. hint``."""
-    got = value if isinstance(value, str) else describe(value)
+    got = value if isinstance(value, Shown) else describe(value)
     message = f"{name}: expected {expected}, got {got}."
     if hint:
         message += f" {hint}"

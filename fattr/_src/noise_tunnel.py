@@ -17,7 +17,7 @@ from torch.utils import _pytree as pytree
 
 from . import randomness, structure
 from .arguments import is_per_example, tile
-from .errors import check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
+from .errors import Shown, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
 from .path import accumulation_dtype
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -70,7 +70,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     signature = inspect.signature(method)
     if "inputs" not in signature.parameters:
-        fail("method", "an attribution function with an 'inputs' parameter", repr(method), kind=TypeError)
+        fail("method", "an attribution function with an 'inputs' parameter", Shown(repr(method)), kind=TypeError)
     passes_generator = "generator" in signature.parameters
 
     @functools.wraps(method)

@@ -21,7 +21,7 @@ from typing import Callable, Tuple, Union
 import numpy as np
 import torch
 
-from .errors import check_positive_int, fail
+from .errors import Shown, check_positive_int, fail
 
 Rule = Callable[[int], Tuple[torch.Tensor, torch.Tensor]]
 Method = Union[str, Rule]
@@ -92,7 +92,7 @@ def quadrature(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float
         alphas, weights = (torch.as_tensor(t, dtype=torch.float64) for t in got)
         if alphas.shape != (n_steps,) or weights.shape != (n_steps,):
             fail("method", f"a callable returning two 1-D tensors of length n_steps={n_steps}",
-                 f"shapes {tuple(alphas.shape)} and {tuple(weights.shape)}")
+                 Shown(f"shapes {tuple(alphas.shape)} and {tuple(weights.shape)}"))
     elif isinstance(method, str) and method in METHODS:
         a, w = _nodes(method, n_steps)
         alphas = torch.tensor(a, dtype=torch.float64)

@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from .errors import describe, fail
+from .errors import Shown, describe, fail
 
 _HELP = ("Use None when f returns one value per example, an int or a tuple of ints for every example, "
          "or a list / 1-D tensor with one entry per example.")
@@ -49,22 +49,22 @@ class Target:
         if not isinstance(output, torch.Tensor):
             fail("f", "to return a tensor", output, kind=TypeError)
         if output.dim() == 0 or output.shape[0] != n_rows:
-            fail("f", f"to return a tensor with {n_rows} rows (one per example it was given)", output,
-                 "f must keep examples along dim 0.")
+            fail("f", f"to return a tensor with one row per input row ({n_rows} rows in this call)", output,
+                 "f must keep examples along dim 0 (fattr folds path steps and samples into it).")
         if self.is_none:
             if output[0].numel() != 1:
                 fail("target", f"an index into f's per-example output of shape {tuple(output.shape[1:])}",
-                     "None", _HELP)
+                     Shown("None"), _HELP)
             return output.reshape(n_rows)
         width = self.static is not None and len(self.static) or self.rows.shape[1]  # type: ignore[union-attr]
         if width != output.dim() - 1:
             fail("target", f"{output.dim() - 1} index(es) per example for f's output of shape "
-                 f"{tuple(output.shape)}", self._show(), _HELP)
+                 f"{tuple(output.shape)}", Shown(self._show()), _HELP)
         if self.static is not None:
             for i, size in zip(self.static, output.shape[1:]):
                 if not -size <= i < size:
                     fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
-                         repr(self.static))
+                         Shown(repr(self.static)))
             return output[(slice(None),) + self.static]
         rows = self.rows
         assert rows is not None
@@ -72,7 +72,7 @@ class Target:
             sizes = torch.tensor(output.shape[1:], device=rows.device)
             if bool(((rows < -sizes) | (rows >= sizes)).any()):
                 fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
-                     f"values from {int(rows.min())} to {int(rows.max())}")
+                     Shown(f"values from {int(rows.min())} to {int(rows.max())}"))
         index = (torch.arange(n_rows, device=output.device),) + tuple(rows.to(output.device).unbind(1))
         return output[index]
 
