@@ -1,0 +1,370 @@
+"""Run the benchmarks: ``python -m benchmarks.run [--quick] [--device cpu|cuda] [--cases ...]
+[--methods ...] [--compile none|goals|all] [--no-memory] [--json PATH]``.
+
+For every case x method: build the fattr call, its Captum counterpart and the
+floor; check that they agree; time them interleaved; print a markdown table on
+stdout (progress goes to stderr) and optionally write JSON records
+``{"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb"}``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import cases as cases_mod
+from . import memory, pairs, timing
+from .pairs import Pair, Settings
+
+IMPLS = ("fattr", "fattr_compiled", "captum", "floor")
+GOAL_COMPILE = {("cnn", "integrated_gradients")}
+
+
+@dataclass(frozen=True)
+class Mode:
+    cases: List[str]
+    methods: Optional[List[str]]
+    settings: Settings
+    runs: int
+    warmup: int
+    compile: str                # "none", "goals" (only where a goal needs it) or "all"
+    memory_cases: List[str]
+    memory_k: int
+    smoke: bool = False
+    budget_s: Optional[float] = None  # per row: stop adding runs past this (never below 5 runs)
+
+
+FULL = Mode(cases=list(cases_mod.CASES), methods=None, settings=Settings(), runs=7, warmup=2, compile="all",
+            memory_cases=["cnn", "resnet"], memory_k=5, budget_s=30.0)
+QUICK = Mode(cases=["mlp_tiny", "mlp", "cnn"],
+             methods=["saliency", "integrated_gradients", "smoothgrad", "layer_integrated_gradients[late]",
+                      "layer_feature_ablation", "deeplift"],
+             settings=Settings(), runs=5, warmup=1, compile="none", memory_cases=["cnn"], memory_k=5,
+             budget_s=5.0)
+SMOKE = Mode(cases=["mlp_tiny", "cnn", "transformer"], methods=None,
+             settings=Settings(n_steps=8, n_samples=4, perturbations_per_eval=8, mc_samples=256),
+             runs=1, warmup=1, compile="none", memory_cases=["cnn"], memory_k=2, smoke=True)
+
+
+@dataclass
+class Row:
+    """One case x method: agreement status, timings per implementation, notes."""
+
+    case: str
+    method: str
+    status: str = "ok"          # ok | skipped | n/a | mismatch | error
+    detail: str = ""
+    agreement: Dict[str, float] = field(default_factory=dict)
+    timings: Dict[str, timing.Timing] = field(default_factory=dict)
+    peak_mb: Dict[str, Optional[float]] = field(default_factory=dict)
+    compile_s: Optional[float] = None
+    notes: List[str] = field(default_factory=list)
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg[:120]}"
+
+
+def _seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _build(builder: Optional[pairs.Builder], case: cases_mod.Case, s: Settings) -> Optional[pairs.Fn]:
+    return None if builder is None else builder(case, s)
+
+
+def _check_statistical(pair: Pair, case: cases_mod.Case, s: Settings, row: Row, tol: float
+                       ) -> Dict[str, bool]:
+    small, ss = pairs.statistical_settings(case, s)
+    ref = pairs.expectation(pair, small, ss)
+    ok: Dict[str, bool] = {}
+    for impl, builder in (("fattr", pair.fattr), ("captum", pair.captum), ("floor", pair.floor)):
+        if builder is None:
+            continue
+        _seed(s.seed)
+        try:
+            err = pairs.rel_l2(builder(small, ss)(small.inputs), ref)
+        except Exception as e:  # noqa: BLE001 - reported in the table
+            if impl == "fattr":
+                raise
+            row.notes.append(f"{impl} failed: {_short(e)}")
+            continue
+        row.agreement[impl] = err
+        ok[impl] = err <= tol
+    return ok
+
+
+def evaluate(pair: Pair, case: cases_mod.Case, mode: Mode, device: torch.device,
+             log: Callable[[str], None]) -> Row:
+    row = Row(case.name, pair.name)
+    if pair.method not in pairs.registry():
+        row.status, row.detail = "skipped", "not in fattr.methods() yet"
+        return row
+    reason = pair.reason_not_applicable(case)
+    if reason:
+        row.status, row.detail = "n/a", reason
+        return row
+    s = mode.settings
+    x = case.inputs
+
+    # ---- build every implementation
+    try:
+        fattr_fn = pair.fattr(case, s)
+    except Exception as e:  # noqa: BLE001
+        row.status, row.detail = "error", f"fattr: {_short(e)}"
+        return row
+    fns: Dict[str, pairs.Fn] = {"fattr": fattr_fn}
+    for impl, builder in (("captum", pair.captum), ("floor", pair.floor)):
+        try:
+            fn = _build(builder, case, s)
+            if fn is not None:
+                fns[impl] = fn
+        except Exception as e:  # noqa: BLE001
+            row.notes.append(f"{impl} n/a: {_short(e)}")
+
+    # ---- agreement before timing
+    try:
+        if pair.statistical:
+            tol = 0.1
+            ok = _check_statistical(pair, case, s, row, tol)
+            if not ok.get("fattr", False):
+                row.status = "mismatch"
+                row.detail = (f"fattr's Monte-Carlo estimate is {row.agreement.get('fattr', float('nan')):.3f} "
+                              f"(rel. L2) from the expectation (tolerance {tol})")
+                return row
+            for impl in ("captum", "floor"):
+                if impl in fns and not ok.get(impl, False):
+                    row.notes.append(f"{impl} dropped: {row.agreement.get(impl, float('nan')):.3f} from the "
+                                     "expectation")
+                    fns.pop(impl)
+            row.detail = f"MC check, rel. L2 to expectation <= {tol}"
+        else:
+            cs = pairs.check_settings(pair, s)
+            outs: Dict[str, Any] = {}
+            for impl in ("fattr", "captum", "floor"):
+                if impl not in fns:
+                    continue
+                _seed(s.seed)
+                try:
+                    outs[impl] = _build(getattr(pair, impl), case, cs)(x)  # type: ignore[misc]
+                except Exception as e:  # noqa: BLE001
+                    if impl == "fattr":
+                        raise
+                    row.notes.append(f"{impl} failed: {_short(e)}")
+                    fns.pop(impl)
+            for impl in ("captum", "floor"):
+                if impl in outs:
+                    row.agreement[impl] = pairs.max_error(outs["fattr"], outs[impl])
+            reference = "captum" if "captum" in outs else "floor" if "floor" in outs else None
+            if reference is None:
+                row.status, row.detail = "n/a", "no reference to check against: " + "; ".join(row.notes)
+                return row
+            if row.agreement[reference] > pair.rtol:
+                row.status = "mismatch"
+                row.detail = (f"fattr vs {reference}: max|diff|/max|ref| = {row.agreement[reference]:.2e} "
+                              f"> {pair.rtol:.0e}")
+                return row
+            if reference == "captum" and "floor" in outs and row.agreement["floor"] > pair.rtol:
+                row.notes.append(f"floor dropped (differs by {row.agreement['floor']:.1e})")
+                fns.pop("floor")
+            row.detail = ("stdevs=0 for the check; " if cs != s else "") + \
+                f"max rel. err vs {reference} {row.agreement[reference]:.0e}"
+    except Exception as e:  # noqa: BLE001
+        row.status, row.detail = "error", f"fattr: {_short(e)}"
+        log(traceback.format_exc())
+        return row
+
+    # ---- torch.compile of the fattr call (steady state timed; first call reported separately)
+    if mode.compile == "all" or (mode.compile == "goals" and (case.name, pair.method) in GOAL_COMPILE):
+        try:
+            import torch._dynamo
+            torch._dynamo.reset()
+            compiled = torch.compile(pair.fattr(case, s))
+            sync = timing.synchronizer(device)
+            sync()
+            t0 = time.perf_counter()
+            out = compiled(x)
+            sync()
+            row.compile_s = time.perf_counter() - t0
+            err = pairs.max_error(out, fattr_fn(x))
+            if err > pair.rtol:
+                row.notes.append(f"compiled n/a: differs from eager by {err:.1e}")
+            else:
+                fns["fattr_compiled"] = compiled
+        except Exception as e:  # noqa: BLE001
+            row.compile_s = None
+            row.notes.append(f"compiled n/a: {_short(e)}")
+
+    # ---- timing, interleaved
+    order = [impl for impl in IMPLS if impl in fns]
+    calls = {impl: (lambda f=fns[impl]: f(x)) for impl in order}
+    row.timings = timing.interleaved(calls, runs=mode.runs, warmup=mode.warmup, device=device,
+                                     budget_s=mode.budget_s)
+    if device.type == "cuda":
+        row.peak_mb = {impl: timing.cuda_peak_mb(calls[impl], device) for impl in order}
+    return row
+
+
+# ------------------------------------------------------------------ output
+
+def _ms(t: Optional[timing.Timing]) -> str:
+    if t is None:
+        return "-"
+    v = t.median * 1e3
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def _ratio(a: Optional[timing.Timing], b: Optional[timing.Timing]) -> str:
+    if a is None or b is None:
+        return "-"
+    return f"{a.median / b.median:.2f}"
+
+
+def table(rows: List[Row]) -> str:
+    head = ("| case | method | fattr ms | compiled ms | captum ms | floor ms | fattr/captum | fattr/floor | "
+            "compiled/eager | compile s | check / notes |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        t = r.timings
+        if r.status == "ok":
+            note = "; ".join([r.detail] + r.notes)
+        else:
+            note = f"**{r.status}**: {r.detail}" + ("; " + "; ".join(r.notes) if r.notes else "")
+        compile_s = f"{r.compile_s:.1f}" if r.compile_s is not None and "fattr_compiled" in t else "-"
+        lines.append(f"| {r.case} | {r.method} | {_ms(t.get('fattr'))} | {_ms(t.get('fattr_compiled'))} | "
+                     f"{_ms(t.get('captum'))} | {_ms(t.get('floor'))} | "
+                     f"{_ratio(t.get('fattr'), t.get('captum'))} | {_ratio(t.get('fattr'), t.get('floor'))} | "
+                     f"{_ratio(t.get('fattr_compiled'), t.get('fattr'))} | {compile_s} | {note} |")
+    return "\n".join(lines)
+
+
+def memory_table(mem: List[Dict[str, Any]]) -> str:
+    lines = ["| case | configuration | impl | peak MiB |", "|---|---|---|---|"]
+    for m in mem:
+        v = "-" if m["peak_mem_mb"] is None else f"{m['peak_mem_mb']:.1f}"
+        lines.append(f"| {m['case']} | {m['method']} | {m['impl']} | {v} |")
+    return "\n".join(lines)
+
+
+def records(rows: List[Row]) -> List[Dict[str, Any]]:
+    out = []
+    for r in rows:
+        for impl, t in r.timings.items():
+            rec: Dict[str, Any] = {"case": r.case, "method": r.method, "impl": impl, "median_s": t.median,
+                                   "min_s": t.min, "max_s": t.max, "peak_mem_mb": r.peak_mb.get(impl)}
+            if impl == "fattr_compiled":
+                rec["compile_s"] = r.compile_s
+            out.append(rec)
+    return out
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import captum
+    desc = (f"{cpu}; nproc {os.cpu_count()}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
+            f"captum {captum.__version__}; Python {platform.python_version()}")
+    if device.type == "cuda":
+        desc += f"; GPU {torch.cuda.get_device_name(device)}"
+    return desc
+
+
+# ------------------------------------------------------------------ main
+
+def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[1])
+    p.add_argument("--quick", action="store_true", help="a subset that runs in under 2 minutes on 2 CPU cores")
+    p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tiny models, 1 run: the test suite
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--cases", nargs="+", choices=list(cases_mod.CASES), help="default: all (quick: 3)")
+    p.add_argument("--methods", nargs="+", help="row names or fattr method names; default: all (quick: 6)")
+    p.add_argument("--runs", type=int, help="timed runs per implementation (>= 5 for real numbers)")
+    p.add_argument("--compile", choices=["none", "goals", "all"],
+                   help="torch.compile the fattr call: nowhere, only cnn IG (the goal), or everywhere")
+    p.add_argument("--no-memory", action="store_true", help="skip the chunk_size memory measurement")
+    p.add_argument("--json", metavar="PATH", help="write the records as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = parse(argv)
+    mode = SMOKE if a.smoke else QUICK if a.quick else FULL
+    if a.cases:
+        mode = dataclasses.replace(mode, cases=a.cases)
+    if a.methods:
+        mode = dataclasses.replace(mode, methods=a.methods)
+    if a.runs:
+        mode = dataclasses.replace(mode, runs=a.runs)
+    if a.compile:
+        mode = dataclasses.replace(mode, compile=a.compile)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available")
+    device = torch.device(a.device)
+    selected = pairs.select(mode.methods)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    warnings.filterwarnings("ignore")  # Captum warns about hooks and requires_grad on every call
+
+    start = time.perf_counter()
+    rows: List[Row] = []
+    for name in mode.cases:
+        case = cases_mod.build(name, smoke=mode.smoke, device=a.device)
+        for pair in selected:
+            t0 = time.perf_counter()
+            row = evaluate(pair, case, mode, device, log)
+            rows.append(row)
+            log(f"[{time.perf_counter() - start:6.1f}s] {name:12s} {pair.name:36s} {row.status:9s} "
+                f"{time.perf_counter() - t0:5.1f}s {row.detail[:60]}")
+
+    mem: List[Dict[str, Any]] = []
+    if not a.no_memory:
+        for name in mode.memory_cases:
+            if name not in mode.cases and not a.smoke:
+                continue
+            for cfg in memory.configs(name, mode.settings.n_steps, mode.memory_k, smoke=mode.smoke,
+                                      device=a.device):
+                peak = memory.measure(cfg)
+                mem.append({"case": name, "method": cfg.label, "impl": cfg.impl, "median_s": None,
+                            "min_s": None, "max_s": None, "peak_mem_mb": peak})
+                log(f"[{time.perf_counter() - start:6.1f}s] memory {name} {cfg.impl} {cfg.label}: {peak}")
+
+    print(f"Machine: {machine(device)}\n")
+    print(f"Mode: {'smoke' if mode.smoke else 'quick' if a.quick else 'full'}; n_steps={mode.settings.n_steps}, "
+          f"n_samples={mode.settings.n_samples}, stdevs={mode.settings.stdevs}, "
+          f"perturbations_per_eval={mode.settings.perturbations_per_eval}; median of {mode.runs} interleaved "
+          f"runs after {mode.warmup} warm-up; times in ms.\n")
+    print(table(rows))
+    unpaired = pairs.unpaired_methods()
+    if unpaired:
+        print(f"\nRegistered fattr methods without a benchmark pair: {', '.join(unpaired)}")
+    if mem:
+        print(f"\nPeak memory of integrated_gradients (above the pre-call level; "
+              f"{'CUDA max_memory_allocated' if device.type == 'cuda' else 'CPU peak RSS of a subprocess'}):\n")
+        print(memory_table(mem))
+    print(f"\nTotal {time.perf_counter() - start:.0f} s.")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(records(rows) + mem, fh, indent=1)
+    return 1 if any(r.status == "error" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

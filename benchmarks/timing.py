@@ -1,0 +1,98 @@
+"""Interleaved timing: every implementation of one case x method, A B C A B C ..., after warm-up.
+
+Interleaving spreads slow drifts of a shared machine (other processes, frequency
+changes) over every implementation alike, so ratios between them stay fair even
+when absolute times wander. Each implementation is warmed up first (lazy
+initialisation, allocator growth, and for ``torch.compile`` the compilation,
+which is timed and reported on its own).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one implementation."""
+
+    times: List[float]
+    first_s: float  # the first (warm-up) call: includes compilation for fattr_compiled
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def max(self) -> float:
+        return max(self.times)
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for queued work on ``device`` (no-op on CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def _clock(fn: Callable[[], object], sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def interleaved(fns: Dict[str, Callable[[], object]], *, runs: int = 5, warmup: int = 1,
+                device: torch.device = torch.device("cpu"),
+                budget_s: Optional[float] = None) -> Dict[str, Timing]:
+    """Time every function in ``fns`` ``runs`` times, interleaved, after ``warmup`` calls each.
+
+    Args:
+      fns: implementation name -> zero-argument callable.
+      runs: timed calls per implementation (at least 1; the harness uses >= 5).
+      warmup: untimed calls per implementation before the timed rounds; the first
+        one's time is kept as ``first_s``.
+      device: where the work runs (CUDA is synchronised around each call).
+      budget_s: stop adding rounds once this much time was spent, but never
+        before 5 rounds (or ``runs`` if smaller).
+
+    Returns:
+      implementation name -> :class:`Timing`.
+    """
+    sync = synchronizer(device)
+    first: Dict[str, float] = {}
+    for name, fn in fns.items():
+        for i in range(max(1, warmup)):
+            t = _clock(fn, sync)
+            if i == 0:
+                first[name] = t
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    for r in range(runs):
+        for name, fn in fns.items():
+            times[name].append(_clock(fn, sync))
+        if budget_s is not None and r + 1 >= min(5, runs) and time.perf_counter() - start > budget_s:
+            break
+    return {name: Timing(times[name], first[name]) for name in fns}
+
+
+def cuda_peak_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
+    """Peak CUDA memory allocated during one call, in MiB (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
