@@ -1,0 +1,18 @@
+"""Pictures of attributions: heat maps, tables of them, and coloured text.
+
+Needs matplotlib for the images (``pip install 'fattr[viz]'``), imported on
+first use; :func:`text` needs nothing. ``import fattr`` does not import this
+module.
+
+- :func:`image`: one example's attributions (Captum's ``visualize_image_attr``
+  methods and signs; diverging red-white-green colours centred at zero).
+- :func:`image_grid`: a table of methods x examples as one Figure.
+- :func:`text`: tokens coloured by their attributions, as an HTML snippet.
+"""
+from fattr._src.viz.arrays import METHODS as METHODS
+from fattr._src.viz.arrays import SIGNS as SIGNS
+from fattr._src.viz.grid import image_grid as image_grid
+from fattr._src.viz.image import image as image
+from fattr._src.viz.text import text as text
+
+__all__ = ["image", "image_grid", "text", "METHODS", "SIGNS"]
