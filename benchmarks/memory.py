@@ -43,12 +43,15 @@ class Config:
         return f"integrated_gradients[n_steps={self.n_steps}{chunk}]"
 
 
-def configs(case: str, n_steps: int, k: int, *, smoke: bool, device: str) -> List[Config]:
-    return [Config(case, "fattr", n_steps, None, smoke, device),
-            Config(case, "fattr", n_steps, k, smoke, device),
-            Config(case, "fattr", k, None, smoke, device),
-            Config(case, "captum", n_steps, None, smoke, device),
-            Config(case, "captum", n_steps, k, smoke, device)]
+def configs(case: str, n_steps: int, k: int, *, smoke: bool, device: str, captum: bool = True) -> List[Config]:
+    """fattr with ``n_steps``, with ``n_steps`` in chunks of ``k``, and with ``k`` steps; then Captum's two."""
+    out = [Config(case, "fattr", n_steps, None, smoke, device),
+           Config(case, "fattr", n_steps, k, smoke, device),
+           Config(case, "fattr", k, None, smoke, device)]
+    if captum:
+        out += [Config(case, "captum", n_steps, None, smoke, device),
+                Config(case, "captum", n_steps, k, smoke, device)]
+    return out
 
 
 def _call(cfg: Config, c: cases.Case):

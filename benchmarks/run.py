@@ -319,14 +319,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available")
     device = torch.device(a.device)
+    label = "smoke" if a.smoke else "quick" if a.quick else "full"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Captum warns about hooks and requires_grad on every call
+        return run(mode, device, json_path=a.json, memory_too=not a.no_memory, label=label)
+
+
+def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, memory_too: bool = True,
+        label: str = "") -> int:
+    """Run ``mode`` on ``device``, print the tables; exit status 1 if a fattr call raised."""
     selected = pairs.select(mode.methods)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    warnings.filterwarnings("ignore")  # Captum warns about hooks and requires_grad on every call
 
     start = time.perf_counter()
     rows: List[Row] = []
     for name in mode.cases:
-        case = cases_mod.build(name, smoke=mode.smoke, device=a.device)
+        case = cases_mod.build(name, smoke=mode.smoke, device=device.type)
         for pair in selected:
             t0 = time.perf_counter()
             row = evaluate(pair, case, mode, device, log)
@@ -335,19 +343,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{time.perf_counter() - t0:5.1f}s {row.detail[:60]}")
 
     mem: List[Dict[str, Any]] = []
-    if not a.no_memory:
+    if memory_too:
         for name in mode.memory_cases:
-            if name not in mode.cases and not a.smoke:
+            if name not in mode.cases:
                 continue
             for cfg in memory.configs(name, mode.settings.n_steps, mode.memory_k, smoke=mode.smoke,
-                                      device=a.device):
+                                      device=device.type, captum=not mode.smoke):
                 peak = memory.measure(cfg)
                 mem.append({"case": name, "method": cfg.label, "impl": cfg.impl, "median_s": None,
                             "min_s": None, "max_s": None, "peak_mem_mb": peak})
                 log(f"[{time.perf_counter() - start:6.1f}s] memory {name} {cfg.impl} {cfg.label}: {peak}")
 
     print(f"Machine: {machine(device)}\n")
-    print(f"Mode: {'smoke' if mode.smoke else 'quick' if a.quick else 'full'}; n_steps={mode.settings.n_steps}, "
+    print(f"Mode: {label}; n_steps={mode.settings.n_steps}, "
           f"n_samples={mode.settings.n_samples}, stdevs={mode.settings.stdevs}, "
           f"perturbations_per_eval={mode.settings.perturbations_per_eval}; median of {mode.runs} interleaved "
           f"runs after {mode.warmup} warm-up; times in ms.\n")
@@ -360,8 +368,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{'CUDA max_memory_allocated' if device.type == 'cuda' else 'CPU peak RSS of a subprocess'}):\n")
         print(memory_table(mem))
     print(f"\nTotal {time.perf_counter() - start:.0f} s.")
-    if a.json:
-        with open(a.json, "w") as fh:
+    if json_path:
+        with open(json_path, "w") as fh:
             json.dump(records(rows) + mem, fh, indent=1)
     return 1 if any(r.status == "error" for r in rows) else 0
 

@@ -1,0 +1,71 @@
+"""The benchmark harness runs end to end (tiny models, one timed run), so it cannot rot.
+
+Speed is not asserted here (timings on a shared CI machine are noise); what is
+asserted is that every pair either agrees with its references or is reported as
+skipped / not applicable, that the JSON records have the documented keys, and
+that the chunk_size memory measurement produces numbers.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest.importorskip("captum")
+
+from benchmarks import pairs, run  # noqa: E402
+
+KEYS = {"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "records.json"
+    out = []
+
+    class Tee:  # capture the table without capsys (module-scoped fixture)
+        def write(self, s):
+            out.append(s)
+
+        def flush(self):
+            pass
+
+    stdout, sys.stdout = sys.stdout, Tee()
+    try:
+        status = run.main(["--smoke", "--json", str(path)])
+    finally:
+        sys.stdout = stdout
+    return status, "".join(out), json.loads(path.read_text())
+
+
+def test_exit_status_and_table(smoke):
+    status, table, _ = smoke
+    assert status == 0, table
+    assert "| case | method | fattr ms |" in table
+    assert "**error**" not in table, table
+    assert "**mismatch**" not in table, table
+
+
+def test_every_registered_method_is_paired_or_listed(smoke):
+    _, table, _ = smoke
+    for name in pairs.unpaired_methods():
+        assert name in table.split("without a benchmark pair:")[-1]
+
+
+def test_records(smoke):
+    _, _, records = smoke
+    assert records
+    for r in records:
+        assert KEYS <= set(r), r
+    timed = [r for r in records if r["median_s"] is not None]
+    assert all(r["min_s"] <= r["median_s"] <= r["max_s"] for r in timed)
+    impls = {(r["case"], r["impl"]) for r in records if r["method"] == "integrated_gradients"}
+    assert {("cnn", "fattr"), ("cnn", "captum"), ("cnn", "floor")} <= impls
+    memory = [r for r in records if r["method"].startswith("integrated_gradients[")]
+    assert len(memory) == 3 and all(r["peak_mem_mb"] is not None and r["peak_mem_mb"] >= 0 for r in memory)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(SystemExit, match="unknown method"):
+        pairs.select(["no_such_method"])
