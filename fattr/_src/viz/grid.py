@@ -125,5 +125,5 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
         bar.set_ticks([low, (low + 1.0) / 2, 1.0], labels=ticks)
         bar.ax.tick_params(labelsize=7)
     if title is not None:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10, wrap=True)
     return fig

@@ -1,0 +1,105 @@
+"""Every registered method, one function call each, on the same digits.
+
+The methods come from :func:`fattr.methods` at run time, so a method added to
+the registry shows up in the demo without changing it. A method's
+:class:`fattr.MethodSpec` says how to call it: a layer (the model's ``conv3``),
+a baseline distribution, a generator, ``return_delta``.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fattr
+
+
+@dataclass
+class Outcome:
+    """One method's result on the demo digits (``error`` is set when the call failed)."""
+
+    name: str
+    spec: Any
+    attributions: Any = None  # what the method returned (tensor or tuple)
+    picture: Optional[torch.Tensor] = None  # (B, 1, H, W) for the figure, or None
+    seconds: float = 0.0
+    delta: Optional[float] = None  # mean |completeness delta| when the method returns one
+    note: str = ""
+    error: Optional[str] = None
+
+
+def call(spec: Any, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor,
+         distribution: torch.Tensor, generator: torch.Generator) -> Tuple[Any, Optional[torch.Tensor]]:
+    """``spec.fn(model, [layer,] x, [distribution,] target=..., **options)``: one call. Returns (attr, delta)."""
+    positional: list = [model] + ([layer] if spec.layer else []) + [x]
+    if spec.baselines == "distribution":
+        positional.append(distribution)
+    kwargs = dict(spec.options)
+    if spec.targeted:
+        kwargs["target"] = target
+    if spec.stochastic:
+        kwargs["generator"] = generator
+    if spec.delta:
+        kwargs["return_delta"] = True
+    out = spec.fn(*positional, **kwargs)
+    return out if spec.delta else (out, None)
+
+
+def upsample(attr: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """``(B, C, h, w) -> (B, C, *size)``, bilinear: ``fattr.interpolate`` when fattr has it."""
+    interpolate = getattr(fattr, "interpolate", None)
+    if interpolate is not None:
+        return interpolate(attr, size, mode="bilinear")
+    return F.interpolate(attr, size=size, mode="bilinear", align_corners=False)
+
+
+def picture(attr: Any, size: Tuple[int, int]) -> Tuple[Optional[torch.Tensor], str]:
+    """Attributions as ``(B, 1, *size)`` for a heat map: channels summed, layer maps upsampled."""
+    if isinstance(attr, (tuple, list)):
+        if len(attr) != 1:
+            return None, f"{len(attr)} tensors: not drawn"
+        attr = attr[0]
+    attr = attr.detach()
+    if attr.dim() == 3:
+        attr = attr.unsqueeze(1)
+    if attr.dim() != 4:
+        return None, f"shape {tuple(attr.shape)}: not drawn"
+    summed = attr.sum(dim=1, keepdim=True)
+    if tuple(summed.shape[-2:]) == tuple(size):
+        note = "summed over channels" if attr.shape[1] > 1 else ""
+        return summed, note
+    how = "fattr.interpolate" if hasattr(fattr, "interpolate") else "F.interpolate"
+    channels = "summed over channels, " if attr.shape[1] > 1 else ""
+    return upsample(summed, size), f"{channels}{tuple(attr.shape[-2:])} upsampled by {how}"
+
+
+def run_all(model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Tensor,
+            distribution: torch.Tensor, seed: int, log: Any = print) -> list:
+    """Call every registered method once on ``x``; failures are recorded, not raised."""
+    layer = model.get_submodule(layer_name)
+    size = tuple(x.shape[-2:])
+    outcomes = []
+    for i, spec in enumerate(fattr.methods()):
+        outcome = Outcome(spec.name, spec)
+        generator = torch.Generator().manual_seed(seed + i)
+        try:
+            start = time.perf_counter()
+            attr, delta = call(spec, model, layer, x, target, distribution, generator)
+            outcome.seconds = time.perf_counter() - start
+            outcome.attributions = attr
+            if delta is not None:
+                outcome.delta = float(delta.detach().abs().to(torch.float64).mean())
+            outcome.picture, outcome.note = picture(attr, size)  # type: ignore[arg-type]
+        except Exception as e:  # a broken method must not hide the others
+            outcome.error = f"{type(e).__name__}: {e}"
+            outcome.note = traceback.format_exc(limit=-3)
+        where = f" at {layer_name}" if spec.layer else ""
+        status = f"FAILED ({outcome.error})" if outcome.error else f"{outcome.seconds * 1e3:.1f} ms"
+        log(f"{spec.name}{where}: {status}")
+        outcomes.append(outcome)
+    return outcomes
