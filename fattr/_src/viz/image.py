@@ -50,7 +50,7 @@ def image(attributions: Any, original: Any = None, *, method: str = "blended_hea
       >>> x = torch.rand(2, 3, 8, 8)
       >>> attr = fattr.integrated_gradients(model, x, target=0)
       >>> ax = fattr.viz.image(attr[0], x[0], title="IG, class 0")
-      >>> ax.figure.savefig("/tmp/ig.png")
+      >>> ax.figure.savefig("ig.png")
     """
     check_method_and_sign(method, sign, original)
     outlier_perc = check_outlier_perc(outlier_perc)
