@@ -1,0 +1,397 @@
+"""The split from the model's torch.fx graph: the prefix runs once, the tail once per step.
+
+The model is traced with every module that does not contain the layer as a leaf
+(only the forward code of the layer's ancestors is traced), then the graph's
+nodes are partitioned:
+
+* **cut**: the layer's call (its output is the activation), or, with
+  ``attribute_to_layer_input``, the layer's positional arguments;
+* **tail**: every node downstream of the cut, plus nodes that do not depend on
+  the inputs' *data* (parameters, constants, shapes such as ``x.size(0)`` and
+  what is computed from them only), which the tail recomputes so that they
+  follow the tail's batch size;
+* **rest**: the values the tail reads from the prefix (inputs, skip
+  connections, a second branch): computed once by the head and carried;
+* **head**: everything needed for the cut and the rest.
+
+Head and tail evaluate their nodes against the *live* model (submodules and
+parameters are looked up at call time, so ``torch.func.functional_call`` and
+parameter updates are seen). Nothing is cached: every split traces afresh, so a
+model whose Python attributes or structure change is never run on a stale graph.
+Models the graph cannot represent faithfully raise :class:`Untraceable` and use
+:mod:`.substitute` instead.
+"""
+from __future__ import annotations
+
+import builtins
+import inspect
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
+
+import torch
+from torch import fx, nn
+from torch.fx.node import Node, map_arg
+from torch.utils import _pytree as pytree
+
+from ..calling import _writes_buffers
+from ..errors import Shown, fail
+from . import locking
+from .resolve import registrations
+
+
+class Untraceable(Exception):
+    """The model's graph cannot be used for this split; the reason is the message."""
+
+
+# Shape and metadata queries: recomputed by the tail (they follow its batch size).
+_META_METHODS = {"size", "dim", "ndimension", "numel", "nelement", "get_device", "is_contiguous",
+                 "is_floating_point", "is_complex", "element_size"}
+_META_ATTRS = {"shape", "ndim", "dtype", "device", "is_cuda", "layout", "is_sparse"}
+_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
+                      operator.imod, operator.ipow, operator.imatmul, operator.iand, operator.ior,
+                      operator.ixor, operator.ilshift, operator.irshift, operator.setitem}
+
+
+class _Tracer(fx.Tracer):
+    """Traces only the layer's ancestors; keeps tensor constants off the model."""
+
+    def __init__(self, ancestors: Set[int]) -> None:
+        super().__init__()
+        self._ancestors = ancestors
+        self.constants: Dict[str, torch.Tensor] = {}
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return id(m) not in self._ancestors
+
+    def create_arg(self, a: Any) -> Any:
+        # fx stores tensor constants created in forward as attributes of the root
+        # module; keep them in our own table instead (nothing is set on the model).
+        if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter) and a not in self.tensor_attrs:
+            if not any(a is b for b in self.root.buffers()):
+                name = f"_fattr_constant_{len(self.constants)}"
+                self.constants[name] = a
+                self.tensor_attrs[a] = name
+                return self.create_node("get_attr", name, (), {})
+        return super().create_arg(a)
+
+
+def _ancestors(model: nn.Module, layers: Sequence[nn.Module]) -> Set[int]:
+    ids = set()
+    for layer in layers:
+        for path in registrations(model, layer):
+            atoms = path.split(".") if path else []
+            for k in range(len(atoms)):
+                ids.add(id(model.get_submodule(".".join(atoms[:k]))))
+    return ids
+
+
+def _has_hooks(m: nn.Module) -> bool:
+    return any(len(getattr(m, attr, {})) for attr in
+               ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as module_mod
+    return any(len(getattr(module_mod, attr, {})) for attr in
+               ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                "_global_backward_pre_hooks"))
+
+
+def trace(model: nn.Module, layers: Sequence[nn.Module],
+          concrete: Dict[str, Any]) -> Tuple[fx.Graph, Dict[str, torch.Tensor]]:
+    """The graph of ``model`` with every module outside the layers' ancestry as a leaf.
+
+    ``concrete`` holds the non-tensor arguments (flags, modes) the graph is specialised to.
+    """
+    if any(layer is model for layer in layers):
+        raise Untraceable("the layer is the model itself")
+    ancestors = _ancestors(model, layers)
+    if _global_hooks() or any(_has_hooks(m) for m in model.modules() if id(m) in ancestors):
+        raise Untraceable("hooks are registered on modules whose forward would be traced")
+    tracer = _Tracer(ancestors)
+    saved = [(m, dict(vars(m))) for m in model.modules()]
+    changed = False
+    try:
+        with locking.writing():
+            graph = tracer.trace(model, concrete_args=dict(concrete) or None)
+    except Exception as e:  # any failure to trace means: use the substitution path
+        raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
+    finally:
+        for m, before in saved:  # undo anything the traced forward set on a module
+            now = vars(m)
+            if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
+                changed = True
+                now.clear()
+                now.update(before)
+    if changed:
+        raise Untraceable("the model's forward sets module attributes")
+    return graph, tracer.constants
+
+
+_SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.device, torch.layout,
+               torch.memory_format)
+
+
+def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
+    """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
+    signature = inspect.signature(model.forward)
+    try:
+        bound = signature.bind(*values)
+    except TypeError as e:
+        fail("inputs", f"inputs and args that model.forward{signature} takes positionally",
+             Shown(f"{len(values)} positional values ({e})"), kind=TypeError)
+    bound.apply_defaults()
+    concrete = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) \
+                and type(value) in _SPECIALISE:
+            concrete[name] = value
+    return bound, concrete
+
+
+def key(concrete: Dict[str, Any]) -> Tuple[Any, ...]:
+    """A hashable key for a specialisation (``1``, ``1.0`` and ``True`` differ)."""
+    return tuple((name, type(v).__name__, v) for name, v in concrete.items())
+
+
+def _is_inplace(node: Node, model: nn.Module) -> bool:
+    if node.op == "call_method":
+        return (node.target.endswith("_") and not node.target.startswith("__")) or node.target == "__setitem__"
+    if node.op == "call_function":
+        if node.target in _INPLACE_OPERATORS or node.kwargs.get("inplace") is True:
+            return True
+        name = getattr(node.target, "__name__", "")
+        if name.endswith("_") and not name.startswith("_"):
+            return True
+        try:
+            bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+        except (TypeError, ValueError):
+            return False
+        return bound.arguments.get("inplace") is True
+    if node.op == "call_module":
+        return getattr(model.get_submodule(node.target), "inplace", False) is True
+    return False
+
+
+def _mutated(node: Node) -> Any:
+    return node.args[0] if node.args else None
+
+
+@dataclass
+class Plan:
+    """The partition of one graph for one split (see the module docstring)."""
+
+    model: nn.Module
+    concrete: Dict[str, Any]
+    placeholders: List[Node]
+    constants: Dict[str, torch.Tensor]
+    cuts: Tuple[Node, ...]
+    to_input: bool
+    head_schedule: List[Node]
+    head_nodes: Set[Node]
+    head_frees: List[List[Node]]
+    rest: Tuple[Node, ...]
+    tail_nodes: List[Node]
+    tail_frees: List[List[Node]]
+    output: Node
+
+
+def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
+    """For each step, the values no later step reads (so they can be dropped)."""
+    last: Dict[Node, int] = {}
+    for i, node in enumerate(schedule):
+        last[node] = max(last.get(node, i), i)
+        for a in reads(node):
+            last[a] = i
+    out: List[List[Node]] = [[] for _ in schedule]
+    for node, i in last.items():
+        if node not in keep:
+            out[i].append(node)
+    return out
+
+
+def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
+         concrete: Dict[str, Any]) -> Plan:
+    """Trace ``model`` and partition its graph at ``layers``; :class:`Untraceable` when unusable."""
+    graph, constants = trace(model, layers, concrete)
+    nodes = list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    output = next(n for n in nodes if n.op == "output")
+    cuts = []
+    for layer, label in zip(layers, labels):
+        calls = [n for n in nodes if n.op == "call_module" and model.get_submodule(n.target) is layer]
+        if len(calls) != 1:
+            what = "is never called" if not calls else f"is called {len(calls)} times"
+            fail(label, "a layer that runs exactly once in the model's forward pass",
+                 Shown(f"a {type(layer).__name__} that {what}"),
+                 "Attribute to a module used once (e.g. wrap one of the calls in its own module).")
+        cuts.append(calls[0])
+    cut_set = set(cuts)
+
+    # data-dependence on the inputs (shape queries do not carry it) and the cut's descendants
+    meta: Dict[Node, bool] = {}
+    data: Set[Node] = set()
+    for n in nodes:
+        is_meta = ((n.op == "call_method" and n.target in _META_METHODS)
+                   or (n.op == "call_function" and n.target is builtins.getattr and len(n.args) > 1
+                       and n.args[1] in _META_ATTRS))
+        meta[n] = is_meta
+        if n.op == "placeholder" or any(a in data and not meta[a] for a in n.all_input_nodes):
+            data.add(n)
+    below: Set[Node] = set(cuts) if to_input else set()
+    for n in nodes:
+        if any(a in below or a in cut_set for a in n.all_input_nodes):
+            below.add(n)
+
+    first = min(index[c] for c in cuts)
+    for n in nodes[first:]:
+        if n in cut_set:  # the layer itself runs in the head (output) or on the substituted input
+            continue
+        target = _mutated(n)
+        if _is_inplace(n, model) and not (isinstance(target, Node) and (target in below or target in cut_set)):
+            raise Untraceable("the forward modifies, after the layer, a tensor computed before it")
+
+    def tail_reads(n: Node) -> List[Node]:
+        if to_input and n in cut_set:  # positional args come from the activation
+            kw: List[Node] = []
+            map_arg(n.kwargs, kw.append)
+            return kw
+        return list(n.all_input_nodes)
+
+    tail_set: Set[Node] = set()
+    rest_set: Set[Node] = set()
+    stack = list(output.all_input_nodes)
+    while stack:
+        n = stack.pop()
+        if n in tail_set or n in rest_set or (not to_input and n in cut_set):
+            continue
+        if n in below or meta[n] or n not in data:
+            tail_set.add(n)
+            stack.extend(tail_reads(n))
+        else:
+            rest_set.add(n)
+    rest = tuple(sorted(rest_set, key=index.__getitem__))
+
+    targets: List[Node] = list(rest)
+    for c in cuts:
+        if to_input:
+            map_arg(c.args, targets.append)
+        else:
+            targets.append(c)
+    head_set: Set[Node] = set()
+    stack = targets
+    while stack:
+        n = stack.pop()
+        if n not in head_set:
+            head_set.add(n)
+            stack.extend(n.all_input_nodes)
+    head_schedule = [n for n in nodes if (n in head_set and n.op != "placeholder") or (to_input and n in cut_set)]
+    head_nodes = {n for n in head_set if n.op != "placeholder"}
+
+    def head_reads(n: Node) -> List[Node]:
+        reads = list(n.all_input_nodes) if n in head_nodes else []
+        if to_input and n in cut_set:
+            map_arg(n.args, reads.append)
+        return reads
+
+    tail_nodes = [n for n in nodes if n in tail_set]
+    out_reads = list(output.all_input_nodes)
+    tail_frees = _frees(tail_nodes + [output], lambda n: out_reads if n is output else tail_reads(n), set())[:-1]
+    return Plan(model=model, concrete=dict(concrete), placeholders=placeholders,
+                constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
+                head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
+                rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+def clone(value: Any) -> Any:
+    """Copy every tensor in ``value`` (the tail may modify its inputs in place)."""
+    return pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, value)
+
+
+def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+    """``m(*args, **kwargs)`` without writing its buffers (BatchNorm in training mode)."""
+    if _writes_buffers(m):
+        buffers = {name: b.clone() for name, b in m.named_buffers()}
+        return torch.func.functional_call(m, buffers, tuple(args), dict(kwargs), strict=False)
+    return m(*args, **kwargs)
+
+
+def _fetch(p: Plan, target: str) -> Any:
+    if target in p.constants:
+        return p.constants[target]
+    obj: Any = p.model
+    for atom in target.split("."):
+        obj = getattr(obj, atom)
+    return obj
+
+
+def _evaluate(p: Plan, n: Node, env: Dict[Node, Any]) -> Any:
+    args = map_arg(n.args, env.__getitem__)
+    kwargs = map_arg(n.kwargs, env.__getitem__)
+    if n.op == "call_function":
+        return n.target(*args, **kwargs)
+    if n.op == "call_method":
+        return getattr(args[0], n.target)(*args[1:], **kwargs)
+    if n.op == "call_module":
+        return call_module(p.model.get_submodule(n.target), args, kwargs)
+    if n.op == "get_attr":
+        return _fetch(p, n.target)
+    raise RuntimeError(f"unexpected fx node {n.op}")  # pragma: no cover
+
+
+def _bind(p: Plan, bound: inspect.BoundArguments) -> Dict[Node, Any]:
+    env: Dict[Node, Any] = {}
+    for ph in p.placeholders:
+        name = ph.target.lstrip("*")
+        if name in bound.arguments:
+            env[ph] = bound.arguments[name]
+        else:  # a specialised argument (fx renames its placeholder; its value is baked in)
+            env[ph] = ph.args[0] if ph.args else None
+    return env
+
+
+def _positional(n: Node, env: Dict[Node, Any]) -> Any:
+    values = map_arg(n.args, env.__getitem__)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def run_head(p: Plan, bound: inspect.BoundArguments) -> Tuple[List[Any], Tuple[Any, ...]]:
+    """``(activations, rest)``: one activation per cut (cloned), and the carried values."""
+    env = _bind(p, bound)
+    captured: Dict[Node, Any] = {}
+    for n, frees in zip(p.head_schedule, p.head_frees):
+        if p.to_input and n in p.cuts:
+            captured[n] = clone(_positional(n, env))
+        if n in p.head_nodes:
+            env[n] = _evaluate(p, n, env)
+            if not p.to_input and n in p.cuts:
+                captured[n] = clone(env[n])
+        for f in frees:
+            env.pop(f, None)
+    return [captured[c] for c in p.cuts], tuple(env[r] for r in p.rest)
+
+
+def run_tail(p: Plan, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
+    """The model's output with the cut values replaced by ``activations``."""
+    env: Dict[Node, Any] = {r: clone(v) for r, v in zip(p.rest, rest)}
+    substitute: Dict[Node, Any] = {}
+    for c, a in zip(p.cuts, activations):
+        if p.to_input:
+            substitute[c] = clone(a)
+        else:
+            env[c] = clone(a)
+    for n, frees in zip(p.tail_nodes, p.tail_frees):
+        if n in substitute:
+            a = substitute[n]
+            args = a if isinstance(a, tuple) else (a,)
+            env[n] = call_module(p.model.get_submodule(n.target), args, map_arg(n.kwargs, env.__getitem__))
+        else:
+            env[n] = _evaluate(p, n, env)
+        for f in frees:
+            env.pop(f, None)
+    return map_arg(p.output.args[0], env.__getitem__)

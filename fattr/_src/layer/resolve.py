@@ -1,0 +1,55 @@
+"""Which modules ``layer`` names: a submodule of the model, its dotted name, or a list of them."""
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+from torch import nn
+
+from ..errors import Shown, fail
+
+_HINT = "Pass a submodule of the model or its dotted name, e.g. 'body.1.conv2' (see model.named_modules())."
+
+
+def check_model(model: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        fail("model", "a torch.nn.Module (layer methods split the module at the layer)", model, kind=TypeError)
+    return model
+
+
+def _one(model: nn.Module, layer: Any, name: str) -> nn.Module:
+    if isinstance(layer, str):
+        try:
+            return model.get_submodule(layer)
+        except AttributeError:
+            fail(name, "the dotted name of a submodule of the model", Shown(repr(layer)), _HINT)
+    if not isinstance(layer, nn.Module):
+        fail(name, "an nn.Module inside the model or its dotted name", layer, _HINT, kind=TypeError)
+    if not any(m is layer for m in model.modules()):
+        fail(name, "a submodule of the model", Shown(f"a {type(layer).__name__} that is not inside the model"), _HINT)
+    return layer
+
+
+def resolve(model: nn.Module, layer: Any, name: str = "layer", *,
+            allow_list: bool = True) -> Tuple[Tuple[nn.Module, ...], bool]:
+    """``(modules, was_list)``: the module(s) ``layer`` names inside ``model``.
+
+    Raises ``ValueError`` naming ``name`` for a module or name not in the model,
+    ``TypeError`` for anything else.
+    """
+    check_model(model)
+    if isinstance(layer, (list, tuple)) and not isinstance(layer, str):
+        if not allow_list:
+            fail(name, "one module or dotted name (this method takes a single layer)", layer, kind=TypeError)
+        if len(layer) == 0:
+            fail(name, "a non-empty list of modules or dotted names", layer)
+        modules: List[nn.Module] = [_one(model, item, f"{name}[{i}]") for i, item in enumerate(layer)]
+        for i, m in enumerate(modules):
+            if any(m is other for other in modules[:i]):
+                fail(f"{name}[{i}]", "distinct layers", Shown(f"the same module as an earlier entry ({type(m).__name__})"))
+        return tuple(modules), True
+    return (_one(model, layer, name),), False
+
+
+def registrations(model: nn.Module, layer: nn.Module) -> List[str]:
+    """Every dotted name under which ``layer`` is registered in ``model`` (``''`` for the model itself)."""
+    return [n for n, m in model.named_modules(remove_duplicate=False) if m is layer]
