@@ -15,6 +15,17 @@ from fattr._src.registry import methods as methods
 from fattr._src.saliency import input_x_gradient as input_x_gradient
 from fattr._src.saliency import saliency as saliency
 # --- layer methods (issue 3) ---
+from fattr._src.layer.activation import layer_activation as layer_activation
+from fattr._src.layer.feature_ablation import layer_feature_ablation as layer_feature_ablation
+from fattr._src.layer.grad_cam import layer_grad_cam as layer_grad_cam
+from fattr._src.layer.gradient_shap import layer_gradient_shap as layer_gradient_shap
+from fattr._src.layer.gradient_x_activation import layer_gradient_x_activation as layer_gradient_x_activation
+from fattr._src.layer.gradient_x_input import gradient_x_input as gradient_x_input
+from fattr._src.layer.integrated import internal_influence as internal_influence
+from fattr._src.layer.integrated import layer_conductance as layer_conductance
+from fattr._src.layer.integrated import layer_integrated_gradients as layer_integrated_gradients
+from fattr._src.layer.interpolate import interpolate as interpolate
+from fattr._src.layer.split import split as split
 # --- deeplift methods (issue 4) ---
 
 __version__ = "0.1.0"
@@ -31,5 +42,16 @@ __all__ = [
     "quadrature",
     "saliency",
     # --- layer methods (issue 3) ---
+    "gradient_x_input",
+    "internal_influence",
+    "interpolate",
+    "layer_activation",
+    "layer_conductance",
+    "layer_feature_ablation",
+    "layer_grad_cam",
+    "layer_gradient_shap",
+    "layer_gradient_x_activation",
+    "layer_integrated_gradients",
+    "split",
     # --- deeplift methods (issue 4) ---
 ]

@@ -12,6 +12,14 @@ from .gradient_shap import gradient_shap
 from .integrated_gradients import integrated_gradients
 from .noise_tunnel import noise_tunnel
 from .saliency import input_x_gradient, saliency
+# --- layer methods (issue 3) ---
+from .layer.activation import layer_activation
+from .layer.feature_ablation import layer_feature_ablation
+from .layer.grad_cam import layer_grad_cam
+from .layer.gradient_shap import layer_gradient_shap
+from .layer.gradient_x_activation import layer_gradient_x_activation
+from .layer.gradient_x_input import gradient_x_input
+from .layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,20 @@ _SPECS = [
                options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("smoothgrad", smoothgrad, stochastic=True, options=(("abs", False),)),
     # --- layer methods (issue 3) ---
+    MethodSpec("gradient_x_input", gradient_x_input),
+    MethodSpec("layer_activation", layer_activation, layer=True, targeted=False, needs_module=True),
+    MethodSpec("layer_gradient_x_activation", layer_gradient_x_activation, layer=True, needs_module=True),
+    MethodSpec("layer_grad_cam", layer_grad_cam, layer=True, needs_module=True),
+    MethodSpec("internal_influence", internal_influence, baselines="optional", layer=True, chunked=True,
+               needs_module=True, options=(("n_steps", 16),)),
+    MethodSpec("layer_conductance", layer_conductance, baselines="optional", layer=True, chunked=True, delta=True,
+               needs_module=True, options=(("n_steps", 16),)),
+    MethodSpec("layer_integrated_gradients", layer_integrated_gradients, baselines="optional", layer=True,
+               chunked=True, delta=True, needs_module=True, options=(("n_steps", 16),)),
+    MethodSpec("layer_gradient_shap", layer_gradient_shap, baselines="distribution", layer=True, stochastic=True,
+               delta=True, needs_module=True, options=(("n_samples", 8), ("stdevs", 0.05))),
+    MethodSpec("layer_feature_ablation", layer_feature_ablation, layer=True, needs_module=True,
+               options=(("perturbations_per_eval", 3),)),
     # --- deeplift methods (issue 4) ---
 ]
 

@@ -1,0 +1,44 @@
+"""Layer activation: the layer's output (or input) for the given inputs."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .. import structure
+from ..arguments import as_args
+from .split import build
+
+
+def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (),
+                     attribute_to_layer_input: bool = False) -> Any:
+    """The activation of ``layer`` (Captum's LayerActivation), computed by the split's head.
+
+    Only the part of the model the layer depends on runs. The result keeps the
+    autograd graph (it is differentiable with respect to the parameters before
+    the layer); wrap the call in ``torch.no_grad()`` when that is not needed.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name, or a list of them.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      args: extra positional arguments of ``model``.
+      attribute_to_layer_input: return the layer's input instead of its output.
+
+    Returns:
+      The layer's output (or input): a tensor, or a tuple when the layer has
+      several; a list of those, one per layer, for a list of layers.
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+      >>> x = torch.randn(5, 3)
+      >>> fattr.layer_activation(model, "1", x).shape
+      torch.Size([5, 4])
+      >>> [a.shape for a in fattr.layer_activation(model, ["0", "2"], x)]
+      [torch.Size([5, 4]), torch.Size([5, 2])]
+    """
+    xs, _ = structure.as_tuple(inputs)
+    s = build(model, layer, attribute_to_layer_input)
+    activation, _ = s.head(*xs, *as_args(args))
+    return activation

@@ -1,0 +1,64 @@
+"""Layer Gradient x Activation: the gradient of the target with respect to the layer, times the activation."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .. import structure
+from ..arguments import as_args
+from ..errors import check_bool, fail
+from ..gradients import gradients
+from ..targets import as_target
+from .resolve import check_model
+from .view import LayerFunction
+
+
+def _one(model: nn.Module, layer: Any, xs: structure.Tensors, target: Any, args: tuple,
+         multiply_by_inputs: bool, attribute_to_layer_input: bool, name: str) -> Any:
+    lf = LayerFunction(model, layer, attribute_to_layer_input, name=name)
+    acts, rest = lf.head(xs, args)
+    grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
+    return lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)))
+
+
+def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None,
+                                args: Any = (), multiply_by_inputs: bool = True,
+                                attribute_to_layer_input: bool = False) -> Any:
+    """Gradient x activation at a layer (Captum's LayerGradientXActivation).
+
+    ``activation * d model(inputs)[target] / d activation``: one head pass and one
+    batched forward and backward pass of the tail.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name, or a list of them (each
+        is attributed on its own, with the other layers left free: Captum's semantics).
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      target: the output to attribute (None, int, tuple, or one entry per example).
+      args: extra positional arguments of ``model``.
+      multiply_by_inputs: if False, return the gradient alone.
+      attribute_to_layer_input: attribute to the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like the layer's activation (a tuple when it has
+      several tensors); a list, one per layer, for a list of layers.
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+      >>> attr = fattr.layer_gradient_x_activation(model, "1", torch.randn(5, 3), target=0)
+      >>> attr.shape
+      torch.Size([5, 4])
+    """
+    check_model(model)
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("attribute_to_layer_input", attribute_to_layer_input)
+    xs, _ = structure.as_tuple(inputs)
+    args = as_args(args)
+    if isinstance(layer, (list, tuple)):
+        if not layer:
+            fail("layer", "a non-empty list of modules or dotted names", layer)
+        return [_one(model, item, xs, target, args, multiply_by_inputs, attribute_to_layer_input, f"layer[{i}]")
+                for i, item in enumerate(layer)]
+    return _one(model, layer, xs, target, args, multiply_by_inputs, attribute_to_layer_input, "layer")
