@@ -27,6 +27,8 @@ from fattr._src.layer.integrated import layer_integrated_gradients as layer_inte
 from fattr._src.layer.interpolate import interpolate as interpolate
 from fattr._src.layer.split import split as split
 # --- deeplift methods (issue 4) ---
+from fattr._src.deeplift.deeplift import deeplift as deeplift
+from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
 
 __version__ = "0.1.0"
 
@@ -54,4 +56,6 @@ __all__ = [
     "layer_integrated_gradients",
     "split",
     # --- deeplift methods (issue 4) ---
+    "deeplift",
+    "deeplift_shap",
 ]

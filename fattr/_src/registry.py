@@ -20,6 +20,8 @@ from .layer.gradient_shap import layer_gradient_shap
 from .layer.gradient_x_activation import layer_gradient_x_activation
 from .layer.gradient_x_input import gradient_x_input
 from .layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
+# --- deeplift methods (issue 4) ---
+from .deeplift.deeplift import deeplift, deeplift_shap
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ _SPECS = [
     MethodSpec("layer_feature_ablation", layer_feature_ablation, layer=True, needs_module=True,
                options=(("perturbations_per_eval", 3),)),
     # --- deeplift methods (issue 4) ---
+    MethodSpec("deeplift", deeplift, baselines="optional", delta=True, needs_module=True),
+    MethodSpec("deeplift_shap", deeplift_shap, baselines="distribution", delta=True, needs_module=True),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

@@ -1,0 +1,294 @@
+"""Which torch callables are nonlinearities, and what the rescale rule does with each.
+
+A ``TorchFunctionMode`` sees the outermost torch callable of every call
+(``F.relu``, ``torch.relu``, ``Tensor.relu``, ``nn.ReLU`` -> ``F.relu``, ...).
+:func:`parse` recognises the covered nonlinearities however they are called and
+normalises the call into a :class:`Call`; :func:`uncovered` names a call that is
+nonlinear in input-dependent tensors but invisible to the rule (``F.gelu``, a
+product of two input-dependent tensors, ...), so that it can be reported.
+
+Covered (Captum's list, plus what the same rules handle exactly):
+  elementwise rescale: relu, elu, leaky_relu, sigmoid, tanh, softplus, hardtanh, relu6;
+  softmax rule: softmax; max-pool rule: max_pool1d/2d/3d, adaptive_max_pool1d/2d/3d.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Call:
+    """A normalised call of a covered nonlinearity.
+
+    Attributes:
+      kind: ``"elementwise"``, ``"softmax"`` or ``"maxpool"``.
+      name: how the user called it (for messages).
+      input: the tensor the nonlinearity is applied to.
+      inplace: the call modifies ``input`` in place.
+      op: the out-of-place op on one tensor; for ``"maxpool"`` it returns ``(output, indices)``.
+      dim: the softmax dim (``"softmax"`` only).
+      n_spatial: pooled dims (``"maxpool"`` only).
+      with_indices: the call returns ``(output, indices)`` (``"maxpool"`` only).
+    """
+
+    kind: str
+    name: str
+    input: Tensor
+    inplace: bool
+    op: Callable[[Tensor], Any]
+    dim: int = -1
+    n_spatial: int = 0
+    with_indices: bool = False
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kind: str
+    name: str
+    signature: inspect.Signature
+    build: Callable[[Dict[str, Any]], Dict[str, Any]]
+    inplace: Optional[bool] = None  # None: read the ``inplace`` argument
+
+
+def _sig(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+_COVERED: Dict[Any, _Entry] = {}
+
+
+def _add(kind: str, funcs: Dict[str, Any], signature: Callable[..., Any],
+         build: Callable[[Dict[str, Any]], Dict[str, Any]], inplace: Optional[bool] = None) -> None:
+    sig = _sig(signature)
+    for name, func in funcs.items():
+        if func is not None:
+            _COVERED[func] = _Entry(kind, name, sig, build, inplace)
+
+
+def _fixed(op: Callable[[Tensor], Tensor]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    return lambda a: {"op": op}
+
+
+_T, _F = torch.Tensor, F
+
+# ---- elementwise: the rescale rule m = (f(x) - f(x')) / (x - x')
+_add("elementwise", {"F.relu": F.relu}, lambda input, inplace=False: 0, _fixed(torch.relu))
+_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": _T.relu}, lambda input: 0, _fixed(torch.relu),
+     inplace=False)
+_add("elementwise", {"torch.relu_": torch.relu_, "Tensor.relu_": _T.relu_}, lambda input: 0, _fixed(torch.relu),
+     inplace=True)
+_add("elementwise", {"F.elu": F.elu}, lambda input, alpha=1.0, inplace=False: 0,
+     lambda a: {"op": partial(F.elu, alpha=a["alpha"])})
+_add("elementwise", {"F.elu_": F.elu_}, lambda input, alpha=1.0: 0,
+     lambda a: {"op": partial(F.elu, alpha=a["alpha"])}, inplace=True)
+_add("elementwise", {"F.leaky_relu": F.leaky_relu}, lambda input, negative_slope=0.01, inplace=False: 0,
+     lambda a: {"op": partial(F.leaky_relu, negative_slope=a["negative_slope"])})
+_add("elementwise", {"F.leaky_relu_": F.leaky_relu_}, lambda input, negative_slope=0.01: 0,
+     lambda a: {"op": partial(F.leaky_relu, negative_slope=a["negative_slope"])}, inplace=True)
+_add("elementwise", {"F.hardtanh": F.hardtanh}, lambda input, min_val=-1.0, max_val=1.0, inplace=False: 0,
+     lambda a: {"op": partial(F.hardtanh, min_val=a["min_val"], max_val=a["max_val"])})
+_add("elementwise", {"F.hardtanh_": F.hardtanh_}, lambda input, min_val=-1.0, max_val=1.0: 0,
+     lambda a: {"op": partial(F.hardtanh, min_val=a["min_val"], max_val=a["max_val"])}, inplace=True)
+_add("elementwise", {"F.relu6": F.relu6}, lambda input, inplace=False: 0, _fixed(F.relu6))
+_add("elementwise", {"torch.sigmoid": torch.sigmoid, "Tensor.sigmoid": _T.sigmoid,
+                     "torch.special.expit": torch.special.expit}, lambda input: 0, _fixed(torch.sigmoid),
+     inplace=False)
+_add("elementwise", {"torch.sigmoid_": torch.sigmoid_, "Tensor.sigmoid_": _T.sigmoid_}, lambda input: 0,
+     _fixed(torch.sigmoid), inplace=True)
+_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": _T.tanh}, lambda input: 0, _fixed(torch.tanh),
+     inplace=False)
+_add("elementwise", {"torch.tanh_": torch.tanh_, "Tensor.tanh_": _T.tanh_}, lambda input: 0, _fixed(torch.tanh),
+     inplace=True)
+_add("elementwise", {"F.softplus": F.softplus}, lambda input, beta=1.0, threshold=20.0: 0,
+     lambda a: {"op": partial(F.softplus, beta=a["beta"], threshold=a["threshold"])}, inplace=False)
+
+
+# ---- softmax: rescale per element, multipliers centred along the softmax dim
+def _softmax(a: Dict[str, Any]) -> Dict[str, Any]:
+    dim, ndim = a["dim"], a["input"].dim()
+    if dim is None:  # F.softmax's legacy implicit dim
+        dim = 0 if ndim in (0, 1, 3) else 1
+    dim = dim % max(ndim, 1)
+    return {"op": partial(torch.softmax, dim=dim, dtype=a["dtype"]), "dim": dim}
+
+
+_add("softmax", {"F.softmax": F.softmax}, lambda input, dim=None, _stacklevel=3, dtype=None: 0, _softmax,
+     inplace=False)
+_add("softmax", {"torch.softmax": torch.softmax, "Tensor.softmax": _T.softmax,
+                 "torch.special.softmax": torch.special.softmax}, lambda input, dim, dtype=None: 0, _softmax,
+     inplace=False)
+
+
+# ---- max pooling: the max-pool rule (Captum's), with correct accumulation for overlapping windows
+def _pool(nd: int, adaptive: bool, always_indices: Optional[bool]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    def build(a: Dict[str, Any]) -> Dict[str, Any]:
+        if adaptive:
+            op = partial(getattr(F, f"adaptive_max_pool{nd}d_with_indices"), output_size=a["output_size"])
+        else:
+            stride = a["stride"]
+            if stride is not None and not isinstance(stride, int) and len(stride) == 0:
+                stride = None
+            op = partial(getattr(F, f"max_pool{nd}d_with_indices"), kernel_size=a["kernel_size"], stride=stride,
+                         padding=a["padding"], dilation=a["dilation"], ceil_mode=a["ceil_mode"])
+        with_indices = always_indices if always_indices is not None else bool(a.get("return_indices", False))
+        return {"op": op, "n_spatial": nd, "with_indices": with_indices}
+    return build
+
+
+for _nd in (1, 2, 3):
+    _pool_sig = lambda input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, \
+        return_indices=False: 0  # noqa: E731
+    _add("maxpool", {f"F.max_pool{_nd}d": getattr(F, f"max_pool{_nd}d")}, _pool_sig,
+         _pool(_nd, False, None), inplace=False)
+    _add("maxpool", {f"F.max_pool{_nd}d_with_indices": getattr(F, f"max_pool{_nd}d_with_indices")}, _pool_sig,
+         _pool(_nd, False, True), inplace=False)
+    _add("maxpool", {f"torch.max_pool{_nd}d": getattr(torch, f"max_pool{_nd}d", None)},
+         lambda input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False: 0,
+         _pool(_nd, False, False), inplace=False)
+    _add("maxpool", {f"F.adaptive_max_pool{_nd}d": getattr(F, f"adaptive_max_pool{_nd}d")},
+         lambda input, output_size, return_indices=False: 0, _pool(_nd, True, None), inplace=False)
+    _add("maxpool", {f"F.adaptive_max_pool{_nd}d_with_indices": getattr(F, f"adaptive_max_pool{_nd}d_with_indices")},
+         lambda input, output_size, return_indices=False: 0, _pool(_nd, True, True), inplace=False)
+
+
+def parse(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Call]:
+    """The normalised :class:`Call` if ``func`` is a covered nonlinearity applied to a tensor, else None."""
+    try:
+        entry = _COVERED.get(func)
+    except TypeError:  # unhashable callable
+        return None
+    if entry is None:
+        return None
+    try:
+        bound = entry.signature.bind(*args, **kwargs)
+    except TypeError:
+        return None  # an overload we do not know (e.g. named dims): left to the plain op
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+    if not isinstance(a["input"], Tensor) or not a["input"].is_floating_point():
+        return None
+    inplace = entry.inplace if entry.inplace is not None else bool(a.get("inplace", False))
+    return Call(kind=entry.kind, name=entry.name, input=a["input"], inplace=inplace, **entry.build(a))
+
+
+# ------------------------------------------------------------------ nonlinearities the rule does not cover
+
+_UNARY = """gelu silu mish hardswish hardsigmoid softsign logsigmoid log_sigmoid selu celu rrelu prelu glu
+tanhshrink softshrink hardshrink threshold log_softmax softmin layer_norm group_norm rms_norm normalize
+local_response_norm instance_norm lp_pool1d lp_pool2d lp_pool3d scaled_dot_product_attention
+multi_head_attention_forward cosine_similarity pairwise_distance exp exp2 expm1 log log2 log10 log1p sqrt
+rsqrt square abs absolute sin cos tan asin acos atan sinh cosh asinh acosh atanh atan2 arctan2 erf erfc
+erfinv reciprocal sign sgn clamp clip clamp_min clamp_max maximum minimum fmax fmin max min amax amin
+aminmax logsumexp logcumsumexp cumprod prod norm frobenius_norm nuclear_norm dist cdist var std var_mean
+std_mean sort topk kthvalue median nanmedian mode quantile floor ceil round trunc frac heaviside logit hypot
+logaddexp logaddexp2 xlogy sinc special_expm1 __abs__""".split()
+
+_MULTIPLY = "mul multiply matmul mm bmm mv einsum bilinear outer ger inner dot vdot kron tensordot cross " \
+            "__mul__ __rmul__ __matmul__ __rmatmul__ __imul__".split()
+_MULTIPLY_ACC = "addmm addbmm baddbmm addmv addr addcmul".split()  # first argument is only added
+_DIVIDE = "div divide true_divide floor_divide remainder fmod __truediv__ __itruediv__ __floordiv__ __mod__ " \
+          "__div__".split()
+_RDIVIDE = "__rtruediv__ __rdiv__ __rfloordiv__ __rmod__".split()
+_POWER = "pow float_power __pow__ __ipow__".split()
+_RPOWER = ["__rpow__"]
+
+_NAMESPACES = (("torch", torch), ("Tensor", torch.Tensor), ("F", F), ("torch.special", torch.special))
+
+
+def _collect(names: Any) -> Dict[Any, str]:
+    found: Dict[Any, str] = {}
+    for name in names:
+        for label, space in _NAMESPACES:
+            for attr in (name, name + "_") if not name.startswith("__") else (name,):
+                func = getattr(space, attr, None)
+                if func is None or func in _COVERED:
+                    continue
+                try:
+                    found.setdefault(func, f"{label}.{attr}")
+                except TypeError:
+                    pass
+    return found
+
+
+_UNARY_F = _collect(_UNARY)
+_MULTIPLY_F = _collect(_MULTIPLY)
+_MULTIPLY_ACC_F = _collect(_MULTIPLY_ACC)
+_DIVIDE_F = _collect(_DIVIDE)
+_RDIVIDE_F = _collect(_RDIVIDE)
+_POWER_F = _collect(_POWER)
+_RPOWER_F = _collect(_RPOWER)
+_WHERE_F = {torch.where: "torch.where (input-dependent condition)",
+            torch.Tensor.where: "Tensor.where (input-dependent condition)"}
+_MASK_F = {torch.Tensor.masked_fill: "Tensor.masked_fill (input-dependent mask)",
+           torch.Tensor.masked_fill_: "Tensor.masked_fill_ (input-dependent mask)",
+           torch.masked_fill: "torch.masked_fill (input-dependent mask)"}
+_GETITEM = torch.Tensor.__getitem__
+
+
+def tensors_in(value: Any) -> Iterator[Tensor]:
+    """The tensors in ``value``: itself, or the items of a list/tuple (one level)."""
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if isinstance(item, Tensor):
+                yield item
+
+
+def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+              dependent: Callable[[Any], bool]) -> Optional[str]:
+    """The name of ``func`` if this call is nonlinear in input-dependent tensors; else None.
+
+    ``dependent(value)`` tells whether a value is (or holds) a tensor that depends on the inputs.
+    Called only for calls with at least one dependent tensor argument.
+    """
+    try:
+        if func in _UNARY_F:
+            return _UNARY_F[func]
+        if func in _MULTIPLY_F:
+            operands = [t for a in list(args) + list(kwargs.values()) for t in tensors_in(a)]
+            return _MULTIPLY_F[func] + " of two input-dependent tensors" \
+                if sum(map(dependent, operands)) >= 2 else None
+        if func in _MULTIPLY_ACC_F:
+            operands = [t for a in list(args[1:]) for t in tensors_in(a)]
+            return _MULTIPLY_ACC_F[func] + " of two input-dependent tensors" \
+                if sum(map(dependent, operands)) >= 2 else None
+        if func in _DIVIDE_F:
+            divisor = args[1] if len(args) > 1 else kwargs.get("other")
+            return _DIVIDE_F[func] + " by an input-dependent tensor" if dependent(divisor) else None
+        if func in _RDIVIDE_F:
+            return _RDIVIDE_F[func] + " by an input-dependent tensor" if dependent(args[0]) else None
+        if func in _POWER_F:
+            exponent = args[1] if len(args) > 1 else kwargs.get("exponent", kwargs.get("other"))
+            if dependent(exponent) or not (isinstance(exponent, (int, float)) and exponent == 1):
+                return _POWER_F[func]
+            return None
+        if func in _RPOWER_F:
+            return _RPOWER_F[func]
+        if func in _WHERE_F:
+            condition = args[0] if func is torch.where else (args[1] if len(args) > 1 else kwargs.get("condition"))
+            return _WHERE_F[func] if dependent(condition) else None
+        if func in _MASK_F:
+            mask = args[1] if len(args) > 1 else kwargs.get("mask")
+            return _MASK_F[func] if dependent(mask) else None
+        if func is _GETITEM and len(args) > 1:
+            index = args[1]
+            items = index if isinstance(index, (tuple, list)) else (index,)
+            if any(dependent(i) for i in items):
+                return "Tensor.__getitem__ (input-dependent index)"
+            return None
+        if func is F.batch_norm:
+            training = args[5] if len(args) > 5 else kwargs.get("training", False)
+            running = args[1] if len(args) > 1 else kwargs.get("running_mean")
+            return "F.batch_norm (batch statistics, training mode)" if training or running is None else None
+    except TypeError:  # unhashable func
+        return None
+    return None

@@ -1,0 +1,86 @@
+"""From multipliers to attributions: the default product, ``custom_attribution_func``, delta, warning."""
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from ..errors import describe, fail
+from ..path import accumulation_dtype
+from ..structure import Tensors
+
+Tensor = torch.Tensor
+
+
+def check_custom(func: Any) -> Optional[Callable[..., Any]]:
+    """``custom_attribution_func`` must be None or a callable taking 1 to 3 parameters (Captum's rule)."""
+    if func is None:
+        return None
+    if not callable(func):
+        fail("custom_attribution_func", "None or a callable", func, kind=TypeError)
+    try:
+        count = len(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        fail("custom_attribution_func", "a callable whose signature can be inspected", func, kind=TypeError)
+    if not 1 <= count <= 3:
+        fail("custom_attribution_func", "a callable of 1 to 3 parameters: (multipliers[, inputs[, baselines]])",
+             f"{count} parameters")
+    return func
+
+
+def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: bool,
+                 custom: Optional[Callable[..., Any]]) -> Tensors:
+    """``grads * (xs - bs)``, ``grads``, or ``custom(grads[, xs[, bs]])`` (tuples of equal length)."""
+    if custom is None:
+        if not multiply_by_inputs:
+            return tuple(grads)
+        return tuple(g * (x - b) for g, x, b in zip(grads, xs, bs))
+    count = len(inspect.signature(custom).parameters)
+    out = custom(*(tuple(grads), tuple(xs), tuple(bs))[:count])
+    if isinstance(out, Tensor) and len(xs) == 1:
+        out = (out,)
+    if not isinstance(out, (tuple, list)) or len(out) != len(xs) or not all(isinstance(t, Tensor) for t in out):
+        fail("custom_attribution_func", f"to return a tuple of {len(xs)} tensor(s), one per attributed tensor",
+             describe(out))
+    n = xs[0].shape[0]
+    for i, t in enumerate(out):
+        if t.dim() == 0 or t.shape[0] != n:
+            fail("custom_attribution_func", f"to return tensors with {n} rows along dim 0", describe(t))
+    return tuple(out)
+
+
+def delta(attrs: Tensors, out_x: Tensor, out_b: Tensor) -> Tensor:
+    """Per row: ``sum(attributions) - (f(x) - f(baseline))``, in float64."""
+    n = out_x.shape[0]
+    total = sum(a.reshape(n, -1).to(torch.float64).sum(1) for a in attrs)
+    return total - (out_x.to(torch.float64) - out_b.to(torch.float64))
+
+
+def mean_over_baselines(attrs: Tensors, n: int, m: int) -> Tensors:
+    """``(n*m, ...)`` rows ordered example-first -> ``(n, ...)`` means over the ``m`` baselines."""
+    out = []
+    for a in attrs:
+        per_pair = a.reshape((n, m) + tuple(a.shape[1:]))
+        out.append(per_pair.to(accumulation_dtype(a.dtype)).mean(1).to(a.dtype))
+    return tuple(out)
+
+
+def repeat_rows(x: Tensor, m: int) -> Tensor:
+    """Each row ``m`` times in a row (example-first): ``(n, ...) -> (n*m, ...)``."""
+    return x.repeat_interleave(m, dim=0) if m > 1 else x
+
+
+def tile_rows(x: Tensor, n: int) -> Tensor:
+    """The whole batch ``n`` times: ``(m, ...) -> (n*m, ...)`` (row ``i*m + j`` is row ``j``)."""
+    return x.repeat((n,) + (1,) * (x.dim() - 1)) if n > 1 else x
+
+
+def warn_uncovered(method: str, names: Sequence[str]) -> None:
+    if names:
+        warnings.warn(
+            f"fattr.{method}: the model applies nonlinear operations that DeepLift's rescale rule does not cover "
+            f"to input-dependent tensors: {', '.join(names)}. They get their plain gradient, so the attributions "
+            "need not sum to f(inputs) - f(baselines) (return_delta=True shows by how much).",
+            UserWarning, stacklevel=3)

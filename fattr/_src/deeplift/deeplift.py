@@ -1,0 +1,147 @@
+"""DeepLift and DeepLiftSHAP (rescale rule) with respect to the inputs."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from .. import structure
+from ..arguments import as_args, is_per_example
+from ..baselines import format_baselines, format_distribution
+from ..calling import call
+from ..errors import check_bool, check_callable, check_nonnegative_float
+from ..targets import Target, as_target
+from . import combine
+from .engine import multipliers, needs_graph
+
+
+def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
+             multiply_by_inputs: bool = True, return_delta: bool = False,
+             custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
+    """DeepLift with the rescale rule (Shrikumar et al., 2017), in the gradient form of Ancona et al.
+
+    Every covered nonlinearity (ReLU, ELU, LeakyReLU, Sigmoid, Tanh, Softplus, Hardtanh/ReLU6,
+    Softmax, max pooling) gets the multiplier ``(f(x) - f(x')) / (x - x')`` of its input ``x``
+    and the baseline's ``x'`` (max pooling and softmax: Captum's rules), however the model
+    calls it: a module, a module used several times, ``F.relu``, ``torch.sigmoid``,
+    ``tensor.tanh()``. The attributions are ``multipliers * (inputs - baselines)`` and sum
+    to ``f(inputs) - f(baselines)`` exactly (to rounding) for networks of affine layers and
+    elementwise covered nonlinearities. Nothing is attached to the model (no hooks, no
+    attributes); calls that are nonlinear in the inputs but not covered (``F.gelu``, a product
+    of two input-dependent tensors, ...) get their plain gradient and are named in a warning.
+
+    Cost: a forward pass over the baselines and a forward and backward pass over the inputs
+    (plus a forward pass when the result must be differentiable).
+
+    Args:
+      model: the model (an ``nn.Module``, or any callable made of torch operations).
+      inputs: a tensor ``(B, ...)`` or a tuple of them (floating point).
+      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch
+        of 1, or a tuple of these (one per input).
+      target: the output to attribute: None, int, tuple, or one entry per example.
+      args: extra arguments of ``model``; tensors with B rows stay paired with their example.
+      multiply_by_inputs: if False, return the multipliers (local attribution).
+      return_delta: also return ``sum(attributions) - (f(inputs) - f(baselines))`` per example.
+      custom_attribution_func: ``func(multipliers[, inputs[, baselines]]) -> tuple`` of
+        attributions, replacing the product (tuples with one tensor per input, ``B`` rows each).
+      eps: where ``|x - x'| < eps`` a nonlinearity passes its plain gradient.
+
+    Returns:
+      Attributions shaped like ``inputs``; with ``return_delta``, ``(attributions, delta)``
+      with ``delta`` of shape ``(B,)``.
+
+    Example:
+      >>> import torch, fattr
+      >>> relu = torch.nn.ReLU()
+      >>> class Net(torch.nn.Module):
+      ...     def __init__(self):
+      ...         super().__init__()
+      ...         self.a, self.b, self.out = torch.nn.Linear(3, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+      ...     def forward(self, x):  # one ReLU module, used twice
+      ...         return self.out(relu(self.b(relu(self.a(x)))))
+      >>> torch.manual_seed(0)
+      <torch._C.Generator object at ...>
+      >>> net, x = Net().double(), torch.randn(4, 3, dtype=torch.float64)
+      >>> attr, delta = fattr.deeplift(net, x, target=1, return_delta=True)
+      >>> attr.shape, bool(delta.abs().max() < 1e-12)
+      (torch.Size([4, 3]), True)
+    """
+    check_callable("model", model)
+    xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
+    custom = combine.check_custom(custom_attribution_func)
+    eps = check_nonnegative_float("eps", eps)
+    n = xs[0].shape[0]
+    bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
+    args = as_args(args)
+    tgt = as_target(target, n, xs[0].device)
+
+    def forward(*rows: Any) -> Any:
+        return call(model, rows, args)
+
+    res = multipliers(forward, forward, xs, bs, tgt, eps=eps, graph=needs_graph(model, xs + bs + args))
+    combine.warn_uncovered("deeplift", res.uncovered)
+    attrs = combine.attributions(res.grads, xs, bs, multiply_by_inputs, custom)
+    result = structure.restore(attrs, was_tuple)
+    if not return_delta:
+        return result
+    return result, combine.delta(attrs, res.out_x, res.out_b)
+
+
+def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, target: Any = None, args: Any = (),
+                  multiply_by_inputs: bool = True, return_delta: bool = False,
+                  custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
+    """DeepLiftSHAP: DeepLift against every baseline of a distribution, averaged (SHAP values' estimate).
+
+    Every (example, baseline) pair is one row of a single batched DeepLift pass of ``B * M``
+    rows (not ``M`` passes); the attributions of each example are the mean over its ``M``
+    pairs. Same rules, coverage and warnings as :func:`fattr.deeplift`.
+
+    Args:
+      model: the model (an ``nn.Module``, or any callable made of torch operations).
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: the reference distribution: a tensor ``(M, ...)`` (or a tuple, one per
+        input, with equal ``M``), or a callable returning one from the inputs.
+      target, args, multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift`
+        (``custom_attribution_func`` sees the ``B * M`` pairs, example-first, and its results are averaged).
+      return_delta: also return the delta of every (example, baseline) pair, ordered by
+        example first: shape ``(B * M,)``, entry ``i * M + j`` for example ``i`` and baseline ``j``.
+
+    Returns:
+      Attributions shaped like ``inputs``; with ``return_delta``, ``(attributions, delta)``.
+
+    Example:
+      >>> import torch, fattr
+      >>> torch.manual_seed(0)
+      <torch._C.Generator object at ...>
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+      >>> x, dist = torch.randn(4, 3), torch.randn(10, 3)
+      >>> attr, delta = fattr.deeplift_shap(model, x, dist, target=0, return_delta=True)
+      >>> attr.shape, delta.shape
+      (torch.Size([4, 3]), torch.Size([40]))
+    """
+    check_callable("model", model)
+    xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
+    custom = combine.check_custom(custom_attribution_func)
+    eps = check_nonnegative_float("eps", eps)
+    dist = format_distribution(baselines, xs)
+    n, m = xs[0].shape[0], dist[0].shape[0]
+    args = as_args(args)
+    tgt = as_target(target, n, xs[0].device)
+    pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
+    pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
+    pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
+    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m))
+
+    def forward(*rows: Any) -> Any:
+        return call(model, rows, pair_args)
+
+    res = multipliers(forward, forward, pair_xs, pair_bs, pair_tgt, eps=eps,
+                      graph=needs_graph(model, xs + dist + args))
+    combine.warn_uncovered("deeplift_shap", res.uncovered)
+    pair_attrs = combine.attributions(res.grads, pair_xs, pair_bs, multiply_by_inputs, custom)
+    result = structure.restore(combine.mean_over_baselines(pair_attrs, n, m), was_tuple)
+    if not return_delta:
+        return result
+    return result, combine.delta(pair_attrs, res.out_x, res.out_b)

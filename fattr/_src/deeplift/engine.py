@@ -1,0 +1,113 @@
+"""DeepLift multipliers: one recorded pass over the baselines, one rule pass over the inputs.
+
+1. The baselines' rows go through the model once under a :class:`.Recorder`, which keeps
+   the input of every covered nonlinearity (and gives ``f(baselines)``).
+2. The inputs' rows go through the model once under a :class:`.Replayer`, which replaces
+   each covered nonlinearity by its rescale-rule surrogate paired with the recorded
+   baseline values; one backward pass of the selected outputs then gives the DeepLift
+   multipliers of every row (and the forward gives ``f(inputs)``).
+
+So the cost is a forward pass over the baselines without a graph, and a forward and
+backward pass over the inputs: less than Captum's forward and backward over both.
+When the result must be differentiable (grad mode on and something requires grad),
+the inputs also go through a recorded pass that keeps the graph, whose values anchor
+the surrogates so that an outer backward gets the true derivatives of the multipliers
+with respect to parameters, inputs and baselines (see :mod:`.rules`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..errors import fail
+from ..structure import Tensors
+from ..targets import Target
+from .interception import Recorder, Replayer
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Multipliers:
+    """What one engine run gives.
+
+    Attributes:
+      grads: multipliers, one tensor per attributed tensor (rows as given).
+      out_x, out_b: the selected outputs on the inputs' and the baselines' rows, shape ``(n_rows,)``.
+      uncovered: names of the nonlinear calls the rule could not see (for a warning).
+    """
+
+    grads: Tensors
+    out_x: Tensor
+    out_b: Tensor
+    uncovered: List[str]
+
+
+def needs_graph(model: Any, tensors: Iterable[Any]) -> bool:
+    """Whether the result must be differentiable: grad mode is on and a parameter or tensor requires grad."""
+    if not torch.is_grad_enabled():
+        return False
+    if any(isinstance(t, Tensor) and t.requires_grad for t in tensors):
+        return True
+    if isinstance(model, nn.Module):
+        return any(p.requires_grad for p in model.parameters())
+    return True  # a plain callable may close over parameters
+
+
+def _low_precision(t: Tensor) -> bool:
+    return t.dtype in (torch.float16, torch.bfloat16)
+
+
+def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs: Tensors, bs: Tensors,
+                target: Target, *, eps: float, graph: bool) -> Multipliers:
+    """DeepLift multipliers of the selected output of ``forward_x`` with respect to ``xs``.
+
+    Args:
+      forward_x: ``forward_x(*rows)``: the model on the inputs' rows.
+      forward_b: ``forward_b(*rows)``: the model on the baselines' rows (the same function
+        when nothing else differs between the two).
+      xs, bs: the attributed tensors for the inputs and the baselines, row ``i`` of ``bs``
+        paired with row ``i`` of ``xs`` (same shapes).
+      target: the normalised target for ``n_rows`` rows.
+      eps: the rule falls back to the gradient where ``|x - ref| < eps``.
+      graph: keep the graph so that the results are differentiable.
+    """
+    for i, x in enumerate(xs):
+        if not x.is_floating_point():
+            fail(f"inputs[{i}]" if len(xs) > 1 else "inputs", "a floating-point tensor", x,
+                 "DeepLift attributes to continuous values; embed integer inputs first.", kind=TypeError)
+    n = xs[0].shape[0]
+    with torch.set_grad_enabled(graph):
+        with Recorder() as rec_b:
+            out_b = forward_b(*(b.clone() for b in bs))
+        out_b = target.select(out_b, n)
+        anchors = None
+        if graph:
+            with Recorder() as rec_x:
+                forward_x(*(x.clone() for x in xs))
+            anchors = rec_x.records
+            _check_same_calls(anchors, rec_b.records)
+    with torch.enable_grad():
+        leaves = tuple(x.detach().requires_grad_() for x in xs)
+        rows = tuple(x + (leaf - leaf.detach()) for x, leaf in zip(xs, leaves))  # values of x, non-leaf
+        with Replayer(rec_b.records, anchors, eps, rows) as replayer:
+            out_x = forward_x(*rows)
+        replayer.check_complete()
+        out_x = target.select(out_x, n)
+        total = out_x.sum(dtype=torch.float32) if _low_precision(out_x) else out_x.sum()
+        grads = torch.autograd.grad(total, leaves, create_graph=graph, allow_unused=True)
+    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+    if not graph:
+        out_x, out_b = out_x.detach(), out_b.detach()
+    return Multipliers(grads, out_x, out_b, replayer.uncovered)
+
+
+def _check_same_calls(a: Sequence[Tuple[str, str, Tensor]], b: Sequence[Tuple[str, str, Tensor]]) -> None:
+    same = len(a) == len(b) and all(ka == kb and ta.shape == tb.shape for (ka, _, ta), (kb, _, tb) in zip(a, b))
+    if not same:
+        fail("model", "the same covered nonlinearities, in the same order and on the same shapes, for the inputs "
+             "and the baselines", f"{[n for _, n, _ in a]} and {[n for _, n, _ in b]}",
+             "DeepLift pairs them in call order; the model must not branch on its input values.")
