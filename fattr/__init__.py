@@ -29,6 +29,8 @@ from fattr._src.layer.split import split as split
 # --- deeplift methods (issue 4) ---
 from fattr._src.deeplift.deeplift import deeplift as deeplift
 from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
+from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
+from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
 
 __version__ = "0.1.0"
 
@@ -58,4 +60,6 @@ __all__ = [
     # --- deeplift methods (issue 4) ---
     "deeplift",
     "deeplift_shap",
+    "layer_deeplift",
+    "layer_deeplift_shap",
 ]

@@ -22,6 +22,7 @@ from .layer.gradient_x_input import gradient_x_input
 from .layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
 # --- deeplift methods (issue 4) ---
 from .deeplift.deeplift import deeplift, deeplift_shap
+from .deeplift.layer import layer_deeplift, layer_deeplift_shap
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ _SPECS = [
     # --- deeplift methods (issue 4) ---
     MethodSpec("deeplift", deeplift, baselines="optional", delta=True, needs_module=True),
     MethodSpec("deeplift_shap", deeplift_shap, baselines="distribution", delta=True, needs_module=True),
+    MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True),
+    MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True,
+               needs_module=True),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
