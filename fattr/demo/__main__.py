@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     except OSError as e:
         raise DemoError(f"cannot create the output folder {out}: {e}")
     seed, quick = args.seed, args.quick
-    epochs, prior_epochs = (3, 3) if quick else (10, 10)
+    epochs, prior_epochs = (3, 2) if quick else (10, 6)
 
     data = load(seed)
     log(f"digits: {data.train_x.shape[0]} training and {data.test_x.shape[0]} held-out images of 8x8 pixels")
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
         f"accuracy {result.plain_accuracy:.1%} -> {result.prior_accuracy:.1%}")
 
     log("drawing")
-    figures.attributions_png(out / "attributions.png", x, y, predictions, outcomes)
+    figures.attributions_png(out / "attributions.png", x, y, predictions, outcomes, LAYER)
     with torch.no_grad():
         plain_ig = fattr.integrated_gradients(model, x, n_steps=32, target=y)
         prior_ig = fattr.integrated_gradients(result.prior_model, x, n_steps=32, target=y)
@@ -116,8 +116,11 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse(argv)
-    if args.timeout > 0:
-        faulthandler.dump_traceback_later(args.timeout, exit=True)  # never hang, even inside a C call
+    if args.timeout > 0:  # never hang, even inside a C call: dump the stacks and exit
+        try:
+            faulthandler.dump_traceback_later(args.timeout, exit=True, file=sys.__stderr__)
+        except (AttributeError, ValueError, OSError):  # no real stderr (embedded interpreters)
+            pass
     try:
         run(args)
     except DemoError as e:

@@ -44,6 +44,7 @@ class Comparison:
     captum_class: str = ""
     max_abs_diff: Optional[float] = None
     max_abs: Optional[float] = None  # largest |attribution|, to read the difference against
+    delta: Optional[float] = None  # mean |convergence delta| of Captum's attributions
     seconds: Optional[float] = None
     note: str = ""
 
@@ -57,8 +58,11 @@ def available() -> bool:
 
 
 def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Tensor,
-            distribution: torch.Tensor) -> Comparison:
-    """Run Captum's counterpart of ``spec`` with the same options and compare with ``ours``."""
+            distribution: torch.Tensor, repeats: int = 3) -> Comparison:
+    """Run Captum's counterpart of ``spec`` with the same options and compare with ``ours``.
+
+    Captum's time is the best of ``repeats`` calls, like fattr's in the demo.
+    """
     name = CLASSES.get(spec.name)
     if name is None:
         return Comparison(note="no Captum counterpart")
@@ -79,12 +83,28 @@ def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Te
         kwargs["target"] = target
     if spec.baselines == "distribution":
         kwargs["baselines"] = distribution.clone()
+    if spec.delta and "return_convergence_delta" in attribute_params:
+        kwargs["return_convergence_delta"] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         explainer = cls(twin, twin.get_submodule(layer_name), **make) if spec.layer else cls(twin, **make)
-        start = time.perf_counter()
-        theirs = explainer.attribute(x.clone(), **kwargs)
-        result.seconds = time.perf_counter() - start
+        try:
+            explainer.attribute(x.clone(), **kwargs)
+        except AssertionError:
+            if kwargs.get("perturbations_per_eval", 1) == 1:
+                raise
+            # Captum 0.9 rejects per-example targets with perturbations_per_eval > 1; results do not depend on it
+            kwargs["perturbations_per_eval"] = 1
+            result.note = "Captum run with perturbations_per_eval=1 (it rejects per-example targets otherwise)"
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            theirs = explainer.attribute(x.clone(), **kwargs)
+            times.append(time.perf_counter() - start)
+        result.seconds = min(times)
+    if kwargs.get("return_convergence_delta"):
+        theirs, captum_delta = theirs
+        result.delta = float(captum_delta.detach().abs().double().mean())
     if isinstance(ours, (tuple, list)) != isinstance(theirs, (tuple, list)):
         ours = ours[0] if isinstance(ours, (tuple, list)) and len(ours) == 1 else ours
         theirs = theirs[0] if isinstance(theirs, (tuple, list)) and len(theirs) == 1 else theirs

@@ -13,13 +13,14 @@ from .prior import PriorResult
 
 
 def attributions_png(path: Path, x: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor,
-                     outcomes: Sequence[Outcome]) -> None:
+                     outcomes: Sequence[Outcome], layer: str) -> None:
     """Rows: digits; columns: the image, then one heat map per method (red negative, green positive)."""
     columns = {o.name: o.picture for o in outcomes if o.picture is not None}
     rows = [f"label {int(t)}\npredicted {int(p)}" for t, p in zip(labels, predictions)]
     fig = fattr.viz.image_grid(columns, x, method="heat_map", sign="all", row_titles=rows, cell_size=0.85,
-                               title="Every registered fattr method on held-out digits\n"
-                                     "(green positive, red negative; each cell scaled to its own max)")
+                               title="Every registered fattr method on held-out digits, one call each "
+                                     f"(layer methods at {layer}, 4x4, summed over channels and upsampled)\n"
+                                     "green positive, red negative, white zero; each cell scaled to its own max")
     fig.savefig(path, dpi=80)
 
 

@@ -52,10 +52,12 @@ class PriorResult:
     prior_share: float
     prior_model: nn.Module
     seconds: float
+    train_steps: int
+    eval_steps: int
 
 
 def run(plain: nn.Module, plain_accuracy: float, data: Digits, *, epochs: int, model_seed: int,
-        batch_seed: int, weight: float = 1.0, train_steps: int = 4, eval_steps: int = 16,
+        batch_seed: int, weight: float = 1.0, train_steps: int = 2, eval_steps: int = 16,
         log: Log = print) -> PriorResult:
     """Train a second copy of ``plain`` with the prior and compare the two.
 
@@ -74,4 +76,5 @@ def run(plain: nn.Module, plain_accuracy: float, data: Digits, *, epochs: int, m
         with torch.no_grad():
             attr = fattr.integrated_gradients(m, data.test_x, n_steps=eval_steps, target=data.test_y)
         shares.append(border_share(attr, mask))
-    return PriorResult(plain_accuracy, acc, shares[0], shares[1], model, time.perf_counter() - start)
+    return PriorResult(plain_accuracy, acc, shares[0], shares[1], model, time.perf_counter() - start, train_steps,
+                       eval_steps)

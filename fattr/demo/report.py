@@ -20,8 +20,8 @@ def _number(value: Optional[float], fmt: str = "{:.2e}") -> str:
 
 def method_table(outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison], layer: str) -> str:
     lines = ["| method | attributes to | time (ms) | mean abs completeness delta | Captum class | "
-             "max abs diff from Captum | largest abs attribution | Captum time (ms) | notes |",
-             "|---|---|---:|---:|---|---:|---:|---:|---|"]
+             "max abs diff from Captum | largest abs attribution | Captum time (ms) | Captum's delta | notes |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for o in outcomes:
         c = comparisons.get(o.name, Comparison())
         where = f"layer `{layer}`" if o.spec.layer else "input pixels"
@@ -29,7 +29,7 @@ def method_table(outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison]
         time_ms = "–" if o.error else f"{o.seconds * 1e3:.1f}"
         lines.append(f"| `{o.name}` | {where} | {time_ms} | {_number(o.delta)} | {c.captum_class or '–'} | "
                      f"{_number(c.max_abs_diff)} | {_number(c.max_abs, '{:.3g}')} | "
-                     f"{_number(None if c.seconds is None else c.seconds * 1e3, '{:.1f}')} | "
+                     f"{_number(None if c.seconds is None else c.seconds * 1e3, '{:.1f}')} | {_number(c.delta)} | "
                      f"{notes.replace('|', '/').replace(chr(10), ' ')} |")
     return "\n".join(lines)
 
@@ -52,9 +52,10 @@ in {train_seconds:.1f} s: **held-out accuracy {accuracy:.1%}**.
 
 ## Attribution methods
 Every method in `fattr.methods()` ({len(outcomes)}), each one function call on {n_digits} held-out digits
-for their true class; layer methods at `{layer}`. Time is the wall time of that one call.
-The completeness delta is `sum(attributions) - (f(x) - f(baseline))` per example (per example and baseline
-sample for the SHAP methods), from `return_delta=True` where the method offers it. {captum_line}
+for their true class; layer methods at `{layer}`. Times are the best of 3 identical calls (wall clock).
+The completeness delta is `sum(attributions) - (f(x) - f(baseline))` per example, from `return_delta=True`
+where the method offers it; for the SHAP methods it is per example and baseline sample (for GradientSHAP a
+one-point estimate per sample, so large by nature: only its mean over samples is an attribution). {captum_line}
 Differences are absolute; read them against the largest attribution next to them.
 
 {method_table(outcomes, comparisons, layer)}
@@ -62,8 +63,9 @@ Differences are absolute; read them against the largest attribution next to them
 ## Attribution prior
 A second copy of the model (same initial weights, same batches) trained for {prior_epochs} epochs with
 `loss = cross_entropy + mean over the batch of sum |IG| over the border pixels`, where IG is
-`fattr.integrated_gradients(model, x, n_steps=4, target=y)` inside the training loop (the loss
-backpropagates through it). Border: the outermost row and column on each side (28 of 64 pixels).
+`fattr.integrated_gradients(model, x, n_steps={prior.train_steps}, target=y)` inside the training loop (the
+loss backpropagates through it; a few Gauss-Legendre steps are enough for a penalty). Border: the outermost
+row and column on each side (28 of 64 pixels). Shares are measured with {prior.eval_steps} steps.
 
 | model | held-out accuracy | share of abs IG on the border (held-out set) |
 |---|---:|---:|

@@ -94,9 +94,16 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
 
     columns = (["image"] if show_original else []) + names
     shape = (len(columns), n) if transpose else (n, len(columns))
-    extra = 0.45 if colorbar else 0.0
-    fig = Figure(figsize=(shape[1] * cell_size + 0.6, shape[0] * cell_size + 0.7 + extra), layout="constrained")
-    axes = np.asarray(fig.subplots(*shape, squeeze=False))
+    # a fixed layout in inches (constrained layout costs seconds for large tables)
+    gap, left = 0.08 * cell_size, 0.6 if (transpose or row_titles is not None) else 0.1
+    top = 0.5 + (0.4 if title is not None else 0.0)
+    bottom = 0.55 if colorbar else 0.1
+    width = left + shape[1] * cell_size + (shape[1] - 1) * gap + 0.1
+    height = top + shape[0] * cell_size + (shape[0] - 1) * gap + bottom
+    fig = Figure(figsize=(width, height))
+    axes = np.asarray(fig.subplots(*shape, squeeze=False, gridspec_kw=dict(
+        left=left / width, right=1 - 0.1 / width, bottom=bottom / height, top=1 - top / height,
+        wspace=gap / cell_size, hspace=gap / cell_size)))
     headers = ([str(t) for t in row_titles] if row_titles is not None else [""] * n) if transpose else columns
     for i in range(n):
         for j, column in enumerate(columns):
@@ -118,12 +125,15 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
                 ax.set_ylabel(_label(str(label)), fontsize=8)
     if colorbar and method in ("heat_map", "blended_heat_map"):
         low = -1.0 if sign == "all" else 0.0
-        bar = fig.colorbar(ScalarMappable(Normalize(low, 1.0), mpl.colormap(cmap, sign)), ax=axes,
-                           orientation="horizontal", fraction=0.04, aspect=40, pad=0.02)
+        span = min(width - left - 0.1, 4.0)
+        cax = fig.add_axes((left / width + (width - left - 0.1 - span) / 2 / width, 0.28 / height,
+                            span / width, 0.12 / height))
+        bar = fig.colorbar(ScalarMappable(Normalize(low, 1.0), mpl.colormap(cmap, sign)), cax=cax,
+                           orientation="horizontal")
         ticks = {"all": ["negative", "0", "positive"], "positive": ["0", "", "max"],
                  "negative": ["0", "", "max |negative|"], "absolute_value": ["0", "", "max |value|"]}[sign]
         bar.set_ticks([low, (low + 1.0) / 2, 1.0], labels=ticks)
         bar.ax.tick_params(labelsize=7)
     if title is not None:
-        fig.suptitle(title, fontsize=10, wrap=True)
+        fig.suptitle(title, fontsize=10, y=1 - 0.08 / height, va="top")
     return fig
