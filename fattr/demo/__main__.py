@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
     distribution = data.train_x[pick]
     names = [spec.name for spec in fattr.methods()]
     log(f"attributing {x.shape[0]} held-out digits with {len(names)} registered methods: {', '.join(names)}")
-    outcomes = run_all(model, LAYER, x, y, distribution, seed + 4, log=log)
+    repeats = 1 if quick else 3
+    outcomes = run_all(model, LAYER, x, y, distribution, seed + 4, log=log, repeats=repeats)
 
     comparisons = {}
     captum = captum_ref.available()
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
             if o.error is None:
                 try:
                     comparisons[o.name] = captum_ref.compare(o.spec, o.attributions, model, LAYER, x, y,
-                                                             distribution)
+                                                             distribution, repeats=repeats)
                 except Exception as e:  # Captum failing is a note in the report, not a demo failure
                     comparisons[o.name] = captum_ref.Comparison(captum_ref.CLASSES.get(o.name, ""),
                                                                 note=f"Captum failed: {type(e).__name__}: {e}")
@@ -105,12 +106,14 @@ def run(args: argparse.Namespace) -> None:
     figures.prior_png(out / "prior.png", x, plain_ig, prior_ig, result)
     report.write(out / "report.md", quick=quick, seed=seed, accuracy=accuracy, train_seconds=train_seconds,
                  epochs=epochs, n_digits=x.shape[0], outcomes=outcomes, comparisons=comparisons, captum=captum,
-                 layer=LAYER, prior=result, prior_epochs=prior_epochs, total_seconds=time.perf_counter() - start)
+                 layer=LAYER, prior=result, prior_epochs=prior_epochs, total_seconds=time.perf_counter() - start,
+                 repeats=repeats)
     log(f"wrote {out / 'attributions.png'}, {out / 'prior.png'}, {out / 'report.md'}")
     failed = [o for o in outcomes if o.error is not None]
     if failed:
-        details = "\n".join(f"  {o.name}: {o.error}\n{o.note}" for o in failed)
-        raise DemoError(f"{len(failed)} method(s) failed (the report marks them):\n{details}")
+        details = "\n".join(f"  {o.name}: {o.error}" for o in failed)
+        raise DemoError(f"{len(failed)} method(s) failed (the report marks them):\n{details}\n"
+                        f"the first one's traceback:\n{failed[0].note}")
     log(f"done in {time.perf_counter() - start:.1f} s")
 
 

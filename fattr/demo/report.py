@@ -36,7 +36,7 @@ def method_table(outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison]
 
 def write(path: Path, *, quick: bool, seed: int, accuracy: float, train_seconds: float, epochs: int,
           n_digits: int, outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison], captum: bool,
-          layer: str, prior: PriorResult, prior_epochs: int, total_seconds: float) -> None:
+          layer: str, prior: PriorResult, prior_epochs: int, total_seconds: float, repeats: int) -> None:
     captum_line = ("Captum is installed: each deterministic method is compared with its Captum class on "
                    "a copy of the model." if captum else
                    "Captum is not installed (`pip install captum`), so there is no comparison column.")
@@ -52,7 +52,7 @@ in {train_seconds:.1f} s: **held-out accuracy {accuracy:.1%}**.
 
 ## Attribution methods
 Every method in `fattr.methods()` ({len(outcomes)}), each one function call on {n_digits} held-out digits
-for their true class; layer methods at `{layer}`. Times are the best of 3 identical calls (wall clock).
+for their true class; layer methods at `{layer}`. Times are the best of {repeats} identical call(s) (wall clock; calls over 0.5 s run once).
 The completeness delta is `sum(attributions) - (f(x) - f(baseline))` per example, from `return_delta=True`
 where the method offers it; for the SHAP methods it is per example and baseline sample (for GradientSHAP a
 one-point estimate per sample, so large by nature: only its mean over samples is an attribution). {captum_line}

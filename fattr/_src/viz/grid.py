@@ -96,15 +96,19 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
     shape = (len(columns), n) if transpose else (n, len(columns))
     # a fixed layout in inches (constrained layout costs seconds for large tables)
     gap, left = 0.08 * cell_size, 0.6 if (transpose or row_titles is not None) else 0.1
-    top = 0.5 + (0.4 if title is not None else 0.0)
-    bottom = 0.55 if colorbar else 0.1
     width = left + shape[1] * cell_size + (shape[1] - 1) * gap + 0.1
+    headers = ([str(t) for t in row_titles] if row_titles is not None else [""] * n) if transpose else columns
+    header_lines = max(_label(h).count("\n") + 1 if h else 0 for h in headers)
+    if title is not None:  # wrapped to the figure's width (about 12 characters per inch at 10 pt)
+        title = "\n".join(textwrap.fill(line, max(20, int(width * 12))) for line in str(title).split("\n"))
+    title_lines = title.count("\n") + 1 if title is not None else 0
+    top = 0.1 + (0.14 * header_lines + 0.06 if header_lines else 0.0) + 0.2 * title_lines
+    bottom = 0.55 if colorbar else 0.1
     height = top + shape[0] * cell_size + (shape[0] - 1) * gap + bottom
     fig = Figure(figsize=(width, height))
     axes = np.asarray(fig.subplots(*shape, squeeze=False, gridspec_kw=dict(
         left=left / width, right=1 - 0.1 / width, bottom=bottom / height, top=1 - top / height,
         wspace=gap / cell_size, hspace=gap / cell_size)))
-    headers = ([str(t) for t in row_titles] if row_titles is not None else [""] * n) if transpose else columns
     for i in range(n):
         for j, column in enumerate(columns):
             ax = axes[j, i] if transpose else axes[i, j]
