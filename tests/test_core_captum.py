@@ -389,6 +389,43 @@ def test_gradient_shap_two_input_linear_single_row_matches_captum() -> None:
     assert_close(ours, theirs, EXACT_REL)
 
 
+class LinearCNN(nn.Module):
+    """A CNN without nonlinearities: its gradient does not depend on the point, so no draw matters locally."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.fc = nn.Linear(3 * 4 * 4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).flatten(1))
+
+
+class Linear3D(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x).reshape(-1, 3, 4)
+
+
+@pytest.mark.parametrize("name,target", [("cnn", [3, 0, 1]), ("out3d", (2, 1)), ("out3d", [(0, 3), (2, 2), (1, 0)])])
+def test_gradient_shap_local_matches_captum_on_linear_cnn_and_3d_outputs(name: str, target: Any) -> None:
+    if name == "cnn":
+        f, shape = _init(LinearCNN(), 11), (2, 6, 6)
+    else:
+        f, shape = _init(Linear3D(), 12), (5,)
+    x, dist = randn(B, *shape, seed=80), randn(6, *shape, seed=81)
+    with global_seed(7):
+        theirs, their_delta = GradientShap(f, multiply_by_inputs=False).attribute(
+            x, dist, n_samples=5, stdevs=0.2, target=target, return_convergence_delta=True)
+    ours, delta = fattr.gradient_shap(f, x, dist, 5, 0.2, target=target, multiply_by_inputs=False,
+                                      return_delta=True, generator=torch.Generator().manual_seed(7))
+    assert_close(ours, theirs, EXACT_REL)
+    assert delta.shape == their_delta.shape == (B * 5,)
+
+
 def test_gradient_shap_delta_is_example_first_like_captum() -> None:
     """Delta has B * n_samples entries, entry b * n_samples + s for example b (Captum repeat_interleaves)."""
     f, n_samples = make_mlp(), 4
@@ -521,3 +558,31 @@ def test_noise_tunnel_ig_without_noise_matches_captum(kind: str, n_samples: int,
     torch.testing.assert_close(delta, example_first, rtol=0, atol=1e-12)
     if chunk is not None:
         assert not torch.equal(their_delta, example_first)
+
+
+def _quadratic_saliency_samples(f: "Quadratic", x: torch.Tensor, sd: float, reps: int) -> torch.Tensor:
+    """``reps`` independent noisy saliency maps per example, ``(reps, B, d)``, for standard errors."""
+    one = fattr.noise_tunnel(fattr.saliency, n_samples=1, stdevs=sd)
+    return one(f, x.repeat(reps, 1), abs=False, generator=torch.Generator().manual_seed(98)).reshape(reps, *x.shape)
+
+
+@pytest.mark.parametrize("kind", NT_KINDS)
+def test_noisy_tunnel_statistically_matches_captum_and_the_exact_expectation(kind: str) -> None:
+    """Quadratic f: saliency q x + c is linear in x, so with noise N(0, sd^2) the expectations are closed-form:
+    smoothgrad = q x + c, smoothgrad_sq = (q x + c)^2 + sd^2 sum_j q_ij^2, vargrad = (n-1)/n sd^2 sum_j q_ij^2.
+    fattr and Captum (same n, independent draws) must both lie within 5 standard errors."""
+    f, n, sd = Quadratic(4, seed=90), 3000, 0.5
+    x = randn(B, 4, seed=91)
+    g = x @ f.A + f.c
+    spread = sd ** 2 * (f.A ** 2).sum(1)
+    exact = {"smoothgrad": g, "smoothgrad_sq": g ** 2 + spread, "vargrad": (n - 1) / n * spread.expand_as(g)}[kind]
+    samples = _quadratic_saliency_samples(f, x, sd, 2000)
+    per_sample = {"smoothgrad": samples, "smoothgrad_sq": samples ** 2,
+                  "vargrad": (samples - samples.mean(0)) ** 2}[kind]
+    se = per_sample.std(0) / math.sqrt(n)
+    ours = fattr.noise_tunnel(fattr.saliency, kind=kind, n_samples=n, stdevs=sd)(
+        f, x, abs=False, generator=torch.Generator().manual_seed(8))
+    with global_seed(8):
+        theirs = NoiseTunnel(Saliency(f)).attribute(x, nt_type=kind, nt_samples=n, stdevs=sd, abs=False)
+    assert bool(((ours - exact).abs() <= 5 * se).all())
+    assert bool(((theirs - exact).abs() <= 5 * se).all())
