@@ -34,6 +34,7 @@ class Call:
       input: the tensor the nonlinearity is applied to.
       inplace: the call modifies ``input`` in place.
       op: the out-of-place op on one tensor; for ``"maxpool"`` it returns ``(output, indices)``.
+      deriv: ``deriv(x, op(x))``, the op's derivative (``"elementwise"`` only).
       dim: the softmax dim (``"softmax"`` only).
       n_spatial: pooled dims (``"maxpool"`` only).
       with_indices: the call returns ``(output, indices)`` (``"maxpool"`` only).
@@ -44,6 +45,7 @@ class Call:
     input: Tensor
     inplace: bool
     op: Callable[[Tensor], Any]
+    deriv: Optional[Callable[[Tensor, Tensor], Tensor]] = None
     dim: int = -1
     n_spatial: int = 0
     with_indices: bool = False
@@ -73,42 +75,68 @@ def _add(kind: str, funcs: Dict[str, Any], signature: Callable[..., Any],
             _COVERED[func] = _Entry(kind, name, sig, build, inplace)
 
 
-def _fixed(op: Callable[[Tensor], Tensor]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
-    return lambda a: {"op": op}
-
-
 _T, _F = torch.Tensor, F
 
 # ---- elementwise: the rescale rule m = (f(x) - f(x')) / (x - x')
-_add("elementwise", {"F.relu": F.relu}, lambda input, inplace=False: 0, _fixed(torch.relu))
-_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": _T.relu}, lambda input: 0, _fixed(torch.relu),
-     inplace=False)
-_add("elementwise", {"torch.relu_": torch.relu_, "Tensor.relu_": _T.relu_}, lambda input: 0, _fixed(torch.relu),
-     inplace=True)
-_add("elementwise", {"F.elu": F.elu}, lambda input, alpha=1.0, inplace=False: 0,
-     lambda a: {"op": partial(F.elu, alpha=a["alpha"])})
-_add("elementwise", {"F.elu_": F.elu_}, lambda input, alpha=1.0: 0,
-     lambda a: {"op": partial(F.elu, alpha=a["alpha"])}, inplace=True)
-_add("elementwise", {"F.leaky_relu": F.leaky_relu}, lambda input, negative_slope=0.01, inplace=False: 0,
-     lambda a: {"op": partial(F.leaky_relu, negative_slope=a["negative_slope"])})
-_add("elementwise", {"F.leaky_relu_": F.leaky_relu_}, lambda input, negative_slope=0.01: 0,
-     lambda a: {"op": partial(F.leaky_relu, negative_slope=a["negative_slope"])}, inplace=True)
+def _where_pos(a: Tensor, low: Any, fa: Tensor) -> Tensor:
+    return torch.where(a > 0, torch.ones_like(fa), low)
+
+
+def _relu(a: Dict[str, Any]) -> Dict[str, Any]:
+    return {"op": torch.relu, "deriv": lambda x, fx: (x > 0).to(fx.dtype)}
+
+
+def _elu(a: Dict[str, Any]) -> Dict[str, Any]:
+    alpha = a["alpha"]
+    return {"op": partial(F.elu, alpha=alpha), "deriv": lambda x, fx: _where_pos(x, fx + alpha, fx)}
+
+
+def _leaky(a: Dict[str, Any]) -> Dict[str, Any]:
+    slope = a["negative_slope"]
+    return {"op": partial(F.leaky_relu, negative_slope=slope),
+            "deriv": lambda x, fx: _where_pos(x, torch.full_like(fx, slope), fx)}
+
+
+def _hardtanh(low: float, high: float) -> Dict[str, Any]:
+    return {"op": partial(F.hardtanh, min_val=low, max_val=high),
+            "deriv": lambda x, fx: ((x > low) & (x < high)).to(fx.dtype)}
+
+
+def _sigmoid(a: Dict[str, Any]) -> Dict[str, Any]:
+    return {"op": torch.sigmoid, "deriv": lambda x, fx: fx * (1 - fx)}
+
+
+def _tanh(a: Dict[str, Any]) -> Dict[str, Any]:
+    return {"op": torch.tanh, "deriv": lambda x, fx: 1 - fx * fx}
+
+
+def _softplus(a: Dict[str, Any]) -> Dict[str, Any]:
+    beta, threshold = a["beta"], a["threshold"]
+    return {"op": partial(F.softplus, beta=beta, threshold=threshold),
+            "deriv": lambda x, fx: torch.where(x * beta > threshold, torch.ones_like(fx), torch.sigmoid(x * beta))}
+
+
+# ``deriv(x, f(x))`` is the op's own derivative (as autograd computes it), used where ``|x - ref| < eps``.
+_add("elementwise", {"F.relu": F.relu}, lambda input, inplace=False: 0, _relu)
+_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": _T.relu}, lambda input: 0, _relu, inplace=False)
+_add("elementwise", {"torch.relu_": torch.relu_, "Tensor.relu_": _T.relu_}, lambda input: 0, _relu, inplace=True)
+_add("elementwise", {"F.elu": F.elu}, lambda input, alpha=1.0, inplace=False: 0, _elu)
+_add("elementwise", {"F.elu_": F.elu_}, lambda input, alpha=1.0: 0, _elu, inplace=True)
+_add("elementwise", {"F.leaky_relu": F.leaky_relu}, lambda input, negative_slope=0.01, inplace=False: 0, _leaky)
+_add("elementwise", {"F.leaky_relu_": F.leaky_relu_}, lambda input, negative_slope=0.01: 0, _leaky, inplace=True)
 _add("elementwise", {"F.hardtanh": F.hardtanh}, lambda input, min_val=-1.0, max_val=1.0, inplace=False: 0,
-     lambda a: {"op": partial(F.hardtanh, min_val=a["min_val"], max_val=a["max_val"])})
+     lambda a: _hardtanh(a["min_val"], a["max_val"]))
 _add("elementwise", {"F.hardtanh_": F.hardtanh_}, lambda input, min_val=-1.0, max_val=1.0: 0,
-     lambda a: {"op": partial(F.hardtanh, min_val=a["min_val"], max_val=a["max_val"])}, inplace=True)
-_add("elementwise", {"F.relu6": F.relu6}, lambda input, inplace=False: 0, _fixed(F.relu6))
+     lambda a: _hardtanh(a["min_val"], a["max_val"]), inplace=True)
+_add("elementwise", {"F.relu6": F.relu6}, lambda input, inplace=False: 0, lambda a: _hardtanh(0.0, 6.0))
 _add("elementwise", {"torch.sigmoid": torch.sigmoid, "Tensor.sigmoid": _T.sigmoid,
-                     "torch.special.expit": torch.special.expit}, lambda input: 0, _fixed(torch.sigmoid),
-     inplace=False)
-_add("elementwise", {"torch.sigmoid_": torch.sigmoid_, "Tensor.sigmoid_": _T.sigmoid_}, lambda input: 0,
-     _fixed(torch.sigmoid), inplace=True)
-_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": _T.tanh}, lambda input: 0, _fixed(torch.tanh),
-     inplace=False)
-_add("elementwise", {"torch.tanh_": torch.tanh_, "Tensor.tanh_": _T.tanh_}, lambda input: 0, _fixed(torch.tanh),
+                     "torch.special.expit": torch.special.expit}, lambda input: 0, _sigmoid, inplace=False)
+_add("elementwise", {"torch.sigmoid_": torch.sigmoid_, "Tensor.sigmoid_": _T.sigmoid_}, lambda input: 0, _sigmoid,
      inplace=True)
-_add("elementwise", {"F.softplus": F.softplus}, lambda input, beta=1.0, threshold=20.0: 0,
-     lambda a: {"op": partial(F.softplus, beta=a["beta"], threshold=a["threshold"])}, inplace=False)
+_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": _T.tanh}, lambda input: 0, _tanh, inplace=False)
+_add("elementwise", {"torch.tanh_": torch.tanh_, "Tensor.tanh_": _T.tanh_}, lambda input: 0, _tanh, inplace=True)
+_add("elementwise", {"F.softplus": F.softplus}, lambda input, beta=1.0, threshold=20.0: 0, _softplus,
+     inplace=False)
 
 
 # ---- softmax: rescale per element, multipliers centred along the softmax dim

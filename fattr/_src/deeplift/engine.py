@@ -1,23 +1,23 @@
 """DeepLift multipliers: one recorded pass over the baselines, one rule pass over the inputs.
 
 1. The baselines' rows go through the model once under a :class:`.Recorder`, which keeps
-   the input of every covered nonlinearity (and gives ``f(baselines)``).
+   the input and output of every covered nonlinearity (and gives ``f(baselines)``).
 2. The inputs' rows go through the model once under a :class:`.Replayer`, which replaces
-   each covered nonlinearity by its rescale-rule surrogate paired with the recorded
+   each covered nonlinearity by its rule function (:mod:`.rules`) paired with the recorded
    baseline values; one backward pass of the selected outputs then gives the DeepLift
    multipliers of every row (and the forward gives ``f(inputs)``).
 
-So the cost is a forward pass over the baselines without a graph, and a forward and
-backward pass over the inputs: less than Captum's forward and backward over both.
-When the result must be differentiable (grad mode on and something requires grad),
-the inputs also go through a recorded pass that keeps the graph, whose values anchor
-the surrogates so that an outer backward gets the true derivatives of the multipliers
-with respect to parameters, inputs and baselines (see :mod:`.rules`).
+So the cost is a forward pass over the baselines and a forward and backward pass over
+the inputs: less than Captum's forward and backward over both. When the result must be
+differentiable (grad mode on and something requires grad), the baselines' pass keeps its
+graph, the rules' coefficients are computed with theirs and the backward pass runs with
+``create_graph``; after it, the rule functions switch to their ops' true derivatives, so an
+outer backward differentiates the multipliers exactly (see :mod:`.rules`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Sequence, Tuple
+from typing import Any, Callable, Iterable, List
 
 import torch
 from torch import nn
@@ -26,6 +26,7 @@ from ..errors import fail
 from ..structure import Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
+from .rules import Phase
 
 Tensor = torch.Tensor
 
@@ -81,33 +82,25 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
                  "DeepLift attributes to continuous values; embed integer inputs first.", kind=TypeError)
     n = xs[0].shape[0]
     with torch.set_grad_enabled(graph):
-        with Recorder() as rec_b:
+        with Recorder() as recorder:
             out_b = forward_b(*(b.clone() for b in bs))
+        recorder.check_intact()
         out_b = target.select(out_b, n)
-        anchors = None
-        if graph:
-            with Recorder() as rec_x:
-                forward_x(*(x.clone() for x in xs))
-            anchors = rec_x.records
-            _check_same_calls(anchors, rec_b.records)
-    with torch.enable_grad():
-        leaves = tuple(x.detach().requires_grad_() for x in xs)
-        rows = tuple(x + (leaf - leaf.detach()) for x, leaf in zip(xs, leaves))  # values of x, non-leaf
-        with Replayer(rec_b.records, anchors, eps, rows) as replayer:
-            out_x = forward_x(*rows)
-        replayer.check_complete()
-        out_x = target.select(out_x, n)
-        total = out_x.sum(dtype=torch.float32) if _low_precision(out_x) else out_x.sum()
-        grads = torch.autograd.grad(total, leaves, create_graph=graph, allow_unused=True)
+    phase = Phase()
+    try:
+        with torch.enable_grad():
+            leaves = tuple(x.detach().requires_grad_() for x in xs)
+            rows = tuple(x + (leaf - leaf.detach()) for x, leaf in zip(xs, leaves))  # x's values and graph
+            with Replayer(recorder.records, phase, graph, eps, rows) as replayer:
+                out_x = forward_x(*rows)
+            replayer.check_complete()
+            out_x = target.select(out_x, n)
+            total = out_x.sum(dtype=torch.float32) if _low_precision(out_x) else out_x.sum()
+            grads = torch.autograd.grad(total, leaves, create_graph=graph, allow_unused=True)
+    finally:
+        phase.multipliers = False  # from now on, the rule functions differentiate as their ops
     grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
     if not graph:
         out_x, out_b = out_x.detach(), out_b.detach()
     return Multipliers(grads, out_x, out_b, replayer.uncovered)
 
-
-def _check_same_calls(a: Sequence[Tuple[str, str, Tensor]], b: Sequence[Tuple[str, str, Tensor]]) -> None:
-    same = len(a) == len(b) and all(ka == kb and ta.shape == tb.shape for (ka, _, ta), (kb, _, tb) in zip(a, b))
-    if not same:
-        fail("model", "the same covered nonlinearities, in the same order and on the same shapes, for the inputs "
-             "and the baselines", f"{[n for _, n, _ in a]} and {[n for _, n, _ in b]}",
-             "DeepLift pairs them in call order; the model must not branch on its input values.")

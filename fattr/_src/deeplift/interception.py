@@ -4,11 +4,10 @@ Two ``TorchFunctionMode``\\ s, each alive for one forward pass only. Torch funct
 modes live on a thread-local stack, so concurrent calls from several threads do not
 see each other's; nothing is attached to the model.
 
-* :class:`Recorder` runs the forward pass unchanged and keeps the input of every covered
-  nonlinearity, in call order (the baselines' pass, and the inputs' pass when gradients
-  with respect to parameters are needed).
+* :class:`Recorder` runs the baselines' forward pass unchanged and keeps the input and
+  output of every covered nonlinearity, in call order.
 * :class:`Replayer` runs the inputs' forward pass and replaces the ``k``-th covered
-  nonlinearity by its rescale-rule surrogate (:mod:`.rules`), paired with the ``k``-th
+  nonlinearity by its rescale-rule function (:mod:`.rules`), paired with the ``k``-th
   recorded one. It also follows which tensors depend on the attributed tensors, and
   names every call that is nonlinear in them but invisible to the rule
   (:func:`.catalog.uncovered`), so that the caller can warn.
@@ -20,7 +19,8 @@ the values); a mismatch raises a ``ValueError``.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -30,14 +30,27 @@ from . import rules
 from .catalog import Call, parse, tensors_in, uncovered
 
 Tensor = torch.Tensor
-Record = Tuple[str, str, Tensor]  # (kind, name, input of the nonlinearity)
 
 _MISMATCH_HINT = ("DeepLift pairs the nonlinearities of the inputs' and the baselines' forward passes in call "
                   "order; the model must not branch on its input values.")
 
 
+@dataclass
+class Record:
+    """One covered nonlinearity of a recorded pass: its input and its output (``(out, indices)`` for pools)."""
+
+    kind: str
+    name: str
+    input: Tensor
+    output: Any
+    versions: Tuple[int, ...]
+
+    def output_intact(self) -> bool:
+        return tuple(t._version for t in tensors_in(self.output)) == self.versions[1:]
+
+
 class Recorder(TorchFunctionMode):
-    """Runs the forward pass as is; ``records`` gets the input of each covered nonlinearity."""
+    """Runs the forward pass as is; ``records`` gets each covered nonlinearity's input and output."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,10 +59,25 @@ class Recorder(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         call = parse(func, args, kwargs)
-        if call is not None:
-            x = call.input
-            self.records.append((call.kind, call.name, x.clone() if call.inplace else x))
-        return func(*args, **kwargs)
+        if call is None:
+            return func(*args, **kwargs)
+        x = call.input.clone() if call.inplace else call.input
+        if call.kind == "maxpool":
+            output = call.op(x)  # (out, indices), whatever the call returns
+            result = output if call.with_indices else output[0]
+        else:
+            result = func(*args, **kwargs)
+            output = result
+        versions = (x._version,) + tuple(t._version for t in tensors_in(output))
+        self.records.append(Record(call.kind, call.name, x, output, versions))
+        return result
+
+    def check_intact(self) -> None:
+        """The model did not modify a recorded input in place after the nonlinearity read it."""
+        for r in self.records:
+            if r.input._version != r.versions[0]:
+                fail("model", f"the input of {r.name} left unchanged after the call", "a later in-place update of it",
+                     "DeepLift needs the values each nonlinearity saw; use an out-of-place operation there.")
 
 
 def _is_inplace(func: Any) -> bool:
@@ -61,20 +89,20 @@ def _is_inplace(func: Any) -> bool:
 
 
 class Replayer(TorchFunctionMode):
-    """Runs the inputs' forward pass with covered nonlinearities replaced by rescale-rule surrogates.
+    """Runs the inputs' forward pass with covered nonlinearities replaced by rescale-rule functions.
 
     Args:
       refs: the baselines' records (from a :class:`Recorder`).
-      anchors: the inputs' records from a pass that kept the graph to the parameters, or
-        None (then the anchor is the detached input of the nonlinearity).
+      phase: the attribution call's :class:`.rules.Phase` (which backward the functions use).
+      graph: compute the rules' coefficients with the graph to the parameters.
       eps: below this ``|x - ref|`` the multiplier is the plain gradient.
       sources: the tensors attributed to (for the dependence tracking).
     """
 
-    def __init__(self, refs: Sequence[Record], anchors: Optional[Sequence[Record]], eps: float,
+    def __init__(self, refs: Sequence[Record], phase: rules.Phase, graph: bool, eps: float,
                  sources: Sequence[Tensor]) -> None:
         super().__init__()
-        self.refs, self.anchors, self.eps = refs, anchors, eps
+        self.refs, self.phase, self.graph, self.eps = refs, phase, graph, eps
         self.count = 0
         self.uncovered: List[str] = []
         self._dependent: Dict[int, Any] = {}
@@ -124,13 +152,14 @@ class Replayer(TorchFunctionMode):
         if k >= len(self.refs):
             fail("model", f"at most {len(self.refs)} covered nonlinearities per forward pass, as in the baselines' "
                  "pass", f"a call of {call.name} beyond them", _MISMATCH_HINT)
-        kind, name, ref = self.refs[k]
-        if kind != call.kind or ref.shape != x.shape:
-            fail("model", f"call {k + 1} of a covered nonlinearity to be {name} on shape {tuple(ref.shape)}, as in "
-                 "the baselines' pass", f"{call.name} on shape {tuple(x.shape)}", _MISMATCH_HINT)
+        ref = self.refs[k]
+        if ref.kind != call.kind or ref.input.shape != x.shape:
+            fail("model", f"call {k + 1} of a covered nonlinearity to be {ref.name} on shape "
+                 f"{tuple(ref.input.shape)}, as in the baselines' pass", f"{call.name} on shape {tuple(x.shape)}",
+                 _MISMATCH_HINT)
         work = x.clone() if call.inplace else x
-        anchor = self.anchors[k][2] if self.anchors is not None else work.detach()
-        out = rules.apply(call, work, ref, anchor, self.eps)
+        ref_out = ref.output if ref.output_intact() else None
+        out = rules.apply(self.phase, call, work, ref.input, ref_out, self.graph, self.eps)
         if call.inplace:
             return x.copy_(out)
         return out

@@ -1,25 +1,28 @@
-"""The rescale rule as differentiable surrogates: right values, DeepLift multipliers as gradients.
+"""The rescale rule as autograd functions with two backward modes.
 
-Each rule gets three tensors of the same shape:
+Each covered nonlinearity of the inputs' forward pass becomes an ``autograd.Function``
+whose forward is the op itself (same values) and whose backward depends on a flag of
+the attribution call that created it (:class:`Phase`):
 
-* ``x``: the nonlinearity's input for the inputs' rows, as it flows in the gradient pass
-  (it depends on the tensors whose multipliers we want);
-* ``ref``: its input for the baselines' rows (paired row by row);
-* ``anchor``: the same values as ``x`` without the dependence on those tensors (either
-  ``x.detach()`` or the same pre-activation from a separate forward pass that kept the
-  graph to the parameters).
+* while fattr computes the multipliers (``phase.multipliers`` is True), the backward is
+  DeepLift's: the linear map of the rule, built from coefficients computed beforehand
+  from the input ``x`` and the baseline's input ``ref`` (the rescale slope
+  ``(f(x) - f(ref)) / (x - ref)``, the max-pool and softmax rules' terms);
+* afterwards (an outer backward through the attributions), it is the op's true
+  derivative.
 
-and returns ``f(anchor) + L(x - anchor)``: the value is ``f(x)`` because ``x - anchor`` is
-zero; the derivative with respect to ``x`` is the linear map ``L`` of DeepLift's
-multipliers; the derivative with respect to anything else (model parameters) is the true
-one ``f'(x)``, because ``x - anchor`` does not depend on it. So one backward pass gives
-the multipliers, and an outer backward (``create_graph``) differentiates them exactly.
+The coefficients are ordinary tensors computed outside the function, with the graph
+to the parameters when the result must be differentiable, and the multipliers'
+backward is written in differentiable operations. So ``create_graph`` makes the
+multipliers exact functions of the parameters, inputs and baselines: an outer backward
+differentiates through the coefficients, and through the forward values with the true
+derivatives.
 
-Where ``|x - ref| < eps`` the multiplier falls back to the gradient at ``x`` (Captum's rule).
+Where ``|x - ref| < eps`` the multiplier is the op's own gradient at ``x`` (Captum's rule).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Optional, Tuple
 
 import torch
 
@@ -28,73 +31,155 @@ from .catalog import Call
 Tensor = torch.Tensor
 
 
+class Phase:
+    """Which backward the rule functions of one attribution call use (``multipliers``: DeepLift's)."""
+
+    def __init__(self) -> None:
+        self.multipliers = True
+
+
 def _safe(d_in: Tensor, small: Tensor) -> Tensor:
-    return torch.where(small, torch.ones_like(d_in), d_in)
+    return d_in.masked_fill(small, 1)
 
 
-def elementwise(f: Callable[[Tensor], Tensor], x: Tensor, ref: Tensor, anchor: Tensor, eps: float) -> Tensor:
-    """Rescale rule: multiplier ``(f(x) - f(ref)) / (x - ref)`` per element."""
-    f_anchor, f_ref = f(anchor), f(ref)
-    d_in = anchor - ref
+# ------------------------------------------------------------------ elementwise: the rescale rule
+
+class _Elementwise(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, phase: Phase, call: Call, x: Tensor, out: Tensor, slope: Tensor) -> Tensor:
+        ctx.phase, ctx.call = phase, call
+        ctx.save_for_backward(x, slope)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+        x, slope = ctx.saved_tensors
+        if ctx.phase.multipliers:
+            return None, None, grad * slope, None, None
+        return None, None, grad * ctx.call.deriv(x, ctx.call.op(x)), None, None
+
+
+def elementwise(phase: Phase, call: Call, x: Tensor, ref: Tensor, ref_out: Optional[Tensor], graph: bool,
+                eps: float) -> Tensor:
+    """Multiplier ``(f(x) - f(ref)) / (x - ref)`` per element."""
+    a = x if graph else x.detach()
+    f_a = call.op(a)
+    f_ref = call.op(ref) if ref_out is None else ref_out
+    d_in = a - ref
     small = d_in.abs() < eps
-    slope = (f_anchor - f_ref) / _safe(d_in, small)
-    return torch.where(small, f(x), f_anchor + slope * (x - anchor))
+    assert call.deriv is not None
+    slope = torch.where(small, call.deriv(a, f_a), (f_a - f_ref) / _safe(d_in, small))
+    return _Elementwise.apply(phase, call, x, f_a, slope)
 
 
-def softmax(f: Callable[[Tensor], Tensor], dim: int, x: Tensor, ref: Tensor, anchor: Tensor, eps: float) -> Tensor:
-    """Captum's softmax rule per example: rescale multipliers, centred along ``dim``.
+# ------------------------------------------------------------------ softmax
+
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, phase: Phase, dim: int, x: Tensor, s: Tensor, slope: Tensor, small: Tensor) -> Tensor:
+        ctx.phase, ctx.dim, ctx.dtype = phase, dim, x.dtype
+        ctx.save_for_backward(s, slope, small)
+        return s.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+        s, slope, small = ctx.saved_tensors
+        dim = ctx.dim
+        g = grad.to(s.dtype)
+        true = s * (g - (s * g).sum(dim, keepdim=True))  # the softmax's own vector-Jacobian product
+        if not ctx.phase.multipliers:
+            return None, None, true.to(ctx.dtype), None, None, None
+        u = torch.where(small, true, slope * g)
+        u = u - u.mean(dim, keepdim=True)
+        return None, None, u.to(ctx.dtype), None, None, None
+
+
+def softmax(phase: Phase, call: Call, x: Tensor, ref: Tensor, ref_out: Optional[Tensor], graph: bool,
+            eps: float) -> Tensor:
+    """Captum's softmax rule, per example: rescale multipliers centred along the softmax dim.
 
     Backward: ``u = g * (s(x) - s(ref)) / (x - ref)`` (the softmax's own gradient where
-    ``|x - ref| < eps``), then ``u - mean(u)`` along ``dim``. (Captum subtracts the mean
+    ``|x - ref| < eps``), then ``u - mean(u)`` along the dim. (Captum subtracts the mean
     over the whole batch of inputs and baselines, so an example's attributions depend on the
-    other examples; per example, the two agree.)
+    other examples; for one example, the two agree.)
     """
-    s_anchor, s_ref = f(anchor), f(ref)
-    d_in = anchor - ref
+    a = x if graph else x.detach()
+    s = call.op(a)
+    s_ref = call.op(ref) if ref_out is None else ref_out
+    d_in = a - ref
     small = d_in.abs() < eps
-    slope = (s_anchor - s_ref) / _safe(d_in, small)
-    e = x - anchor
-    e = e - e.mean(dim, keepdim=True)  # centring, the adjoint of ``u - mean(u)``
-    e_small = torch.where(small, e, torch.zeros_like(e))
-    jvp = s_anchor * (e_small - (s_anchor * e_small).sum(dim, keepdim=True))  # softmax's Jacobian on them
-    lin = jvp + torch.where(small, torch.zeros_like(e), slope * e)
-    return s_anchor + lin.to(s_anchor.dtype)
+    slope = ((s - s_ref) / _safe(d_in, small)).masked_fill(small, 0)
+    return _Softmax.apply(phase, call.dim, x, s, slope, small)
 
+
+# ------------------------------------------------------------------ max pooling
 
 def _gather(values: Tensor, indices: Tensor, n_spatial: int) -> Tensor:
     flat = values.flatten(values.dim() - n_spatial)
-    picked = torch.gather(flat, -1, indices.flatten(indices.dim() - n_spatial))
-    return picked.reshape(indices.shape)
+    return torch.gather(flat, -1, indices.flatten(indices.dim() - n_spatial)).reshape(indices.shape)
 
 
-def maxpool(pool: Callable[[Tensor], Any], n_spatial: int, x: Tensor, ref: Tensor, anchor: Tensor,
-            eps: float) -> tuple:
+def _scatter(values: Tensor, indices: Tensor, like: Tensor, n_spatial: int) -> Tensor:
+    """The adjoint of :func:`_gather`: ``values`` added at ``indices`` into zeros shaped like ``like``."""
+    flat = torch.zeros_like(like).flatten(like.dim() - n_spatial)
+    flat = flat.scatter_add(-1, indices.flatten(indices.dim() - n_spatial),
+                            values.flatten(values.dim() - n_spatial).to(flat.dtype))
+    return flat.reshape(like.shape)
+
+
+class _MaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, phase: Phase, n_spatial: int, x: Tensor, out: Tensor, idx: Tensor, idx_ref: Tensor,
+                to_x: Tensor, to_ref: Tensor, inv: Tensor, small: Tensor) -> Tensor:
+        ctx.phase, ctx.n = phase, n_spatial
+        ctx.save_for_backward(x, idx, idx_ref, to_x, to_ref, inv, small)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
+        x, idx, idx_ref, to_x, to_ref, inv, small = ctx.saved_tensors
+        n = ctx.n
+        plain = _scatter(grad, idx, x, n)  # the max-pool's own gradient
+        if ctx.phase.multipliers:
+            spread = _scatter(grad * to_x, idx, x, n) + _scatter(grad * to_ref, idx_ref, x, n)
+            g = torch.where(small, plain, spread * inv)
+        else:
+            g = plain
+        return (None, None, g) + (None,) * 7
+
+
+def maxpool(phase: Phase, call: Call, x: Tensor, ref: Tensor, ref_out: Optional[Tuple[Tensor, Tensor]],
+            graph: bool, eps: float) -> Tuple[Tensor, Tensor]:
     """Captum's max-pool rule; returns ``(output, indices)``.
 
     With ``m = max(pool(x), pool(ref))``, the output change ``pool(x) - pool(ref)`` is split
     into ``m - pool(ref)``, sent to the input's argmax, and ``pool(x) - m``, sent to the
-    baseline's argmax; each input position divides what it receives by its own ``x - ref``.
-    Positions that several windows pick accumulate (Captum's ``max_unpool`` keeps one of them,
-    which breaks summation for overlapping windows).
+    baseline's argmax; each input position divides what it receives by its own ``x - ref``
+    (where ``|x - ref| < eps`` it passes the max-pool's own gradient). Positions picked by
+    several windows accumulate (Captum's ``max_unpool`` keeps one of them, which breaks
+    summation for overlapping windows).
     """
-    out, idx = pool(anchor)
-    out_ref, idx_ref = pool(ref)
-    d_in = anchor - ref
+    a = x if graph else x.detach()
+    out, idx = call.op(a)
+    out_ref, idx_ref = call.op(ref) if ref_out is None else ref_out
+    d_in = a - ref
     small = d_in.abs() < eps
     top = torch.maximum(out, out_ref)
-    e = x - anchor
-    scaled = torch.where(small, torch.zeros_like(e), e / _safe(d_in, small))
-    plain = torch.where(small, e, torch.zeros_like(e))  # the max-pool's own gradient where x ~ ref
-    lin = (_gather(scaled, idx, n_spatial) * (top - out_ref) + _gather(scaled, idx_ref, n_spatial) * (out - top)
-           + _gather(plain, idx, n_spatial))
-    return out + lin, idx
+    inv = (1 / _safe(d_in, small)).masked_fill(small, 0)
+    y = _MaxPool.apply(phase, call.n_spatial, x, out, idx, idx_ref, top - out_ref, out - top, inv, small)
+    return y, idx
 
 
-def apply(call: Call, x: Tensor, ref: Tensor, anchor: Tensor, eps: float) -> Any:
-    """The surrogate of ``call`` (its result has the structure the call returns)."""
+def apply(phase: Phase, call: Call, x: Tensor, ref: Tensor, ref_out: Any, graph: bool, eps: float) -> Any:
+    """The rule function of ``call`` applied to ``x`` (with the structure the call returns).
+
+    ``ref_out``: the op's output on ``ref`` if already computed (``(output, indices)`` for
+    max pooling), else None. ``graph``: compute the coefficients with the graph to the
+    parameters (for a differentiable result).
+    """
     if call.kind == "elementwise":
-        return elementwise(call.op, x, ref, anchor, eps)
+        return elementwise(phase, call, x, ref, ref_out, graph, eps)
     if call.kind == "softmax":
-        return softmax(call.op, call.dim, x, ref, anchor, eps)
-    out, idx = maxpool(call.op, call.n_spatial, x, ref, anchor, eps)
+        return softmax(phase, call, x, ref, ref_out, graph, eps)
+    out, idx = maxpool(phase, call, x, ref, ref_out, graph, eps)
     return (out, idx) if call.with_indices else out
