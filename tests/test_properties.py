@@ -147,6 +147,22 @@ def test_gauss_legendre_ig_is_exact_for_polynomials_along_the_path(seed: int, de
     assert bool(((attr - expected).abs() <= 1e-13 * (bound + 1e-300) + 1e-300).all())
 
 
+@given(seed=seeds, exponents=st.lists(st.integers(0, 3), min_size=4, max_size=4), extra=st.integers(1, 4))
+def test_gauss_legendre_ig_is_exact_for_multivariate_monomials(seed: int, exponents: list[int], extra: int) -> None:
+    """f = prod_i x_i^e_i has degree d = sum e_i along a straight path: every rule with n >= d/2 nodes is exact,
+    so n and n + extra Gauss-Legendre nodes agree to rounding (and differ once n is too small)."""
+    d = sum(exponents)
+    assume(d >= 1)
+    e = torch.tensor(exponents, dtype=torch.float64)
+    f = lambda z: (z ** e).prod(1)  # noqa: E731
+    x, base = randn(3, 4, seed=seed), randn(3, 4, seed=seed + 1)
+    n = math.ceil(d / 2)
+    exact = fattr.integrated_gradients(f, x, base, n + extra)
+    close(fattr.integrated_gradients(f, x, base, n), exact, rel=1e-11)
+    if d >= 3:   # n - 1 nodes integrate degree 2n - 3 < d - 1 exactly only by accident
+        assert not torch.allclose(fattr.integrated_gradients(f, x, base, n - 1), exact, rtol=1e-9, atol=0)
+
+
 @pytest.mark.parametrize("fn", ["exp", "sin"])
 @given(seed=seeds)
 def test_gauss_legendre_ig_is_float64_accurate_against_the_analytic_integral(fn: str, seed: int) -> None:
