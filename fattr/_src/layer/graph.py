@@ -27,7 +27,7 @@ import builtins
 import inspect
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import fx, nn
@@ -59,6 +59,7 @@ class _Tracer(fx.Tracer):
     def __init__(self, ancestors: Set[int]) -> None:
         super().__init__()
         self._ancestors = ancestors
+        self._buffers: Optional[Set[int]] = None
         self.constants: Dict[str, torch.Tensor] = {}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -68,7 +69,9 @@ class _Tracer(fx.Tracer):
         # fx stores tensor constants created in forward as attributes of the root
         # module; keep them in our own table instead (nothing is set on the model).
         if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter) and a not in self.tensor_attrs:
-            if not any(a is b for b in self.root.buffers()):
+            if self._buffers is None:
+                self._buffers = {id(b) for b in self.root.buffers()}
+            if id(a) not in self._buffers:
                 name = f"_fattr_constant_{len(self.constants)}"
                 self.constants[name] = a
                 self.tensor_attrs[a] = name
@@ -261,9 +264,11 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
             return kw
         return list(n.all_input_nodes)
 
+    # statements: calls whose result is unused (in-place updates, asserts) still run, on their side
+    statements = [n for n in nodes if n.op.startswith("call_") and not n.users and n not in cut_set]
     tail_set: Set[Node] = set()
     rest_set: Set[Node] = set()
-    stack = list(output.all_input_nodes)
+    stack = list(output.all_input_nodes) + [n for n in statements if n in below]
     while stack:
         n = stack.pop()
         if n in tail_set or n in rest_set or (not to_input and n in cut_set):
@@ -275,7 +280,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
             rest_set.add(n)
     rest = tuple(sorted(rest_set, key=index.__getitem__))
 
-    targets: List[Node] = list(rest)
+    targets: List[Node] = list(rest) + [n for n in statements if n not in below]
     for c in cuts:
         if to_input:
             map_arg(c.args, targets.append)
@@ -350,8 +355,9 @@ def _bind(p: Plan, bound: inspect.BoundArguments) -> Dict[Node, Any]:
         name = ph.target.lstrip("*")
         if name in bound.arguments:
             env[ph] = bound.arguments[name]
-        else:  # a specialised argument (fx renames its placeholder; its value is baked in)
-            env[ph] = ph.args[0] if ph.args else None
+        else:  # a specialised argument: fx names its placeholder "<name>_<k>"
+            base = name.rsplit("_", 1)[0]
+            env[ph] = p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None)
     return env
 
 
