@@ -20,6 +20,9 @@ def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--out", default="demo_out", type=Path, help="output folder (default: ./demo_out)")
     parser.add_argument("--quick", action="store_true", help="short training, for tests (seconds)")
     parser.add_argument("--seed", default=0, type=int, help="seed of every random draw (default: 0)")
+    parser.add_argument("--threads", default=1, type=int,
+                        help="torch CPU threads (default: 1; the model is tiny, and one thread is the fastest "
+                             "and steadiest on a busy machine)")
     parser.add_argument("--timeout", default=600.0, type=float,
                         help="abort with a traceback after this many seconds (default: 600)")
     return parser.parse_args(argv)
@@ -40,6 +43,10 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     import fattr
+
+    if args.threads < 1:
+        raise DemoError(f"--threads: expected a positive int, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     from . import captum_ref, figures, prior, report
     from .attribute import run_all

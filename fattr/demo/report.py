@@ -25,7 +25,11 @@ def method_table(outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison]
     for o in outcomes:
         c = comparisons.get(o.name, Comparison())
         where = f"layer `{layer}`" if o.spec.layer else "input pixels"
-        notes = "; ".join(n for n in (f"**failed**: {o.error}" if o.error else o.note, c.note) if n)
+        verdict = ""
+        if (c.delta is not None and o.delta is not None and c.max_abs_diff is not None and c.max_abs
+                and c.max_abs_diff > 1e-3 * c.max_abs and c.delta > 100 * max(o.delta, 1e-12)):
+            verdict = "**differs from Captum, whose own completeness delta is far larger: Captum's error here**"
+        notes = "; ".join(n for n in (f"**failed**: {o.error}" if o.error else o.note, c.note, verdict) if n)
         time_ms = "–" if o.error else f"{o.seconds * 1e3:.1f}"
         lines.append(f"| `{o.name}` | {where} | {time_ms} | {_number(o.delta)} | {c.captum_class or '–'} | "
                      f"{_number(c.max_abs_diff)} | {_number(c.max_abs, '{:.3g}')} | "
