@@ -19,7 +19,7 @@ from .view import LayerFunction
 def _per_tensor(value: Any, acts: Tensors, name: str) -> List[Any]:
     if isinstance(value, tuple):
         if len(value) != len(acts):
-            fail(name, f"a tuple of {len(value)} entries, one per tensor of the layer's activation", value)
+            fail(name, f"a tuple of {len(acts)} entries, one per tensor of the layer's activation", value)
         return list(value)
     if len(acts) > 1 and isinstance(value, torch.Tensor):
         fail(name, f"a tuple of {len(acts)} entries for a layer with {len(acts)} tensors", value)
