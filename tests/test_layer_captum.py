@@ -429,37 +429,46 @@ def test_layer_gradient_shap_exact_where_draws_do_not_matter(multiply: bool) -> 
         torch.testing.assert_close(delta, their_delta, rtol=0, atol=1e-10)
 
 
-def _replayed_draws(x: torch.Tensor, dist: torch.Tensor, n_samples: int, stdev: float, seed: int):
-    """fattr's draws, in its order (documented in fattr.gradient_shap)."""
+def _replayed_draws(xs: tuple, dists: tuple, n_samples: int, stdev: float, seed: int):
+    """fattr's draws, in its order (as fattr.gradient_shap makes them): noise per input, rows, alphas."""
     g = torch.Generator().manual_seed(seed)
-    noisy = x + stdev * torch.randn((n_samples,) + tuple(x.shape), generator=g, dtype=x.dtype)
-    rows = torch.randint(dist.shape[0], (n_samples, x.shape[0]), generator=g)
-    alpha = torch.rand((n_samples, x.shape[0]), generator=g, dtype=torch.float64)
-    return noisy, dist[rows], alpha
+    noisy = tuple(x + stdev * torch.randn((n_samples,) + tuple(x.shape), generator=g, dtype=x.dtype) for x in xs)
+    rows = torch.randint(dists[0].shape[0], (n_samples, xs[0].shape[0]), generator=g)
+    alpha = torch.rand((n_samples, xs[0].shape[0]), generator=g, dtype=torch.float64)
+    return noisy, tuple(d[rows] for d in dists), alpha
+
+
+def _add(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    return tuple(x + y for x, y in zip(a, b)) if isinstance(b, tuple) else a + b
 
 
 @pytest.mark.parametrize("to_input", [False, True])
-@pytest.mark.parametrize("name", ["resnet_conv", "tuple_output"])
+@pytest.mark.parametrize("name", ["resnet_conv", "two_inputs", "tuple_output"])
 def test_layer_gradient_shap_against_captum_building_blocks(name: str, to_input: bool) -> None:
     """Captum's layer gradients and activations, evaluated at fattr's draws, averaged by hand."""
     c = _case(name)
-    dist = torch.cat([c.baselines, randn(*c.baselines.shape, seed=30)])
+    xs = c.inputs if isinstance(c.inputs, tuple) else (c.inputs,)
+    dists = tuple(torch.cat([x[:1] * 0.5, randn(*x.shape, seed=30 + i)]) for i, x in enumerate(xs))
     n_samples, stdev = 3, 0.2
-    ours = fattr.layer_gradient_shap(c.model, c.layer, c.inputs, dist, n_samples, stdev, target=c.target,
-                                     generator=torch.Generator().manual_seed(4), attribute_to_layer_input=to_input)
-    noisy, starts, alpha = _replayed_draws(c.inputs, dist, n_samples, stdev, seed=4)
+    ours = fattr.layer_gradient_shap(c.model, c.layer, c.inputs, dists if len(xs) > 1 else dists[0], n_samples,
+                                     stdev, **_ours_kwargs(c), generator=torch.Generator().manual_seed(4),
+                                     attribute_to_layer_input=to_input)
+    noisy, starts, alpha = _replayed_draws(xs, dists, n_samples, stdev, seed=4)
     module = c.model.get_submodule(c.layer)
     grad_at = LayerGradientXActivation(c.model, module, multiply_by_inputs=False)
     act_at = LayerActivation(c.model, module)
+    kw = {"additional_forward_args": c.args or None, "attribute_to_layer_input": to_input}
     total = None
     for s in range(n_samples):
-        point = starts[s] + alpha[s].reshape(-1, *[1] * (c.inputs.dim() - 1)) * (noisy[s] - starts[s])
-        g = grad_at.attribute(point, target=c.target, attribute_to_layer_input=to_input)
-        a_n = act_at.attribute(noisy[s], attribute_to_layer_input=to_input)
-        a_s = act_at.attribute(starts[s], attribute_to_layer_input=to_input)
+        point = tuple(st[s] + alpha[s].reshape(-1, *[1] * (x.dim() - 1)) * (nz[s] - st[s])
+                      for st, nz, x in zip(starts, noisy, xs))
+        g = grad_at.attribute(point, target=c.target, **kw)
+        a_n = act_at.attribute(tuple(nz[s] for nz in noisy), **kw)
+        a_s = act_at.attribute(tuple(st[s] for st in starts), **kw)
         term = tuple(gi * (ni - si) for gi, ni, si in zip(g, a_n, a_s)) if isinstance(g, tuple) else g * (a_n - a_s)
-        total = term if total is None else (tuple(t + u for t, u in zip(total, term)) if isinstance(term, tuple)
-                                            else total + term)
+        total = _add(total, term)
     assert_close(ours, scale(total, 1 / n_samples), EXACT_REL)
 
 
