@@ -50,6 +50,8 @@ def test_failure_is_a_clear_message_and_nonzero_exit(tmp_path, capsys):
     assert main(["--quick", "--out", str(blocker / "out")]) == 1
     err = capsys.readouterr().err
     assert "fattr.demo: error: cannot create the output folder" in err and "Traceback" not in err
+    assert main(["--quick", "--threads", "0", "--out", str(tmp_path / "x")]) == 1
+    assert "--threads: expected a positive int, got 0" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the attribution prior
@@ -143,3 +145,21 @@ def test_trained_model_accuracy_helper(small_digits):
     after = train(model, small_digits, epochs=2, seed=2)
     assert after > before + 0.3
     assert not model.training
+
+
+def test_report_table_with_and_without_captum():
+    from types import SimpleNamespace
+
+    from fattr.demo.captum_ref import Comparison
+    from fattr.demo.report import method_table
+
+    spec = SimpleNamespace(layer=False)
+    ok = attribute.Outcome("deeplift", spec, seconds=0.01, delta=1e-6)
+    broken = attribute.Outcome("other", SimpleNamespace(layer=True), error="ValueError: boom")
+    off = Comparison("DeepLift", max_abs_diff=0.7, max_abs=4.8, delta=0.3, seconds=0.009)
+    table = method_table([ok, broken], {"deeplift": off}, "conv3", captum=True)
+    assert "| DeepLift | 7.00e-01 | 4.8 | 9.0 | 3.00e-01 |" in table
+    assert "Captum's error here" in table and "**failed**: ValueError: boom" in table
+    assert "| `other` | layer `conv3` | – |" in table
+    plain = method_table([ok], {}, "conv3", captum=False)
+    assert "Captum" not in plain and plain.splitlines()[2].startswith("| `deeplift` | input pixels | 10.0 | 1.00e-06")

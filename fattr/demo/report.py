@@ -18,23 +18,35 @@ def _number(value: Optional[float], fmt: str = "{:.2e}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
-def method_table(outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison], layer: str) -> str:
-    lines = ["| method | attributes to | time (ms) | mean abs completeness delta | Captum class | "
-             "max abs diff from Captum | largest abs attribution | Captum time (ms) | Captum's delta | notes |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
+def _verdict(o: Outcome, c: Comparison) -> str:
+    """A note when fattr and Captum differ and Captum's own completeness delta shows it is Captum that is off."""
+    if (c.delta is not None and o.delta is not None and c.max_abs_diff is not None and c.max_abs
+            and c.max_abs_diff > 1e-3 * c.max_abs and c.delta > 100 * max(o.delta, 1e-12)):
+        return "**differs from Captum, whose own completeness delta is far larger: Captum's error here**"
+    return ""
+
+
+def method_table(outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison], layer: str,
+                 captum: bool = True) -> str:
+    """One row per method; the Captum columns only when Captum ran."""
+    header = ["method", "attributes to", "time (ms)", "mean abs completeness delta"]
+    align = ["---", "---", "---:", "---:"]
+    if captum:
+        header += ["Captum class", "max abs diff from Captum", "largest abs attribution", "Captum time (ms)",
+                   "Captum's delta"]
+        align += ["---", "---:", "---:", "---:", "---:"]
+    lines = ["| " + " | ".join(header + ["notes"]) + " |", "|" + "|".join(align + ["---"]) + "|"]
     for o in outcomes:
         c = comparisons.get(o.name, Comparison())
-        where = f"layer `{layer}`" if o.spec.layer else "input pixels"
-        verdict = ""
-        if (c.delta is not None and o.delta is not None and c.max_abs_diff is not None and c.max_abs
-                and c.max_abs_diff > 1e-3 * c.max_abs and c.delta > 100 * max(o.delta, 1e-12)):
-            verdict = "**differs from Captum, whose own completeness delta is far larger: Captum's error here**"
-        notes = "; ".join(n for n in (f"**failed**: {o.error}" if o.error else o.note, c.note, verdict) if n)
-        time_ms = "–" if o.error else f"{o.seconds * 1e3:.1f}"
-        lines.append(f"| `{o.name}` | {where} | {time_ms} | {_number(o.delta)} | {c.captum_class or '–'} | "
-                     f"{_number(c.max_abs_diff)} | {_number(c.max_abs, '{:.3g}')} | "
-                     f"{_number(None if c.seconds is None else c.seconds * 1e3, '{:.1f}')} | {_number(c.delta)} | "
-                     f"{notes.replace('|', '/').replace(chr(10), ' ')} |")
+        cells = [f"`{o.name}`", f"layer `{layer}`" if o.spec.layer else "input pixels",
+                 "–" if o.error else f"{o.seconds * 1e3:.1f}", _number(o.delta)]
+        if captum:
+            cells += [c.captum_class or "–", _number(c.max_abs_diff), _number(c.max_abs, "{:.3g}"),
+                      _number(None if c.seconds is None else c.seconds * 1e3, "{:.1f}"), _number(c.delta)]
+        notes = "; ".join(n for n in (f"**failed**: {o.error}" if o.error else o.note,
+                                      c.note if captum else "", _verdict(o, c)) if n)
+        cells.append(notes.replace("|", "/").replace("\n", " "))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -43,7 +55,7 @@ def write(path: Path, *, quick: bool, seed: int, accuracy: float, train_seconds:
           layer: str, prior: PriorResult, prior_epochs: int, total_seconds: float, repeats: int) -> None:
     captum_line = ("Captum is installed: each deterministic method is compared with its Captum class on "
                    "a copy of the model." if captum else
-                   "Captum is not installed (`pip install captum`), so there is no comparison column.")
+                   "Captum is not installed (`pip install captum`), so there are no comparison columns.")
     text = f"""# fattr demo report
 
 {'Quick run (`--quick`: short training, for tests).' if quick else 'Full run.'} Seed {seed};
@@ -62,7 +74,7 @@ where the method offers it; for the SHAP methods it is per example and baseline 
 one-point estimate per sample, so large by nature: only its mean over samples is an attribution). {captum_line}
 Differences are absolute; read them against the largest attribution next to them.
 
-{method_table(outcomes, comparisons, layer)}
+{method_table(outcomes, comparisons, layer, captum)}
 
 ## Attribution prior
 A second copy of the model (same initial weights, same batches) trained for {prior_epochs} epochs with
