@@ -1,4 +1,4 @@
-"""``python -m fattr.demo [--out DIR] [--quick] [--seed N] [--timeout S]``."""
+"""``python -m fattr.demo [--out DIR] [--quick] [--seed N] [--threads N] [--timeout S]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import faulthandler
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 MIN_ACCURACY = 0.95
 
@@ -46,7 +46,18 @@ def run(args: argparse.Namespace) -> None:
 
     if args.threads < 1:
         raise DemoError(f"--threads: expected a positive int, got {args.threads}")
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        _steps(args, log, start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -> None:
+    import torch
+
+    import fattr
 
     from . import captum_ref, figures, prior, report
     from .attribute import run_all
