@@ -1,7 +1,7 @@
 """DeepLift (rescale rule) without hooks.
 
 ``catalog``: which torch callables are nonlinearities the rule covers, and which it does not;
-``rules``: the rescale-rule surrogates; ``interception``: the ``TorchFunctionMode`` that swaps
+``rules``: the rescale rule as autograd functions; ``interception``: the ``TorchFunctionMode`` that swaps
 them in during a forward pass; ``engine``: the two passes that give the multipliers;
 ``deeplift`` and ``layer``: the public methods.
 """

@@ -75,7 +75,7 @@ def _add(kind: str, funcs: Dict[str, Any], signature: Callable[..., Any],
             _COVERED[func] = _Entry(kind, name, sig, build, inplace)
 
 
-_T, _F = torch.Tensor, F
+_T = torch.Tensor
 
 # ---- elementwise: the rescale rule m = (f(x) - f(x')) / (x - x')
 def _where_pos(a: Tensor, low: Any, fa: Tensor) -> Tensor:
