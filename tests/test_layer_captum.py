@@ -239,7 +239,7 @@ def global_seed(seed: int):
             np.random.set_state(state)
 
 
-# --------------------------------------------------------------------------- activation, gradient x activation, Grad-CAM
+# --------------------------------------------------------------------------- activation, grad x act, Grad-CAM
 
 @pytest.mark.parametrize("to_input", [False, True])
 @pytest.mark.parametrize("name", CASES)

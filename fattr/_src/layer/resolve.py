@@ -45,7 +45,8 @@ def resolve(model: nn.Module, layer: Any, name: str = "layer", *,
         modules: List[nn.Module] = [_one(model, item, f"{name}[{i}]") for i, item in enumerate(layer)]
         for i, m in enumerate(modules):
             if any(m is other for other in modules[:i]):
-                fail(f"{name}[{i}]", "distinct layers", Shown(f"the same module as an earlier entry ({type(m).__name__})"))
+                fail(f"{name}[{i}]", "distinct layers",
+                     Shown(f"the same module as an earlier entry ({type(m).__name__})"))
         return tuple(modules), True
     return (_one(model, layer, name),), False
 
