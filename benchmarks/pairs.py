@@ -106,6 +106,11 @@ class Pair:
       stochastic: compared with deterministic settings (``stdevs=0``) or statistically.
       statistical: the agreement check is the Monte-Carlo check (see module docstring).
       rtol: agreement tolerance relative to the reference's largest magnitude.
+      one_target: every example gets the same target class (Captum 0.9's LayerFeatureAblation
+        fails on a per-example target with ``perturbations_per_eval > 1``).
+      deltas: builders ``(fattr, captum)`` of functions returning the summation-to-delta
+        residuals; when Captum's attributions differ, fattr's are accepted only if its
+        residuals are at float32 rounding level (DeepLift's defining property).
     """
 
     name: str
@@ -118,6 +123,8 @@ class Pair:
     stochastic: bool = False
     statistical: bool = False
     rtol: float = 2e-3
+    one_target: bool = False
+    deltas: Optional[Tuple[Builder, Builder]] = None
 
     def reason_not_applicable(self, case: Case) -> Optional[str]:
         return dict(self.not_for).get(case.name)
@@ -138,6 +145,8 @@ def _layer(case: Case, where: str) -> str:
 TOKENS = "token-id inputs: input-space methods do not apply (see the layer methods on the embedding)"
 INPUT_PATH = "interpolating token ids along an input path is meaningless"
 CONV_ONLY = "Grad-CAM is defined on (B, C, ...) conv feature maps"
+NO_DEEPLIFT_RULE = ("LayerNorm and attention's products have no DeepLift rule, so summation-to-delta fails in "
+                    "fattr and Captum alike (residual ~0.6 and ~0.8 of max|f|): no reference to check against")
 
 
 # ------------------------------------------------------------------ input-gradient methods
@@ -388,14 +397,16 @@ def _floor_layer_gradient_shap(c: Case, s: Settings) -> Fn:
 
 def _feature_ablation(c: Case, s: Settings) -> Fn:
     f, layer = _fn("layer_feature_ablation"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x, target=c.target, layer_mask=c.layer_mask,
+    target = int(c.target[0])  # see Pair.one_target
+    return lambda x: f(c.model, layer, x, target=target, layer_mask=c.layer_mask,
                        perturbations_per_eval=s.perturbations_per_eval)
 
 
 def _captum_feature_ablation(c: Case, s: Settings) -> Fn:
     from captum.attr import LayerFeatureAblation
     a = LayerFeatureAblation(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, target=c.target, layer_mask=c.layer_mask,
+    target = int(c.target[0])  # see Pair.one_target
+    return lambda x: a.attribute(x, target=target, layer_mask=c.layer_mask,
                                  perturbations_per_eval=s.perturbations_per_eval)
 
 
@@ -513,11 +524,32 @@ def _captum_layer_deeplift_shap(c: Case, s: Settings) -> Fn:
     return lambda x: a.attribute(x, c.distribution, target=c.target)
 
 
+def _deltas(name: str, captum_class: str, *, layer: bool, distribution: bool) -> Tuple[Builder, Builder]:
+    """Builders of the summation-to-delta residuals of a DeepLift method (fattr, Captum)."""
+    def fattr_delta(c: Case, s: Settings) -> Fn:
+        f = _fn(name)
+        pre = (c.module(c.layer),) if layer else ()
+        base = c.distribution if distribution else c.baselines
+        return lambda x: f(c.model, *pre, x, base, target=c.target, return_delta=True)[1]
+
+    def captum_delta(c: Case, s: Settings) -> Fn:
+        import captum.attr
+        cls = getattr(captum.attr, captum_class)
+        a = cls(c.model, c.module(c.layer)) if layer else cls(c.model)
+        base = c.distribution if distribution else c.baselines
+        return lambda x: a.attribute(x, base, target=c.target, return_convergence_delta=True)[1]
+    return fattr_delta, captum_delta
+
+
+def output_scale(c: Case) -> float:
+    """``max |f(x)[target]|``: the scale of the summation-to-delta residuals."""
+    with torch.no_grad():
+        return max(float(c.model(c.inputs).gather(1, c.target.reshape(-1, 1)).abs().max()), 1e-12)
+
+
 # ------------------------------------------------------------------ the table of pairs
 
 _NO_TOKENS = (("transformer", TOKENS),)
-_DEEPLIFT_TRANSFORMER = ("transformer", "Captum's DeepLift hooks only nn.Module nonlinearities; "
-                         "nn.TransformerEncoderLayer calls F.relu / softmax as functions, so no reference")
 
 PAIRS: List[Pair] = [
     Pair("saliency", "saliency", _saliency, _captum_saliency, _floor_saliency, not_for=_NO_TOKENS),
@@ -543,19 +575,22 @@ PAIRS: List[Pair] = [
          _floor_layer_gradient_shap, where="layer", not_for=(("transformer", INPUT_PATH),), stochastic=True,
          statistical=True),
     Pair("layer_feature_ablation", "layer_feature_ablation", _feature_ablation, _captum_feature_ablation,
-         _floor_feature_ablation, where="layer"),
+         _floor_feature_ablation, where="layer", one_target=True),
     Pair("layer_activation", "layer_activation", _layer_activation, _captum_layer_activation,
          _floor_layer_activation, where="layer"),
     Pair("layer_gradient_x_activation", "layer_gradient_x_activation", _layer_gxa, _captum_layer_gxa,
          _floor_layer_gxa, where="layer"),
     Pair("gradient_x_input", "gradient_x_input", _input_x_gradient("gradient_x_input"), _captum_input_x_gradient,
          _floor_input_x_gradient, not_for=_NO_TOKENS),
-    Pair("deeplift", "deeplift", _deeplift, _captum_deeplift, not_for=_NO_TOKENS),
-    Pair("deeplift_shap", "deeplift_shap", _deeplift_shap, _captum_deeplift_shap, not_for=_NO_TOKENS),
+    Pair("deeplift", "deeplift", _deeplift, _captum_deeplift, not_for=_NO_TOKENS,
+         deltas=_deltas("deeplift", "DeepLift", layer=False, distribution=False)),
+    Pair("deeplift_shap", "deeplift_shap", _deeplift_shap, _captum_deeplift_shap, not_for=_NO_TOKENS,
+         deltas=_deltas("deeplift_shap", "DeepLiftShap", layer=False, distribution=True)),
     Pair("layer_deeplift", "layer_deeplift", _layer_deeplift, _captum_layer_deeplift, where="layer",
-         not_for=(_DEEPLIFT_TRANSFORMER,)),
+         not_for=(("transformer", NO_DEEPLIFT_RULE),), deltas=_deltas("layer_deeplift", "LayerDeepLift", layer=True,
+                                                          distribution=False)),
     Pair("layer_deeplift_shap", "layer_deeplift_shap", _layer_deeplift_shap, _captum_layer_deeplift_shap,
-         where="layer", not_for=(_DEEPLIFT_TRANSFORMER,)),
+         where="layer", not_for=(("transformer", NO_DEEPLIFT_RULE),), deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
 ]
 
 
