@@ -54,7 +54,8 @@ def write(path: Path, *, quick: bool, seed: int, accuracy: float, train_seconds:
           n_digits: int, outcomes: Sequence[Outcome], comparisons: Dict[str, Comparison], captum: bool,
           layer: str, prior: PriorResult, prior_epochs: int, total_seconds: float, repeats: int) -> None:
     captum_line = ("Captum is installed: each deterministic method is compared with its Captum class on "
-                   "a copy of the model." if captum else
+                   "a copy of the model, with the same options; differences are absolute, to be read against "
+                   "the largest attribution next to them." if captum else
                    "Captum is not installed (`pip install captum`), so there are no comparison columns.")
     text = f"""# fattr demo report
 
@@ -72,7 +73,6 @@ for their true class; layer methods at `{layer}`. Times are the best of {repeats
 The completeness delta is `sum(attributions) - (f(x) - f(baseline))` per example, from `return_delta=True`
 where the method offers it; for the SHAP methods it is per example and baseline sample (for GradientSHAP a
 one-point estimate per sample, so large by nature: only its mean over samples is an attribution). {captum_line}
-Differences are absolute; read them against the largest attribution next to them.
 
 {method_table(outcomes, comparisons, layer, captum)}
 
