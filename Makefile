@@ -16,8 +16,9 @@ $(VENV)/.installed-%: pyproject.toml
 
 venv: $(VENV)/.installed-test
 
+# One torch thread per process: the tests use tiny models, and CI has 2 cores.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider tests
 
 demo: $(VENV)/.installed-demo
 	$(PY) -m fattr.demo
