@@ -14,20 +14,26 @@ nodes are partitioned:
   connections, a second branch): computed once by the head and carried;
 * **head**: everything needed for the cut and the rest.
 
-Head and tail evaluate their nodes against the *live* model (submodules and
-parameters are looked up at call time, so ``torch.func.functional_call`` and
-parameter updates are seen). Nothing is cached: every split traces afresh, so a
-model whose Python attributes or structure change is never run on a stale graph.
-Models the graph cannot represent faithfully raise :class:`Untraceable` and use
-:mod:`.substitute` instead.
+Head and tail evaluate their nodes against the *live* model passed to them
+(submodules and parameters are looked up at call time, so
+``torch.func.functional_call`` and parameter updates are seen); a :class:`Plan`
+holds no reference to the model. :func:`fingerprint` summarises everything the
+traced graph depends on, so :mod:`.split` can reuse a plan until the model
+changes. Models the graph cannot represent faithfully raise :class:`Untraceable`
+and use :mod:`.substitute` instead.
 """
 from __future__ import annotations
 
 import builtins
+import enum
 import inspect
+import numbers
 import operator
+import types
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import fx, nn
@@ -89,16 +95,20 @@ def _ancestors(model: nn.Module, layers: Sequence[nn.Module]) -> Set[int]:
     return ids
 
 
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 def _has_hooks(m: nn.Module) -> bool:
-    return any(len(getattr(m, attr, {})) for attr in
-               ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+    return any(len(getattr(m, attr, {})) for attr in _HOOKS)
+
+
+def _global_hook_dicts() -> List[Dict[Any, Any]]:
+    from torch.nn.modules import module as module_mod
+    return [getattr(module_mod, "_global" + attr, {}) for attr in _HOOKS]
 
 
 def _global_hooks() -> bool:
-    from torch.nn.modules import module as module_mod
-    return any(len(getattr(module_mod, attr, {})) for attr in
-               ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                "_global_backward_pre_hooks"))
+    return any(len(d) for d in _global_hook_dicts())
 
 
 def trace(model: nn.Module, layers: Sequence[nn.Module],
@@ -130,6 +140,118 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     if changed:
         raise Untraceable("the model's forward sets module attributes")
     return graph, tracer.constants
+
+
+# ---------------------------------------------------------------------------- fingerprint
+
+class Uncacheable(Exception):
+    """A traced module holds an attribute :func:`fingerprint` cannot summarise (its plans are not shared)."""
+
+
+class _Same:
+    """Equal to another ``_Same`` of the same live object; refers to it weakly (never keeps a model alive)."""
+
+    __slots__ = ("_ref", "_id")
+
+    def __init__(self, obj: Any) -> None:
+        self._id = id(obj)
+        try:
+            self._ref: Callable[[], Any] = weakref.ref(obj)
+        except TypeError:
+            owner = getattr(obj, "__self__", None)
+            builtin = isinstance(obj, types.BuiltinFunctionType)
+            if not (builtin and (owner is None or isinstance(owner, types.ModuleType))):
+                raise Uncacheable(f"a {type(obj).__name__} attribute") from None
+            self._ref = lambda: obj  # a builtin function (torch.tanh) holds no model
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, _Same) or other._id != self._id:
+            return False
+        obj = self._ref()
+        return obj is not None and obj is other._ref()
+
+    def __hash__(self) -> int:
+        return self._id
+
+
+# Attribute values compared by value (with their type: 1, 1.0 and True differ) and by identity.
+_SCALARS = frozenset({bool, int, float, complex, str, bytes, type(None), type(Ellipsis), range, slice,
+                      torch.dtype, torch.device, torch.layout, torch.memory_format})
+_BY_IDENTITY = (torch.Tensor, nn.Module, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+_CONTAINERS = frozenset({tuple, list, torch.Size, dict, OrderedDict, set, frozenset})
+_MODULE_STATE = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping (summarised separately)
+_MAX_ITEMS = 2000  # attribute values per fingerprint; a model with more is not cached
+_MAX_DEPTH = 8
+
+
+def _value(v: Any, budget: List[int], depth: int = 0) -> Hashable:
+    """A comparable summary of an attribute value holding no strong reference to anything mutable."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        raise Uncacheable("too many or too deeply nested attribute values")
+    t = type(v)
+    if t in _SCALARS or isinstance(v, (numbers.Number, enum.Enum)):  # numbers: numpy scalars too
+        return (t, v)
+    if isinstance(v, _BY_IDENTITY):
+        return _Same(v)
+    if t not in _CONTAINERS and not (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
+        raise Uncacheable(f"a {t.__name__} attribute")
+    if isinstance(v, dict):
+        return (t, tuple((_value(k, budget, depth + 1), _value(x, budget, depth + 1)) for k, x in v.items()))
+    items = tuple(_value(x, budget, depth + 1) for x in v)
+    return (t, frozenset(items) if isinstance(v, (set, frozenset)) else items)
+
+
+def _traced_state(m: nn.Module, budget: List[int]) -> Hashable:
+    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
+    cls = type(m)
+    return (_Same(cls), _Same(cls.forward), m.training,
+            tuple(tuple(getattr(m, h, ())) for h in _HOOKS),
+            tuple((k, p is None) for k, p in m._parameters.items()),
+            tuple((k, b is None) for k, b in m._buffers.items()),
+            tuple((k, _value(v, budget)) for k, v in vars(m).items() if k not in _MODULE_STATE))
+
+
+def fingerprint(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Hashable, ...]:
+    """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
+
+    It covers the module tree (every registration: name and module identity), each
+    untraced module's ``inplace`` flag (the in-place check reads it), the ids of the
+    global module hooks, and for each traced module (one containing a layer): its
+    class and the class's ``forward``, ``training``, its hooks' ids, which parameters
+    and buffers are ``None``, and every other instance attribute (an instance-level
+    ``forward`` included): scalars by value, containers by content, tensors,
+    modules and functions by identity. Parameter and buffer values are not in it:
+    head and tail read them at call time. Objects are referred to weakly. What
+    the traced code reads from elsewhere (globals, class attributes other than
+    ``forward``, the grad mode) is not covered.
+
+    Raises:
+      Uncacheable: a traced module has an attribute of another type (a mutable
+        object that cannot be summarised), or very many values.
+    """
+    layer_ids = {id(layer) for layer in layers}
+    contains: Dict[int, bool] = {}
+    parts: List[Hashable] = []
+    budget = [_MAX_ITEMS]
+
+    def visit(m: nn.Module) -> bool:  # whether m is or contains a layer
+        if id(m) in contains:  # registered twice (or a cycle)
+            return contains[id(m)]
+        contains[id(m)] = False
+        children, traced = [], False
+        for name, child in m._modules.items():
+            children.append((name, None if child is None else _Same(child)))
+            if child is not None:
+                traced = visit(child) or traced
+        inplace = m.__dict__.get("inplace", getattr(type(m), "inplace", False)) is True
+        parts.append((tuple(children), _traced_state(m, budget) if traced else inplace))
+        contains[id(m)] = traced or id(m) in layer_ids
+        return contains[id(m)]
+
+    visit(model)
+    parts.append(tuple(tuple(d) for d in _global_hook_dicts()))
+    return tuple(parts)
 
 
 _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.device, torch.layout,
@@ -184,9 +306,8 @@ def _mutated(node: Node) -> Any:
 
 @dataclass
 class Plan:
-    """The partition of one graph for one split (see the module docstring)."""
+    """The partition of one graph for one split (see the module docstring); no reference to the model."""
 
-    model: nn.Module
     concrete: Dict[str, Any]
     placeholders: List[Node]
     constants: Dict[str, torch.Tensor]
@@ -305,7 +426,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     tail_nodes = [n for n in nodes if n in tail_set]
     out_reads = list(output.all_input_nodes)
     tail_frees = _frees(tail_nodes + [output], lambda n: out_reads if n is output else tail_reads(n), set())[:-1]
-    return Plan(model=model, concrete=dict(concrete), placeholders=placeholders,
+    return Plan(concrete=dict(concrete), placeholders=placeholders,
                 constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
                 head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
                 rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output)
@@ -326,16 +447,16 @@ def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> An
     return m(*args, **kwargs)
 
 
-def _fetch(p: Plan, target: str) -> Any:
+def _fetch(p: Plan, model: nn.Module, target: str) -> Any:
     if target in p.constants:
         return p.constants[target]
-    obj: Any = p.model
+    obj: Any = model
     for atom in target.split("."):
         obj = getattr(obj, atom)
     return obj
 
 
-def _evaluate(p: Plan, n: Node, env: Dict[Node, Any]) -> Any:
+def _evaluate(p: Plan, model: nn.Module, n: Node, env: Dict[Node, Any]) -> Any:
     args = map_arg(n.args, env.__getitem__)
     kwargs = map_arg(n.kwargs, env.__getitem__)
     if n.op == "call_function":
@@ -343,9 +464,9 @@ def _evaluate(p: Plan, n: Node, env: Dict[Node, Any]) -> Any:
     if n.op == "call_method":
         return getattr(args[0], n.target)(*args[1:], **kwargs)
     if n.op == "call_module":
-        return call_module(p.model.get_submodule(n.target), args, kwargs)
+        return call_module(model.get_submodule(n.target), args, kwargs)
     if n.op == "get_attr":
-        return _fetch(p, n.target)
+        return _fetch(p, model, n.target)
     raise RuntimeError(f"unexpected fx node {n.op}")  # pragma: no cover
 
 
@@ -366,15 +487,15 @@ def _positional(n: Node, env: Dict[Node, Any]) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def run_head(p: Plan, bound: inspect.BoundArguments) -> Tuple[List[Any], Tuple[Any, ...]]:
-    """``(activations, rest)``: one activation per cut (cloned), and the carried values."""
+def run_head(p: Plan, model: nn.Module, bound: inspect.BoundArguments) -> Tuple[List[Any], Tuple[Any, ...]]:
+    """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s)."""
     env = _bind(p, bound)
     captured: Dict[Node, Any] = {}
     for n, frees in zip(p.head_schedule, p.head_frees):
         if p.to_input and n in p.cuts:
             captured[n] = clone(_positional(n, env))
         if n in p.head_nodes:
-            env[n] = _evaluate(p, n, env)
+            env[n] = _evaluate(p, model, n, env)
             if not p.to_input and n in p.cuts:
                 captured[n] = clone(env[n])
         for f in frees:
@@ -382,8 +503,8 @@ def run_head(p: Plan, bound: inspect.BoundArguments) -> Tuple[List[Any], Tuple[A
     return [captured[c] for c in p.cuts], tuple(env[r] for r in p.rest)
 
 
-def run_tail(p: Plan, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
-    """The model's output with the cut values replaced by ``activations``."""
+def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
+    """``model``'s output with the cut values replaced by ``activations``."""
     env: Dict[Node, Any] = {r: clone(v) for r, v in zip(p.rest, rest)}
     substitute: Dict[Node, Any] = {}
     for c, a in zip(p.cuts, activations):
@@ -395,9 +516,9 @@ def run_tail(p: Plan, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
         if n in substitute:
             a = substitute[n]
             args = a if isinstance(a, tuple) else (a,)
-            env[n] = call_module(p.model.get_submodule(n.target), args, map_arg(n.kwargs, env.__getitem__))
+            env[n] = call_module(model.get_submodule(n.target), args, map_arg(n.kwargs, env.__getitem__))
         else:
-            env[n] = _evaluate(p, n, env)
+            env[n] = _evaluate(p, model, n, env)
         for f in frees:
             env.pop(f, None)
     return map_arg(p.output.args[0], env.__getitem__)

@@ -1,9 +1,20 @@
-"""``split(model, layer)``: a model as two pure functions meeting at a layer."""
+"""``split(model, layer)``: a model as two pure functions meeting at a layer.
+
+Tracing and partitioning a model costs milliseconds, more than a layer method on
+a small model, so plans are shared across splits and calls: a process-wide cache
+keyed by the model (referred to weakly: a model is never kept alive by it, and
+nothing is stored on it), the layers, ``attribute_to_layer_input`` and the
+specialisation. Every ``head`` call recomputes :func:`.graph.fingerprint` and
+retraces when it differs from the plan's (a submodule replaced, ``train()`` /
+``eval()``, a hook added, a Python attribute such as a flag changed). Parameter
+and buffer values are not part of it: they are read at call time.
+"""
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
 from torch import nn
 
@@ -13,13 +24,17 @@ from .resolve import resolve
 
 
 class Token:
-    """The last entry of ``rest``: which partition the tail must run (opaque to users)."""
+    """The last entry of ``rest``: which partition the tail must run (opaque to users).
 
-    __slots__ = ("plan", "reason")
+    ``owner`` identifies the split it belongs to: ``(id(model), layer ids, attribute_to_layer_input)``.
+    """
 
-    def __init__(self, plan: Optional[graph.Plan], reason: str) -> None:
+    __slots__ = ("plan", "reason", "owner")
+
+    def __init__(self, plan: Optional[graph.Plan], reason: str, owner: Tuple[Any, ...]) -> None:
         self.plan = plan
         self.reason = reason
+        self.owner = owner
 
     @property
     def traced(self) -> bool:
@@ -28,6 +43,51 @@ class Token:
 
     def __repr__(self) -> str:
         return f"<fattr split: {'traced graph' if self.plan is not None else 'substitution: ' + self.reason}>"
+
+
+# ---------------------------------------------------------------------------- the shared plans
+
+_MAX_PLANS = 32  # per model (layers x specialisations); the least recently used is dropped first
+_lock = threading.Lock()
+# id(model) -> (weak reference to the model, {key: (fingerprint, token)})
+_plans: Dict[int, Tuple["weakref.ref[nn.Module]", Dict[Hashable, Tuple[Hashable, Token]]]] = {}
+
+
+def _forget(model_id: int) -> Callable[[Any], None]:
+    def forget(ref: Any) -> None:  # runs when the model is collected (no lock: it may run inside one)
+        entry = _plans.get(model_id)
+        if entry is not None and entry[0] is ref:
+            _plans.pop(model_id, None)
+    return forget
+
+
+def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], Token]) -> Token:
+    """The cached token for ``(model, key)`` if its fingerprint is ``fp``; otherwise ``make()``, cached."""
+    with _lock:
+        entry = _plans.get(id(model))
+        hit = entry[1].pop(key, None) if entry is not None and entry[0]() is model else None
+        if hit is not None:
+            entry[1][key] = hit  # most recently used last
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    token = make()
+    with _lock:
+        entry = _plans.get(id(model))
+        if entry is None or entry[0]() is not model:
+            try:
+                entry = (weakref.ref(model, _forget(id(model))), {})
+            except TypeError:  # pragma: no cover - nn.Module supports weak references
+                return token
+            _plans[id(model)] = entry
+        plans = entry[1]
+        plans.pop(key, None)
+        plans[key] = (fp, token)
+        while len(plans) > _MAX_PLANS:
+            del plans[next(iter(plans))]
+    return token
+
+
+# ---------------------------------------------------------------------------- split
 
 
 @dataclass(frozen=True)
@@ -49,36 +109,48 @@ class Split:
 
 def build(model: nn.Module, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
           allow_list: bool = True) -> Split:
-    """Resolve ``layer`` now; trace and partition at the first ``head`` call.
+    """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
-    The graph is specialised to the non-tensor arguments (flags, modes) of that
-    call; a call with other values builds (and keeps) another partition.
+    The graph is specialised to the non-tensor arguments (flags, modes) of the
+    call; a call with other values uses another partition. Partitions are shared
+    through the process-wide cache (see the module docstring); a model whose
+    traced modules hold attributes the fingerprint cannot summarise keeps its
+    partitions in this split only, built at the first ``head`` call per
+    specialisation, as if nothing changed afterwards.
     """
     layers, was_list = resolve(model, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
-    tokens: Dict[Tuple[Any, ...], Token] = {}
+    owner = (id(model), tuple(id(m) for m in layers), to_input)
+    local: Dict[Hashable, Token] = {}  # for models the fingerprint cannot summarise
     lock = threading.Lock()
 
+    def make(concrete: Dict[str, Any]) -> Token:
+        try:
+            return Token(graph.plan(model, layers, labels, to_input, concrete), "", owner)
+        except graph.Untraceable as e:
+            return Token(None, str(e), owner)
+
     def token_for(concrete: Dict[str, Any]) -> Token:
-        k = graph.key(concrete)
-        with lock:
-            token = tokens.get(k)
-        if token is None:
-            try:
-                token = Token(graph.plan(model, layers, labels, to_input, concrete), "")
-            except graph.Untraceable as e:
-                token = Token(None, str(e))
+        k = (owner[1], to_input, graph.key(concrete))
+        try:
+            fp = graph.fingerprint(model, layers)
+        except graph.Uncacheable:
             with lock:
-                token = tokens.setdefault(k, token)
-        return token
+                token = local.get(k)
+            if token is None:
+                token = make(concrete)
+                with lock:
+                    token = local.setdefault(k, token)
+            return token
+        return _shared(model, k, fp, lambda: make(concrete))
 
     def head(*values: Any) -> Tuple[Any, Tuple[Any, ...]]:
         bound, concrete = graph.specialise(model, values)
         token = token_for(concrete)
         if token.plan is not None:
             with locking.reading():
-                acts, rest = graph.run_head(token.plan, bound)
+                acts, rest = graph.run_head(token.plan, model, bound)
         else:
             acts, rest = substitute.run_head(model, layers, labels, to_input, values)
         return (list(acts) if was_list else acts[0]), rest + (token,)
@@ -90,15 +162,15 @@ def build(model: nn.Module, layer: Any, attribute_to_layer_input: bool = False, 
             acts = list(activation)
         else:
             acts = [activation]
-        if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Token):
+        if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Token) or rest[-1].owner != owner:
             fail("rest", "the rest tuple returned by this split's head", rest)
         token, carried = rest[-1], rest[:-1]
         if token.plan is None:
             return substitute.run_tail(model, layers, labels, to_input, acts, carried)
-        if token.plan.model is not model or len(carried) != len(token.plan.rest):
+        if len(carried) != len(token.plan.rest):
             fail("rest", "the rest tuple returned by this split's head", rest)
         with locking.reading():
-            return graph.run_tail(token.plan, acts, carried)
+            return graph.run_tail(token.plan, model, acts, carried)
 
     return Split(head=head, tail=tail, layers=layers, was_list=was_list)
 
@@ -134,8 +206,10 @@ def split(model: nn.Module, layer: Any, *, attribute_to_layer_input: bool = Fals
     differentiable with respect to parameters on both sides of the layer.
     Parameters are looked up at call time. The graph is traced at the first
     ``head`` call and specialised to the non-tensor arguments (flags, modes) it
-    receives; split again after changing the model's structure or Python
-    attributes. Tracing briefly patches
+    receives; it is reused by later calls and other splits of the same model and
+    layer, and traced again when the model's structure, modes, hooks or the
+    Python attributes of the modules containing the layer change (global
+    variables or class attributes read by ``forward`` are not watched). Tracing briefly patches
     ``torch.nn.Module`` for the whole process (a torch.fx property): fattr's own
     calls wait for each other, other threads running modules meanwhile do not.
 
