@@ -22,7 +22,6 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from torch import nn
 
 import fattr
 from conftest import make_mlp, make_two_input, randn

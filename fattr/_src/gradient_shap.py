@@ -1,7 +1,7 @@
 """GradientSHAP: expected gradients between the input and baselines drawn from a distribution."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 import torch
 
@@ -11,7 +11,27 @@ from .baselines import format_distribution
 from .errors import check_bool, check_callable, check_positive_int
 from .gradients import gradients, outputs
 from .path import accumulation_dtype
+from .structure import Tensors
 from .targets import as_target
+
+
+def sample_points(gen: torch.Generator, xs: Tensors, dist: Tensors, n_samples: int,
+                  sds: Tuple[float, ...]) -> Tuple[Tensors, Tensors, Tensors]:
+    """GradientSHAP's draws, all from ``gen``, each ``(n_samples, B, ...)`` per input.
+
+    Returns ``(noisy, starts, points)``: the inputs plus Gaussian noise (``sds``),
+    one baseline row drawn uniformly per (sample, example) and shared by all inputs,
+    and ``start + alpha * (noisy - start)`` with ``alpha ~ U[0, 1]``.
+    """
+    n, device = xs[0].shape[0], xs[0].device
+    noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
+                  if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
+    rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)
+    alpha = randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
+    starts = tuple(d[rows] for d in dist)
+    points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
+                   for s, xn, x in zip(starts, noisy, xs))
+    return noisy, starts, points
 
 
 def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples: int = 5,
@@ -60,13 +80,7 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     args = as_args(args)
     tgt = as_target(target, n, device)
 
-    noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
-                  if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
-    rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)
-    alpha = randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
-    starts = tuple(d[rows] for d in dist)
-    points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
-                   for s, xn, x in zip(starts, noisy, xs))
+    noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
     grads = gradients(f, tuple(structure.fold(p) for p in points), tgt.tile(n_samples),
                       tile_args(args, n, n_samples))
     per_sample = []

@@ -10,6 +10,7 @@ from .. import randomness, structure
 from ..arguments import as_args, tile_args
 from ..baselines import format_distribution
 from ..errors import check_bool, check_positive_int
+from ..gradient_shap import sample_points
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype
 from ..targets import as_target
@@ -71,13 +72,7 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     tgt = as_target(target, n, device)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
 
-    noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
-                  if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
-    rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)
-    alpha = randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
-    starts = tuple(d[rows] for d in dist)
-    points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
-                   for s, xn, x in zip(starts, noisy, xs))
+    noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
 
     m = n_samples * n
     sample_args = tile_args(args, n, n_samples)
