@@ -2,8 +2,11 @@
 
 The claim measured: memory follows ``chunk_size``, not ``n_steps``. For each
 case it measures three fattr configurations, ``n_steps=N`` unchunked, ``n_steps=N``
-with ``chunk_size=k`` and a plain ``n_steps=k`` run, plus Captum's IG with
-``internal_batch_size=k*B`` (its equivalent knob) for reference.
+with ``chunk_size=k`` and a plain ``n_steps=k`` run, both as called by default
+(grad mode on, the model's parameters requiring grad: fattr's result is then
+differentiable with respect to the parameters, so the graph of every chunk stays
+alive with it) and under ``torch.no_grad()`` (impl ``fattr_no_grad``), plus
+Captum's IG in the same three configurations (``internal_batch_size=k*B`` is its chunk knob).
 
 * CUDA: ``torch.cuda.max_memory_allocated`` during the call, above what was
   allocated before it, in this process.
@@ -31,7 +34,7 @@ from . import cases
 @dataclass(frozen=True)
 class Config:
     case: str
-    impl: str                   # "fattr" or "captum"
+    impl: str                   # "fattr", "fattr_no_grad" (called under torch.no_grad()) or "captum"
     n_steps: int
     chunk_size: Optional[int]   # steps per chunk (Captum: internal_batch_size = chunk_size * B)
     smoke: bool = False
@@ -44,21 +47,26 @@ class Config:
 
 
 def configs(case: str, n_steps: int, k: int, *, smoke: bool, device: str, captum: bool = True) -> List[Config]:
-    """fattr with ``n_steps``, with ``n_steps`` in chunks of ``k``, and with ``k`` steps; then Captum's two."""
-    out = [Config(case, "fattr", n_steps, None, smoke, device),
-           Config(case, "fattr", n_steps, k, smoke, device),
-           Config(case, "fattr", k, None, smoke, device)]
+    """fattr with ``n_steps``, with ``n_steps`` in chunks of ``k``, and with ``k`` steps (by default and,
+    unless ``smoke``, under no_grad); then Captum's three."""
+    impls = ["fattr"] if smoke else ["fattr", "fattr_no_grad"]
+    out = [Config(case, impl, steps, chunk, smoke, device)
+           for impl in impls for steps, chunk in ((n_steps, None), (n_steps, k), (k, None))]
     if captum:
-        out += [Config(case, "captum", n_steps, None, smoke, device),
-                Config(case, "captum", n_steps, k, smoke, device)]
+        out += [Config(case, "captum", steps, chunk, smoke, device)
+                for steps, chunk in ((n_steps, None), (n_steps, k), (k, None))]
     return out
 
 
 def _call(cfg: Config, c: cases.Case):
-    if cfg.impl == "fattr":
+    if cfg.impl in ("fattr", "fattr_no_grad"):
         import fattr
-        return lambda: fattr.integrated_gradients(c.model, c.inputs, c.baselines, n_steps=cfg.n_steps,
+
+        def run():
+            with torch.set_grad_enabled(cfg.impl == "fattr"):
+                return fattr.integrated_gradients(c.model, c.inputs, c.baselines, n_steps=cfg.n_steps,
                                                   target=c.target, chunk_size=cfg.chunk_size)
+        return run
     from captum.attr import IntegratedGradients
     ig = IntegratedGradients(c.model)
     batch = None if cfg.chunk_size is None else cfg.chunk_size * c.inputs.shape[0]

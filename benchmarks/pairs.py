@@ -587,10 +587,11 @@ PAIRS: List[Pair] = [
     Pair("deeplift_shap", "deeplift_shap", _deeplift_shap, _captum_deeplift_shap, not_for=_NO_TOKENS,
          deltas=_deltas("deeplift_shap", "DeepLiftShap", layer=False, distribution=True)),
     Pair("layer_deeplift", "layer_deeplift", _layer_deeplift, _captum_layer_deeplift, where="layer",
-         not_for=(("transformer", NO_DEEPLIFT_RULE),), deltas=_deltas("layer_deeplift", "LayerDeepLift", layer=True,
-                                                          distribution=False)),
+         not_for=(("transformer", NO_DEEPLIFT_RULE),),
+         deltas=_deltas("layer_deeplift", "LayerDeepLift", layer=True, distribution=False)),
     Pair("layer_deeplift_shap", "layer_deeplift_shap", _layer_deeplift_shap, _captum_layer_deeplift_shap,
-         where="layer", not_for=(("transformer", NO_DEEPLIFT_RULE),), deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
+         where="layer", not_for=(("transformer", NO_DEEPLIFT_RULE),),
+         deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
 ]
 
 

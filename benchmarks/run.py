@@ -274,12 +274,21 @@ def table(rows: List[Row]) -> str:
     return "\n".join(lines)
 
 
-def memory_table(mem: List[Dict[str, Any]]) -> str:
-    lines = ["| case | configuration | impl | peak MiB |", "|---|---|---|---|"]
-    for m in mem:
-        v = "-" if m["peak_mem_mb"] is None else f"{m['peak_mem_mb']:.1f}"
-        lines.append(f"| {m['case']} | {m['method']} | {m['impl']} | {v} |")
+def memory_table(mem: List[Tuple[memory.Config, Optional[float]]]) -> str:
+    """Peak memory per configuration; chunked rows also show the ratio to a plain run of ``chunk_size`` steps."""
+    plain = {(c.case, c.impl, c.n_steps): peak for c, peak in mem if c.chunk_size is None}
+    lines = ["| case | configuration | impl | peak MiB | / plain run of chunk_size steps |", "|---|---|---|---|---|"]
+    for c, peak in mem:
+        v = "-" if peak is None else f"{peak:.1f}"
+        ref = plain.get((c.case, c.impl, c.chunk_size)) if c.chunk_size is not None else None
+        ratio = f"{peak / ref:.2f}" if peak is not None and ref else "-"
+        lines.append(f"| {c.case} | {c.label} | {c.impl} | {v} | {ratio} |")
     return "\n".join(lines)
+
+
+def memory_records(mem: List[Tuple[memory.Config, Optional[float]]]) -> List[Dict[str, Any]]:
+    return [{"case": c.case, "method": c.label, "impl": c.impl, "median_s": None, "min_s": None, "max_s": None,
+             "peak_mem_mb": peak} for c, peak in mem]
 
 
 def records(rows: List[Row]) -> List[Dict[str, Any]]:
@@ -368,7 +377,7 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
             log(f"[{time.perf_counter() - start:6.1f}s] {name:12s} {pair.name:36s} {row.status:9s} "
                 f"{time.perf_counter() - t0:5.1f}s {row.detail[:60]}")
 
-    mem: List[Dict[str, Any]] = []
+    mem: List[Tuple[memory.Config, Optional[float]]] = []
     if memory_too:
         for name in mode.memory_cases:
             if name not in mode.cases:
@@ -376,8 +385,7 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
             for cfg in memory.configs(name, mode.settings.n_steps, mode.memory_k, smoke=mode.smoke,
                                       device=device.type, captum=not mode.smoke):
                 peak = memory.measure(cfg)
-                mem.append({"case": name, "method": cfg.label, "impl": cfg.impl, "median_s": None,
-                            "min_s": None, "max_s": None, "peak_mem_mb": peak})
+                mem.append((cfg, peak))
                 log(f"[{time.perf_counter() - start:6.1f}s] memory {name} {cfg.impl} {cfg.label}: {peak}")
 
     print(f"Machine: {machine(device)}\n")
@@ -396,7 +404,7 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
     print(f"\nTotal {time.perf_counter() - start:.0f} s.")
     if json_path:
         with open(json_path, "w") as fh:
-            json.dump(records(rows) + mem, fh, indent=1)
+            json.dump(records(rows) + memory_records(mem), fh, indent=1)
     return 1 if any(r.status == "error" for r in rows) else 0
 
 
