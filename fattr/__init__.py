@@ -14,7 +14,7 @@ from fattr._src.registry import MethodSpec as MethodSpec
 from fattr._src.registry import methods as methods
 from fattr._src.saliency import input_x_gradient as input_x_gradient
 from fattr._src.saliency import saliency as saliency
-# --- layer methods (issue 3) ---
+# layer attribution by splitting the model
 from fattr._src.layer.activation import layer_activation as layer_activation
 from fattr._src.layer.feature_ablation import layer_feature_ablation as layer_feature_ablation
 from fattr._src.layer.grad_cam import layer_grad_cam as layer_grad_cam
@@ -26,7 +26,7 @@ from fattr._src.layer.integrated import layer_conductance as layer_conductance
 from fattr._src.layer.integrated import layer_integrated_gradients as layer_integrated_gradients
 from fattr._src.layer.interpolate import interpolate as interpolate
 from fattr._src.layer.split import split as split
-# --- deeplift methods (issue 4) ---
+# DeepLift (rescale rule by function interception)
 from fattr._src.deeplift.deeplift import deeplift as deeplift
 from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
 from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
@@ -45,7 +45,7 @@ __all__ = [
     "path_attribution",
     "quadrature",
     "saliency",
-    # --- layer methods (issue 3) ---
+    # layer attribution by splitting the model
     "gradient_x_input",
     "internal_influence",
     "interpolate",
@@ -57,7 +57,7 @@ __all__ = [
     "layer_gradient_x_activation",
     "layer_integrated_gradients",
     "split",
-    # --- deeplift methods (issue 4) ---
+    # DeepLift (rescale rule by function interception)
     "deeplift",
     "deeplift_shap",
     "layer_deeplift",

@@ -12,7 +12,7 @@ from .gradient_shap import gradient_shap
 from .integrated_gradients import integrated_gradients
 from .noise_tunnel import noise_tunnel
 from .saliency import input_x_gradient, saliency
-# --- layer methods (issue 3) ---
+# layer attribution by splitting the model
 from .layer.activation import layer_activation
 from .layer.feature_ablation import layer_feature_ablation
 from .layer.grad_cam import layer_grad_cam
@@ -20,7 +20,7 @@ from .layer.gradient_shap import layer_gradient_shap
 from .layer.gradient_x_activation import layer_gradient_x_activation
 from .layer.gradient_x_input import gradient_x_input
 from .layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
-# --- deeplift methods (issue 4) ---
+# DeepLift (rescale rule by function interception)
 from .deeplift.deeplift import deeplift, deeplift_shap
 from .deeplift.layer import layer_deeplift, layer_deeplift_shap
 
@@ -65,7 +65,7 @@ _SPECS = [
     MethodSpec("gradient_shap", gradient_shap, baselines="distribution", stochastic=True, delta=True,
                options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("smoothgrad", smoothgrad, stochastic=True, options=(("abs", False),)),
-    # --- layer methods (issue 3) ---
+    # layer attribution by splitting the model
     MethodSpec("gradient_x_input", gradient_x_input),
     MethodSpec("layer_activation", layer_activation, layer=True, targeted=False, needs_module=True),
     MethodSpec("layer_gradient_x_activation", layer_gradient_x_activation, layer=True, needs_module=True),
@@ -80,7 +80,7 @@ _SPECS = [
                delta=True, needs_module=True, options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("layer_feature_ablation", layer_feature_ablation, layer=True, needs_module=True,
                options=(("perturbations_per_eval", 3),)),
-    # --- deeplift methods (issue 4) ---
+    # DeepLift (rescale rule by function interception)
     MethodSpec("deeplift", deeplift, baselines="optional", delta=True, needs_module=True),
     MethodSpec("deeplift_shap", deeplift_shap, baselines="distribution", delta=True, needs_module=True),
     MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True),
