@@ -12,6 +12,7 @@ from .delta import completeness_delta
 from .errors import check_bool, check_callable, check_optional_positive_int
 from .path import weighted_gradient_sum
 from .quadrature import Method, quadrature
+from .structure import Tensors
 from .targets import as_target
 
 
@@ -63,15 +64,16 @@ def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = No
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
     diffs = tuple(x - b for x, b in zip(xs, bases))
 
-    def points(a: torch.Tensor):
+    def points(a: torch.Tensor, ends: Tensors):
+        k = len(ends) // 2
         pts = []
-        for b, d in zip(bases, diffs):
+        for b, d in zip(ends[:k], ends[k:]):
             a_ = a.to(d.dtype).reshape((-1,) + (1,) * d.dim())
             pts.append(b + a_ * d)
         return tuple(pts), None
 
-    grads = weighted_gradient_sum(f, points, alphas, weights, target=tgt, args=args, n_examples=n,
-                                  chunk_size=chunk_size)
+    grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
+                                  n_examples=n, chunk_size=chunk_size)
     if multiply_by_inputs:
         attr = tuple((g * d.to(g.dtype)).to(x.dtype) for g, d, x in zip(grads, diffs, xs))
     else:

@@ -16,13 +16,14 @@ import torch
 from . import structure
 from .arguments import as_args, tile_args
 from .errors import check_optional_positive_int, check_callable, fail
-from .gradients import gradients
+from .gradients import gradient_pass, split_args
+from .recompute import mark, on_demand, reached_leaves
 from .quadrature import Method, quadrature
 from .structure import Tensors, TensorOrTensors
 from .targets import Target, as_target
 
-# points(alphas) -> (points, velocities): tuples of (K, B, ...) tensors; velocities may be None.
-PointsFn = Callable[[torch.Tensor], Tuple[Tensors, Optional[Tensors]]]
+# points(alphas, tensors) -> (points, velocities): tuples of (K, B, ...) tensors; velocities may be None.
+PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -30,33 +31,55 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, alphas: torch.Tensor,
+def _detached(values: Optional[Tensors]) -> Optional[Tensors]:
+    return None if values is None else tuple(v.detach() for v in values)
+
+
+def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, alphas: torch.Tensor,
                           weights: torch.Tensor, *, target: Target, args: Tuple[Any, ...],
                           n_examples: int, chunk_size: Optional[int]) -> Tensors:
     """``sum_k weights[k] * grad f(points(alphas[k])) [* velocity(alphas[k])]``, chunked over k.
 
+    ``points(alphas, tensors)`` builds the path points from ``tensors`` (the inputs, the
+    baselines: whatever the result is differentiated with respect to). Each chunk's share
+    is computed without a graph and is differentiable on demand (:mod:`.recompute`), so
+    memory follows ``chunk_size`` whether or not the result is differentiated later.
     Returned per input in the accumulation dtype, shaped like one batch ``(B, ...)``.
     """
     n_steps = alphas.shape[0]
     step = n_steps if chunk_size is None else chunk_size
-    total: Optional[list[torch.Tensor]] = None
+    arg_tensors, rebuild = split_args(args)
+    n_tensors = len(tensors)
+    total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
         a, w = alphas[start:start + step], weights[start:start + step]
-        k = a.shape[0]
-        pts, vel = points(a)
-        grads = gradients(f, tuple(structure.fold(p) for p in pts), target.tile(k),
-                          tile_args(args, n_examples, k))
-        terms = []
-        for i, g in enumerate(grads):
-            g = structure.unfold(g, k)
-            acc = accumulation_dtype(g.dtype)
-            g = g.to(acc)
-            if vel is not None:
-                g = g * vel[i].to(acc)
-            terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-    assert total is not None  # n_steps >= 1
-    return tuple(total)
+
+        def chunk(inputs: Tensors, graph: bool, a: torch.Tensor = a, w: torch.Tensor = w):
+            k = a.shape[0]
+            since = mark() if not graph and torch.is_grad_enabled() else 0
+            pts, vel = points(a, inputs[:n_tensors])
+            grads, reached = gradient_pass(f, tuple(structure.fold(p) for p in pts), target.tile(k),
+                                           tile_args(rebuild(inputs[n_tensors:]), n_examples, k), graph)
+            if not graph and reached is not None and torch.is_grad_enabled():
+                # a path may close over tensors that require grad (path_attribution): they count too
+                around = reached_leaves(pts + (vel or ()), (), since)
+                reached = None if around is None else reached + around
+                vel = _detached(vel)
+            terms = []
+            for i, g in enumerate(grads):
+                g = structure.unfold(g, k)
+                acc = accumulation_dtype(g.dtype)
+                g = g.to(acc)
+                if vel is not None:
+                    g = g * vel[i].to(acc)
+                terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
+            return tuple(terms), reached
+
+        terms = on_demand(chunk, tuple(tensors) + arg_tensors)
+        total = terms if total is None else tuple(t + s for t, s in zip(total, terms))
+    if total is None:  # unreachable: quadrature gives at least one node
+        raise RuntimeError("no quadrature nodes")
+    return total
 
 
 def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], TensorOrTensors],
@@ -109,14 +132,14 @@ def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], Tenso
         point, velocity = torch.func.jvp(path, (alpha,), (torch.ones_like(alpha),))
         return structure.as_tuple(point, "path(alpha)")[0], structure.as_tuple(velocity, "path'(alpha)")[0]
 
-    def points(a: torch.Tensor):
+    def points(a: torch.Tensor, _: Tensors):
         pts, vel = torch.func.vmap(tangent_point)(a.to(dtype=torch.float64, device=device))
         for p, ref in zip(pts, probe_t):
             if p.shape[1:] != ref.shape:
                 fail("path", f"points of one shape for every alpha, {tuple(ref.shape)}", p[0])
         return pts, vel
 
-    attr = weighted_gradient_sum(f, points, alphas, weights, target=tgt, args=args, n_examples=n,
+    attr = weighted_gradient_sum(f, points, (), alphas, weights, target=tgt, args=args, n_examples=n,
                                  chunk_size=chunk_size)
     attr = tuple(a.to(dtype) for a in attr)
     result = structure.restore(attr, was_tuple)

@@ -14,17 +14,10 @@ from typing import Any, Optional, Tuple
 import torch
 
 from .errors import Shown, describe, fail
+from .tracing import is_compiling
 
 _HELP = ("Use None when f returns one value per example, an int or a tuple of ints for every example, "
          "or a list / 1-D tensor with one entry per example.")
-
-
-def _is_compiling() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    if is_compiling is None:  # torch < 2.3
-        import torch._dynamo as dynamo
-        is_compiling = dynamo.is_compiling
-    return bool(is_compiling())
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,7 @@ class Target:
             return output[(slice(None),) + self.static]
         rows = self.rows
         assert rows is not None
-        if not _is_compiling():
+        if not is_compiling():
             sizes = torch.tensor(output.shape[1:], device=rows.device)
             if bool(((rows < -sizes) | (rows >= sizes)).any()):
                 fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",

@@ -1,0 +1,216 @@
+"""Differentiable on demand: attributions computed without a graph, recomputed with it in backward.
+
+References keep the graph the plain way (``torch.autograd.grad(create_graph=True)`` in a
+loop over steps, written here), and everything runs in float64 so agreement is exact to
+rounding.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import fattr
+from fattr._src import recompute
+
+TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+def mlp(dropout: float = 0.0) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Dropout(dropout), nn.Linear(6, 2)).double()
+
+
+def reference_ig(f, x, n_steps, target, args=()):
+    """IG with Gauss-Legendre nodes, one step at a time, keeping every graph."""
+    alphas, weights = fattr.quadrature("gausslegendre", n_steps)
+    total = torch.zeros_like(x)
+    for a, w in zip(alphas.tolist(), weights.tolist()):
+        point = a * x
+        if not point.requires_grad:
+            point = point.detach().requires_grad_()
+        out = f(point, *args)[:, target].sum()
+        (g,) = torch.autograd.grad(out, point, create_graph=True, allow_unused=True, materialize_grads=True)
+        total = total + w * g
+    return total * x
+
+
+def test_gradient_wrt_parameters_matches_the_kept_graph():
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    loss = fattr.integrated_gradients(model, x, n_steps=5, target=1, chunk_size=2).pow(2).sum()
+    got = torch.autograd.grad(loss, list(model.parameters()), materialize_grads=True)
+    want = torch.autograd.grad(reference_ig(model, x, 5, 1).pow(2).sum(), list(model.parameters()),
+                               materialize_grads=True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **TOL)
+
+
+def test_second_derivative_wrt_inputs():
+    model = mlp()
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    got = torch.autograd.grad(fattr.saliency(model, x, target=0, abs=False).pow(2).sum(), x)[0]
+
+    def saliency_squared(x):
+        return torch.func.grad(lambda x: model(x)[:, 0].sum())(x).pow(2).sum()
+
+    torch.testing.assert_close(got, torch.func.grad(saliency_squared)(x.detach()), **TOL)
+
+
+@pytest.mark.parametrize("graph_before_the_call", [False, True])
+def test_closed_over_tensors_get_gradients(graph_before_the_call):
+    """A closure over leaves, or over a tensor computed with a graph before the call (kept-graph path)."""
+    torch.manual_seed(1)
+    w = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    scaled = w * scale if graph_before_the_call else None
+
+    def f(x):
+        return torch.tanh(x @ (scaled if graph_before_the_call else w * scale))
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    attr = fattr.integrated_gradients(f, x, n_steps=4, target=1)
+    wrt = (w, scale, scaled) if graph_before_the_call else (w, scale)
+    got = torch.autograd.grad(attr.sum(), wrt, retain_graph=True)
+    want = torch.autograd.grad(reference_ig(f, x, 4, 1).sum(), wrt)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, **TOL)
+
+
+def test_tensors_in_args_get_gradients():
+    model = mlp()
+    bias = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, b):
+        return torch.sigmoid(model(x) * b)
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    got = torch.autograd.grad(fattr.integrated_gradients(f, x, n_steps=3, target=0, args=(bias,)).sum(), bias)
+    want = torch.autograd.grad(reference_ig(f, x, 3, 0, args=(bias,)).sum(), bias)
+    torch.testing.assert_close(got[0], want[0], **TOL)
+
+
+def test_higher_order_derivatives_through_the_recomputation():
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    weight = model[0].weight
+
+    def hessian_vector(attr):
+        (g,) = torch.autograd.grad(attr.pow(2).sum(), weight, create_graph=True)
+        return torch.autograd.grad(g.sum(), weight)[0]
+
+    got = hessian_vector(fattr.integrated_gradients(model, x, n_steps=3, target=1))
+    torch.testing.assert_close(got, hessian_vector(reference_ig(model, x, 3, 1)), **TOL)
+
+
+def _functional_loss(model, x, **kwargs):
+    """``params -> sum(attributions)`` through the traced path (``torch.func.grad`` inside fattr)."""
+    def loss(p):
+        f = lambda z: torch.func.functional_call(model, p, (z,))  # noqa: E731
+        return fattr.integrated_gradients(f, x, **kwargs).sum()
+    return loss
+
+
+def test_dropout_masks_are_the_same_in_the_recomputation():
+    """The backward differentiates the function the forward evaluated: same dropout masks."""
+    model = mlp(dropout=0.5).train()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    torch.manual_seed(7)
+    attr = fattr.integrated_gradients(model, x, n_steps=4, target=0)
+    after_call = torch.get_rng_state()
+    got = torch.autograd.grad(attr.sum(), model[0].weight)[0]
+    assert torch.equal(torch.get_rng_state(), after_call), "the backward pass moved the global RNG"
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    torch.manual_seed(7)  # the traced path draws the same masks in its one forward pass
+    want = torch.func.grad(_functional_loss(model, x, n_steps=4, target=0))(params)["0.weight"]
+    torch.testing.assert_close(got, want, **TOL)
+    torch.manual_seed(8)
+    other = torch.func.grad(_functional_loss(model, x, n_steps=4, target=0))(params)["0.weight"]
+    assert not torch.allclose(other, want), "the masks do not matter here: the test would prove nothing"
+
+
+def test_the_result_keeps_no_activations_of_its_gradient_pass():
+    """The result's graph is one recomputing node per chunk: no node of the model's own ops."""
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    attr = fattr.integrated_gradients(model, x, n_steps=6, target=0, chunk_size=2)
+    names, stack, seen = [], [attr.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(child for child, _ in node.next_functions)
+    assert not [n for n in names if n.startswith(("Tanh", "Addmm", "TBackward"))], names
+    assert sum(n == "_RecomputedBackward" for n in names) == 3, names
+
+
+def test_under_torch_func_grad():
+    """fattr inside a torch.func transform: functional parameters, the traced gradient path."""
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    got = torch.func.grad(_functional_loss(model, x, n_steps=3, target=1))(params)
+    want = torch.autograd.grad(reference_ig(model, x, 3, 1).sum(), list(model.parameters()),
+                               materialize_grads=True)
+    for (name, _), w in zip(model.named_parameters(), want):
+        torch.testing.assert_close(got[name], w, **TOL)
+
+
+def test_under_vmap():
+    model, x = mlp(), torch.randn(5, 3, dtype=torch.float64)
+    per_example = torch.func.vmap(lambda xi: fattr.saliency(model, xi[None], target=1, abs=False)[0])(x)
+    torch.testing.assert_close(per_example, fattr.saliency(model, x, target=1, abs=False), **TOL)
+
+
+def test_reached_leaves_skips_excluded_and_finds_parameters():
+    model = mlp()
+    leaf = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    since = recompute.mark()
+    found = recompute.reached_leaves([model(leaf).sum()], (leaf,), since)
+    assert {id(t) for t in found} == {id(p) for p in model.parameters()}
+    assert recompute.reached_leaves([torch.ones(2).sum()], (), since) == []
+    earlier = leaf * 2
+    assert recompute.reached_leaves([model(earlier).sum()], (), recompute.mark()) is None
+
+
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_no_node_when_nothing_requires_grad(grad_mode):
+    model = mlp().requires_grad_(False)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with torch.set_grad_enabled(grad_mode):
+        attr = fattr.integrated_gradients(model, x, n_steps=3, target=0)
+    assert attr.grad_fn is None and not attr.requires_grad
+
+
+class Tied(nn.Module):
+    """The layer's activation and the part after it both use ``enc.weight`` (tied weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.act = nn.Linear(4, 6), nn.Tanh()
+
+    def forward(self, x):
+        return torch.tanh(self.act(self.enc(x)) @ self.enc.weight)
+
+
+@pytest.mark.parametrize("method", ["layer_integrated_gradients", "internal_influence", "layer_gradient_shap"])
+def test_weights_used_before_and_after_the_layer(method, monkeypatch):
+    """First and second derivatives agree with the kept-graph path (``torch.func.grad``), no double counting."""
+    torch.manual_seed(0)
+    model, x = Tied().double(), torch.randn(3, 4, dtype=torch.float64)
+    fn = getattr(fattr, method)
+    extra = {"generator": torch.Generator().manual_seed(0)} if method == "layer_gradient_shap" else {"n_steps": 4}
+    base = torch.randn(5, 4, dtype=torch.float64) if method == "layer_gradient_shap" else 0.1
+
+    def derivatives():
+        kwargs = dict(extra)
+        if "generator" in kwargs:
+            kwargs["generator"] = torch.Generator().manual_seed(0)
+        attr = fn(model, "act", x, base, target=1, **kwargs)
+        (g,) = torch.autograd.grad(attr.pow(2).sum(), model.enc.weight, create_graph=True)
+        (h,) = torch.autograd.grad(g.sin().sum(), model.enc.weight)
+        return g.detach(), h
+
+    got = derivatives()
+    monkeypatch.setattr(fattr._src.tracing, "is_traced", lambda: True)
+    want = derivatives()
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL)
