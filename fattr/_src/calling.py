@@ -16,7 +16,10 @@ from torch import nn
 
 
 def _writes_buffers(module: nn.Module) -> bool:
-    return any(m.training and next(m.buffers(recurse=False), None) is not None for m in module.modules())
+    for m in module.modules():
+        if m.training and m._buffers and any(b is not None for b in m._buffers.values()):
+            return True
+    return False
 
 
 def call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any] = ()) -> Any:

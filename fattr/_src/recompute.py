@@ -28,10 +28,13 @@ Tensor = torch.Tensor
 Tensors = Tuple[Tensor, ...]
 
 
+_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each mark() makes a new node from it
+
+
 def mark() -> int:
     """A point in this thread's autograd history: nodes created later have larger sequence numbers."""
     with torch.enable_grad():
-        return _sequence_nr(torch.zeros((), requires_grad=True).view(()).grad_fn)
+        return _sequence_nr(_ANCHOR.view(()).grad_fn)
 
 
 def _sequence_nr(node: Any) -> int:
@@ -55,8 +58,8 @@ def reached_leaves(outputs: Sequence[Tensor], exclude: Sequence[Tensor], since: 
     seen = set(stack)
     while stack:
         node = stack.pop()
-        variable = getattr(node, "variable", None)  # AccumulateGrad: the node of a leaf
-        if isinstance(variable, Tensor):
+        if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
+            variable = node.variable
             if id(variable) not in skip:
                 skip.add(id(variable))
                 found.append(variable)

@@ -22,10 +22,16 @@ _HELP = ("Use None when f returns one value per example, an int or a tuple of in
 
 @dataclass(frozen=True)
 class Target:
-    """A normalised target: ``static`` index shared by all examples, or ``rows`` ``(N, d)`` per example."""
+    """A normalised target: ``static`` index shared by all examples, or ``rows`` ``(N, d)`` per example.
+
+    ``bounds``: per column of ``rows``, its smallest and largest entry, read once when the
+    target is normalised (not under ``torch.compile``, where reading values would break the
+    graph), so that every :meth:`select` checks the range without touching tensors.
+    """
 
     static: Optional[Tuple[int, ...]] = None
     rows: Optional[torch.Tensor] = None
+    bounds: Optional[Tuple[Tuple[int, int], ...]] = None
 
     @property
     def is_none(self) -> bool:
@@ -35,7 +41,7 @@ class Target:
         """The target for ``k`` copies of the batch folded step-major into dim 0."""
         if self.rows is None or k == 1:
             return self
-        return Target(rows=self.rows.repeat(k, 1))
+        return Target(rows=self.rows.repeat(k, 1), bounds=self.bounds)
 
     def select(self, output: Any, n_rows: int) -> torch.Tensor:
         """Per-row value of ``output`` at the target: a tensor of shape ``(n_rows,)``."""
@@ -59,18 +65,42 @@ class Target:
                     fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
                          Shown(repr(self.static)))
             return output[(slice(None),) + self.static]
-        rows = self.rows
-        assert rows is not None
-        if not is_compiling():
-            sizes = torch.tensor(output.shape[1:], device=rows.device)
-            if bool(((rows < -sizes) | (rows >= sizes)).any()):
-                fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
-                     Shown(f"values from {int(rows.min())} to {int(rows.max())}"))
-        index = (torch.arange(n_rows, device=output.device),) + tuple(rows.to(output.device).unbind(1))
+        rows = self.rows.to(output.device)  # type: ignore[union-attr]
+        if self.bounds is not None:
+            for (lo, hi), size in zip(self.bounds, output.shape[1:]):
+                if lo < -size or hi >= size:
+                    fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
+                         Shown(f"values from {lo} to {hi}"))
+            if all(lo >= 0 for lo, _ in self.bounds):
+                return _gather(output, rows)
+        index = (torch.arange(n_rows, device=output.device),) + tuple(rows.unbind(1))
         return output[index]
 
     def _show(self) -> str:
         return repr(self.static) if self.static is not None else describe(self.rows)
+
+
+def _gather(output: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``output[i, *rows[i]]`` for every row ``i``, by one ``gather`` (non-negative ``rows``)."""
+    n = output.shape[0]
+    if rows.shape[1] == 1:
+        return output.gather(1, rows).reshape(n)
+    flat, stride, linear = output.reshape(n, -1), 1, None
+    for j in range(rows.shape[1] - 1, -1, -1):
+        term = rows[:, j] * stride
+        linear = term if linear is None else linear + term
+        stride *= output.shape[j + 1]
+    return flat.gather(1, linear.reshape(n, 1)).reshape(n)  # type: ignore[union-attr]
+
+
+def _per_example(rows: torch.Tensor, device: torch.device | None) -> Target:
+    rows = rows.to(device=device, dtype=torch.long)
+    if is_compiling():
+        return Target(rows=rows)
+    if rows.numel() == 0:
+        return Target(rows=rows, bounds=((0, -1),) * rows.shape[1])
+    lo, hi = rows.amin(0).tolist(), rows.amax(0).tolist()
+    return Target(rows=rows, bounds=tuple(zip(lo, hi)))
 
 
 def as_target(target: Any, n_examples: int, device: torch.device | None = None) -> Target:
@@ -90,23 +120,23 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
         if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
             fail("target", "an integer tensor", target, kind=TypeError)
         if target.dim() == 0 or (target.dim() == 1 and target.numel() == 1):
-            return Target(rows=target.reshape(1, 1).expand(n_examples, 1).to(device))
+            return _per_example(target.reshape(1, 1).expand(n_examples, 1), device)
         if target.dim() == 1:
             if target.numel() != n_examples:
                 fail("target", f"a 1-D tensor with {n_examples} entries (one per example)", target, _HELP)
-            return Target(rows=target.reshape(n_examples, 1).to(device))
+            return _per_example(target.reshape(n_examples, 1), device)
         if target.dim() == 2 and target.shape[0] == n_examples:
-            return Target(rows=target.to(device))
+            return _per_example(target, device)
         fail("target", f"a 0-d tensor or a 1-D tensor with {n_examples} entries", target, _HELP)
     if isinstance(target, list):
         if len(target) != n_examples:
             fail("target", f"a list with {n_examples} entries (one per example)", target, _HELP)
         if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            return Target(rows=torch.tensor(target, dtype=torch.long, device=device).reshape(n_examples, 1))
+            return _per_example(torch.tensor(target, dtype=torch.long).reshape(n_examples, 1), device)
         if all(isinstance(t, tuple) for t in target):
             widths = {len(t) for t in target}
             if len(widths) != 1 or not all(isinstance(i, int) for t in target for i in t):
                 fail("target", "a list of int tuples of equal length", target, kind=TypeError)
-            return Target(rows=torch.tensor(target, dtype=torch.long, device=device))
+            return _per_example(torch.tensor(target, dtype=torch.long), device)
         fail("target", "a list of ints or a list of tuples of ints", target, kind=TypeError)
     fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)

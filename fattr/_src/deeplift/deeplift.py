@@ -132,7 +132,7 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
     pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
     pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
     pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
-    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m))
+    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
 
     def forward(*rows: Any) -> Any:
         return call(model, rows, pair_args)

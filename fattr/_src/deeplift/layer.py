@@ -138,7 +138,7 @@ def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
     pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
     pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
-    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m))
+    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
     lf, acts_x, acts_b, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
                                    attribute_to_layer_input, needs_graph(model, xs + dist + args))
     combine.warn_uncovered("layer_deeplift_shap", res.uncovered)
