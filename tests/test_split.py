@@ -379,3 +379,25 @@ def test_build_reports_the_layers() -> None:
     model = make_resnet()
     s = build(model, ["fc", "body.1"])
     assert s.was_list and s.layers == (model.fc, model.body[1])
+
+
+class AddsInPlace(nn.Module):
+    """A module of the user's own: fattr does not look inside it, so it may work in place (it does)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.mul_(2.0)
+
+
+@pytest.mark.parametrize("tail_module,copies", [(nn.Tanh(), False), (nn.ReLU(inplace=True), True),
+                                                (AddsInPlace(), True), (nn.Sequential(AddsInPlace()), True)])
+def test_tail_copies_its_inputs_only_when_it_may_work_in_place(tail_module, copies) -> None:
+    """A tail of torch.nn's own out-of-place modules reads the activation as given; others get copies."""
+    model = _init(nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 4), tail_module, nn.Linear(4, 2)), seed=3)
+    x = randn(2, 3, seed=1)
+    head, tail = fattr.split(model, "1")
+    act, rest = head(x)
+    kept = act.clone()
+    _equal(tail(act, rest), model(x))
+    _equal(tail(act, rest), model(x))  # the activation was not changed by the first call
+    _equal(act, kept)
+    assert rest[-1].traced and rest[-1].plan.tail_mutates is copies

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from numbers import Number
-from typing import Any, List
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -10,9 +10,10 @@ from torch import nn
 from .. import structure
 from ..arguments import as_args, tile_args
 from ..errors import check_positive_int, fail
-from ..gradients import outputs
+from ..gradients import outputs, split_args
+from ..recompute import mark, on_demand, reached_leaves
 from ..structure import Tensors
-from ..targets import as_target
+from ..targets import Target, as_target
 from .view import LayerFunction
 
 
@@ -48,12 +49,12 @@ def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
 
 
 def _masks(layer_mask: Any, acts: Tensors) -> List[torch.Tensor]:
+    """Group ids per tensor, with as many dims as the activation and a batch dim of 1 or B (not expanded)."""
     if layer_mask is None:  # every neuron its own group, numbered across the activation's tensors
         out, offset = [], 0
         for a in acts:
             size = a[0].numel()
-            ids = torch.arange(offset, offset + size, device=a.device).reshape((1,) + tuple(a.shape[1:]))
-            out.append(ids.expand(a.shape))
+            out.append(torch.arange(offset, offset + size, device=a.device).reshape((1,) + tuple(a.shape[1:])))
             offset += size
         return out
     out = []
@@ -61,7 +62,8 @@ def _masks(layer_mask: Any, acts: Tensors) -> List[torch.Tensor]:
         name = f"layer_mask[{i}]" if isinstance(layer_mask, tuple) else "layer_mask"
         if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
             fail(name, "an integer tensor of group ids", m, kind=TypeError)
-        out.append(_broadcast(m, a, name, "group ids"))
+        _broadcast(m, a, name, "group ids")  # checks the shape
+        out.append(m.to(device=a.device, dtype=torch.long).reshape((1,) * (a.dim() - m.dim()) + tuple(m.shape)))
     return out
 
 
@@ -114,18 +116,36 @@ def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_base
     masks = _masks(layer_mask, acts)
     tgt = as_target(target, n, xs[0].device)
     f = lf.function()
-    reference = outputs(f, acts, tgt, rest)
-    groups = torch.unique(torch.cat([m.reshape(-1) for m in masks])).tolist()
-    totals = [torch.zeros(a.shape, dtype=reference.dtype, device=a.device) for a in acts]
-    for start in range(0, len(groups), ppe):
-        chunk = torch.tensor(groups[start:start + ppe], device=masks[0].device)
+    groups = torch.unique(torch.cat([m.reshape(-1) for m in masks]))  # sorted
+    rest_tensors, rebuild = split_args(rest)
+    k = len(acts)
+
+    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
+        acts_, bases_, rest_ = tensors[:k], tensors[k:2 * k], rebuild(tensors[2 * k:])
+        tracking = not graph and torch.is_grad_enabled()
+        since = mark() if tracking else 0
+        reference = outputs(f, acts_, tgt, rest_)
+        reached = reached_leaves([reference], (), since) if tracking else []
+        with torch.set_grad_enabled(graph and torch.is_grad_enabled()):  # no graph: the tails' fast paths
+            return _ablate(f, acts_, bases_, masks, groups, ppe, tgt, rest_, reference), reached
+
+    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors))
+
+
+def _ablate(f: Callable[..., Any], acts: Tensors, bases: Sequence[torch.Tensor], masks: List[torch.Tensor],
+            groups: torch.Tensor, ppe: int, tgt: Target, rest: Tuple[Any, ...], reference: torch.Tensor) -> Tensors:
+    """For each group, ``reference`` minus the output with the group ablated (``ppe`` groups per tail call),
+    given to every neuron of the group."""
+    n = acts[0].shape[0]
+    changes = []
+    for start in range(0, groups.shape[0], ppe):
+        chunk = groups[start:start + ppe]
         p = chunk.shape[0]
-        selected = [m.unsqueeze(0) == chunk.reshape((p,) + (1,) * m.dim()) for m in masks]  # (p, B, ...)
-        ablated = tuple(structure.fold(torch.where(s, b.unsqueeze(0), a.unsqueeze(0)))
+        selected = [m.unsqueeze(0) == chunk.reshape((p,) + (1,) * m.dim()) for m in masks]  # (p, 1 or B, ...)
+        ablated = tuple(structure.fold(torch.where(s, b.unsqueeze(0), a.unsqueeze(0)))  # (p * B, ...)
                         for s, b, a in zip(selected, bases, acts))
         out = outputs(f, ablated, tgt.tile(p), tile_args(rest, n, p)).reshape(p, n)
-        change = reference.unsqueeze(0) - out  # (p, B)
-        for i, s in enumerate(selected):
-            weight = change.reshape((p, n) + (1,) * (s.dim() - 2))
-            totals[i] = totals[i] + (weight * s.to(reference.dtype)).sum(0)
-    return lf.restore(tuple(totals))
+        changes.append(reference.unsqueeze(0) - out)
+    per_group = torch.cat(changes).t()  # (B, groups)
+    return tuple(per_group.gather(1, torch.searchsorted(groups, m).expand(a.shape).reshape(n, -1)).reshape(a.shape)
+                 for m, a in zip(masks, acts))

@@ -300,6 +300,18 @@ def _is_inplace(node: Node, model: nn.Module) -> bool:
     return False
 
 
+def _opaque(m: nn.Module) -> bool:
+    """A module whose forward fattr cannot see into and that is not one of torch.nn's own."""
+    return any(not type(sub).__module__.startswith("torch.nn.") for sub in m.modules())
+
+
+def _may_mutate(node: Node, model: nn.Module) -> bool:
+    """Whether ``node`` may modify a tensor in place (an opaque module might)."""
+    if _is_inplace(node, model):
+        return True
+    return node.op == "call_module" and _opaque(model.get_submodule(node.target))
+
+
 def _mutated(node: Node) -> Any:
     return node.args[0] if node.args else None
 
@@ -320,6 +332,7 @@ class Plan:
     tail_nodes: List[Node]
     tail_frees: List[List[Node]]
     output: Node
+    tail_mutates: bool  # the tail may modify a tensor in place: it works on copies of what it is given
 
 
 def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
@@ -429,7 +442,8 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     return Plan(concrete=dict(concrete), placeholders=placeholders,
                 constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
                 head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
-                rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output)
+                rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output,
+                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes))
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -437,6 +451,10 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
 def clone(value: Any) -> Any:
     """Copy every tensor in ``value`` (the tail may modify its inputs in place)."""
     return pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
@@ -504,14 +522,18 @@ def run_head(p: Plan, model: nn.Module, bound: inspect.BoundArguments) -> Tuple[
 
 
 def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
-    """``model``'s output with the cut values replaced by ``activations``."""
-    env: Dict[Node, Any] = {r: clone(v) for r, v in zip(p.rest, rest)}
+    """``model``'s output with the cut values replaced by ``activations``.
+
+    Neither ``activations`` nor ``rest`` is modified: a tail that may work in place gets copies.
+    """
+    own = clone if p.tail_mutates else _same
+    env: Dict[Node, Any] = {r: own(v) for r, v in zip(p.rest, rest)}
     substitute: Dict[Node, Any] = {}
     for c, a in zip(p.cuts, activations):
         if p.to_input:
-            substitute[c] = clone(a)
+            substitute[c] = own(a)
         else:
-            env[c] = clone(a)
+            env[c] = own(a)
     for n, frees in zip(p.tail_nodes, p.tail_frees):
         if n in substitute:
             a = substitute[n]
