@@ -68,8 +68,7 @@ def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = No
         k = len(ends) // 2
         pts = []
         for b, d in zip(ends[:k], ends[k:]):
-            a_ = a.to(d.dtype).reshape((-1,) + (1,) * d.dim())
-            pts.append(b + a_ * d)
+            pts.append(torch.addcmul(b, a.to(d.dtype).reshape((-1,) + (1,) * d.dim()), d))  # b + a * d
         return tuple(pts), None
 
     grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
