@@ -1,5 +1,7 @@
 """Differentiable on demand: attributions computed without a graph, recomputed with it in backward.
 
+A model in eval mode (or a plain function, or any chunked path method) takes the on-demand
+path; a model in training mode keeps the graph at once. Both must give the same gradients.
 References keep the graph the plain way (``torch.autograd.grad(create_graph=True)`` in a
 loop over steps, written here), and everything runs in float64 so agreement is exact to
 rounding.
@@ -35,9 +37,14 @@ def reference_ig(f, x, n_steps, target, args=()):
     return total * x
 
 
-def test_gradient_wrt_parameters_matches_the_kept_graph():
-    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
-    loss = fattr.integrated_gradients(model, x, n_steps=5, target=1, chunk_size=2).pow(2).sum()
+MODES = pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+
+
+@MODES
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_gradient_wrt_parameters_matches_the_kept_graph(training, chunk_size):
+    model, x = mlp().train(training), torch.randn(4, 3, dtype=torch.float64)
+    loss = fattr.integrated_gradients(model, x, n_steps=5, target=1, chunk_size=chunk_size).pow(2).sum()
     got = torch.autograd.grad(loss, list(model.parameters()), materialize_grads=True)
     want = torch.autograd.grad(reference_ig(model, x, 5, 1).pow(2).sum(), list(model.parameters()),
                                materialize_grads=True)
@@ -45,8 +52,9 @@ def test_gradient_wrt_parameters_matches_the_kept_graph():
         torch.testing.assert_close(g, w, **TOL)
 
 
-def test_second_derivative_wrt_inputs():
-    model = mlp()
+@MODES
+def test_second_derivative_wrt_inputs(training):
+    model = mlp().train(training)
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     got = torch.autograd.grad(fattr.saliency(model, x, target=0, abs=False).pow(2).sum(), x)[0]
 
@@ -89,8 +97,9 @@ def test_tensors_in_args_get_gradients():
     torch.testing.assert_close(got[0], want[0], **TOL)
 
 
-def test_higher_order_derivatives_through_the_recomputation():
-    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+@MODES
+def test_higher_order_derivatives_through_the_recomputation(training):
+    model, x = mlp().train(training), torch.randn(4, 3, dtype=torch.float64)
     weight = model[0].weight
 
     def hessian_vector(attr):
@@ -114,7 +123,7 @@ def test_dropout_masks_are_the_same_in_the_recomputation():
     model = mlp(dropout=0.5).train()
     x = torch.randn(8, 3, dtype=torch.float64)
     torch.manual_seed(7)
-    attr = fattr.integrated_gradients(model, x, n_steps=4, target=0)
+    attr = fattr.integrated_gradients(model, x, n_steps=4, target=0, chunk_size=4)  # chunked: on demand
     after_call = torch.get_rng_state()
     got = torch.autograd.grad(attr.sum(), model[0].weight)[0]
     assert torch.equal(torch.get_rng_state(), after_call), "the backward pass moved the global RNG"
@@ -127,11 +136,8 @@ def test_dropout_masks_are_the_same_in_the_recomputation():
     assert not torch.allclose(other, want), "the masks do not matter here: the test would prove nothing"
 
 
-def test_the_result_keeps_no_activations_of_its_gradient_pass():
-    """The result's graph is one recomputing node per chunk: no node of the model's own ops."""
-    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
-    attr = fattr.integrated_gradients(model, x, n_steps=6, target=0, chunk_size=2)
-    names, stack, seen = [], [attr.grad_fn], set()
+def _node_names(t):
+    names, stack, seen = [], [t.grad_fn], set()
     while stack:
         node = stack.pop()
         if node is None or node in seen:
@@ -139,8 +145,22 @@ def test_the_result_keeps_no_activations_of_its_gradient_pass():
         seen.add(node)
         names.append(type(node).__name__)
         stack.extend(child for child, _ in node.next_functions)
-    assert not [n for n in names if n.startswith(("Tanh", "Addmm", "TBackward"))], names
-    assert sum(n == "_RecomputedBackward" for n in names) == 3, names
+    return names
+
+
+@pytest.mark.parametrize("training,chunk_size,on_demand", [(False, None, True), (False, 2, True), (True, 2, True),
+                                                           (True, None, False)])
+def test_which_calls_keep_their_graph(training, chunk_size, on_demand):
+    """On demand, the result's graph is one recomputing node per chunk and no node of the model's own
+    ops; a model in training mode, unchunked, keeps the graph of its gradient pass at once."""
+    model, x = mlp().train(training), torch.randn(4, 3, dtype=torch.float64)
+    names = _node_names(fattr.integrated_gradients(model, x, n_steps=6, target=0, chunk_size=chunk_size))
+    model_ops = [n for n in names if n.startswith(("Tanh", "Addmm", "TBackward"))]
+    recomputing = sum(n == "_RecomputedBackward" for n in names)
+    if on_demand:
+        assert not model_ops and recomputing == (3 if chunk_size else 1), names
+    else:
+        assert model_ops and not recomputing, names
 
 
 def test_under_torch_func_grad():
@@ -191,11 +211,12 @@ class Tied(nn.Module):
         return torch.tanh(self.act(self.enc(x)) @ self.enc.weight)
 
 
+@MODES
 @pytest.mark.parametrize("method", ["layer_integrated_gradients", "internal_influence", "layer_gradient_shap"])
-def test_weights_used_before_and_after_the_layer(method, monkeypatch):
-    """First and second derivatives agree with the kept-graph path (``torch.func.grad``), no double counting."""
+def test_weights_used_before_and_after_the_layer(method, training, monkeypatch):
+    """First and second derivatives agree with the traced path (``torch.func.grad``), no double counting."""
     torch.manual_seed(0)
-    model, x = Tied().double(), torch.randn(3, 4, dtype=torch.float64)
+    model, x = Tied().double().train(training), torch.randn(3, 4, dtype=torch.float64)
     fn = getattr(fattr, method)
     extra = {"generator": torch.Generator().manual_seed(0)} if method == "layer_gradient_shap" else {"n_steps": 4}
     base = torch.randn(5, 4, dtype=torch.float64) if method == "layer_gradient_shap" else 0.1

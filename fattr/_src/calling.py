@@ -9,7 +9,7 @@ this way; pass the module itself as ``f`` when it has buffers in training mode.)
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,23 @@ def _writes_buffers(module: nn.Module) -> bool:
         if m.training and m._buffers and any(b is not None for b in m._buffers.values()):
             return True
     return False
+
+
+def module_of(f: Any) -> Optional[nn.Module]:
+    """The module behind ``f``: ``f`` itself, the owner of a bound method, or the model of a split's tail."""
+    if isinstance(f, nn.Module):
+        return f
+    owner = getattr(f, "__self__", None)
+    if isinstance(owner, nn.Module):
+        return owner
+    owner = getattr(f, "fattr_model", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def in_training(f: Any) -> bool:
+    """Whether ``f`` is (the function of) a module in training mode."""
+    module = module_of(f)
+    return module is not None and module.training
 
 
 def call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any] = ()) -> Any:

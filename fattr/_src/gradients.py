@@ -4,15 +4,21 @@ Rows are independent examples, so the gradient of the *sum* of the selected
 outputs gives every row's own gradient in one backward pass: one batched forward
 and backward, the floor for any gradient method.
 
-Eager calls run exactly that: ``torch.autograd.grad`` on fresh leaves, keeping no
-graph, so saved activations are freed as the backward pass goes and memory follows
-the rows of one call. When grad mode is on and the result depends on something that
-requires grad (the model's parameters, inputs that require grad, tensors in
-``args``), it is attached to an autograd node that recomputes it with its graph if,
-and only if, it is differentiated (:mod:`.recompute`). Never touches the caller's
-``requires_grad`` or ``.grad``; the same values under an outer ``torch.no_grad()``.
-Under ``torch.compile`` or a ``torch.func`` transform the gradient is
-``torch.func.grad``, which both trace (:mod:`.tracing`).
+There are two ways to run it, with the same values and the same derivatives:
+
+* **no graph** (:func:`gradient_pass` with ``graph=False``): ``torch.autograd.grad`` on
+  fresh leaves, keeping nothing, so saved activations are freed as the backward pass
+  goes; when grad mode is on and the result depends on something that requires grad,
+  :mod:`.recompute` makes it differentiable on demand. The default: it costs the floor,
+  and memory follows ``chunk_size``.
+* **with its graph** (``graph=True``): ``torch.func.grad``, whose result is differentiable
+  with respect to whatever the rows, ``args`` and ``f`` depend on. Used under
+  ``torch.compile`` and ``torch.func`` transforms (:mod:`.tracing`), to recompute on
+  demand, and when ``f`` is a model in training mode (its result is about to be
+  differentiated: one pass with the graph is cheaper than a pass and a recomputation).
+
+Neither touches the caller's ``requires_grad`` or ``.grad``; both give the same values
+under an outer ``torch.no_grad()``.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 
 from . import recompute, tracing
-from .calling import call
+from .calling import call, in_training
 from .structure import Tensors
 from .targets import Target
 
@@ -33,7 +39,7 @@ def _total(out: Tensor) -> Tensor:
     return out.sum(dtype=torch.float32) if low_precision else out.sum()
 
 
-def _traced(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
+def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
     n_rows = rows[0].shape[0]
 
     def total(*xs: Tensor) -> Tensor:
@@ -42,15 +48,14 @@ def _traced(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence
     return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
 
 
-def _grads(f: Callable[..., Any], leaves: Tensors, target: Target, args: Sequence[Any], *,
-           create_graph: bool) -> Tuple[Tensors, Tensor]:
-    """Gradients of the selected outputs with respect to ``leaves`` (tensors requiring grad), and the outputs."""
+def _plain(f: Callable[..., Any], leaves: Tensors, target: Target, args: Sequence[Any]) -> Tuple[Tensors, Tensor]:
+    """Gradients of the selected outputs with respect to ``leaves`` (fresh, requiring grad), no graph
+    kept; and the outputs, whose graph's nodes outlive the backward pass."""
     with torch.enable_grad():
         out = target.select(call(f, leaves, args), leaves[0].shape[0])
         total = _total(out)
         found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not total.requires_grad else
-                                             torch.autograd.grad(total, leaves, allow_unused=True,
-                                                                 create_graph=create_graph))
+                                             torch.autograd.grad(total, leaves, allow_unused=True))
     return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves)), out
 
 
@@ -58,15 +63,12 @@ def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Se
                   graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
     """Per-row gradients, as a :data:`.recompute.Run`: with their graph (``graph``), or without it
     together with the leaves requiring grad that ``f`` used (None: a tensor with an outside graph)."""
-    if graph:
-        if tracing.is_traced():
-            return _traced(f, rows, target, args), []
-        leaves = tuple(r if r.requires_grad else r.detach().requires_grad_() for r in rows)
-        return _grads(f, leaves, target, args, create_graph=True)[0], []
+    if graph:  # torch.func.grad: differentiable with respect to whatever rows, args and f depend on
+        return _with_graph(f, rows, target, args), []
     tracking = torch.is_grad_enabled()
     since = recompute.mark() if tracking else 0
     leaves = tuple(r.detach().requires_grad_() for r in rows)
-    grads, out = _grads(f, leaves, target, args, create_graph=False)
+    grads, out = _plain(f, leaves, target, args)
     return grads, (recompute.reached_leaves((out,), leaves, since) if tracking else [])
 
 
@@ -94,7 +96,7 @@ def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequen
     def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
         return gradient_pass(f, tensors[:k], target, rebuild(tensors[k:]), graph)
 
-    return recompute.on_demand(run, tuple(rows) + arg_tensors)
+    return recompute.on_demand(run, tuple(rows) + arg_tensors, keep=in_training(f))
 
 
 def outputs(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 from . import structure
 from .arguments import as_args, tile_args
 from .errors import check_optional_positive_int, check_callable, fail
+from .calling import in_training
 from .gradients import gradient_pass, split_args
 from .recompute import mark, on_demand, reached_leaves
 from .quadrature import Method, quadrature
@@ -50,6 +51,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     step = n_steps if chunk_size is None else chunk_size
     arg_tensors, rebuild = split_args(args)
     n_tensors = len(tensors)
+    keep = chunk_size is None and in_training(f)  # chunked: memory first, whatever the mode
     total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
         a, w = alphas[start:start + step], weights[start:start + step]
@@ -75,7 +77,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
             return tuple(terms), reached
 
-        terms = on_demand(chunk, tuple(tensors) + arg_tensors)
+        terms = on_demand(chunk, tuple(tensors) + arg_tensors, keep=keep)
         total = terms if total is None else tuple(t + s for t, s in zip(total, terms))
     if total is None:  # unreachable: quadrature gives at least one node
         raise RuntimeError("no quadrature nodes")

@@ -165,8 +165,12 @@ def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], 
 Run = Callable[[Tensors, bool], Tuple[Tensors, Optional[List[Tensor]]]]
 
 
-def on_demand(run: Run, inputs: Sequence[Tensor]) -> Tensors:
+def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tensors:
     """The values of ``run``, computed without a graph and differentiable on demand.
+
+    With ``keep`` (the caller expects the values to be differentiated: a model in training
+    mode), they are computed once with their graph instead, which is cheaper when a backward
+    pass follows.
 
     ``run(inputs, graph)`` computes a tuple of tensors from ``inputs``. With ``graph=False``
     it keeps no graph and returns ``(values, reached)``: ``reached`` lists the leaf tensors
@@ -176,7 +180,7 @@ def on_demand(run: Run, inputs: Sequence[Tensor]) -> Tensors:
     when ``reached`` is None the values are computed again with their graph, as is.
     """
     inputs = tuple(inputs)
-    if tracing.is_traced():  # one traced graph: torch.compile and torch.func differentiate it
+    if tracing.is_traced() or (keep and torch.is_grad_enabled()):  # one graph, differentiated as is
         return run(inputs, True)[0]
     if not torch.is_grad_enabled():
         return run(inputs, False)[0]

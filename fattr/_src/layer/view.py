@@ -35,6 +35,7 @@ class LayerFunction:
 
     def __init__(self, model: nn.Module, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False) -> None:
+        self.model = model
         self.split = build(model, layer, attribute_to_layer_input, name=name, allow_list=allow_list)
         self.name = name
         self.to_input = attribute_to_layer_input
@@ -102,6 +103,7 @@ class LayerFunction:
             rest = pytree.tree_unflatten(list(values[k:]), spec)
             return tail(packed if was_list else packed[0], rest)
 
+        f.fattr_model = self.model  # type: ignore[attr-defined]  # whose training mode counts (calling.in_training)
         return f
 
     def restore(self, flat: Sequence[torch.Tensor]) -> Any:
