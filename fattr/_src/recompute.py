@@ -8,7 +8,9 @@ computes the value without that graph and, when grad mode is on and the value
 depends on tensors that require grad, attaches it to one autograd node
 (:func:`attach`) whose backward recomputes the value with its graph and
 differentiates it: activation checkpointing, applied to the attribution. Only calls
-that are differentiated pay, with one more forward and backward per chunk.
+that are differentiated pay, with one more forward and backward per chunk (about a
+quarter more for a training step; callers that expect a backward pass, a model in
+training mode, keep the graph at once instead: :func:`on_demand`'s ``keep``).
 
 The recomputation sees what the first computation saw: the same random state (a
 model with dropout draws the same masks) and the same autocast state
