@@ -29,7 +29,7 @@ from . import cases as cases_mod
 from . import memory, pairs, timing
 from .pairs import Pair, Settings
 
-IMPLS = ("fattr", "fattr_compiled", "captum", "floor")
+IMPLS = ("fattr", "fattr_compiled", "fattr_compiled_no_grad", "captum", "floor")
 GOAL_COMPILE = {("cnn", "integrated_gradients")}
 
 
@@ -230,6 +230,22 @@ def evaluate(pair: Pair, case: cases_mod.Case, mode: Mode, device: torch.device,
         except Exception as e:  # noqa: BLE001
             row.compile_s = None
             row.notes.append(f"compiled n/a: {_short(e)}")
+        if (case.name, pair.method) in GOAL_COMPILE:
+            # the same compiled call when nothing needs to differentiate it: an inference graph
+            try:
+                compiled_ng = torch.compile(pair.fattr(case, s))
+
+                def no_grad_call(x: torch.Tensor, f: Callable[[torch.Tensor], Any] = compiled_ng) -> Any:
+                    with torch.no_grad():
+                        return f(x)
+
+                err = pairs.max_error(no_grad_call(x), fattr_fn(x))
+                if err > pair.rtol:
+                    row.notes.append(f"compiled under no_grad n/a: differs from eager by {err:.1e}")
+                else:
+                    fns["fattr_compiled_no_grad"] = no_grad_call
+            except Exception as e:  # noqa: BLE001
+                row.notes.append(f"compiled under no_grad n/a: {_short(e)}")
 
     # ---- timing, interleaved
     order = [impl for impl in IMPLS if impl in fns]
@@ -263,7 +279,10 @@ def table(rows: List[Row]) -> str:
     for r in rows:
         t = r.timings
         if r.status == "ok":
-            note = "; ".join([r.detail] + r.notes)
+            extra = t.get("fattr_compiled_no_grad")
+            no_grad = ([f"compiled under no_grad: {_ms(extra)} ms = {_ratio(extra, t.get('fattr'))} x eager"]
+                       if extra is not None else [])
+            note = "; ".join([r.detail] + no_grad + r.notes)
         else:
             note = f"**{r.status}**: {r.detail}" + ("; " + "; ".join(r.notes) if r.notes else "")
         compile_s = f"{r.compile_s:.1f}" if r.compile_s is not None and "fattr_compiled" in t else "-"
@@ -298,7 +317,7 @@ def records(rows: List[Row]) -> List[Dict[str, Any]]:
             rec: Dict[str, Any] = {"case": r.case, "method": r.method, "impl": impl, "median_s": t.median,
                                    "min_s": t.min, "max_s": t.max, "peak_mem_mb": r.peak_mb.get(impl)}
             if impl == "fattr_compiled":
-                rec["compile_s"] = r.compile_s
+                rec["compile_s"] = r.compile_s  # the no_grad variant compiles after it (not reported)
             out.append(rec)
     return out
 
