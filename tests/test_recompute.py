@@ -235,3 +235,18 @@ def test_weights_used_before_and_after_the_layer(method, training, monkeypatch):
     want = derivatives()
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **TOL)
+
+
+def test_autocast_is_replayed_in_the_recomputation():
+    """Called under autocast and differentiated outside it: the same gradients as the kept graph."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = torch.randn(4, 8)
+
+    def grads(training):
+        model.train(training)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            attr = fattr.integrated_gradients(model, x, n_steps=4, target=1)
+        return torch.autograd.grad(attr.float().pow(2).sum(), model[0].weight)[0]
+
+    torch.testing.assert_close(grads(False), grads(True), rtol=1e-5, atol=1e-6)

@@ -51,8 +51,11 @@ def reached_leaves(outputs: Sequence[Tensor], exclude: Sequence[Tensor], since: 
     Those leaves are what a function of fresh leaves (``exclude``) depends on besides them: a
     module's parameters, tensors a closure captured. A tensor computed with a graph before the
     call (a closure over ``w * scale``) cannot be an input of the recomputing node, so that case
-    is reported and the caller keeps the graph instead. A walk over the graph's nodes, which
-    outlive the release of their saved tensors after a backward pass.
+    is reported and the caller keeps the graph instead. (Sequence numbers count per thread: a
+    tensor computed with a graph in another thread may go unnoticed; its leaves are still found,
+    so only differentiating with respect to that intermediate tensor itself would miss this
+    call's share.) A walk over the graph's nodes, which outlive the release of their saved
+    tensors after a backward pass.
     """
     skip = {id(t) for t in exclude}
     found: List[Tensor] = []
@@ -84,8 +87,9 @@ class Context:
     autocast: Tuple[Tuple[str, bool, torch.dtype], ...]
 
     @staticmethod
-    def capture(tensors: Sequence[Tensor]) -> "Context":
-        cuda = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+    def capture() -> "Context":
+        # every initialised CUDA device: the model may draw on one that no input lives on
+        cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else range(0)
         autocast = tuple((d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                          for d in ("cpu", "cuda") if d == "cpu" or torch.cuda.is_available())
         return Context(torch.get_rng_state(), tuple((i, torch.cuda.get_rng_state(i)) for i in cuda), autocast)
@@ -186,7 +190,7 @@ def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tens
         return run(inputs, True)[0]
     if not torch.is_grad_enabled():
         return run(inputs, False)[0]
-    context = Context.capture(inputs)
+    context = Context.capture()
     values, reached = run(tuple(t.detach() for t in inputs), False)
     if reached is None:
         return run(inputs, True)[0]
