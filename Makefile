@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # torch first and pinned: this CPU wheel is on disk here; an unpinned torch pulls GBs of CUDA packages.
 TORCH  ?= torch==2.13.0
 
-.PHONY: test demo bench venv clean
+.PHONY: test typecheck demo bench venv clean
 
 $(VENV)/.installed-%: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,13 @@ $(VENV)/.installed-%: pyproject.toml
 
 venv: $(VENV)/.installed-test
 
-# One torch thread per process: the tests use tiny models, and CI has 2 cores.
-test: $(VENV)/.installed-test
+# The static check first (mypy, configured in pyproject.toml), then the suite on one torch thread per
+# process: the tests use tiny models, and CI has 2 cores.
+test: typecheck
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+
+typecheck: $(VENV)/.installed-test
+	$(PY) -m mypy
 
 demo: $(VENV)/.installed-demo
 	$(PY) -m fattr.demo
@@ -27,4 +31,4 @@ bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .mypy_cache

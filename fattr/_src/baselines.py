@@ -19,7 +19,8 @@ def _one(baseline: Any, x: torch.Tensor, name: str) -> torch.Tensor:
     if baseline is None:
         return torch.zeros((1,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
     if isinstance(baseline, Number) and not isinstance(baseline, bool):
-        return torch.full((1,) + tuple(x.shape[1:]), float(baseline), dtype=x.dtype, device=x.device)
+        value = float(baseline)  # type: ignore[arg-type]  # numbers.Number declares no __float__
+        return torch.full((1,) + tuple(x.shape[1:]), value, dtype=x.dtype, device=x.device)
     if not isinstance(baseline, torch.Tensor):
         fail(name, "None, a number or a tensor", baseline, kind=TypeError)
     if baseline.dim() == 0:

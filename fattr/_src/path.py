@@ -131,7 +131,8 @@ def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], Tenso
     tgt = as_target(target, n, device)
 
     def tangent_point(alpha: torch.Tensor):
-        point, velocity = torch.func.jvp(path, (alpha,), (torch.ones_like(alpha),))
+        result = torch.func.jvp(path, (alpha,), (torch.ones_like(alpha),))
+        point, velocity = result[0], result[1]
         return structure.as_tuple(point, "path(alpha)")[0], structure.as_tuple(velocity, "path'(alpha)")[0]
 
     def points(a: torch.Tensor, _: Tensors):

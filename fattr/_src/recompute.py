@@ -64,7 +64,7 @@ def reached_leaves(outputs: Sequence[Tensor], exclude: Sequence[Tensor], since: 
     while stack:
         node = stack.pop()
         if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
-            variable = node.variable
+            variable = getattr(node, "variable")
             if id(variable) not in skip:
                 skip.add(id(variable))
                 found.append(variable)
@@ -113,7 +113,7 @@ class _Recomputed(torch.autograd.Function):
     """Identity on precomputed values; its backward recomputes them with their graph and differentiates."""
 
     @staticmethod
-    def forward(ctx: Any, recompute: Recompute, context: Context, values: Tensors, n_inputs: int,  # type: ignore[override]
+    def forward(ctx: Any, recompute: Recompute, context: Context, values: Tensors, n_inputs: int,
                 *sources: Tensor) -> Tensors:
         ctx.recompute, ctx.context, ctx.n_inputs = recompute, context, n_inputs
         ctx.save_for_backward(*sources)
@@ -121,7 +121,7 @@ class _Recomputed(torch.autograd.Function):
         return tuple(values)
 
     @staticmethod
-    def backward(ctx: Any, *cotangents: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+    def backward(ctx: Any, *cotangents: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
         saved, k = ctx.saved_tensors, ctx.n_inputs
         inputs, leaves = saved[:k], saved[k:]
         higher_order = torch.is_grad_enabled()  # the outer backward runs with create_graph

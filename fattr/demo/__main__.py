@@ -139,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse(argv)
     if args.timeout > 0:  # never hang, even inside a C call: dump the stacks and exit
         try:
-            faulthandler.dump_traceback_later(args.timeout, exit=True, file=sys.__stderr__)
+            faulthandler.dump_traceback_later(args.timeout, exit=True, file=sys.__stderr__)  # type: ignore[arg-type]
         except (AttributeError, ValueError, OSError):  # no real stderr (embedded interpreters)
             pass
     try:

@@ -10,7 +10,7 @@ import inspect
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -88,7 +88,7 @@ def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Te
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         explainer = cls(twin, twin.get_submodule(layer_name), **make) if spec.layer else cls(twin, **make)
-        times = []
+        times: List[float] = []
         for _ in range(repeats):
             start = time.perf_counter()
             try:

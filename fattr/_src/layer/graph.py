@@ -33,7 +33,7 @@ import types
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple, cast
 
 import torch
 from torch import fx, nn
@@ -281,9 +281,15 @@ def key(concrete: Dict[str, Any]) -> Tuple[Any, ...]:
     return tuple((name, type(v).__name__, v) for name, v in concrete.items())
 
 
+def _named(node: Node) -> str:
+    """The target of a ``call_method``, ``call_module``, ``get_attr`` or placeholder node: a name."""
+    return cast(str, node.target)
+
+
 def _is_inplace(node: Node, model: nn.Module) -> bool:
     if node.op == "call_method":
-        return (node.target.endswith("_") and not node.target.startswith("__")) or node.target == "__setitem__"
+        name = _named(node)
+        return (name.endswith("_") and not name.startswith("__")) or name == "__setitem__"
     if node.op == "call_function":
         if node.target in _INPLACE_OPERATORS or node.kwargs.get("inplace") is True:
             return True
@@ -291,12 +297,12 @@ def _is_inplace(node: Node, model: nn.Module) -> bool:
         if name.endswith("_") and not name.startswith("_"):
             return True
         try:
-            bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+            bound = inspect.signature(cast(Callable[..., Any], node.target)).bind(*node.args, **node.kwargs)
         except (TypeError, ValueError):
             return False
         return bound.arguments.get("inplace") is True
     if node.op == "call_module":
-        return getattr(model.get_submodule(node.target), "inplace", False) is True
+        return getattr(model.get_submodule(_named(node)), "inplace", False) is True
     return False
 
 
@@ -309,7 +315,7 @@ def _may_mutate(node: Node, model: nn.Module) -> bool:
     """Whether ``node`` may modify a tensor in place (an opaque module might)."""
     if _is_inplace(node, model):
         return True
-    return node.op == "call_module" and _opaque(model.get_submodule(node.target))
+    return node.op == "call_module" and _opaque(model.get_submodule(_named(node)))
 
 
 def _mutated(node: Node) -> Any:
@@ -478,20 +484,20 @@ def _evaluate(p: Plan, model: nn.Module, n: Node, env: Dict[Node, Any]) -> Any:
     args = map_arg(n.args, env.__getitem__)
     kwargs = map_arg(n.kwargs, env.__getitem__)
     if n.op == "call_function":
-        return n.target(*args, **kwargs)
+        return cast(Callable[..., Any], n.target)(*args, **kwargs)
     if n.op == "call_method":
-        return getattr(args[0], n.target)(*args[1:], **kwargs)
+        return getattr(args[0], _named(n))(*args[1:], **kwargs)
     if n.op == "call_module":
-        return call_module(model.get_submodule(n.target), args, kwargs)
+        return call_module(model.get_submodule(_named(n)), args, kwargs)
     if n.op == "get_attr":
-        return _fetch(p, model, n.target)
+        return _fetch(p, model, _named(n))
     raise RuntimeError(f"unexpected fx node {n.op}")  # pragma: no cover
 
 
 def _bind(p: Plan, bound: inspect.BoundArguments) -> Dict[Node, Any]:
     env: Dict[Node, Any] = {}
     for ph in p.placeholders:
-        name = ph.target.lstrip("*")
+        name = _named(ph).lstrip("*")
         if name in bound.arguments:
             env[ph] = bound.arguments[name]
         else:  # a specialised argument: fx names its placeholder "<name>_<k>"
@@ -538,7 +544,7 @@ def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequen
         if n in substitute:
             a = substitute[n]
             args = a if isinstance(a, tuple) else (a,)
-            env[n] = call_module(model.get_submodule(n.target), args, map_arg(n.kwargs, env.__getitem__))
+            env[n] = call_module(model.get_submodule(_named(n)), args, map_arg(n.kwargs, env.__getitem__))
         else:
             env[n] = _evaluate(p, model, n, env)
         for f in frees:

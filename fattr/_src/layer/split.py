@@ -66,7 +66,7 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], To
     with _lock:
         entry = _plans.get(id(model))
         hit = entry[1].pop(key, None) if entry is not None and entry[0]() is model else None
-        if hit is not None:
+        if hit is not None and entry is not None:
             entry[1][key] = hit  # most recently used last
     if hit is not None and hit[0] == fp:
         return hit[1]
