@@ -34,6 +34,15 @@ from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``fattr.viz`` on first use (it imports matplotlib only when it draws)."""
+    if name == "viz":
+        import importlib
+        return importlib.import_module("fattr.viz")
+    raise AttributeError(f"module 'fattr' has no attribute {name!r}")
+
+
 __all__ = [
     "completeness_delta",
     "gradient_shap",

@@ -2,7 +2,7 @@
 
 Needs matplotlib for the images (``pip install 'fattr[viz]'``), imported on
 first use; :func:`text` needs nothing. ``import fattr`` does not import this
-module.
+module; the first access to ``fattr.viz`` does.
 
 - :func:`image`: one example's attributions (Captum's ``visualize_image_attr``
   methods and signs; diverging red-white-green colours centred at zero).

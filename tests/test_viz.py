@@ -305,3 +305,10 @@ def test_importing_fattr_and_viz_imports_no_optional_dependency():
             "print([m for m in ('matplotlib', 'sklearn', 'captum') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fattr_viz_is_reachable_without_importing_it():
+    code = ("import sys, fattr; assert 'fattr.viz' not in sys.modules; "
+            "print(fattr.viz.text(['a'], [1.0])[:1], 'fattr.viz' in sys.modules, 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["<", "True", "False"]
