@@ -401,3 +401,38 @@ def test_tail_copies_its_inputs_only_when_it_may_work_in_place(tail_module, copi
     _equal(tail(act, rest), model(x))  # the activation was not changed by the first call
     _equal(act, kept)
     assert rest[-1].traced and rest[-1].plan.tail_mutates is copies
+
+
+def _scaled_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return self.c(self.b(self.a(x))) * 3
+
+
+class ThreeStep(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.b(self.a(x)))
+
+
+def test_a_forward_bound_to_the_instance_is_the_one_split() -> None:
+    """torch.fx traces the class's forward; an instance-level one takes the substitution path."""
+    import types
+    model, x = _init(ThreeStep(), seed=4), randn(2, 3, seed=1)
+    model.forward = types.MethodType(_scaled_forward, model)
+    head, tail = fattr.split(model, "b")
+    act, rest = head(x)
+    assert not rest[-1].traced and "instance" in rest[-1].reason
+    _equal(tail(act, rest), model(x))
+    _equal(tail(act * 0, rest), model.c(torch.zeros_like(act)) * 3)
+    assert "forward" in vars(model) and vars(model)["forward"].__self__ is model  # left as it was
+
+
+def test_a_forward_closing_over_the_module_is_refused() -> None:
+    model, x = _init(ThreeStep(), seed=4), randn(2, 3, seed=1)
+    original = model.forward
+    model.forward = lambda z: original(z) * 2
+    head, _ = fattr.split(model, "b")
+    with pytest.raises(ValueError, match=r"model: expected a forward defined on the module's class.*instance"):
+        head(x)

@@ -122,6 +122,8 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     ancestors = _ancestors(model, layers)
     if _global_hooks() or any(_has_hooks(m) for m in model.modules() if id(m) in ancestors):
         raise Untraceable("hooks are registered on modules whose forward would be traced")
+    if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
+        raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
     tracer = _Tracer(ancestors)
     saved = [(m, dict(vars(m))) for m in model.modules()]
     changed = False

@@ -15,6 +15,7 @@ is the inputs and args themselves.
 from __future__ import annotations
 
 import copy
+import types
 from typing import Any, Dict, List, Sequence, Tuple
 
 from torch import nn
@@ -54,6 +55,17 @@ class _Slot(nn.Module):
         return clone(self.activation)
 
 
+def _rebound(m: nn.Module, c: nn.Module) -> Any:
+    """``m``'s instance-level ``forward``, bound to its copy ``c`` (which holds the slot)."""
+    forward = vars(m)["forward"]
+    if isinstance(forward, types.MethodType) and forward.__self__ is m:
+        return types.MethodType(forward.__func__, c)
+    fail("model", "a forward defined on the module's class, or a method bound to the module itself",
+         Shown(f"{type(m).__name__}.forward set on the instance to {forward!r}"),
+         "fattr cannot route a layer's activation through a function that holds the original module; "
+         "subclass the module and override forward there.")
+
+
 def _substituted(model: nn.Module, layers: Sequence[nn.Module], slots: Sequence[_Slot]) -> nn.Module:
     """A shallow copy of ``model`` with each layer replaced by its slot at every registration."""
     copies: Dict[int, nn.Module] = {}
@@ -63,6 +75,8 @@ def _substituted(model: nn.Module, layers: Sequence[nn.Module], slots: Sequence[
         if c is None:
             c = copy.copy(m)
             c.__dict__["_modules"] = type(m._modules)(m._modules)
+            if "forward" in vars(m):
+                c.__dict__["forward"] = _rebound(m, c)
             copies[id(m)] = c
         return c
 
