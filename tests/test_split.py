@@ -436,3 +436,36 @@ def test_a_forward_closing_over_the_module_is_refused() -> None:
     head, _ = fattr.split(model, "b")
     with pytest.raises(ValueError, match=r"model: expected a forward defined on the module's class.*instance"):
         head(x)
+
+
+class FrozenParts(nn.Module):
+    """``torch.no_grad()`` blocks before and after the layer (fx does not record them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen, self.layer, self.side, self.out = nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            h = self.frozen(x)
+        z = self.layer(h)
+        with torch.no_grad():
+            side = self.side(z) ** 2
+        return self.out(z) + side
+
+
+@pytest.mark.parametrize("grad_mode", [True, False])
+def test_no_grad_blocks_of_the_forward_hold_in_head_and_tail(grad_mode: bool) -> None:
+    """Gradients flow where the model's own forward lets them (Captum's hooks see the same), nowhere else."""
+    model, x = _init(FrozenParts(), seed=6), randn(3, 3, seed=2)
+    with torch.set_grad_enabled(grad_mode):
+        head, tail = fattr.split(model, "layer")  # traced under either mode: the plan is shared
+        act, rest = head(x)
+    assert rest[-1].traced
+    leaf = act.detach().requires_grad_()
+    (grad,) = torch.autograd.grad(tail(leaf, rest)[:, 1].sum(), leaf)
+    torch.testing.assert_close(grad, model.out.weight[1].expand_as(grad).detach(), rtol=0, atol=0)
+    _equal(tail(act, rest), model(x))
+    assert not act.requires_grad  # computed inside the forward's no_grad block
+    attr = fattr.layer_gradient_x_activation(model, "layer", x, target=1)
+    torch.testing.assert_close(attr, act * model.out.weight[1].detach(), rtol=1e-12, atol=1e-12)

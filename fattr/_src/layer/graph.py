@@ -25,6 +25,7 @@ and use :mod:`.substitute` instead.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import enum
 import inspect
 import numbers
@@ -59,6 +60,9 @@ _INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itru
                       operator.ixor, operator.ilshift, operator.irshift, operator.setitem}
 
 
+_NO_GRAD = "fattr_no_grad"
+
+
 class _Tracer(fx.Tracer):
     """Traces only the layer's ancestors; keeps tensor constants off the model."""
 
@@ -70,6 +74,14 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return id(m) not in self._ancestors
+
+    def create_node(self, *args: Any, **kwargs: Any) -> Node:
+        # fx records no context managers: note the nodes created inside ``torch.no_grad()`` blocks
+        # (the trace runs with grad enabled) so that they run without grad again (see _evaluate)
+        node = super().create_node(*args, **kwargs)
+        if not torch.is_grad_enabled():
+            node.meta[_NO_GRAD] = True
+        return node
 
     def create_arg(self, a: Any) -> Any:
         # fx stores tensor constants created in forward as attributes of the root
@@ -128,7 +140,7 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     saved = [(m, dict(vars(m))) for m in model.modules()]
     changed = False
     try:
-        with locking.writing():
+        with locking.writing(), torch.enable_grad():
             graph = tracer.trace(model, concrete_args=dict(concrete) or None)
     except Exception as e:  # any failure to trace means: use the substitution path
         raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
@@ -483,6 +495,13 @@ def _fetch(p: Plan, model: nn.Module, target: str) -> Any:
 
 
 def _evaluate(p: Plan, model: nn.Module, n: Node, env: Dict[Node, Any]) -> Any:
+    if n.meta.get(_NO_GRAD):  # written inside a torch.no_grad() block of the forward
+        with torch.no_grad():
+            return _run_node(p, model, n, env)
+    return _run_node(p, model, n, env)
+
+
+def _run_node(p: Plan, model: nn.Module, n: Node, env: Dict[Node, Any]) -> Any:
     args = map_arg(n.args, env.__getitem__)
     kwargs = map_arg(n.kwargs, env.__getitem__)
     if n.op == "call_function":
@@ -546,7 +565,8 @@ def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequen
         if n in substitute:
             a = substitute[n]
             args = a if isinstance(a, tuple) else (a,)
-            env[n] = call_module(model.get_submodule(_named(n)), args, map_arg(n.kwargs, env.__getitem__))
+            with torch.no_grad() if n.meta.get(_NO_GRAD) else contextlib.nullcontext():
+                env[n] = call_module(model.get_submodule(_named(n)), args, map_arg(n.kwargs, env.__getitem__))
         else:
             env[n] = _evaluate(p, model, n, env)
         for f in frees:
