@@ -31,3 +31,15 @@ def test_fullgraph_compile_matches_eager(cnn, name):
     x = torch.randn(2, 3, 8, 8)
     compiled = torch.compile(lambda x: fn(cnn, x), fullgraph=True)
     torch.testing.assert_close(compiled(x), fn(cnn, x), rtol=1e-5, atol=1e-6)
+
+
+def test_deeplift_compiles_under_no_grad():
+    """DeepLift's function interception runs under Dynamo (with graph breaks around its backward pass)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.randn(4, 5)
+    compiled = torch.compile(lambda x: fattr.deeplift(mlp, x, 0.0, target=[0, 1, 2, 1]))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), fattr.deeplift(mlp, x, 0.0, target=[0, 1, 2, 1]),
+                                   rtol=1e-5, atol=1e-6)
