@@ -197,10 +197,12 @@ def _loss(spec, model, x, dist):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("param", ["body.0.weight", "head.1.weight"])
-def test_differentiable_wrt_parameters(name, param):
-    """Autograd through the attribution agrees with central finite differences (float64)."""
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_differentiable_wrt_parameters(name, param, training):
+    """Autograd through the attribution agrees with central finite differences (float64), whether the
+    result was computed without a graph and is recomputed (eval mode) or kept its graph (training mode)."""
     spec = SPECS[name]
-    model, (x, dist) = make_net(), data()
+    model, (x, dist) = make_net().train(training), data()
     weight = dict(model.named_parameters())[param]
     (grad,) = torch.autograd.grad(_loss(spec, model, x, dist), weight, allow_unused=True)
     if not spec.targeted and spec.layer and param.startswith("head"):

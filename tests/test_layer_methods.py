@@ -158,9 +158,11 @@ def test_fallback_path_agrees_with_the_graph_path(spec) -> None:
 
 
 @pytest.mark.parametrize("cls", [ResNet, UntraceableResNet])
-def test_differentiable_with_respect_to_parameters_on_both_sides(cls: type) -> None:
-    """Autograd through layer IG agrees with central finite differences, before and after the layer."""
-    model, x = make_resnet(cls), randn(2, 2, 5, 5, seed=1)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_differentiable_with_respect_to_parameters_on_both_sides(cls: type, training: bool) -> None:
+    """Autograd through layer IG agrees with central finite differences, before and after the layer
+    (eval mode: head and tail recomputed on demand; training mode: graphs kept)."""
+    model, x = make_resnet(cls).train(training), randn(2, 2, 5, 5, seed=1)
 
     def loss(m):
         return fattr.layer_integrated_gradients(m, "body.1.conv2", x, 0.1, 8, target=[0, 2]).pow(2).sum()

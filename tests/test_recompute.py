@@ -250,3 +250,31 @@ def test_autocast_is_replayed_in_the_recomputation():
         return torch.autograd.grad(attr.float().pow(2).sum(), model[0].weight)[0]
 
     torch.testing.assert_close(grads(False), grads(True), rtol=1e-5, atol=1e-6)
+
+
+class GradModeSpy(nn.Linear):
+    """A linear layer that notes whether grad mode was on each time it ran."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 6)
+        self.seen: list = []
+
+    def forward(self, x):
+        self.seen.append(torch.is_grad_enabled())
+        return super().forward(x)
+
+
+@MODES
+def test_the_head_runs_without_grad_unless_in_training_mode(training, monkeypatch):
+    """So that its modules keep their inference fast paths; the result stays differentiable."""
+    torch.manual_seed(0)
+    model = nn.Sequential(GradModeSpy(), nn.Tanh(), nn.Linear(6, 2)).double().train(training)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    attr = fattr.layer_integrated_gradients(model, "1", x, n_steps=3, target=1)
+    assert model[0].seen == [training, training]  # the head on the inputs and on the baselines
+    (grad,) = torch.autograd.grad(attr.sum(), model[0].weight)
+    assert grad.abs().sum() > 0
+    monkeypatch.setattr(fattr._src.tracing, "is_traced", lambda: True)  # the kept-graph reference
+    want = torch.autograd.grad(fattr.layer_integrated_gradients(model, "1", x, n_steps=3, target=1).sum(),
+                               model[0].weight)[0]
+    torch.testing.assert_close(grad, want, **TOL)

@@ -10,6 +10,8 @@ turns flat attributions back into the activation's structure.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -17,6 +19,8 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..errors import fail
+from ..gradients import split_args
+from ..recompute import on_demand
 from ..structure import Tensors
 from .split import build
 
@@ -54,7 +58,42 @@ class LayerFunction:
         """``(activations, rest_leaves)`` for ``inputs`` (B rows): flat activation tensors, each ``(B, ...)``.
 
         ``gradient``: the method differentiates with respect to the activation (it must be floating point).
+        The head runs without a graph (so modules keep their inference fast paths) and its results
+        are differentiable on demand (:mod:`..recompute`); a model in training mode keeps the graph.
         """
+        arg_tensors, rebuild = split_args(args)
+        k = len(inputs)
+        structure_of: List[Any] = []
+
+        def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
+            with contextlib.nullcontext() if graph else torch.no_grad():
+                flat, leaves = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
+            structure_of[:] = [len(flat), leaves]
+            values = flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
+            return values, (None if graph else self._reads())
+
+        values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model.training)
+        n_flat, leaves = structure_of
+        carried = iter(values[n_flat:])
+        return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves)
+
+    def _reads(self) -> Optional[List[torch.Tensor]]:
+        """What the head may read that requires grad besides its inputs: the model's parameters, buffers
+        and tensor attributes (a superset); None when one of them has a graph of its own."""
+        found: List[torch.Tensor] = []
+        seen = set()
+        for m in self.model.modules():
+            attributes = (v for v in vars(m).values() if isinstance(v, torch.Tensor))
+            for t in itertools.chain(m._parameters.values(), m._buffers.values(), attributes):
+                if t is None or not t.requires_grad or id(t) in seen:
+                    continue
+                if t.grad_fn is not None:
+                    return None
+                seen.add(id(t))
+                found.append(t)
+        return found
+
+    def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
         activation, rest = self.split.head(*inputs, *args)
         n = inputs[0].shape[0]
         per_layer = activation if self.split.was_list else [activation]
