@@ -278,3 +278,22 @@ def test_the_head_runs_without_grad_unless_in_training_mode(training, monkeypatc
     want = torch.autograd.grad(fattr.layer_integrated_gradients(model, "1", x, n_steps=3, target=1).sum(),
                                model[0].weight)[0]
     torch.testing.assert_close(grad, want, **TOL)
+
+
+def test_a_path_closing_over_a_parameter_of_the_model_counts_it_once(monkeypatch):
+    """The model's walk and the path's walk both reach ``w``: its gradient must not double."""
+    torch.manual_seed(2)
+    w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, dtype=torch.float64)
+
+    def f(z):
+        return torch.tanh(z @ w).sum(1)
+
+    def curve(a):
+        return a * (x @ w)
+
+    attr = fattr.path_attribution(f, curve, n_steps=4)
+    got = torch.autograd.grad(attr.sum(), w)[0]
+    monkeypatch.setattr(fattr._src.tracing, "is_traced", lambda: True)  # the kept-graph reference
+    want = torch.autograd.grad(fattr.path_attribution(f, curve, n_steps=4).sum(), w)[0]
+    torch.testing.assert_close(got, want, **TOL)

@@ -163,8 +163,10 @@ def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], 
         may be None where a value depends on nothing that requires grad.
       context: captured before ``values`` were computed.
     """
-    if not inputs and not leaves:
+    unique = list({id(t): t for t in leaves}.values())  # a leaf listed twice would get its gradient twice
+    if not inputs and not unique:
         return values
+    leaves = unique
     return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *leaves)
 
 
