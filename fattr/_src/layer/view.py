@@ -70,7 +70,7 @@ class LayerFunction:
                 flat, leaves = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
             structure_of[:] = [len(flat), leaves]
             values = flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
-            return values, (None if graph else self._reads())
+            return values, (self._reads() if not graph and torch.is_grad_enabled() else [])
 
         values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model.training)
         n_flat, leaves = structure_of
