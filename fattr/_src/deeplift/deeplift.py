@@ -10,7 +10,7 @@ from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
 from ..targets import Target, as_target
 from . import combine
-from .engine import multipliers, needs_graph
+from .engine import multipliers_on_demand
 
 
 def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
@@ -75,10 +75,10 @@ def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, t
     args = as_args(args)
     tgt = as_target(target, n, xs[0].device)
 
-    def forward(*rows: Any) -> Any:
-        return call(model, rows, args)
+    def f(*values: Any) -> Any:
+        return call(model, values[:len(xs)], values[len(xs):])
 
-    res = multipliers(forward, forward, xs, bs, tgt, eps=eps, graph=needs_graph(model, xs + bs + args))
+    res = multipliers_on_demand(f, xs, bs, args, args, tgt, eps=eps, model=model)
     combine.warn_uncovered("deeplift", res.uncovered)
     attrs = combine.attributions(res.grads, xs, bs, multiply_by_inputs, custom)
     result = structure.restore(attrs, was_tuple)
@@ -134,11 +134,10 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
     pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
     pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
 
-    def forward(*rows: Any) -> Any:
-        return call(model, rows, pair_args)
+    def f(*values: Any) -> Any:
+        return call(model, values[:len(xs)], values[len(xs):])
 
-    res = multipliers(forward, forward, pair_xs, pair_bs, pair_tgt, eps=eps,
-                      graph=needs_graph(model, xs + dist + args))
+    res = multipliers_on_demand(f, pair_xs, pair_bs, pair_args, pair_args, pair_tgt, eps=eps, model=model)
     combine.warn_uncovered("deeplift_shap", res.uncovered)
     pair_attrs = combine.attributions(res.grads, pair_xs, pair_bs, multiply_by_inputs, custom)
     result = structure.restore(combine.mean_over_baselines(pair_attrs, n, m), was_tuple)

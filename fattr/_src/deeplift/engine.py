@@ -8,21 +8,26 @@
    multipliers of every row (and the forward gives ``f(inputs)``).
 
 So the cost is a forward pass over the baselines and a forward and backward pass over
-the inputs: less than Captum's forward and backward over both. When the result must be
-differentiable (grad mode on and something requires grad), the baselines' pass keeps its
-graph, the rules' coefficients are computed with theirs and the backward pass runs with
-``create_graph``; after it, the rule functions switch to their ops' true derivatives, so an
-outer backward differentiates the multipliers exactly (see :mod:`.rules`).
+the inputs: less than Captum's forward and backward over both. Methods call
+:func:`multipliers_on_demand`: that run keeps no graph, and the result is differentiable on
+demand (:mod:`..recompute`). With ``graph=True`` (the recomputation, or a model in training
+mode) the baselines' pass keeps its graph, the rules' coefficients are computed with theirs
+and the backward pass runs with ``create_graph``; after it, the rule functions switch to
+their ops' true derivatives, so an outer backward differentiates the multipliers exactly
+(see :mod:`.rules`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
 
+from .. import tracing
+from ..calling import in_training, module_of
 from ..errors import fail
+from ..gradients import split_args
+from ..recompute import mark, on_demand, reached_leaves
 from ..structure import Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
@@ -45,17 +50,7 @@ class Multipliers:
     out_x: Tensor
     out_b: Tensor
     uncovered: List[str]
-
-
-def needs_graph(model: Any, tensors: Iterable[Any]) -> bool:
-    """Whether the result must be differentiable: grad mode is on and a parameter or tensor requires grad."""
-    if not torch.is_grad_enabled():
-        return False
-    if any(isinstance(t, Tensor) and t.requires_grad for t in tensors):
-        return True
-    if isinstance(model, nn.Module):
-        return any(p.requires_grad for p in model.parameters())
-    return True  # a plain callable may close over parameters
+    reached: Optional[List[Tensor]] = None  # with ``since``: the leaves requiring grad the rule pass used
 
 
 def _low_precision(t: Tensor) -> bool:
@@ -63,7 +58,7 @@ def _low_precision(t: Tensor) -> bool:
 
 
 def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs: Tensors, bs: Tensors,
-                target: Target, *, eps: float, graph: bool) -> Multipliers:
+                target: Target, *, eps: float, graph: bool, since: Optional[int] = None) -> Multipliers:
     """DeepLift multipliers of the selected output of ``forward_x`` with respect to ``xs``.
 
     Args:
@@ -75,6 +70,8 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
       target: the normalised target for ``n_rows`` rows.
       eps: the rule falls back to the gradient where ``|x - ref| < eps``.
       graph: keep the graph so that the results are differentiable.
+      since: a :func:`..recompute.mark` taken before the call: also report the leaves the rule
+        pass used (:func:`..recompute.reached_leaves`).
     """
     for i, x in enumerate(xs):
         if not x.is_floating_point():
@@ -100,7 +97,38 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
     finally:
         phase.multipliers = False  # from now on, the rule functions differentiate as their ops
     grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+    reached = reached_leaves([out_x], leaves, since) if since is not None else None
     if not graph:
         out_x, out_b = out_x.detach(), out_b.detach()
-    return Multipliers(grads, out_x, out_b, replayer.uncovered)
+    return Multipliers(grads, out_x, out_b, replayer.uncovered, reached)
+
+
+def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_x: Sequence[Any],
+                          rest_b: Sequence[Any], target: Target, *, eps: float, model: Any) -> Multipliers:
+    """:func:`multipliers` of ``f(*rows, *rest)`` (``rest_x`` for the inputs' rows, ``rest_b`` for
+    the baselines'), computed without a graph and differentiable on demand (:mod:`..recompute`);
+    a model in training mode keeps the graph at once."""
+    tx, rebuild_x = split_args(rest_x)
+    tb, rebuild_b = split_args(rest_b)
+    k, kx = len(xs), len(tx)
+    module = module_of(model)
+    uncovered: List[str] = []
+
+    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
+        rx, rb = rebuild_x(tensors[2 * k:2 * k + kx]), rebuild_b(tensors[2 * k + kx:])
+        tracking = not graph and torch.is_grad_enabled()
+        res = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb), tensors[:k], tensors[k:2 * k],
+                          target, eps=eps, graph=graph, since=mark() if tracking else None)
+        uncovered[:] = res.uncovered
+        reached = res.reached if tracking else []
+        if reached is not None and tracking and module is not None:
+            # the baselines' pass kept no graph to walk: count every parameter it may have read
+            reached = reached + [p for p in module.parameters() if p.requires_grad]
+        return res.grads + (res.out_x, res.out_b), reached
+
+    if tracing.is_traced():  # Dynamo breaks the graph around the engine's autograd.grad: no recomputation
+        return multipliers(lambda *rows: f(*rows, *rest_x), lambda *rows: f(*rows, *rest_b), xs, bs, target,
+                           eps=eps, graph=torch.is_grad_enabled())
+    values = on_demand(run, tuple(xs) + tuple(bs) + tx + tb, keep=in_training(model))
+    return Multipliers(tuple(values[:k]), values[k], values[k + 1], uncovered)
 

@@ -14,24 +14,17 @@ from ..targets import Target, as_target
 from ..layer.resolve import check_model
 from ..layer.view import LayerFunction
 from . import combine
-from .engine import Multipliers, multipliers, needs_graph
+from .engine import Multipliers, multipliers_on_demand
 
 
 def _run(model: nn.Module, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any, ...], tgt: Target, eps: float,
-         attribute_to_layer_input: bool, graph: bool) -> Tuple[LayerFunction, Tensors, Tensors, Multipliers]:
+         attribute_to_layer_input: bool) -> Tuple[LayerFunction, Tensors, Tensors, Multipliers]:
     """The head on the inputs' and the baselines' rows, then the engine on the tail."""
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     acts_x, rest_x = lf.head(xs, args)
     acts_b, rest_b = lf.head(bs, args)
-    f = lf.function()
-
-    def forward_x(*acts: Any) -> Any:
-        return f(*acts, *rest_x)
-
-    def forward_b(*acts: Any) -> Any:
-        return f(*acts, *rest_b)
-
-    return lf, acts_x, acts_b, multipliers(forward_x, forward_b, acts_x, acts_b, tgt, eps=eps, graph=graph)
+    res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=model)
+    return lf, acts_x, acts_b, res
 
 
 def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any, eps: Any):
@@ -89,8 +82,7 @@ def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = N
     bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
     args = as_args(args)
     tgt = as_target(target, n, xs[0].device)
-    lf, acts_x, acts_b, res = _run(model, layer, xs, bs, args, tgt, eps, attribute_to_layer_input,
-                                   needs_graph(model, xs + bs + args))
+    lf, acts_x, acts_b, res = _run(model, layer, xs, bs, args, tgt, eps, attribute_to_layer_input)
     combine.warn_uncovered("layer_deeplift", res.uncovered)
     attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
     result = lf.restore(attrs)
@@ -140,7 +132,7 @@ def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
     pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
     lf, acts_x, acts_b, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
-                                   attribute_to_layer_input, needs_graph(model, xs + dist + args))
+                                   attribute_to_layer_input)
     combine.warn_uncovered("layer_deeplift_shap", res.uncovered)
     pair_attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
     result = lf.restore(combine.mean_over_baselines(pair_attrs, n, m))
