@@ -5,7 +5,7 @@ noise samples); anything else is passed as is.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Callable, Sequence, Tuple
 
 import torch
 
@@ -33,3 +33,20 @@ def tile_args(args: Tuple[Any, ...], n_examples: int, k: int) -> Tuple[Any, ...]
     if k == 1:
         return args
     return tuple(tile(a, k) if is_per_example(a, n_examples) else a for a in args)
+
+
+Tensors = Tuple[torch.Tensor, ...]
+
+
+def split_args(args: Sequence[Any]) -> Tuple[Tensors, Callable[[Tensors], Tuple[Any, ...]]]:
+    """``(tensors, rebuild)``: the tensors among ``args``, and ``rebuild(new_tensors) -> args`` with
+    them replaced (the tensors are what a computation over ``args`` may be differentiated by)."""
+    where = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+
+    def rebuild(tensors: Tensors) -> Tuple[Any, ...]:
+        out = list(args)
+        for i, t in zip(where, tensors):
+            out[i] = t
+        return tuple(out)
+
+    return tuple(args[i] for i in where), rebuild

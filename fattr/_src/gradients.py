@@ -26,7 +26,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import recompute, tracing
+from . import recompute
+from .arguments import split_args
 from .calling import call, in_training
 from .structure import Tensors
 from .targets import Target
@@ -70,19 +71,6 @@ def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Se
     leaves = tuple(r.detach().requires_grad_() for r in rows)
     grads, out = _plain(f, leaves, target, args)
     return grads, (recompute.reached_leaves((out,), leaves, since) if tracking else [])
-
-
-def split_args(args: Sequence[Any]) -> Tuple[Tensors, Callable[[Tensors], Tuple[Any, ...]]]:
-    """``(tensors, rebuild)``: the tensors among ``args``, and ``rebuild(new_tensors) -> args`` with them replaced."""
-    where = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
-
-    def rebuild(tensors: Tensors) -> Tuple[Any, ...]:
-        out = list(args)
-        for i, t in zip(where, tensors):
-            out[i] = t
-        return tuple(out)
-
-    return tuple(args[i] for i in where), rebuild
 
 
 def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> Tensors:

@@ -14,10 +14,10 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from . import structure
-from .arguments import as_args, tile_args
+from .arguments import as_args, split_args, tile_args
 from .errors import check_optional_positive_int, check_callable, fail
 from .calling import in_training
-from .gradients import gradient_pass, split_args
+from .gradients import gradient_pass
 from .recompute import mark, on_demand, reached_leaves
 from .quadrature import Method, quadrature
 from .structure import Tensors, TensorOrTensors

@@ -26,7 +26,7 @@ import torch
 from .. import tracing
 from ..calling import in_training, module_of
 from ..errors import fail
-from ..gradients import split_args
+from ..arguments import split_args
 from ..recompute import mark, on_demand, reached_leaves
 from ..structure import Tensors
 from ..targets import Target

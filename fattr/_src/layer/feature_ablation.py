@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import as_args, split_args, tile_args
 from ..errors import check_positive_int, fail
-from ..gradients import outputs, split_args
+from ..gradients import outputs
 from ..recompute import mark, on_demand, reached_leaves
 from ..structure import Tensors
 from ..targets import Target, as_target

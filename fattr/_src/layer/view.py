@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from ..arguments import split_args
 from ..errors import fail
-from ..gradients import split_args
 from ..recompute import on_demand
 from ..structure import Tensors
 from .split import build
