@@ -24,7 +24,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 
 from .. import tracing
-from ..calling import in_training, module_of
+from ..calling import in_training, module_of, tensors_read
 from ..errors import fail
 from ..arguments import split_args
 from ..recompute import mark, on_demand, reached_leaves
@@ -122,8 +122,9 @@ def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_
         uncovered[:] = res.uncovered
         reached = res.reached if tracking else []
         if reached is not None and tracking and module is not None:
-            # the baselines' pass kept no graph to walk: count every parameter it may have read
-            reached = reached + [p for p in module.parameters() if p.requires_grad]
+            # the baselines' pass kept no graph to walk: count everything the model may have read
+            read = tensors_read(module)
+            reached = None if read is None else reached + read
         return res.grads + (res.out_x, res.out_b), reached
 
     if tracing.is_traced():  # Dynamo breaks the graph around the engine's autograd.grad: no recomputation

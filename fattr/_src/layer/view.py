@@ -11,7 +11,6 @@ turns flat attributions back into the activation's structure.
 from __future__ import annotations
 
 import contextlib
-import itertools
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..arguments import split_args
+from ..calling import tensors_read
 from ..errors import fail
 from ..recompute import on_demand
 from ..structure import Tensors
@@ -70,28 +70,12 @@ class LayerFunction:
                 flat, leaves = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
             structure_of[:] = [len(flat), leaves]
             values = flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
-            return values, (self._reads() if not graph and torch.is_grad_enabled() else [])
+            return values, (tensors_read(self.model) if not graph and torch.is_grad_enabled() else [])
 
         values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model.training)
         n_flat, leaves = structure_of
         carried = iter(values[n_flat:])
         return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves)
-
-    def _reads(self) -> Optional[List[torch.Tensor]]:
-        """What the head may read that requires grad besides its inputs: the model's parameters, buffers
-        and tensor attributes (a superset); None when one of them has a graph of its own."""
-        found: List[torch.Tensor] = []
-        seen = set()
-        for m in self.model.modules():
-            attributes = (v for v in vars(m).values() if isinstance(v, torch.Tensor))
-            for t in itertools.chain(m._parameters.values(), m._buffers.values(), attributes):
-                if t is None or not t.requires_grad or id(t) in seen:
-                    continue
-                if t.grad_fn is not None:
-                    return None
-                seen.add(id(t))
-                found.append(t)
-        return found
 
     def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
         activation, rest = self.split.head(*inputs, *args)
