@@ -18,6 +18,8 @@ from typing import Any, Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
+from .arguments import unpack
+
 
 def _writes_buffers(module: nn.Module) -> bool:
     for m in module.modules():
@@ -61,8 +63,10 @@ def tensors_read(module: nn.Module) -> Optional[List[torch.Tensor]]:
 
 
 def call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any] = ()) -> Any:
-    """``f(*inputs, *args)``, leaving every buffer of ``f`` (if a module) untouched."""
+    """``f(*inputs, *args, **kwargs)`` (``args`` as made by :func:`.arguments.as_args`), leaving every
+    buffer of ``f`` (if a module) untouched."""
+    positional, keywords = unpack(args)
     if isinstance(f, nn.Module) and _writes_buffers(f):
         buffers = {name: b.clone() for name, b in f.named_buffers()}
-        return torch.func.functional_call(f, buffers, tuple(inputs) + tuple(args), strict=False)
-    return f(*inputs, *args)
+        return torch.func.functional_call(f, buffers, tuple(inputs) + positional, keywords, strict=False)
+    return f(*inputs, *positional, **keywords)

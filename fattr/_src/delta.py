@@ -14,7 +14,7 @@ from .targets import as_target
 
 
 def completeness_delta(f: Callable[..., Any], inputs: Any, baselines: Any, attributions: Any, *,
-                       target: Any = None, args: Any = ()) -> torch.Tensor:
+                       target: Any = None, args: Any = (), kwargs: Any = None) -> torch.Tensor:
     """Per example: ``sum(attributions) - (f(inputs) - f(baselines))`` at the target.
 
     Zero for a method that satisfies completeness exactly; for path methods it is
@@ -49,7 +49,7 @@ def completeness_delta(f: Callable[..., Any], inputs: Any, baselines: Any, attri
             fail(f"attributions[{i}]" if was_tuple else "attributions", f"shape {tuple(x.shape)} like the input", a)
     bases = format_baselines(baselines, xs)
     rows = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(xs, bases))
-    args = as_args(args)
+    args = as_args(args, kwargs)
     out = outputs(f, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
     out = out.to(torch.float64)
     total = sum(a.reshape(n, -1).to(torch.float64).sum(1) for a in attrs)

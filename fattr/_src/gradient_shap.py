@@ -35,7 +35,7 @@ def sample_points(gen: torch.Generator, xs: Tensors, dist: Tensors, n_samples: i
 
 
 def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples: int = 5,
-                  stdevs: Any = 0.0, *, target: Any = None, args: Any = (), generator: Any = None,
+                  stdevs: Any = 0.0, *, target: Any = None, args: Any = (), kwargs: Any = None, generator: Any = None,
                   multiply_by_inputs: bool = True, return_delta: bool = False):
     """GradientSHAP (Lundberg & Lee, 2017): SHAP values approximated by expected gradients.
 
@@ -77,7 +77,7 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     dist = format_distribution(baselines, xs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, device)
 
     noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)

@@ -17,7 +17,7 @@ from .targets import as_target
 
 
 def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 50,
-                         method: Method = "gausslegendre", *, target: Any = None, args: Any = (),
+                         method: Method = "gausslegendre", *, target: Any = None, args: Any = (), kwargs: Any = None,
                          chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
                          return_delta: bool = False):
     """Integrated Gradients (Sundararajan et al., 2017).
@@ -59,7 +59,7 @@ def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = No
     check_bool("multiply_by_inputs", multiply_by_inputs)
     bases = format_baselines(baselines, xs)
     n = xs[0].shape[0]
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
     diffs = tuple(x - b for x, b in zip(xs, bases))

@@ -100,6 +100,8 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                 call["target"] = _tile_target(call["target"], n, k)
             if "args" in call:
                 call["args"] = _tile_tree(call["args"], n, k)
+            if isinstance(call.get("kwargs"), dict):
+                call["kwargs"] = {name: _tile_tree(v, n, k) for name, v in call["kwargs"].items()}
             for name in _PER_EXAMPLE:
                 if name in call:
                     call[name] = _tile_tree(call[name], n, k)

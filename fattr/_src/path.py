@@ -86,7 +86,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
 
 def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], TensorOrTensors],
                      n_steps: int = 50, method: Method = "gausslegendre", *, target: Any = None,
-                     args: Any = (), chunk_size: Optional[int] = None, return_delta: bool = False):
+                     args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None, return_delta: bool = False):
     """Attributions along any differentiable path: ``sum_k w_k * grad f(path(a_k)) * path'(a_k)``.
 
     The general path integral, for research on new path methods. ``path(alpha)``
@@ -122,7 +122,7 @@ def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], Tenso
     check_callable("f", f)
     check_callable("path", path)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     alphas, weights = quadrature(method, n_steps)
     with torch.no_grad():  # only to learn the point's structure, shape, dtype and device
         probe = path(torch.zeros((), dtype=torch.float64))

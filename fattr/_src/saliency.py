@@ -10,14 +10,14 @@ from .gradients import gradients
 from .targets import as_target
 
 
-def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any):
+def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any, kwargs: Any):
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
-    grads = gradients(f, xs, as_target(target, xs[0].shape[0], xs[0].device), as_args(args))
+    grads = gradients(f, xs, as_target(target, xs[0].shape[0], xs[0].device), as_args(args, kwargs))
     return xs, grads, was_tuple
 
 
-def saliency(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (), abs: bool = True):
+def saliency(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None, abs: bool = True):
     """Saliency (Simonyan et al., 2013): the gradient of the target output w.r.t. the inputs.
 
     Args:
@@ -37,11 +37,11 @@ def saliency(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: An
       tensor([[ 2., -4.]])
     """
     check_bool("abs", abs)
-    _, grads, was_tuple = _input_gradients(f, inputs, target, args)
+    _, grads, was_tuple = _input_gradients(f, inputs, target, args, kwargs)
     return structure.restore(tuple(g.abs() for g in grads) if abs else grads, was_tuple)
 
 
-def input_x_gradient(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = ()):
+def input_x_gradient(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None):
     """Input x Gradient (Shrikumar et al., 2016): ``inputs * d f[target] / d inputs``.
 
     Args:
@@ -59,5 +59,5 @@ def input_x_gradient(f: Callable[..., Any], inputs: Any, *, target: Any = None, 
       >>> fattr.input_x_gradient(f, torch.tensor([[1.0, -2.0]]))
       tensor([[2., 8.]])
     """
-    xs, grads, was_tuple = _input_gradients(f, inputs, target, args)
+    xs, grads, was_tuple = _input_gradients(f, inputs, target, args, kwargs)
     return structure.restore(tuple(x * g for x, g in zip(xs, grads)), was_tuple)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import structure
-from ..arguments import as_args, is_per_example
+from ..arguments import as_args, is_per_example, map_args
 from ..baselines import format_baselines, format_distribution
 from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
@@ -13,7 +13,7 @@ from . import combine
 from .engine import multipliers_on_demand
 
 
-def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
+def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (), kwargs: Any = None,
              multiply_by_inputs: bool = True, return_delta: bool = False,
              custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
     """DeepLift with the rescale rule (Shrikumar et al., 2017), in the gradient form of Ancona et al.
@@ -72,7 +72,7 @@ def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, t
     eps = check_nonnegative_float("eps", eps)
     n = xs[0].shape[0]
     bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
 
     def f(*values: Any) -> Any:
@@ -87,7 +87,7 @@ def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, t
     return result, combine.delta(attrs, res.out_x, res.out_b)
 
 
-def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, target: Any = None, args: Any = (),
+def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, target: Any = None, args: Any = (), kwargs: Any = None,
                   multiply_by_inputs: bool = True, return_delta: bool = False,
                   custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
     """DeepLiftSHAP: DeepLift against every baseline of a distribution, averaged (SHAP values' estimate).
@@ -127,11 +127,11 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
     eps = check_nonnegative_float("eps", eps)
     dist = format_distribution(baselines, xs)
     n, m = xs[0].shape[0], dist[0].shape[0]
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
     pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
     pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
-    pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
+    pair_args = map_args(lambda a: combine.repeat_rows(a, m) if is_per_example(a, n) else a, args)
     pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
 
     def f(*values: Any) -> Any:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional, Tuple
 from torch import nn
 
 from .. import structure
-from ..arguments import as_args, is_per_example
+from ..arguments import as_args, is_per_example, map_args
 from ..baselines import format_baselines, format_distribution
 from ..errors import check_bool, check_nonnegative_float
 from ..structure import Tensors
@@ -35,7 +35,7 @@ def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input:
 
 
 def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *, target: Any = None,
-                   args: Any = (), multiply_by_inputs: bool = True, return_delta: bool = False,
+                   args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True, return_delta: bool = False,
                    attribute_to_layer_input: bool = False,
                    custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
     """DeepLift (rescale rule) with respect to a layer's output or input (Captum's LayerDeepLift).
@@ -80,7 +80,7 @@ def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = N
     xs, _ = structure.as_tuple(inputs)
     n = xs[0].shape[0]
     bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
     lf, acts_x, acts_b, res = _run(model, layer, xs, bs, args, tgt, eps, attribute_to_layer_input)
     combine.warn_uncovered("layer_deeplift", res.uncovered)
@@ -92,7 +92,7 @@ def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = N
 
 
 def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, *, target: Any = None,
-                        args: Any = (), multiply_by_inputs: bool = True, return_delta: bool = False,
+                        args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True, return_delta: bool = False,
                         attribute_to_layer_input: bool = False,
                         custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
     """DeepLiftSHAP at a layer (Captum's LayerDeepLiftShap): layer DeepLift against every baseline, averaged.
@@ -125,11 +125,11 @@ def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     xs, _ = structure.as_tuple(inputs)
     dist = format_distribution(baselines, xs)
     n, m = xs[0].shape[0], dist[0].shape[0]
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
     pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
     pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
-    pair_args = tuple(combine.repeat_rows(a, m) if is_per_example(a, n) else a for a in args)
+    pair_args = map_args(lambda a: combine.repeat_rows(a, m) if is_per_example(a, n) else a, args)
     pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
     lf, acts_x, acts_b, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
                                    attribute_to_layer_input)

@@ -10,7 +10,7 @@ from ..arguments import as_args
 from .split import build
 
 
-def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (),
+def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (), kwargs: Any = None,
                      attribute_to_layer_input: bool = False) -> Any:
     """The activation of ``layer`` (Captum's LayerActivation), computed by the split's head.
 
@@ -40,5 +40,5 @@ def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (
     """
     xs, _ = structure.as_tuple(inputs)
     s = build(model, layer, attribute_to_layer_input)
-    activation, _ = s.head(*xs, *as_args(args))
+    activation, _ = s.head(*xs, *as_args(args, kwargs))
     return activation

@@ -68,7 +68,7 @@ def _masks(layer_mask: Any, acts: Tensors) -> List[torch.Tensor]:
 
 
 def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_baselines: Any = None, *,
-                           target: Any = None, args: Any = (), layer_mask: Any = None,
+                           target: Any = None, args: Any = (), kwargs: Any = None, layer_mask: Any = None,
                            perturbations_per_eval: int = 1, attribute_to_layer_input: bool = False):
     """Feature ablation at a layer (Captum's LayerFeatureAblation).
 
@@ -108,7 +108,7 @@ def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_base
     """
     xs, _ = structure.as_tuple(inputs)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     n = xs[0].shape[0]
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     acts, rest = lf.head(xs, args, gradient=False)

@@ -14,7 +14,7 @@ from ..targets import as_target
 from .view import LayerFunction
 
 
-def layer_grad_cam(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None, args: Any = (),
+def layer_grad_cam(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None,
                    relu_attributions: bool = False, attr_dim_summation: bool = True,
                    attribute_to_layer_input: bool = False) -> Any:
     """Grad-CAM (Selvaraju et al., 2017) at a layer, as Captum's LayerGradCam.
@@ -50,7 +50,7 @@ def layer_grad_cam(model: nn.Module, layer: Any, inputs: Any, *, target: Any = N
     check_bool("attr_dim_summation", attr_dim_summation)
     xs, _ = structure.as_tuple(inputs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    acts, rest = lf.head(xs, as_args(args))
+    acts, rest = lf.head(xs, as_args(args, kwargs))
     grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
     out = []
     for g, a in zip(grads, acts):

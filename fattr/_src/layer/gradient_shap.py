@@ -18,7 +18,7 @@ from .view import LayerFunction
 
 
 def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
-                        stdevs: Any = 0.0, *, target: Any = None, args: Any = (), generator: Any = None,
+                        stdevs: Any = 0.0, *, target: Any = None, args: Any = (), kwargs: Any = None, generator: Any = None,
                         multiply_by_inputs: bool = True, return_delta: bool = False,
                         attribute_to_layer_input: bool = False):
     """GradientSHAP at a layer (Captum's LayerGradientShap).
@@ -68,7 +68,7 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     dist = format_distribution(baselines, xs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     tgt = as_target(target, n, device)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
 

@@ -23,7 +23,7 @@ def _one(model: nn.Module, layer: Any, xs: structure.Tensors, target: Any, args:
 
 
 def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None,
-                                args: Any = (), multiply_by_inputs: bool = True,
+                                args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
                                 attribute_to_layer_input: bool = False) -> Any:
     """Gradient x activation at a layer (Captum's LayerGradientXActivation).
 
@@ -55,7 +55,7 @@ def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, ta
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("attribute_to_layer_input", attribute_to_layer_input)
     xs, _ = structure.as_tuple(inputs)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     if isinstance(layer, (list, tuple)):
         if not layer:
             fail("layer", "a non-empty list of modules or dotted names", layer)

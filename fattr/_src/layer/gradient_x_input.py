@@ -9,7 +9,7 @@ from ..saliency import input_x_gradient
 from .gradient_x_activation import layer_gradient_x_activation
 
 
-def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any = (), layer: Any = None) -> Any:
+def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None, layer: Any = None) -> Any:
     """Gradient x Input (pnpxai's GradientXInput, Shrikumar et al., 2016).
 
     Without ``layer``: :func:`fattr.input_x_gradient` (``model`` may be any
@@ -36,7 +36,7 @@ def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any =
       >>> [a.shape for a in fattr.gradient_x_input(model, x, target=0, layer=["0", "1"])]
       [torch.Size([5, 4]), torch.Size([5, 4])]
     """
-    args = as_args(args)
+    args = as_args(args, kwargs)
     if layer is None:
         return input_x_gradient(model, inputs, target=target, args=args)
     if isinstance(layer, (list, tuple)):

@@ -41,6 +41,7 @@ from torch import fx, nn
 from torch.fx.node import Node, map_arg
 from torch.utils import _pytree as pytree
 
+from ..arguments import unpack
 from ..calling import _writes_buffers
 from ..errors import Shown, fail
 from . import locking
@@ -275,11 +276,12 @@ _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.de
 def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
     """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
     signature = inspect.signature(model.forward)
+    positional, keywords = unpack(values)
     try:
-        bound = signature.bind(*values)
+        bound = signature.bind(*positional, **keywords)
     except TypeError as e:
-        fail("inputs", f"inputs and args that model.forward{signature} takes positionally",
-             Shown(f"{len(values)} positional values ({e})"), kind=TypeError)
+        fail("inputs", f"inputs, args and kwargs that model.forward{signature} takes",
+             Shown(f"{len(positional)} positional values and keywords {sorted(keywords)} ({e})"), kind=TypeError)
     bound.apply_defaults()
     concrete = {}
     for name, value in bound.arguments.items():

@@ -38,7 +38,7 @@ def _full_baselines(xs: Tensors, baselines: Any) -> Tensors:
 
 def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None,
                                n_steps: int = 50, method: Method = "gausslegendre", *, target: Any = None,
-                               args: Any = (), chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
+                               args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
                                return_delta: bool = False, attribute_to_layer_input: bool = False):
     """Integrated Gradients at a layer (Captum's LayerIntegratedGradients).
 
@@ -79,7 +79,7 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
     xs, _ = structure.as_tuple(inputs)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
     acts_x, rest_x = lf.head(xs, args)
     acts_b, rest_b = lf.head(_full_baselines(xs, baselines), args)
@@ -114,19 +114,19 @@ def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...]
         yield [structure.unfold(g, k) for g in grads], [structure.unfold(t, k) for t in acts]
 
 
-def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any,
+def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
              chunk_size: Optional[int], attribute_to_layer_input: bool):
     xs, _ = structure.as_tuple(inputs)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     bases = format_baselines(baselines, xs)
-    args = as_args(args)
+    args = as_args(args, kwargs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     tgt = as_target(target, xs[0].shape[0], xs[0].device)
     return xs, bases, args, lf, tgt, chunk_size
 
 
 def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
-                       method: Method = "gausslegendre", *, target: Any = None, args: Any = (),
+                       method: Method = "gausslegendre", *, target: Any = None, args: Any = (), kwargs: Any = None,
                        chunk_size: Optional[int] = None, attribute_to_layer_input: bool = False):
     """Internal influence (Leino et al., 2018), as Captum's InternalInfluence.
 
@@ -154,7 +154,7 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
       >>> fattr.internal_influence(model, "1", torch.randn(4, 3), target=1, n_steps=16).shape
       torch.Size([4, 8])
     """
-    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, chunk_size,
+    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
                                                     attribute_to_layer_input)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
     total: Optional[List[torch.Tensor]] = None
@@ -171,7 +171,7 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
 
 
 def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
-                      method: Method = "gausslegendre", *, target: Any = None, args: Any = (),
+                      method: Method = "gausslegendre", *, target: Any = None, args: Any = (), kwargs: Any = None,
                       chunk_size: Optional[int] = None, return_delta: bool = False,
                       attribute_to_layer_input: bool = False):
     """Layer conductance (Dhamdhere et al., 2018), as Captum's LayerConductance.
@@ -209,7 +209,7 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
       (torch.Size([4, 8]), True)
     """
     check_bool("return_delta", return_delta)
-    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, chunk_size,
+    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
                                                     attribute_to_layer_input)
     alphas, _ = quadrature(method, n_steps + 1, device=xs[0].device)
     total: Optional[List[torch.Tensor]] = None
