@@ -316,8 +316,10 @@ def test_errors_name_the_argument_and_leave_nothing() -> None:
         fattr.split(model, nn.Conv2d(1, 1, 1))
     with pytest.raises(TypeError, match="layer: expected an nn.Module"):
         fattr.split(model, 3)
-    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+    with pytest.raises(TypeError, match="layer: expected a module object.*dotted name needs an nn.Module"):
         fattr.split(lambda t: t, "x")
+    with pytest.raises(TypeError, match="model: expected an nn.Module or a callable"):
+        fattr.split(3, model.fc)
     with pytest.raises(ValueError, match=r"layer\[1\]: expected distinct layers"):
         fattr.split(model, ["fc", model.fc])
     with pytest.raises(TypeError, match="attribute_to_layer_input"):
@@ -330,7 +332,7 @@ def test_errors_name_the_argument_and_leave_nothing() -> None:
     act, rest = head(x)
     with pytest.raises(ValueError, match="rest: expected the rest tuple returned by this split's head"):
         tail(act, rest[:-1])
-    with pytest.raises(TypeError, match="inputs: expected inputs and args that model.forward"):
+    with pytest.raises(TypeError, match="inputs: expected inputs, args and kwargs that model.forward"):
         head(x, x)
     _assert_unchanged(model, before)
 
@@ -429,13 +431,15 @@ def test_a_forward_bound_to_the_instance_is_the_one_split() -> None:
     assert "forward" in vars(model) and vars(model)["forward"].__self__ is model  # left as it was
 
 
-def test_a_forward_closing_over_the_module_is_refused() -> None:
+def test_a_forward_closing_over_the_module_is_split_by_substitution() -> None:
     model, x = _init(ThreeStep(), seed=4), randn(2, 3, seed=1)
     original = model.forward
     model.forward = lambda z: original(z) * 2
-    head, _ = fattr.split(model, "b")
-    with pytest.raises(ValueError, match=r"model: expected a forward defined on the module's class.*instance"):
-        head(x)
+    head, tail = fattr.split(model, "b")
+    act, rest = head(x)
+    _equal(tail(act, rest), model(x))
+    _equal(tail(act * 0, rest), model.c(torch.zeros_like(act)) * 2)
+    assert vars(model)["forward"] is not original and not model.b._forward_hooks  # left as it was
 
 
 class FrozenParts(nn.Module):

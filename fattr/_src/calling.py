@@ -12,8 +12,9 @@ differentiable on demand (:mod:`.recompute`) without a graph to walk.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Set
 
 import torch
 from torch import nn
@@ -43,6 +44,57 @@ def in_training(f: Any) -> bool:
     """Whether ``f`` is (the function of) a module in training mode."""
     module = module_of(f)
     return module is not None and module.training
+
+
+def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
+    """The ``nn.Module`` objects ``f`` can reach directly: itself, a bound ``self``, a partial's
+    arguments, its closure cells, defaults and the globals its code names (outermost first)."""
+    found: List[nn.Module] = []
+    seen: Set[int] = set()
+
+    def add(obj: Any, depth: int) -> None:
+        if isinstance(obj, nn.Module):
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                found.append(obj)
+            return
+        if depth > 2 or isinstance(obj, (str, bytes, int, float, bool, torch.Tensor, type(None))):
+            return
+        if isinstance(obj, (list, tuple)):
+            for item in obj[:16]:
+                add(item, depth + 1)
+            return
+        if isinstance(obj, dict):
+            for item in list(obj.values())[:16]:
+                add(item, depth + 1)
+            return
+        owner = getattr(obj, "__self__", None)
+        if owner is not None and not inspect.ismodule(owner):
+            add(owner, depth + 1)
+        if hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial
+            add(obj.func, depth + 1)
+            add(obj.args, depth + 1)
+            add(getattr(obj, "keywords", {}), depth + 1)
+        code = getattr(obj, "__code__", None)
+        if code is not None:
+            for cell in getattr(obj, "__closure__", None) or ():
+                try:
+                    add(cell.cell_contents, depth + 1)
+                except ValueError:  # an empty cell
+                    pass
+            add(getattr(obj, "__defaults__", None) or (), depth + 1)
+            names = getattr(obj, "__globals__", {})
+            for name in code.co_names:
+                if name in names:
+                    add(names[name], depth + 1)
+        elif callable(obj) and not isinstance(obj, type) and hasattr(type(obj), "__call__"):
+            add(getattr(type(obj), "__call__"), depth + 1)
+            add(vars(obj) if hasattr(obj, "__dict__") else {}, depth + 1)
+
+    add(f, 0)
+    # keep the outermost: a module inside another found one is reached through it
+    inner = {id(sub) for m in found for sub in m.modules() if sub is not m}
+    return [m for m in found if id(m) not in inner]
 
 
 def tensors_read(module: nn.Module) -> Optional[List[torch.Tensor]]:

@@ -8,10 +8,9 @@ from torch import nn
 from .. import structure
 from ..arguments import as_args, is_per_example, map_args
 from ..baselines import format_baselines, format_distribution
-from ..errors import check_bool, check_nonnegative_float
+from ..errors import check_bool, check_callable, check_nonnegative_float
 from ..structure import Tensors
 from ..targets import Target, as_target
-from ..layer.resolve import check_model
 from ..layer.view import LayerFunction
 from . import combine
 from .engine import Multipliers, multipliers_on_demand
@@ -23,7 +22,7 @@ def _run(model: nn.Module, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     acts_x, rest_x = lf.head(xs, args)
     acts_b, rest_b = lf.head(bs, args)
-    res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=model)
+    res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=lf.model)
     return lf, acts_x, acts_b, res
 
 
@@ -75,7 +74,7 @@ def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = N
       >>> attr.shape, bool(delta.abs().max() < 1e-12)
       (torch.Size([4, 8]), True)
     """
-    check_model(model)
+    check_callable("model", model)
     custom, eps = _check(multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
     xs, _ = structure.as_tuple(inputs)
     n = xs[0].shape[0]
@@ -120,7 +119,7 @@ def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
       >>> attr.shape, delta.shape
       (torch.Size([4, 8]), torch.Size([40]))
     """
-    check_model(model)
+    check_callable("model", model)
     custom, eps = _check(multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
     xs, _ = structure.as_tuple(inputs)
     dist = format_distribution(baselines, xs)

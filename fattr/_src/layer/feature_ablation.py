@@ -129,7 +129,7 @@ def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_base
         with torch.set_grad_enabled(graph and torch.is_grad_enabled()):  # no graph: the tails' fast paths
             return _ablate(f, acts_, bases_, masks, groups, ppe, tgt, rest_, reference), reached
 
-    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=model.training))
+    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training))
 
 
 def _ablate(f: Callable[..., Any], acts: Tensors, bases: Sequence[torch.Tensor], masks: List[torch.Tensor],

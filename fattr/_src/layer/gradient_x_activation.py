@@ -7,10 +7,9 @@ from torch import nn
 
 from .. import structure
 from ..arguments import as_args
-from ..errors import check_bool, fail
+from ..errors import check_bool, check_callable, fail
 from ..gradients import gradients
 from ..targets import as_target
-from .resolve import check_model
 from .view import LayerFunction
 
 
@@ -51,7 +50,7 @@ def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, ta
       >>> attr.shape
       torch.Size([5, 4])
     """
-    check_model(model)
+    check_callable("model", model)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("attribute_to_layer_input", attribute_to_layer_input)
     xs, _ = structure.as_tuple(inputs)

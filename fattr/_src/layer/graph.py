@@ -27,6 +27,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
+import functools
 import inspect
 import numbers
 import operator
@@ -34,7 +35,7 @@ import types
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast
 
 import torch
 from torch import fx, nn
@@ -138,23 +139,32 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
         raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
     tracer = _Tracer(ancestors)
-    saved = [(m, dict(vars(m))) for m in model.modules()]
+    with attributes_kept(model.modules()):
+        try:
+            with locking.writing(), torch.enable_grad():
+                graph = tracer.trace(model, concrete_args=dict(concrete) or None)
+        except Exception as e:  # any failure to trace means: use the substitution path
+            raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
+    return graph, tracer.constants
+
+
+@contextlib.contextmanager
+def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterator[None]:
+    """Undo whatever a forward sets on ``modules``; with ``strict``, :class:`Untraceable` if it set
+    anything (a traced graph would then not do what the model does)."""
+    saved = [(m, dict(vars(m))) for m in modules]
     changed = False
     try:
-        with locking.writing(), torch.enable_grad():
-            graph = tracer.trace(model, concrete_args=dict(concrete) or None)
-    except Exception as e:  # any failure to trace means: use the substitution path
-        raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
+        yield
     finally:
-        for m, before in saved:  # undo anything the traced forward set on a module
+        for m, before in saved:
             now = vars(m)
             if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
                 changed = True
                 now.clear()
                 now.update(before)
-    if changed:
+    if changed and strict:
         raise Untraceable("the model's forward sets module attributes")
-    return graph, tracer.constants
 
 
 # ---------------------------------------------------------------------------- fingerprint
@@ -163,7 +173,7 @@ class Uncacheable(Exception):
     """A traced module holds an attribute :func:`fingerprint` cannot summarise (its plans are not shared)."""
 
 
-class _Same:
+class Same:
     """Equal to another ``_Same`` of the same live object; refers to it weakly (never keeps a model alive)."""
 
     __slots__ = ("_ref", "_id")
@@ -180,7 +190,7 @@ class _Same:
             self._ref = lambda: obj  # a builtin function (torch.tanh) holds no model
 
     def __eq__(self, other: Any) -> bool:
-        if not isinstance(other, _Same) or other._id != self._id:
+        if not isinstance(other, Same) or other._id != self._id:
             return False
         obj = self._ref()
         return obj is not None and obj is other._ref()
@@ -195,12 +205,17 @@ _SCALARS = frozenset({bool, int, float, complex, str, bytes, type(None), type(El
 _BY_IDENTITY = (torch.Tensor, nn.Module, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 _CONTAINERS = frozenset({tuple, list, torch.Size, dict, OrderedDict, set, frozenset})
 _MODULE_STATE = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping (summarised separately)
-_MAX_ITEMS = 2000  # attribute values per fingerprint; a model with more is not cached
+_MAX_ITEMS = 20000  # attribute values per fingerprint; a model with more is not cached
 _MAX_DEPTH = 8
 
 
-def _value(v: Any, budget: List[int], depth: int = 0) -> Hashable:
-    """A comparable summary of an attribute value holding no strong reference to anything mutable."""
+def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, Hashable]] = None) -> Hashable:
+    """A comparable summary of an attribute value holding no strong reference to anything mutable.
+
+    Scalars by value; tensors, modules, classes and functions by identity; containers by content;
+    other objects (a model's config, a ``functools.partial``) by identity and their attributes,
+    each object summarised once per fingerprint (``memo``).
+    """
     budget[0] -= 1
     if budget[0] < 0 or depth > _MAX_DEPTH:
         raise Uncacheable("too many or too deeply nested attribute values")
@@ -208,26 +223,43 @@ def _value(v: Any, budget: List[int], depth: int = 0) -> Hashable:
     if t in _SCALARS or isinstance(v, (numbers.Number, enum.Enum)):  # numbers: numpy scalars too
         return (t, v)
     if isinstance(v, _BY_IDENTITY):
-        return _Same(v)
-    if t not in _CONTAINERS and not (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
+        return Same(v)
+    memo = {} if memo is None else memo
+    if t in _CONTAINERS or (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
+        if isinstance(v, dict):
+            return (t, tuple((_value(k, budget, depth + 1, memo), _value(x, budget, depth + 1, memo))
+                             for k, x in v.items()))
+        items = tuple(_value(x, budget, depth + 1, memo) for x in v)
+        return (t, frozenset(items) if isinstance(v, (set, frozenset)) else items)
+    if id(v) in memo:
+        return memo[id(v)]
+    memo[id(v)] = ("cycle", id(v))
+    if isinstance(v, functools.partial):
+        summary: Hashable = (Same(v), _value((v.func, v.args, v.keywords), budget, depth + 1, memo))
+    elif hasattr(v, "__dict__") and not isinstance(v, types.ModuleType):
+        summary = (Same(v), tuple((k, _value(x, budget, depth + 1, memo)) for k, x in vars(v).items()))
+    else:
         raise Uncacheable(f"a {t.__name__} attribute")
-    if isinstance(v, dict):
-        return (t, tuple((_value(k, budget, depth + 1), _value(x, budget, depth + 1)) for k, x in v.items()))
-    items = tuple(_value(x, budget, depth + 1) for x in v)
-    return (t, frozenset(items) if isinstance(v, (set, frozenset)) else items)
+    memo[id(v)] = summary
+    return summary
 
 
-def _traced_state(m: nn.Module, budget: List[int]) -> Hashable:
+def summary(value: Any) -> Hashable:
+    """:func:`_value` of one value, with a fresh budget."""
+    return _value(value, [_MAX_ITEMS])
+
+
+def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable]) -> Hashable:
     """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
     cls = type(m)
-    return (_Same(cls), _Same(cls.forward), m.training,
+    return (Same(cls), Same(cls.forward), m.training,
             tuple(tuple(getattr(m, h, ())) for h in _HOOKS),
             tuple((k, p is None) for k, p in m._parameters.items()),
             tuple((k, b is None) for k, b in m._buffers.items()),
-            tuple((k, _value(v, budget)) for k, v in vars(m).items() if k not in _MODULE_STATE))
+            tuple((k, _value(v, budget, 0, memo)) for k, v in vars(m).items() if k not in _MODULE_STATE))
 
 
-def fingerprint(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Hashable, ...]:
+def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
     """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
 
     It covers the module tree (every registration: name and module identity), each
@@ -249,6 +281,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Hashable
     contains: Dict[int, bool] = {}
     parts: List[Hashable] = []
     budget = [_MAX_ITEMS]
+    memo: Dict[int, Hashable] = {}
 
     def visit(m: nn.Module) -> bool:  # whether m is or contains a layer
         if id(m) in contains:  # registered twice (or a cycle)
@@ -256,11 +289,12 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Hashable
         contains[id(m)] = False
         children, traced = [], False
         for name, child in m._modules.items():
-            children.append((name, None if child is None else _Same(child)))
+            children.append((name, None if child is None else Same(child)))
             if child is not None:
                 traced = visit(child) or traced
         inplace = m.__dict__.get("inplace", getattr(type(m), "inplace", False)) is True
-        parts.append((tuple(children), _traced_state(m, budget) if traced else inplace))
+        traced = traced or everything
+        parts.append((tuple(children), _traced_state(m, budget, memo) if traced else inplace))
         contains[id(m)] = traced or id(m) in layer_ids
         return contains[id(m)]
 

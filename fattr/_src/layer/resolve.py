@@ -54,3 +54,28 @@ def resolve(model: nn.Module, layer: Any, name: str = "layer", *,
 def registrations(model: nn.Module, layer: nn.Module) -> List[str]:
     """Every dotted name under which ``layer`` is registered in ``model`` (``''`` for the model itself)."""
     return [n for n, m in model.named_modules(remove_duplicate=False) if m is layer]
+
+
+def resolve_in(f: Any, roots: List[nn.Module], layer: Any, name: str = "layer", *,
+               allow_list: bool = True) -> Tuple[Tuple[nn.Module, ...], bool]:
+    """``(modules, was_list)`` for a function ``f`` that is not a module: ``layer`` must be module
+    objects (there is no module to look a dotted name up in); ``roots`` are the modules ``f`` exposes."""
+    if not callable(f):
+        fail("model", "an nn.Module or a callable whose computation calls the layer", f, kind=TypeError)
+    items = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    was_list = isinstance(layer, (list, tuple))
+    if was_list and not allow_list:
+        fail(name, "one module (this method takes a single layer)", layer, kind=TypeError)
+    if was_list and not items:
+        fail(name, "a non-empty list of modules", layer)
+    for i, item in enumerate(items):
+        label = f"{name}[{i}]" if was_list else name
+        if isinstance(item, str):
+            fail(label, "a module object when the model is a function (a dotted name needs an nn.Module "
+                 "as the first argument)", Shown(repr(item)),
+                 "Pass the submodule itself, e.g. model.bert.embeddings.", kind=TypeError)
+        if not isinstance(item, nn.Module):
+            fail(label, "an nn.Module that the function calls", item, kind=TypeError)
+        if any(item is other for other in items[:i]):
+            fail(label, "distinct layers", Shown(f"the same module as an earlier entry ({type(item).__name__})"))
+    return tuple(items), was_list

@@ -12,37 +12,63 @@ and buffer values are not part of it: they are read at call time.
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
+import torch
 from torch import nn
 
 from ..errors import check_bool, fail
-from . import graph, locking, substitute
-from .resolve import resolve
+from ..calling import modules_of
+from . import export, graph, locking, substitute
+from .resolve import resolve, resolve_in
+
+
+class CaptureWarning(UserWarning):
+    """A layer method could not capture the model's graph and runs the whole model per step instead."""
 
 
 class Token:
     """The last entry of ``rest``: which partition the tail must run (opaque to users).
 
-    ``owner`` identifies the split it belongs to: ``(id(model), layer ids, attribute_to_layer_input)``.
+    ``kind`` is ``"fx"`` (a torch.fx graph), ``"export"`` (a torch.export graph) or
+    ``"substitute"`` (the fallback; ``reason`` says why). ``owner`` identifies the split it
+    belongs to: ``(id(model), layer ids, attribute_to_layer_input)``.
     """
 
-    __slots__ = ("plan", "reason", "owner")
+    __slots__ = ("plan", "reason", "owner", "kind")
 
-    def __init__(self, plan: Optional[graph.Plan], reason: str, owner: Tuple[Any, ...]) -> None:
+    def __init__(self, plan: Any, reason: str, owner: Tuple[Any, ...], kind: str) -> None:
         self.plan = plan
         self.reason = reason
         self.owner = owner
+        self.kind = kind
 
     @property
     def traced(self) -> bool:
-        """True when the head ran the fx partition, False on the substitution fallback."""
-        return self.plan is not None
+        """True when the head ran a captured graph, False on the substitution fallback."""
+        return self.kind != "substitute"
 
     def __repr__(self) -> str:
-        return f"<fattr split: {'traced graph' if self.plan is not None else 'substitution: ' + self.reason}>"
+        return f"<fattr split: {self.kind}{': ' + self.reason if self.reason else ''}>"
+
+
+_warned: Set[Tuple[Any, ...]] = set()
+
+
+def _warn_fallback(f: Any, labels: Sequence[str], reason: str) -> None:
+    """One :class:`CaptureWarning` per (model class, layer) and reason."""
+    key = (type(f).__qualname__ if isinstance(f, nn.Module) else getattr(f, "__qualname__", type(f).__name__),
+           tuple(labels), reason)
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(CaptureWarning(
+        f"fattr could not capture the graph of {key[0]} for {', '.join(labels)}: {reason}. "
+        "It falls back to running the whole model for every step (correct, but slower)."), stacklevel=4)
 
 
 # ---------------------------------------------------------------------------- the shared plans
@@ -99,59 +125,122 @@ class Split:
       tail: ``tail(activation, rest) -> output``.
       layers: the resolved layer modules.
       was_list: ``layer`` was a list (the activation is then a list, one entry per layer).
+      last: the token of the latest ``head`` call (how it was captured), or None before it.
+      owner: the module whose parameters and training mode count (the model, the one module a
+        function uses, or a container of the modules it uses); None when a function exposes none.
     """
 
     head: Callable[..., Tuple[Any, Tuple[Any, ...]]]
     tail: Callable[[Any, Any], Any]
     layers: Tuple[nn.Module, ...]
     was_list: bool
+    last: List[Optional[Token]]
+    owner: Optional[nn.Module]
+
+    # unpacks to (head, tail)
+    def __iter__(self) -> Any:
+        return iter((self.head, self.tail))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.head, self.tail)[i]
+
+    @property
+    def captured(self) -> Optional[bool]:
+        """Whether the latest ``head`` call ran a captured graph (None before the first call)."""
+        token = self.last[0]
+        return None if token is None else token.traced
+
+    @property
+    def reason(self) -> Optional[str]:
+        """Why the latest ``head`` call could not capture the graph (None when it did, or before it)."""
+        token = self.last[0]
+        return None if token is None or token.traced else token.reason
 
 
-def build(model: nn.Module, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
+def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
           allow_list: bool = True) -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
-    The graph is specialised to the non-tensor arguments (flags, modes) of the
-    call; a call with other values uses another partition. Partitions are shared
-    through the process-wide cache (see the module docstring); a model whose
-    traced modules hold attributes the fingerprint cannot summarise keeps its
-    partitions in this split only, built at the first ``head`` call per
-    specialisation, as if nothing changed afterwards.
+    ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
+    whose computation calls ``layer`` (a module object). The partition is, in order of
+    preference, the model's torch.fx graph (modules only), its torch.export graph (for one
+    input signature: structure, dtypes and sizes other than the batch), or the substitution
+    fallback, with a :class:`CaptureWarning`. Partitions are shared through the process-wide
+    cache (see the module docstring).
     """
-    layers, was_list = resolve(model, layer, name, allow_list=allow_list)
+    is_module = isinstance(model, nn.Module)
+    if is_module:
+        layers, was_list = resolve(model, layer, name, allow_list=allow_list)
+        roots: List[nn.Module] = [model]
+    else:
+        roots = modules_of(model)
+        layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
     owner = (id(model), tuple(id(m) for m in layers), to_input)
     local: Dict[Hashable, Token] = {}  # for models the fingerprint cannot summarise
     lock = threading.Lock()
+    last: List[Optional[Token]] = [None]
+    anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
+    fqns = export.qualified_names(roots, layers)
 
-    def make(concrete: Dict[str, Any]) -> Token:
+    def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
-            return Token(graph.plan(model, layers, labels, to_input, concrete), "", owner)
+            return Token(graph.plan(model, layers, labels, to_input, concrete), "", owner, "fx")
         except graph.Untraceable as e:
-            return Token(None, str(e), owner)
+            return Token(None, str(e), owner, "substitute")
 
-    def token_for(concrete: Dict[str, Any]) -> Token:
-        k = (owner[1], to_input, graph.key(concrete))
+    def make_export(values: Tuple[Any, ...], n: int) -> Token:
+        if fqns is None:
+            return Token(None, "the layer is not inside a module the function exposes", owner, "substitute")
         try:
-            fp = graph.fingerprint(model, layers)
+            return Token(export.capture(model, roots, values, n, fqns, to_input), "", owner, "export")
+        except graph.Untraceable as e:
+            return Token(None, str(e), owner, "substitute")
+
+    def cached(k: Hashable, make: Callable[[], Token]) -> Token:
+        try:
+            fp = export.fingerprint(model, roots) if not is_module else graph.fingerprint(model, layers)
         except graph.Uncacheable:
+            fp = None
+        if fp is None or anchor is None:
             with lock:
                 token = local.get(k)
             if token is None:
-                token = make(concrete)
+                token = make()
                 with lock:
                     token = local.setdefault(k, token)
             return token
-        return _shared(model, k, fp, lambda: make(concrete))
+        return _shared(anchor, k, fp, make)
+
+    def token_for(values: Tuple[Any, ...]) -> Token:
+        n = _batch_size(values)
+        token: Optional[Token] = None
+        if is_module:
+            bound, concrete = graph.specialise(model, values)
+            token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete))
+            if token.traced:
+                return token
+        sig = export.signature(values, n)
+        exported = cached(("export", owner[1], to_input, export.code_key(model), sig), lambda: make_export(values, n))
+        if token is None or exported.traced:
+            return exported
+        return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute")
 
     def head(*values: Any) -> Tuple[Any, Tuple[Any, ...]]:
-        bound, concrete = graph.specialise(model, values)
-        token = token_for(concrete)
-        if token.plan is not None:
+        token = token_for(values)
+        last[0] = token
+        if token.kind == "fx":
+            bound, _ = graph.specialise(model, values)
             with locking.reading():
                 acts, rest = graph.run_head(token.plan, model, bound)
+        elif token.kind == "export":
+            acts, rest = export.run_head(token.plan, roots, values)
         else:
+            _warn_fallback(model, labels, token.reason)
             acts, rest = substitute.run_head(model, layers, labels, to_input, values)
         return (list(acts) if was_list else acts[0]), rest + (token,)
 
@@ -165,14 +254,29 @@ def build(model: nn.Module, layer: Any, attribute_to_layer_input: bool = False, 
         if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Token) or rest[-1].owner != owner:
             fail("rest", "the rest tuple returned by this split's head", rest)
         token, carried = rest[-1], rest[:-1]
-        if token.plan is None:
+        if token.kind == "substitute":
             return substitute.run_tail(model, layers, labels, to_input, acts, carried)
+        if token.kind == "export":
+            return export.run_tail(token.plan, roots, acts, carried)
         if len(carried) != len(token.plan.rest):
             fail("rest", "the rest tuple returned by this split's head", rest)
         with locking.reading():
             return graph.run_tail(token.plan, model, acts, carried)
 
-    return Split(head=head, tail=tail, layers=layers, was_list=was_list)
+    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots))
+
+
+def _owner(roots: Sequence[nn.Module]) -> Optional[nn.Module]:
+    if len(roots) <= 1:
+        return roots[0] if roots else None
+    container = nn.ModuleList(roots)  # a new container: the modules themselves are not changed
+    container.training = any(m.training for m in roots)
+    return container
+
+
+def _batch_size(values: Sequence[Any]) -> int:
+    first = values[0] if values else None
+    return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
 
 
 def split(model: nn.Module, layer: Any, *, attribute_to_layer_input: bool = False

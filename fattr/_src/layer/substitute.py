@@ -1,131 +1,118 @@
-"""The fallback split for models torch.fx cannot trace: run the model with the layer substituted.
+"""The fallback split for functions that cannot be captured: run them with the layer's value swapped.
 
-Every call builds a shallow copy of the modules on the path from the model to
-the layer (they share parameters, buffers and every other submodule with the
-model) in which the layer is replaced by a :class:`_Slot`. The head runs the
-whole model through the copy and records the activation; the tail runs the
-whole model again with the slot returning the given activation (or feeding it
-to the layer, for the layer's input). The model itself is never modified and no
-hook is registered, so concurrent calls do not interfere.
+The head runs the whole function and records the layer's activation; the tail runs the whole
+function again with the layer's output (or positional input) replaced by the given activation,
+as Captum's hooks do. For the duration of one run, a forward hook (and pre-hook) is registered
+on each layer and removed when the run ends, also after an error. The hooks act only for the
+run that registered them, in its own thread, so concurrent calls, in this thread or others,
+do not interfere; nothing else about the model is changed, and the model is called as it is
+(a parent that reads the layer's attributes sees the layer itself).
 
-This path is correct for any model Captum's hooks handle, but slower: the prefix
-is not separated, so the tail is a full forward pass per path step, and ``rest``
-is the inputs and args themselves.
+This path is correct for any function Captum's hooks handle, but slower: nothing before the
+layer is shared, so the tail is a full forward pass per path step, and ``rest`` is the
+inputs and args themselves.
 """
 from __future__ import annotations
 
-import copy
-import types
-from typing import Any, Dict, List, Sequence, Tuple
+import threading
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from torch import nn
 
 from ..calling import call
 from ..errors import Shown, fail
-from . import locking
-from .graph import clone
-from .resolve import registrations
+from ..calling import modules_of
+from .graph import attributes_kept, clone
 
 _CAPTURE = object()
+_local = threading.local()
 
 
-class _Slot(nn.Module):
-    """Stands in for the layer: records its activation, or substitutes one."""
+class _Swap:
+    """One layer's part of one run: records its activation, or substitutes the given one."""
+
+    __slots__ = ("layer", "to_input", "activation", "captured", "calls")
 
     def __init__(self, layer: nn.Module, to_input: bool, activation: Any = _CAPTURE) -> None:
-        super().__init__()
-        self.layer = layer
-        self.to_input = to_input
-        self.activation = activation
+        self.layer, self.to_input, self.activation = layer, to_input, activation
         self.captured: Any = None
         self.calls = 0
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.activation is _CAPTURE:
-            if self.to_input and self.calls == 1:
-                self.captured = clone(args[0] if len(args) == 1 else tuple(args))
-            out = self.layer(*args, **kwargs)
-            if not self.to_input and self.calls == 1:
-                self.captured = clone(out)
-            return out
-        if self.to_input:
-            a = self.activation
-            return self.layer(*clone(a if isinstance(a, tuple) else (a,)), **kwargs)
-        return clone(self.activation)
+
+def _mine(swap: _Swap) -> bool:
+    return swap in getattr(_local, "active", ())
 
 
-def _rebound(m: nn.Module, c: nn.Module) -> Any:
-    """``m``'s instance-level ``forward``, bound to its copy ``c`` (which holds the slot)."""
-    forward = vars(m)["forward"]
-    if isinstance(forward, types.MethodType) and forward.__self__ is m:
-        return types.MethodType(forward.__func__, c)
-    fail("model", "a forward defined on the module's class, or a method bound to the module itself",
-         Shown(f"{type(m).__name__}.forward set on the instance to {forward!r}"),
-         "fattr cannot route a layer's activation through a function that holds the original module; "
-         "subclass the module and override forward there.")
+def _hooks(swap: _Swap) -> Tuple[Callable[..., Any], Callable[..., Any]]:
+    def pre(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+        if not _mine(swap):
+            return None
+        swap.calls += 1
+        if not swap.to_input or swap.calls != 1:
+            return None
+        if swap.activation is _CAPTURE:
+            swap.captured = clone(args[0] if len(args) == 1 else tuple(args))
+            return None
+        a = swap.activation
+        return clone(tuple(a) if isinstance(a, tuple) else (a,)), kwargs
+
+    def post(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any], output: Any) -> Any:
+        if not _mine(swap) or swap.to_input or swap.calls != 1:
+            return None
+        if swap.activation is _CAPTURE:
+            swap.captured = clone(output)
+            return None
+        return clone(swap.activation)
+
+    return pre, post
 
 
-def _substituted(model: nn.Module, layers: Sequence[nn.Module], slots: Sequence[_Slot]) -> nn.Module:
-    """A shallow copy of ``model`` with each layer replaced by its slot at every registration."""
-    copies: Dict[int, nn.Module] = {}
-
-    def copy_of(m: nn.Module) -> nn.Module:
-        c = copies.get(id(m))
-        if c is None:
-            c = copy.copy(m)
-            c.__dict__["_modules"] = type(m._modules)(m._modules)
-            if "forward" in vars(m):
-                c.__dict__["forward"] = _rebound(m, c)
-            copies[id(m)] = c
-        return c
-
-    for layer, slot in zip(layers, slots):
-        if layer is model:
-            return slot
-        for path in registrations(model, layer):
-            atoms = path.split(".")
-            original, duplicate = model, copy_of(model)
-            for atom in atoms[:-1]:
-                child = original.get_submodule(atom)
-                child_copy = copy_of(child)
-                duplicate._modules[atom] = child_copy
-                original, duplicate = child, child_copy
-            duplicate._modules[atoms[-1]] = slot
-    return copy_of(model)
-
-
-def _check_calls(slots: Sequence[_Slot], labels: Sequence[str]) -> None:
-    for slot, label in zip(slots, labels):
-        if slot.calls != 1:
-            what = "is never called" if not slot.calls else f"is called {slot.calls} times"
+def _check_calls(swaps: Sequence[_Swap], labels: Sequence[str]) -> None:
+    for swap, label in zip(swaps, labels):
+        if swap.calls != 1:
+            what = "is never called" if not swap.calls else f"is called {swap.calls} times"
             fail(label, "a layer that runs exactly once in the model's forward pass",
-                 Shown(f"a {type(slot.layer).__name__} that {what}"),
+                 Shown(f"a {type(swap.layer).__name__} that {what}"),
                  "Attribute to a module used once (e.g. wrap one of the calls in its own module).")
 
 
-def _run(model: nn.Module, layers: Sequence[nn.Module], slots: List[_Slot], values: Sequence[Any],
-         labels: Sequence[str]) -> Any:
-    if any(layer is model for layer in layers) and len(layers) > 1:
-        fail(labels[0].split("[")[0], "layers inside the model (not the model itself) when giving several",
-             Shown("the model itself"))
-    root = _substituted(model, layers, slots)
-    with locking.reading():
-        out = call(root, tuple(values))
-    _check_calls(slots, labels)
+def _modules(f: Callable[..., Any], swaps: Sequence[_Swap]) -> List[nn.Module]:
+    seen: Dict[int, nn.Module] = {}
+    for root in modules_of(f) + [s.layer for s in swaps]:
+        for m in root.modules():
+            seen.setdefault(id(m), m)
+    return list(seen.values())
+
+
+def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], labels: Sequence[str]) -> Any:
+    handles = []
+    active = getattr(_local, "active", ())
+    _local.active = active + tuple(swaps)
+    try:
+        for swap in swaps:
+            pre, post = _hooks(swap)
+            handles.append(swap.layer.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(swap.layer.register_forward_hook(post, with_kwargs=True))
+        with attributes_kept(_modules(f, swaps), strict=False):  # a forward that sets attributes
+            out = call(f, tuple(values))
+    finally:
+        for handle in handles:
+            handle.remove()
+        _local.active = active
+    _check_calls(swaps, labels)
     return out
 
 
-def run_head(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
+def run_head(f: Callable[..., Any], layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
              values: Sequence[Any]) -> Tuple[List[Any], Tuple[Any, ...]]:
     """``(activations, rest)``: the recorded activations; ``rest`` is ``values`` (inputs and args)."""
-    slots = [_Slot(layer, to_input) for layer in layers]
-    _run(model, layers, slots, values, labels)
-    return [s.captured for s in slots], tuple(values)
+    swaps = [_Swap(layer, to_input) for layer in layers]
+    _run(f, swaps, values, labels)
+    return [s.captured for s in swaps], tuple(values)
 
 
-def run_tail(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
+def run_tail(f: Callable[..., Any], layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
              activations: Sequence[Any], rest: Sequence[Any]) -> Any:
-    """The model's output on ``rest`` with the layers' activations replaced."""
-    slots = [_Slot(layer, to_input, a) for layer, a in zip(layers, activations)]
-    return _run(model, layers, slots, rest, labels)
+    """The function's output on ``rest`` with the layers' activations replaced."""
+    swaps = [_Swap(layer, to_input, a) for layer, a in zip(layers, activations)]
+    return _run(f, swaps, rest, labels)

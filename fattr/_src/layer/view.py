@@ -32,15 +32,16 @@ class LayerFunction:
     """One split of ``model`` at ``layer``, with the flattening the core methods need.
 
     Args:
-      model, layer, attribute_to_layer_input: as in :func:`fattr.split`.
+      model, layer, attribute_to_layer_input: as in :func:`fattr.split` (``model`` may be any
+        callable whose computation calls ``layer``).
       name: the argument name used in error messages.
       allow_list: accept a list of layers (the result is then a list).
     """
 
-    def __init__(self, model: nn.Module, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
+    def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False) -> None:
-        self.model = model
         self.split = build(model, layer, attribute_to_layer_input, name=name, allow_list=allow_list)
+        self.model = self.split.owner  # whose parameters and training mode count
         self.name = name
         self.to_input = attribute_to_layer_input
         self.layout: Optional[Layout] = None
@@ -70,9 +71,11 @@ class LayerFunction:
                 flat, leaves = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
             structure_of[:] = [len(flat), leaves]
             values = flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
-            return values, (tensors_read(self.model) if not graph and torch.is_grad_enabled() else [])
+            tracking = not graph and torch.is_grad_enabled() and self.model is not None
+            return values, (tensors_read(self.model) if tracking and self.model is not None else [])
 
-        values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model.training)
+        # a function whose modules fattr cannot see keeps its graph: nothing else is known to be read
+        values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model is None or self.model.training)
         n_flat, leaves = structure_of
         carried = iter(values[n_flat:])
         return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves)

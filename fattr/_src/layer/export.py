@@ -1,0 +1,360 @@
+"""The split from ``torch.export``: for models torch.fx cannot trace (Hugging Face transformers).
+
+``torch.export.export(..., strict=False)`` runs the model's Python code on fake tensors and
+records its ATen operations, so shape-dependent control flow, slicing with traced sizes and
+the other constructs that stop ``torch.fx.symbolic_trace`` are fine. The batch dimension is
+exported as dynamic (one symbol shared by every per-example tensor), so the tail runs with
+path steps folded into the batch; other sizes (the sequence length) are specialised, and a
+plan is made per input signature (:func:`signature`). The layer's call is kept as one
+boundary (``preserve_module_call_signature``), which names the graph values that enter and
+leave it; the graph is cut there:
+
+* **cut**: the layer's outputs (or, with ``attribute_to_layer_input``, stand-ins for its
+  positional tensor inputs, read only by the layer's own nodes);
+* **tail**: what follows the cut, and what does not depend on the inputs' data (parameters,
+  constants, sizes), recomputed so that it follows the tail's batch size;
+* **rest**: the data the tail reads from before the cut (the attention mask, skip connections),
+  computed once by the head; each has the batch at dim 0 or no batch dimension at all;
+* **head**: what the cut and the rest need.
+
+Head and tail are ``torch.fx`` graph modules compiled from the exported graph. Parameters and
+buffers are graph inputs, read from the live modules at every call (by their qualified
+names), so ``functional_call``, parameter updates and gradients with respect to parameters
+work; buffer updates recorded by the export (BatchNorm in training mode) are not applied.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch import fx, nn
+from torch.fx.node import Node
+from torch.utils import _pytree as pytree
+
+from ..arguments import unpack
+from ..calling import modules_of
+from . import graph
+from .graph import Untraceable
+
+_EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
+
+
+class Root(nn.Module):
+    """The modules a function uses, registered as children ``m0, m1, ...`` (the export's root)."""
+
+    def __init__(self, f: Callable[..., Any], modules: Sequence[nn.Module], spec: pytree.TreeSpec,
+                 constants: Sequence[Any], where: Sequence[bool]) -> None:
+        super().__init__()
+        self.f = f
+        self.spec, self.constants, self.where = spec, list(constants), list(where)
+        for i, m in enumerate(modules):
+            self.add_module(f"m{i}", m)
+
+    def forward(self, *tensors: Any) -> Any:
+        it, const = iter(tensors), iter(self.constants)
+        values = pytree.tree_unflatten([next(it) if w else next(const) for w in self.where], self.spec)
+        positional, keywords = unpack(values)
+        return self.f(*positional, **keywords)
+
+
+def signature(values: Sequence[Any], n: int) -> Tuple[Any, ...]:
+    """What an export specialises to: the structure of the values, each tensor's dtype, device and
+    sizes (its batch as ``None`` when it has ``n`` rows), and the other values themselves."""
+    leaves, spec = pytree.tree_flatten(tuple(values))
+    parts: List[Any] = [spec]
+    for v in leaves:
+        if isinstance(v, torch.Tensor):
+            shape = tuple(v.shape)
+            per_example = v.dim() > 0 and shape[0] == n
+            parts.append(("T", v.dtype, v.device, (None,) + shape[1:] if per_example else shape))
+        else:
+            try:
+                hash(v)
+                parts.append(("V", type(v).__name__, v))
+            except TypeError:
+                parts.append(("O", id(v)))
+    return tuple(parts)
+
+
+def _val(n: Node) -> Any:
+    return n.meta.get("val")
+
+
+def _is_tensor_valued(n: Node) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in pytree.tree_leaves(_val(n)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An exported graph cut at the layers (see the module docstring); no reference to the model."""
+
+    head: fx.GraphModule           # (*state, *user tensors) -> (*cut values, *rest)
+    tail: fx.GraphModule           # (*cut values, *rest, *state) -> output
+    head_state: Tuple[Tuple[str, str], ...]   # (kind, qualified name) per state input of the head
+    tail_state: Tuple[Tuple[str, str], ...]
+    constants: Dict[str, torch.Tensor]
+    n_cuts: int
+    rest_batched: Tuple[bool, ...]  # which rest values carry the batch at dim 0
+    layouts: Tuple[Tuple[bool, int], ...]  # per layer: (a tuple of values, how many)
+
+
+def _region(nodes: List[Node], fqn: str) -> Set[Node]:
+    """The nodes of the layer's own call (its qualified name in their module stack)."""
+    out = set()
+    for n in nodes:
+        stack = n.meta.get("nn_module_stack") or {}
+        if any(path == fqn for path, _ in stack.values()):
+            out.add(n)
+    return out
+
+
+def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], fqns: Sequence[str],
+         to_input: bool) -> Plan:
+    """Export ``root`` on ``tensors`` and cut the graph at the modules named ``fqns``."""
+    batch = torch.export.Dim("batch")
+    examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
+    dynamic = (tuple({0: batch} if b else None for b in batched),)
+    with graph.attributes_kept(root.modules()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the export's own advice (register_buffer, deprecations)
+        try:
+            ep = torch.export.export(root, examples, strict=False, dynamic_shapes=dynamic,
+                                     preserve_module_call_signature=tuple(fqns))
+        except Exception as e:  # any failure to export means: use another split
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise Untraceable(f"torch.export could not capture the model ({type(e).__name__}: {first})") from e
+    return _partition(ep, fqns, to_input)
+
+
+def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
+    gm: fx.GraphModule = ep.graph_module
+    graph = gm.graph
+    sig = ep.graph_signature
+    nodes = list(graph.nodes)
+    by_name = {n.name: n for n in nodes}
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    output = next(n for n in nodes if n.op == "output")
+    state: Dict[Node, Tuple[str, str]] = {}
+    user: List[Node] = []
+    for spec, ph in zip(sig.input_specs, placeholders):
+        kind = spec.kind.name
+        if kind == "USER_INPUT":
+            user.append(ph)
+        elif kind in ("PARAMETER", "BUFFER"):
+            state[ph] = (kind, spec.target)
+        elif kind in ("CONSTANT_TENSOR", "CUSTOM_OBJ"):
+            value = ep.constants[spec.target]
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                raise Untraceable("the function uses a tensor requiring grad that belongs to no module it "
+                                  "exposes (pass the model, or a function closing over it)")
+            state[ph] = ("CONSTANT", spec.target)
+        else:
+            raise Untraceable(f"an exported input of kind {kind}")
+    user_outputs = [spec for spec in sig.output_specs if spec.kind.name == "USER_OUTPUT"]
+    out_values = list(output.args[0])[-len(user_outputs):] if user_outputs else []
+    for n in nodes:
+        if n.op == "call_function" and getattr(getattr(n.target, "_schema", None), "is_mutable", False):
+            raise Untraceable(f"the exported graph modifies a tensor in place ({n.target})")
+
+    calls = {e.fqn: e.signature for e in ep.module_call_graph}
+    cuts: List[Node] = []
+    layouts: List[Tuple[bool, int]] = []
+    for fqn in fqns:
+        call = calls.get(fqn)
+        region = _region(nodes, fqn)
+        if call is None or not region:
+            raise Untraceable(f"the export kept no call of {fqn!r}")
+        if to_input:  # a stand-in for each positional tensor input, read by the layer's nodes alone
+            n_positional = call.in_spec.child(0).num_leaves if call.in_spec is not None else 0
+            names = [getattr(a, "name", None) for a in call.inputs[:n_positional]]
+            values = [by_name[name] for name in names if name in by_name]
+            if not values:
+                raise Untraceable(f"{fqn!r} is called with no positional tensor input")
+            for v in values:
+                with graph.inserting_after(v):
+                    stand_in = graph.call_function(torch.ops.aten.alias.default, (v,))
+                stand_in.meta = dict(v.meta)
+                for n in region:
+                    n.replace_input_with(v, stand_in)
+                cuts.append(stand_in)
+            layouts.append((len(values) > 1, len(values)))
+        else:
+            names = [getattr(a, "name", None) for a in call.outputs]
+            if not names or any(name not in by_name for name in names):
+                raise Untraceable(f"{fqn!r} returns values that are not tensors")
+            layouts.append((call.out_spec is not None and not call.out_spec.is_leaf(), len(names)))
+            cuts.extend(by_name[name] for name in names)
+    nodes = list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    meta = {n: not _is_tensor_valued(n) and n.op != "placeholder" for n in nodes}
+    data: Set[Node] = set()
+    for n in nodes:
+        if n in user or any(a in data and not meta[a] for a in n.all_input_nodes):
+            data.add(n)
+    cut_set = set(cuts)
+    below: Set[Node] = set()
+    for n in nodes:
+        if any(a in below or a in cut_set for a in n.all_input_nodes):
+            below.add(n)
+
+    tail_set: Set[Node] = set()
+    rest_set: Set[Node] = set()
+    stack = [a for a in out_values if isinstance(a, Node)]
+    while stack:
+        n = stack.pop()
+        if n in tail_set or n in rest_set or n in cut_set:
+            continue
+        if n in state or n in below or meta[n] or n not in data:
+            tail_set.add(n)
+            stack.extend(n.all_input_nodes)
+        else:
+            rest_set.add(n)
+    rest = sorted(rest_set, key=index.__getitem__)
+    symbol = _batch_symbol(user)
+    batched = []
+    for n in rest:
+        v = _val(n)
+        sizes = list(v.shape) if isinstance(v, torch.Tensor) else []
+        symbolic = [not isinstance(s, int) for s in sizes]
+        if any(symbolic[1:]) or (symbolic and symbolic[0] and str(sizes[0]) != str(symbol)):
+            raise Untraceable("a value the tail reads from before the layer has the batch in another "
+                              "dimension than the first")
+        batched.append(bool(symbolic and symbolic[0]))
+
+    # the head: what the cuts and the rest need
+    head_set: Set[Node] = set()
+    stack = list(cuts) + list(rest)
+    while stack:
+        n = stack.pop()
+        if n not in head_set:
+            head_set.add(n)
+            stack.extend(n.all_input_nodes)
+    head_state = [n for n in placeholders if n in state and n in head_set]
+    head = _module(gm, [n for n in nodes if n in head_set], head_state + user, list(cuts) + rest)
+    tail_state = [n for n in placeholders if n in state and n in tail_set]
+    tail = _module(gm, [n for n in nodes if n in tail_set], list(cuts) + rest + tail_state, out_values,
+                   single=len(out_values) == 1)
+    return Plan(head=head, tail=tail, head_state=tuple(state[n] for n in head_state),
+                tail_state=tuple(state[n] for n in tail_state),
+                constants={t: ep.constants[t] for k, t in state.values() if k == "CONSTANT"},
+                n_cuts=len(cuts), rest_batched=tuple(batched), layouts=tuple(layouts))
+
+
+def _batch_symbol(user: Sequence[Node]) -> Any:
+    for n in user:
+        v = _val(n)
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and isinstance(v.shape[0], torch.SymInt):
+            return v.shape[0]
+    return None
+
+
+def _module(gm: fx.GraphModule, nodes: Sequence[Node], inputs: Sequence[Node], outputs: Sequence[Any],
+            single: bool = False) -> fx.GraphModule:
+    """A graph module computing ``outputs`` from ``inputs`` by ``nodes`` (copied from ``gm``'s graph)."""
+    g = fx.Graph()
+    env: Dict[Node, Node] = {}
+    for i, n in enumerate(inputs):
+        env[n] = g.placeholder(f"in_{i}_{n.name}")
+        env[n].meta = dict(n.meta)
+    for n in nodes:
+        if n in env or n.op == "placeholder":
+            continue
+        env[n] = g.node_copy(n, lambda a: env[a])
+    result = tuple(env[o] if isinstance(o, Node) else o for o in outputs)
+    g.output(result[0] if single else result)
+    g.eliminate_dead_code()
+    return fx.GraphModule(gm, g)
+
+
+def qualified_names(roots: Sequence[nn.Module], layers: Sequence[nn.Module]) -> Optional[Tuple[str, ...]]:
+    """Each layer's name inside :class:`Root` (``m<i>.<path>``), or None when one is in no root."""
+    names = []
+    for layer in layers:
+        found = next((f"m{i}.{path}" if path else f"m{i}" for i, root in enumerate(roots)
+                      for path, m in root.named_modules() if m is layer), None)
+        if found is None:
+            return None
+        names.append(found)
+    return tuple(names)
+
+
+def fingerprint(f: Any, roots: Sequence[nn.Module]) -> Hashable:
+    """What an export of ``f`` reads from its modules (every module's forward is traced)."""
+    return tuple(graph.fingerprint(root, (), everything=True) for root in roots)
+
+
+def code_key(f: Any) -> Hashable:
+    """``f``'s identity for the cache: a module by its fingerprint (None here); a function by its code
+    and what its closure holds, so that a lambda made anew for every call shares its plans."""
+    if isinstance(f, nn.Module):
+        return None
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return graph.Same(f)
+    try:
+        cells = tuple(c.cell_contents for c in (getattr(f, "__closure__", None) or ()))
+        return (graph.Same(code), graph.summary((cells, getattr(f, "__defaults__", None),
+                                                  getattr(f, "__kwdefaults__", None))))
+    except (graph.Uncacheable, ValueError):
+        return graph.Same(f)
+
+
+class Shared:
+    """A value of ``rest`` without a batch dimension whose first size happens to be the batch size:
+    hidden from the per-example rule (it must not be tiled with the examples)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+
+def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[Any], n: int,
+            fqns: Sequence[str], to_input: bool) -> Plan:
+    """The plan of ``f`` called on ``values`` (inputs, then args with keywords), cut at ``fqns``."""
+    leaves, spec = pytree.tree_flatten(tuple(values))
+    where = [isinstance(v, torch.Tensor) for v in leaves]
+    tensors = [v for v in leaves if isinstance(v, torch.Tensor)]
+    root = Root(f, roots, spec, [v for v in leaves if not isinstance(v, torch.Tensor)], where)
+    return plan(root, tensors, [t.dim() > 0 and t.shape[0] == n for t in tensors], fqns, to_input)
+
+
+def _state(names: Sequence[Tuple[str, str]], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
+           ) -> List[torch.Tensor]:
+    """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
+    out = []
+    for kind, name in names:
+        if kind == "CONSTANT":
+            out.append(constants[name])
+            continue
+        head, _, path = name.partition(".")
+        root = roots[int(head[1:])]
+        out.append(root.get_parameter(path) if kind == "PARAMETER" else root.get_buffer(path))
+    return out
+
+
+def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tuple[List[Any], Tuple[Any, ...]]:
+    """``(activations, rest)``: one activation per layer (a tuple when the layer gives several)."""
+    tensors = [v for v in pytree.tree_leaves(tuple(values)) if isinstance(v, torch.Tensor)]
+    out = p.head(*_state(p.head_state, roots, p.constants), *tensors)
+    cut, rest = list(out[:p.n_cuts]), list(out[p.n_cuts:])
+    n = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else -1
+    for i, batched in enumerate(p.rest_batched):
+        if not batched and isinstance(rest[i], torch.Tensor) and rest[i].dim() > 0 and rest[i].shape[0] == n:
+            rest[i] = Shared(rest[i])
+    acts, i = [], 0
+    for is_tuple, k in p.layouts:
+        acts.append(tuple(t.clone() for t in cut[i:i + k]) if is_tuple else cut[i].clone())
+        i += k
+    return acts, tuple(rest)
+
+
+def run_tail(p: Plan, roots: Sequence[nn.Module], activations: Sequence[Any], rest: Sequence[Any]) -> Any:
+    """The output with the layers' activations given (``rest`` as returned by :func:`run_head`)."""
+    flat: List[Any] = []
+    for (is_tuple, k), a in zip(p.layouts, activations):
+        flat.extend(a if is_tuple else (a,))
+    carried = [r.value if isinstance(r, Shared) else r for r in rest]
+    return p.tail(*flat, *carried, *_state(p.tail_state, roots, p.constants))
