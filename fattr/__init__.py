@@ -25,6 +25,7 @@ from fattr._src.layer.integrated import internal_influence as internal_influence
 from fattr._src.layer.integrated import layer_conductance as layer_conductance
 from fattr._src.layer.integrated import layer_integrated_gradients as layer_integrated_gradients
 from fattr._src.layer.interpolate import interpolate as interpolate
+from fattr._src.layer.split import CaptureWarning as CaptureWarning
 from fattr._src.layer.split import split as split
 # DeepLift (rescale rule by function interception)
 from fattr._src.deeplift.deeplift import deeplift as deeplift
@@ -66,6 +67,7 @@ __all__ = [
     "layer_gradient_x_activation",
     "layer_integrated_gradients",
     "split",
+    "CaptureWarning",
     # DeepLift (rescale rule by function interception)
     "deeplift",
     "deeplift_shap",

@@ -19,7 +19,7 @@ from .engine import Multipliers, multipliers_on_demand
 def _run(model: nn.Module, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any, ...], tgt: Target, eps: float,
          attribute_to_layer_input: bool) -> Tuple[LayerFunction, Tensors, Tensors, Multipliers]:
     """The head on the inputs' and the baselines' rows, then the engine on the tail."""
-    lf = LayerFunction(model, layer, attribute_to_layer_input)
+    lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
     acts_x, rest_x = lf.head(xs, args)
     acts_b, rest_b = lf.head(bs, args)
     res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=lf.model)

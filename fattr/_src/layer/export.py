@@ -154,9 +154,6 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
             raise Untraceable(f"an exported input of kind {kind}")
     user_outputs = [spec for spec in sig.output_specs if spec.kind.name == "USER_OUTPUT"]
     out_values = list(output.args[0])[-len(user_outputs):] if user_outputs else []
-    for n in nodes:
-        if n.op == "call_function" and getattr(getattr(n.target, "_schema", None), "is_mutable", False):
-            raise Untraceable(f"the exported graph modifies a tensor in place ({n.target})")
 
     calls = {e.fqn: e.signature for e in ep.module_call_graph}
     cuts: List[Node] = []
@@ -223,6 +220,12 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
                               "dimension than the first")
         batched.append(bool(symbolic and symbolic[0]))
 
+    shared = set(cuts) | set(rest) | set(user) | set(state)
+    for n in nodes:
+        if any(a in shared for a in _written(n)):
+            raise Untraceable(f"the exported graph modifies an input, a parameter or buffer, or a value "
+                              f"shared by head and tail in place ({n.target})")
+
     # the head: what the cuts and the rest need
     head_set: Set[Node] = set()
     stack = list(cuts) + list(rest)
@@ -240,6 +243,21 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
                 tail_state=tuple(state[n] for n in tail_state),
                 constants={t: ep.constants[t] for k, t in state.values() if k == "CONSTANT"},
                 n_cuts=len(cuts), rest_batched=tuple(batched), layouts=tuple(layouts))
+
+
+def _written(n: Node) -> List[Node]:
+    """The values an in-place ATen op writes (its arguments marked as written in its schema)."""
+    schema = getattr(n.target, "_schema", None) if n.op == "call_function" else None
+    if schema is None or not schema.is_mutable:
+        return []
+    if n.target is torch.ops.aten.detach_.default:  # changes autograd metadata only
+        return []
+    written = []
+    for i, arg in enumerate(schema.arguments):
+        if arg.alias_info is not None and arg.alias_info.is_write:
+            value = n.args[i] if i < len(n.args) else n.kwargs.get(arg.name)
+            written.extend(v for v in pytree.tree_leaves(value) if isinstance(v, Node))
+    return written
 
 
 def _batch_symbol(user: Sequence[Node]) -> Any:

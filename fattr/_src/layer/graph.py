@@ -148,6 +148,18 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     return graph, tracer.constants
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """``a is b``, or equal plain values (not tensors) of one type."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or isinstance(a, (torch.Tensor, nn.Module)):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose comparison fails or is ambiguous
+        return False
+
+
 @contextlib.contextmanager
 def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterator[None]:
     """Undo whatever a forward sets on ``modules``; with ``strict``, :class:`Untraceable` if it set
@@ -159,9 +171,10 @@ def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterat
     finally:
         for m, before in saved:
             now = vars(m)
-            if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
+            if now.keys() != before.keys() or any(not _same_value(now.get(k), v) for k, v in before.items()):
                 changed = True
-                now.clear()
+            if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
+                now.clear()  # restore the very objects (an export rebuilds equal containers)
                 now.update(before)
     if changed and strict:
         raise Untraceable("the model's forward sets module attributes")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import check_bool, fail
+from ..arguments import as_args
 from ..calling import modules_of
 from . import export, graph, locking, substitute
 from .resolve import resolve, resolve_in
@@ -31,19 +32,17 @@ class CaptureWarning(UserWarning):
 
 
 class Token:
-    """The last entry of ``rest``: which partition the tail must run (opaque to users).
+    """How a split runs for one input signature (shared by the splits of one model and layer).
 
     ``kind`` is ``"fx"`` (a torch.fx graph), ``"export"`` (a torch.export graph) or
-    ``"substitute"`` (the fallback; ``reason`` says why). ``owner`` identifies the split it
-    belongs to: ``(id(model), layer ids, attribute_to_layer_input)``.
+    ``"substitute"`` (the fallback; ``reason`` says why).
     """
 
-    __slots__ = ("plan", "reason", "owner", "kind")
+    __slots__ = ("plan", "reason", "kind")
 
     def __init__(self, plan: Any, reason: str, owner: Tuple[Any, ...], kind: str) -> None:
         self.plan = plan
         self.reason = reason
-        self.owner = owner
         self.kind = kind
 
     @property
@@ -53,6 +52,24 @@ class Token:
 
     def __repr__(self) -> str:
         return f"<fattr split: {self.kind}{': ' + self.reason if self.reason else ''}>"
+
+
+class Ticket:
+    """The last entry of ``rest``: the :class:`Token` the head ran and the split it belongs to
+    (``owner``: ``(id(model), layer ids, attribute_to_layer_input)``); opaque to users."""
+
+    __slots__ = ("token", "owner")
+
+    def __init__(self, token: Token, owner: Tuple[Any, ...]) -> None:
+        self.token, self.owner = token, owner
+
+    traced = property(lambda self: self.token.traced)
+    reason = property(lambda self: self.token.reason)
+    plan = property(lambda self: self.token.plan)
+    kind = property(lambda self: self.token.kind)
+
+    def __repr__(self) -> str:
+        return repr(self.token)
 
 
 _warned: Set[Tuple[Any, ...]] = set()
@@ -161,7 +178,7 @@ class Split:
 
 
 def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
-          allow_list: bool = True) -> Split:
+          allow_list: bool = True, exportable: bool = True) -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
     ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
@@ -169,7 +186,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     preference, the model's torch.fx graph (modules only), its torch.export graph (for one
     input signature: structure, dtypes and sizes other than the batch), or the substitution
     fallback, with a :class:`CaptureWarning`. Partitions are shared through the process-wide
-    cache (see the module docstring).
+    cache (see the module docstring). ``exportable=False`` skips torch.export: an exported graph
+    calls ATen operators, which a ``TorchFunctionMode`` (DeepLift's rules) does not see.
     """
     is_module = isinstance(model, nn.Module)
     if is_module:
@@ -194,6 +212,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             return Token(None, str(e), owner, "substitute")
 
     def make_export(values: Tuple[Any, ...], n: int) -> Token:
+        if not exportable:
+            return Token(None, "DeepLift's rules apply to torch functions, which torch.export turns into ATen "
+                         "operators", owner, "substitute")
         if fqns is None:
             return Token(None, "the layer is not inside a module the function exposes", owner, "substitute")
         try:
@@ -230,7 +251,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             return exported
         return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute")
 
-    def head(*values: Any) -> Tuple[Any, Tuple[Any, ...]]:
+    def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
+        if keywords:
+            values = as_args(values, keywords)
         token = token_for(values)
         last[0] = token
         if token.kind == "fx":
@@ -242,7 +265,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         else:
             _warn_fallback(model, labels, token.reason)
             acts, rest = substitute.run_head(model, layers, labels, to_input, values)
-        return (list(acts) if was_list else acts[0]), rest + (token,)
+        return (list(acts) if was_list else acts[0]), rest + (Ticket(token, owner),)
 
     def tail(activation: Any, rest: Any) -> Any:
         if was_list:
@@ -251,9 +274,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             acts = list(activation)
         else:
             acts = [activation]
-        if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Token) or rest[-1].owner != owner:
+        if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Ticket) or rest[-1].owner != owner:
             fail("rest", "the rest tuple returned by this split's head", rest)
-        token, carried = rest[-1], rest[:-1]
+        token, carried = rest[-1].token, rest[:-1]
         if token.kind == "substitute":
             return substitute.run_tail(model, layers, labels, to_input, acts, carried)
         if token.kind == "export":
@@ -279,8 +302,7 @@ def _batch_size(values: Sequence[Any]) -> int:
     return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
 
 
-def split(model: nn.Module, layer: Any, *, attribute_to_layer_input: bool = False
-          ) -> Tuple[Callable[..., Tuple[Any, Any]], Callable[[Any, Any], Any]]:
+def split(model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> Split:
     """Split ``model`` at ``layer`` into two pure functions, ``head`` and ``tail``.
 
     ``tail(*head(*inputs, *args)) == model(*inputs, *args)``. ``head`` returns
@@ -342,5 +364,4 @@ def split(model: nn.Module, layer: Any, *, attribute_to_layer_input: bool = Fals
       >>> torch.allclose(tail(activation, rest), model(x))
       True
     """
-    s = build(model, layer, attribute_to_layer_input)
-    return s.head, s.tail
+    return build(model, layer, attribute_to_layer_input)

@@ -94,7 +94,7 @@ def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], label
             handles.append(swap.layer.register_forward_pre_hook(pre, with_kwargs=True))
             handles.append(swap.layer.register_forward_hook(post, with_kwargs=True))
         with attributes_kept(_modules(f, swaps), strict=False):  # a forward that sets attributes
-            out = call(f, tuple(values))
+            out = call(f, (), tuple(values))
     finally:
         for handle in handles:
             handle.remove()
