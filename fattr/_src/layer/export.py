@@ -252,7 +252,7 @@ def _written(n: Node) -> List[Node]:
         return []
     if n.target is torch.ops.aten.detach_.default:  # changes autograd metadata only
         return []
-    written = []
+    written: List[Node] = []
     for i, arg in enumerate(schema.arguments):
         if arg.alias_info is not None and arg.alias_info.is_write:
             value = n.args[i] if i < len(n.args) else n.kwargs.get(arg.name)
