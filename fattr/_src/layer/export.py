@@ -25,7 +25,9 @@ work; buffer updates recorded by the export (BatchNorm in training mode) are not
 from __future__ import annotations
 
 import inspect
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
@@ -339,18 +341,39 @@ def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[
     return plan(root, tensors, [t.dim() > 0 and t.shape[0] == n for t in tensors], fqns, to_input)
 
 
-def _state(names: Sequence[Tuple[str, str]], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
-           ) -> List[torch.Tensor]:
-    """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
-    out = []
+_owners: "weakref.WeakKeyDictionary[nn.Module, Dict[int, List[Any]]]" = weakref.WeakKeyDictionary()
+_owners_lock = threading.Lock()
+
+
+def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module]) -> List[Any]:
+    """The module holding each named parameter or buffer, and the attribute's name. Looked up once per
+    plan and root model: a plan is only used after the model's fingerprint (its module tree included)
+    matched, so the modules at these paths are the ones found then."""
+    key = id(names)
+    with _owners_lock:
+        cache = _owners.get(roots[0]) if roots else None
+        found = cache.get(key) if cache is not None else None
+    if found is not None and found[0] is names:
+        return found[1]
+    owners: List[Any] = []
     for kind, name in names:
         if kind == "CONSTANT":
-            out.append(constants[name])
+            owners.append((None, name))
             continue
         head, _, path = name.partition(".")
-        root = roots[int(head[1:])]
-        out.append(root.get_parameter(path) if kind == "PARAMETER" else root.get_buffer(path))
-    return out
+        module_path, _, attr = path.rpartition(".")
+        owners.append((roots[int(head[1:])].get_submodule(module_path), attr))
+    if roots:
+        with _owners_lock:
+            _owners.setdefault(roots[0], {})[key] = [names, owners]
+    return owners
+
+
+def _state(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
+           ) -> List[torch.Tensor]:
+    """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
+    return [constants[attr] if module is None else getattr(module, attr)
+            for module, attr in _owner_modules(names, roots)]
 
 
 def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tuple[List[Any], Tuple[Any, ...]]:

@@ -178,7 +178,7 @@ class Split:
 
 
 def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
-          allow_list: bool = True, exportable: bool = True) -> Split:
+          allow_list: bool = True, exportable: bool = True, once: bool = False) -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
     ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
@@ -188,6 +188,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     fallback, with a :class:`CaptureWarning`. Partitions are shared through the process-wide
     cache (see the module docstring). ``exportable=False`` skips torch.export: an exported graph
     calls ATen operators, which a ``TorchFunctionMode`` (DeepLift's rules) does not see.
+    ``once=True`` checks the model once per input signature for the life of the split (a split
+    made for one method call, whose head runs on the inputs and then on the baselines).
     """
     is_module = isinstance(model, nn.Module)
     if is_module:
@@ -237,8 +239,19 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             return token
         return _shared(anchor, k, fp, make)
 
+    seen: Dict[Hashable, Token] = {}
+
     def token_for(values: Tuple[Any, ...]) -> Token:
         n = _batch_size(values)
+        if once:
+            sig = export.signature(values, n)
+            token = seen.get(sig)
+            if token is None:
+                token = seen[sig] = checked(values, n)
+            return token
+        return checked(values, n)
+
+    def checked(values: Tuple[Any, ...], n: int) -> Token:
         token: Optional[Token] = None
         if is_module:
             bound, concrete = graph.specialise(model, values)

@@ -41,7 +41,7 @@ class LayerFunction:
     def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False, exportable: bool = True) -> None:
         self.split = build(model, layer, attribute_to_layer_input, name=name, allow_list=allow_list,
-                           exportable=exportable)
+                           exportable=exportable, once=True)
         self.model = self.split.owner  # whose parameters and training mode count
         self.name = name
         self.to_input = attribute_to_layer_input
