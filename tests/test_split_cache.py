@@ -10,6 +10,7 @@ have been wrong (the fingerprint made constant), so the retrace is needed.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import threading
 import types
@@ -326,18 +327,41 @@ def test_hooks_switch_between_the_fallback_and_the_graph(plans: List[int]) -> No
     assert len(plans) == 5
 
 
-def test_unsummarisable_attributes_are_not_cached(plans: List[int]) -> None:
-    """A mutable object on a traced module: no sharing, every call traces (and sees its changes)."""
+def test_config_objects_are_summarised_by_content(plans: List[int]) -> None:
+    """A config object on a traced module (every Hugging Face model has one): shared plans, and a change
+    of one of its values is seen (a retrace)."""
     model = make_net()
-    model.inner.config = types.SimpleNamespace(double=False)
-    with pytest.raises(graph.Uncacheable):
-        graph.fingerprint(model, [model.inner.layer])
+    model.inner.config = types.SimpleNamespace(double=False, labels={0: "a"})
     first = lig(model)
+    assert lig(model) is not None and len(plans) == 1
     model.inner.config.double = True
     second = lig(model)
-    assert len(plans) == 2 and id(model) not in split._plans
+    assert len(plans) == 2 and id(model) in split._plans
     assert not torch.allclose(first, second)
     _equal(second, uncached(lambda: lig(model)))
+
+
+def test_partial_attributes_are_summarised(plans: List[int]) -> None:
+    model = make_net()
+    model.inner.helper = functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.1)
+    lig(model)
+    model.inner.helper = functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.1)  # an equal one
+    lig(model)
+    assert len(plans) == 1
+    model.inner.helper = functools.partial(torch.nn.functional.leaky_relu, negative_slope=0.2)
+    lig(model)
+    assert len(plans) == 2
+
+
+def test_unsummarisable_attributes_are_not_cached(plans: List[int]) -> None:
+    """An object fattr cannot summarise (no attributes to read): no sharing, every call traces."""
+    model = make_net()
+    model.inner.state = object()
+    with pytest.raises(graph.Uncacheable):
+        graph.fingerprint(model, [model.inner.layer])
+    lig(model)
+    lig(model)
+    assert len(plans) == 2 and id(model) not in split._plans
 
 
 # --------------------------------------------------------------------------- weak keys, purity, threads

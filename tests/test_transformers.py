@@ -66,7 +66,7 @@ def _vit() -> Any:
 
 def _swin() -> Any:
     return transformers.SwinForImageClassification(transformers.SwinConfig(
-        image_size=8, patch_size=2, num_channels=3, embed_dim=8, depths=[1, 1], num_heads=[2, 2], window_size=2,
+        image_size=8, patch_size=2, num_channels=3, embed_dim=8, depths=[2, 1], num_heads=[2, 2], window_size=2,
         num_labels=3))
 
 

@@ -226,8 +226,8 @@ def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, H
     """A comparable summary of an attribute value holding no strong reference to anything mutable.
 
     Scalars by value; tensors, modules, classes and functions by identity; containers by content;
-    other objects (a model's config, a ``functools.partial``) by identity and their attributes,
-    each object summarised once per fingerprint (``memo``).
+    other objects (a model's config, a ``functools.partial``) by their type and attributes, each
+    summarised once per fingerprint (``memo``).
     """
     budget[0] -= 1
     if budget[0] < 0 or depth > _MAX_DEPTH:
@@ -248,9 +248,9 @@ def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, H
         return memo[id(v)]
     memo[id(v)] = ("cycle", id(v))
     if isinstance(v, functools.partial):
-        summary: Hashable = (Same(v), _value((v.func, v.args, v.keywords), budget, depth + 1, memo))
-    elif hasattr(v, "__dict__") and not isinstance(v, types.ModuleType):
-        summary = (Same(v), tuple((k, _value(x, budget, depth + 1, memo)) for k, x in vars(v).items()))
+        summary: Hashable = (Same(t), _value((v.func, v.args, v.keywords), budget, depth + 1, memo))
+    elif hasattr(v, "__dict__") and not isinstance(v, types.ModuleType):  # by type and content
+        summary = (Same(t), tuple((k, _value(x, budget, depth + 1, memo)) for k, x in vars(v).items()))
     else:
         raise Uncacheable(f"a {t.__name__} attribute")
     memo[id(v)] = summary
