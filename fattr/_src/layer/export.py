@@ -24,6 +24,7 @@ work; buffer updates recorded by the export (BatchNorm in training mode) are not
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 import warnings
@@ -119,14 +120,19 @@ def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], f
     batch = torch.export.Dim("batch")
     examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
     dynamic = (tuple({0: batch} if b else None for b in batched),)
-    with graph.attributes_kept(root.modules()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the export's own advice (register_buffer, deprecations)
-        try:
-            ep = torch.export.export(root, examples, strict=False, dynamic_shapes=dynamic,
-                                     preserve_module_call_signature=tuple(fqns))
-        except Exception as e:  # any failure to export means: use another split
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            raise Untraceable(f"torch.export could not capture the model ({type(e).__name__}: {first})") from e
+    ep = None
+    for preserve in (tuple(fqns), ()):  # the layers' calls kept whole if their arguments allow it
+        with graph.attributes_kept(root.modules()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the export's own advice (register_buffer, deprecations)
+            try:
+                ep = torch.export.export(root, examples, strict=False, dynamic_shapes=dynamic,
+                                         preserve_module_call_signature=preserve)
+                break
+            except Exception as e:  # a failure to export means: another way, or another split
+                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+                error = Untraceable(f"torch.export could not capture the model ({type(e).__name__}: {first})")
+                if not preserve or "pytree flattened inputs" not in str(e):
+                    raise error from e
     return _partition(ep, fqns, to_input)
 
 
@@ -163,8 +169,18 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
     for fqn in fqns:
         call = calls.get(fqn)
         region = _region(nodes, fqn)
-        if call is None or not region:
+        if not region:
             raise Untraceable(f"the export kept no call of {fqn!r}")
+        if call is None:  # the call's arguments could not be kept (a cache object): cut where its values leave
+            if to_input:
+                raise Untraceable(f"{fqn!r} is called with arguments torch.export cannot keep")
+            leaving = [n for n in nodes if n in region and _is_tensor_valued(n)
+                       and any(u not in region for u in n.users)]
+            if not leaving:
+                raise Untraceable(f"no value of {fqn!r} reaches the rest of the model")
+            layouts.append((len(leaving) > 1, len(leaving)))
+            cuts.extend(leaving)
+            continue
         if to_input:  # a stand-in for each positional tensor input, read by the layer's nodes alone
             n_positional = call.in_spec.child(0).num_leaves if call.in_spec is not None else 0
             names = [getattr(a, "name", None) for a in call.inputs[:n_positional]]
@@ -374,6 +390,23 @@ def _state(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module], const
     """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
     return [constants[attr] if module is None else getattr(module, attr)
             for module, attr in _owner_modules(names, roots)]
+
+
+def matched(p: Plan, ours: Sequence[Any], theirs: Sequence[Any]) -> Plan:
+    """``p`` with each layer's structure taken from ``theirs`` (the activations the model itself gives),
+    after checking that ``ours`` (the plan's) hold the same tensors; :class:`Untraceable` otherwise."""
+    layouts = []
+    for (is_tuple, k), a, b in zip(p.layouts, ours, theirs):
+        mine = list(a) if is_tuple else [a]
+        real = list(b) if isinstance(b, (tuple, list)) else [b]
+        if len(real) != k or not all(isinstance(t, torch.Tensor) for t in real):
+            raise Untraceable("the captured graph does not give the layer's activation (another structure)")
+        for x, y in zip(mine, real):
+            if x.shape != y.shape or x.dtype != y.dtype or not torch.allclose(
+                    x, y, rtol=1e-4, atol=1e-6 * max(float(y.abs().max()) if y.numel() else 0.0, 1.0)):
+                raise Untraceable("the captured graph does not reproduce the layer's activation")
+        layouts.append((isinstance(b, (tuple, list)), k))
+    return dataclasses.replace(p, layouts=tuple(layouts))
 
 
 def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tuple[List[Any], Tuple[Any, ...]]:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set,
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from ..errors import check_bool, fail
 from ..arguments import as_args
@@ -220,9 +221,22 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if fqns is None:
             return Token(None, "the layer is not inside a module the function exposes", owner, "substitute")
         try:
-            return Token(export.capture(model, roots, values, n, fqns, to_input), "", owner, "export")
+            plan = export.capture(model, roots, values, n, fqns, to_input)
+            return Token(_verified(plan, values), "", owner, "export")
         except graph.Untraceable as e:
             return Token(None, str(e), owner, "substitute")
+
+    def _verified(plan: export.Plan, values: Tuple[Any, ...]) -> export.Plan:
+        """``plan``, checked once against the model itself: its head gives the layer's activation (the
+        structure a tuple-returning layer has, and the values, drawing the same random numbers)."""
+        devices = sorted({t.device.index or 0 for t in pytree.tree_leaves(values)
+                          if isinstance(t, torch.Tensor) and t.device.type == "cuda"})
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            state = torch.get_rng_state()
+            ours, _ = export.run_head(plan, roots, values)
+            torch.set_rng_state(state)
+            theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
+        return export.matched(plan, ours, theirs)
 
     def cached(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
