@@ -1,0 +1,10 @@
+"""Evaluation metrics of attributions, every perturbation batched, differentiable where defined.
+
+- :func:`infidelity`, :func:`sensitivity_max`: Captum 0.9's definitions and signatures.
+- :func:`deletion`, :func:`insertion`: faithfulness curves and their areas.
+- :func:`randomization_check`: Adebayo et al.'s model-parameter randomisation sanity check.
+"""
+from fattr._src.metrics.infidelity import infidelity as infidelity
+from fattr._src.metrics.sensitivity import sensitivity_max as sensitivity_max
+
+__all__ = ["infidelity", "sensitivity_max"]
