@@ -4,7 +4,9 @@
 - :func:`deletion`, :func:`insertion`: faithfulness curves and their areas.
 - :func:`randomization_check`: Adebayo et al.'s model-parameter randomisation sanity check.
 """
+from fattr._src.metrics.curves import deletion as deletion
+from fattr._src.metrics.curves import insertion as insertion
 from fattr._src.metrics.infidelity import infidelity as infidelity
 from fattr._src.metrics.sensitivity import sensitivity_max as sensitivity_max
 
-__all__ = ["infidelity", "sensitivity_max"]
+__all__ = ["deletion", "infidelity", "insertion", "sensitivity_max"]
