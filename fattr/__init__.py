@@ -37,6 +37,7 @@ from fattr._src.paths.expected_gradients import expected_gradients as expected_g
 from fattr._src.paths.guided import guided_integrated_gradients as guided_integrated_gradients
 from fattr._src.paths.idgi import idgi as idgi
 from fattr._src.paths.integrated_hessians import integrated_hessians as integrated_hessians
+from fattr import metrics as metrics  # evaluation metrics: fattr.metrics.infidelity, ...deletion, ...
 
 __version__ = "0.1.0"
 
@@ -83,4 +84,5 @@ __all__ = [
     "guided_integrated_gradients",
     "idgi",
     "integrated_hessians",
+    "metrics",
 ]

@@ -7,6 +7,7 @@
 from fattr._src.metrics.curves import deletion as deletion
 from fattr._src.metrics.curves import insertion as insertion
 from fattr._src.metrics.infidelity import infidelity as infidelity
+from fattr._src.metrics.randomization import randomization_check as randomization_check
 from fattr._src.metrics.sensitivity import sensitivity_max as sensitivity_max
 
-__all__ = ["deletion", "infidelity", "insertion", "sensitivity_max"]
+__all__ = ["deletion", "infidelity", "insertion", "randomization_check", "sensitivity_max"]

@@ -145,7 +145,7 @@ deletion.__doc__ = _DOC.format(
     title="Deletion curve: the output as the most important features are replaced by the baseline.",
     what="deletion", how="replaces by the baseline", first="input itself", last="baseline",
     good="A faithful attribution makes the output fall fast: a low AUC is better.", name="deletion",
-    curve="tensor([[4.5000, 1.5000, -0.5000, -1.0000, 0.0000]])", auc="tensor([0.5625])")
+    curve="tensor([[ 4.5000,  1.5000, -0.5000, -1.0000,  0.0000]])", auc="tensor([0.5625])")
 insertion.__doc__ = _DOC.format(
     title="Insertion curve: the output as the most important features are restored from the baseline.",
     what="insertion", how="restores from the baseline", first="baseline", last="input itself",

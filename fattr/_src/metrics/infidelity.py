@@ -111,10 +111,10 @@ def infidelity(f: Callable[..., Any], perturb_func: Callable[..., Any], inputs: 
                   for a, p in zip(attrs, perturbations))
         assert isinstance(dot, torch.Tensor)
         terms.append((dot, change))
-    dot = torch.cat([t[0] for t in terms], 1)
-    change = torch.cat([t[1] for t in terms], 1).to(dot.dtype)
+    dots = torch.cat([t[0] for t in terms], 1)
+    changes = torch.cat([t[1] for t in terms], 1).to(dots.dtype)
     if normalize:
-        a, b, c = (dot ** 2).sum(1), (dot * change).sum(1), (change ** 2).sum(1)
-        beta = b / torch.where(a == 0, torch.ones_like(a), a)
-        return (beta * beta * a - 2 * beta * b + c) / n_perturb_samples
-    return ((dot - change) ** 2).sum(1) / n_perturb_samples
+        s_aa, s_ab, s_bb = (dots ** 2).sum(1), (dots * changes).sum(1), (changes ** 2).sum(1)
+        beta = s_ab / torch.where(s_aa == 0, torch.ones_like(s_aa), s_aa)
+        return (beta * beta * s_aa - 2 * beta * s_ab + s_bb) / n_perturb_samples
+    return ((dots - changes) ** 2).sum(1) / n_perturb_samples

@@ -60,7 +60,8 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: Any, perturb_f
       >>> x = torch.randn(4, 3)
       >>> fattr.metrics.sensitivity_max(explain, x, target=1, generator=torch.Generator().manual_seed(0)).shape
       torch.Size([4])
-      >>> linear = lambda x, target: fattr.saliency(torch.nn.Linear(3, 2), x, target=target)
+      >>> layer = torch.nn.Linear(3, 2)
+      >>> linear = lambda x, target: fattr.saliency(layer, x, target=target)
       >>> fattr.metrics.sensitivity_max(linear, x, target=1).abs().max() == 0   # constant gradients
       tensor(True)
 
@@ -77,7 +78,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: Any, perturb_f
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
     expl = _flat(explanation_func(inputs, **kwargs), n, "explanation_func(inputs)")
-    norm = torch.norm(expl, p=norm_ord, dim=1)  # type: ignore[arg-type]
+    norm = torch.norm(expl, p=norm_ord, dim=1)
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)
 
     best: Optional[torch.Tensor] = None
@@ -101,7 +102,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: Any, perturb_f
         repeated = {name: (repeat_target(v, n, k) if name == "target" else
                            repeat_args(v, n, k) if name in PER_EXAMPLE else v) for name, v in kwargs.items()}
         expl_p = _flat(explanation_func(perturbed, **repeated), n * k, "explanation_func(perturbed inputs)")
-        change = torch.norm(expl.repeat_interleave(k, dim=0) - expl_p, p=norm_ord, dim=1)  # type: ignore[arg-type]
+        change = torch.norm(expl.repeat_interleave(k, dim=0) - expl_p, p=norm_ord, dim=1)
         worst = (change / norm.repeat_interleave(k, dim=0)).reshape(n, k).amax(1)
         best = worst if best is None else torch.maximum(best, worst)
     assert best is not None  # n_perturb_samples >= 1

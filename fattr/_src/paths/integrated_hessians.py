@@ -46,7 +46,7 @@ def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch
     def total(r: torch.Tensor) -> torch.Tensor:
         return target.select(call(f, (r,), args), n_rows).sum()
 
-    g, pullback = torch.func.vjp(torch.func.grad(total), rows)
+    g, pullback = torch.func.vjp(torch.func.grad(total), rows)[:2]
     (hv,) = torch.func.vmap(pullback)(tangents)
     return g, hv
 
@@ -96,8 +96,8 @@ def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = Non
       tensor([[0.5000, 0.5000, 0.0000],
               [0.5000, 0.5000, 0.0000],
               [0.0000, 0.0000, 3.0000]], dtype=torch.float64)
-      >>> gamma[0].sum(1)        # the rows sum to the IG attributions, the whole to f(x) - f(0)
-      tensor([1., 1., 3.], dtype=torch.float64)
+      >>> [round(v, 12) for v in gamma[0].sum(1).tolist()]  # rows sum to IG, the whole to f(x) - f(0)
+      [1.0, 1.0, 3.0]
 
     References:
       Janizek, Sturmfels, Lee. "Explaining Explanations: Axiomatic Feature Interactions for Deep
