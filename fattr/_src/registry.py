@@ -102,7 +102,7 @@ _SPECS = [
     MethodSpec("expected_gradients", expected_gradients, baselines="distribution", stochastic=True, delta=True,
                options=(("n_samples", 8),)),
     MethodSpec("integrated_hessians", integrated_hessians, baselines="optional", chunked=True, delta=True,
-               output="interactions", options=(("n_steps", 4),)),
+               output="interactions", options=(("n_steps", 3),)),
     MethodSpec("guided_integrated_gradients", guided_integrated_gradients, baselines="optional", delta=True,
                options=(("n_steps", 16),)),
     MethodSpec("blur_integrated_gradients", blur_integrated_gradients, chunked=True, delta=True, images=True,
