@@ -200,3 +200,23 @@ def test_metrics_docstring_examples():
             runner.run(test)
             attempted += len(test.examples)
     assert attempted >= 5 * 3 and runner.failures == 0, runner.summarize()
+
+
+def test_demo_metrics_table_rows_only_for_pixel_shaped_attributions():
+    from types import SimpleNamespace
+
+    from fattr.demo.attribute import Outcome
+    from fattr.demo.metrics import table
+
+    cnn = make_cnn(seed=22)
+    x = randn(3, 2, 6, 6, seed=23)
+    y = torch.tensor([0, 1, 2])
+    spec = SimpleNamespace(layer=False)
+    outcomes = [Outcome("integrated_gradients", spec, attributions=fattr.integrated_gradients(cnn, x, target=y)),
+                Outcome("a_layer_map", spec, attributions=torch.zeros(3, 4, 2, 2)),
+                Outcome("broken", spec, error="ValueError: boom")]
+    text = table(cnn, x, y, outcomes, seed=0)
+    rows = text.splitlines()
+    assert len(rows) == 3 and rows[2].startswith("| `integrated_gradients` |")
+    _, auc = fattr.metrics.deletion(cnn, x, outcomes[0].attributions, target=y, n_steps=16)
+    assert f"| {float(auc.mean()):.2f} |" in rows[2]
