@@ -265,3 +265,25 @@ def test_blur_ig_refuses_vectors_and_bad_velocity():
         fattr.blur_integrated_gradients(make_mlp(), randn(2, 5), target=0)
     with pytest.raises(ValueError, match="velocity: expected one of 'difference', 'exact'"):
         fattr.blur_integrated_gradients(make_cnn(), randn(1, 2, 6, 6), target=0, velocity="forward")
+
+
+def test_expected_gradients_and_captums_gradient_shap_estimate_the_same_expectation():
+    """Captum has no expected gradients by name; its GradientShap with stdevs=0 is the same estimator, drawing from
+    the global RNG: both estimates must lie within Monte Carlo error of the quadrature expectation."""
+    captum_attr = pytest.importorskip("captum.attr")
+    net = make_mlp(n_in=4, seed=24)
+    x, refs = randn(2, 4, seed=25), randn(3, 4, seed=26)
+    n_samples = 20000
+    exact = torch.stack([fattr.integrated_gradients(net, x, refs[m:m + 1], 64, target=0) for m in range(3)]).mean(0)
+    ours = fattr.expected_gradients(net, x, refs, n_samples, target=0, generator=torch.Generator().manual_seed(5))
+    state, np_state = torch.get_rng_state(), np.random.get_state()
+    torch.manual_seed(5)  # Captum draws from the global torch and numpy RNGs: seed them, then restore them
+    np.random.seed(5)
+    try:
+        theirs = captum_attr.GradientShap(net).attribute(x, refs, n_samples=n_samples, stdevs=0.0, target=0)
+    finally:
+        torch.set_rng_state(state)
+        np.random.set_state(np_state)
+    tol = 5 * float(exact.abs().max()) / math.sqrt(n_samples)
+    torch.testing.assert_close(ours.detach(), exact.detach(), rtol=0, atol=tol)
+    torch.testing.assert_close(theirs.detach(), exact.detach(), rtol=0, atol=tol)
