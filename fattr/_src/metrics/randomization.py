@@ -34,7 +34,9 @@ def _reinitialise(module: nn.Module, generator: torch.Generator) -> None:
     reset = getattr(module, "reset_parameters", None)
     if callable(reset):
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed reseeds every CUDA device too: fork (and so restore) all the initialised ones
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
             reset()
         return
