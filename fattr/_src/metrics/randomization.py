@@ -34,10 +34,12 @@ def _reinitialise(module: nn.Module, generator: torch.Generator) -> None:
     reset = getattr(module, "reset_parameters", None)
     if callable(reset):
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
-        # manual_seed reseeds every CUDA device too: fork (and so restore) all the initialised ones
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
+        cuda = sorted({p.device.index if p.device.index is not None else torch.cuda.current_device()
+                       for p in module.parameters() if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):  # the generators reset() draws from, restored after
+            torch.default_generator.manual_seed(seed)  # not torch.manual_seed: it would queue CUDA seeds too
+            for index in cuda:
+                torch.cuda.default_generators[index].manual_seed(seed)
             reset()
         return
     with torch.no_grad():
