@@ -594,6 +594,8 @@ PAIRS: List[Pair] = [
          deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
 ]
 
+from .pairs_research import RESEARCH_PAIRS  # noqa: E402  (the research path methods; its own module)
+PAIRS += RESEARCH_PAIRS
 
 def select(names: Optional[List[str]]) -> List[Pair]:
     """Pairs whose row name or registry method name is in ``names`` (all when None)."""
@@ -653,7 +655,7 @@ def expectation(pair: Pair, c: Case, s: Settings) -> torch.Tensor:
     alphas, weights = gauss_legendre(64, c.inputs.device)
     x, b = c.inputs, c.distribution[:1]
     tgt = c.target.repeat(64)
-    if pair.method == "gradient_shap":
+    if pair.method in ("gradient_shap", "expected_gradients"):
         return _wsum(weights, _grad(c.model, _path(x, b, alphas), tgt), x.shape[0]) * (x - b)
     head, tail = head_tail(c.model, c.layer)
     cb = dataclasses.replace(c, baselines=b)

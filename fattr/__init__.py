@@ -32,6 +32,13 @@ from fattr._src.deeplift.deeplift import deeplift as deeplift
 from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
 from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
 from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
+# research path methods on the path engine
+from fattr._src.paths.blur import blur_integrated_gradients as blur_integrated_gradients
+from fattr._src.paths.expected_gradients import expected_gradients as expected_gradients
+from fattr._src.paths.guided import guided_integrated_gradients as guided_integrated_gradients
+from fattr._src.paths.idgi import idgi as idgi
+from fattr._src.paths.integrated_hessians import integrated_hessians as integrated_hessians
+from fattr import metrics as metrics  # evaluation metrics: fattr.metrics.infidelity, ...deletion, ...
 
 __version__ = "0.1.0"
 
@@ -73,4 +80,11 @@ __all__ = [
     "deeplift_shap",
     "layer_deeplift",
     "layer_deeplift_shap",
+    # research path methods on the path engine
+    "blur_integrated_gradients",
+    "expected_gradients",
+    "guided_integrated_gradients",
+    "idgi",
+    "integrated_hessians",
+    "metrics",
 ]

@@ -9,6 +9,7 @@ layer (against finite differences), and thread safety.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 
 import numpy as np
@@ -59,8 +60,31 @@ def data():
     return x, dist
 
 
+class AsImages(nn.Module):
+    """``model`` on images: each input ``(N, k)`` arrives as ``(N, 1, h, w)`` and is flattened back."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(model.training)
+
+    def forward(self, *xs):
+        return self.model(*(x.flatten(1) for x in xs))
+
+
+def _image(x):
+    k = x.shape[1]
+    return x.reshape(x.shape[0], 1, 2 if k % 2 == 0 and k > 2 else 1, -1)
+
+
 def call(spec, model, x, *, dist=None, seed=0, layer="body.1", **extra):
-    """Call any registered method the same way."""
+    """Call any registered method the same way (an images-only method sees the vectors as images)."""
+    if spec.images:
+        shapes = [t.shape for t in (x if isinstance(x, tuple) else (x,))]
+        x = tuple(_image(t) for t in x) if isinstance(x, tuple) else _image(x)
+        out = call(dataclasses.replace(spec, images=False), AsImages(model), x, dist=dist, seed=seed, layer=layer,
+                   **extra)
+        return tuple(o.reshape(s) for o, s in zip(out, shapes)) if isinstance(x, tuple) else out.reshape(shapes[0])
     kwargs = dict(spec.options)
     if spec.targeted:
         kwargs["target"] = [0, 1, 2, 0][: x.shape[0]] if isinstance(x, torch.Tensor) else 1
@@ -110,11 +134,13 @@ def test_structure(name):
     for t in leaves(out):
         assert t.shape[0] == N and t.dtype == torch.float64
         assert torch.isfinite(t).all()
-    if not spec.layer:
+    if spec.output == "interactions":
+        assert isinstance(out, torch.Tensor) and out.shape == x.shape + x.shape[1:]
+    elif not spec.layer:
         assert isinstance(out, torch.Tensor) and out.shape == x.shape
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not SPECS[n].layer])
+@pytest.mark.parametrize("name", [n for n in NAMES if not SPECS[n].layer and SPECS[n].output == "inputs"])
 def test_tuple_inputs_give_tuple_attributions(name):
     spec = SPECS[name]
     torch.manual_seed(0)

@@ -23,6 +23,12 @@ from .layer.integrated import internal_influence, layer_conductance, layer_integ
 # DeepLift (rescale rule by function interception)
 from .deeplift.deeplift import deeplift, deeplift_shap
 from .deeplift.layer import layer_deeplift, layer_deeplift_shap
+# research path methods on the path engine
+from .paths.blur import blur_integrated_gradients
+from .paths.expected_gradients import expected_gradients
+from .paths.guided import guided_integrated_gradients
+from .paths.idgi import idgi
+from .paths.integrated_hessians import integrated_hessians
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class MethodSpec:
       targeted: takes ``target=``.
       needs_module: ``f`` must be an ``nn.Module`` (not any callable).
       options: extra keyword arguments used when calling it generically.
+      images: takes images only (inputs with spatial axes, ``(B, C, H, W)``).
+      output: ``"inputs"`` (attributions shaped like the inputs, or like the layer) or
+        ``"interactions"`` (``(B, *S, *S)`` pairs of features, one tensor input only).
     """
 
     name: str
@@ -53,6 +62,8 @@ class MethodSpec:
     targeted: bool = True
     needs_module: bool = False
     options: Tuple[Tuple[str, Any], ...] = ()
+    images: bool = False
+    output: str = "inputs"
 
 
 smoothgrad = noise_tunnel(saliency, kind="smoothgrad", n_samples=8, stdevs=0.1)
@@ -83,6 +94,16 @@ _SPECS = [
     MethodSpec("deeplift_shap", deeplift_shap, baselines="distribution", delta=True),
     MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True),
     MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True),
+    # research path methods on the path engine
+    MethodSpec("idgi", idgi, baselines="optional", chunked=True, delta=True, options=(("n_steps", 16),)),
+    MethodSpec("expected_gradients", expected_gradients, baselines="distribution", stochastic=True, delta=True,
+               options=(("n_samples", 8),)),
+    MethodSpec("integrated_hessians", integrated_hessians, baselines="optional", chunked=True, delta=True,
+               output="interactions", options=(("n_steps", 3),)),
+    MethodSpec("guided_integrated_gradients", guided_integrated_gradients, baselines="optional", delta=True,
+               options=(("n_steps", 16),)),
+    MethodSpec("blur_integrated_gradients", blur_integrated_gradients, chunked=True, delta=True, images=True,
+               options=(("n_steps", 16), ("max_sigma", 2.0))),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

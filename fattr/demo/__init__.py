@@ -8,7 +8,9 @@
 3. trains a second copy with an attribution prior: a penalty on the integrated
    gradients outside the central region of the image, backpropagated through
    ``fattr.integrated_gradients`` in the training loop;
-4. writes ``attributions.png``, ``prior.png`` and ``report.md`` to ``--out``.
+4. scores every input-space method's attributions with ``fattr.metrics`` (deletion and insertion
+   AUC, infidelity), a table in the report;
+5. writes ``attributions.png``, ``prior.png`` and ``report.md`` to ``--out``.
 
 Needs the ``demo`` extra (matplotlib, scikit-learn): ``pip install 'fattr[demo]'``
 or ``make demo``. Every random draw comes from explicit seeds, so runs repeat.

@@ -59,7 +59,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
 
     import fattr
 
-    from . import captum_ref, figures, prior, report
+    from . import captum_ref, figures, metrics, prior, report
     from .attribute import run_all
     from .data import load, one_per_class
     from .model import LAYER, make_model
@@ -116,6 +116,9 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
     log(f"attribution prior: border share {result.plain_share:.1%} -> {result.prior_share:.1%}, "
         f"accuracy {result.plain_accuracy:.1%} -> {result.prior_accuracy:.1%}")
 
+    log("evaluating the attributions (deletion, insertion, infidelity)")
+    metrics_table = metrics.table(model, x, y, outcomes, seed + 5)
+
     log("drawing")
     figures.attributions_png(out / "attributions.png", x, y, predictions, outcomes, LAYER)
     with torch.no_grad():
@@ -125,7 +128,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
     report.write(out / "report.md", quick=quick, seed=seed, accuracy=accuracy, train_seconds=train_seconds,
                  epochs=epochs, n_digits=x.shape[0], outcomes=outcomes, comparisons=comparisons, captum=captum,
                  layer=LAYER, prior=result, prior_epochs=prior_epochs, total_seconds=time.perf_counter() - start,
-                 repeats=repeats)
+                 repeats=repeats, metrics=metrics_table)
     log(f"wrote {out / 'attributions.png'}, {out / 'prior.png'}, {out / 'report.md'}")
     failed = [o for o in outcomes if o.error is not None]
     if failed:

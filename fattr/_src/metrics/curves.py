@@ -1,0 +1,153 @@
+"""Deletion and insertion curves (Petsiuk et al., BMVC 2018): faithfulness of an attribution order.
+
+The features are ranked by their attribution, highest first; the curve is the model's output as
+they are replaced by the baseline (deletion) or restored from it (insertion), a share of the
+features at a time. All points of all examples go through ``f`` in one call.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import torch
+
+from .. import structure
+from ..arguments import as_args, tile_args
+from ..baselines import format_baselines
+from ..errors import check_callable, check_positive_int, fail
+from ..gradients import outputs
+from ..targets import as_target
+
+
+def _feature_ids(feature_mask: Any, xs: structure.Tensors, was_tuple: bool) -> Tuple[torch.Tensor, int]:
+    """``(1 or B, D)`` feature id of every element (all inputs' elements side by side), ids ``0..F-1``."""
+    n = xs[0].shape[0]
+    if feature_mask is None:
+        total = sum(x[0].numel() for x in xs)
+        return torch.arange(total, device=xs[0].device).reshape(1, total), total
+    masks = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
+    if len(masks) != len(xs) or isinstance(feature_mask, tuple) != was_tuple:
+        fail("feature_mask", f"one integer tensor per input ({len(xs)})", feature_mask, kind=TypeError)
+    flat = []
+    batch = 1
+    for i, (m, x) in enumerate(zip(masks, xs)):
+        name = f"feature_mask[{i}]" if was_tuple else "feature_mask"
+        if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
+            fail(name, "an integer tensor (one feature id per input element)", m, kind=TypeError)
+        rows = m.shape[0] if m.dim() == x.dim() else 1
+        try:
+            m = torch.broadcast_to(m, (rows,) + tuple(x.shape[1:]))
+        except RuntimeError:
+            rows = -1
+        if rows not in (1, n):
+            fail(name, f"an integer tensor broadcastable to {tuple(x.shape)} (batch 1 or {n})", m)
+        batch = max(batch, rows)
+        flat.append(m.to(xs[0].device))
+    ids = torch.cat([m.expand((batch,) + tuple(m.shape[1:])).reshape(batch, -1) for m in flat], 1)
+    _, dense = torch.unique(ids, return_inverse=True)  # ids 0..F-1 in increasing order of the user's ids
+    return dense.reshape(ids.shape), int(dense.max()) + 1
+
+
+def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any, args: Any, kwargs: Any,
+           baselines: Any, n_steps: int, feature_mask: Any, delete: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    check_callable("f", f)
+    xs, was_tuple = structure.as_tuple(inputs)
+    attrs, attr_tuple = structure.as_tuple(attributions, "attributions")
+    if attr_tuple != was_tuple or len(attrs) != len(xs):
+        fail("attributions", f"the structure of inputs ({len(xs)} tensor(s))", attributions)
+    for i, (a, x) in enumerate(zip(attrs, xs)):
+        if a.shape != x.shape:
+            fail(f"attributions[{i}]" if was_tuple else "attributions", f"shape {tuple(x.shape)} like the input", a)
+    n_steps = check_positive_int("n_steps", n_steps)
+    bases = format_baselines(baselines, xs)
+    n, device = xs[0].shape[0], xs[0].device
+    args = as_args(args, kwargs)
+    tgt = as_target(target, n, device)
+    ids, n_features = _feature_ids(feature_mask, xs, was_tuple)
+    ids = ids.expand(n, -1)
+    with torch.no_grad():  # the order is a discrete choice: no gradient flows through it
+        scores = torch.zeros(n, n_features, dtype=torch.float64, device=device)
+        scores.scatter_add_(1, ids, torch.cat([a.reshape(n, -1) for a in attrs], 1).to(torch.float64))
+        order = torch.argsort(-scores, dim=1, stable=True)  # highest first, ties by feature index
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_features, device=device).expand(n, -1))
+        element_rank = rank.gather(1, ids)  # (B, D): the rank of each element's feature
+    counts = torch.tensor([(k * n_features) // n_steps for k in range(n_steps + 1)], device=device)
+    changed = element_rank.unsqueeze(0) < counts.reshape(-1, 1, 1)  # (K, B, D): features moved at point k
+    if not delete:
+        changed = ~changed
+    rows = []
+    start = 0
+    for x, b in zip(xs, bases):
+        size = x[0].numel()
+        mask = changed[:, :, start:start + size].reshape((n_steps + 1,) + tuple(x.shape))
+        rows.append(structure.fold(torch.where(mask, b.expand_as(x).unsqueeze(0), x.unsqueeze(0))))
+        start += size
+    k = n_steps + 1
+    curve = outputs(f, tuple(rows), tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
+    auc = (curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / n_steps
+    return curve, auc
+
+
+_DOC = """{title}
+
+    Features are ranked by their attribution, highest (most positive) first (a ``feature_mask``
+    group by the sum of its elements' attributions; ties by feature index). Point ``k`` of the curve
+    ({what}) {how} the first ``floor(k * F / n_steps)`` of the ``F`` features, so point 0 is the
+    {first} and point ``n_steps`` the {last}. The curve is the selected output of ``f`` (what
+    ``target`` selects: logits if ``f`` returns logits); ``auc`` is its area over [0, 1] by the
+    trapezoid rule. {good} All ``(n_steps + 1) * B`` points go through ``f`` in one call; the
+    curve is differentiable with respect to what ``f`` depends on (not through the order).
+
+    Args:
+      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
+      inputs: a tensor ``(B, ...)`` or a tuple of them (features of all inputs ranked together).
+      attributions: shaped like ``inputs``.
+      target, args, kwargs: as in :func:`fattr.integrated_gradients`.
+      baselines: the value of a removed feature: a number, a tensor or a tuple (baseline grammar).
+      n_steps: points after the first (``n_steps + 1`` in all).
+      feature_mask: None (every element a feature), or integer group ids broadcastable to each
+        input (a tuple for tuple inputs; ids shared across inputs form one feature).
+
+    Returns:
+      ``(curve, auc)``: ``(B, n_steps + 1)`` and ``(B,)``.
+
+    Example:
+      >>> import torch, fattr
+      >>> w = torch.tensor([3.0, -1.0, 2.0, 0.5])
+      >>> f = lambda x: x @ w
+      >>> x = torch.ones(1, 4)
+      >>> curve, auc = fattr.metrics.{name}(f, x, x * w, n_steps=4)
+      >>> curve
+      {curve}
+      >>> auc
+      {auc}
+
+    References:
+      Petsiuk, Das, Saenko. "RISE: Randomized Input Sampling for Explanation of Black-box Models".
+      BMVC 2018.
+    """
+
+
+def deletion(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any = None, args: Any = (),
+             kwargs: Any = None, baselines: Any = 0.0, n_steps: int = 20,
+             feature_mask: Optional[Any] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    return _curve(f, inputs, attributions, target=target, args=args, kwargs=kwargs, baselines=baselines,
+                  n_steps=n_steps, feature_mask=feature_mask, delete=True)
+
+
+def insertion(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any = None, args: Any = (),
+              kwargs: Any = None, baselines: Any = 0.0, n_steps: int = 20,
+              feature_mask: Optional[Any] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    return _curve(f, inputs, attributions, target=target, args=args, kwargs=kwargs, baselines=baselines,
+                  n_steps=n_steps, feature_mask=feature_mask, delete=False)
+
+
+deletion.__doc__ = _DOC.format(
+    title="Deletion curve: the output as the most important features are replaced by the baseline.",
+    what="deletion", how="replaces by the baseline", first="input itself", last="baseline",
+    good="A faithful attribution makes the output fall fast: a low AUC is better.", name="deletion",
+    curve="tensor([[ 4.5000,  1.5000, -0.5000, -1.0000,  0.0000]])", auc="tensor([0.5625])")
+insertion.__doc__ = _DOC.format(
+    title="Insertion curve: the output as the most important features are restored from the baseline.",
+    what="insertion", how="restores from the baseline", first="baseline", last="input itself",
+    good="A faithful attribution makes the output rise fast: a high AUC is better.", name="insertion",
+    curve="tensor([[0.0000, 3.0000, 5.0000, 5.5000, 4.5000]])", auc="tensor([3.9375])")

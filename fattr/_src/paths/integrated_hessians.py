@@ -1,0 +1,161 @@
+"""Integrated Hessians (Janizek et al., JMLR 2021): integrated gradients applied to integrated
+gradients, giving pairwise feature interactions that sum to the IG attributions."""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import torch
+
+from .. import structure
+from ..arguments import as_args, tile_args
+from ..baselines import format_baselines
+from ..calling import call
+from ..errors import check_callable, check_optional_positive_int, fail
+from ..path import accumulation_dtype
+from ..quadrature import Method, quadrature
+from ..targets import Target, as_target
+
+
+def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
+    """``(M, 1 or B, *S)`` indicators of the mask's groups, in increasing id order."""
+    if not isinstance(feature_mask, torch.Tensor):
+        fail("feature_mask", "None or an integer tensor", feature_mask, kind=TypeError)
+    if feature_mask.dtype.is_floating_point or feature_mask.dtype.is_complex or feature_mask.dtype == torch.bool:
+        fail("feature_mask", "an integer tensor (one group id per input element)", feature_mask, kind=TypeError)
+    try:
+        mask = torch.broadcast_to(feature_mask.to(x.device), (feature_mask.shape[0] if feature_mask.dim() == x.dim()
+                                                              else 1,) + tuple(x.shape[1:]))
+    except RuntimeError:
+        mask = None
+    if mask is None or mask.shape[0] not in (1, x.shape[0]):
+        fail("feature_mask", f"an integer tensor broadcastable to {tuple(x.shape)} (batch 1 or {x.shape[0]})",
+             feature_mask)
+    ids = torch.unique(mask)
+    return (mask.unsqueeze(0) == ids.reshape((-1,) + (1,) * mask.dim())).to(x.dtype)
+
+
+def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch.Tensor, target: Target,
+                      args: Tuple[Any, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The per-row gradient ``g`` of the selected output, and ``H v`` for each ``v`` in ``tangents`` (M, R, ...).
+
+    Reverse over reverse (``vjp`` of ``grad``, vmapped over the tangents; the Hessian is symmetric):
+    unlike ``jvp`` it keeps no process-global forward-AD state, so calls in threads stay independent.
+    """
+    n_rows = rows.shape[0]
+
+    def total(r: torch.Tensor) -> torch.Tensor:
+        return target.select(call(f, (r,), args), n_rows).sum()
+
+    g, pullback = torch.func.vjp(torch.func.grad(total), rows)[:2]
+    (hv,) = torch.func.vmap(pullback)(tangents)
+    return g, hv
+
+
+def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 16,
+                        method: Method = "gausslegendre", *, feature_mask: Any = None, target: Any = None,
+                        args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
+                        return_delta: bool = False):
+    """Integrated Hessians (Janizek, Sturmfels & Lee, JMLR 2021): pairwise feature interactions.
+
+    Integrated gradients of the integrated gradients: with ``d = x - b`` and ``H`` the Hessian of
+    the selected output,::
+
+        G_ij = d_i d_j  int_0^1 int_0^1 a c H_ij(b + a c d) da dc
+               + [i == j] d_i int_0^1 int_0^1 df/dx_i(b + a c d) da dc
+
+    ``sum_j G_ij`` is the IG attribution of feature ``i`` and ``sum_ij G_ij = f(x) - f(b)`` (up to
+    quadrature error); ``G`` is symmetric. Both integrals use the tensor product of the 1-D rule
+    ``method`` with itself (``n_steps ** 2`` points). Hessian-vector products come from
+    ``torch.func`` (``vjp`` of ``grad``, vmapped over one direction per feature or group), for all
+    points of all examples in one batched pass (``chunk_size`` points at a time).
+
+    Args:
+      f: callable ``f(x, *args)`` returning a tensor with examples along dim 0; twice differentiable
+        (with ReLU networks the Hessian term vanishes almost everywhere: use a smooth activation).
+      inputs: one tensor ``(B, *S)`` (tuples of inputs are not supported).
+      baselines: as in :func:`fattr.integrated_gradients` (None: zeros).
+      n_steps: nodes of the 1-D rule (>= 1).
+      method: quadrature rule, as in :func:`fattr.integrated_gradients`.
+      feature_mask: None (every element its own feature), or an integer tensor broadcastable to the
+        input (batch 1 or B) giving each element a group id: interactions between the ``M``
+        groups, in increasing id order (the same ids for every example).
+      target, args, kwargs: as in :func:`fattr.integrated_gradients`.
+      chunk_size: evaluate at most this many points (each a batch of B rows) at once.
+      return_delta: also return ``sum(G) - (f(x) - f(b))`` per example.
+
+    Returns:
+      Interactions of shape ``(B, *S, *S)``, or ``(B, M, M)`` with a ``feature_mask``; with
+      ``return_delta``, ``(interactions, delta)``.
+
+    Example:
+      >>> import torch, fattr
+      >>> f = lambda x: x[:, 0] * x[:, 1] + x[:, 2]
+      >>> x = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+      >>> gamma = fattr.integrated_hessians(f, x, n_steps=4)
+      >>> gamma[0]               # x0 * x1 = 2: half main effects, half their interaction
+      tensor([[0.5000, 0.5000, 0.0000],
+              [0.5000, 0.5000, 0.0000],
+              [0.0000, 0.0000, 3.0000]], dtype=torch.float64)
+      >>> [round(v, 12) for v in gamma[0].sum(1).tolist()]  # rows sum to IG, the whole to f(x) - f(0)
+      [1.0, 1.0, 3.0]
+
+    References:
+      Janizek, Sturmfels, Lee. "Explaining Explanations: Axiomatic Feature Interactions for Deep
+      Networks". JMLR 22(104), 2021.
+    """
+    check_callable("f", f)
+    if isinstance(inputs, tuple):
+        fail("inputs", "one tensor (integrated_hessians does not take tuples of inputs)", inputs, kind=TypeError)
+    (x,), _ = structure.as_tuple(inputs)
+    chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    (base,) = format_baselines(baselines, (x,))
+    n, device, shape = x.shape[0], x.device, tuple(x.shape[1:])
+    args = as_args(args, kwargs)
+    tgt = as_target(target, n, device)
+    a, w = quadrature(method, n_steps, device=device)
+    t, wt = (a[:, None] * a[None, :]).reshape(-1), (w[:, None] * w[None, :]).reshape(-1)
+    d = x - base
+    acc = accumulation_dtype(x.dtype)
+    n_feat = x[0].numel()
+    if feature_mask is None:
+        groups = torch.eye(n_feat, dtype=x.dtype, device=device).reshape((n_feat, 1) + shape)
+    else:
+        groups = _groups(feature_mask, x)
+    tangents = groups * d  # (M, B, *S): the direction d restricted to each feature or group
+    m = tangents.shape[0]
+
+    grad_sum: Optional[torch.Tensor] = None
+    hess_sum: Optional[torch.Tensor] = None
+    step = t.shape[0] if chunk_size is None else chunk_size
+    for start in range(0, t.shape[0], step):
+        tk, wk = t[start:start + step], wt[start:start + step]
+        k = tk.shape[0]
+        rows = structure.fold(torch.addcmul(base, tk.to(x.dtype).reshape((-1,) + (1,) * x.dim()), d))
+        tiled = tangents.unsqueeze(1).expand((m, k, n) + shape).reshape((m, k * n) + shape)
+        g, hv = _hessian_products(f, rows, tiled, tgt.tile(k), tile_args(args, n, k))
+        g = torch.tensordot(wk.to(device=device, dtype=acc), structure.unfold(g.to(acc), k), dims=1)
+        hv = torch.tensordot((wk * tk).to(device=device, dtype=acc), hv.to(acc).reshape((m, k, n) + shape),
+                             dims=([0], [1]))
+        grad_sum = g if grad_sum is None else grad_sum + g
+        hess_sum = hv if hess_sum is None else hess_sum + hv
+    assert grad_sum is not None and hess_sum is not None  # at least one node
+    dd = d.to(acc).reshape(n, n_feat)
+    main = (dd * grad_sum.reshape(n, n_feat))  # (B, D): d_i * int int df/dx_i
+    pairs = dd.unsqueeze(-1) * hess_sum.reshape(m, n, n_feat).permute(1, 2, 0)  # (B, D, M): d_i (H v_m)_i
+    if feature_mask is None:
+        gamma = (pairs + torch.diag_embed(main)).reshape((n,) + shape + shape)
+    else:
+        member = groups.to(acc).reshape(m, -1, n_feat).expand(m, n, n_feat)  # (M, B, D)
+        gamma = torch.einsum("gbi,bih->bgh", member, pairs) + torch.diag_embed(torch.einsum("gbi,bi->bg", member, main))
+    gamma = gamma.to(x.dtype)
+    if not return_delta:
+        return gamma
+    return gamma, gamma.reshape(n, -1).to(torch.float64).sum(1) - _change(f, x, base, tgt, args)
+
+
+def _change(f: Callable[..., Any], x: torch.Tensor, base: torch.Tensor, tgt: Target,
+            args: Tuple[Any, ...]) -> torch.Tensor:
+    """``f(x) - f(b)`` at the target, per example, in float64."""
+    n = x.shape[0]
+    out = tgt.tile(2).select(call(f, (torch.cat([x, base.expand_as(x)]),), tile_args(args, n, 2)), 2 * n)
+    return (out[:n] - out[n:]).to(torch.float64)
