@@ -68,8 +68,8 @@ class AsImages(nn.Module):
         self.model = model
         self.train(model.training)
 
-    def forward(self, *xs):
-        return self.model(*(x.flatten(1) for x in xs))
+    def forward(self, *xs, **kwargs):
+        return self.model(*(x.flatten(1) for x in xs), **kwargs)
 
 
 def _image(x):
