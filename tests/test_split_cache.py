@@ -2,7 +2,7 @@
 
 Every layer method builds a split per call; the traced partition is cached per
 (model, layers, ``attribute_to_layer_input``, specialisation) and reused while
-:func:`fattr._src.layer.graph.fingerprint` is unchanged. These tests count the
+:func:`fattr._src.layer.fingerprint.fingerprint` is unchanged. These tests count the
 calls to ``graph.plan`` (the trace), compare cached results bit for bit with
 uncached ones (the fingerprint made to raise ``Uncacheable``: every split traces
 afresh, as before the cache), and show for each mutation that a stale plan would
@@ -23,7 +23,7 @@ from torch import nn
 
 import fattr
 from conftest import _init, randn
-from fattr._src.layer import graph, split
+from fattr._src.layer import fingerprint, graph, split
 from test_layer_captum import TwoInputs, UntraceableResNet, make_resnet
 
 
@@ -97,16 +97,16 @@ def plans(monkeypatch: pytest.MonkeyPatch) -> List[int]:
 
 def uncached(f: Callable[[], Any]) -> Any:
     """``f()`` with the shared cache bypassed: every split traces afresh (the behaviour before the cache)."""
-    real = graph.fingerprint
+    real = fingerprint.fingerprint
 
     def refuse(model: nn.Module, layers: Any) -> Any:
-        raise graph.Uncacheable("test")
+        raise fingerprint.Uncacheable("test")
 
-    graph.fingerprint = refuse
+    fingerprint.fingerprint = refuse
     try:
         return f()
     finally:
-        graph.fingerprint = real
+        fingerprint.fingerprint = real
 
 
 def _equal(a: Any, b: Any) -> None:
@@ -281,7 +281,7 @@ def test_changes_to_the_model_retrace_and_give_correct_results(name: str, plans:
 
     # the control: with a fingerprint that never changes, the stale plan is wrong
     fresh = make_net()
-    monkeypatch.setattr(graph, "fingerprint", lambda m, layers: ())
+    monkeypatch.setattr(fingerprint, "fingerprint", lambda m, layers: ())
     lig(fresh)
     mutate(fresh)
     head, tail = fattr.split(fresh, "inner.layer")
@@ -357,8 +357,8 @@ def test_unsummarisable_attributes_are_not_cached(plans: List[int]) -> None:
     """An object fattr cannot summarise (no attributes to read): no sharing, every call traces."""
     model = make_net()
     model.inner.state = object()
-    with pytest.raises(graph.Uncacheable):
-        graph.fingerprint(model, [model.inner.layer])
+    with pytest.raises(fingerprint.Uncacheable):
+        fingerprint.fingerprint(model, [model.inner.layer])
     lig(model)
     lig(model)
     assert len(plans) == 2 and id(model) not in split._plans

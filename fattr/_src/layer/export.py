@@ -25,12 +25,11 @@ work; buffer updates recorded by the export (BatchNorm in training mode) are not
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import threading
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import fx, nn
@@ -38,9 +37,7 @@ from torch.fx.node import Node
 from torch.utils import _pytree as pytree
 
 from ..arguments import unpack
-from ..calling import modules_of
-from . import graph
-from .graph import Untraceable
+from .capture import Untraceable, attributes_kept
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
 
@@ -122,7 +119,7 @@ def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], f
     dynamic = (tuple({0: batch} if b else None for b in batched),)
     ep = None
     for preserve in (tuple(fqns), ()):  # the layers' calls kept whole if their arguments allow it
-        with graph.attributes_kept(root.modules()), warnings.catch_warnings():
+        with attributes_kept(root.modules()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the export's own advice (register_buffer, deprecations)
             try:
                 ep = torch.export.export(root, examples, strict=False, dynamic_shapes=dynamic,
@@ -314,27 +311,6 @@ def qualified_names(roots: Sequence[nn.Module], layers: Sequence[nn.Module]) -> 
             return None
         names.append(found)
     return tuple(names)
-
-
-def fingerprint(f: Any, roots: Sequence[nn.Module]) -> Hashable:
-    """What an export of ``f`` reads from its modules (every module's forward is traced)."""
-    return tuple(graph.fingerprint(root, (), everything=True) for root in roots)
-
-
-def code_key(f: Any) -> Hashable:
-    """``f``'s identity for the cache: a module by its fingerprint (None here); a function by its code
-    and what its closure holds, so that a lambda made anew for every call shares its plans."""
-    if isinstance(f, nn.Module):
-        return None
-    code = getattr(f, "__code__", None)
-    if code is None:
-        return graph.Same(f)
-    try:
-        cells = tuple(c.cell_contents for c in (getattr(f, "__closure__", None) or ()))
-        return (graph.Same(code), graph.summary((cells, getattr(f, "__defaults__", None),
-                                                  getattr(f, "__kwdefaults__", None))))
-    except (graph.Uncacheable, ValueError):
-        return graph.Same(f)
 
 
 class Shared:

@@ -17,7 +17,7 @@ nodes are partitioned:
 Head and tail evaluate their nodes against the *live* model passed to them
 (submodules and parameters are looked up at call time, so
 ``torch.func.functional_call`` and parameter updates are seen); a :class:`Plan`
-holds no reference to the model. :func:`fingerprint` summarises everything the
+holds no reference to the model. :func:`.fingerprint.fingerprint` summarises everything the
 traced graph depends on, so :mod:`.split` can reuse a plan until the model
 changes. Models the graph cannot represent faithfully raise :class:`Untraceable`
 and use :mod:`.substitute` instead.
@@ -26,31 +26,21 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import enum
-import functools
 import inspect
-import numbers
 import operator
-import types
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Set, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
 import torch
 from torch import fx, nn
 from torch.fx.node import Node, map_arg
-from torch.utils import _pytree as pytree
 
-from ..arguments import unpack
-from ..calling import _writes_buffers
+from ..arguments import as_args, unpack
+from ..calling import call
 from ..errors import Shown, fail
 from . import locking
+from .capture import Untraceable, attributes_kept, clone, global_hooks, has_hooks
 from .resolve import registrations
-
-
-class Untraceable(Exception):
-    """The model's graph cannot be used for this split; the reason is the message."""
 
 
 # Shape and metadata queries: recomputed by the tail (they follow its batch size).
@@ -109,22 +99,6 @@ def _ancestors(model: nn.Module, layers: Sequence[nn.Module]) -> Set[int]:
     return ids
 
 
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-def _has_hooks(m: nn.Module) -> bool:
-    return any(len(getattr(m, attr, {})) for attr in _HOOKS)
-
-
-def _global_hook_dicts() -> List[Dict[Any, Any]]:
-    from torch.nn.modules import module as module_mod
-    return [getattr(module_mod, "_global" + attr, {}) for attr in _HOOKS]
-
-
-def _global_hooks() -> bool:
-    return any(len(d) for d in _global_hook_dicts())
-
-
 def trace(model: nn.Module, layers: Sequence[nn.Module],
           concrete: Dict[str, Any]) -> Tuple[fx.Graph, Dict[str, torch.Tensor]]:
     """The graph of ``model`` with every module outside the layers' ancestry as a leaf.
@@ -134,7 +108,7 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     if any(layer is model for layer in layers):
         raise Untraceable("the layer is the model itself")
     ancestors = _ancestors(model, layers)
-    if _global_hooks() or any(_has_hooks(m) for m in model.modules() if id(m) in ancestors):
+    if global_hooks() or any(has_hooks(m) for m in model.modules() if id(m) in ancestors):
         raise Untraceable("hooks are registered on modules whose forward would be traced")
     if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
         raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
@@ -148,173 +122,7 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     return graph, tracer.constants
 
 
-def _same_value(a: Any, b: Any) -> bool:
-    """``a is b``, or equal plain values (not tensors) of one type."""
-    if a is b:
-        return True
-    if type(a) is not type(b) or isinstance(a, (torch.Tensor, nn.Module)):
-        return False
-    try:
-        return bool(a == b)
-    except Exception:  # an object whose comparison fails or is ambiguous
-        return False
-
-
-@contextlib.contextmanager
-def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterator[None]:
-    """Undo whatever a forward sets on ``modules``; with ``strict``, :class:`Untraceable` if it set
-    anything (a traced graph would then not do what the model does)."""
-    saved = [(m, dict(vars(m))) for m in modules]
-    changed = False
-    try:
-        yield
-    finally:
-        for m, before in saved:
-            now = vars(m)
-            if now.keys() != before.keys() or any(not _same_value(now.get(k), v) for k, v in before.items()):
-                changed = True
-            if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
-                now.clear()  # restore the very objects (an export rebuilds equal containers)
-                now.update(before)
-    if changed and strict:
-        raise Untraceable("the model's forward sets module attributes")
-
-
 # ---------------------------------------------------------------------------- fingerprint
-
-class Uncacheable(Exception):
-    """A traced module holds an attribute :func:`fingerprint` cannot summarise (its plans are not shared)."""
-
-
-class Same:
-    """Equal to another ``_Same`` of the same live object; refers to it weakly (never keeps a model alive)."""
-
-    __slots__ = ("_ref", "_id")
-
-    def __init__(self, obj: Any) -> None:
-        self._id = id(obj)
-        try:
-            self._ref: Callable[[], Any] = weakref.ref(obj)
-        except TypeError:
-            owner = getattr(obj, "__self__", None)
-            builtin = isinstance(obj, types.BuiltinFunctionType)
-            if not (builtin and (owner is None or isinstance(owner, types.ModuleType))):
-                raise Uncacheable(f"a {type(obj).__name__} attribute") from None
-            self._ref = lambda: obj  # a builtin function (torch.tanh) holds no model
-
-    def __eq__(self, other: Any) -> bool:
-        if not isinstance(other, Same) or other._id != self._id:
-            return False
-        obj = self._ref()
-        return obj is not None and obj is other._ref()
-
-    def __hash__(self) -> int:
-        return self._id
-
-
-# Attribute values compared by value (with their type: 1, 1.0 and True differ) and by identity.
-_SCALARS = frozenset({bool, int, float, complex, str, bytes, type(None), type(Ellipsis), range, slice,
-                      torch.dtype, torch.device, torch.layout, torch.memory_format})
-_BY_IDENTITY = (torch.Tensor, nn.Module, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
-_CONTAINERS = frozenset({tuple, list, torch.Size, dict, OrderedDict, set, frozenset})
-_MODULE_STATE = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping (summarised separately)
-_MAX_ITEMS = 20000  # attribute values per fingerprint; a model with more is not cached
-_MAX_DEPTH = 8
-
-
-def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, Hashable]] = None) -> Hashable:
-    """A comparable summary of an attribute value holding no strong reference to anything mutable.
-
-    Scalars by value; tensors, modules, classes and functions by identity; containers by content;
-    other objects (a model's config, a ``functools.partial``) by their type and attributes, each
-    summarised once per fingerprint (``memo``).
-    """
-    budget[0] -= 1
-    if budget[0] < 0 or depth > _MAX_DEPTH:
-        raise Uncacheable("too many or too deeply nested attribute values")
-    t = type(v)
-    if t in _SCALARS or isinstance(v, (numbers.Number, enum.Enum)):  # numbers: numpy scalars too
-        return (t, v)
-    if isinstance(v, _BY_IDENTITY):
-        return Same(v)
-    memo = {} if memo is None else memo
-    if t in _CONTAINERS or (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
-        if isinstance(v, dict):
-            return (t, tuple((_value(k, budget, depth + 1, memo), _value(x, budget, depth + 1, memo))
-                             for k, x in v.items()))
-        items = tuple(_value(x, budget, depth + 1, memo) for x in v)
-        return (t, frozenset(items) if isinstance(v, (set, frozenset)) else items)
-    if id(v) in memo:
-        return memo[id(v)]
-    memo[id(v)] = ("cycle", id(v))
-    if isinstance(v, functools.partial):
-        summary: Hashable = (Same(t), _value((v.func, v.args, v.keywords), budget, depth + 1, memo))
-    elif hasattr(v, "__dict__") and not isinstance(v, types.ModuleType):  # by type and content
-        summary = (Same(t), tuple((k, _value(x, budget, depth + 1, memo)) for k, x in vars(v).items()))
-    else:
-        raise Uncacheable(f"a {t.__name__} attribute")
-    memo[id(v)] = summary
-    return summary
-
-
-def summary(value: Any) -> Hashable:
-    """:func:`_value` of one value, with a fresh budget."""
-    return _value(value, [_MAX_ITEMS])
-
-
-def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable]) -> Hashable:
-    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
-    cls = type(m)
-    return (Same(cls), Same(cls.forward), m.training,
-            tuple(tuple(getattr(m, h, ())) for h in _HOOKS),
-            tuple((k, p is None) for k, p in m._parameters.items()),
-            tuple((k, b is None) for k, b in m._buffers.items()),
-            tuple((k, _value(v, budget, 0, memo)) for k, v in vars(m).items() if k not in _MODULE_STATE))
-
-
-def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
-    """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
-
-    It covers the module tree (every registration: name and module identity), each
-    untraced module's ``inplace`` flag (the in-place check reads it), the ids of the
-    global module hooks, and for each traced module (one containing a layer): its
-    class and the class's ``forward``, ``training``, its hooks' ids, which parameters
-    and buffers are ``None``, and every other instance attribute (an instance-level
-    ``forward`` included): scalars by value, containers by content, tensors,
-    modules and functions by identity. Parameter and buffer values are not in it:
-    head and tail read them at call time. Objects are referred to weakly. What
-    the traced code reads from elsewhere (globals, class attributes other than
-    ``forward``, the grad mode) is not covered.
-
-    Raises:
-      Uncacheable: a traced module has an attribute of another type (a mutable
-        object that cannot be summarised), or very many values.
-    """
-    layer_ids = {id(layer) for layer in layers}
-    contains: Dict[int, bool] = {}
-    parts: List[Hashable] = []
-    budget = [_MAX_ITEMS]
-    memo: Dict[int, Hashable] = {}
-
-    def visit(m: nn.Module) -> bool:  # whether m is or contains a layer
-        if id(m) in contains:  # registered twice (or a cycle)
-            return contains[id(m)]
-        contains[id(m)] = False
-        children, traced = [], False
-        for name, child in m._modules.items():
-            children.append((name, None if child is None else Same(child)))
-            if child is not None:
-                traced = visit(child) or traced
-        inplace = m.__dict__.get("inplace", getattr(type(m), "inplace", False)) is True
-        traced = traced or everything
-        parts.append((tuple(children), _traced_state(m, budget, memo) if traced else inplace))
-        contains[id(m)] = traced or id(m) in layer_ids
-        return contains[id(m)]
-
-    visit(model)
-    parts.append(tuple(tuple(d) for d in _global_hook_dicts()))
-    return tuple(parts)
-
 
 _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format)
@@ -517,21 +325,13 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
 
 # ---------------------------------------------------------------------------- evaluation
 
-def clone(value: Any) -> Any:
-    """Copy every tensor in ``value`` (the tail may modify its inputs in place)."""
-    return pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, value)
-
-
 def _same(value: Any) -> Any:
     return value
 
 
 def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
     """``m(*args, **kwargs)`` without writing its buffers (BatchNorm in training mode)."""
-    if _writes_buffers(m):
-        buffers = {name: b.clone() for name, b in m.named_buffers()}
-        return torch.func.functional_call(m, buffers, tuple(args), dict(kwargs), strict=False)
-    return m(*args, **kwargs)
+    return call(m, (), as_args(tuple(args), kwargs))
 
 
 def _fetch(p: Plan, model: nn.Module, target: str) -> Any:

@@ -4,7 +4,7 @@ Tracing and partitioning a model costs milliseconds, more than a layer method on
 a small model, so plans are shared across splits and calls: a process-wide cache
 keyed by the model (referred to weakly: a model is never kept alive by it, and
 nothing is stored on it), the layers, ``attribute_to_layer_input`` and the
-specialisation. Every ``head`` call recomputes :func:`.graph.fingerprint` and
+specialisation. Every ``head`` call recomputes :func:`.fingerprint.fingerprint` and
 retraces when it differs from the plan's (a submodule replaced, ``train()`` /
 ``eval()``, a hook added, a Python attribute such as a flag changed). Parameter
 and buffer values are not part of it: they are read at call time.
@@ -24,7 +24,8 @@ from torch.utils import _pytree as pytree
 from ..errors import check_bool, fail
 from ..arguments import as_args
 from ..calling import modules_of
-from . import export, graph, locking, substitute
+from . import export, fingerprint, graph, locking, substitute
+from .capture import Untraceable
 from .resolve import resolve, resolve_in
 
 
@@ -211,7 +212,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
             return Token(graph.plan(model, layers, labels, to_input, concrete), "", owner, "fx")
-        except graph.Untraceable as e:
+        except Untraceable as e:
             return Token(None, str(e), owner, "substitute")
 
     def make_export(values: Tuple[Any, ...], n: int) -> Token:
@@ -223,7 +224,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         try:
             plan = export.capture(model, roots, values, n, fqns, to_input)
             return Token(_verified(plan, values), "", owner, "export")
-        except graph.Untraceable as e:
+        except Untraceable as e:
             return Token(None, str(e), owner, "substitute")
 
     def _verified(plan: export.Plan, values: Tuple[Any, ...]) -> export.Plan:
@@ -240,8 +241,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
 
     def cached(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
-            fp = export.fingerprint(model, roots) if not is_module else graph.fingerprint(model, layers)
-        except graph.Uncacheable:
+            fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
+        except fingerprint.Uncacheable:
             fp = None
         if fp is None or anchor is None:
             with lock:
@@ -273,7 +274,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             if token.traced:
                 return token
         sig = export.signature(values, n)
-        exported = cached(("export", owner[1], to_input, export.code_key(model), sig), lambda: make_export(values, n))
+        exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n))
         if token is None or exported.traced:
             return exported
         return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute")

@@ -22,7 +22,7 @@ from torch import nn
 from ..calling import call
 from ..errors import Shown, fail
 from ..calling import modules_of
-from .graph import attributes_kept, clone
+from .capture import attributes_kept, clone
 
 _CAPTURE = object()
 _local = threading.local()

@@ -14,7 +14,6 @@ import contextlib
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..arguments import split_args

@@ -1,0 +1,72 @@
+"""What every capture of a model shares: the refusal, the side-effect guard, hooks, copies.
+
+A capture (torch.fx in :mod:`.graph`, torch.export in :mod:`.export`) raises :class:`Untraceable`
+when its graph would not do what the model does; :mod:`.split` then tries the next one, and last
+the substitution fallback (:mod:`.substitute`).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, Iterable, Iterator, List
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+
+class Untraceable(Exception):
+    """The model's graph cannot be used for this split; the reason is the message."""
+
+
+
+HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def has_hooks(m: nn.Module) -> bool:
+    return any(len(getattr(m, attr, {})) for attr in HOOKS)
+
+
+def global_hook_dicts() -> List[Dict[Any, Any]]:
+    from torch.nn.modules import module as module_mod
+    return [getattr(module_mod, "_global" + attr, {}) for attr in HOOKS]
+
+
+def global_hooks() -> bool:
+    return any(len(d) for d in global_hook_dicts())
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """``a is b``, or equal plain values (not tensors) of one type."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or isinstance(a, (torch.Tensor, nn.Module)):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an object whose comparison fails or is ambiguous
+        return False
+
+
+@contextlib.contextmanager
+def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterator[None]:
+    """Undo whatever a forward sets on ``modules``; with ``strict``, :class:`Untraceable` if it set
+    anything (a traced graph would then not do what the model does)."""
+    saved = [(m, dict(vars(m))) for m in modules]
+    changed = False
+    try:
+        yield
+    finally:
+        for m, before in saved:
+            now = vars(m)
+            if now.keys() != before.keys() or any(not _same_value(now.get(k), v) for k, v in before.items()):
+                changed = True
+            if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
+                now.clear()  # restore the very objects (an export rebuilds equal containers)
+                now.update(before)
+    if changed and strict:
+        raise Untraceable("the model's forward sets module attributes")
+
+
+def clone(value: Any) -> Any:
+    """Copy every tensor in ``value`` (the tail may modify its inputs in place)."""
+    return pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, value)

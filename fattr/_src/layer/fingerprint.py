@@ -1,0 +1,175 @@
+"""Fingerprints: a comparable summary of what a captured graph read from a model.
+
+A plan is reused while the model's fingerprint is unchanged (:mod:`.split`'s shared cache); parameter
+and buffer values are not part of it (graphs read them at call time), so weight updates never retrace,
+while a replaced submodule, ``train()``/``eval()``, a hook, or a changed flag or config value does.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import numbers
+import types
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .capture import HOOKS, global_hook_dicts
+
+
+class Uncacheable(Exception):
+    """A traced module holds an attribute :func:`fingerprint` cannot summarise (its plans are not shared)."""
+
+
+class Same:
+    """Equal to another ``_Same`` of the same live object; refers to it weakly (never keeps a model alive)."""
+
+    __slots__ = ("_ref", "_id")
+
+    def __init__(self, obj: Any) -> None:
+        self._id = id(obj)
+        try:
+            self._ref: Callable[[], Any] = weakref.ref(obj)
+        except TypeError:
+            owner = getattr(obj, "__self__", None)
+            builtin = isinstance(obj, types.BuiltinFunctionType)
+            if not (builtin and (owner is None or isinstance(owner, types.ModuleType))):
+                raise Uncacheable(f"a {type(obj).__name__} attribute") from None
+            self._ref = lambda: obj  # a builtin function (torch.tanh) holds no model
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Same) or other._id != self._id:
+            return False
+        obj = self._ref()
+        return obj is not None and obj is other._ref()
+
+    def __hash__(self) -> int:
+        return self._id
+
+
+# Attribute values compared by value (with their type: 1, 1.0 and True differ) and by identity.
+_SCALARS = frozenset({bool, int, float, complex, str, bytes, type(None), type(Ellipsis), range, slice,
+                      torch.dtype, torch.device, torch.layout, torch.memory_format})
+_BY_IDENTITY = (torch.Tensor, nn.Module, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+_CONTAINERS = frozenset({tuple, list, torch.Size, dict, OrderedDict, set, frozenset})
+_MODULE_STATE = frozenset(vars(nn.Module()))  # nn.Module's own bookkeeping (summarised separately)
+_MAX_ITEMS = 20000  # attribute values per fingerprint; a model with more is not cached
+_MAX_DEPTH = 8
+
+
+def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, Hashable]] = None) -> Hashable:
+    """A comparable summary of an attribute value holding no strong reference to anything mutable.
+
+    Scalars by value; tensors, modules, classes and functions by identity; containers by content;
+    other objects (a model's config, a ``functools.partial``) by their type and attributes, each
+    summarised once per fingerprint (``memo``).
+    """
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        raise Uncacheable("too many or too deeply nested attribute values")
+    t = type(v)
+    if t in _SCALARS or isinstance(v, (numbers.Number, enum.Enum)):  # numbers: numpy scalars too
+        return (t, v)
+    if isinstance(v, _BY_IDENTITY):
+        return Same(v)
+    memo = {} if memo is None else memo
+    if t in _CONTAINERS or (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
+        if isinstance(v, dict):
+            return (t, tuple((_value(k, budget, depth + 1, memo), _value(x, budget, depth + 1, memo))
+                             for k, x in v.items()))
+        items = tuple(_value(x, budget, depth + 1, memo) for x in v)
+        return (t, frozenset(items) if isinstance(v, (set, frozenset)) else items)
+    if id(v) in memo:
+        return memo[id(v)]
+    memo[id(v)] = ("cycle", id(v))
+    if isinstance(v, functools.partial):
+        summary: Hashable = (Same(t), _value((v.func, v.args, v.keywords), budget, depth + 1, memo))
+    elif hasattr(v, "__dict__") and not isinstance(v, types.ModuleType):  # by type and content
+        summary = (Same(t), tuple((k, _value(x, budget, depth + 1, memo)) for k, x in vars(v).items()))
+    else:
+        raise Uncacheable(f"a {t.__name__} attribute")
+    memo[id(v)] = summary
+    return summary
+
+
+def summary(value: Any) -> Hashable:
+    """:func:`_value` of one value, with a fresh budget."""
+    return _value(value, [_MAX_ITEMS])
+
+
+def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable]) -> Hashable:
+    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
+    cls = type(m)
+    return (Same(cls), Same(cls.forward), m.training,
+            tuple(tuple(getattr(m, h, ())) for h in HOOKS),
+            tuple((k, p is None) for k, p in m._parameters.items()),
+            tuple((k, b is None) for k, b in m._buffers.items()),
+            tuple((k, _value(v, budget, 0, memo)) for k, v in vars(m).items() if k not in _MODULE_STATE))
+
+
+def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
+    """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
+
+    It covers the module tree (every registration: name and module identity), each
+    untraced module's ``inplace`` flag (the in-place check reads it), the ids of the
+    global module hooks, and for each traced module (one containing a layer): its
+    class and the class's ``forward``, ``training``, its hooks' ids, which parameters
+    and buffers are ``None``, and every other instance attribute (an instance-level
+    ``forward`` included): scalars by value, containers by content, tensors,
+    modules and functions by identity. Parameter and buffer values are not in it:
+    head and tail read them at call time. Objects are referred to weakly. What
+    the traced code reads from elsewhere (globals, class attributes other than
+    ``forward``, the grad mode) is not covered.
+
+    Raises:
+      Uncacheable: a traced module has an attribute of another type (a mutable
+        object that cannot be summarised), or very many values.
+    """
+    layer_ids = {id(layer) for layer in layers}
+    contains: Dict[int, bool] = {}
+    parts: List[Hashable] = []
+    budget = [_MAX_ITEMS]
+    memo: Dict[int, Hashable] = {}
+
+    def visit(m: nn.Module) -> bool:  # whether m is or contains a layer
+        if id(m) in contains:  # registered twice (or a cycle)
+            return contains[id(m)]
+        contains[id(m)] = False
+        children, traced = [], False
+        for name, child in m._modules.items():
+            children.append((name, None if child is None else Same(child)))
+            if child is not None:
+                traced = visit(child) or traced
+        inplace = m.__dict__.get("inplace", getattr(type(m), "inplace", False)) is True
+        traced = traced or everything
+        parts.append((tuple(children), _traced_state(m, budget, memo) if traced else inplace))
+        contains[id(m)] = traced or id(m) in layer_ids
+        return contains[id(m)]
+
+    visit(model)
+    parts.append(tuple(tuple(d) for d in global_hook_dicts()))
+    return tuple(parts)
+
+
+def of_function(f: Any, roots: Sequence[nn.Module]) -> Hashable:
+    """What an export of ``f`` reads from its modules (every module's forward is traced)."""
+    return tuple(fingerprint(root, (), everything=True) for root in roots)
+
+
+def code_key(f: Any) -> Hashable:
+    """``f``'s identity for the cache: a module by its fingerprint (None here); a function by its code
+    and what its closure holds, so that a lambda made anew for every call shares its plans."""
+    if isinstance(f, nn.Module):
+        return None
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return Same(f)
+    try:
+        cells = tuple(c.cell_contents for c in (getattr(f, "__closure__", None) or ()))
+        return (Same(code), summary((cells, getattr(f, "__defaults__", None),
+                                                  getattr(f, "__kwdefaults__", None))))
+    except (Uncacheable, ValueError):
+        return Same(f)
