@@ -31,6 +31,9 @@ from fattr._src.deeplift.deeplift import deeplift as deeplift
 from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
 from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
 from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
+# whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
+from fattr._src.dataset.runner import attribute_dataset as attribute_dataset
+from fattr._src.dataset.store import AttributionStore as AttributionStore
 
 __version__ = "0.1.0"
 
@@ -71,4 +74,7 @@ __all__ = [
     "deeplift_shap",
     "layer_deeplift",
     "layer_deeplift_shap",
+    # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
+    "attribute_dataset",
+    "AttributionStore",
 ]
