@@ -102,8 +102,29 @@ def build(identity: Mapping[str, Any], layout: Optional[Mapping[str, Any]] = Non
     return {"format": FORMAT, "identity": json.loads(json.dumps(dict(identity))), "layout": dict(layout or {})}
 
 
+def render(value: Any) -> str:
+    """A canonical value (see :func:`canonical`) in Python-like words, for messages."""
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, inner), = value.items()
+        if kind == "float":
+            return str(inner)
+        if kind == "tensor":
+            return f"a {inner['dtype']} tensor of shape {tuple(inner['shape'])} (sha256 {inner['sha256'][:12]})"
+        if kind in ("tuple", "list"):
+            items = ", ".join(render(v) for v in inner)
+            return f"({items}{',' if len(inner) == 1 else ''})" if kind == "tuple" else f"[{items}]"
+        if kind == "dict":
+            return "{" + ", ".join(f"{k!r}: {render(v)}" for k, v in inner.items()) + "}"
+        if kind in ("callable", "module", "module_class", "object", "dtype", "device"):
+            return f"{kind} {inner}"
+    if isinstance(value, (str, bool, int)) or value is None:
+        return repr(value)
+    return json.dumps(value, sort_keys=True)
+
+
 def _show(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)[:160]
+    text = render(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def check_same(stored: Mapping[str, Any], identity: Mapping[str, Any], out: str) -> None:
@@ -116,9 +137,9 @@ def check_same(stored: Mapping[str, Any], identity: Mapping[str, Any], out: str)
         if key == "options":
             a, b = old.get(key, {}), new.get(key, {})
             for name in sorted(set(a) | set(b)):
-                if a.get(name, "<default>") != b.get(name, "<default>"):
-                    fail(name, f"{_show(a.get(name, '<default>'))}, the value of the store at out={out!r}",
-                         Shown(_show(b.get(name, "<default>"))), hint)
+                if name not in a or name not in b or a[name] != b[name]:
+                    fail(name, f"{_show(a[name]) if name in a else 'no such argument'}, the value of the store at "
+                         f"out={out!r}", Shown(_show(b[name]) if name in b else "no such argument"), hint)
         elif old.get(key) != new.get(key):
             fail(_ARGUMENT[key] or key, f"{_show(old.get(key))}, the {key} of the store at out={out!r}",
                  Shown(_show(new.get(key))), hint)

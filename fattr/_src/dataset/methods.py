@@ -99,6 +99,20 @@ def resolve(method: Any) -> Method:
     return Method(method, name, spec, tunnel_settings, parameters)
 
 
+def with_defaults(method: Method, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Every keyword argument of the method the job does not pass itself: ``options``, else its default
+    (so that a value given explicitly and the same default describe the same job)."""
+    found: Dict[str, Any] = {}
+    for name, parameter in inspect.signature(method.fn).parameters.items():
+        if name in RESERVED:
+            continue
+        if name in options:
+            found[name] = options[name]
+        elif parameter.default is not inspect.Parameter.empty:
+            found[name] = parameter.default
+    return found
+
+
 def check_options(method: Method, options: Mapping[str, Any]) -> None:
     """The method's own keyword arguments: names it takes, none the job passes itself."""
     for key in options:

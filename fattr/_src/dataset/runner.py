@@ -63,11 +63,12 @@ def _check_target(target: Any, spec_targeted: bool, name: str) -> None:
              kind=TypeError)
 
 
-def _check_per_example(options: Mapping[str, Any]) -> None:
+def _check_per_example(options: Mapping[str, Any], method: methods.Method) -> None:
     """A tensor with several rows in the method's arguments would be paired with the examples of each
-    batch by position: silently wrong across batches. Per-example values come from the dataset."""
+    batch by position: silently wrong across batches. Per-example values come from the dataset.
+    (The baseline rows of a distribution method are no examples: they are drawn from.)"""
     for key in _PER_EXAMPLE_OPTIONS:
-        if key not in options:
+        if key not in options or (key == "baselines" and method.spec.baselines == "distribution"):
             continue
         for leaf in pytree.tree_leaves(options[key]):
             if isinstance(leaf, torch.Tensor) and leaf.dim() > 0 and leaf.shape[0] > 1:
@@ -92,6 +93,18 @@ def _check_metrics(metrics: Any) -> Dict[str, Callable[..., Any]]:
 def _chunk_seed(seed: int, chunk: int) -> int:
     digest = hashlib.sha256(f"fattr.dataset:{seed}:{chunk}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _item(value: Any) -> Shown:
+    """A dataset item, described for a message (shapes and dtypes, never values)."""
+    if isinstance(value, dict):
+        return Shown(f"a dict with keys {sorted(map(str, value))[:8]}")
+    if isinstance(value, list):
+        return Shown(f"a list ({', '.join(_item(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})")
+    if isinstance(value, tuple):
+        return Shown(f"a tuple of {len(value)} ({', '.join(_item(v) for v in value[:4])}"
+                     f"{', ...' if len(value) > 4 else ''})")
+    return Shown(describe(value))
 
 
 def _split(batch: Any, item: Callable[[], Any]) -> Tuple[Tuple[torch.Tensor, ...], bool, Any]:
@@ -157,8 +170,8 @@ class _Job:
         start, stop = sharding.bounds(chunk, self.n, self.batch_size)
         rows = stop - start
 
-        def item() -> Any:
-            return self.dataset[start]
+        def item() -> Shown:
+            return _item(self.dataset[start])
 
         xs, was_tuple, labels = _split(batch, item)
         if xs[0].shape[0] != rows:
@@ -344,7 +357,7 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
         fail("out", "a directory path", out, kind=TypeError)
     out = os.fspath(out)
     _check_target(target, m.spec.targeted, m.name)
-    _check_per_example(method_kwargs)
+    _check_per_example(method_kwargs, m)
     metric_fns = _check_metrics(metrics)
     n = _check_dataset(dataset)
     ranks = sharding.join()
@@ -354,7 +367,7 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
             "method": m.name,
             "noise_tunnel": manifest_mod.canonical(m.tunnel),
             "options": {k: manifest_mod.canonical(v, model if isinstance(model, nn.Module) else None)
-                        for k, v in sorted(method_kwargs.items())},
+                        for k, v in sorted(methods.with_defaults(m, method_kwargs).items())},
             "target": manifest_mod.canonical(target),
             "model": manifest_mod.model_fingerprint(model),
             "dataset": {"class": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "length": n},
