@@ -88,16 +88,16 @@ def test_two_ranks_equal_one_process(single, tmp_path):
 
 def test_killed_rank_restarts_where_it_stopped(single, tmp_path):
     out = tmp_path / "store"
-    # chunks: rank 0 makes chunk 0 while creating the store, then the ranks share [1..5]: rank 0 takes
-    # 1, 3, 5 and rank 1 takes 2, 4. Rank 1 dies while loading chunk 4 (index 32).
-    failed = torchrun(out, log=tmp_path / "log1", fail_at=4 * BATCH)
+    # chunks: rank 0 makes chunk 0 while creating the store, then the ranks share [1..5]: rank 1 takes
+    # 1, 3, 5 and rank 0 takes 2, 4. Rank 1 dies while loading chunk 3 (index 24).
+    failed = torchrun(out, log=tmp_path / "log1", fail_at=3 * BATCH)
     assert failed.returncode != 0
-    assert "injected failure at index 32" in failed.stderr + failed.stdout
+    assert "injected failure at index 24" in failed.stderr + failed.stdout
     partial = fattr.AttributionStore(out)
     missing = partial.missing()
-    assert 4 in missing and {0, 2}.isdisjoint(missing)
+    assert 3 in missing and {0, 1}.isdisjoint(missing)
     with pytest.raises(ValueError, match="not computed yet"):
-        partial[4 * BATCH]
+        partial[3 * BATCH]
     # another n_steps is refused, naming it; the store is left as it was
     with pytest.raises(ValueError, match=r"n_steps: expected 8, the value of the store .* got 16"):
         fattr.attribute_dataset(fattr.integrated_gradients, jobs.model(), jobs.Images(), out, batch_size=BATCH,

@@ -390,7 +390,8 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
                               pin_memory=dev.type == "cuda")
 
         # rank 0 opens or creates the store and lists the missing chunks; every rank gets the list
-        message: Tuple[str, Any, Any] = ("ok", None, None)
+        message: Tuple[str, Any, Any, bool] = ("ok", None, None, False)
+        created = False
         if ranks.rank == 0:
             try:
                 stored = read_manifest(out)
@@ -399,6 +400,7 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
                     manifest = manifest_mod.build(identity, _layout(values, n, batch_size, job.structure))
                     create(out, manifest)
                     Writer(out).write(0, values)
+                    created = True
                 else:
                     if not resume:
                         fail("resume", "True to add to the store at out", Shown(f"False, and {out!r} holds a store"),
@@ -407,15 +409,15 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
                     remove_partial(out)
                 done = done_chunks(out)
                 pending = [c for c in range(sharding.n_chunks(n, batch_size)) if c not in done]
-                message = ("ok", pending, identity)
+                message = ("ok", pending, identity, created)
             except BaseException as e:  # every rank raises rank 0's error
-                message = ("error", e, None)
+                message = ("error", e, None, False)
                 if not ranks.distributed:
                     raise
         message = ranks.broadcast(message)
         if message[0] == "error":
             raise message[1]
-        pending, reference = message[1], message[2]
+        pending, reference, created = message[1], message[2], message[3]
         if ranks.rank != 0:
             try:  # every rank must run the same job as rank 0 (same model weights, same arguments)
                 manifest_mod.check_same({"format": manifest_mod.FORMAT, "identity": reference}, identity, out)
@@ -423,7 +425,8 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
                 raise ValueError(f"rank {ranks.rank} differs from rank 0: {e}") from None
         writer = Writer(out)
         layout = read_manifest(out)["layout"]  # type: ignore[index]
-        mine = sharding.assign(pending, ranks.rank, ranks.world)
+        # rank 0 computed chunk 0 on its own when it created the store: it takes the smallest share
+        mine = sharding.assign(pending, (ranks.rank - int(created)) % ranks.world, ranks.world)
         sizes = [sharding.bounds(c, n, batch_size) for c in range(sharding.n_chunks(n, batch_size))]
 
         def examples_done() -> int:

@@ -3,8 +3,9 @@
 The dataset's indices ``0..n-1`` are cut into chunks of ``batch_size`` consecutive
 indices (the last one may be shorter); a chunk is the unit of work, of storage and
 of resumption. Rank 0 lists the chunks still missing and broadcasts the list; rank
-``r`` of ``w`` takes entries ``r, r + w, r + 2w, ...`` of it, so the shards are
-disjoint, cover every index once, and no rank pads with duplicates.
+``r`` of ``w`` takes entries ``r, r + w, r + 2w, ...`` of it (rank 0, when it has just
+computed the first chunk to create the store, takes the last share, the smallest), so the
+shards are disjoint, cover every index once, and no rank pads with duplicates.
 
 Coordination is a handful of small objects (the list, an error, barriers), sent
 over gloo: a group of its own when the default group is not gloo (NCCL), the
@@ -30,9 +31,10 @@ def bounds(chunk: int, n: int, batch_size: int) -> Tuple[int, int]:
     return start, min(n, start + batch_size)
 
 
-def assign(pending: Sequence[int], rank: int, world: int) -> List[int]:
-    """This rank's share of the pending chunks (round robin, disjoint, complete)."""
-    return list(pending[rank::world])
+def assign(pending: Sequence[int], share: int, world: int) -> List[int]:
+    """Share ``share`` of ``world`` of the pending chunks (round robin: disjoint, complete, the first
+    shares at most one chunk larger than the last)."""
+    return list(pending[share::world])
 
 
 @dataclass
