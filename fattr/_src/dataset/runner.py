@@ -411,12 +411,15 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
                 pending = [c for c in range(sharding.n_chunks(n, batch_size)) if c not in done]
                 message = ("ok", pending, identity, created)
             except BaseException as e:  # every rank raises rank 0's error
-                message = ("error", e, None, False)
                 if not ranks.distributed:
                     raise
+                ranks.broadcast(("error", type(e).__name__, str(e), False))
+                raise
         message = ranks.broadcast(message)
         if message[0] == "error":
-            raise message[1]
+            kind = {"ValueError": ValueError, "TypeError": TypeError}.get(message[1], RuntimeError)
+            raise kind(f"{message[2]} (raised on rank 0)" if kind is not RuntimeError else
+                       f"rank 0 failed: {message[1]}: {message[2]}")
         pending, reference, created = message[1], message[2], message[3]
         if ranks.rank != 0:
             try:  # every rank must run the same job as rank 0 (same model weights, same arguments)

@@ -73,8 +73,13 @@ class Ranks:
             dist.barrier(group=self.group)
 
     def close(self) -> None:
+        """Destroy what :func:`join` created: the gloo group, the default group."""
+        if self.group is None and not self.created:
+            return
+        import torch.distributed as dist
+        if self.group is not None:
+            dist.destroy_process_group(self.group)
         if self.created:
-            import torch.distributed as dist
             dist.destroy_process_group()
 
     def _global(self, rank: int) -> int:

@@ -23,6 +23,8 @@ never returned by :class:`AttributionStore`.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
@@ -70,11 +72,23 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
 
 
 def create(out: str, manifest: Mapping[str, Any]) -> None:
-    """A new store at ``out`` with the arrays of ``manifest["layout"]``."""
+    """A new store at ``out`` with the arrays of ``manifest["layout"]``: made in a temporary folder
+    beside ``out``, then renamed to ``out`` (which may be an empty folder), so a store is whole or absent."""
     zarr = require_zarr()
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", suffix=".partial", dir=parent)
+    try:
+        _populate(zarr, tmp, manifest)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _populate(zarr: Any, out: str, manifest: Mapping[str, Any]) -> None:
     layout = manifest["layout"]
     n, batch_size = layout["n"], layout["batch_size"]
-    group = zarr.open_group(out, mode="w-", attributes={"fattr": dict(manifest)})
+    group = zarr.open_group(out, mode="a", attributes={"fattr": dict(manifest)})
     config = {"write_empty_chunks": True}  # every chunk has its file, zeros included
     for name, spec in layout["arrays"].items():
         shape = tuple(spec["shape"])
