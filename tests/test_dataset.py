@@ -279,3 +279,28 @@ def test_store_equals_the_method_on_the_whole_dataset(tmp_path_factory, n, batch
                 target="label", n_steps=8)
     torch.testing.assert_close(store[:], fattr.integrated_gradients(model, x, n_steps=8, target=y),
                                rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def test_command_line_in_process(tmp_path, monkeypatch, capsys):
+    from fattr import dataset as cli
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    out = tmp_path / "s"
+    assert cli.main(["smoothgrad", "--model", "_dataset_jobs:model", "--dataset", "_dataset_jobs:Images",
+                     "--out", str(out), "--batch-size", "16", "--target", "predicted", "--option", "abs=False",
+                     "--save-output", "--seed", "5", "--no-progress"]) == 0
+    store = fattr.AttributionStore(out)
+    ident = store.manifest["identity"]
+    assert ident["method"] == "noise_tunnel(saliency)" and ident["options"]["abs"] is False and ident["seed"] == 5
+    assert torch.equal(store.target[:], store.output[:].argmax(1))
+    assert "44 examples of noise_tunnel(saliency)" in capsys.readouterr().err
+    assert cli.value("(0, 1.5)") == (0, 1.5) and cli.value("conv2") == "conv2"
+    assert cli.value("_dataset_jobs:N") == 44
+    with pytest.raises(SystemExit, match="--model: expected module:attribute"):
+        cli.main(["saliency", "--model", "nomodule", "--dataset", "_dataset_jobs:Images", "--out", str(out)])
+    with pytest.raises(SystemExit, match="--dataset: cannot import"):
+        cli.main(["saliency", "--model", "_dataset_jobs:model", "--dataset", "_dataset_jobs:Nope", "--out", str(out)])
+    with pytest.raises(SystemExit, match="--option: expected KEY=VALUE"):
+        cli.main(["saliency", "--model", "_dataset_jobs:model", "--dataset", "_dataset_jobs:Images", "--out",
+                  str(out), "--option", "n_steps"])

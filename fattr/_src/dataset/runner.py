@@ -12,27 +12,22 @@ on the number of ranks or on how often the job was interrupted.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, default_collate
 
-from .. import structure
-from ..arguments import as_args
-from ..calling import call
-from ..errors import Shown, check_bool, check_callable, describe, fail
-from ..targets import as_target
+from ..errors import Shown, check_bool, check_callable, fail
 from . import manifest as manifest_mod
 from . import methods, sharding
+from .chunk import Job, check_layout, layout_of
 from .progress import Progress
-from .store import AttributionStore, Writer, create, done_chunks, numpy_dtype, read_manifest, remove_partial
+from .store import AttributionStore, Writer, create, done_chunks, read_manifest, remove_partial
 
-TARGET_RULES = ("label", "predicted")
+TARGET_RULES = ("label", "predicted")  # the target rules of a dataset job, besides fattr's own
 _PER_EXAMPLE_OPTIONS = ("baselines", "layer_baselines", "args", "kwargs")
 
 
@@ -88,169 +83,6 @@ def _check_metrics(metrics: Any) -> Dict[str, Callable[..., Any]]:
     return dict(metrics)
 
 
-# ----------------------------------------------------------------------------- one chunk
-
-def _chunk_seed(seed: int, chunk: int) -> int:
-    digest = hashlib.sha256(f"fattr.dataset:{seed}:{chunk}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def _item(value: Any) -> Shown:
-    """A dataset item, described for a message (shapes and dtypes, never values)."""
-    if isinstance(value, dict):
-        return Shown(f"a dict with keys {sorted(map(str, value))[:8]}")
-    if isinstance(value, list):
-        return Shown(f"a list ({', '.join(_item(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})")
-    if isinstance(value, tuple):
-        return Shown(f"a tuple of {len(value)} ({', '.join(_item(v) for v in value[:4])}"
-                     f"{', ...' if len(value) > 4 else ''})")
-    return Shown(describe(value))
-
-
-def _split(batch: Any, item: Callable[[], Any]) -> Tuple[Tuple[torch.Tensor, ...], bool, Any]:
-    """``(inputs, was_tuple, labels)`` of a collated batch of items ``inputs``, ``(inputs,)`` or
-    ``(inputs, label)``; ``item()`` fetches an example for the error message."""
-    labels = None
-    inputs = batch
-    if isinstance(batch, (list, tuple)):
-        if len(batch) not in (1, 2):
-            fail("dataset", "items that are inputs (a tensor), (inputs,) or (inputs, label)", item(),
-                 "A multi-input example is ((x1, x2, ...), label) or ((x1, x2, ...),).", kind=TypeError)
-        inputs = batch[0]
-        labels = batch[1] if len(batch) == 2 else None
-    if isinstance(inputs, list):
-        inputs = tuple(inputs)
-    if not isinstance(inputs, (torch.Tensor, tuple)) or (isinstance(inputs, tuple) and not all(
-            isinstance(x, torch.Tensor) for x in inputs)):
-        fail("dataset", "items whose inputs are a tensor or a tuple of tensors", item(),
-             "Items are inputs, (inputs,) or (inputs, label).", kind=TypeError)
-    xs, was_tuple = structure.as_tuple(inputs, "dataset (inputs of a batch)")
-    return xs, was_tuple, labels
-
-
-def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
-    if labels is None:
-        fail("target", "items (inputs, label) for target='label'", item(),
-             "Give the dataset's items a label, or choose another target.")
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool \
-            or labels.dim() == 0 or labels.shape[0] != n:
-        fail("target", f"integer labels, one per example (a batch of {n})",
-             Shown(f"labels collated to {describe(labels)}"), kind=TypeError)
-    return labels
-
-
-def _predicted(output: torch.Tensor) -> torch.Tensor:
-    if output.dim() != 2:
-        fail("target", "'predicted' for a model whose output is (batch, classes)",
-             Shown(f"an output of shape {tuple(output.shape)}"), "Give a callable target instead.")
-    return output.argmax(1)
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.cpu().numpy()
-
-
-class _Job:
-    """Everything a rank needs to compute a chunk."""
-
-    def __init__(self, method: methods.Method, model: Any, options: Dict[str, Any], target: Any,
-                 save_output: bool, seed: int, metrics: Dict[str, Callable[..., Any]], device: torch.device,
-                 dataset: Any, n: int, batch_size: int) -> None:
-        self.method, self.model, self.options, self.target = method, model, options, target
-        self.save_output, self.seed, self.metrics, self.device = save_output, seed, metrics, device
-        self.dataset, self.n, self.batch_size = dataset, n, batch_size
-        self.extra = as_args(options.get("args", ()), options.get("kwargs"))
-        self.return_delta = bool(options.get("return_delta", False))
-        self.structure = "tensor"  # of the last result: a tensor, or a tuple (several inputs or layers)
-
-    def compute(self, chunk: int, batch: Any) -> Dict[str, np.ndarray]:
-        start, stop = sharding.bounds(chunk, self.n, self.batch_size)
-        rows = stop - start
-
-        def item() -> Shown:
-            return _item(self.dataset[start])
-
-        xs, was_tuple, labels = _split(batch, item)
-        if xs[0].shape[0] != rows:
-            fail("collate_fn", f"a batch of {rows} examples along dim 0 (dataset indices {start}..{stop - 1})",
-                 xs[0])
-        xs = tuple(x.to(self.device) for x in xs)
-        inputs = structure.restore(xs, was_tuple)
-        rule = self.target
-        output = None
-        if self.save_output or self.metrics or rule == "predicted" or (callable(rule) and not isinstance(rule, str)):
-            with torch.no_grad():
-                output = call(self.model, xs, self.extra)
-        if rule == "label":
-            target: Any = _labels(labels, rows, item).to(self.device)
-        elif rule == "predicted":
-            assert output is not None
-            target = _predicted(output)
-        elif callable(rule):
-            target = rule(output, batch)
-        else:
-            target = rule
-        kwargs = dict(self.options)
-        kwargs["inputs"] = inputs
-        if self.method.spec.targeted:
-            kwargs["target"] = target
-        if self.method.stochastic:
-            kwargs["generator"] = torch.Generator(device=self.device).manual_seed(_chunk_seed(self.seed, chunk))
-        with torch.no_grad():
-            result = self.method.fn(self.model, **kwargs)
-            delta = None
-            if self.return_delta:
-                result, delta = result
-            values: Dict[str, np.ndarray] = {}
-            self.structure = "tuple" if isinstance(result, (tuple, list)) else "tensor"
-            leaves = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-            for i, leaf in enumerate(leaves):
-                if not isinstance(leaf, torch.Tensor) or leaf.dim() == 0 or leaf.shape[0] != rows:
-                    fail("method", f"attributions with {rows} rows (one per example)", leaf, kind=TypeError)
-                values[f"attributions/{i}"] = _numpy(leaf)
-            if delta is not None:
-                d = delta.reshape(rows, -1)
-                values["delta"] = _numpy(d.reshape(rows) if d.shape[1] == 1 else d)
-            if target is not None:
-                normal = as_target(target, rows, self.device)
-                if normal.rows is not None:
-                    t_rows = normal.rows
-                else:
-                    t_rows = torch.tensor(normal.static, dtype=torch.long).reshape(1, -1).expand(rows, -1)
-                values["target"] = _numpy(t_rows.reshape(rows) if t_rows.shape[1] == 1 else t_rows)
-            if self.save_output and output is not None:
-                values["output"] = _numpy(output)
-            for name, fn in self.metrics.items():
-                value = fn(self.model, inputs, result, target)
-                if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != rows:
-                    fail(f"metrics[{name!r}]", f"to return a tensor with {rows} rows (one per example)", value,
-                         kind=TypeError)
-                values[f"metrics/{name}"] = _numpy(value)
-        return values
-
-
-def _layout(values: Mapping[str, np.ndarray], n: int, batch_size: int, structure_name: str) -> Dict[str, Any]:
-    return {"n": n, "batch_size": batch_size, "structure": structure_name,
-            "arrays": {name: {"shape": list(v.shape[1:]), "dtype": str(v.dtype)} for name, v in values.items()}}
-
-
-def _check_layout(values: Mapping[str, np.ndarray], layout: Mapping[str, Any], chunk: int) -> None:
-    arrays = layout["arrays"]
-    if set(values) != set(arrays):
-        fail("dataset", f"the same results for every chunk ({', '.join(sorted(arrays))})",
-             Shown(f"{', '.join(sorted(values))} in chunk {chunk}"))
-    for name, v in values.items():
-        spec = arrays[name]
-        if list(v.shape[1:]) != spec["shape"] or str(v.dtype) != spec["dtype"]:
-            fail("dataset", f"examples of one shape: {name} of shape {tuple(spec['shape'])} and dtype "
-                 f"{spec['dtype']} per example, as in the store",
-                 Shown(f"shape {tuple(v.shape[1:])} and dtype {v.dtype} in chunk {chunk}"),
-                 "Pad or resize the examples to one shape.")
-
-
 # ----------------------------------------------------------------------------- the job
 
 def _on_device(model: Any, device: torch.device) -> Any:
@@ -277,6 +109,27 @@ def _remap(value: Any, original: Any, moved: Any, device: torch.device) -> Any:
     if isinstance(value, dict):
         return {k: _remap(v, original, moved, device) for k, v in value.items()}
     return value
+
+
+def _open(out: str, identity: Mapping[str, Any], resume: bool, job: Job,
+          loader: Callable[[Sequence[int]], DataLoader]) -> Tuple[List[int], bool]:
+    """On rank 0: ``(chunks still missing, whether the store was just created)``. A new store is made
+    from the first chunk's results (they fix its layout) and holds that chunk; an existing one must
+    have been made with the same settings."""
+    stored = read_manifest(out)
+    created = stored is None
+    if stored is None:
+        values = job.compute(0, next(iter(loader([0]))))
+        create(out, manifest_mod.build(identity, layout_of(values, job.n, job.batch_size, job.structure)))
+        Writer(out).write(0, values)
+    else:
+        if not resume:
+            fail("resume", "True to add to the store at out", Shown(f"False, and {out!r} holds a store"),
+                 "Choose another out, or delete the store to start over.")
+        manifest_mod.check_same(stored, identity, out)
+        remove_partial(out)
+    done = done_chunks(out)
+    return [c for c in range(sharding.n_chunks(job.n, job.batch_size)) if c not in done], created
 
 
 def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os.PathLike[str]"], *,
@@ -381,7 +234,7 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
         }
         moved = _on_device(model, dev)
         options = {k: _remap(v, model, moved, dev) for k, v in method_kwargs.items()}
-        job = _Job(m, moved, options, target, save_output, seed, metric_fns, dev, dataset, n, batch_size)
+        job = Job(m, moved, options, target, save_output, seed, metric_fns, dev, dataset, n, batch_size)
 
         def loader(chunks: Sequence[int]) -> DataLoader:
             """The batches of ``chunks``, in order (one batch per chunk)."""
@@ -390,25 +243,10 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
                               pin_memory=dev.type == "cuda")
 
         # rank 0 opens or creates the store and lists the missing chunks; every rank gets the list
-        message: Tuple[str, Any, Any, bool] = ("ok", None, None, False)
-        created = False
+        message: Tuple[Any, ...] = ()
         if ranks.rank == 0:
             try:
-                stored = read_manifest(out)
-                if stored is None:
-                    values = job.compute(0, next(iter(loader([0]))))
-                    manifest = manifest_mod.build(identity, _layout(values, n, batch_size, job.structure))
-                    create(out, manifest)
-                    Writer(out).write(0, values)
-                    created = True
-                else:
-                    if not resume:
-                        fail("resume", "True to add to the store at out", Shown(f"False, and {out!r} holds a store"),
-                             "Choose another out, or delete the store to start over.")
-                    manifest_mod.check_same(stored, identity, out)
-                    remove_partial(out)
-                done = done_chunks(out)
-                pending = [c for c in range(sharding.n_chunks(n, batch_size)) if c not in done]
+                pending, created = _open(out, identity, resume, job, loader)
                 message = ("ok", pending, identity, created)
             except BaseException as e:  # every rank raises rank 0's error
                 if not ranks.distributed:
@@ -439,7 +277,7 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
             if mine:
                 for chunk, batch in zip(mine, loader(mine)):
                     values = job.compute(chunk, batch)
-                    _check_layout(values, layout, chunk)
+                    check_layout(values, layout, chunk)
                     writer.write(chunk, values)
             ranks.barrier()
         return AttributionStore(out)

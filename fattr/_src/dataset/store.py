@@ -64,13 +64,6 @@ def read_manifest(out: str) -> Optional[Dict[str, Any]]:
     return dict(attrs["fattr"])
 
 
-def numpy_dtype(dtype: torch.dtype) -> np.dtype:
-    """The numpy dtype a tensor is stored as (bfloat16, which numpy lacks, as float32)."""
-    if dtype == torch.bfloat16:
-        return np.dtype("float32")
-    return torch.empty((), dtype=dtype).numpy().dtype
-
-
 def create(out: str, manifest: Mapping[str, Any]) -> None:
     """A new store at ``out`` with the arrays of ``manifest["layout"]``: made in a temporary folder
     beside ``out``, then renamed to ``out`` (which may be an empty folder), so a store is whole or absent."""
