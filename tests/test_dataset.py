@@ -78,6 +78,24 @@ def test_store_holds_the_method_applied_to_each_batch(tmp_path):
     assert torch.equal(reopened[:], store[:]) and reopened.manifest == store.manifest
 
 
+def test_model_and_data_are_left_alone_and_grad_mode_does_not_matter(tmp_path):
+    model, data = make_cnn(), [(randn(2, 6, 6, seed=i), i % 4) for i in range(10)]
+    model.train()  # training flags, buffers and parameters must all stay as they are
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    copies = [(x.clone(), y) for x, y in data]
+    a = run(tmp_path / "a", method=fattr.integrated_gradients, model=model, data=data, target="label", n_steps=4)
+    with torch.no_grad():
+        b = run(tmp_path / "b", method=fattr.integrated_gradients, model=model, data=data, target="label",
+                n_steps=4)
+    assert torch.equal(a[:], b[:])
+    assert model.training and [p.requires_grad for p in model.parameters()] == flags
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
+    assert all(torch.equal(x, c) and y == d for (x, y), (c, d) in zip(data, copies))
+
+
 @pytest.mark.parametrize("rule", ["predicted", 1, "callable"])
 def test_target_rules(tmp_path, rule):
     model, data = make_mlp(), mlp_data()
