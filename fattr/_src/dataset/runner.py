@@ -159,7 +159,8 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
       dataset: a map-style dataset (``__getitem__``, ``__len__``) whose items are the
         inputs (a tensor), ``(inputs,)`` or ``(inputs, label)``; inputs of a multi-input
         model are a tuple of tensors.
-      out: directory of the store (created; an existing store is resumed).
+      out: directory of the store (created; an existing store is resumed), on a file system every
+        rank sees (a shared one for a job over several machines).
       batch_size: examples per call and per chunk of the store (part of the store's layout).
       target: ``None``, an int or a tuple (every example), ``"label"`` (each item's label),
         ``"predicted"`` (the model's argmax), or a callable ``(output, batch) -> target``

@@ -1,8 +1,9 @@
 """The on-disk store of a dataset job: a zarr (v3) group, one chunk per ``batch_size`` examples.
 
 Why zarr: a chunked N-d array format with one file per chunk, so ranks write their
-own chunks in parallel with no lock and no coordination; zarr writes each chunk file
-to a temporary name and renames it; anyone reads the result lazily by index (numpy,
+own chunks in parallel with no lock and no coordination; zarr (3.1) writes each chunk
+file to a temporary name and renames it, and a chunk counts only once its ``done``
+mark follows all its files; anyone reads the result lazily by index (numpy,
 ``dask.array.from_zarr``, xarray) without fattr. safetensors shards would need an
 index of our own and are read whole, not by example.
 
