@@ -63,6 +63,9 @@ def _tunnel_settings(fn: Any) -> Optional[Tuple[Any, Dict[str, Any]]]:
     if getattr(fn, "__code__", None) is not _TUNNEL_CODE:
         return None
     found = inspect.getclosurevars(fn).nonlocals
+    if not {"method", *_TUNNEL_SETTINGS} <= set(found):  # noise_tunnel changed: refuse, never guess
+        fail("method", "a noise_tunnel whose settings can be recorded", Shown(f"a tunnel exposing only "
+             f"{sorted(found)}"), "fattr.dataset must learn this noise_tunnel's settings.", kind=TypeError)
     return found["method"], {key: found[key] for key in _TUNNEL_SETTINGS}
 
 
