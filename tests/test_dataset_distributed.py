@@ -27,12 +27,11 @@ import _dataset_jobs as jobs  # noqa: E402
 
 BATCH = 8
 JOB = ["integrated_gradients", "--model", "_dataset_jobs:model", "--dataset", "_dataset_jobs:Images",
-       "--batch-size", str(BATCH), "--target", "label", "--option", "n_steps=8", "--option", "return_delta=True",
-       "--no-progress"]
+       "--batch-size", str(BATCH), "--target", "label", "--option", "n_steps=8", "--option", "return_delta=True"]
 TIMEOUT = 100
 
 
-def torchrun(out, log=None, fail_at=None, nproc=2):
+def torchrun(out, log=None, fail_at=None, nproc=2, progress=False):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
     env.pop("FATTR_TEST_FAIL_AT", None)
     env.pop("FATTR_TEST_LOG", None)
@@ -42,7 +41,7 @@ def torchrun(out, log=None, fail_at=None, nproc=2):
     if fail_at is not None:
         env["FATTR_TEST_FAIL_AT"] = str(fail_at)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "fattr.dataset", *JOB, "--out", str(out)]
+               "-m", "fattr.dataset", *JOB, "--out", str(out)] + ([] if progress else ["--no-progress"])
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -103,8 +102,9 @@ def test_killed_rank_restarts_where_it_stopped(single, tmp_path):
         fattr.attribute_dataset(fattr.integrated_gradients, jobs.model(), jobs.Images(), out, batch_size=BATCH,
                                 target="label", n_steps=16, return_delta=True, progress=False)
     assert partial.missing() == missing
-    resumed = torchrun(out, log=tmp_path / "log2")
+    resumed = torchrun(out, log=tmp_path / "log2", progress=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "fattr integrated_gradients" in resumed.stderr and f"{jobs.N}/{jobs.N}" in resumed.stderr  # rank 0's bar
     loads = Counter(i for indices in accessed(tmp_path / "log2").values() for i in indices)
     expected = [i for c in missing for i in range(c * BATCH, min(jobs.N, (c + 1) * BATCH))]
     assert sorted(loads) == expected and set(loads.values()) == {1}  # only what was missing, once
