@@ -67,7 +67,9 @@ def test_store_holds_the_method_applied_to_each_batch(tmp_path):
     assert torch.equal(store.target[:], y)
     torch.testing.assert_close(store.output[:], model(x).detach(), rtol=0, atol=1e-12)
     assert store[3].shape == (D,) and torch.equal(store[3], store[[3]][0]) and torch.equal(store[-1], store[N - 1])
-    assert torch.equal(store[torch.tensor([5, 1])], store[[5, 1]]) and store[[]].shape == (0, D)
+    picked = store[torch.tensor([5, 1, 5, 21])]  # any order, repeats allowed
+    assert all(torch.equal(picked[k], store[i]) for k, i in enumerate([5, 1, 5, 21])) and store[[]].shape == (0, D)
+    assert torch.equal(store[::3], store[:][::3])
     assert np.array_equal(store.to_numpy(), store[:].numpy())
     ident = store.manifest["identity"]
     assert ident["method"] == "integrated_gradients" and ident["options"]["n_steps"] == 16
