@@ -130,6 +130,39 @@ def test_multi_input_items_and_layer_methods(tmp_path):
     assert layered.manifest["identity"]["options"]["layer"] == {"module": "conv2"}
 
 
+class Masked(torch.nn.Module):
+    """``f(x, mask=...)``: a model with a per-example keyword argument (an attention mask, say)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = make_mlp()
+
+    def forward(self, x, mask=None, scale=1.0):
+        return self.net(x * mask) * scale
+
+
+def test_items_carry_per_example_keyword_arguments(tmp_path):
+    model, x = Masked(), randn(N, D, seed=6)
+    mask = (randn(N, D, seed=7) > 0).double()
+    items = [{"inputs": x[i], "label": i % C, "kwargs": {"mask": mask[i]}} for i in range(N)]
+    store = run(tmp_path / "s", model=model, data=items, target="label", n_steps=8, kwargs={"scale": 2.0},
+                save_output=True)
+    y = torch.arange(N) % C
+    for start in (0, 8, 16):
+        direct = fattr.integrated_gradients(model, x[start:start + 8], n_steps=8, target=y[start:start + 8],
+                                            kwargs={"mask": mask[start:start + 8], "scale": 2.0})
+        assert torch.equal(store[start:start + 8], direct)
+    torch.testing.assert_close(store.output[:], model(x, mask=mask, scale=2.0).detach(), rtol=0, atol=1e-12)
+    assert (store[:][mask == 0] == 0).all()  # masked features get nothing: the mask reached every path step
+    with pytest.raises(TypeError, match=r"kwargs: expected names the dataset's items do not give, got \['mask'\]"):
+        run(tmp_path / "t", model=model, data=items, target="label", kwargs={"mask": torch.ones(1, D)})
+    with pytest.raises(TypeError, match=r"dataset: expected an item's kwargs to be per-example tensors \('mask'"):
+        run(tmp_path / "t", model=model, data=[{"inputs": x[i], "kwargs": {"mask": "all"}} for i in range(N)])
+    with pytest.raises(TypeError, match=r"dataset: expected items that are .* a dict with keys inputs, label, "
+                                        r"kwargs, got a dict with keys \['image', 'label'\]"):
+        run(tmp_path / "t", model=model, data=[{"image": x[i], "label": 0} for i in range(N)])
+
+
 def test_metrics_hook(tmp_path):
     model, data = make_mlp(), mlp_data()
 

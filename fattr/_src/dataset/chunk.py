@@ -1,7 +1,8 @@
 """One chunk of a dataset job: a collated batch in, the arrays of its chunk of the store out.
 
-A batch is split into inputs and labels (items are ``inputs``, ``(inputs,)`` or
-``(inputs, label)``), its target is resolved (a fixed target, ``"label"``,
+A batch is split into inputs, labels and per-example keyword arguments of the model
+(items are ``inputs``, ``(inputs,)``, ``(inputs, label)`` or a dict with keys
+``inputs``, ``label``, ``kwargs``), its target is resolved (a fixed target, ``"label"``,
 ``"predicted"`` or a callable), the method runs once on it under ``torch.no_grad()``
 (fattr's results do not depend on the grad mode), with a generator of its own for
 stochastic methods, and every result becomes a numpy array with one row per
@@ -40,25 +41,41 @@ def _item(value: Any) -> Shown:
     return Shown(describe(value))
 
 
-def _split(batch: Any, item: Callable[[], Any]) -> Tuple[Tuple[torch.Tensor, ...], bool, Any]:
-    """``(inputs, was_tuple, labels)`` of a collated batch of items ``inputs``, ``(inputs,)`` or
-    ``(inputs, label)``; ``item()`` fetches an example for the error message."""
-    labels = None
+_ITEM_KEYS = ("inputs", "label", "kwargs")
+_ITEMS = "items that are inputs (a tensor), (inputs,), (inputs, label) or a dict with keys " + ", ".join(_ITEM_KEYS)
+
+
+def _split(batch: Any, item: Callable[[], Any]) -> Tuple[Tuple[torch.Tensor, ...], bool, Any, Dict[str, Any]]:
+    """``(inputs, was_tuple, labels, kwargs)`` of a collated batch of items ``inputs``, ``(inputs,)``,
+    ``(inputs, label)`` or ``{"inputs": ..., "label": ..., "kwargs": {name: per-example tensor}}``;
+    ``item()`` fetches an example for the error message."""
+    labels, kwargs = None, {}  # type: Any, Dict[str, Any]
     inputs = batch
-    if isinstance(batch, (list, tuple)):
+    if isinstance(batch, dict):
+        if "inputs" not in batch or not set(batch) <= set(_ITEM_KEYS):
+            fail("dataset", _ITEMS, item(), kind=TypeError)
+        inputs, labels, kwargs = batch["inputs"], batch.get("label"), batch.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            fail("dataset", "an item's 'kwargs' to be a dict of per-example tensors", item(), kind=TypeError)
+    elif isinstance(batch, (list, tuple)):
         if len(batch) not in (1, 2):
-            fail("dataset", "items that are inputs (a tensor), (inputs,) or (inputs, label)", item(),
-                 "A multi-input example is ((x1, x2, ...), label) or ((x1, x2, ...),).", kind=TypeError)
+            fail("dataset", _ITEMS, item(), "A multi-input example is ((x1, x2, ...), label) or ((x1, x2, ...),).",
+                 kind=TypeError)
         inputs = batch[0]
         labels = batch[1] if len(batch) == 2 else None
     if isinstance(inputs, list):
         inputs = tuple(inputs)
     if not isinstance(inputs, (torch.Tensor, tuple)) or (isinstance(inputs, tuple) and not all(
             isinstance(x, torch.Tensor) for x in inputs)):
-        fail("dataset", "items whose inputs are a tensor or a tuple of tensors", item(),
-             "Items are inputs, (inputs,) or (inputs, label).", kind=TypeError)
+        fail("dataset", "items whose inputs are a tensor or a tuple of tensors", item(), _ITEMS + ".",
+             kind=TypeError)
     xs, was_tuple = structure.as_tuple(inputs, "dataset (inputs of a batch)")
-    return xs, was_tuple, labels
+    for name, value in kwargs.items():
+        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != xs[0].shape[0]:
+            fail("dataset", f"an item's kwargs to be per-example tensors ({name!r} collated to one row per "
+                 "example)", item(), "Values shared by every example go to attribute_dataset(kwargs=...).",
+                 kind=TypeError)
+    return xs, was_tuple, labels, dict(kwargs)
 
 
 def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
@@ -106,17 +123,26 @@ class Job:
         def item() -> Shown:
             return _item(self.dataset[start])
 
-        xs, was_tuple, labels = _split(batch, item)
+        xs, was_tuple, labels, item_kwargs = _split(batch, item)
         if xs[0].shape[0] != rows:
             fail("collate_fn", f"a batch of {rows} examples along dim 0 (dataset indices {start}..{stop - 1})",
                  xs[0])
         xs = tuple(x.to(self.device) for x in xs)
         inputs = structure.restore(xs, was_tuple)
+        options, extra = self.options, self.extra
+        if item_kwargs:  # per-example keyword arguments of the model, from the items
+            shared = dict(self.options.get("kwargs") or {})
+            clash = sorted(set(shared) & set(item_kwargs))
+            if clash:
+                fail("kwargs", "names the dataset's items do not give", Shown(f"{clash} in both"), kind=TypeError)
+            options = dict(self.options)
+            options["kwargs"] = {**shared, **{k: v.to(self.device) for k, v in item_kwargs.items()}}
+            extra = as_args(options.get("args", ()), options["kwargs"])
         rule = self.target
         output = None
         if self.save_output or self.metrics or rule == "predicted" or (callable(rule) and not isinstance(rule, str)):
             with torch.no_grad():
-                output = call(self.model, xs, self.extra)
+                output = call(self.model, xs, extra)
         if rule == "label":
             target: Any = _labels(labels, rows, item).to(self.device)
         elif rule == "predicted":
@@ -126,7 +152,7 @@ class Job:
             target = rule(output, batch)
         else:
             target = rule
-        kwargs = dict(self.options)
+        kwargs = dict(options)
         kwargs["inputs"] = inputs
         if self.method.spec.targeted:
             kwargs["target"] = target

@@ -157,8 +157,10 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
       model: the model (``f`` of the method), an ``nn.Module`` or a function. It is moved
         to ``device`` as a copy when it is elsewhere.
       dataset: a map-style dataset (``__getitem__``, ``__len__``) whose items are the
-        inputs (a tensor), ``(inputs,)`` or ``(inputs, label)``; inputs of a multi-input
-        model are a tuple of tensors.
+        inputs (a tensor), ``(inputs,)``, ``(inputs, label)``, or a dict
+        ``{"inputs": ..., "label": ..., "kwargs": {name: tensor}}`` whose ``kwargs`` are
+        per-example keyword arguments of the model (an attention mask); inputs of a
+        multi-input model are a tuple of tensors.
       out: directory of the store (created; an existing store is resumed), on a file system every
         rank sees (a shared one for a job over several machines).
       batch_size: examples per call and per chunk of the store (part of the store's layout).
