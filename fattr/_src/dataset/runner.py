@@ -149,7 +149,9 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
     what is missing, and the store is the same as that of an uninterrupted run, on any
     number of ranks. The store's manifest records the method, its arguments, the
     model's fingerprint (SHA-256 of its parameters and buffers) and the versions; a
-    call whose settings differ is refused, naming the argument.
+    call whose settings differ is refused, naming the argument. (The dataset is
+    recognised by its class and length, functions by their qualified names: their
+    contents are not hashed.)
 
     Args:
       method: a registered fattr method (``fattr.integrated_gradients``, ...), its name
