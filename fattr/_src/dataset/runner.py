@@ -141,10 +141,14 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
     r"""Attribute every example of a dataset with one method, on every rank of a ``torch.distributed`` job.
 
     The dataset's indices are cut into chunks of ``batch_size``; each chunk is one call
-    of ``method`` and one chunk of an on-disk zarr store at ``out``. Under ``torchrun``
-    (or any initialised default process group) rank ``r`` of ``w`` computes the chunks
-    ``r, r + w, ...`` of those still missing: disjoint shards, every index once, no
-    padding. Ranks write their own chunks in parallel, each chunk's arrays then its
+    of ``method`` and one chunk of an on-disk zarr store at ``out``. With ``N`` examples
+    and ``b = batch_size``, chunk ``c`` holds the indices ``[c*b, min(N, (c+1)*b))``;
+    with ``P`` the sorted list of chunks still missing, rank ``r`` of ``w`` under
+    ``torchrun`` (or any initialised default process group) computes ``P[r], P[r+w],
+    P[r+2w], ...``: disjoint shards, every index once, no padding (rank 0 takes the
+    last, smallest share when it has just computed chunk 0 to create the store). A
+    stochastic method draws chunk ``c``'s noise from a generator seeded by
+    ``sha256(seed, c)``. Ranks write their own chunks in parallel, each chunk's arrays then its
     ``done`` mark, so a killed job restarted with the same arguments computes only
     what is missing, and the store is the same as that of an uninterrupted run, on any
     number of ranks. The store's manifest records the method, its arguments, the
