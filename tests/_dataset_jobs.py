@@ -59,3 +59,24 @@ class Images(Dataset):
         if os.environ.get("FATTR_TEST_FAIL_AT") == str(i):
             raise RuntimeError(f"injected failure at index {i}")
         return self.x[i], int(self.y[i])
+
+
+def main(out: str) -> None:
+    """The job of ``tests/test_dataset_distributed.py`` from a script that initialises the process group
+    itself (``torchrun -m _dataset_jobs OUT``): attribute_dataset must use that group and leave it."""
+    import torch.distributed as dist
+
+    import _dataset_jobs as jobs  # not __main__'s classes: the store records the model's and dataset's class
+    import fattr
+    dist.init_process_group("gloo")
+    fattr.attribute_dataset(fattr.integrated_gradients, jobs.model(), jobs.Images(), out, batch_size=8,
+                            target="label", n_steps=8, return_delta=True, progress=True)
+    if not dist.is_initialized():
+        raise RuntimeError("attribute_dataset destroyed the caller's process group")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1])

@@ -1,8 +1,9 @@
 """``attribute_dataset`` under ``torchrun --nproc_per_node=2`` (gloo, CPU), launched from the test.
 
 Two ranks give the same store as one process, bit for bit (float64), with every dataset
-index loaded once; a job whose rank 1 dies mid-run, restarted, computes only the missing
-chunks and ends with the same store; a restart with another ``n_steps`` is refused.
+index loaded once; a job whose rank 1 dies mid-run, restarted (from a script that initialises
+the process group itself), computes only the missing chunks and ends with the same store; a
+restart with another ``n_steps`` is refused.
 Each launch uses ``--standalone`` (a free port) and has a timeout.
 """
 from __future__ import annotations
@@ -31,7 +32,9 @@ JOB = ["integrated_gradients", "--model", "_dataset_jobs:model", "--dataset", "_
 TIMEOUT = 100
 
 
-def torchrun(out, log=None, fail_at=None, nproc=2, progress=False):
+def torchrun(out, log=None, fail_at=None, nproc=2, progress=False, script=False):
+    """``python -m fattr.dataset`` under torchrun, or (``script``) ``_dataset_jobs.main``, which
+    initialises the process group itself."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
     env.pop("FATTR_TEST_FAIL_AT", None)
     env.pop("FATTR_TEST_LOG", None)
@@ -40,8 +43,11 @@ def torchrun(out, log=None, fail_at=None, nproc=2, progress=False):
         env["FATTR_TEST_LOG"] = str(log)
     if fail_at is not None:
         env["FATTR_TEST_FAIL_AT"] = str(fail_at)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "fattr.dataset", *JOB, "--out", str(out)] + ([] if progress else ["--no-progress"])
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    if script:
+        command += ["-m", "_dataset_jobs", str(out)]
+    else:
+        command += ["-m", "fattr.dataset", *JOB, "--out", str(out)] + ([] if progress else ["--no-progress"])
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -102,7 +108,7 @@ def test_killed_rank_restarts_where_it_stopped(single, tmp_path):
         fattr.attribute_dataset(fattr.integrated_gradients, jobs.model(), jobs.Images(), out, batch_size=BATCH,
                                 target="label", n_steps=16, return_delta=True, progress=False)
     assert partial.missing() == missing
-    resumed = torchrun(out, log=tmp_path / "log2", progress=True)
+    resumed = torchrun(out, log=tmp_path / "log2", script=True)  # the user's own process group this time
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "fattr integrated_gradients" in resumed.stderr and f"{jobs.N}/{jobs.N}" in resumed.stderr  # rank 0's bar
     loads = Counter(i for indices in accessed(tmp_path / "log2").values() for i in indices)
