@@ -39,6 +39,9 @@ from fattr._src.paths.guided import guided_integrated_gradients as guided_integr
 from fattr._src.paths.idgi import idgi as idgi
 from fattr._src.paths.integrated_hessians import integrated_hessians as integrated_hessians
 from fattr import metrics as metrics  # evaluation metrics: fattr.metrics.infidelity, ...deletion, ...
+# whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
+from fattr._src.dataset.runner import attribute_dataset as attribute_dataset
+from fattr._src.dataset.store import AttributionStore as AttributionStore
 
 __version__ = "0.1.0"
 
@@ -87,4 +90,7 @@ __all__ = [
     "idgi",
     "integrated_hessians",
     "metrics",
+    # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
+    "attribute_dataset",
+    "AttributionStore",
 ]

@@ -1,0 +1,125 @@
+"""Ranks and chunks: who computes which examples.
+
+The dataset's indices ``0..n-1`` are cut into chunks of ``batch_size`` consecutive
+indices (the last one may be shorter); a chunk is the unit of work, of storage and
+of resumption. Rank 0 lists the chunks still missing and broadcasts the list; rank
+``r`` of ``w`` takes entries ``r, r + w, r + 2w, ...`` of it (rank 0, when it has just
+computed the first chunk to create the store, takes the last share, the smallest), so the
+shards are disjoint, cover every index once, and no rank pads with duplicates.
+
+Coordination is a handful of small objects (the list, an error, barriers), sent
+over gloo: a group of its own when the default group is not gloo (NCCL), the
+default group otherwise. Under ``torchrun`` without an initialised group, one is
+initialised from the environment and destroyed at the end.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+
+
+def n_chunks(n: int, batch_size: int) -> int:
+    return (n + batch_size - 1) // batch_size
+
+
+def bounds(chunk: int, n: int, batch_size: int) -> Tuple[int, int]:
+    """``[start, stop)`` of a chunk's dataset indices."""
+    start = chunk * batch_size
+    return start, min(n, start + batch_size)
+
+
+def assign(pending: Sequence[int], share: int, world: int) -> List[int]:
+    """Share ``share`` of ``world`` of the pending chunks (round robin: disjoint, complete, the first
+    shares at most one chunk larger than the last)."""
+    return list(pending[share::world])
+
+
+@dataclass
+class Ranks:
+    """This process's place in the job: ``rank`` of ``world``.
+
+    Attributes:
+      rank, world: from the default process group (0 and 1 without one).
+      local_rank: the rank on this machine (``LOCAL_RANK``), for picking a GPU.
+      group: the gloo group used for coordination (None: the default group).
+      created: the default group was initialised here (and is destroyed by :meth:`close`).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    group: Any = None
+    created: bool = False
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        if not self.distributed:
+            return value
+        import torch.distributed as dist
+        box = [value]
+        dist.broadcast_object_list(box, src=self._global(0), group=self.group)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+            dist.barrier(group=self.group)
+
+    def close(self) -> None:
+        """Destroy what :func:`join` created: the gloo group, the default group."""
+        if self.group is None and not self.created:
+            return
+        import torch.distributed as dist
+        if self.group is not None:
+            dist.destroy_process_group(self.group)
+        if self.created:
+            dist.destroy_process_group()
+
+    def _global(self, rank: int) -> int:
+        if self.group is None:
+            return rank
+        import torch.distributed as dist
+        return dist.get_global_rank(self.group, rank)
+
+
+def join() -> Ranks:
+    """The :class:`Ranks` of this process: the initialised default group, ``torchrun``'s environment, or one process."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - builds without distributed support
+        return Ranks()
+    if not dist.is_available():
+        return Ranks()
+    created = False
+    if not dist.is_initialized():
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
+            return Ranks()
+        dist.init_process_group(backend="gloo")
+        created = True
+    world = dist.get_world_size()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if world == 1:
+        return Ranks(0, 1, local, None, created)
+    group: Optional[Any] = None
+    if dist.get_backend() != "gloo":
+        group = dist.new_group(backend="gloo")
+    return Ranks(dist.get_rank(), world, local, group, created)
+
+
+def default_device(model: Any, ranks: Ranks) -> torch.device:
+    """Where a rank computes when ``device=None``: its own GPU under a process group with CUDA,
+    otherwise where the model's parameters are (CPU for a function)."""
+    if ranks.distributed and torch.cuda.is_available():
+        return torch.device("cuda", ranks.local_rank % torch.cuda.device_count())
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
