@@ -74,7 +74,7 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     n_samples = check_positive_int("n_samples", n_samples)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     sds = randomness.per_input_stdevs(stdevs, len(xs))
-    dist = format_distribution(baselines, xs)
+    dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
     args = as_args(args, kwargs)

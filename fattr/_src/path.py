@@ -28,7 +28,11 @@ PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums over steps run in float32 for half-precision inputs, else in the input's dtype."""
+    """The dtype of every sum over steps, samples or baselines: float64 for float32 values (a float32
+    sum of ``n`` terms loses ~``n * 6e-8`` relative accuracy: 5e-5 at 10 000 steps), float32 for
+    half-precision values, the values' own dtype otherwise. The result is cast back by the caller."""
+    if dtype == torch.float32:
+        return torch.float64
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 

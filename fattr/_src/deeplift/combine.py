@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from ..errors import describe, fail
+from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
 from ..structure import Tensors
 
@@ -26,7 +26,7 @@ def check_custom(func: Any) -> Optional[Callable[..., Any]]:
         fail("custom_attribution_func", "a callable whose signature can be inspected", func, kind=TypeError)
     if not 1 <= count <= 3:
         fail("custom_attribution_func", "a callable of 1 to 3 parameters: (multipliers[, inputs[, baselines]])",
-             f"{count} parameters")
+             Shown(f"a callable of {count} parameters"))
     return func
 
 
@@ -43,11 +43,11 @@ def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: b
         out = (out,)
     if not isinstance(out, (tuple, list)) or len(out) != len(xs) or not all(isinstance(t, Tensor) for t in out):
         fail("custom_attribution_func", f"to return a tuple of {len(xs)} tensor(s), one per attributed tensor",
-             describe(out))
+             Shown(describe(out)))
     n = xs[0].shape[0]
     for i, t in enumerate(out):
         if t.dim() == 0 or t.shape[0] != n:
-            fail("custom_attribution_func", f"to return tensors with {n} rows along dim 0", describe(t))
+            fail("custom_attribution_func", f"to return tensors with {n} rows along dim 0", t)
     return tuple(out)
 
 

@@ -65,7 +65,7 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
     sds = randomness.per_input_stdevs(stdevs, len(xs))
-    dist = format_distribution(baselines, xs)
+    dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
     args = as_args(args, kwargs)
