@@ -71,8 +71,10 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    structure.require_floating(xs)
     n_samples = check_positive_int("n_samples", n_samples)
     check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
     sds = randomness.per_input_stdevs(stdevs, len(xs))
     dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device

@@ -15,7 +15,7 @@ import torch
 
 from . import structure
 from .arguments import as_args, split_args, tile_args
-from .errors import check_optional_positive_int, check_callable, fail
+from .errors import check_bool, check_optional_positive_int, check_callable, fail
 from .calling import in_training
 from .gradients import gradient_pass
 from .recompute import mark, on_demand, reached_leaves
@@ -126,6 +126,7 @@ def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], Tenso
     check_callable("f", f)
     check_callable("path", path)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    check_bool("return_delta", return_delta)
     args = as_args(args, kwargs)
     alphas, weights = quadrature(method, n_steps)
     with torch.no_grad():  # only to learn the point's structure, shape, dtype and device

@@ -41,6 +41,10 @@ class MethodSpec:
       targeted: takes ``target=``.
       needs_module: ``f`` must be an ``nn.Module`` (not any callable).
       options: extra keyword arguments used when calling it generically.
+      per_example: parameters (besides ``target``, ``args`` and ``kwargs``, which always are)
+        that hold one row per example when they have ``B`` rows, such as a per-example
+        baseline or mask: :func:`fattr.noise_tunnel` repeats them for the noisy copies. A
+        distribution (SHAP baselines) is not listed, so it is not repeated.
     """
 
     name: str
@@ -53,6 +57,7 @@ class MethodSpec:
     targeted: bool = True
     needs_module: bool = False
     options: Tuple[Tuple[str, Any], ...] = ()
+    per_example: Tuple[str, ...] = ()
 
 
 smoothgrad = noise_tunnel(saliency, kind="smoothgrad", n_samples=8, stdevs=0.1)
@@ -61,7 +66,7 @@ _SPECS = [
     MethodSpec("saliency", saliency),
     MethodSpec("input_x_gradient", input_x_gradient),
     MethodSpec("integrated_gradients", integrated_gradients, baselines="optional", chunked=True, delta=True,
-               options=(("n_steps", 16),)),
+               options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("gradient_shap", gradient_shap, baselines="distribution", stochastic=True, delta=True,
                options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("smoothgrad", smoothgrad, stochastic=True, options=(("abs", False),)),
@@ -71,19 +76,20 @@ _SPECS = [
     MethodSpec("layer_gradient_x_activation", layer_gradient_x_activation, layer=True, needs_module=True),
     MethodSpec("layer_grad_cam", layer_grad_cam, layer=True, needs_module=True),
     MethodSpec("internal_influence", internal_influence, baselines="optional", layer=True, chunked=True,
-               needs_module=True, options=(("n_steps", 16),)),
+               needs_module=True, options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("layer_conductance", layer_conductance, baselines="optional", layer=True, chunked=True, delta=True,
-               needs_module=True, options=(("n_steps", 16),)),
+               needs_module=True, options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("layer_integrated_gradients", layer_integrated_gradients, baselines="optional", layer=True,
-               chunked=True, delta=True, needs_module=True, options=(("n_steps", 16),)),
+               chunked=True, delta=True, needs_module=True, options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("layer_gradient_shap", layer_gradient_shap, baselines="distribution", layer=True, stochastic=True,
                delta=True, needs_module=True, options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("layer_feature_ablation", layer_feature_ablation, layer=True, needs_module=True,
-               options=(("perturbations_per_eval", 3),)),
+               options=(("perturbations_per_eval", 3),), per_example=("layer_baselines", "layer_mask")),
     # DeepLift (rescale rule by function interception)
-    MethodSpec("deeplift", deeplift, baselines="optional", delta=True, needs_module=True),
+    MethodSpec("deeplift", deeplift, baselines="optional", delta=True, needs_module=True, per_example=("baselines",)),
     MethodSpec("deeplift_shap", deeplift_shap, baselines="distribution", delta=True, needs_module=True),
-    MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True),
+    MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True,
+               per_example=("baselines",)),
     MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True,
                needs_module=True),
 ]

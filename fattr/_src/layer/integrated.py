@@ -117,6 +117,7 @@ def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...]
 def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
              chunk_size: Optional[int], attribute_to_layer_input: bool):
     xs, _ = structure.as_tuple(inputs)
+    structure.require_floating(xs)  # the path interpolates the inputs: integer ids cannot be
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     bases = format_baselines(baselines, xs)
     args = as_args(args, kwargs)
