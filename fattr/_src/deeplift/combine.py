@@ -74,7 +74,7 @@ def repeat_rows(x: Tensor, m: int) -> Tensor:
 
 def tile_rows(x: Tensor, n: int) -> Tensor:
     """The whole batch ``n`` times: ``(m, ...) -> (n*m, ...)`` (row ``i*m + j`` is row ``j``)."""
-    return x.repeat((n,) + (1,) * (x.dim() - 1)) if n > 1 else x
+    return x.repeat((n,) + (1,) * (x.dim() - 1)) if n != 1 else x  # n = 0: no rows (an empty batch)
 
 
 def warn_uncovered(method: str, names: Sequence[str]) -> None:

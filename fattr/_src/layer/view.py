@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..arguments import split_args
-from ..calling import tensors_read
+from ..calling import explained, tensors_read
 from ..errors import fail
 from ..recompute import on_demand
 from ..structure import Tensors
@@ -78,7 +78,11 @@ class LayerFunction:
         return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves)
 
     def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
-        activation, rest = self.split.head(*inputs, *args)
+        try:
+            activation, rest = self.split.head(*inputs, *args)
+        except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
+            explained(error, self.model, self.model, inputs, args)
+            raise
         n = inputs[0].shape[0]
         per_layer = activation if self.split.was_list else [activation]
         flat: List[torch.Tensor] = []
