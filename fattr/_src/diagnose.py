@@ -11,7 +11,7 @@ what was expected, what arrived, and the fix; torch's own error stays chained to
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,7 +43,8 @@ def _message(name: str, expected: str, got: str, hint: str) -> str:
     return f"{name}: expected {expected}, got {got}. {hint}"
 
 
-def _dtype_mismatch(error: BaseException, module: Optional[nn.Module], inputs: Sequence[torch.Tensor]) -> Optional[Exception]:
+def _dtype_mismatch(error: BaseException, module: Optional[nn.Module],
+                    inputs: Sequence[torch.Tensor]) -> Optional[Exception]:
     if not isinstance(error, RuntimeError) or not _DTYPE.search(str(error)):
         return None
     dtypes = sorted({str(x.dtype) for x in inputs if isinstance(x, torch.Tensor) and x.is_floating_point()})
@@ -51,16 +52,18 @@ def _dtype_mismatch(error: BaseException, module: Optional[nn.Module], inputs: S
     if want is None or not dtypes or dtypes == [str(want)]:
         return None
     return TypeError(_message(
-        "inputs", f"tensors of the model's dtype ({want}: its parameters' dtype)", Shown(f"{', '.join(dtypes)} inputs"),
+        "inputs", f"tensors of the model's dtype ({want}: its parameters' dtype)",
+        Shown(f"{', '.join(dtypes)} inputs"),
         f"Convert one to the other: inputs.to({want}) or model.to({dtypes[0]}). (The model failed with: "
         f"{_first_line(error)})"))
 
 
-def _odd_args(error: BaseException, f: Any, inputs: Sequence[torch.Tensor], args: Sequence[Any]) -> Optional[Exception]:
-    if not isinstance(error, RuntimeError) or not _SIZES.search(str(error)) or getattr(f, "fattr_model", None) is not None:
+def _odd_args(error: BaseException, f: Any, inputs: Sequence[torch.Tensor],
+              args: Sequence[Any]) -> Optional[Exception]:
+    if not isinstance(error, RuntimeError) or not _SIZES.search(str(error)) or hasattr(f, "fattr_model"):
         return None  # (a layer method's tail gets the model's internal values as args: not the user's to fix)
     rows = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else None
-    labelled = []
+    labelled: List[Tuple[str, Any]] = []
     for i, a in enumerate(args):
         if isinstance(a, Keywords):
             labelled.extend((f"kwargs[{n!r}]", v) for n, v in zip(a.names, a.values))

@@ -51,7 +51,7 @@ def check_stdevs(stdevs: Any, name: str = "stdevs") -> Any:
     for s in items:
         if isinstance(s, bool) or not isinstance(s, numbers.Real):
             fail(name, "a non-negative number or a tuple of them, one per input", stdevs, kind=TypeError)
-        if not s >= 0:  # also refuses nan
+        if not float(s) >= 0:  # also refuses nan
             fail(name, "non-negative numbers", stdevs)
     return stdevs
 
