@@ -67,7 +67,7 @@ def _nodes(method: str, n: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
 
 
 def _legendre(n: int, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``P_n(x)`` and ``P_n'(x)`` by the three-term recurrence (O(len(x)) memory)."""
+    """``P_n(x)`` and ``P_{n-1}(x)`` by the three-term recurrence (O(len(x)) memory)."""
     p0, p1, t = np.ones_like(x), x.copy(), np.empty_like(x)
     for j in range(2, n + 1):  # p_j = ((2j - 1) x p_{j-1} - (j - 1) p_{j-2}) / j, in place
         np.multiply(x, p1, out=t)
@@ -75,33 +75,41 @@ def _legendre(n: int, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         p0 *= (j - 1) / j
         t -= p0
         p0, p1, t = p1, t, p0
-    return p1, n * (x * p1 - p0) / (x * x - 1)
+    return p1, p0
 
 
 def legendre_newton(n: int) -> Tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre nodes and weights on [-1, 1], ascending, in O(n) memory.
 
-    The nonnegative half of the nodes (the rule is symmetric), started at Tricomi's asymptotic
-    approximation ``(1 - (n-1)/(8 n^3) - (39 - 28/sin^2 t)/(384 n^4)) cos t``, ``t = pi (4k - 1)/(4n + 2)``,
-    refined by Newton's iteration on ``P_n``; weights ``2 / ((1 - x^2) P_n'(x)^2)``.
+    The nodes ``cos(theta_k)`` of the nonnegative half (the rule is symmetric), started at
+    Tricomi's asymptotic approximation ``x ~ (1 - (n-1)/(8 n^3) - (39 - 28/sin^2 t)/(384 n^4)) cos t``,
+    ``t = pi (4k - 1)/(4n + 2)``, refined by Newton's iteration on ``P_n(cos theta)`` in ``theta``;
+    weights ``2 sin^2 theta / (n (x P_n(x) - P_{n-1}(x)))^2`` (``2 / ((1 - x^2) P_n'(x)^2)`` without the
+    cancellation of ``1 - x^2`` near the ends).
     """
+    if n == 1:
+        return np.zeros(1), np.full(1, 2.0)
     m = (n + 1) // 2
-    theta = np.pi * (4 * np.arange(1, m + 1, dtype=np.float64) - 1) / (4 * n + 2)
-    x = (1 - (n - 1) / (8.0 * n ** 3) - (39 - 28 / np.sin(theta) ** 2) / (384.0 * n ** 4)) * np.cos(theta)
-    for _ in range(10):  # two or three iterations reach rounding from these starting points
-        p, dp = _legendre(n, x)
-        step = p / dp
-        x = x - step
-        if np.abs(step).max() <= 1e-15:
+    t = np.pi * (4 * np.arange(1, m + 1, dtype=np.float64) - 1) / (4 * n + 2)
+    theta = np.arccos((1 - (n - 1) / (8.0 * n ** 3) - (39 - 28 / np.sin(t) ** 2) / (384.0 * n ** 4)) * np.cos(t))
+    active = np.arange(m)  # the nodes still moving: after one step, only a few near the ends
+    for _ in range(10):  # one to three steps from these starting points
+        x, sin = np.cos(theta[active]), np.sin(theta[active])
+        p, q = _legendre(n, x)
+        numerator = n * (x * p - q)  # = -(1 - x^2) P_n'(x) = -sin^2(theta) P_n'(x)
+        step = p * sin / numerator   # P_n / (d/dtheta P_n(cos theta)), d/dtheta = sin * numerator / sin^2
+        theta[active] -= step
+        active = active[np.abs(step) > 1e-11]  # quadratic convergence: the error left is ~ n * step^2 < 1e-16
+        if active.size == 0:
             break
-    _, dp = _legendre(n, x) if np.abs(step).max() > 1e-15 else (p, dp)
-    w = 2.0 / ((1.0 - x * x) * dp * dp)
+    x, sin = np.cos(theta), np.sin(theta)
+    p, q = _legendre(n, x)
+    w = 2.0 * sin * sin / (n * (x * p - q)) ** 2
     if n % 2:  # the middle node is 0 exactly
         x[-1] = 0.0
-    # descending positive half -> the whole rule, ascending
-    half = slice(None, None, -1)
-    xs = np.concatenate([-x, x[half][n % 2:]])
-    ws = np.concatenate([w, w[half][n % 2:]])
+    # descending nonnegative half -> the whole rule, ascending
+    xs = np.concatenate([-x, x[::-1][n % 2:]])
+    ws = np.concatenate([w, w[::-1][n % 2:]])
     return xs, ws
 
 
