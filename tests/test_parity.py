@@ -163,7 +163,7 @@ def test_gauss_legendre_by_newton_matches_numpy(n):
             assert abs(w[k] / float(exact) - 1) < 2e-11, (k, w[k], float(exact))
 
 
-@pytest.mark.parametrize("n", [2_000, 20_000])
+@pytest.mark.parametrize("n", [2_000, 6_000])
 def test_large_gauss_legendre_rules_are_exact_on_polynomials(n):
     alphas, weights = fattr.quadrature("gausslegendre", n)
     assert alphas.shape == weights.shape == (n,)
