@@ -102,6 +102,13 @@ def test_what_fattr_cannot_honour_is_named() -> None:
         fc.NoiseTunnel(ca.Saliency(model))
 
 
+def test_module_docs_run() -> None:
+    import doctest
+    result = doctest.testmod(fc, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+    assert fattr.captum is fc  # also reachable as an attribute
+
+
 def test_fattr_captum_does_not_import_captum() -> None:
     import subprocess
     import sys

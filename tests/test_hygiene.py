@@ -244,6 +244,35 @@ def test_descriptions_are_rendered_as_descriptions():
     no_pasted_objects(message)
 
 
+def test_noise_tunnel_refuses_integer_inputs():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2))
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    tunnel = fattr.noise_tunnel(fattr.layer_integrated_gradients, n_samples=2, stdevs=0.1)
+    with pytest.raises(TypeError, match=r"^inputs: expected a floating-point tensor"):
+        tunnel(model, "0", ids, target=0)
+
+
+def test_every_error_message_of_the_error_tests_says_what_arrived():
+    """The "got" half of the standard messages (test_errors' cases): a description, never a pasted object,
+    and a string value shown as one only when the user gave a string."""
+    from test_errors import CASES
+    for fn, kind, _ in CASES:
+        with pytest.raises(kind) as info:
+            fn()
+        message = message_of(info)
+        if ": expected " not in message:
+            continue  # Python's own signature errors, prefixed with the method's name
+        assert re.match(r"^[\w\[\]'.()]+: expected .+, got .+\.", message), message
+        assert "tensor([" not in message and "\n" not in message, message
+        if "str '" in got_half(message):
+            assert any(isinstance(v, str) for v in _string_values(fn)), message
+
+
+def _string_values(fn):
+    """The string constants a test case passes (its lambda's constants)."""
+    return [c for c in fn.__code__.co_consts if isinstance(c, str)]
+
+
 def test_error_messages_never_paste_big_objects():
     big = {"weights": torch.randn(100, 100)}
     with pytest.raises(TypeError) as info:

@@ -106,6 +106,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         arguments = dict(bound.arguments)
         repeated = tuple(per_example) if per_example is not None else declared_per_example(method)
         xs, was_tuple = structure.as_tuple(arguments["inputs"])
+        structure.require_floating(xs)  # noise on integer inputs (token ids) would be truncated away
         n, device = xs[0].shape[0], xs[0].device
         sds = randomness.per_input_stdevs(stdevs, len(xs))
         gen = randomness.resolve(generator, device)
