@@ -240,6 +240,20 @@ def test_noise_tunnel_repeats_per_example_parameters():
                                fattr.saliency(scaled, x, target=0, kwargs={"scale": scale}), rtol=1e-12, atol=1e-12)
 
 
+def test_noise_tunnel_finds_the_declaration_through_functools_wraps():
+    import functools
+    model, (x, _) = make_net(), data()
+
+    @functools.wraps(fattr.integrated_gradients)
+    def logged(*args, **kwargs):
+        return fattr.integrated_gradients(*args, **kwargs)
+
+    base = x * 0.3
+    tunnel = fattr.noise_tunnel(logged, n_samples=2, stdevs=0.0)
+    torch.testing.assert_close(tunnel(model, x, base, 8, target=1),
+                               fattr.integrated_gradients(model, x, base, 8, target=1), rtol=1e-12, atol=1e-12)
+
+
 def test_noise_tunnel_per_example_override_for_an_unregistered_method():
     model, (x, _) = make_net(), data()
 
