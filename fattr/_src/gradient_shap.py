@@ -89,7 +89,7 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     for g, xn, s, x in zip(grads, noisy, starts, xs):
         g = structure.unfold(g, n_samples)
         per_sample.append(g * (xn - s) if multiply_by_inputs else g)
-    attr = tuple(p.to(accumulation_dtype(p.dtype)).mean(0).to(x.dtype) for p, x in zip(per_sample, xs))
+    attr = tuple(p.to(accumulation_dtype(p.dtype, p.device)).mean(0).to(x.dtype) for p, x in zip(per_sample, xs))
     result = structure.restore(attr, was_tuple)
     if not return_delta:
         return result

@@ -143,7 +143,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                 out, delta = out
                 deltas.append(delta.reshape(k, -1))
             leaves, treedef = pytree.tree_flatten(out)
-            leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype)) for leaf in leaves]
+            leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype, leaf.device)) for leaf in leaves]
             s1 = [leaf.sum(0) for leaf in leaves]
             s2 = [(leaf * leaf).sum(0) for leaf in leaves]
             first = s1 if first is None else [a + b for a, b in zip(first, s1)]

@@ -27,12 +27,13 @@ from .targets import Target, as_target
 PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
 
 
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+def accumulation_dtype(dtype: torch.dtype, device: Optional[torch.device] = None) -> torch.dtype:
     """The dtype of every sum over steps, samples or baselines: float64 for float32 values (a float32
-    sum of ``n`` terms loses ~``n * 6e-8`` relative accuracy: 5e-5 at 10 000 steps), float32 for
-    half-precision values, the values' own dtype otherwise. The result is cast back by the caller."""
+    sum of ``n`` terms loses ~``n * 6e-8`` relative accuracy: 5e-5 at 10 000 steps) on devices with
+    float64 (not MPS), float32 for half-precision values, the values' own dtype otherwise. The result
+    is cast back by the caller."""
     if dtype == torch.float32:
-        return torch.float64
+        return torch.float32 if device is not None and torch.device(device).type == "mps" else torch.float64
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
@@ -74,7 +75,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
             terms = []
             for i, g in enumerate(grads):
                 g = structure.unfold(g, k)
-                acc = accumulation_dtype(g.dtype)
+                acc = accumulation_dtype(g.dtype, g.device)
                 g = g.to(acc)
                 if vel is not None:
                     g = g * vel[i].to(acc)

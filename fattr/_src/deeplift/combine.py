@@ -63,7 +63,7 @@ def mean_over_baselines(attrs: Tensors, n: int, m: int) -> Tensors:
     out = []
     for a in attrs:
         per_pair = a.reshape((n, m) + tuple(a.shape[1:]))
-        out.append(per_pair.to(accumulation_dtype(a.dtype)).mean(1).to(a.dtype))
+        out.append(per_pair.to(accumulation_dtype(a.dtype, a.device)).mean(1).to(a.dtype))
     return tuple(out)
 
 
