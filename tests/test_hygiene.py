@@ -91,6 +91,17 @@ def test_args_tensor_that_is_neither_per_example_nor_taken_as_is(where):
     fattr.integrated_gradients(_scaled, x, n_steps=4, args=(torch.ones(1, 1, dtype=x.dtype),))
 
 
+def test_a_shared_args_tensor_is_not_blamed_for_another_failure():
+    x, _ = data()
+    weights = torch.ones(6, 2, dtype=x.dtype)  # taken as is (6 rows, 4 examples): fine
+
+    def broken(x, w):
+        return (x @ w).sum(1) + torch.ones(5, dtype=x.dtype)  # fails for its own reason
+
+    with pytest.raises(RuntimeError, match="must match the size"):
+        fattr.integrated_gradients(broken, x, n_steps=4, args=(weights,))
+
+
 @pytest.mark.parametrize("method", [
     lambda m, x: fattr.saliency(m, x, target=0),
     lambda m, x: fattr.layer_gradient_x_activation(m, "body.1", x, target=0),

@@ -69,8 +69,10 @@ def _odd_args(error: BaseException, f: Any, inputs: Sequence[torch.Tensor],
             labelled.extend((f"kwargs[{n!r}]", v) for n, v in zip(a.names, a.values))
         else:
             labelled.append((f"args[{i}]" if len(args) > 1 or isinstance(a, tuple) else "args", a))
+    text = str(error)
     for label, value in labelled:
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] not in (1, rows):
+        if (isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] not in (1, rows)
+                and re.search(rf"\b{value.shape[0]}\b", text)):  # torch's message names its size
             return ValueError(_message(
                 label, "a tensor with one row per example (fattr pairs it with its example at every path step "
                 "or sample) or one whose dim 0 f takes as is",
