@@ -60,7 +60,7 @@ def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = V
 
 def is_int(value: Any) -> bool:
     """A Python or numpy integer (``numbers.Integral``), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool,)) and type(value).__name__ != "bool_"
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -86,7 +86,7 @@ def check_nonnegative_float(name: str, value: Any) -> float:
 
 def check_bool(name: str, value: Any) -> bool:
     """``True`` or ``False`` (a numpy bool is accepted); never a truthy stand-in such as ``1`` or ``"yes"``."""
-    if type(value).__name__ == "bool_" and not isinstance(value, torch.Tensor):
+    if type(value).__name__ == "bool_":  # numpy's bool (not an int subclass, unlike Python's)
         return bool(value)
     if not isinstance(value, bool):
         fail(name, "True or False", value, kind=TypeError)
