@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, Iterable, NoReturn
 
+import numpy as np
 import torch
 
 
@@ -86,7 +87,7 @@ def check_nonnegative_float(name: str, value: Any) -> float:
 
 def check_bool(name: str, value: Any) -> bool:
     """``True`` or ``False`` (a numpy bool is accepted); never a truthy stand-in such as ``1`` or ``"yes"``."""
-    if type(value).__name__ == "bool_":  # numpy's bool (not an int subclass, unlike Python's)
+    if isinstance(value, np.bool_):  # numpy's bool (not an int subclass, unlike Python's)
         return bool(value)
     if not isinstance(value, bool):
         fail(name, "True or False", value, kind=TypeError)
