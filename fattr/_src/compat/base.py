@@ -94,6 +94,10 @@ class Attribution:
         """Whether ``attribute`` can return a convergence (completeness) delta."""
         return self.delta
 
+    def attribute_future(self) -> Any:
+        """Captum 0.9 declares asynchronous attribution on every class and implements it for none."""
+        raise NotImplementedError(f"{type(self).__name__}.attribute_future: not implemented (nor in Captum 0.9).")
+
     def _positional(self) -> Tuple[Any, ...]:
         return (self.forward_func, self.layer) if self.layer_method else (self.forward_func,)
 
