@@ -135,6 +135,18 @@ def test_float32_means_over_samples_and_baselines_are_accurate():
     # SmoothGrad of a linear model without noise: the weights, whatever the number of samples
     tunnel = fattr.noise_tunnel(fattr.saliency, n_samples=30_000, stdevs=0.0)
     torch.testing.assert_close(tunnel(linear, x, target=0, abs=False), linear.weight.detach(), rtol=1e-7, atol=0)
+    # GradientSHAP of a linear model with one baseline row: (x - b) * w for every draw, averaged 30 000 times
+    b = torch.full((1, 4), 0.1)
+    g = torch.Generator().manual_seed(0)
+    want = (x - b) * linear.weight.detach()
+    torch.testing.assert_close(fattr.gradient_shap(linear, x, b, 30_000, target=0, generator=g), want,
+                               rtol=1e-6, atol=1e-8)
+    two = nn.Sequential(linear, nn.Identity())
+    torch.testing.assert_close(fattr.layer_gradient_shap(two, "0", x, b, 30_000, target=0, generator=g),
+                               (linear(x) - linear(b)).detach(), rtol=1e-6, atol=1e-8)
+    # the path integral of any path
+    attr = fattr.path_attribution(_linear_f, lambda a: torch.ones(1, 4) * a, n_steps=100_000, method="riemann_left")
+    torch.testing.assert_close(attr, W.reshape(1, 4), rtol=2e-7, atol=0)
     # DeepLiftSHAP of a linear model: (x - mean(baselines)) * w, the mean of 20 000 rows
     dist = torch.rand(20_000, 4, generator=torch.Generator().manual_seed(0))
     want = ((x.double() - dist.double().mean(0)) * linear.weight.detach().double()).float()
