@@ -47,10 +47,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """``fattr.viz`` on first use (it imports matplotlib only when it draws)."""
-    if name == "viz":
+    """``fattr.viz`` (it imports matplotlib only when it draws) and ``fattr.captum`` (Captum-compatible
+    classes) on first use."""
+    if name in ("viz", "captum"):
         import importlib
-        return importlib.import_module("fattr.viz")
+        return importlib.import_module(f"fattr.{name}")
     raise AttributeError(f"module 'fattr' has no attribute {name!r}")
 
 

@@ -279,8 +279,8 @@ def test_layer_gradient_x_activation_list_and_gradient_x_input(by: str) -> None:
     theirs = LayerGradientXActivation(c.model, [c.model.get_submodule(n) for n in ("body.0", "body.1.conv2")]
                                       ).attribute(c.inputs, target=c.target)
     assert_close(ours, theirs, EXACT_REL)
-    # pnpxai's GradientXInput: a tuple per layer, or a single layer, or input x gradient
-    assert_close(fattr.gradient_x_input(c.model, c.inputs, target=c.target, layer=layers), tuple(theirs), EXACT_REL)
+    # pnpxai's GradientXInput: a list per layer (as every layer method), or a single layer, or input x gradient
+    assert_close(fattr.gradient_x_input(c.model, c.inputs, target=c.target, layer=layers), list(theirs), EXACT_REL)
     assert_close(fattr.gradient_x_input(c.model, c.inputs, target=c.target, layer=layers[1]), theirs[1], EXACT_REL)
     assert_close(fattr.gradient_x_input(c.model, c.inputs, target=c.target),
                  fattr.input_x_gradient(c.model, c.inputs, target=c.target), EXACT_REL)

@@ -6,13 +6,23 @@ per input; a single scalar or ``None`` also serves every input of a tuple.
 """
 from __future__ import annotations
 
+import inspect
 from numbers import Number
 from typing import Any, Callable
 
 import torch
 
-from .errors import fail
+from .errors import Shown, fail
 from .structure import Tensors
+
+
+def _on_device(baseline: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
+    """``baseline`` in the input's dtype and on its device; a tensor without data (meta) is refused."""
+    if baseline.device != x.device and baseline.is_meta:
+        fail(name, f"a tensor with values, on the inputs' device ({x.device})",
+             Shown(f"a {baseline.dtype} tensor of shape {tuple(baseline.shape)} on device meta (no values)"),
+             f"Create the baselines on {x.device}, e.g. torch.zeros_like(inputs).")
+    return baseline.to(dtype=x.dtype, device=x.device)
 
 
 def _one(baseline: Any, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -24,11 +34,11 @@ def _one(baseline: Any, x: torch.Tensor, name: str) -> torch.Tensor:
     if not isinstance(baseline, torch.Tensor):
         fail(name, "None, a number or a tensor", baseline, kind=TypeError)
     if baseline.dim() == 0:
-        return baseline.to(dtype=x.dtype, device=x.device).expand((1,) + tuple(x.shape[1:]))
+        return _on_device(baseline, x, name).expand((1,) + tuple(x.shape[1:]))
     if tuple(baseline.shape[1:]) != tuple(x.shape[1:]) or baseline.shape[0] not in (1, x.shape[0]):
         fail(name, f"a tensor of shape {tuple(x.shape)} or {(1,) + tuple(x.shape[1:])} to match the input",
              baseline)
-    return baseline.to(dtype=x.dtype, device=x.device)
+    return _on_device(baseline, x, name)
 
 
 def format_baselines(baselines: Any, inputs: Tensors, name: str = "baselines") -> Tensors:
@@ -42,13 +52,33 @@ def format_baselines(baselines: Any, inputs: Tensors, name: str = "baselines") -
     return tuple(_one(baselines, x, name) for x in inputs)
 
 
-def format_distribution(baselines: Any, inputs: Tensors, name: str = "baselines") -> Tensors:
+def call_baselines(fn: Callable[..., Any], given: Any, name: str = "baselines") -> Any:
+    """Captum's convention for a callable ``baselines``: called with no argument when it takes
+    none, else with the inputs as the user gave them (one argument: the tensor or the tuple)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: give it the inputs
+        return fn(given)
+    variadic = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    if not variadic and not any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        if any(p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY for p in parameters):
+            fail(name, "a callable taking no argument or one (the inputs)",
+                 Shown("a callable with required keyword-only parameters"), kind=TypeError)
+        return fn()
+    return fn(given)
+
+
+def format_distribution(baselines: Any, inputs: Tensors, name: str = "baselines", *, given: Any = None) -> Tensors:
     """Baselines for distribution methods (SHAP variants): rows drawn from, or a callable giving them.
 
+    A callable is called as Captum calls it (:func:`call_baselines`) with ``given``, the inputs
+    as the user gave them (default: the tensor, or the tuple for several inputs).
     Returns one tensor per input with ``M >= 1`` rows (``M`` shared by all inputs).
     """
     if callable(baselines) and not isinstance(baselines, torch.Tensor):
-        baselines = baselines(*inputs) if len(inputs) > 1 else baselines(inputs[0])
+        if given is None:
+            given = inputs if len(inputs) > 1 else inputs[0]
+        baselines = call_baselines(baselines, given, name)
     if baselines is None:
         fail(name, "a tensor (a distribution of baseline rows), a tuple of them or a callable", baselines,
              kind=TypeError)
@@ -74,7 +104,7 @@ def _rows(baselines: Any, inputs: Tensors, name: str) -> Tensors:
         label = f"{name}[{i}]" if isinstance(baselines, tuple) else name
         if tuple(b.shape[1:]) != tuple(x.shape[1:]):
             fail(label, f"rows of shape {tuple(x.shape[1:])} like the input's examples", b)
-        out.append(b.to(dtype=x.dtype, device=x.device))
+        out.append(_on_device(b, x, label))
     return tuple(out)
 
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from .arguments import unpack
+from .diagnose import explain
+from .tracing import is_compiling
 
 
 def _writes_buffers(module: nn.Module) -> bool:
@@ -116,7 +118,26 @@ def tensors_read(module: nn.Module) -> Optional[List[torch.Tensor]]:
 
 def call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any] = ()) -> Any:
     """``f(*inputs, *args, **kwargs)`` (``args`` as made by :func:`.arguments.as_args`), leaving every
-    buffer of ``f`` (if a module) untouched."""
+    buffer of ``f`` (if a module) untouched. When ``f`` fails for a cause :mod:`.diagnose` recognises
+    (model and inputs of different dtypes, ...), the error names it."""
+    if is_compiling():  # Dynamo traces the plain call
+        return _call(f, inputs, args)
+    try:
+        return _call(f, inputs, args)
+    except (RuntimeError, ValueError) as error:
+        explained(error, f, module_of(f), inputs, args)
+        raise
+
+
+def explained(error: BaseException, f: Callable[..., Any], module: Optional[nn.Module],
+              inputs: Sequence[torch.Tensor], args: Sequence[Any]) -> None:
+    """Raise :func:`.diagnose.explain`'s clearer error for ``error`` (chained to it), if there is one."""
+    clearer = explain(error, f, module, inputs, args)
+    if clearer is not None:
+        raise clearer from error
+
+
+def _call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any]) -> Any:
     positional, keywords = unpack(args)
     if isinstance(f, nn.Module) and _writes_buffers(f):
         buffers = {name: b.clone() for name, b in f.named_buffers()}

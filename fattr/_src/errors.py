@@ -7,8 +7,12 @@ break a ``torch.compile`` graph.
 """
 from __future__ import annotations
 
+import dataclasses
+import numbers
+from collections.abc import Mapping
 from typing import Any, Iterable, NoReturn
 
+import numpy as np
 import torch
 
 
@@ -16,15 +20,34 @@ class Shown(str):
     """A value already worded for a message (``fail`` prints it as is)."""
 
 
+_SCALARS = (str, bytes, numbers.Number, type(None))
+
+
 def describe(value: Any) -> str:
-    """A short description of ``value`` for error messages."""
+    """A short description of ``value`` for error messages: never a pasted tensor or a big object.
+
+    Tensors and arrays by dtype and shape, containers by kind and size (a mapping or a
+    dataclass, such as a ``ModelOutput``, by its keys), scalars and strings by value, any
+    other object by its type.
+    """
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    if isinstance(value, tuple):
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return f"a tuple of {len(value)} ({', '.join(describe(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})"
     if isinstance(value, list):
         return f"a list of length {len(value)}"
-    return f"{type(value).__name__} {value!r}"[:200]
+    kind = type(value).__name__
+    if isinstance(value, Mapping):
+        keys = [str(k) for k in list(value.keys())[:6]]
+        return f"a {kind} with keys {', '.join(keys) or 'none'}{', ...' if len(value) > 6 else ''}"[:200]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = [field.name for field in dataclasses.fields(value)][:6]
+        return f"a {kind} (fields {', '.join(names)})"[:200]
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # numpy arrays and the like
+        return f"a {kind} of dtype {value.dtype} and shape {tuple(value.shape)}"
+    if isinstance(value, _SCALARS):
+        return f"{kind} {value!r}"[:200]
+    return f"a {kind}"[:200]
 
 
 def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
@@ -36,12 +59,18 @@ def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = V
     raise kind(message)
 
 
+def is_int(value: Any) -> bool:
+    """A Python or numpy integer (``numbers.Integral``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """A positive int; numpy integer scalars are accepted and returned as ``int``."""
+    if not is_int(value):
         fail(name, "a positive int", value, kind=TypeError)
     if value < 1:
         fail(name, "a positive int (>= 1)", value)
-    return value
+    return int(value)
 
 
 def check_optional_positive_int(name: str, value: Any) -> int | None:
@@ -49,7 +78,7 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
 
 
 def check_nonnegative_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         fail(name, "a non-negative number", value, kind=TypeError)
     if value < 0:
         fail(name, "a non-negative number", value)
@@ -57,6 +86,9 @@ def check_nonnegative_float(name: str, value: Any) -> float:
 
 
 def check_bool(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (a numpy bool is accepted); never a truthy stand-in such as ``1`` or ``"yes"``."""
+    if isinstance(value, np.bool_):  # numpy's bool (not an int subclass, unlike Python's)
+        return bool(value)
     if not isinstance(value, bool):
         fail(name, "True or False", value, kind=TypeError)
     return value

@@ -71,10 +71,12 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    structure.require_floating(xs)
     n_samples = check_positive_int("n_samples", n_samples)
     check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
     sds = randomness.per_input_stdevs(stdevs, len(xs))
-    dist = format_distribution(baselines, xs)
+    dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
     args = as_args(args, kwargs)
@@ -87,7 +89,7 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     for g, xn, s, x in zip(grads, noisy, starts, xs):
         g = structure.unfold(g, n_samples)
         per_sample.append(g * (xn - s) if multiply_by_inputs else g)
-    attr = tuple(p.to(accumulation_dtype(p.dtype)).mean(0).to(x.dtype) for p, x in zip(per_sample, xs))
+    attr = tuple(p.to(accumulation_dtype(p.dtype, p.device)).mean(0).to(x.dtype) for p, x in zip(per_sample, xs))
     result = structure.restore(attr, was_tuple)
     if not return_delta:
         return result

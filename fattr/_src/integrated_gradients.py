@@ -55,8 +55,10 @@ def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = No
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    structure.require_floating(xs)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
     bases = format_baselines(baselines, xs)
     n = xs[0].shape[0]
     args = as_args(args, kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 from torch.utils import _pytree as pytree
@@ -21,7 +21,21 @@ from .errors import Shown, check_callable, check_choice, check_optional_positive
 from .path import accumulation_dtype
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
-_PER_EXAMPLE = ("baselines", "layer_baselines")  # arguments tiled with the examples when they have B rows
+
+
+def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
+    """The parameters ``method``'s registry entry declares per example (:attr:`.MethodSpec.per_example`);
+    none for a method that is not registered."""
+    from .registry import REGISTRY  # the registry builds tunnels itself: look it up at call time
+    current: Any = method
+    seen = set()
+    while current is not None and id(current) not in seen:  # through functools.wraps wrappers
+        seen.add(id(current))
+        for spec in REGISTRY.values():
+            if spec.fn is current:
+                return spec.per_example
+        current = getattr(current, "__wrapped__", None)
+    return ()
 
 
 def _tile_target(target: Any, n: int, k: int) -> Any:
@@ -39,7 +53,8 @@ def _tile_tree(value: Any, n: int, k: int) -> Any:
 
 
 def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samples: int = 5,
-                 stdevs: Any = 1.0, chunk_size: Optional[int] = None) -> Callable[..., Any]:
+                 stdevs: Any = 1.0, chunk_size: Optional[int] = None,
+                 per_example: Optional[Sequence[str]] = None) -> Callable[..., Any]:
     """SmoothGrad, SmoothGrad-squared or VarGrad around any fattr method.
 
     Args:
@@ -50,6 +65,12 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
       n_samples: noisy copies per example.
       stdevs: standard deviation of the noise, one number or one per input.
       chunk_size: run ``method`` on at most this many noisy copies of the batch at once.
+      per_example: names of ``method``'s parameters that hold one row per example (a
+        per-example baseline or mask) and are repeated for the noisy copies when they have
+        ``B`` rows; ``target``, ``args`` and ``kwargs`` always are. Default: what the
+        method's registry entry declares (:attr:`fattr.MethodSpec.per_example`; nothing for an
+        unregistered method). A distribution (the baselines of the SHAP methods) is not per
+        example and is not repeated, whatever its number of rows.
 
     Returns:
       ``tunnel(*args, generator=None, **kwargs)`` with ``method``'s parameters. With
@@ -68,9 +89,17 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
     check_choice("kind", kind, KINDS)
     n_samples = check_positive_int("n_samples", n_samples)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    randomness.check_stdevs(stdevs)
     signature = inspect.signature(method)
     if "inputs" not in signature.parameters:
         fail("method", "an attribution function with an 'inputs' parameter", Shown(repr(method)), kind=TypeError)
+    if per_example is not None:
+        if isinstance(per_example, str) or not all(isinstance(p, str) for p in per_example):
+            fail("per_example", "a sequence of parameter names", per_example, kind=TypeError)
+        for p in per_example:
+            if p not in signature.parameters:
+                fail("per_example", f"names of parameters of {getattr(method, '__name__', 'method')}",
+                     Shown(repr(p)))
     passes_generator = "generator" in signature.parameters
 
     @functools.wraps(method)
@@ -80,7 +109,9 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         except TypeError as e:
             raise TypeError(f"{getattr(method, '__name__', 'method')}: {e}") from None
         arguments = dict(bound.arguments)
+        repeated = tuple(per_example) if per_example is not None else declared_per_example(method)
         xs, was_tuple = structure.as_tuple(arguments["inputs"])
+        structure.require_floating(xs)  # noise on integer inputs (token ids) would be truncated away
         n, device = xs[0].shape[0], xs[0].device
         sds = randomness.per_input_stdevs(stdevs, len(xs))
         gen = randomness.resolve(generator, device)
@@ -102,7 +133,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                 call["args"] = _tile_tree(call["args"], n, k)
             if isinstance(call.get("kwargs"), dict):
                 call["kwargs"] = {name: _tile_tree(v, n, k) for name, v in call["kwargs"].items()}
-            for name in _PER_EXAMPLE:
+            for name in repeated:
                 if name in call:
                     call[name] = _tile_tree(call[name], n, k)
             if passes_generator:
@@ -112,7 +143,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                 out, delta = out
                 deltas.append(delta.reshape(k, -1))
             leaves, treedef = pytree.tree_flatten(out)
-            leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype)) for leaf in leaves]
+            leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype, leaf.device)) for leaf in leaves]
             s1 = [leaf.sum(0) for leaf in leaves]
             s2 = [(leaf * leaf).sum(0) for leaf in leaves]
             first = s1 if first is None else [a + b for a, b in zip(first, s1)]

@@ -15,7 +15,7 @@ import torch
 
 from . import structure
 from .arguments import as_args, split_args, tile_args
-from .errors import check_optional_positive_int, check_callable, fail
+from .errors import check_bool, check_optional_positive_int, check_callable, fail
 from .calling import in_training
 from .gradients import gradient_pass
 from .recompute import mark, on_demand, reached_leaves
@@ -27,8 +27,13 @@ from .targets import Target, as_target
 PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
 
 
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums over steps run in float32 for half-precision inputs, else in the input's dtype."""
+def accumulation_dtype(dtype: torch.dtype, device: Optional[torch.device] = None) -> torch.dtype:
+    """The dtype of every sum over steps, samples or baselines: float64 for float32 values (a float32
+    sum of ``n`` terms loses ~``n * 6e-8`` relative accuracy: 5e-5 at 10 000 steps) on devices with
+    float64 (not MPS), float32 for half-precision values, the values' own dtype otherwise. The result
+    is cast back by the caller."""
+    if dtype == torch.float32:
+        return torch.float32 if device is not None and torch.device(device).type == "mps" else torch.float64
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
@@ -70,7 +75,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
             terms = []
             for i, g in enumerate(grads):
                 g = structure.unfold(g, k)
-                acc = accumulation_dtype(g.dtype)
+                acc = accumulation_dtype(g.dtype, g.device)
                 g = g.to(acc)
                 if vel is not None:
                     g = g * vel[i].to(acc)
@@ -122,6 +127,7 @@ def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], Tenso
     check_callable("f", f)
     check_callable("path", path)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    check_bool("return_delta", return_delta)
     args = as_args(args, kwargs)
     alphas, weights = quadrature(method, n_steps)
     with torch.no_grad():  # only to learn the point's structure, shape, dtype and device

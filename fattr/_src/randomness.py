@@ -7,7 +7,8 @@ transform, so the same seeded generator gives the same numbers on any path.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import numbers
+from typing import Any, Sequence
 
 import torch
 
@@ -44,16 +45,21 @@ def integers(generator: torch.Generator, high: int, shape: Sequence[int], *,
     return i.to(device)
 
 
+def check_stdevs(stdevs: Any, name: str = "stdevs") -> Any:
+    """A non-negative number or a tuple of them (checked before the number of inputs is known)."""
+    items = stdevs if isinstance(stdevs, tuple) else (stdevs,)
+    for s in items:
+        if isinstance(s, bool) or not isinstance(s, numbers.Real):
+            fail(name, "a non-negative number or a tuple of them, one per input", stdevs, kind=TypeError)
+        if not float(s) >= 0:  # also refuses nan
+            fail(name, "non-negative numbers", stdevs)
+    return stdevs
+
+
 def per_input_stdevs(stdevs: Any, n_inputs: int, name: str = "stdevs") -> tuple[float, ...]:
     """A number for every input, or a tuple with one per input (Captum's ``stdevs``)."""
-    items: Optional[tuple] = stdevs if isinstance(stdevs, tuple) else None
-    if items is None:
-        if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float)):
-            fail(name, "a non-negative number or a tuple of them, one per input", stdevs, kind=TypeError)
-        items = (stdevs,) * n_inputs
+    check_stdevs(stdevs, name)
+    items: tuple = stdevs if isinstance(stdevs, tuple) else (stdevs,) * n_inputs
     if len(items) != n_inputs:
         fail(name, f"a tuple of {n_inputs} numbers, one per input", stdevs)
-    for s in items:
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
-            fail(name, "non-negative numbers", stdevs)
     return tuple(float(s) for s in items)

@@ -50,6 +50,10 @@ class MethodSpec:
       images: takes images only (inputs with spatial axes, ``(B, C, H, W)``).
       output: ``"inputs"`` (attributions shaped like the inputs, or like the layer) or
         ``"interactions"`` (``(B, *S, *S)`` pairs of features, one tensor input only).
+      per_example: parameters (besides ``target``, ``args`` and ``kwargs``, which always are)
+        that hold one row per example when they have ``B`` rows, such as a per-example
+        baseline or mask: :func:`fattr.noise_tunnel` repeats them for the noisy copies. A
+        distribution (SHAP baselines) is not listed, so it is not repeated.
     """
 
     name: str
@@ -64,6 +68,7 @@ class MethodSpec:
     options: Tuple[Tuple[str, Any], ...] = ()
     images: bool = False
     output: str = "inputs"
+    per_example: Tuple[str, ...] = ()
 
 
 smoothgrad = noise_tunnel(saliency, kind="smoothgrad", n_samples=8, stdevs=0.1)
@@ -72,7 +77,7 @@ _SPECS = [
     MethodSpec("saliency", saliency),
     MethodSpec("input_x_gradient", input_x_gradient),
     MethodSpec("integrated_gradients", integrated_gradients, baselines="optional", chunked=True, delta=True,
-               options=(("n_steps", 16),)),
+               options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("gradient_shap", gradient_shap, baselines="distribution", stochastic=True, delta=True,
                options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("smoothgrad", smoothgrad, stochastic=True, options=(("abs", False),)),
@@ -81,27 +86,31 @@ _SPECS = [
     MethodSpec("layer_activation", layer_activation, layer=True, targeted=False),
     MethodSpec("layer_gradient_x_activation", layer_gradient_x_activation, layer=True),
     MethodSpec("layer_grad_cam", layer_grad_cam, layer=True),
-    MethodSpec("internal_influence", internal_influence, baselines="optional", layer=True, chunked=True,  options=(("n_steps", 16),)),
-    MethodSpec("layer_conductance", layer_conductance, baselines="optional", layer=True, chunked=True, delta=True,  options=(("n_steps", 16),)),
+    MethodSpec("internal_influence", internal_influence, baselines="optional", layer=True, chunked=True,
+               options=(("n_steps", 16),), per_example=("baselines",)),
+    MethodSpec("layer_conductance", layer_conductance, baselines="optional", layer=True, chunked=True, delta=True,
+               options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("layer_integrated_gradients", layer_integrated_gradients, baselines="optional", layer=True,
-               chunked=True, delta=True, options=(("n_steps", 16),)),
+               chunked=True, delta=True, options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("layer_gradient_shap", layer_gradient_shap, baselines="distribution", layer=True, stochastic=True,
                delta=True, options=(("n_samples", 8), ("stdevs", 0.05))),
     MethodSpec("layer_feature_ablation", layer_feature_ablation, layer=True,
-               options=(("perturbations_per_eval", 3),)),
+               options=(("perturbations_per_eval", 3),), per_example=("layer_baselines", "layer_mask")),
     # DeepLift (rescale rule by function interception)
-    MethodSpec("deeplift", deeplift, baselines="optional", delta=True),
+    MethodSpec("deeplift", deeplift, baselines="optional", delta=True, per_example=("baselines",)),
     MethodSpec("deeplift_shap", deeplift_shap, baselines="distribution", delta=True),
-    MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True),
+    MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True,
+               per_example=("baselines",)),
     MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True),
     # research path methods on the path engine
-    MethodSpec("idgi", idgi, baselines="optional", chunked=True, delta=True, options=(("n_steps", 16),)),
+    MethodSpec("idgi", idgi, baselines="optional", chunked=True, delta=True, options=(("n_steps", 16),),
+               per_example=("baselines",)),
     MethodSpec("expected_gradients", expected_gradients, baselines="distribution", stochastic=True, delta=True,
                options=(("n_samples", 8),)),
     MethodSpec("integrated_hessians", integrated_hessians, baselines="optional", chunked=True, delta=True,
-               output="interactions", options=(("n_steps", 3),)),
+               output="interactions", options=(("n_steps", 3),), per_example=("baselines", "feature_mask")),
     MethodSpec("guided_integrated_gradients", guided_integrated_gradients, baselines="optional", delta=True,
-               options=(("n_steps", 16),)),
+               options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("blur_integrated_gradients", blur_integrated_gradients, chunked=True, delta=True, images=True,
                options=(("n_steps", 16), ("max_sigma", 2.0))),
 ]

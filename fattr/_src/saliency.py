@@ -13,6 +13,7 @@ from .targets import as_target
 def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any, kwargs: Any):
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    structure.require_floating(xs)
     grads = gradients(f, xs, as_target(target, xs[0].shape[0], xs[0].device), as_args(args, kwargs))
     return xs, grads, was_tuple
 

@@ -31,6 +31,21 @@ def as_tuple(inputs: Any, name: str = "inputs") -> tuple[Tensors, bool]:
     return tuple(items), was_tuple
 
 
+INTEGER_INPUTS_HINT = ("For integer inputs such as token ids, attribute to the embedding layer's output "
+                      "instead: fattr.layer_integrated_gradients(model, model.embeddings, ids, ...) (or another "
+                      "layer method at the embedding).")
+
+
+def require_floating(inputs: Tensors, name: str = "inputs") -> None:
+    """Gradient and path methods differentiate with respect to the inputs (or interpolate them):
+    each must be floating point."""
+    for i, x in enumerate(inputs):
+        if not (x.is_floating_point() or x.is_complex()):
+            fail(f"{name}[{i}]" if len(inputs) > 1 else name,
+                 "a floating-point tensor (the method differentiates with respect to it or interpolates it)",
+                 x, INTEGER_INPUTS_HINT, kind=TypeError)
+
+
 def restore(values: Tensors, was_tuple: bool) -> TensorOrTensors:
     """Undo :func:`as_tuple`."""
     return tuple(values) if was_tuple else values[0]

@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from .errors import Shown, describe, fail
+from .errors import Shown, describe, fail, is_int
 from .tracing import is_compiling
 
 _HELP = ("Use None when f returns one value per example, an int or a tuple of ints for every example, "
@@ -46,7 +46,7 @@ class Target:
     def select(self, output: Any, n_rows: int) -> torch.Tensor:
         """Per-row value of ``output`` at the target: a tensor of shape ``(n_rows,)``."""
         if not isinstance(output, torch.Tensor):
-            fail("f", "to return a tensor", output, kind=TypeError)
+            fail("f", "to return a tensor", output, _output_hint(output), kind=TypeError)
         if output.dim() == 0 or output.shape[0] != n_rows:
             fail("f", f"to return a tensor with one row per input row ({n_rows} rows in this call)", output,
                  "f must keep examples along dim 0 (fattr folds path steps and samples into it).")
@@ -80,6 +80,18 @@ class Target:
         return repr(self.static) if self.static is not None else describe(self.rows)
 
 
+def _output_hint(output: Any) -> str:
+    """How to make ``f`` return a tensor, for a model that returns a structure (a ``ModelOutput``, a dict)."""
+    names = list(output.keys()) if hasattr(output, "keys") and callable(output.keys) else []
+    field = "logits" if "logits" in names or hasattr(output, "logits") else (str(names[0]) if names else "")
+    if field:
+        return (f"Pass a function that returns the tensor to attribute, e.g. "
+                f"f = lambda *a, **k: model(*a, **k).{field} (or model(...)[{field!r}]).")
+    if isinstance(output, (tuple, list)):
+        return "Pass a function that returns the tensor to attribute, e.g. f = lambda *a: model(*a)[0]."
+    return "f must return one tensor with examples along dim 0."
+
+
 def _gather(output: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``output[i, *rows[i]]`` for every row ``i``, by one ``gather`` (non-negative ``rows``)."""
     n = output.shape[0]
@@ -109,13 +121,13 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
         return Target()
     if isinstance(target, bool):
         fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)
-    if isinstance(target, int):
-        return Target(static=(target,))
+    if is_int(target):  # Python and numpy integers alike
+        return Target(static=(int(target),))
     if isinstance(target, tuple):
-        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target) or not target:
+        if not all(is_int(t) for t in target) or not target:
             fail("target", "a non-empty tuple of ints (one index per output dim after the batch)", target,
                  kind=TypeError)
-        return Target(static=tuple(target))
+        return Target(static=tuple(int(t) for t in target))
     if isinstance(target, torch.Tensor):
         if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
             fail("target", "an integer tensor", target, kind=TypeError)
@@ -131,12 +143,13 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
     if isinstance(target, list):
         if len(target) != n_examples:
             fail("target", f"a list with {n_examples} entries (one per example)", target, _HELP)
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            return _per_example(torch.tensor(target, dtype=torch.long).reshape(n_examples, 1), device)
+        if all(is_int(t) for t in target):
+            return _per_example(torch.tensor([int(t) for t in target], dtype=torch.long).reshape(n_examples, 1),
+                                device)
         if all(isinstance(t, tuple) for t in target):
             widths = {len(t) for t in target}
-            if len(widths) != 1 or not all(isinstance(i, int) for t in target for i in t):
+            if len(widths) != 1 or not all(is_int(i) for t in target for i in t):
                 fail("target", "a list of int tuples of equal length", target, kind=TypeError)
-            return _per_example(torch.tensor(target, dtype=torch.long), device)
+            return _per_example(torch.tensor([[int(i) for i in t] for t in target], dtype=torch.long), device)
         fail("target", "a list of ints or a list of tuples of ints", target, kind=TypeError)
     fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from ..errors import describe, fail
+from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
 from ..structure import Tensors
 
@@ -26,7 +26,7 @@ def check_custom(func: Any) -> Optional[Callable[..., Any]]:
         fail("custom_attribution_func", "a callable whose signature can be inspected", func, kind=TypeError)
     if not 1 <= count <= 3:
         fail("custom_attribution_func", "a callable of 1 to 3 parameters: (multipliers[, inputs[, baselines]])",
-             f"{count} parameters")
+             Shown(f"a callable of {count} parameters"))
     return func
 
 
@@ -43,11 +43,11 @@ def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: b
         out = (out,)
     if not isinstance(out, (tuple, list)) or len(out) != len(xs) or not all(isinstance(t, Tensor) for t in out):
         fail("custom_attribution_func", f"to return a tuple of {len(xs)} tensor(s), one per attributed tensor",
-             describe(out))
+             Shown(describe(out)))
     n = xs[0].shape[0]
     for i, t in enumerate(out):
         if t.dim() == 0 or t.shape[0] != n:
-            fail("custom_attribution_func", f"to return tensors with {n} rows along dim 0", describe(t))
+            fail("custom_attribution_func", f"to return tensors with {n} rows along dim 0", t)
     return tuple(out)
 
 
@@ -63,7 +63,7 @@ def mean_over_baselines(attrs: Tensors, n: int, m: int) -> Tensors:
     out = []
     for a in attrs:
         per_pair = a.reshape((n, m) + tuple(a.shape[1:]))
-        out.append(per_pair.to(accumulation_dtype(a.dtype)).mean(1).to(a.dtype))
+        out.append(per_pair.to(accumulation_dtype(a.dtype, a.device)).mean(1).to(a.dtype))
     return tuple(out)
 
 
@@ -74,7 +74,7 @@ def repeat_rows(x: Tensor, m: int) -> Tensor:
 
 def tile_rows(x: Tensor, n: int) -> Tensor:
     """The whole batch ``n`` times: ``(m, ...) -> (n*m, ...)`` (row ``i*m + j`` is row ``j``)."""
-    return x.repeat((n,) + (1,) * (x.dim() - 1)) if n > 1 else x
+    return x.repeat((n,) + (1,) * (x.dim() - 1)) if n != 1 else x  # n = 0: no rows (an empty batch)
 
 
 def warn_uncovered(method: str, names: Sequence[str]) -> None:

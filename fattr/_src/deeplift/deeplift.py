@@ -125,7 +125,7 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
     check_bool("return_delta", return_delta)
     custom = combine.check_custom(custom_attribution_func)
     eps = check_nonnegative_float("eps", eps)
-    dist = format_distribution(baselines, xs)
+    dist = format_distribution(baselines, xs, given=inputs)
     n, m = xs[0].shape[0], dist[0].shape[0]
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)

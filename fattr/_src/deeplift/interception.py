@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..errors import fail
+from ..errors import Shown, fail
 from ..tracing import is_compiling
 from . import rules
 from .catalog import Call, parse, tensors_in, uncovered
@@ -80,7 +80,8 @@ class Recorder(TorchFunctionMode):
         """
         for r in self.records:
             if not is_compiling() and r.input._version != r.versions[0]:
-                fail("model", f"the input of {r.name} left unchanged after the call", "a later in-place update of it",
+                fail("model", f"the input of {r.name} left unchanged after the call",
+                     Shown("a later in-place update of it"),
                      "DeepLift needs the values each nonlinearity saw; use an out-of-place operation there.")
 
 
@@ -155,12 +156,12 @@ class Replayer(TorchFunctionMode):
         x = call.input
         if k >= len(self.refs):
             fail("model", f"at most {len(self.refs)} covered nonlinearities per forward pass, as in the baselines' "
-                 "pass", f"a call of {call.name} beyond them", _MISMATCH_HINT)
+                 "pass", Shown(f"a call of {call.name} beyond them"), _MISMATCH_HINT)
         ref = self.refs[k]
         if ref.kind != call.kind or ref.input.shape != x.shape:
             fail("model", f"call {k + 1} of a covered nonlinearity to be {ref.name} on shape "
-                 f"{tuple(ref.input.shape)}, as in the baselines' pass", f"{call.name} on shape {tuple(x.shape)}",
-                 _MISMATCH_HINT)
+                 f"{tuple(ref.input.shape)}, as in the baselines' pass",
+                 Shown(f"{call.name} on shape {tuple(x.shape)}"), _MISMATCH_HINT)
         work = x.clone() if call.inplace else x
         ref_out = ref.output if ref.output_intact() else None
         out = rules.apply(self.phase, call, work, ref.input, ref_out, self.graph, self.eps)
@@ -172,4 +173,4 @@ class Replayer(TorchFunctionMode):
         """Every recorded nonlinearity of the baselines' pass was met in this pass."""
         if self.count != len(self.refs):
             fail("model", f"{len(self.refs)} covered nonlinearities per forward pass, as in the baselines' pass",
-                 f"{self.count}", _MISMATCH_HINT)
+                 Shown(f"{self.count} in this pass"), _MISMATCH_HINT)

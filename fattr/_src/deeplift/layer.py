@@ -122,7 +122,7 @@ def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     check_callable("model", model)
     custom, eps = _check(multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
     xs, _ = structure.as_tuple(inputs)
-    dist = format_distribution(baselines, xs)
+    dist = format_distribution(baselines, xs, given=inputs)
     n, m = xs[0].shape[0], dist[0].shape[0]
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)

@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import structure
 from ..arguments import as_args
+from ..calling import explained
 from .split import build
 
 
@@ -40,5 +41,10 @@ def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (
     """
     xs, _ = structure.as_tuple(inputs)
     s = build(model, layer, attribute_to_layer_input)
-    activation, _ = s.head(*xs, *as_args(args, kwargs))
+    args = as_args(args, kwargs)
+    try:
+        activation, _ = s.head(*xs, *args)
+    except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
+        explained(error, model, model, xs, args)
+        raise
     return activation

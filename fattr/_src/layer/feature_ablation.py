@@ -1,6 +1,7 @@
 """Feature ablation at a layer: replace groups of neurons by a baseline, measure the output's change."""
 from __future__ import annotations
 
+import math
 from numbers import Number
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -53,7 +54,7 @@ def _masks(layer_mask: Any, acts: Tensors) -> List[torch.Tensor]:
     if layer_mask is None:  # every neuron its own group, numbered across the activation's tensors
         out, offset = [], 0
         for a in acts:
-            size = a[0].numel()
+            size = math.prod(a.shape[1:])  # (not a[0]: the batch may be empty)
             out.append(torch.arange(offset, offset + size, device=a.device).reshape((1,) + tuple(a.shape[1:])))
             offset += size
         return out
@@ -147,5 +148,5 @@ def _ablate(f: Callable[..., Any], acts: Tensors, bases: Sequence[torch.Tensor],
         out = outputs(f, ablated, tgt.tile(p), tile_args(rest, n, p)).reshape(p, n)
         changes.append(reference.unsqueeze(0) - out)
     per_group = torch.cat(changes).t()  # (B, groups)
-    return tuple(per_group.gather(1, torch.searchsorted(groups, m).expand(a.shape).reshape(n, -1)).reshape(a.shape)
-                 for m, a in zip(masks, acts))
+    return tuple(per_group.gather(1, torch.searchsorted(groups, m).expand(a.shape).reshape(n, math.prod(a.shape[1:])))
+                 .reshape(a.shape) for m, a in zip(masks, acts))

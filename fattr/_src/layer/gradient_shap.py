@@ -65,7 +65,7 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
     sds = randomness.per_input_stdevs(stdevs, len(xs))
-    dist = format_distribution(baselines, xs)
+    dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
     args = as_args(args, kwargs)
@@ -83,7 +83,7 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
         acts_n, rest_n = lf.head(tuple(structure.fold(p) for p in noisy), sample_args)
         acts_s, rest_s = lf.head(tuple(structure.fold(p) for p in starts), sample_args)
     per_sample = tuple(g * (a_n - a_s) for g, a_n, a_s in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
-    attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype)), n_samples).mean(0).to(p.dtype)
+    attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), n_samples).mean(0).to(p.dtype)
                  for p in per_sample)
     result = lf.restore(attr)
     if not return_delta:

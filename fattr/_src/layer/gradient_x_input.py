@@ -14,7 +14,8 @@ def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any =
 
     Without ``layer``: :func:`fattr.input_x_gradient` (``model`` may be any
     callable). With a layer: :func:`fattr.layer_gradient_x_activation` at that
-    layer. With a list of layers: a tuple, one result per layer.
+    layer. With a list of layers: a list, one result per layer (as every layer method returns
+    for a list of layers).
 
     Args:
       model: the model (an ``nn.Module`` when ``layer`` is given).
@@ -25,7 +26,7 @@ def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any =
 
     Returns:
       Attributions shaped like ``inputs``, or like the layer's activation, or a
-      tuple of those (one per layer).
+      list of those (one per layer).
 
     Example:
       >>> import torch, fattr
@@ -42,5 +43,5 @@ def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any =
     if isinstance(layer, (list, tuple)):
         if not layer:
             fail("layer", "None, a layer, or a non-empty list of layers", layer)
-        return tuple(layer_gradient_x_activation(model, layer, inputs, target=target, args=args))
+        return layer_gradient_x_activation(model, list(layer), inputs, target=target, args=args)
     return layer_gradient_x_activation(model, layer, inputs, target=target, args=args)

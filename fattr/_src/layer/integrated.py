@@ -117,6 +117,7 @@ def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...]
 def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
              chunk_size: Optional[int], attribute_to_layer_input: bool):
     xs, _ = structure.as_tuple(inputs)
+    structure.require_floating(xs)  # the path interpolates the inputs: integer ids cannot be
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     bases = format_baselines(baselines, xs)
     args = as_args(args, kwargs)
@@ -163,7 +164,8 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
         k = grads[0].shape[0]
         w = weights[start:start + k]
         start += k
-        terms = [torch.tensordot(w.to(accumulation_dtype(g.dtype)), g.to(accumulation_dtype(g.dtype)), dims=1)
+        terms = [torch.tensordot(w.to(accumulation_dtype(g.dtype, g.device)),
+                                 g.to(accumulation_dtype(g.dtype, g.device)), dims=1)
                  for g in grads]
         total = terms if total is None else [t + s for t, s in zip(total, terms)]
     assert total is not None
@@ -220,7 +222,7 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
             acts = [torch.cat([p[-1:], a]) for p, a in zip(previous[1], acts)]
         terms = []
         for g, a in zip(grads, acts):
-            acc = accumulation_dtype(g.dtype)
+            acc = accumulation_dtype(g.dtype, g.device)
             terms.append((g[:-1].to(acc) * (a[1:] - a[:-1]).to(acc)).sum(0))
         total = terms if total is None else [t + s for t, s in zip(total, terms)]
         previous = (grads, acts)

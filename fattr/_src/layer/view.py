@@ -17,7 +17,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..arguments import split_args
-from ..calling import tensors_read
+from ..calling import explained, tensors_read
 from ..errors import fail
 from ..recompute import on_demand
 from ..structure import Tensors
@@ -41,6 +41,7 @@ class LayerFunction:
                  allow_list: bool = False, exportable: bool = True) -> None:
         self.split = build(model, layer, attribute_to_layer_input, name=name, allow_list=allow_list,
                            exportable=exportable, once=True)
+        self.f = model
         self.model = self.split.owner  # whose parameters and training mode count
         self.name = name
         self.to_input = attribute_to_layer_input
@@ -81,7 +82,11 @@ class LayerFunction:
         return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves)
 
     def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
-        activation, rest = self.split.head(*inputs, *args)
+        try:
+            activation, rest = self.split.head(*inputs, *args)
+        except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
+            explained(error, self.f, self.model, inputs, args)
+            raise
         n = inputs[0].shape[0]
         per_layer = activation if self.split.was_list else [activation]
         flat: List[torch.Tensor] = []

@@ -1,0 +1,1 @@
+"""Captum-compatible classes over fattr's functions (public as :mod:`fattr.captum`)."""

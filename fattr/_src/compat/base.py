@@ -1,0 +1,137 @@
+"""What every Captum-compatible class shares: the translation of Captum's arguments to fattr's.
+
+A class is a fattr function plus Captum's constructor and ``attribute`` signature;
+``attribute`` translates the arguments once (:meth:`Attribution._call`) and makes one
+call of the function. Captum's names map to fattr's as follows:
+
+=============================  ==========================================================
+Captum                         fattr
+=============================  ==========================================================
+``forward_func`` / ``model``   ``f`` / ``model`` (first positional argument)
+``additional_forward_args``    ``args`` (Captum's rule: a non-tuple is one argument)
+``return_convergence_delta``   ``return_delta``
+``internal_batch_size``        ``chunk_size = max(1, internal_batch_size // rows)``: Captum
+                               counts rows (steps x examples), fattr path points
+``multiply_by_inputs``,        keyword arguments of the call (constructor arguments in
+``eps``                        Captum)
+randomness                     torch's global generator (Captum's contract), passed as
+                               ``generator=torch.default_generator``
+=============================  ==========================================================
+
+Arguments fattr cannot honour (``device_ids``, ``grad_kwargs``) raise
+``NotImplementedError`` naming them when they are given.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+
+from .. import structure
+from ..arguments import as_args, tile_args
+from ..baselines import format_baselines
+from ..errors import check_optional_positive_int
+from ..gradients import outputs
+from ..targets import as_target
+
+_RENAMED = {"additional_forward_args": "args", "return_convergence_delta": "return_delta"}
+
+
+def unsupported(owner: str, **given: Any) -> None:
+    """``NotImplementedError`` naming each argument given a value fattr cannot honour."""
+    names = [name for name, value in given.items() if value is not None and value != {} and value is not False]
+    if names:
+        raise NotImplementedError(
+            f"{owner}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} not supported by fattr "
+            f"(leave {'it' if len(names) == 1 else 'them'} at the default). See the 'Coming from Captum' "
+            "section of fattr's README.")
+
+
+def examples(inputs: Any) -> int:
+    """The number of examples of Captum-style ``inputs`` (a tensor or a tuple of them)."""
+    first = inputs[0] if isinstance(inputs, tuple) and inputs else inputs
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
+
+
+def chunk_size(internal_batch_size: Any, rows: int) -> Optional[int]:
+    """Captum's ``internal_batch_size`` (rows per batch: steps x examples) as fattr's ``chunk_size``
+    (path points, each ``rows`` rows): at least one point per batch, as Captum does."""
+    ibs = check_optional_positive_int("internal_batch_size", internal_batch_size)
+    return None if ibs is None else max(1, ibs // max(rows, 1))
+
+
+class Attribution:
+    """Captum's ``Attribution`` interface on a fattr function.
+
+    Subclasses set :attr:`fn` (the fattr function), :attr:`layer_method`, :attr:`delta`
+    and :attr:`stochastic`, define ``attribute`` with Captum's signature and call
+    :meth:`_call` with Captum's keyword arguments.
+    """
+
+    fn: Callable[..., Any]
+    layer_method = False
+    delta = False
+    stochastic = False
+    multiplies = False  # Captum's multiplies_by_inputs for classes without the constructor argument
+
+    def __init__(self, forward_func: Callable[..., Any], layer: Any = None, *, multiply_by_inputs: Optional[bool] = None,
+                 device_ids: Any = None, **options: Any) -> None:
+        unsupported(type(self).__name__, device_ids=device_ids)
+        self.forward_func = forward_func
+        if self.layer_method:
+            self.layer = layer
+        self._multiply_by_inputs = multiply_by_inputs
+        self._options: Dict[str, Any] = dict(options)
+        if multiply_by_inputs is not None:
+            self._options["multiply_by_inputs"] = multiply_by_inputs
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """Whether the attributions are multiplied by ``inputs - baselines`` (global attribution)."""
+        return self.multiplies if self._multiply_by_inputs is None else self._multiply_by_inputs
+
+    def has_convergence_delta(self) -> bool:
+        """Whether ``attribute`` can return a convergence (completeness) delta."""
+        return self.delta
+
+    def attribute_future(self) -> Any:
+        """Captum 0.9 declares asynchronous attribution on every class and implements it for none."""
+        raise NotImplementedError(f"{type(self).__name__}.attribute_future: not implemented (nor in Captum 0.9).")
+
+    def _positional(self) -> Tuple[Any, ...]:
+        return (self.forward_func, self.layer) if self.layer_method else (self.forward_func,)
+
+    def _translate(self, inputs: Any, captum: Dict[str, Any], rows: Optional[int] = None) -> Dict[str, Any]:
+        """fattr's keyword arguments for Captum's ``captum`` ones (and the constructor's options)."""
+        out = dict(self._options)
+        for name, value in captum.items():
+            if name == "internal_batch_size":
+                out["chunk_size"] = chunk_size(value, examples(inputs) if rows is None else rows)
+            else:
+                out[_RENAMED.get(name, name)] = value
+        if out.get("args") is None and "args" in out:
+            out["args"] = ()
+        if self.stochastic:
+            out["generator"] = torch.default_generator  # Captum's contract: torch's global RNG
+        return out
+
+    def _call(self, inputs: Any, **captum: Any) -> Any:
+        return self.fn(*self._positional(), inputs, **self._translate(inputs, captum))
+
+    def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any, target: Any = None,
+                                  additional_forward_args: Any = None) -> torch.Tensor:
+        """Per example: ``sum(attributions) - (f(end_point) - f(start_point))`` at ``target``, in float64.
+
+        ``attributions`` may be input- or layer-shaped (a tensor or a tuple); ``start_point``
+        takes any fattr baseline (None, a number, a tensor, a tuple).
+        """
+        xs, _ = structure.as_tuple(end_point, "end_point")
+        attrs, _ = structure.as_tuple(attributions, "attributions")
+        n = xs[0].shape[0]
+        starts = tuple(b.expand_as(x) for b, x in zip(format_baselines(start_point, xs, "start_point"), xs))
+        args = as_args(additional_forward_args)
+        rows = tuple(torch.cat([x, s]) for x, s in zip(xs, starts))
+        out = outputs(self.forward_func, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
+        out = out.detach().to(torch.float64)
+        total = sum(a.detach().reshape(n, -1).to(torch.float64).sum(1) for a in attrs)
+        return total - (out[:n] - out[n:])

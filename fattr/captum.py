@@ -1,0 +1,86 @@
+"""Captum-compatible classes on fattr's functions, to switch from Captum by changing an import.
+
+``from fattr.captum import IntegratedGradients`` (instead of ``from captum.attr import ...``):
+each class has Captum 0.9's name, constructor and ``attribute(...)`` signature
+(``additional_forward_args``, ``internal_batch_size`` in rows, ``return_convergence_delta``,
+``multiply_by_inputs`` on the constructor), ``.has_convergence_delta()``,
+``.multiplies_by_inputs`` and ``.compute_convergence_delta(...)``, and each ``attribute`` is
+one call of the fattr function. Randomness comes from torch's global generator here, as in
+Captum (fattr's functions take ``generator=`` instead). Captum is not imported.
+
+=============================================  ==========================================  =================================================
+Captum call                                    fattr function                              what differs
+=============================================  ==========================================  =================================================
+``Saliency(f).attribute(x, target)``           ``saliency(f, x, target=)``                 nothing
+``InputXGradient(f)``                          ``input_x_gradient``                        nothing
+``IntegratedGradients(f).attribute(x, b,       ``integrated_gradients(f, x, b, n_steps,    textbook trapezoid weights (Captum's are
+n_steps=, method=, internal_batch_size=)``     method, chunk_size=)``                      ``(n-1)/n`` too small); float64 nodes and sums
+``GradientShap(f).attribute(x, dist,           ``gradient_shap(f, x, dist, n_samples,      other random draws (one baseline row shared by all
+n_samples=, stdevs=)``                         stdevs, generator=)``                       inputs of a tuple); same expectation
+``NoiseTunnel(m).attribute(x, nt_type=,        ``noise_tunnel(fn, kind=, n_samples=,       other random draws; deltas example-first;
+nt_samples=, nt_samples_batch_size=)``         stdevs=, chunk_size=)(...)``                ``draw_baseline_from_distrib`` not supported
+``DeepLift(m).attribute(x, b)``                ``deeplift(m, x, b)``                       reused modules and functional nonlinearities
+                                                                                           supported; max pooling per window
+``DeepLiftShap(m)``                            ``deeplift_shap``                           as DeepLift
+``LayerActivation(f, layer)``                  ``layer_activation(f, layer, x)``           nothing
+``LayerGradientXActivation(f, layer)``         ``layer_gradient_x_activation``             ``grad_kwargs`` not supported
+``LayerGradCam(f, layer)``                     ``layer_grad_cam``                          ``grad_kwargs`` not supported
+``InternalInfluence(f, layer)``                ``internal_influence``                      trapezoid weights as IG
+``LayerConductance(f, layer)``                 ``layer_conductance``                       ``grad_kwargs`` not supported
+``LayerIntegratedGradients(f, layer)``         ``layer_integrated_gradients``              trapezoid weights as IG
+``LayerGradientShap(f, layer)``                ``layer_gradient_shap``                     random draws as GradientShap
+``LayerFeatureAblation(f, layer)``             ``layer_feature_ablation``                  nothing
+``LayerDeepLift(m, layer)``                    ``layer_deeplift``                          as DeepLift
+``LayerDeepLiftShap(m, layer)``                ``layer_deeplift_shap``                     as DeepLift
+=============================================  ==========================================  =================================================
+
+``device_ids`` (DataParallel) and ``grad_kwargs`` raise ``NotImplementedError`` when given.
+
+Example:
+  >>> import torch
+  >>> from fattr.captum import IntegratedGradients
+  >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+  >>> ig = IntegratedGradients(model)
+  >>> attr, delta = ig.attribute(torch.randn(4, 3), target=1, return_convergence_delta=True)
+  >>> attr.shape, delta.shape, ig.has_convergence_delta(), ig.multiplies_by_inputs
+  (torch.Size([4, 3]), torch.Size([4]), True, True)
+"""
+from fattr._src.compat.base import Attribution as Attribution
+from fattr._src.compat.classes import DeepLift as DeepLift
+from fattr._src.compat.classes import DeepLiftShap as DeepLiftShap
+from fattr._src.compat.classes import GradientShap as GradientShap
+from fattr._src.compat.classes import InputXGradient as InputXGradient
+from fattr._src.compat.classes import IntegratedGradients as IntegratedGradients
+from fattr._src.compat.classes import InternalInfluence as InternalInfluence
+from fattr._src.compat.classes import LayerActivation as LayerActivation
+from fattr._src.compat.classes import LayerConductance as LayerConductance
+from fattr._src.compat.classes import LayerDeepLift as LayerDeepLift
+from fattr._src.compat.classes import LayerDeepLiftShap as LayerDeepLiftShap
+from fattr._src.compat.classes import LayerFeatureAblation as LayerFeatureAblation
+from fattr._src.compat.classes import LayerGradCam as LayerGradCam
+from fattr._src.compat.classes import LayerGradientShap as LayerGradientShap
+from fattr._src.compat.classes import LayerGradientXActivation as LayerGradientXActivation
+from fattr._src.compat.classes import LayerIntegratedGradients as LayerIntegratedGradients
+from fattr._src.compat.classes import NoiseTunnel as NoiseTunnel
+from fattr._src.compat.classes import Saliency as Saliency
+
+__all__ = [
+    "Attribution",
+    "DeepLift",
+    "DeepLiftShap",
+    "GradientShap",
+    "InputXGradient",
+    "IntegratedGradients",
+    "InternalInfluence",
+    "LayerActivation",
+    "LayerConductance",
+    "LayerDeepLift",
+    "LayerDeepLiftShap",
+    "LayerFeatureAblation",
+    "LayerGradCam",
+    "LayerGradientShap",
+    "LayerGradientXActivation",
+    "LayerIntegratedGradients",
+    "NoiseTunnel",
+    "Saliency",
+]
