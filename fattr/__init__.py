@@ -31,6 +31,11 @@ from fattr._src.deeplift.deeplift import deeplift as deeplift
 from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
 from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
 from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
+# perturbation methods (batched perturbed copies)
+from fattr._src.perturbation.ablation import feature_ablation as feature_ablation
+from fattr._src.perturbation.occlusion import occlusion as occlusion
+from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
+from fattr._src.perturbation.shapley import shapley_values as shapley_values
 
 __version__ = "0.1.0"
 
@@ -71,4 +76,9 @@ __all__ = [
     "deeplift_shap",
     "layer_deeplift",
     "layer_deeplift_shap",
+    # perturbation methods (batched perturbed copies)
+    "feature_ablation",
+    "occlusion",
+    "shapley_value_sampling",
+    "shapley_values",
 ]

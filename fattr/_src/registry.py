@@ -23,6 +23,10 @@ from .layer.integrated import internal_influence, layer_conductance, layer_integ
 # DeepLift (rescale rule by function interception)
 from .deeplift.deeplift import deeplift, deeplift_shap
 from .deeplift.layer import layer_deeplift, layer_deeplift_shap
+# perturbation methods (batched perturbed copies)
+from .perturbation.ablation import feature_ablation
+from .perturbation.occlusion import occlusion
+from .perturbation.shapley import shapley_value_sampling, shapley_values
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,13 @@ _SPECS = [
     MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True),
     MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True,
                needs_module=True),
+    # perturbation methods (batched perturbed copies)
+    MethodSpec("feature_ablation", feature_ablation, baselines="optional", options=(("perturbations_per_eval", 4),)),
+    MethodSpec("occlusion", occlusion,
+               options=(("sliding_window_shapes", (2,)), ("baselines", 0.1), ("perturbations_per_eval", 3))),
+    MethodSpec("shapley_value_sampling", shapley_value_sampling, baselines="optional", stochastic=True,
+               options=(("n_samples", 3), ("perturbations_per_eval", 5))),
+    MethodSpec("shapley_values", shapley_values, baselines="optional", options=(("perturbations_per_eval", 16),)),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

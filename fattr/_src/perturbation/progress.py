@@ -1,6 +1,7 @@
 """``show_progress=True``: a progress bar on stderr (tqdm when installed, else a plain counter)."""
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -14,7 +15,7 @@ class Progress:
         self.enabled = enabled
         if enabled:
             try:
-                from tqdm.auto import tqdm
+                tqdm = importlib.import_module("tqdm.auto").tqdm
             except ImportError:  # pragma: no cover - tqdm is optional
                 self._bar = None
             else:
