@@ -33,6 +33,8 @@ from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
 from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
 # perturbation methods (batched perturbed copies)
 from fattr._src.perturbation.ablation import feature_ablation as feature_ablation
+from fattr._src.perturbation.lime import kernel_shap as kernel_shap
+from fattr._src.perturbation.lime import lime as lime
 from fattr._src.perturbation.occlusion import occlusion as occlusion
 from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
 from fattr._src.perturbation.shapley import shapley_values as shapley_values
@@ -78,6 +80,8 @@ __all__ = [
     "layer_deeplift_shap",
     # perturbation methods (batched perturbed copies)
     "feature_ablation",
+    "kernel_shap",
+    "lime",
     "occlusion",
     "shapley_value_sampling",
     "shapley_values",

@@ -25,6 +25,7 @@ from .deeplift.deeplift import deeplift, deeplift_shap
 from .deeplift.layer import layer_deeplift, layer_deeplift_shap
 # perturbation methods (batched perturbed copies)
 from .perturbation.ablation import feature_ablation
+from .perturbation.lime import kernel_shap, lime
 from .perturbation.occlusion import occlusion
 from .perturbation.shapley import shapley_value_sampling, shapley_values
 
@@ -97,6 +98,10 @@ _SPECS = [
     MethodSpec("shapley_value_sampling", shapley_value_sampling, baselines="optional", stochastic=True,
                options=(("n_samples", 3), ("perturbations_per_eval", 5))),
     MethodSpec("shapley_values", shapley_values, baselines="optional", options=(("perturbations_per_eval", 16),)),
+    MethodSpec("lime", lime, baselines="optional", stochastic=True,
+               options=(("n_samples", 40), ("perturbations_per_eval", 8))),
+    MethodSpec("kernel_shap", kernel_shap, baselines="optional", stochastic=True,
+               options=(("n_samples", 40), ("perturbations_per_eval", 8))),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
