@@ -36,6 +36,7 @@ from fattr._src.perturbation.ablation import feature_ablation as feature_ablatio
 from fattr._src.perturbation.lime import kernel_shap as kernel_shap
 from fattr._src.perturbation.lime import lime as lime
 from fattr._src.perturbation.occlusion import occlusion as occlusion
+from fattr._src.perturbation.permutation import feature_permutation as feature_permutation
 from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
 from fattr._src.perturbation.shapley import shapley_values as shapley_values
 
@@ -80,6 +81,7 @@ __all__ = [
     "layer_deeplift_shap",
     # perturbation methods (batched perturbed copies)
     "feature_ablation",
+    "feature_permutation",
     "kernel_shap",
     "lime",
     "occlusion",

@@ -27,6 +27,7 @@ from .deeplift.layer import layer_deeplift, layer_deeplift_shap
 from .perturbation.ablation import feature_ablation
 from .perturbation.lime import kernel_shap, lime
 from .perturbation.occlusion import occlusion
+from .perturbation.permutation import feature_permutation
 from .perturbation.shapley import shapley_value_sampling, shapley_values
 
 
@@ -102,6 +103,7 @@ _SPECS = [
                options=(("n_samples", 40), ("perturbations_per_eval", 8))),
     MethodSpec("kernel_shap", kernel_shap, baselines="optional", stochastic=True,
                options=(("n_samples", 40), ("perturbations_per_eval", 8))),
+    MethodSpec("feature_permutation", feature_permutation, stochastic=True, options=(("perturbations_per_eval", 4),)),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
