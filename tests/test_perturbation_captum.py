@@ -197,3 +197,136 @@ def test_shapley_value_sampling_with_shared_orders(name, ppe):
     want = captum.attribute(s.inputs, b, target=s.target, additional_forward_args=s.captum_args,
                             feature_mask=s.mask, n_samples=6, perturbations_per_eval=ppe)
     assert_close(got, want, F32_REL)
+
+
+# ------------------------------------------------------------------ LIME and KernelSHAP (shared samples)
+
+def n_interp(mask: Any, inputs: Any) -> int:
+    if mask is None:
+        return sum(x[0].numel() for x in (inputs if isinstance(inputs, tuple) else (inputs,)))
+    flat = torch.cat([m.reshape(-1) for m in (mask if isinstance(mask, tuple) else (mask,))])
+    return int(flat.max() - flat.min()) + 1
+
+
+def feeder(z: torch.Tensor):
+    """A Captum perturb_func replaying fattr's samples ``z`` ``(R, S, F)``, one example after another (Captum
+    makes a new generator per example, in order)."""
+    state = {"example": 0}
+
+    def samples(original_inp, **kwargs):
+        b = state["example"]
+        state["example"] += 1
+        for row in z[b]:
+            yield row.long().reshape(1, -1)
+
+    return samples
+
+
+def captum_surrogate(kernel: bool, s: Setup, z: torch.Tensor, **init: Any):
+    from captum.attr import KernelShap, Lime
+    if kernel:
+        explainer = KernelShap(s.model)
+        explainer.perturb_func = feeder(z)
+        return explainer
+    return Lime(s.model, perturb_func=feeder(z), **init)
+
+
+@pytest.mark.parametrize("shape", [True, False], ids=["input_shape", "coefficients"])
+@pytest.mark.parametrize("ppe", [1, 6])
+@pytest.mark.parametrize("kernel", [False, True], ids=["lime", "kernel_shap"])
+@pytest.mark.parametrize("name", SETUPS)
+def test_lime_and_kernel_shap_with_shared_samples(name, kernel, ppe, shape):
+    from fattr._src.perturbation.lime import bernoulli_samples, kernel_shap_samples
+    s = Setup(name)
+    b = baselines_for(s, "tensor")
+    n_samples = 30
+    sampler = kernel_shap_samples if kernel else bernoulli_samples
+    z = sampler(torch.Generator().manual_seed(5), B, n_samples, n_interp(s.mask, s.inputs))
+    method = fattr.kernel_shap if kernel else fattr.lime
+    got = method(s.model, s.inputs, b, target=s.target, args=s.args, feature_mask=s.mask, n_samples=n_samples,
+                 perturbations_per_eval=ppe, return_input_shape=shape, generator=torch.Generator().manual_seed(5))
+    want = captum_surrogate(kernel, s, z).attribute(
+        s.inputs, b, target=s.target, additional_forward_args=s.captum_args, feature_mask=s.mask,
+        n_samples=n_samples, perturbations_per_eval=ppe, return_input_shape=shape)
+    assert_close(got, want, 2e-5)  # Captum fits on float32 data (sklearn's float32 lasso / lstsq)
+
+
+def test_lime_every_element_a_feature():
+    from fattr._src.perturbation.lime import bernoulli_samples
+    s = Setup("mlp")
+    z = bernoulli_samples(torch.Generator().manual_seed(1), B, 40, 5)
+    got = fattr.lime(s.model, s.inputs, target=s.target, n_samples=40, generator=torch.Generator().manual_seed(1))
+    want = captum_surrogate(False, s, z).attribute(s.inputs, target=s.target, n_samples=40)
+    assert_close(got, want, 2e-5)
+
+
+@pytest.mark.parametrize("model_kind", ["captum_model", "sklearn_estimator"])
+def test_lime_with_user_model_similarity_and_perturb_func(model_kind):
+    """Captum's interfaces: a Captum ``Model`` or a scikit-learn estimator as surrogate, Captum-signature
+    ``similarity_func`` and ``perturb_func``; the same objects given to Captum."""
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr._core.lime import get_exp_kernel_similarity_function
+    from sklearn.linear_model import Ridge
+    s = Setup("two_inputs")
+    similarity = get_exp_kernel_similarity_function("euclidean", kernel_width=2.0)
+    g = torch.Generator().manual_seed(3)
+    z = torch.rand(B, 25, 5, generator=g) < 0.5
+    surrogate = SkLearnRidge(alpha=0.5) if model_kind == "captum_model" else Ridge(alpha=0.5)
+    got = fattr.lime(s.model, s.inputs, target=s.target, args=s.args, feature_mask=s.mask, n_samples=25,
+                     interpretable_model=surrogate, similarity_func=similarity, perturb_func=feeder(z),
+                     perturbations_per_eval=5)
+    want = captum_surrogate(False, s, z, interpretable_model=SkLearnRidge(alpha=0.5),
+                            similarity_func=similarity).attribute(
+        s.inputs, target=s.target, additional_forward_args=s.args, feature_mask=s.mask, n_samples=25,
+        perturbations_per_eval=5)
+    assert_close(got, want, 2e-5)
+
+
+@pytest.mark.parametrize("kernel", [False, True], ids=["lime", "kernel_shap"])
+def test_surrogates_in_aggregate_mode(kernel):
+    from fattr._src.perturbation.lime import bernoulli_samples, kernel_shap_samples
+    s = Setup("mlp")
+    model = s.model
+    s.model = lambda x: model(x)[:, 0].sum()  # type: ignore[assignment]
+    z = (kernel_shap_samples if kernel else bernoulli_samples)(torch.Generator().manual_seed(2), 1, 30, 3)
+    method = fattr.kernel_shap if kernel else fattr.lime
+    got = method(s.model, s.inputs, feature_mask=s.mask, n_samples=30, generator=torch.Generator().manual_seed(2))
+    want = captum_surrogate(kernel, s, z).attribute(s.inputs, feature_mask=s.mask, n_samples=30)
+    assert got.shape == (1, 5)
+    assert_close(got, want, 2e-5)
+
+
+# ------------------------------------------------------------------ feature permutation (shared shuffles)
+
+@pytest.mark.parametrize("aggregate", [False, True], ids=["per_example", "aggregate"])
+@pytest.mark.parametrize("name", SETUPS)
+def test_feature_permutation_with_shared_shuffles(name, aggregate):
+    from captum.attr import FeaturePermutation
+    from fattr._src.perturbation.permutation import shuffles
+    s = Setup(name)
+    n = 5
+    inputs = tuple(torch.cat([x, 0.5 * x[:2]]) for x in s.inputs) if isinstance(s.inputs, tuple) \
+        else torch.cat([s.inputs, 0.5 * s.inputs[:2]])
+    args = tuple(torch.cat([a, a[:2]]) if isinstance(a, torch.Tensor) else a for a in s.args)
+    target = s.target + s.target[:2] if isinstance(s.target, list) else s.target
+    model = s.model
+    f = (lambda *xs: model(*xs)[(slice(None),) + ((target,) if isinstance(target, int) else
+                                                   tuple(target) if isinstance(target, tuple) else ())].sum()
+         if not isinstance(target, list) else model(*xs).gather(1, torch.tensor(target).reshape(-1, 1)).sum()) \
+        if aggregate else model
+    ppe = 1 if aggregate else 3
+    t = None if aggregate else target
+    if name == "two_inputs":  # no feature spanning both inputs (Captum shuffles each input on its own)
+        s.mask = (torch.tensor([[0, 1, 1, 2]]), torch.tensor([[[3, 4, 4], [5, 5, 3]]]))
+    perms = shuffles(torch.Generator().manual_seed(8), n_interp(s.mask, inputs), n)
+    replay = iter(perms)
+
+    def perm_func(x, mask):
+        p = next(replay)
+        return x[p] * mask + x * ~mask
+
+    got = fattr.feature_permutation(f, inputs, target=t, args=args, feature_mask=s.mask, perturbations_per_eval=ppe,
+                                    generator=torch.Generator().manual_seed(8))
+    want = FeaturePermutation(f, perm_func=perm_func).attribute(inputs, target=t, additional_forward_args=args or None,
+                                                                feature_mask=s.mask, perturbations_per_eval=ppe)
+    assert_close(got, want, EXACT_REL)
