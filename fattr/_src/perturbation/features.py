@@ -41,12 +41,12 @@ def group_ids(mask: Any, tensors: Tensors, name: str = "feature_mask") -> Tensor
     for i, (m, t) in enumerate(zip(per_tensor(mask, tensors, name), tensors)):
         label = f"{name}[{i}]" if isinstance(mask, tuple) else name
         if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
-            fail(label, "an integer tensor of feature ids", m, kind=TypeError)
+            fail(label, "an integer tensor of group ids", m, kind=TypeError)
         if m.dim() > t.dim():
-            fail(label, f"ids broadcastable to the tensor of shape {tuple(t.shape)}", m)
+            fail(label, f"group ids broadcastable to the tensor of shape {tuple(t.shape)}", m)
         m = m.to(device=t.device, dtype=torch.long).reshape((1,) * (t.dim() - m.dim()) + tuple(m.shape))
         if m.shape[0] not in (1, t.shape[0]) or any(a not in (1, b) for a, b in zip(m.shape[1:], t.shape[1:])):
-            fail(label, f"ids broadcastable to the tensor of shape {tuple(t.shape)}, with a batch of 1 or "
+            fail(label, f"group ids broadcastable to the tensor of shape {tuple(t.shape)}, with a batch of 1 or "
                  f"{t.shape[0]}", m)
         out.append(m)
     return tuple(out)
