@@ -594,6 +594,9 @@ PAIRS: List[Pair] = [
          deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
 ]
 
+from .pairs_perturbation import perturbation_pairs  # noqa: E402  (it imports Pair and helpers from here)
+PAIRS.extend(perturbation_pairs())
+
 
 def select(names: Optional[List[str]]) -> List[Pair]:
     """Pairs whose row name or registry method name is in ``names`` (all when None)."""
