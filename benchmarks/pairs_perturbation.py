@@ -16,16 +16,21 @@ product: the cost of the model's forward passes and little else.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Tuple
 
 import torch
 
 from .cases import Case
-from .pairs import TOKENS, Builder, Fn, Pair, Settings, _fn
+
+if TYPE_CHECKING:  # benchmarks.pairs imports this module at its end: import from it only when called
+    from .pairs import Builder, Fn, Pair, Settings
 
 FEATURES_PER_SIDE = 4      # 4 x 4 = 16 features
 SURROGATE_SAMPLES = 50     # LIME / KernelSHAP samples per example
-NO_TOKENS = (("transformer", TOKENS),)
+# LIME: fattr's lasso is the exact minimiser (optimality conditions checked); Captum's scikit-learn Lasso stops
+# at its tolerance (1e-4 duality gap, float32 data). Its objective was never below fattr's on the mlp case, and
+# the coefficients differ by up to ~1% of the largest
+LASSO_RTOL = 2e-2
 
 
 def feature_mask(c: Case, per_side: int = FEATURES_PER_SIDE) -> torch.Tensor:
@@ -153,6 +158,7 @@ def _floor_shapley_sampling(c: Case, s: Settings) -> Fn:
 
 def _fattr(name: str, **options: Callable[[Case, Settings], Any]) -> Builder:
     def build(c: Case, s: Settings) -> Fn:
+        from .pairs import _fn
         fn = _fn(name)
         return lambda x: fn(c.model, x, target=c.target, perturbations_per_eval=s.perturbations_per_eval,
                             **{k: v(c, s) for k, v in options.items()})
@@ -249,6 +255,8 @@ def _floor_feature_permutation(c: Case, s: Settings) -> Fn:
 
 
 def perturbation_pairs() -> List[Pair]:
+    from .pairs import TOKENS, Pair
+    NO_TOKENS = (("transformer", TOKENS),)
     mask = lambda c, s: feature_mask(c)  # noqa: E731
     generator = _generator
     return [
@@ -265,7 +273,7 @@ def perturbation_pairs() -> List[Pair]:
              _captum_shapley_values, not_for=NO_TOKENS),
         Pair("lime", "lime", _fattr("lime", feature_mask=mask, n_samples=lambda c, s: SURROGATE_SAMPLES,
                                     generator=generator),
-             _captum_surrogate(False), not_for=NO_TOKENS),
+             _captum_surrogate(False), not_for=NO_TOKENS, rtol=LASSO_RTOL),
         Pair("kernel_shap", "kernel_shap", _fattr("kernel_shap", feature_mask=mask,
                                                   n_samples=lambda c, s: SURROGATE_SAMPLES, generator=generator),
              _captum_surrogate(True), not_for=NO_TOKENS),
