@@ -330,3 +330,21 @@ def test_feature_permutation_with_shared_shuffles(name, aggregate):
     want = FeaturePermutation(f, perm_func=perm_func).attribute(inputs, target=t, additional_forward_args=args or None,
                                                                 feature_mask=s.mask, perturbations_per_eval=ppe)
     assert_close(got, want, EXACT_REL)
+
+
+@pytest.mark.parametrize("ppe", [1, 3])
+@pytest.mark.parametrize("name", SETUPS)
+def test_feature_permutation_with_perm_func(name, ppe):
+    """Captum's ``perm_func`` (here a deterministic roll of the batch), given to both."""
+    from captum.attr import FeaturePermutation
+    s = Setup(name)
+
+    def roll(x, mask):
+        return torch.where(mask, x.roll(1, 0), x)
+
+    got = fattr.feature_permutation(s.model, s.inputs, target=s.target, args=s.args, feature_mask=s.mask,
+                                    perturbations_per_eval=ppe, perm_func=roll)
+    want = FeaturePermutation(s.model, perm_func=roll).attribute(
+        s.inputs, target=s.target, additional_forward_args=s.captum_args, feature_mask=s.mask,
+        perturbations_per_eval=ppe)
+    assert_close(got, want, EXACT_REL)

@@ -7,7 +7,7 @@ import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
-from ..errors import check_bool, check_positive_int, fail
+from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
@@ -31,9 +31,20 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         perms[same] = draw(int(same.sum()))
 
 
+def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:
+    """Per input ``(p, B, ...)``: ``perm_func(x, mask)`` for each feature of the chunk that the input holds."""
+    out = []
+    for x, s in zip(xs, selected):
+        copies = []
+        for mask in s:  # (1 or B, ...) per feature
+            copies.append(perm_func(x, mask) if bool(mask.any()) else x)
+        out.append(torch.stack([c.expand_as(x) for c in copies]))
+    return tuple(out)
+
+
 def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
                         kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                        generator: Any = None, show_progress: bool = False) -> Any:
+                        generator: Any = None, perm_func: Any = None, show_progress: bool = False) -> Any:
     """Permutation feature importance (Captum's ``FeaturePermutation``).
 
     Each feature in turn has its values shuffled across the examples of the batch (a random
@@ -53,6 +64,9 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
       feature_mask: integer feature ids broadcastable to each input. None: every element.
       perturbations_per_eval: shuffled copies of the batch per call (1 in aggregate mode).
       generator: the ``torch.Generator`` the permutations are drawn from.
+      perm_func: Captum's ``perm_func(x, feature_mask) -> x_perturbed`` instead of the shuffles: called
+        for every feature and every input holding it, with one input ``(B, ...)`` and the feature's
+        boolean mask (``generator`` is then unused).
       show_progress: a progress bar on stderr.
 
     Returns:
@@ -73,6 +87,8 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
     if n < 2:
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
     args = as_args(args, kwargs)
+    if perm_func is not None:
+        check_callable("perm_func", perm_func)
     features = Features.of(group_ids(feature_mask, xs))
     tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
@@ -82,8 +98,11 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
         evaluate = Evaluator(f, tgt, args_, n, aggregate)
 
         def rows(start: int, stop: int) -> Tensors:
+            selected = features.selected(start, stop)
+            if perm_func is not None:
+                return _user_rows(perm_func, xs_, selected)
             shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
-            return replace(xs_, shuffled, features.selected(start, stop))
+            return replace(xs_, shuffled, selected)
 
         progress = Progress(-(-features.n // ppe), "feature_permutation", show_progress)
         try:
