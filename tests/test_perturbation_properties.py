@@ -231,3 +231,30 @@ def test_show_progress_draws_a_bar_on_stderr(capsys):
 def test_bad_arguments_are_refused_by_name(call, kind, match):
     with pytest.raises(kind, match=match):
         call(make_mlp(), randn(3, 5))
+
+
+@pytest.mark.parametrize("method", ["feature_ablation", "occlusion", "shapley_value_sampling", "shapley_values",
+                                    "lime", "kernel_shap", "feature_permutation"])
+def test_keyword_arguments_follow_the_args_pairing_rule(method):
+    """``kwargs`` (a per-example tensor among them) give what the same values as ``args`` give."""
+    from conftest import make_two_input
+    model = make_two_input()
+    xs = (randn(4, 4, seed=1), randn(4, 2, 3, seed=2))
+    scale = randn(4, 1, seed=3)
+    fn = getattr(fattr, method)
+    extra = {"perturbations_per_eval": 3}
+    if method in ("shapley_value_sampling", "lime", "kernel_shap", "feature_permutation"):
+        extra["generator"] = None  # replaced below by a fresh seeded generator per call
+    if method == "shapley_values":
+        extra["feature_mask"] = (torch.tensor([[0, 1, 1, 2]]), torch.tensor([[[2, 3, 3], [0, 0, 1]]]))
+    lead = (xs, ((2,), (1, 2))) if method == "occlusion" else (xs,)
+
+    def run(**kw):
+        if "generator" in extra:
+            extra["generator"] = torch.Generator().manual_seed(0)
+        return fn(model, *lead, target=[0, 1, 2, 0], **extra, **kw)
+
+    positional = run(args=(scale, "sigmoid", 0.5))
+    keywords = run(args=(), kwargs={"scale": scale, "mode": "sigmoid", "gain": 0.5})
+    for a, b in zip(positional, keywords):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
