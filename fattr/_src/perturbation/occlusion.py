@@ -64,15 +64,14 @@ def _boxes(x: torch.Tensor, window: Shape, strides: Shape, counts: Shape, start:
     """Masks of windows ``start .. stop-1`` (dim 0 fastest, as Captum numbers them): ``(p, 1, *x.shape[1:])``,
     windows cropped at the input's edge."""
     k = torch.arange(start, stop, device=x.device)
-    box = None
+    box = torch.ones((stop - start,) + (1,) * (x.dim() - 1), dtype=torch.bool, device=x.device)
     for d, (size, w, s, c) in enumerate(zip(x.shape[1:], window, strides, counts)):
         first = (k % c) * s
         k = k // c
         pos = torch.arange(size, device=x.device)
         inside = (pos >= first.unsqueeze(1)) & (pos < (first + w).unsqueeze(1))  # (p, size)
         inside = inside.reshape((inside.shape[0],) + (1,) * d + (size,) + (1,) * (x.dim() - 2 - d))
-        box = inside if box is None else box & inside
-    assert box is not None
+        box = box & inside
     return box.unsqueeze(1)
 
 
