@@ -596,6 +596,9 @@ PAIRS: List[Pair] = [
 
 from .pairs_research import RESEARCH_PAIRS  # noqa: E402  (the research path methods; its own module)
 PAIRS += RESEARCH_PAIRS
+from .pairs_perturbation import perturbation_pairs  # noqa: E402  (it imports Pair and helpers from here)
+PAIRS.extend(perturbation_pairs())
+
 
 def select(names: Optional[List[str]]) -> List[Pair]:
     """Pairs whose row name or registry method name is in ``names`` (all when None)."""

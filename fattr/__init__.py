@@ -42,6 +42,14 @@ from fattr import metrics as metrics  # evaluation metrics: fattr.metrics.infide
 # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
 from fattr._src.dataset.runner import attribute_dataset as attribute_dataset
 from fattr._src.dataset.store import AttributionStore as AttributionStore
+# perturbation methods (batched perturbed copies)
+from fattr._src.perturbation.ablation import feature_ablation as feature_ablation
+from fattr._src.perturbation.lime import kernel_shap as kernel_shap
+from fattr._src.perturbation.lime import lime as lime
+from fattr._src.perturbation.occlusion import occlusion as occlusion
+from fattr._src.perturbation.permutation import feature_permutation as feature_permutation
+from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
+from fattr._src.perturbation.shapley import shapley_values as shapley_values
 
 __version__ = "0.1.0"
 
@@ -94,4 +102,12 @@ __all__ = [
     # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
     "attribute_dataset",
     "AttributionStore",
+    # perturbation methods (batched perturbed copies)
+    "feature_ablation",
+    "feature_permutation",
+    "kernel_shap",
+    "lime",
+    "occlusion",
+    "shapley_value_sampling",
+    "shapley_values",
 ]

@@ -29,6 +29,12 @@ from .paths.expected_gradients import expected_gradients
 from .paths.guided import guided_integrated_gradients
 from .paths.idgi import idgi
 from .paths.integrated_hessians import integrated_hessians
+# perturbation methods (batched perturbed copies)
+from .perturbation.ablation import feature_ablation
+from .perturbation.lime import kernel_shap, lime
+from .perturbation.occlusion import occlusion
+from .perturbation.permutation import feature_permutation
+from .perturbation.shapley import shapley_value_sampling, shapley_values
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,22 @@ _SPECS = [
                options=(("n_steps", 16),), per_example=("baselines",)),
     MethodSpec("blur_integrated_gradients", blur_integrated_gradients, chunked=True, delta=True, images=True,
                options=(("n_steps", 16), ("max_sigma", 2.0))),
+    # perturbation methods (batched perturbed copies)
+    MethodSpec("feature_ablation", feature_ablation, baselines="optional", options=(("perturbations_per_eval", 4),),
+               per_example=("baselines", "feature_mask")),
+    MethodSpec("occlusion", occlusion,
+               options=(("sliding_window_shapes", (2,)), ("baselines", 0.1), ("perturbations_per_eval", 3)),
+               per_example=("baselines",)),
+    MethodSpec("shapley_value_sampling", shapley_value_sampling, baselines="optional", stochastic=True,
+               options=(("n_samples", 3), ("perturbations_per_eval", 5)), per_example=("baselines", "feature_mask")),
+    MethodSpec("shapley_values", shapley_values, baselines="optional", options=(("perturbations_per_eval", 16),),
+               per_example=("baselines", "feature_mask")),
+    MethodSpec("lime", lime, baselines="optional", stochastic=True,
+               options=(("n_samples", 40), ("perturbations_per_eval", 8)), per_example=("baselines", "feature_mask")),
+    MethodSpec("kernel_shap", kernel_shap, baselines="optional", stochastic=True,
+               options=(("n_samples", 40), ("perturbations_per_eval", 8)), per_example=("baselines", "feature_mask")),
+    MethodSpec("feature_permutation", feature_permutation, stochastic=True, options=(("perturbations_per_eval", 4),),
+               per_example=("feature_mask",)),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

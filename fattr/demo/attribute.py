@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +33,41 @@ class Outcome:
     error: Optional[str] = None
 
 
+def _blocks(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Feature ids of ``height x width`` pixel blocks, ``(1, 1, H, W)``."""
+    rows = torch.arange(x.shape[-2]) // height
+    cols = torch.arange(x.shape[-1]) // width
+    return (rows.unsqueeze(1) * (-(-x.shape[-1] // width)) + cols).reshape(1, 1, x.shape[-2], x.shape[-1])
+
+
+# perturbation methods on images: features of 2x2 pixels (exact Shapley values: 4 features of 4x4 pixels, as
+# Captum's ShapleyValues, run for the report, needs n * n! calls)
+IMAGE_OPTIONS: Dict[str, Callable[[torch.Tensor], Dict[str, Any]]] = {
+    "feature_ablation": lambda x: {"feature_mask": _blocks(x, 2, 2)},
+    "occlusion": lambda x: {"sliding_window_shapes": (1, 2, 2), "strides": (1, 2, 2)},
+    "shapley_value_sampling": lambda x: {"feature_mask": _blocks(x, 2, 2), "n_samples": 25},
+    "shapley_values": lambda x: {"feature_mask": _blocks(x, 4, 4)},
+    "lime": lambda x: {"feature_mask": _blocks(x, 2, 2), "n_samples": 200, "perturbations_per_eval": 50},
+    "kernel_shap": lambda x: {"feature_mask": _blocks(x, 2, 2), "n_samples": 200, "perturbations_per_eval": 50},
+    "feature_permutation": lambda x: {"feature_mask": _blocks(x, 2, 2)},
+}
+
+
+def options(spec: Any, x: torch.Tensor) -> Dict[str, Any]:
+    """The registry's options for ``spec``, with the image settings of :data:`IMAGE_OPTIONS` for ``x``."""
+    found: Dict[str, Any] = dict(spec.options)
+    if x.dim() == 4 and spec.name in IMAGE_OPTIONS:
+        found.update(IMAGE_OPTIONS[spec.name](x))
+    return found
+
+
 def call(spec: Any, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor,
          distribution: torch.Tensor, generator: torch.Generator) -> Tuple[Any, Optional[torch.Tensor]]:
     """``spec.fn(model, [layer,] x, [distribution,] target=..., **options)``: one call. Returns (attr, delta)."""
     positional: list = [model] + ([layer] if spec.layer else []) + [x]
     if spec.baselines == "distribution":
         positional.append(distribution)
-    kwargs = dict(spec.options)
+    kwargs = options(spec, x)
     if spec.targeted:
         kwargs["target"] = target
     if spec.stochastic:

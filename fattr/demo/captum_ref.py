@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from .attribute import options as image_options
+
 # fattr name -> Captum class in captum.attr
 CLASSES: Dict[str, str] = {
     "saliency": "Saliency",
@@ -29,6 +31,13 @@ CLASSES: Dict[str, str] = {
     "layer_gradient_x_activation": "LayerGradientXActivation",
     "layer_grad_cam": "LayerGradCam",
     "internal_influence": "InternalInfluence",
+    "feature_ablation": "FeatureAblation",
+    "occlusion": "Occlusion",
+    "shapley_values": "ShapleyValues",
+    "shapley_value_sampling": "ShapleyValueSampling",
+    "lime": "Lime",
+    "kernel_shap": "KernelShap",
+    "feature_permutation": "FeaturePermutation",
     "layer_conductance": "LayerConductance",
     "layer_integrated_gradients": "LayerIntegratedGradients",
     "layer_gradient_shap": "LayerGradientShap",
@@ -73,7 +82,7 @@ def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Te
     import captum.attr
 
     cls = getattr(captum.attr, name)
-    options = {RENAMED.get(k, k): v for k, v in spec.options}
+    options = {RENAMED.get(k, k): v for k, v in image_options(spec, x).items()}
     twin = copy.deepcopy(model)
     init = inspect.signature(cls.__init__).parameters
     make = {k: v for k, v in options.items() if k in init}

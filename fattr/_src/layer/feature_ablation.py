@@ -1,31 +1,28 @@
-"""Feature ablation at a layer: replace groups of neurons by a baseline, measure the output's change."""
+"""Feature ablation at a layer: replace groups of neurons by a baseline, measure the output's change.
+
+The ablation itself is the input-space one (:mod:`..perturbation.ablation`) applied to the tail of
+the split model, with the layer's activation as its input."""
 from __future__ import annotations
 
 import math
 from numbers import Number
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .. import structure
-from ..arguments import as_args, split_args, tile_args
+from ..arguments import as_args, split_args
 from ..errors import check_positive_int, fail
 from ..gradients import outputs
+from ..perturbation.ablation import ablate_each
+from ..perturbation.evaluate import Evaluator
+from ..perturbation.features import Features, group_ids, per_tensor
+from ..perturbation.progress import Progress
 from ..recompute import mark, on_demand, reached_leaves
 from ..structure import Tensors
-from ..targets import Target, as_target
+from ..targets import as_target
 from .view import LayerFunction
-
-
-def _per_tensor(value: Any, acts: Tensors, name: str) -> List[Any]:
-    if isinstance(value, tuple):
-        if len(value) != len(acts):
-            fail(name, f"a tuple of {len(acts)} entries, one per tensor of the layer's activation", value)
-        return list(value)
-    if len(acts) > 1 and isinstance(value, torch.Tensor):
-        fail(name, f"a tuple of {len(acts)} entries for a layer with {len(acts)} tensors", value)
-    return [value] * len(acts)
 
 
 def _broadcast(t: torch.Tensor, act: torch.Tensor, name: str, what: str) -> torch.Tensor:
@@ -37,7 +34,7 @@ def _broadcast(t: torch.Tensor, act: torch.Tensor, name: str, what: str) -> torc
 
 def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
     out = []
-    for i, (b, a) in enumerate(zip(_per_tensor(layer_baselines, acts, "layer_baselines"), acts)):
+    for i, (b, a) in enumerate(zip(per_tensor(layer_baselines, acts, "layer_baselines"), acts)):
         name = f"layer_baselines[{i}]" if isinstance(layer_baselines, tuple) else "layer_baselines"
         if b is None:
             b = torch.zeros((), dtype=a.dtype, device=a.device)
@@ -46,25 +43,6 @@ def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
         elif not isinstance(b, torch.Tensor):
             fail(name, "None, a number or a tensor in the layer's activation space", b, kind=TypeError)
         out.append(_broadcast(b.to(a.dtype), a, name, "a tensor"))
-    return out
-
-
-def _masks(layer_mask: Any, acts: Tensors) -> List[torch.Tensor]:
-    """Group ids per tensor, with as many dims as the activation and a batch dim of 1 or B (not expanded)."""
-    if layer_mask is None:  # every neuron its own group, numbered across the activation's tensors
-        out, offset = [], 0
-        for a in acts:
-            size = math.prod(a.shape[1:])  # (not a[0]: the batch may be empty)
-            out.append(torch.arange(offset, offset + size, device=a.device).reshape((1,) + tuple(a.shape[1:])))
-            offset += size
-        return out
-    out = []
-    for i, (m, a) in enumerate(zip(_per_tensor(layer_mask, acts, "layer_mask"), acts)):
-        name = f"layer_mask[{i}]" if isinstance(layer_mask, tuple) else "layer_mask"
-        if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
-            fail(name, "an integer tensor of group ids", m, kind=TypeError)
-        _broadcast(m, a, name, "group ids")  # checks the shape
-        out.append(m.to(device=a.device, dtype=torch.long).reshape((1,) * (a.dim() - m.dim()) + tuple(m.shape)))
     return out
 
 
@@ -114,10 +92,9 @@ def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_base
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     acts, rest = lf.head(xs, args, gradient=False)
     bases = _baselines(layer_baselines, acts)
-    masks = _masks(layer_mask, acts)
+    features = Features.of(group_ids(layer_mask, acts, "layer_mask"))
     tgt = as_target(target, n, xs[0].device)
     f = lf.function()
-    groups = torch.unique(torch.cat([m.reshape(-1) for m in masks]))  # sorted
     rest_tensors, rebuild = split_args(rest)
     k = len(acts)
 
@@ -128,25 +105,7 @@ def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_base
         reference = outputs(f, acts_, tgt, rest_)
         reached = reached_leaves([reference], (), since) if tracking else []
         with torch.set_grad_enabled(graph and torch.is_grad_enabled()):  # no graph: the tails' fast paths
-            return _ablate(f, acts_, bases_, masks, groups, ppe, tgt, rest_, reference), reached
+            evaluate = Evaluator(f, tgt, rest_, n, aggregate=False)
+            return ablate_each(evaluate, acts_, bases_, features, reference, ppe, Progress(0, "", False)), reached
 
     return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training))
-
-
-def _ablate(f: Callable[..., Any], acts: Tensors, bases: Sequence[torch.Tensor], masks: List[torch.Tensor],
-            groups: torch.Tensor, ppe: int, tgt: Target, rest: Tuple[Any, ...], reference: torch.Tensor) -> Tensors:
-    """For each group, ``reference`` minus the output with the group ablated (``ppe`` groups per tail call),
-    given to every neuron of the group."""
-    n = acts[0].shape[0]
-    changes = []
-    for start in range(0, groups.shape[0], ppe):
-        chunk = groups[start:start + ppe]
-        p = chunk.shape[0]
-        selected = [m.unsqueeze(0) == chunk.reshape((p,) + (1,) * m.dim()) for m in masks]  # (p, 1 or B, ...)
-        ablated = tuple(structure.fold(torch.where(s, b.unsqueeze(0), a.unsqueeze(0)))  # (p * B, ...)
-                        for s, b, a in zip(selected, bases, acts))
-        out = outputs(f, ablated, tgt.tile(p), tile_args(rest, n, p)).reshape(p, n)
-        changes.append(reference.unsqueeze(0) - out)
-    per_group = torch.cat(changes).t()  # (B, groups)
-    return tuple(per_group.gather(1, torch.searchsorted(groups, m).expand(a.shape).reshape(n, math.prod(a.shape[1:])))
-                 .reshape(a.shape) for m, a in zip(masks, acts))

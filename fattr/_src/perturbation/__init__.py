@@ -1,0 +1,1 @@
+"""Perturbation methods: attributions from the outputs of ``f`` on perturbed copies of the inputs."""

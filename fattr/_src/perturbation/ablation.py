@@ -1,0 +1,84 @@
+"""Feature ablation: replace each feature by its baseline and measure the output's change."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .. import structure
+from ..arguments import as_args
+from ..baselines import format_baselines
+from ..errors import check_bool, check_positive_int
+from ..structure import Tensors
+from ..targets import as_target
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .features import Features, group_ids
+from .progress import Progress
+
+
+def ablate_each(evaluate: Evaluator, xs: Tensors, bases: Sequence[torch.Tensor], features: Features,
+                reference: torch.Tensor, ppe: int, progress: Progress) -> Tensors:
+    """``reference`` minus ``f`` with each feature at its baseline (``ppe`` features per call), given to
+    every element of the feature: per input ``(R, *x.shape[1:])``, ``R`` the rows of ``reference``."""
+    outs = in_chunks(evaluate, lambda start, stop: replace(xs, bases, features.selected(start, stop)),
+                     features.n, ppe, progress)  # (n_features, R)
+    changes = (reference.unsqueeze(0) - outs.to(reference.device)).t()
+    return features.scatter(changes, xs)
+
+
+def feature_ablation(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
+                     args: Any = (), kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
+                     show_progress: bool = False) -> Any:
+    """Feature ablation (Captum's ``FeatureAblation``).
+
+    Each feature (each input element, or each group of ``feature_mask``) in turn is
+    replaced by its baseline, and its attribution is the drop of the output::
+
+        attr_i(x) = f(x)[target] - f(x with feature(i) <- baseline)[target]
+
+    given to every element of the feature. All copies are batched:
+    ``perturbations_per_eval`` ablated copies of the whole batch per call of ``f``.
+
+    Args:
+      f: a callable ``f(*inputs, *args, **kwargs)`` with examples along dim 0; it may also
+        return one value for the whole batch (``target=None``; Captum's aggregate mode).
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1,
+        or a tuple of those, one per input.
+      target: the output to attribute (None, int, tuple, or one entry per example).
+      args: extra positional arguments of ``f``; kwargs: extra keyword arguments.
+      feature_mask: integer feature ids broadcastable to each input (a batch of 1 or B; a tuple,
+        one per input; ids may be shared across inputs). None: every element its own feature.
+      perturbations_per_eval: ablated copies of the batch evaluated in one call of ``f``.
+      show_progress: a progress bar on stderr.
+
+    Returns:
+      Attributions shaped like the inputs (a batch dim of 1 in aggregate mode, or one row per
+      element of ``f``'s output), in the output's dtype.
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+      >>> x = torch.randn(5, 4)
+      >>> fattr.feature_ablation(model, x, target=1, feature_mask=torch.tensor([[0, 0, 1, 1]]),
+      ...                        perturbations_per_eval=2).shape
+      torch.Size([5, 4])
+    """
+    xs, was_tuple = structure.as_tuple(inputs)
+    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
+    check_bool("show_progress", show_progress)
+    args = as_args(args, kwargs)
+    n = xs[0].shape[0]
+    bases = format_baselines(baselines, xs)
+    features = Features.of(group_ids(feature_mask, xs))
+    tgt = as_target(target, n, xs[0].device)
+
+    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+        check_aggregate_ppe(aggregate, ppe)
+        progress = Progress(-(-features.n // ppe), "feature_ablation", show_progress)
+        try:
+            return ablate_each(Evaluator(f, tgt, args_, n, aggregate), xs_, bases_, features, ref, ppe, progress)
+        finally:
+            progress.close()
+
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)

@@ -1,0 +1,124 @@
+"""Evaluating ``f`` on perturbed copies of the inputs: the engine every perturbation method shares.
+
+Perturbed copies are extra batch dimensions: ``perturbations_per_eval`` copies of the
+whole batch are folded into dim 0 (step-major) and evaluated in one call of ``f``,
+with the target and the per-example ``args`` tiled alongside.
+
+Output modes (as in Captum): ``f`` gives one value per example once the target is
+selected (attributions per example), or, with ``target=None``, a tensor for the
+whole batch whose dim 0 is not the examples (a 0-d loss, say: *aggregate mode*).
+In aggregate mode each perturbed copy of the batch is its own call, and attributions
+have one row per output element (a batch dim of 1 for a scalar).
+
+Results are computed without an autograd graph and made differentiable on demand
+(:mod:`..recompute`), like the gradient methods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Number
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import torch
+
+from ..arguments import split_args, tile_args
+from ..calling import call, in_training
+from ..errors import fail
+from ..recompute import mark, on_demand, reached_leaves
+from ..structure import Tensors, fold
+from ..targets import Target
+from .progress import Progress
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """``f`` with its target and args, for copies of a batch of ``n`` examples."""
+
+    f: Callable[..., Any]
+    target: Target
+    args: Tuple[Any, ...]
+    n: int
+    aggregate: bool
+
+    def __call__(self, rows: Tensors) -> torch.Tensor:
+        """``rows``: per input ``(p, B, ...)``; returns ``(p, B)`` (``(p, n_outputs)`` in aggregate mode)."""
+        p = rows[0].shape[0]
+        if self.aggregate:
+            return torch.stack([_aggregate(self.f, tuple(r[i] for r in rows), self.args) for i in range(p)])
+        out = call(self.f, tuple(fold(r) for r in rows), tile_args(self.args, self.n, p))
+        return self.target.tile(p).select(out, p * self.n).reshape(p, self.n)
+
+
+def _aggregate(f: Callable[..., Any], xs: Tensors, args: Sequence[Any]) -> torch.Tensor:
+    out = call(f, xs, args)
+    if isinstance(out, Number) and not isinstance(out, bool):
+        return torch.tensor(out, dtype=torch.get_default_dtype(), device=xs[0].device).reshape(1)
+    if not isinstance(out, torch.Tensor):
+        fail("f", "to return a tensor", out, kind=TypeError)
+    return out.reshape(-1)
+
+
+def reference(f: Callable[..., Any], xs: Tensors, target: Target, args: Sequence[Any]) -> Tuple[torch.Tensor, bool]:
+    """``f(xs)`` at the target, ``(B,)``, and False; or, in aggregate mode, all of ``f(xs)`` flattened, and True."""
+    n = xs[0].shape[0]
+    out = call(f, xs, args)
+    if target.is_none and (not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != n):
+        if isinstance(out, torch.Tensor) or (isinstance(out, Number) and not isinstance(out, bool)):
+            return _aggregate(lambda *_: out, xs, ()), True
+    return target.select(out, n), False
+
+
+def check_aggregate_ppe(aggregate: bool, perturbations_per_eval: int) -> None:
+    if aggregate and perturbations_per_eval > 1:
+        fail("perturbations_per_eval", "1 when f returns one value for the whole batch (aggregate mode: "
+             "copies of the batch cannot share a call)", perturbations_per_eval)
+
+
+def replace(xs: Tensors, bases: Sequence[torch.Tensor], selected: Sequence[Optional[torch.Tensor]]) -> Tensors:
+    """Per input ``(p, B, ...)``: the baseline where ``selected`` (``(p, 1 or B, ...)``), the input elsewhere.
+    ``bases[i]`` is ``(1 or B, ...)`` or ``(p, 1 or B, ...)``; a None selection keeps the input."""
+    out = []
+    for x, b, s in zip(xs, bases, selected):
+        if s is None:
+            out.append(x.unsqueeze(0))
+            continue
+        b = b if b.dim() > x.dim() else b.unsqueeze(0)
+        shape = (s.shape[0],) + tuple(x.shape)
+        out.append(torch.where(s, b, x.unsqueeze(0)).expand(shape))
+    p = max(r.shape[0] for r in out)
+    return tuple(r.expand((p,) + tuple(r.shape[1:])) for r in out)
+
+
+def in_chunks(evaluate: Evaluator, rows: Callable[[int, int], Tensors], total: int, ppe: int,
+              progress: Progress) -> torch.Tensor:
+    """``evaluate`` on ``rows(start, stop)`` for ``total`` perturbations, ``ppe`` per call: ``(total, ...)``."""
+    outs = []
+    for start in range(0, total, ppe):
+        stop = min(start + ppe, total)
+        outs.append(evaluate(rows(start, stop)))
+        progress.update()
+    if not outs:  # inputs without elements: nothing to perturb
+        return torch.zeros((0, evaluate.n))
+    return torch.cat(outs)
+
+
+Compute = Callable[[Tensors, Tensors, Tuple[Any, ...], torch.Tensor, bool], Tensors]
+
+
+def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: Tensors, target: Target,
+                   args: Tuple[Any, ...]) -> Tensors:
+    """``compute(xs, bases, args, reference, aggregate)`` without a graph, differentiable on demand with
+    respect to the inputs, baselines, tensor args and whatever ``f`` reads (its parameters)."""
+    arg_tensors, rebuild = split_args(args)
+    k, kb = len(xs), len(bases)
+
+    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[list]]:
+        xs_, bases_, args_ = tensors[:k], tensors[k:k + kb], rebuild(tensors[k + kb:])
+        tracking = not graph and torch.is_grad_enabled()
+        since = mark() if tracking else 0
+        ref, aggregate = reference(f, xs_, target, args_)
+        reached = reached_leaves([ref], (), since) if tracking else []
+        with torch.set_grad_enabled(graph and torch.is_grad_enabled()):
+            return compute(xs_, bases_, args_, ref, aggregate), reached
+
+    return on_demand(run, tuple(xs) + tuple(bases) + arg_tensors, keep=in_training(f))

@@ -1,0 +1,120 @@
+"""Feature masks: which input elements form one feature, and per-feature values broadcast back.
+
+A feature mask holds one integer id per input element (broadcastable to the input,
+with a batch of 1 or of the input's batch; a tuple with one per input, ids may be
+shared across inputs). ``None`` makes every element its own feature, numbered
+consecutively across the inputs (Captum's default). :class:`Features` renumbers the
+ids densely and scatters per-feature values back to the inputs' shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Tuple
+
+import torch
+
+from ..errors import fail
+from ..structure import Tensors
+
+
+def per_tensor(value: Any, tensors: Tensors, name: str) -> List[Any]:
+    """One entry of ``value`` per tensor: a tuple is taken as is, anything else serves every tensor."""
+    if isinstance(value, tuple):
+        if len(value) != len(tensors):
+            fail(name, f"a tuple of {len(tensors)} entries, one per tensor", value)
+        return list(value)
+    if len(tensors) > 1 and isinstance(value, torch.Tensor):
+        fail(name, f"a tuple of {len(tensors)} entries for {len(tensors)} tensors", value)
+    return [value] * len(tensors)
+
+
+def group_ids(mask: Any, tensors: Tensors, name: str = "feature_mask") -> Tensors:
+    """Group ids per tensor, with as many dims as the tensor and a batch dim of 1 or B (not expanded)."""
+    if mask is None:  # every element its own group, numbered across the tensors
+        out, offset = [], 0
+        for t in tensors:
+            size = t[0].numel()
+            out.append(torch.arange(offset, offset + size, device=t.device).reshape((1,) + tuple(t.shape[1:])))
+            offset += size
+        return tuple(out)
+    out = []
+    for i, (m, t) in enumerate(zip(per_tensor(mask, tensors, name), tensors)):
+        label = f"{name}[{i}]" if isinstance(mask, tuple) else name
+        if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
+            fail(label, "an integer tensor of group ids", m, kind=TypeError)
+        if m.dim() > t.dim():
+            fail(label, f"group ids broadcastable to the tensor of shape {tuple(t.shape)}", m)
+        m = m.to(device=t.device, dtype=torch.long).reshape((1,) * (t.dim() - m.dim()) + tuple(m.shape))
+        if m.shape[0] not in (1, t.shape[0]) or any(a not in (1, b) for a, b in zip(m.shape[1:], t.shape[1:])):
+            fail(label, f"group ids broadcastable to the tensor of shape {tuple(t.shape)}, with a batch of 1 or "
+                 f"{t.shape[0]}", m)
+        out.append(m)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Features:
+    """Features of a tuple of tensors.
+
+    Attributes:
+      index: per tensor, the dense feature index (``0 .. n-1``) of every element, shaped
+        ``(1 or B, *tensor.shape[1:])`` (broadcast over the batch when its batch is 1).
+      ids: the user's id of each dense index (sorted).
+    """
+
+    index: Tensors
+    ids: torch.Tensor
+
+    @property
+    def n(self) -> int:
+        return int(self.ids.shape[0])
+
+    @staticmethod
+    def of(ids_per_tensor: Tensors, contiguous: bool = False) -> "Features":
+        """Dense numbering of the ids present (``contiguous``: every id from the smallest to the
+        largest, present or not: Captum's interpretable features for LIME and KernelSHAP)."""
+        flat = torch.cat([m.reshape(-1) for m in ids_per_tensor])
+        if flat.numel() == 0:
+            return Features(tuple(m.clone() for m in ids_per_tensor), flat)
+        if contiguous:
+            lo, hi = int(flat.min()), int(flat.max())
+            ids = torch.arange(lo, hi + 1, device=flat.device)
+            return Features(tuple(m - lo for m in ids_per_tensor), ids)
+        ids = torch.unique(flat)  # sorted
+        return Features(tuple(torch.searchsorted(ids, m) for m in ids_per_tensor), ids)
+
+    def expand(self, tensors: Tensors) -> Tensors:
+        """The index of every element, expanded to the tensors' shapes."""
+        return tuple(i.expand(t.shape) for i, t in zip(self.index, tensors))
+
+    def scatter(self, values: torch.Tensor, tensors: Tensors) -> Tensors:
+        """``values`` ``(R, n)`` (one row per example, or per output in aggregate mode) given to every
+        element of each feature: tensors ``(R, *t.shape[1:])``."""
+        r = values.shape[0]
+        out = []
+        for i, t in zip(self.index, tensors):
+            shape = (r,) + tuple(t.shape[1:])
+            if i.shape[0] != 1 and i.shape[0] != r:
+                fail("feature_mask", f"a batch of 1 when f returns {r} value(s) for the whole batch", i)
+            flat = i.expand((i.shape[0],) + tuple(t.shape[1:])).reshape(i.shape[0], -1).expand(r, -1)
+            out.append(values.gather(1, flat).reshape(shape))
+        return tuple(out)
+
+    def selected(self, start: int, stop: int) -> Tensors:
+        """Per tensor, whether each element belongs to feature ``start .. stop-1``: ``(p, 1 or B, ...)``."""
+        chunk = torch.arange(start, stop, device=self.ids.device)
+        return tuple(i.unsqueeze(0) == chunk.reshape((-1,) + (1,) * i.dim()) for i in self.index)
+
+    def kept(self, keep: torch.Tensor) -> Tensors:
+        """Per tensor, whether each element keeps its input value, from ``keep`` ``(p, n)`` (shared by
+        the examples) or ``(p, B, n)`` (per example), boolean: ``(p, 1 or B, ...)``."""
+        out = []
+        for i in self.index:
+            rest = tuple(i.shape[1:])
+            if keep.dim() == 2:
+                out.append(keep[:, i.reshape(-1)].reshape((keep.shape[0],) + tuple(i.shape)))
+            else:
+                p, b = keep.shape[:2]
+                flat = i.reshape(i.shape[0], -1).unsqueeze(0).expand(p, b, -1)
+                out.append(keep.gather(2, flat).reshape((p, b) + rest))
+        return tuple(out)

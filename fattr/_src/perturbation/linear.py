@@ -1,0 +1,103 @@
+"""Batched surrogate fits for LIME and KernelSHAP: one weighted linear model per example, all at once.
+
+Each example ``b`` has its own design ``X[b]`` ``(n, F)``, targets ``y[b]`` ``(n,)`` and sample
+weights ``w[b]`` ``(n,)``; both fits have an intercept (centred with the weighted means), as
+scikit-learn's ``LinearRegression`` and ``Lasso`` that Captum uses:
+
+* :func:`weighted_least_squares`: the minimum-norm minimiser of ``sum_i w_i (y_i - c - X_i beta)^2``
+  (a batched pseudo-inverse, like scikit-learn's ``lstsq``);
+* :func:`lasso`: the minimiser of ``1 / (2 sum_i w_i) * sum_i w_i (y_i - c - X_i beta)^2 + alpha |beta|_1``
+  (scikit-learn's ``Lasso`` objective with ``sample_weight``), by accelerated proximal gradient
+  (FISTA) to convergence, then polished on its support by one linear solve, which makes the
+  result exact and differentiable (its derivative is the lasso's, with the support fixed).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _centred(x: Tensor, y: Tensor, w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    total = w.sum(1, keepdim=True)
+    xm = (w.unsqueeze(2) * x).sum(1, keepdim=True) / total.unsqueeze(2)
+    ym = (w * y).sum(1, keepdim=True) / total
+    return x - xm, y - ym, total
+
+
+def weighted_least_squares(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """Coefficients ``(B, F)`` of the weighted least-squares fits with intercept."""
+    xc, yc, _ = _centred(x, y, w)
+    root = w.clamp(min=0).sqrt()
+    design = root.unsqueeze(2) * xc
+    return (torch.linalg.pinv(design) @ (root * yc).unsqueeze(2)).squeeze(2)
+
+
+def _soft(v: Tensor, t: Tensor) -> Tensor:
+    return torch.sign(v) * (v.abs() - t).clamp(min=0)
+
+
+def _scaled(x: Tensor, y: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(A, r)`` with the lasso's loss ``|A beta - r|^2 / 2``: centred rows scaled by ``sqrt(w / sum w)``."""
+    xc, yc, total = _centred(x, y, w)
+    root = (w.clamp(min=0) / total).sqrt()
+    return root.unsqueeze(2) * xc, root * yc
+
+
+def _mv(a: Tensor, v: Tensor) -> Tensor:
+    return (a @ v.unsqueeze(2)).squeeze(2)
+
+
+def _polish(a: Tensor, r: Tensor, alpha: float, active: Tensor, sign: Tensor) -> Tensor:
+    """The (minimum-norm) lasso solution for a given support and signs: ``A_S^T A_S beta_S = A_S^T r - alpha
+    sign_S``, 0 elsewhere, as ``pinv(A_S) pinv(A_S)^T (A_S^T r - alpha sign_S)`` (samples x features only)."""
+    masked = a * active.unsqueeze(1).to(a.dtype)
+    rhs = torch.where(active, _mv(a.transpose(1, 2), r) - alpha * sign, torch.zeros_like(sign))
+    p = torch.linalg.pinv(masked)  # (B, F, n)
+    return _mv(p, _mv(p.transpose(1, 2), rhs))
+
+
+def _optimal(a: Tensor, r: Tensor, alpha: float, beta: Tensor, active: Tensor, sign: Tensor) -> Tensor:
+    """Per example, whether ``beta`` (with support ``active``) satisfies the lasso's optimality conditions:
+    signs as assumed on the support, ``|gradient| <= alpha`` off it, stationarity on it."""
+    grad = _mv(a.transpose(1, 2), _mv(a, beta) - r)
+    slack = 1e-9 * (alpha + _mv(a.transpose(1, 2), r).abs().amax(1, keepdim=True))
+    signs = ((torch.sign(beta) == sign) | ~active).all(1)
+    outside = ((grad.abs() <= alpha + slack) | active).all(1)
+    inside = (((grad + alpha * sign).abs() <= slack) | ~active).all(1)
+    return signs & outside & inside
+
+
+def lasso(x: Tensor, y: Tensor, w: Tensor, alpha: float, *, max_iter: int = 1000) -> Tensor:
+    """Coefficients ``(B, F)`` of the weighted lasso fits with intercept (see the module docstring).
+
+    FISTA runs until, for every example, the solution polished on its current support satisfies the
+    lasso's optimality (KKT) conditions (checked after 10, 20, 40, ... iterations): the polished
+    solution is then the exact minimiser. Examples not there after ``max_iter`` iterations keep
+    FISTA's iterate (as scikit-learn stops at its ``max_iter=1000``; an underdetermined fit, fewer
+    samples than features, may have many minimisers). Every step works on the ``samples x features``
+    design (no ``features x features`` Gram matrix), in float64; returned in ``y``'s dtype."""
+    dtype = y.dtype
+    a, r = _scaled(x.double(), y.double(), w.double())
+    with torch.no_grad():
+        ad, rd = a.detach(), r.detach()
+        lipschitz = torch.linalg.matrix_norm(ad, ord=2).unsqueeze(1) ** 2  # (B, 1)
+        step = 1.0 / lipschitz.clamp(min=torch.finfo(ad.dtype).tiny)
+        beta = torch.zeros(ad.shape[0], ad.shape[2], dtype=ad.dtype, device=ad.device)
+        z, t, check = beta, 1.0, 10
+        for i in range(1, max_iter + 1):
+            new = _soft(z - step * _mv(ad.transpose(1, 2), _mv(ad, z) - rd), step * alpha)
+            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            z = new + ((t - 1) / t_new) * (new - beta)
+            beta, t = new, t_new
+            if i == check or i == max_iter:
+                check *= 2
+                active, sign = beta != 0, torch.sign(beta)
+                if bool(_optimal(ad, rd, alpha, _polish(ad, rd, alpha, active, sign), active, sign).all()):
+                    break
+        active, sign = beta != 0, torch.sign(beta)
+        exact = _optimal(ad, rd, alpha, _polish(ad, rd, alpha, active, sign), active, sign).unsqueeze(1)
+    # differentiable: the exact solution on its support (the lasso's derivative with the support fixed)
+    return torch.where(exact, _polish(a, r, alpha, active, sign), beta).to(dtype)

@@ -1,0 +1,114 @@
+"""Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .. import randomness, structure
+from ..arguments import as_args
+from ..errors import check_bool, check_callable, check_positive_int, fail
+from ..structure import Tensors
+from ..targets import as_target
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .features import Features, group_ids
+from .progress import Progress
+
+
+def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> torch.Tensor:
+    """``(n_features, n_examples)``: a random permutation of the examples per feature, never the identity
+    (drawn again where it is, as Captum does)."""
+    def draw(k: int) -> torch.Tensor:
+        u = randomness.uniform(generator, (k, n_examples), dtype=torch.float64, device=generator.device)
+        return u.argsort(dim=1)
+
+    perms = draw(n_features)
+    identity = torch.arange(n_examples, device=perms.device)
+    while True:
+        same = (perms == identity).all(1)
+        if not bool(same.any()):
+            return perms
+        perms[same] = draw(int(same.sum()))
+
+
+def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:
+    """Per input ``(p, B, ...)``: ``perm_func(x, mask)`` for each feature of the chunk that the input holds."""
+    out = []
+    for x, s in zip(xs, selected):
+        copies = []
+        for mask in s:  # (1 or B, ...) per feature
+            copies.append(perm_func(x, mask) if bool(mask.any()) else x)
+        out.append(torch.stack([c.expand_as(x) for c in copies]))
+    return tuple(out)
+
+
+def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
+                        kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
+                        generator: Any = None, perm_func: Any = None, show_progress: bool = False) -> Any:
+    """Permutation feature importance (Captum's ``FeaturePermutation``).
+
+    Each feature in turn has its values shuffled across the examples of the batch (a random
+    permutation ``pi``, not the identity), and its attribution is the output's drop::
+
+        attr_i(x)_b = f(x)[target]_b - f(x with feature(i) of example b taken from example pi(b))[target]_b
+
+    Usually ``f`` returns one value for the whole batch (a loss or a metric: Captum's
+    aggregate mode), giving attributions with a batch dim of 1. A feature spanning several
+    inputs (shared ids in ``feature_mask``) is shuffled with one permutation in all of them.
+    ``perturbations_per_eval`` shuffled copies of the batch per call of ``f``.
+
+    Args:
+      f: a callable with examples along dim 0, or returning one value for the whole batch.
+      inputs: a tensor ``(B, ...)`` with ``B >= 2``, or a tuple of them.
+      target: the output to attribute; args, kwargs: extra arguments of ``f``.
+      feature_mask: integer feature ids broadcastable to each input. None: every element.
+      perturbations_per_eval: shuffled copies of the batch per call (1 in aggregate mode).
+      generator: the ``torch.Generator`` the permutations are drawn from.
+      perm_func: Captum's ``perm_func(x, feature_mask) -> x_perturbed`` instead of the shuffles: called
+        for every feature and every input holding it, with one input ``(B, ...)`` and the feature's
+        boolean mask (``generator`` is then unused).
+      show_progress: a progress bar on stderr.
+
+    Returns:
+      Attributions shaped like the inputs (a batch dim of 1 in aggregate mode).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+      >>> x, y = torch.randn(16, 4), torch.randn(16, 1)
+      >>> loss = lambda x: torch.nn.functional.mse_loss(model(x), y)
+      >>> fattr.feature_permutation(loss, x, generator=torch.Generator().manual_seed(0)).shape
+      torch.Size([1, 4])
+    """
+    xs, was_tuple = structure.as_tuple(inputs)
+    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
+    check_bool("show_progress", show_progress)
+    n = xs[0].shape[0]
+    if n < 2:
+        fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
+    args = as_args(args, kwargs)
+    if perm_func is not None:
+        check_callable("perm_func", perm_func)
+    features = Features.of(group_ids(feature_mask, xs))
+    tgt = as_target(target, n, xs[0].device)
+    perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
+
+    def compute(xs_: Tensors, _: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+        check_aggregate_ppe(aggregate, ppe)
+        evaluate = Evaluator(f, tgt, args_, n, aggregate)
+
+        def rows(start: int, stop: int) -> Tensors:
+            selected = features.selected(start, stop)
+            if perm_func is not None:
+                return _user_rows(perm_func, xs_, selected)
+            shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
+            return replace(xs_, shuffled, selected)
+
+        progress = Progress(-(-features.n // ppe), "feature_permutation", show_progress)
+        try:
+            outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
+        finally:
+            progress.close()
+        return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
+
+    return structure.restore(differentiable(compute, f, xs, (), tgt, args), was_tuple)

@@ -1,0 +1,185 @@
+"""Shapley values of features: exact (every coalition) and sampled (random feature orders)."""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Tuple
+
+import torch
+
+from .. import randomness, structure
+from ..arguments import as_args
+from ..baselines import format_baselines
+from ..errors import Shown, check_bool, check_positive_int, fail
+from ..structure import Tensors
+from ..targets import Target, as_target
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .features import Features, group_ids
+from .progress import Progress
+
+MAX_EXACT_FEATURES = 20
+
+
+def permutations(generator: torch.Generator, n_samples: int, n_features: int) -> torch.Tensor:
+    """``(n_samples, n_features)`` uniformly random feature orders, drawn from ``generator``."""
+    u = randomness.uniform(generator, (n_samples, n_features), dtype=torch.float64, device=generator.device)
+    return u.argsort(dim=1)
+
+
+def _coalitions(evaluate: Evaluator, xs: Tensors, bases: Tensors, features: Features, keep: torch.Tensor,
+                ppe: int, progress: Progress) -> torch.Tensor:
+    """``f`` on the inputs with the features of each row of ``keep`` ``(P, n)`` kept and the others at
+    their baseline: ``(P, R)``."""
+    def rows(start: int, stop: int) -> Tensors:
+        return replace(xs, bases, [~k for k in features.kept(keep[start:stop])])
+
+    return in_chunks(evaluate, rows, keep.shape[0], ppe, progress)
+
+
+def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, feature_mask: Any,
+           perturbations_per_eval: int, show_progress: bool
+           ) -> Tuple[Tensors, bool, int, Tuple[Any, ...], Tensors, Features, Target]:
+    xs, was_tuple = structure.as_tuple(inputs)
+    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
+    check_bool("show_progress", show_progress)
+    bases = format_baselines(baselines, xs)
+    features = Features.of(group_ids(feature_mask, xs))
+    return xs, was_tuple, ppe, as_args(args, kwargs), bases, features, as_target(target, xs[0].shape[0], xs[0].device)
+
+
+def shapley_value_sampling(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
+                           args: Any = (), kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25,
+                           perturbations_per_eval: int = 1, generator: Any = None,
+                           show_progress: bool = False) -> Any:
+    """Shapley value sampling (Captum's ``ShapleyValueSampling``).
+
+    For each of ``n_samples`` random orders of the features, the features are switched
+    from their baseline to their input value one at a time, and each gets the change of
+    the output it causes; attributions average over the orders (an unbiased estimate of
+    the Shapley values of the game ``v(S) = f(x_S, baseline_rest)[target]``)::
+
+        attr_i = mean over orders pi of  v(pi_<i + {i}) - v(pi_<i)
+
+    The orders are shared by all examples (as in Captum). Every coalition of every order is
+    one perturbed copy of the batch, ``perturbations_per_eval`` per call of ``f``; the sum of
+    an example's attributions is exactly ``f(x) - f(baseline)``.
+
+    Args:
+      f: a callable with examples along dim 0 (or one value for the whole batch).
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
+      target: the output to attribute; args, kwargs: extra arguments of ``f``.
+      feature_mask: integer feature ids broadcastable to each input (a tuple for tuple inputs).
+      n_samples: the number of random orders.
+      perturbations_per_eval: perturbed copies of the batch per call of ``f``.
+      generator: the ``torch.Generator`` the orders are drawn from.
+      show_progress: a progress bar on stderr.
+
+    Returns:
+      Attributions shaped like the inputs (a batch dim of 1 in aggregate mode).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+      >>> x = torch.randn(5, 4)
+      >>> attr = fattr.shapley_value_sampling(model, x, target=2, n_samples=10, perturbations_per_eval=8,
+      ...                                     generator=torch.Generator().manual_seed(0))
+      >>> bool(torch.allclose(attr.sum(1), model(x)[:, 2] - model(torch.zeros(1, 4))[0, 2], atol=1e-5))
+      True
+    """
+    xs, was_tuple, ppe, args, bases, features, tgt = _setup(inputs, baselines, target, args, kwargs, feature_mask,
+                                                             perturbations_per_eval, show_progress)
+    s = check_positive_int("n_samples", n_samples)
+    f_count = features.n
+    orders = permutations(randomness.resolve(generator, xs[0].device), s, f_count).to(xs[0].device)
+    rank = orders.argsort(dim=1)  # rank[s, j]: position of feature j in order s
+    steps = torch.arange(max(f_count - 1, 0), device=xs[0].device)
+    # every intermediate coalition: order s with its first k+1 features kept (the last one, all kept, is x)
+    keep = (rank.unsqueeze(1) <= steps.reshape(1, -1, 1)).reshape(-1, f_count)
+
+    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+        check_aggregate_ppe(aggregate, ppe)
+        evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
+        progress = Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress)
+        try:
+            empty = _coalitions(evaluate, xs_, bases_, features, keep[:0].new_zeros(1, f_count), 1, progress)
+            middle = _coalitions(evaluate, xs_, bases_, features, keep, ppe, progress).to(ref.device)
+        finally:
+            progress.close()
+        r = ref.shape[0]
+        chain = torch.cat([empty.to(ref.device).expand(s, r).unsqueeze(1),
+                           middle.reshape(s, f_count - 1, r), ref.expand(s, r).unsqueeze(1)], dim=1)
+        gains = (chain[:, 1:] - chain[:, :-1]).permute(2, 0, 1).reshape(r, -1)  # (R, s * n): gain of orders[s, k]
+        per_feature = torch.zeros((r, f_count), dtype=gains.dtype, device=gains.device)
+        per_feature = per_feature.index_add(1, orders.reshape(-1), gains) / s
+        return features.scatter(per_feature, xs_)
+
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
+
+
+def shapley_values(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
+                   args: Any = (), kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
+                   show_progress: bool = False) -> Any:
+    """Exact Shapley values of the features (Captum's ``ShapleyValues``).
+
+    The game is ``v(S) = f(x_S, baseline_rest)[target]``; each feature gets
+
+        attr_i = sum over S not containing i of  |S|! (n - |S| - 1)! / n! * (v(S + {i}) - v(S))
+
+    computed from the ``2^n`` coalitions, each evaluated once (Captum runs every one of the
+    ``n!`` orders, ``n`` evaluations each: the same values, from ``n * n!`` calls). Meant for few
+    features (group them with ``feature_mask``); more than 20 are refused.
+
+    Args:
+      f: a callable with examples along dim 0 (or one value for the whole batch).
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
+      target: the output to attribute; args, kwargs: extra arguments of ``f``.
+      feature_mask: integer feature ids broadcastable to each input (a tuple for tuple inputs).
+      perturbations_per_eval: coalitions (copies of the batch) per call of ``f``.
+      show_progress: a progress bar on stderr.
+
+    Returns:
+      Attributions shaped like the inputs (a batch dim of 1 in aggregate mode); an example's
+      attributions sum to ``f(x) - f(baseline)``.
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+      >>> x = torch.randn(4, 3)
+      >>> attr = fattr.shapley_values(model, x, target=0, perturbations_per_eval=8)
+      >>> bool(torch.allclose(attr.sum(1), model(x)[:, 0] - model(torch.zeros(1, 3))[0, 0], atol=1e-5))
+      True
+    """
+    xs, was_tuple, ppe, args, bases, features, tgt = _setup(inputs, baselines, target, args, kwargs, feature_mask,
+                                                             perturbations_per_eval, show_progress)
+    m = features.n
+    if m > MAX_EXACT_FEATURES:
+        fail("feature_mask", f"at most {MAX_EXACT_FEATURES} features for exact Shapley values (2^n evaluations); "
+             "group elements into features or use shapley_value_sampling", Shown(f"{m} features"))
+    if m > 12:
+        warnings.warn(f"shapley_values: {m} features need {2 ** m} evaluations of f", stacklevel=2)
+    device = xs[0].device
+    codes = torch.arange(2 ** m, device=device)
+    bit = 2 ** torch.arange(m, device=device)
+    keep = (codes.unsqueeze(1) & bit) != 0  # (2^m, m): coalition c keeps feature j
+    size = keep.sum(1)
+    weight = torch.tensor([math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) if k < m else 0.0
+                           for k in range(m + 1)], dtype=torch.float64, device=device)
+
+    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+        check_aggregate_ppe(aggregate, ppe)
+        evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
+        progress = Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress)
+        try:
+            values = _coalitions(evaluate, xs_, bases_, features, keep[:-1], ppe, progress).to(ref.device)
+        finally:
+            progress.close()
+        values = torch.cat([values, ref.unsqueeze(0)])  # the full coalition is x itself
+        without = ~keep  # (2^m, m): pairs (c, j) with j not in c
+        gains = values[codes.unsqueeze(1) | bit] - values.unsqueeze(1)  # (2^m, m, R)
+        w = (weight[size].unsqueeze(1) * without).to(gains.dtype)  # (2^m, m)
+        per_feature = torch.einsum("cj,cjr->rj", w, gains)
+        return features.scatter(per_feature, xs_)
+
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
