@@ -63,3 +63,9 @@ def fold(points: torch.Tensor) -> torch.Tensor:
 def unfold(rows: torch.Tensor, k: int) -> torch.Tensor:
     """``(K*B, ...) -> (K, B, ...)``; the inverse of :func:`fold`."""
     return rows.reshape((k, rows.shape[0] // k) + tuple(rows.shape[1:]))
+
+
+def empty_result(xs: Tensors, was_tuple: bool, return_delta: bool) -> Any:
+    """What a method gives for a batch of no examples: zero-row attributions (and deltas)."""
+    attr = restore(tuple(torch.zeros_like(x) for x in xs), was_tuple)
+    return (attr, torch.zeros(0, dtype=torch.float64, device=xs[0].device)) if return_delta else attr

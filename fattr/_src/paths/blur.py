@@ -14,7 +14,7 @@ import torch
 from .. import structure
 from ..arguments import as_args
 from ..delta import completeness_delta
-from ..errors import check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
+from ..errors import check_bool, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
 from ..path import weighted_gradient_sum
 from ..structure import Tensors
 from ..targets import as_target
@@ -121,6 +121,9 @@ def blur_integrated_gradients(f: Callable[..., Any], inputs: Any, *, max_sigma: 
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("return_delta", return_delta)
+    if xs[0].shape[0] == 0:
+        return structure.empty_result(xs, was_tuple, return_delta)
     for i, x in enumerate(xs):
         if x.dim() < 3:
             fail(f"inputs[{i}]" if was_tuple else "inputs", "images (B, C, H, W): at least 3 dims, the last two "

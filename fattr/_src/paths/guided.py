@@ -16,7 +16,7 @@ from .. import structure
 from ..arguments import as_args
 from ..baselines import format_baselines
 from ..delta import completeness_delta
-from ..errors import check_callable, check_positive_int, fail
+from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import gradients
 from ..targets import as_target
 
@@ -76,6 +76,9 @@ def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: A
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("return_delta", return_delta)
+    if xs[0].shape[0] == 0:
+        return structure.empty_result(xs, was_tuple, return_delta)
     n_steps = check_positive_int("n_steps", n_steps)
     fraction = _check_fraction("fraction", fraction)
     max_dist = _check_fraction("max_dist", max_dist)

@@ -10,7 +10,7 @@ from .. import structure
 from ..arguments import as_args, tile_args
 from ..baselines import format_baselines
 from ..delta import completeness_delta
-from ..errors import check_callable, check_optional_positive_int, fail
+from ..errors import check_bool, check_callable, check_optional_positive_int, fail
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype
 from ..quadrature import quadrature
@@ -67,6 +67,9 @@ def idgi(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("return_delta", return_delta)
+    if xs[0].shape[0] == 0:
+        return structure.empty_result(xs, was_tuple, return_delta)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     if not isinstance(method, str):
         fail("method", "one of " + ", ".join(repr(r) for r in RULES), method, kind=TypeError)

@@ -10,7 +10,7 @@ from .. import structure
 from ..arguments import as_args, tile_args
 from ..baselines import format_baselines
 from ..calling import call
-from ..errors import check_callable, check_optional_positive_int, fail
+from ..errors import check_bool, check_callable, check_optional_positive_int, fail
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..targets import Target, as_target
@@ -107,6 +107,7 @@ def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = Non
     if isinstance(inputs, tuple):
         fail("inputs", "one tensor (integrated_hessians does not take tuples of inputs)", inputs, kind=TypeError)
     (x,), _ = structure.as_tuple(inputs)
+    check_bool("return_delta", return_delta)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     (base,) = format_baselines(baselines, (x,))
     n, device, shape = x.shape[0], x.device, tuple(x.shape[1:])
@@ -123,6 +124,9 @@ def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = Non
         groups = _groups(feature_mask, x)
     tangents = groups * d  # (M, B, *S): the direction d restricted to each feature or group
     m = tangents.shape[0]
+    if n == 0:  # no examples: no interactions
+        empty = x.new_zeros((0,) + (shape + shape if feature_mask is None else (m, m)))
+        return (empty, torch.zeros(0, dtype=torch.float64, device=device)) if return_delta else empty
 
     grad_sum: Optional[torch.Tensor] = None
     hess_sum: Optional[torch.Tensor] = None
