@@ -331,7 +331,7 @@ def _same(value: Any) -> Any:
 
 def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
     """``m(*args, **kwargs)`` without writing its buffers (BatchNorm in training mode)."""
-    return call(m, (), as_args(tuple(args), kwargs))
+    return call(m, tuple(args), as_args((), kwargs))
 
 
 def _fetch(p: Plan, model: nn.Module, target: str) -> Any:

@@ -19,9 +19,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from torch import nn
 
-from ..calling import call
+from ..calling import call, modules_of
 from ..errors import Shown, fail
-from ..calling import modules_of
+from ..arguments import as_args, unpack
 from .capture import attributes_kept, clone
 
 _CAPTURE = object()
@@ -94,7 +94,8 @@ def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], label
             handles.append(swap.layer.register_forward_pre_hook(pre, with_kwargs=True))
             handles.append(swap.layer.register_forward_hook(post, with_kwargs=True))
         with attributes_kept(_modules(f, swaps), strict=False):  # a forward that sets attributes
-            out = call(f, (), tuple(values))
+            positional, keywords = unpack(values)
+            out = call(f, positional, as_args((), keywords))
     finally:
         for handle in handles:
             handle.remove()
