@@ -74,7 +74,8 @@ class AsImages(nn.Module):
 
 def _image(x):
     k = x.shape[1]
-    return x.reshape(x.shape[0], 1, 2 if k % 2 == 0 and k > 2 else 1, -1)
+    h = 2 if k % 2 == 0 and k > 2 else 1
+    return x.reshape(x.shape[0], 1, h, k // h)  # no -1: also for a batch of no examples
 
 
 def call(spec, model, x, *, dist=None, seed=0, layer="body.1", **extra):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import fattr
-from test_contract import N, SPECS, call, data, make_net
+from test_contract import D, N, SPECS, call, data, make_net
 
 NAMES = sorted(SPECS)
 
@@ -126,6 +126,57 @@ def test_empty_batch_in_empty_out(name):
     full = call(spec, make_net(), x, dist=dist)
     for empty, one in zip(torch.utils._pytree.tree_leaves(out), torch.utils._pytree.tree_leaves(full)):
         assert empty.shape == (0,) + tuple(one.shape[1:]) and empty.dtype == one.dtype
+
+
+ONE_VALUE_METHODS = ["saliency", "integrated_gradients", "feature_ablation", "shapley_values",
+                     "shapley_value_sampling", "lime", "kernel_shap", "feature_permutation"]
+
+
+@pytest.mark.parametrize("name", ONE_VALUE_METHODS)
+@pytest.mark.parametrize("shape", [(), (3, 2)], ids=["scalars", "matrices"])
+def test_empty_batch_of_an_f_with_one_value_per_example(name, shape):
+    """``target=None`` (one value per example), with no dims or several dims per example."""
+    def f(x):
+        return torch.tanh(x).sum((1, 2)) if shape else torch.tanh(x)
+
+    x = torch.randn((N,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    extra = {"generator": torch.Generator().manual_seed(0)} if SPECS[name].stochastic else {}
+    full = getattr(fattr, name)(f, x, **extra)
+    empty = getattr(fattr, name)(f, x[:0], **extra)
+    assert empty.shape == (0,) + tuple(full.shape[1:]) and empty.dtype == full.dtype
+
+
+@pytest.mark.parametrize("name", ["lime", "kernel_shap"])
+def test_empty_batch_of_interpretable_features(name):
+    x, _ = data()
+    mask = torch.tensor([[0, 0, 1, 1, 2, 2]])
+    out = getattr(fattr, name)(make_net(), x[:0], target=[], feature_mask=mask, return_input_shape=False,
+                               generator=torch.Generator().manual_seed(0))
+    assert out.shape == (0, 3) and out.dtype == x.dtype
+
+
+def test_empty_batch_in_aggregate_mode_gives_one_row():
+    x, _ = data()
+
+    def loss(x):
+        return make_net()(x).sum()
+
+    for method in (fattr.feature_ablation, fattr.shapley_values):
+        assert method(loss, x[:0], feature_mask=torch.tensor([[0, 0, 0, 1, 1, 1]])).shape == (1, D)
+    assert fattr.feature_permutation(loss, x[:0], generator=torch.Generator().manual_seed(0)).shape == (1, D)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda m, x: fattr.blur_integrated_gradients(m, x), "inputs"),  # vectors, not images
+    (lambda m, x: fattr.blur_integrated_gradients(m, x.reshape(0, 1, 2, 3), n_steps=0), "n_steps"),
+    (lambda m, x: fattr.guided_integrated_gradients(m, x, target=[], fraction=2.0), "fraction"),
+    (lambda m, x: fattr.idgi(m, x, target=[], method="gausslegendre"), "method"),
+    (lambda m, x: fattr.feature_ablation(m, x, target=[], perturbations_per_eval=0), "perturbations_per_eval"),
+    (lambda m, x: fattr.lime(m, x, target=[], n_samples=0), "n_samples"),
+], ids=["blur-inputs", "blur-n_steps", "guided-fraction", "idgi-method", "ablation-ppe", "lime-n_samples"])
+def test_an_empty_batch_is_checked_like_any_other(call, name):
+    with pytest.raises((ValueError, TypeError), match=f"^{name}: "):
+        call(make_net(), data()[0][:0])
 
 
 # --------------------------------------------------------------------------- flags and integers

@@ -1,6 +1,7 @@
 """Tensor-or-tuple inputs: normalised once at the boundary, restored once on the way out."""
 from __future__ import annotations
 
+import math
 from typing import Any, Tuple, Union
 
 import torch
@@ -53,6 +54,17 @@ def restore(values: Tensors, was_tuple: bool) -> TensorOrTensors:
 
 def n_examples(inputs: Tensors) -> int:
     return inputs[0].shape[0]
+
+
+def example_size(x: torch.Tensor) -> int:
+    """Elements per example (``x[0].numel()``, also defined for a batch of no examples)."""
+    return math.prod(x.shape[1:])
+
+
+def flat(x: torch.Tensor, lead: int = 1) -> torch.Tensor:
+    """``x`` with the dims after its first ``lead`` flattened into one (always present, 1 when there are
+    none): ``reshape(*lead_dims, -1)``, also for a batch of no examples, where ``-1`` is ambiguous."""
+    return x.reshape(tuple(x.shape[:lead]) + (math.prod(x.shape[lead:]),))
 
 
 def fold(points: torch.Tensor) -> torch.Tensor:

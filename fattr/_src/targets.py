@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 import torch
 
 from .errors import Shown, describe, fail, is_int
+from .structure import example_size
 from .tracing import is_compiling
 
 _HELP = ("Use None when f returns one value per example, an int or a tuple of ints for every example, "
@@ -51,7 +52,7 @@ class Target:
             fail("f", f"to return a tensor with one row per input row ({n_rows} rows in this call)", output,
                  "f must keep examples along dim 0 (fattr folds path steps and samples into it).")
         if self.is_none:
-            if output[0].numel() != 1:
+            if example_size(output) != 1:
                 fail("target", f"an index into f's per-example output of shape {tuple(output.shape[1:])}",
                      Shown("None"), _HELP)
             return output.reshape(n_rows)

@@ -122,8 +122,6 @@ def blur_integrated_gradients(f: Callable[..., Any], inputs: Any, *, max_sigma: 
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("return_delta", return_delta)
-    if xs[0].shape[0] == 0:
-        return structure.empty_result(xs, was_tuple, return_delta)
     for i, x in enumerate(xs):
         if x.dim() < 3:
             fail(f"inputs[{i}]" if was_tuple else "inputs", "images (B, C, H, W): at least 3 dims, the last two "
@@ -138,6 +136,8 @@ def blur_integrated_gradients(f: Callable[..., Any], inputs: Any, *, max_sigma: 
     n, device = xs[0].shape[0], xs[0].device
     args = as_args(args, kwargs)
     tgt = as_target(target, n, device)
+    if n == 0:  # checked like any batch, then nothing to compute
+        return structure.empty_result(xs, was_tuple, return_delta)
     if sqrt:
         sigmas = [math.sqrt(float(i) * max_sigma / float(n_steps)) for i in range(n_steps + 1)]
     else:

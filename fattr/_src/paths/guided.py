@@ -77,8 +77,6 @@ def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: A
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("return_delta", return_delta)
-    if xs[0].shape[0] == 0:
-        return structure.empty_result(xs, was_tuple, return_delta)
     n_steps = check_positive_int("n_steps", n_steps)
     fraction = _check_fraction("fraction", fraction)
     max_dist = _check_fraction("max_dist", max_dist)
@@ -86,7 +84,9 @@ def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: A
     n, device = xs[0].shape[0], xs[0].device
     args = as_args(args, kwargs)
     tgt = as_target(target, n, device)
-    sizes = [x[0].numel() for x in xs]
+    if n == 0:  # checked like any batch, then nothing to compute
+        return structure.empty_result(xs, was_tuple, return_delta)
+    sizes = [structure.example_size(x) for x in xs]
 
     def flat(ts: Any) -> torch.Tensor:
         return torch.cat([t.reshape(n, -1) for t in ts], 1)

@@ -68,8 +68,6 @@ def idgi(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("return_delta", return_delta)
-    if xs[0].shape[0] == 0:
-        return structure.empty_result(xs, was_tuple, return_delta)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     if not isinstance(method, str):
         fail("method", "one of " + ", ".join(repr(r) for r in RULES), method, kind=TypeError)
@@ -84,6 +82,8 @@ def idgi(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int
     args = as_args(args, kwargs)
     tgt = as_target(target, n, device)
     alphas, _ = quadrature(method, n_steps, device=device)
+    if n == 0:  # checked like any batch, then nothing to compute
+        return structure.empty_result(xs, was_tuple, return_delta)
     partition = alphas if trapezoid else torch.linspace(0.0, 1.0, n_steps + 1, dtype=torch.float64, device=device)
     diffs = tuple(x - b for x, b in zip(xs, bases))
     acc = accumulation_dtype(xs[0].dtype)

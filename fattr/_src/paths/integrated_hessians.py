@@ -117,7 +117,7 @@ def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = Non
     t, wt = (a[:, None] * a[None, :]).reshape(-1), (w[:, None] * w[None, :]).reshape(-1)
     d = x - base
     acc = accumulation_dtype(x.dtype)
-    n_feat = x[0].numel()
+    n_feat = structure.example_size(x)
     if feature_mask is None:
         groups = torch.eye(n_feat, dtype=x.dtype, device=device).reshape((n_feat, 1) + shape)
     else:

@@ -14,7 +14,7 @@ from typing import Any, List, Tuple
 import torch
 
 from ..errors import fail
-from ..structure import Tensors
+from ..structure import Tensors, example_size, flat
 
 
 def per_tensor(value: Any, tensors: Tensors, name: str) -> List[Any]:
@@ -33,7 +33,7 @@ def group_ids(mask: Any, tensors: Tensors, name: str = "feature_mask") -> Tensor
     if mask is None:  # every element its own group, numbered across the tensors
         out, offset = [], 0
         for t in tensors:
-            size = t[0].numel()
+            size = example_size(t)
             out.append(torch.arange(offset, offset + size, device=t.device).reshape((1,) + tuple(t.shape[1:])))
             offset += size
         return tuple(out)
@@ -96,8 +96,8 @@ class Features:
             shape = (r,) + tuple(t.shape[1:])
             if i.shape[0] != 1 and i.shape[0] != r:
                 fail("feature_mask", f"a batch of 1 when f returns {r} value(s) for the whole batch", i)
-            flat = i.expand((i.shape[0],) + tuple(t.shape[1:])).reshape(i.shape[0], -1).expand(r, -1)
-            out.append(values.gather(1, flat).reshape(shape))
+            ids = flat(i.expand((i.shape[0],) + tuple(t.shape[1:]))).expand(r, -1)
+            out.append(values.gather(1, ids).reshape(shape))
         return tuple(out)
 
     def selected(self, start: int, stop: int) -> Tensors:
@@ -115,6 +115,6 @@ class Features:
                 out.append(keep[:, i.reshape(-1)].reshape((keep.shape[0],) + tuple(i.shape)))
             else:
                 p, b = keep.shape[:2]
-                flat = i.reshape(i.shape[0], -1).unsqueeze(0).expand(p, b, -1)
-                out.append(keep.gather(2, flat).reshape((p, b) + rest))
+                ids = flat(i).unsqueeze(0).expand(p, b, -1)
+                out.append(keep.gather(2, ids).reshape((p, b) + rest))
         return tuple(out)

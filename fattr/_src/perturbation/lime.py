@@ -19,7 +19,7 @@ from .. import randomness, structure
 from ..arguments import as_args
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
-from ..structure import Tensors
+from ..structure import Tensors, flat
 from ..targets import Target, as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, reference, replace
 from .features import Features, group_ids
@@ -87,13 +87,14 @@ def _cosine_similarity(xs: Tensors, rows: Tensors, aggregate: bool) -> torch.Ten
     (inputs flattened and concatenated per example; the whole batch in aggregate mode): ``(p, R)``."""
     p = rows[0].shape[0]
     if aggregate:
-        original = torch.cat([x.reshape(1, -1) for x in xs], dim=-1)
-        perturbed = torch.cat([r.reshape(p, -1) for r in rows], dim=-1)
+        original = torch.cat([flat(x, 0) for x in xs], dim=-1).unsqueeze(0)
+        perturbed = torch.cat([flat(r) for r in rows], dim=-1)
     else:
-        original = torch.cat([x.reshape(1, x.shape[0], -1) for x in xs], dim=-1)
-        perturbed = torch.cat([r.reshape(p, r.shape[1], -1) for r in rows], dim=-1)
-    distance = 1 - torch.nn.functional.cosine_similarity(original, perturbed, dim=-1)
-    return torch.exp(-(distance ** 2) / (2 * KERNEL_WIDTH ** 2)).reshape(p, -1)
+        original = torch.cat([flat(x) for x in xs], dim=-1).unsqueeze(0)
+        perturbed = torch.cat([flat(r, 2) for r in rows], dim=-1)
+    distance = 1 - torch.nn.functional.cosine_similarity(original, perturbed, dim=-1)  # (p,), or (p, B)
+    similarity = torch.exp(-(distance ** 2) / (2 * KERNEL_WIDTH ** 2))
+    return similarity.unsqueeze(1) if aggregate else similarity
 
 
 def _user_similarity(similarity_func: Callable[..., Any], xs: Tensors, rows: Tensors, z: torch.Tensor,

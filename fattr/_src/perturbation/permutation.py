@@ -17,12 +17,14 @@ from .progress import Progress
 
 def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> torch.Tensor:
     """``(n_features, n_examples)``: a random permutation of the examples per feature, never the identity
-    (drawn again where it is, as Captum does)."""
+    (drawn again where it is, as Captum does); for no examples, the only (empty) permutation."""
     def draw(k: int) -> torch.Tensor:
         u = randomness.uniform(generator, (k, n_examples), dtype=torch.float64, device=generator.device)
         return u.argsort(dim=1)
 
     perms = draw(n_features)
+    if n_examples == 0:  # nothing to shuffle, and no other permutation to draw
+        return perms
     identity = torch.arange(n_examples, device=perms.device)
     while True:
         same = (perms == identity).all(1)
@@ -59,7 +61,7 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
 
     Args:
       f: a callable with examples along dim 0, or returning one value for the whole batch.
-      inputs: a tensor ``(B, ...)`` with ``B >= 2``, or a tuple of them.
+      inputs: a tensor ``(B, ...)`` with ``B >= 2`` (or ``B == 0``: empty attributions), or a tuple of them.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: integer feature ids broadcastable to each input. None: every element.
       perturbations_per_eval: shuffled copies of the batch per call (1 in aggregate mode).
@@ -84,7 +86,7 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
     check_bool("show_progress", show_progress)
     n = xs[0].shape[0]
-    if n < 2:
+    if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
     args = as_args(args, kwargs)
     if perm_func is not None:

@@ -109,7 +109,8 @@ def shapley_value_sampling(f: Callable[..., Any], inputs: Any, baselines: Any = 
         r = ref.shape[0]
         chain = torch.cat([empty.to(ref.device).expand(s, r).unsqueeze(1),
                            middle.reshape(s, f_count - 1, r), ref.expand(s, r).unsqueeze(1)], dim=1)
-        gains = (chain[:, 1:] - chain[:, :-1]).permute(2, 0, 1).reshape(r, -1)  # (R, s * n): gain of orders[s, k]
+        # (R, s * n): the gain of orders[s, k]
+        gains = (chain[:, 1:] - chain[:, :-1]).permute(2, 0, 1).reshape(r, s * f_count)
         per_feature = torch.zeros((r, f_count), dtype=gains.dtype, device=gains.device)
         per_feature = per_feature.index_add(1, orders.reshape(-1), gains) / s
         return features.scatter(per_feature, xs_)
