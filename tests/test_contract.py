@@ -192,7 +192,7 @@ def test_no_grad_gives_the_same_result(name):
     expected = call(spec, model, x, dist=dist)
     with torch.no_grad():
         got = call(spec, model, x, dist=dist)
-    for e, g in zip(leaves(expected), leaves(got)):
+    for e, g in zip(leaves(expected), leaves(got), strict=True):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
 
 
@@ -202,7 +202,7 @@ def test_determinism_from_a_generator(name):
     model, (x, dist) = make_net(), data()
     a, b = call(spec, model, x, dist=dist, seed=7), call(spec, model, x, dist=dist, seed=7)
     c = call(spec, model, x, dist=dist, seed=8)
-    for ta, tb, tc in zip(leaves(a), leaves(b), leaves(c)):
+    for ta, tb, tc in zip(leaves(a), leaves(b), leaves(c), strict=True):
         assert torch.equal(ta, tb)
         assert not torch.equal(ta, tc), "a different seed should give different samples"
 
@@ -214,7 +214,7 @@ def test_chunk_size_does_not_change_results(name, chunk_size):
     model, (x, dist) = make_net(), data()
     expected = call(spec, model, x, dist=dist)
     got = call(spec, model, x, dist=dist, chunk_size=chunk_size)
-    for e, g in zip(leaves(expected), leaves(got)):
+    for e, g in zip(leaves(expected), leaves(got), strict=True):
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
 
 
@@ -269,5 +269,5 @@ def test_thread_safety(name):
         t.join()
     assert not errors, errors
     for r in results:
-        for e, g in zip(expected, r):
+        for e, g in zip(expected, r, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)

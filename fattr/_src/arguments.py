@@ -18,9 +18,9 @@ from typing import Any, Callable, Dict, Iterator, Sequence, Tuple
 import torch
 from torch.utils import _pytree as pytree
 
+from .base import Tensors
 from .errors import fail
 
-Tensors = Tuple[torch.Tensor, ...]
 
 
 class Keywords:

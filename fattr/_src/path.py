@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
+from .base import PointsFn
 from . import structure
 from .arguments import as_args, split_args, tile_args
 from .errors import check_bool, check_optional_positive_int, check_callable, fail
@@ -23,8 +24,6 @@ from .quadrature import Method, quadrature
 from .structure import Tensors, TensorOrTensors
 from .targets import Target, as_target
 
-# points(alphas, tensors) -> (points, velocities): tuples of (K, B, ...) tensors; velocities may be None.
-PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
 
 
 def accumulation_dtype(dtype: torch.dtype, device: Optional[torch.device] = None) -> torch.dtype:

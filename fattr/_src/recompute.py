@@ -24,10 +24,9 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from .base import Run, Tensor, Tensors
 from . import tracing
 
-Tensor = torch.Tensor
-Tensors = Tuple[Tensor, ...]
 
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each mark() makes a new node from it
@@ -168,9 +167,6 @@ def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], 
         return values
     leaves = unique
     return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *leaves)
-
-
-Run = Callable[[Tensors, bool], Tuple[Tensors, Optional[List[Tensor]]]]
 
 
 def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tensors:

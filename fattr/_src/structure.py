@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Tuple, Union
+from typing import Any
 
 import torch
 
+from .base import TensorOrTensors, Tensors
 from .errors import fail
-
-Tensors = Tuple[torch.Tensor, ...]
-TensorOrTensors = Union[torch.Tensor, Tensors]
 
 
 def as_tuple(inputs: Any, name: str = "inputs") -> tuple[Tensors, bool]:
