@@ -246,6 +246,12 @@ def _collect(names: Any) -> Dict[Any, str]:
     return found
 
 
+def named(names: Any) -> Dict[Any, str]:
+    """The torch callables called ``names`` (in torch, Tensor, F, torch.special) that the rule does not cover,
+    with their display names (other interception rules use it to name what they leave alone)."""
+    return _collect(names)
+
+
 _UNARY_F = _collect(_UNARY)
 _MULTIPLY_F = _collect(_MULTIPLY)
 _MULTIPLY_ACC_F = _collect(_MULTIPLY_ACC)
