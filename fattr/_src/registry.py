@@ -23,6 +23,11 @@ from .layer.integrated import internal_influence, layer_conductance, layer_integ
 # DeepLift (rescale rule by function interception)
 from .deeplift.deeplift import deeplift, deeplift_shap
 from .deeplift.layer import layer_deeplift, layer_deeplift_shap
+# rule-based gradients (ReLU rules by function interception) and neuron methods
+from .deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
+from .neuron.conductance import neuron_conductance
+from .neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_gradient,
+                             neuron_gradient_shap, neuron_guided_backprop, neuron_integrated_gradients)
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class MethodSpec:
       fn: the function.
       baselines: ``"none"`` (takes no baselines), ``"optional"`` (None means zeros) or
         ``"distribution"`` (required rows, SHAP-style).
-      layer: takes ``(model, layer, inputs, ...)`` and attributes to a layer.
+      layer: takes ``(model, layer, inputs, ...)`` and attributes to a layer (or, with ``neuron``, to the inputs).
+      neuron: attributes one neuron of the layer (``neuron_selector=`` among the options) to the inputs.
       stochastic: takes ``generator=``.
       chunked: takes ``chunk_size=`` (results must not depend on it).
       delta: takes ``return_delta=``.
@@ -47,6 +53,7 @@ class MethodSpec:
     fn: Callable[..., Any]
     baselines: str = "none"
     layer: bool = False
+    neuron: bool = False
     stochastic: bool = False
     chunked: bool = False
     delta: bool = False
@@ -55,6 +62,8 @@ class MethodSpec:
     options: Tuple[Tuple[str, Any], ...] = ()
 
 
+# the neurons generic calls attribute: channels (or columns) 0 and 1 of the layer, summed
+_SELECT: Tuple[Tuple[str, Any], ...] = (("neuron_selector", (slice(0, 2),)),)
 smoothgrad = noise_tunnel(saliency, kind="smoothgrad", n_samples=8, stdevs=0.1)
 
 _SPECS = [
@@ -86,6 +95,28 @@ _SPECS = [
     MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True),
     MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True,
                needs_module=True),
+    # rule-based gradients: ReLU's backward replaced by function interception
+    MethodSpec("guided_backprop", guided_backprop),
+    MethodSpec("deconvolution", deconvolution),
+    MethodSpec("guided_grad_cam", guided_grad_cam, layer=True, needs_module=True),
+    # neuron methods: an input-space method applied to one neuron of a layer (here channels 0-1, summed)
+    MethodSpec("neuron_gradient", neuron_gradient, layer=True, neuron=True, targeted=False, needs_module=True,
+               options=_SELECT),
+    MethodSpec("neuron_integrated_gradients", neuron_integrated_gradients, baselines="optional", layer=True,
+               neuron=True, chunked=True, targeted=False, needs_module=True, options=_SELECT + (("n_steps", 16),)),
+    MethodSpec("neuron_gradient_shap", neuron_gradient_shap, baselines="distribution", layer=True, neuron=True,
+               stochastic=True, targeted=False, needs_module=True,
+               options=_SELECT + (("n_samples", 8), ("stdevs", 0.05))),
+    MethodSpec("neuron_deeplift", neuron_deeplift, baselines="optional", layer=True, neuron=True, targeted=False,
+               needs_module=True, options=_SELECT),
+    MethodSpec("neuron_deeplift_shap", neuron_deeplift_shap, baselines="distribution", layer=True, neuron=True,
+               targeted=False, needs_module=True, options=_SELECT),
+    MethodSpec("neuron_guided_backprop", neuron_guided_backprop, layer=True, neuron=True, targeted=False,
+               needs_module=True, options=_SELECT),
+    MethodSpec("neuron_deconvolution", neuron_deconvolution, layer=True, neuron=True, targeted=False,
+               needs_module=True, options=_SELECT),
+    MethodSpec("neuron_conductance", neuron_conductance, baselines="optional", layer=True, neuron=True, chunked=True,
+               needs_module=True, options=_SELECT + (("n_steps", 16), ("method", "gausslegendre"))),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

@@ -32,8 +32,8 @@ def _attribute(core: Callable[..., Any], model: nn.Module, layer: Any, inputs: A
     g = neuron.function()
     with_baselines = baselines is not _ABSENT
     if not neuron.was_list:
-        positional = (inputs, baselines) if with_baselines else (inputs,)
-        return core(g, *positional, args=args, kwargs=kwargs, **options)
+        single = (inputs, baselines) if with_baselines else (inputs,)
+        return core(g, *single, args=args, kwargs=kwargs, **options)
     xs, was_tuple = structure.as_tuple(inputs)
     txs, targs, tbases, target = neuron.tiled(xs, as_args(args, kwargs), baselines,
                                               with_baselines and not distribution)
