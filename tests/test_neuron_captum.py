@@ -85,6 +85,7 @@ def _cases() -> dict:
         "two-input-args": Case(two, xs2, "act", 1, args=args2, target=[2, 0, 1],
                                baseline=(0.2, randn(1, 2, 3, seed=7))),
         "3d-output": Case(make_3d(), randn(B, 5, seed=8), "lin", (slice(0, 12, 3),), target=(1, 2)),
+        "3d-output-neuron": Case(make_3d(), randn(B, 5, seed=8), "lin", 4, target=[(1, 2), (0, 2), (2, 3)]),
     }
 
 
@@ -121,8 +122,6 @@ def _extra(c: Case) -> dict:
 @pytest.mark.parametrize("name", NAMES)
 def test_neuron_gradient(name: str, to_input: bool) -> None:
     c = CASES[name]
-    if to_input and name == "3d-output":
-        pytest.skip("the layer's input is the model's input: its neurons have identity gradients (tested elsewhere)")
     theirs = NeuronGradient(c.model, _module(c)).attribute(c.x, c.selector, **_extra(c),
                                                            attribute_to_neuron_input=to_input)
     ours = fattr.neuron_gradient(c.model, c.layer, c.x, neuron_selector=c.selector, args=c.args,
@@ -148,13 +147,16 @@ def test_neuron_integrated_gradients(name: str, method: str, multiply: bool) -> 
         close(named, theirs, CAPTUM_REL)
 
 
+# one neuron each: for regions and callables fattr sums the neurons' conductances while Captum multiplies
+# the summed gradients (test_neuron_conductance_of_a_region_is_the_sum_of_its_neurons)
+SINGLE = [n for n in NAMES if not callable(CASES[n].selector)
+          and not any(isinstance(i, slice) for i in (CASES[n].selector if isinstance(CASES[n].selector, tuple) else ()))]
+
+
 @pytest.mark.parametrize("method", ["riemann_trapezoid", "gausslegendre", "riemann_left"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SINGLE)
 def test_neuron_conductance(name: str, method: str) -> None:
     c = CASES[name]
-    if isinstance(c.selector, tuple) and any(isinstance(i, slice) for i in c.selector) or callable(c.selector):
-        pytest.skip("regions and callables: fattr sums the neurons' conductances, Captum multiplies sums "
-                    "(test_neuron_conductance_of_a_region_is_the_sum_of_its_neurons)")
     theirs = NeuronConductance(c.model, _module(c)).attribute(c.x, c.selector, c.baseline, target=c.target,
                                                              **_extra(c), n_steps=12, method=method)
     ours = fattr.neuron_conductance(c.model, c.layer, c.x, c.baseline, 12, captum_rule(method),
