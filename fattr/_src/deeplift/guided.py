@@ -143,10 +143,10 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     return grads, unguided
 
 
-def warn_unguided(method: str, names: Sequence[str], deconvolution: bool) -> None:
+def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:
     if names:
         rule = "deconvolution" if deconvolution else "guided backpropagation"
         warnings.warn(
             f"fattr.{method}: the model applies rectifier-like operations that the {rule} rule (which "
             f"modifies ReLU only, as Captum does) leaves alone: {', '.join(names)}. They pass their plain "
-            "gradient.", UserWarning, stacklevel=3)
+            "gradient.", UserWarning, stacklevel=stacklevel)
