@@ -593,6 +593,7 @@ PAIRS: List[Pair] = [
          where="layer", not_for=(("transformer", NO_DEEPLIFT_RULE),),
          deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
 ]
+PAIRS += __import__("benchmarks.pairs_neuron", fromlist=["PAIRS"]).PAIRS  # neuron methods, ReLU-rule gradients
 
 
 def select(names: Optional[List[str]]) -> List[Pair]:
