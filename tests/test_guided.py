@@ -221,3 +221,22 @@ def test_3d_model_tuple_target_and_no_grad() -> None:
         a = fattr.guided_backprop(model, x, target=(1, 2))
     close(a, fattr.guided_backprop(model, x, target=(1, 2)), 0)
     assert make_3d is not None
+
+
+@given(seed=st.integers(0, 10_000), i=st.integers(0, 4), j=st.integers(0, 4))
+def test_symmetric_features_get_equal_attributions(seed: int, i: int, j: int) -> None:
+    """``f`` symmetric in features i and j, with ``x_i = x_j``: both rules give ``attr_i = attr_j`` exactly."""
+    if i == j:
+        return
+    net = relu_mlp(seed)
+    rest = [k for k in range(5) if k not in (i, j)]
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        sym = torch.stack([z[:, i] + z[:, j], torch.relu(z[:, i]) * torch.relu(z[:, j])], dim=1)
+        return net(torch.cat([sym, z[:, rest]], dim=1))
+
+    x = randn(3, 5, seed=seed + 1)
+    x[:, j] = x[:, i]
+    for method in (fattr.guided_backprop, fattr.deconvolution):
+        attr = method(f, x, target=1)
+        assert torch.equal(attr[:, i], attr[:, j])

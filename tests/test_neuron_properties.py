@@ -221,3 +221,22 @@ def test_no_warning_on_a_plain_model() -> None:
         warnings.simplefilter("error")
         fattr.neuron_deeplift(model, "3", x, neuron_selector=1)
         fattr.neuron_guided_backprop(model, "3", x, neuron_selector=1)
+
+
+@given(seed=st.integers(0, 10_000), i=st.integers(0, 3), j=st.integers(0, 3), neuron=st.integers(0, 4))
+def test_symmetric_features_get_equal_attributions(seed: int, i: int, j: int, neuron: int) -> None:
+    """A model whose first layer reads features i and j alike, ``x_i = x_j`` and ``b_i = b_j``: every
+    deterministic neuron method gives ``attr_i = attr_j`` exactly."""
+    if i == j:
+        return
+    model = relu_mlp(seed)
+    with torch.no_grad():
+        model[0].weight[:, j] = model[0].weight[:, i]
+    x, base = randn(3, 4, seed=seed + 1), randn(1, 4, seed=seed + 2)
+    x[:, j], base[:, j] = x[:, i], base[:, i]
+    for attr in (fattr.neuron_gradient(model, "3", x, neuron_selector=neuron),
+                 fattr.neuron_integrated_gradients(model, "3", x, base, 8, neuron_selector=neuron),
+                 fattr.neuron_deeplift(model, "3", x, base, neuron_selector=neuron),
+                 fattr.neuron_guided_backprop(model, "3", x, neuron_selector=neuron),
+                 fattr.neuron_conductance(model, "3", x, base, 8, neuron_selector=neuron, target=0)):
+        assert torch.equal(attr[:, i], attr[:, j])
