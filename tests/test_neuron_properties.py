@@ -240,3 +240,15 @@ def test_symmetric_features_get_equal_attributions(seed: int, i: int, j: int, ne
                  fattr.neuron_guided_backprop(model, "3", x, neuron_selector=neuron),
                  fattr.neuron_conductance(model, "3", x, base, 8, neuron_selector=neuron, target=0)):
         assert torch.equal(attr[:, i], attr[:, j])
+
+
+def test_only_the_part_of_the_model_up_to_the_layer_runs() -> None:
+    """The neuron's value depends on the head only: the layers after it never run (Captum runs them all)."""
+    before, after = [], []
+    mlp = relu_mlp(1)
+    model = nn.Sequential(Counting(mlp[:2], before), mlp[2], mlp[3], Counting(mlp[4:], after))
+    x = randn(4, 4, seed=1)
+    fattr.neuron_integrated_gradients(model, "2", x, n_steps=5, neuron_selector=1)
+    fattr.neuron_deeplift(model, "2", x, neuron_selector=1)
+    fattr.neuron_guided_backprop(model, "2", x, neuron_selector=1)
+    assert before and not after
