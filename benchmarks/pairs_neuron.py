@@ -15,7 +15,7 @@ import torch
 
 from .cases import Case
 from .pairs import (CONV_ONLY, INPUT_PATH, NO_DEEPLIFT_RULE, TOKENS, Builder, Fn, Pair, Settings, _fn, _grad, _path,
-                    _wsum, gauss_legendre, head_tail)
+                    _wsum, gauss_legendre, head_tail, output_scale)
 
 NEURON = (slice(0, 1),)
 _NO_TOKENS = (("transformer", TOKENS),)
@@ -144,7 +144,8 @@ def _captum_neuron_deeplift(cls_name: str, distribution: bool) -> Builder:
 
 
 def _neuron_deltas(name: str, cls_name: str, distribution: bool) -> Tuple[Builder, Builder]:
-    """Summation-to-delta residuals ``sum(attr) - mean_b (neuron(x) - neuron(b))`` of fattr's and Captum's."""
+    """Summation-to-delta residuals ``sum(attr) - mean_b (neuron(x) - neuron(b))`` of fattr's and Captum's,
+    rescaled so that the harness's division by ``max|f(x)[target]|`` gives them relative to ``max|neuron(x)|``."""
     def residual(attr_of: Builder) -> Builder:
         def build(c: Case, s: Settings) -> Fn:
             head, _ = head_tail(c.model, c.layer)
@@ -153,8 +154,10 @@ def _neuron_deltas(name: str, cls_name: str, distribution: bool) -> Tuple[Builde
 
             def run(x: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad():
-                    change = _neuron(head, x) - _neuron(head, base).mean()
-                return attribute(x).reshape(x.shape[0], -1).sum(1).detach() - change
+                    value = _neuron(head, x)
+                    change = value - _neuron(head, base).mean()
+                    rescale = output_scale(c) / max(float(value.abs().max()), 1e-12)
+                return (attribute(x).reshape(x.shape[0], -1).sum(1).detach() - change) * rescale
             return run
         return build
     return residual(_neuron_deeplift(name, distribution)), residual(_captum_neuron_deeplift(cls_name, distribution))
