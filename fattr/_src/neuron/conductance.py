@@ -1,19 +1,19 @@
 """Neuron conductance: the flow of the model's output through one neuron, per input feature."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import as_args, split_args, tile_args
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, fail
-from ..gradients import gradients
-from ..layer.view import LayerFunction
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
+from ..recompute import mark, on_demand, reached_leaves
+from ..structure import Tensors
 from ..targets import Target, as_target
 from .function import Neuron
 
@@ -32,10 +32,9 @@ def neuron_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     ``attr_i = (x_i - b_i) * sum_k w_k * dF/dy(x_k) * dy/dx_i(x_k)``
 
     with the quadrature rule ``method`` (Captum's default ``"riemann_trapezoid"``, with
-    fattr's textbook weights: Captum's sum to ``(n-1)/n`` and scale its result by that). At
-    every step the model up to the layer runs once for the layer's gradient ``dF/dy`` (the
-    rest of the model runs on its activation) and once for ``d <dF/dy, y> / dx``, batched over
-    steps. For a region or a callable selector the result is the sum of the selected neurons'
+    fattr's textbook weights: Captum's sum to ``(n-1)/n`` and scale its result by that). All
+    steps are one batched forward pass of the model and three partial backward passes: the
+    layer gradient ``dF/dy``, then ``d <dF/dy, y>_neuron / dx`` through the head. For a region or a callable selector the result is the sum of the selected neurons'
     conductances, ``sum_j dF/dy_j * dy_j/dx`` (Captum multiplies the summed gradients by the
     summed neuron gradients instead; the two agree for one neuron). Summed over the features,
     the conductances of all neurons of a layer every path crosses give ``F(x) - F(b)``.
@@ -74,37 +73,20 @@ def neuron_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     if neuron.was_list:
         fail("neuron_selector", "one selector (neuron_conductance takes a single neuron)", neuron_selector,
              kind=TypeError)
-    select = neuron.selectors[0]
     bases = format_baselines(baselines, xs)
     args = as_args(args, kwargs)
-    n, m = xs[0].shape[0], len(xs)
+    n = xs[0].shape[0]
     tgt = as_target(target, n, xs[0].device)
-    lf = LayerFunction(model, layer, attribute_to_neuron_input)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
 
-    def weighted_neuron(*values: Any, **keywords: Any) -> Tensor:
-        """``select(act(points) * layer_gradient)``: its input gradient is the neuron's conductance density."""
-        points, layer_grads, rest = values[:m], values[m:m + n_grads], values[m + n_grads:]
-        act = neuron.activation(points + rest, keywords)
-        if isinstance(act, Tensor):
-            product: Any = act * layer_grads[0]
-        else:
-            product = tuple(a * g for a, g in zip(act, layer_grads))
-        return select(product, points[0].shape[0])
-
     total: Optional[List[Tensor]] = None
-    n_grads = 0
     step = alphas.shape[0] if chunk_size is None else chunk_size
     for start in range(0, alphas.shape[0], step):
         a, w = alphas[start:start + step], weights[start:start + step]
         k = a.shape[0]
         points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
                        for x, b in zip(xs, bases))
-        step_args = tile_args(args, n, k)
-        acts, rest = lf.head(points, step_args)
-        layer_grads = gradients(lf.function(), acts, tgt.tile(k), rest)
-        n_grads = len(layer_grads)
-        density = gradients(weighted_neuron, points, Target(), tuple(layer_grads) + step_args)
+        density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k), model)
         terms = [torch.tensordot(w.to(accumulation_dtype(d.dtype)),
                                  structure.unfold(d, k).to(accumulation_dtype(d.dtype)), dims=1) for d in density]
         total = terms if total is None else [t + s for t, s in zip(total, terms)]
@@ -113,3 +95,38 @@ def neuron_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     for t, x, b in zip(total, xs, bases):
         attr.append((t * (x - b).to(t.dtype) if multiply_by_inputs else t).to(x.dtype))
     return structure.restore(tuple(attr), was_tuple)
+
+
+def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: nn.Module) -> Tensors:
+    """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: one forward pass of the model and three partial
+    backward passes (the layer gradient, the selector, the head), computed without a graph and
+    differentiable on demand (:mod:`..recompute`)."""
+    arg_tensors, rebuild = split_args(args)
+    m = len(points)
+    select = neuron.selectors[0]
+
+    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
+        tracking = not graph and torch.is_grad_enabled()
+        since = mark() if tracking else 0
+        rows_args = rebuild(tensors[m:])
+        with torch.enable_grad():
+            leaves = tuple(t.detach().requires_grad_() for t in tensors[:m])
+            rows = tuple(t + (leaf - leaf.detach()) for t, leaf in zip(tensors[:m], leaves)) if graph else leaves
+            n_rows = rows[0].shape[0]
+            act, rest = neuron.split.head(*rows, *rows_args)
+            acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
+            out = target.select(neuron.split.tail(act, rest), n_rows)
+            total = out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
+            layer_grads = torch.autograd.grad(total, acts, create_graph=graph, retain_graph=True, allow_unused=True)
+            layer_grads = tuple(torch.zeros_like(y) if g is None else g for g, y in zip(layer_grads, acts))
+            # the selector's cotangent of <dF/dy, y>: dF/dy on the selected neurons (for any selector)
+            probes = tuple(y.detach().requires_grad_() for y in acts)
+            products = tuple(p * g for p, g in zip(probes, layer_grads))
+            weighted = select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
+            cotangents = torch.autograd.grad(weighted.sum(), probes, create_graph=graph, allow_unused=True)
+            cotangents = tuple(torch.zeros_like(y) if c is None else c for c, y in zip(cotangents, acts))
+            found = torch.autograd.grad(acts, leaves, cotangents, create_graph=graph, allow_unused=True)
+        grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, leaves))
+        return grads, (reached_leaves([out], leaves, since) if tracking else [])
+
+    return on_demand(run, tuple(points) + arg_tensors, keep=model.training)
