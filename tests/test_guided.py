@@ -240,3 +240,4 @@ def test_symmetric_features_get_equal_attributions(seed: int, i: int, j: int) ->
     for method in (fattr.guided_backprop, fattr.deconvolution):
         attr = method(f, x, target=1)
         assert torch.equal(attr[:, i], attr[:, j])
+
