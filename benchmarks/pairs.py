@@ -593,6 +593,7 @@ PAIRS: List[Pair] = [
          where="layer", not_for=(("transformer", NO_DEEPLIFT_RULE),),
          deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
 ]
+PAIRS += __import__("benchmarks.pairs_neuron", fromlist=["PAIRS"]).PAIRS  # neuron methods, ReLU-rule gradients
 
 from .pairs_research import RESEARCH_PAIRS  # noqa: E402  (the research path methods; its own module)
 PAIRS += RESEARCH_PAIRS

@@ -50,6 +50,19 @@ from fattr._src.perturbation.occlusion import occlusion as occlusion
 from fattr._src.perturbation.permutation import feature_permutation as feature_permutation
 from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
 from fattr._src.perturbation.shapley import shapley_values as shapley_values
+# rule-based gradients (ReLU rules by function interception)
+from fattr._src.deeplift.guided_backprop import deconvolution as deconvolution
+from fattr._src.deeplift.guided_backprop import guided_backprop as guided_backprop
+from fattr._src.deeplift.guided_backprop import guided_grad_cam as guided_grad_cam
+# neuron methods: an input-space method applied to one neuron of a layer
+from fattr._src.neuron.conductance import neuron_conductance as neuron_conductance
+from fattr._src.neuron.methods import neuron_deconvolution as neuron_deconvolution
+from fattr._src.neuron.methods import neuron_deeplift as neuron_deeplift
+from fattr._src.neuron.methods import neuron_deeplift_shap as neuron_deeplift_shap
+from fattr._src.neuron.methods import neuron_gradient as neuron_gradient
+from fattr._src.neuron.methods import neuron_gradient_shap as neuron_gradient_shap
+from fattr._src.neuron.methods import neuron_guided_backprop as neuron_guided_backprop
+from fattr._src.neuron.methods import neuron_integrated_gradients as neuron_integrated_gradients
 
 __version__ = "0.1.0"
 
@@ -110,4 +123,17 @@ __all__ = [
     "occlusion",
     "shapley_value_sampling",
     "shapley_values",
+    # rule-based gradients (ReLU rules by function interception)
+    "deconvolution",
+    "guided_backprop",
+    "guided_grad_cam",
+    # neuron methods: an input-space method applied to one neuron of a layer
+    "neuron_conductance",
+    "neuron_deconvolution",
+    "neuron_deeplift",
+    "neuron_deeplift_shap",
+    "neuron_gradient",
+    "neuron_gradient_shap",
+    "neuron_guided_backprop",
+    "neuron_integrated_gradients",
 ]

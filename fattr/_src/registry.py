@@ -35,6 +35,11 @@ from .perturbation.lime import kernel_shap, lime
 from .perturbation.occlusion import occlusion
 from .perturbation.permutation import feature_permutation
 from .perturbation.shapley import shapley_value_sampling, shapley_values
+# rule-based gradients (ReLU rules by function interception) and neuron methods
+from .deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
+from .neuron.conductance import neuron_conductance
+from .neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_gradient,
+                             neuron_gradient_shap, neuron_guided_backprop, neuron_integrated_gradients)
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class MethodSpec:
       fn: the function.
       baselines: ``"none"`` (takes no baselines), ``"optional"`` (None means zeros) or
         ``"distribution"`` (required rows, SHAP-style).
-      layer: takes ``(model, layer, inputs, ...)`` and attributes to a layer.
+      layer: takes ``(model, layer, inputs, ...)`` and attributes to a layer (or, with ``neuron``, to the inputs).
+      neuron: attributes one neuron of the layer (``neuron_selector=`` among the options) to the inputs.
       stochastic: takes ``generator=``.
       chunked: takes ``chunk_size=`` (results must not depend on it).
       delta: takes ``return_delta=``.
@@ -66,6 +72,7 @@ class MethodSpec:
     fn: Callable[..., Any]
     baselines: str = "none"
     layer: bool = False
+    neuron: bool = False
     stochastic: bool = False
     chunked: bool = False
     delta: bool = False
@@ -77,6 +84,8 @@ class MethodSpec:
     per_example: Tuple[str, ...] = ()
 
 
+# the neurons generic calls attribute: channels (or columns) 0 and 1 of the layer, summed
+_SELECT: Tuple[Tuple[str, Any], ...] = (("neuron_selector", (slice(0, 2),)),)
 smoothgrad = noise_tunnel(saliency, kind="smoothgrad", n_samples=8, stdevs=0.1)
 
 _SPECS = [
@@ -135,6 +144,30 @@ _SPECS = [
                options=(("n_samples", 40), ("perturbations_per_eval", 8)), per_example=("baselines", "feature_mask")),
     MethodSpec("feature_permutation", feature_permutation, stochastic=True, options=(("perturbations_per_eval", 4),),
                per_example=("feature_mask",)),
+    # rule-based gradients: ReLU's backward replaced by function interception
+    MethodSpec("guided_backprop", guided_backprop),
+    MethodSpec("deconvolution", deconvolution),
+    MethodSpec("guided_grad_cam", guided_grad_cam, layer=True, needs_module=True),
+    # neuron methods: an input-space method applied to one neuron of a layer (here channels 0-1, summed)
+    MethodSpec("neuron_gradient", neuron_gradient, layer=True, neuron=True, targeted=False, needs_module=True,
+               options=_SELECT),
+    MethodSpec("neuron_integrated_gradients", neuron_integrated_gradients, baselines="optional", layer=True,
+               neuron=True, chunked=True, targeted=False, needs_module=True, options=_SELECT + (("n_steps", 16),),
+               per_example=("baselines",)),
+    MethodSpec("neuron_gradient_shap", neuron_gradient_shap, baselines="distribution", layer=True, neuron=True,
+               stochastic=True, targeted=False, needs_module=True,
+               options=_SELECT + (("n_samples", 8), ("stdevs", 0.05))),
+    MethodSpec("neuron_deeplift", neuron_deeplift, baselines="optional", layer=True, neuron=True, targeted=False,
+               needs_module=True, options=_SELECT, per_example=("baselines",)),
+    MethodSpec("neuron_deeplift_shap", neuron_deeplift_shap, baselines="distribution", layer=True, neuron=True,
+               targeted=False, needs_module=True, options=_SELECT),
+    MethodSpec("neuron_guided_backprop", neuron_guided_backprop, layer=True, neuron=True, targeted=False,
+               needs_module=True, options=_SELECT),
+    MethodSpec("neuron_deconvolution", neuron_deconvolution, layer=True, neuron=True, targeted=False,
+               needs_module=True, options=_SELECT),
+    MethodSpec("neuron_conductance", neuron_conductance, baselines="optional", layer=True, neuron=True, chunked=True,
+               needs_module=True, options=_SELECT + (("n_steps", 16), ("method", "gausslegendre")),
+               per_example=("baselines",)),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

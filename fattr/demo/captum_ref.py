@@ -44,6 +44,18 @@ CLASSES: Dict[str, str] = {
     "layer_feature_ablation": "LayerFeatureAblation",
     "layer_deeplift": "LayerDeepLift",
     "layer_deeplift_shap": "LayerDeepLiftShap",
+    # rule-based gradients and neuron methods (the registry's selector is a region of two channels: Captum's
+    # NeuronConductance defines a region's conductance differently, so it is left out)
+    "guided_backprop": "GuidedBackprop",
+    "deconvolution": "Deconvolution",
+    "guided_grad_cam": "GuidedGradCam",
+    "neuron_gradient": "NeuronGradient",
+    "neuron_integrated_gradients": "NeuronIntegratedGradients",
+    "neuron_gradient_shap": "NeuronGradientShap",
+    "neuron_deeplift": "NeuronDeepLift",
+    "neuron_deeplift_shap": "NeuronDeepLiftShap",
+    "neuron_guided_backprop": "NeuronGuidedBackprop",
+    "neuron_deconvolution": "NeuronDeconvolution",
 }
 RENAMED = {"chunk_size": "internal_batch_size"}
 

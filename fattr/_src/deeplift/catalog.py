@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import resolve_name
 
 Tensor = torch.Tensor
 
@@ -217,7 +218,52 @@ rsqrt square abs absolute sin cos tan asin acos atan sinh cosh asinh acosh atanh
 erfinv reciprocal sign sgn clamp clip clamp_min clamp_max maximum minimum fmax fmin max min amax amin
 aminmax logsumexp logcumsumexp cumprod prod norm frobenius_norm nuclear_norm dist cdist var std var_mean
 std_mean sort topk kthvalue median nanmedian mode quantile floor ceil round trunc frac heaviside logit hypot
-logaddexp logaddexp2 xlogy sinc special_expm1 __abs__""".split()
+logaddexp logaddexp2 xlogy sinc special_expm1 __abs__
+lstm gru rnn_tanh rnn_relu lstm_cell gru_cell rnn_tanh_cell rnn_relu_cell""".split()  # fused recurrent layers
+
+# Calls on input-dependent tensors that are linear in them, or whose result carries no gradient (shapes,
+# comparisons, indices), by short name (in-place variants end in ``_``). Any other call on input-dependent
+# tensors that the rule does not cover is named as "not known to be linear".
+_LINEAR = set("""add sub subtract neg negative positive rsub sum nansum mean nanmean cumsum diff trapz trapezoid
+flatten unflatten reshape view view_as permute transpose swapaxes swapdims t adjoint squeeze unsqueeze expand
+expand_as broadcast_to repeat repeat_interleave tile cat concat concatenate stack hstack vstack dstack column_stack
+split split_with_sizes tensor_split chunk unbind narrow select index_select gather take take_along_dim movedim
+moveaxis diagonal diag diag_embed tril triu trace flip fliplr flipud roll rot90 contiguous clone to type type_as
+float double half bfloat16 cpu cuda detach detach_ copy_ fill_ zero_ real imag conj resolve_conj resolve_neg pad
+linear conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d conv_tbc avg_pool1d avg_pool2d
+avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d dropout dropout1d dropout2d dropout3d
+alpha_dropout feature_alpha_dropout embedding embedding_bag interpolate upsample upsample_nearest
+upsample_bilinear pixel_shuffle pixel_unshuffle channel_shuffle fold unfold index_add index_copy index_put
+index_fill scatter scatter_add scatter_reduce masked_scatter masked_select put index_put_ where masked_fill
+batch_norm zeros_like ones_like empty_like full_like rand_like randn_like new_zeros new_ones new_empty new_full
+new_tensor size dim ndimension numel nelement stride storage_offset is_contiguous is_floating_point
+is_complex element_size data_ptr __len__ __iter__ __format__ __repr__ __bool__ __index__ __int__ __float__
+__hash__ __getitem__ __setitem__ __array__ __reduce_ex__ __deepcopy__ item tolist numpy eq ne lt le gt ge equal
+greater greater_equal less less_equal not_equal __eq__ __ne__ __lt__ __le__ __gt__ __ge__ isnan isinf isfinite
+isposinf isneginf isclose allclose any all argmax argmin argsort nonzero count_nonzero bool long int short byte
+char logical_and logical_or logical_not logical_xor __and__ __or__ __xor__ __invert__ bitwise_and bitwise_or
+bitwise_not __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __neg__ __pos__ requires_grad_ retain_grad
+register_hook unsafe_split unsafe_chunk as_strided flatten_dense_tensors unflatten_dense_tensors
+""".split())
+
+
+def _short(func: Any) -> Optional[str]:
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str):
+        return None
+    return name[:-1] if name.endswith("_") and not name.endswith("__") and name[:-1] in _LINEAR else name
+
+
+def _display(func: Any) -> str:
+    try:
+        full = resolve_name(func)
+    except Exception:  # pragma: no cover - resolve_name is best effort
+        full = None
+    name = full or getattr(func, "__qualname__", None) or repr(func)
+    for prefix, short in (("torch.nn.functional.", "F."), ("torch.Tensor.", "Tensor.")):
+        if name.startswith(prefix):
+            return short + name[len(prefix):]
+    return name
 
 _MULTIPLY = "mul multiply matmul mm bmm mv einsum bilinear outer ger inner dot vdot kron tensordot cross " \
             "__mul__ __rmul__ __matmul__ __rmatmul__ __imul__".split()
@@ -244,6 +290,12 @@ def _collect(names: Any) -> Dict[Any, str]:
                 except TypeError:
                     pass
     return found
+
+
+def named(names: Any) -> Dict[Any, str]:
+    """The torch callables called ``names`` (in torch, Tensor, F, torch.special) that the rule does not cover,
+    with their display names (other interception rules use it to name what they leave alone)."""
+    return _collect(names)
 
 
 _UNARY_F = _collect(_UNARY)
@@ -317,6 +369,15 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
             training = args[5] if len(args) > 5 else kwargs.get("training", False)
             running = args[1] if len(args) > 1 else kwargs.get("running_mean")
             return "F.batch_norm (batch statistics, training mode)" if training or running is None else None
+        if func in _COVERED or func in _MULTIPLY_F or func in _MULTIPLY_ACC_F or func in _DIVIDE_F:
+            return None  # covered by the rule, or linear here (the checks above found one dependent factor)
     except TypeError:  # unhashable func
         return None
-    return None
+    if _is_property(func) or _short(func) in _LINEAR:
+        return None
+    return f"{_display(func)} (not known to be linear)"
+
+
+def _is_property(func: Any) -> bool:
+    """A tensor attribute read (``x.shape``, ``x.T``): no computation of its own to cover."""
+    return getattr(func, "__name__", "") == "__get__"

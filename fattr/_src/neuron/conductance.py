@@ -1,0 +1,132 @@
+"""Neuron conductance: the flow of the model's output through one neuron, per input feature."""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .. import structure
+from ..arguments import as_args, split_args, tile_args
+from ..baselines import format_baselines
+from ..errors import check_bool, check_optional_positive_int, fail
+from ..path import accumulation_dtype
+from ..quadrature import Method, quadrature
+from ..recompute import mark, on_demand, reached_leaves
+from ..structure import Tensors
+from ..targets import Target, as_target
+from .function import Neuron
+
+Tensor = torch.Tensor
+
+
+def neuron_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
+                       method: Method = "riemann_trapezoid", *, neuron_selector: Any, target: Any = None,
+                       args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
+                       multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron conductance (Dhamdhere et al., 2018), as Captum's NeuronConductance.
+
+    How much of the target output flows through the selected neuron ``y`` of ``layer``, per
+    input feature, along the straight line ``x_k = b + a_k (x - b)`` from the baseline:
+
+    ``attr_i = (x_i - b_i) * sum_k w_k * dF/dy(x_k) * dy/dx_i(x_k)``
+
+    with the quadrature rule ``method`` (Captum's default ``"riemann_trapezoid"``, with
+    fattr's textbook weights: Captum's sum to ``(n-1)/n`` and scale its result by that). All
+    steps are one batched forward pass of the model and three partial backward passes: the
+    layer gradient ``dF/dy``, then ``d <dF/dy, y>_neuron / dx`` through the head. For a region or a callable selector the result is the sum of the selected neurons'
+    conductances, ``sum_j dF/dy_j * dy_j/dx`` (Captum multiplies the summed gradients by the
+    summed neuron gradients instead; the two agree for one neuron). Summed over the features,
+    the conductances of all neurons of a layer every path crosses give ``F(x) - F(b)``.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
+      n_steps, method: the quadrature rule (see :func:`fattr.quadrature`).
+      neuron_selector: the neuron: an int, a tuple of ints and slices, or a callable on the
+        layer's activation returning one value per example (see :func:`fattr.neuron_gradient`).
+      target: the output to attribute: None, int, tuple, or one entry per example.
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      chunk_size: evaluate at most this many path points (each a batch of B rows) at once.
+      multiply_by_inputs: if False, do not multiply by ``x - b``.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs``.
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+      >>> x = torch.randn(5, 3, dtype=torch.float64)
+      >>> per_neuron = [fattr.neuron_conductance(model, "1", x, neuron_selector=j, target=1, n_steps=100)
+      ...               for j in range(4)]   # every path crosses the layer: the neurons share F(x) - F(0)
+      >>> total = sum(c.sum(1) for c in per_neuron)
+      >>> bool(torch.allclose(total, model(x)[:, 1] - model(torch.zeros(1, 3, dtype=torch.float64))[:, 1]))
+      True
+    """
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    xs, was_tuple = structure.as_tuple(inputs)
+    neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input)
+    if neuron.was_list:
+        fail("neuron_selector", "one selector (neuron_conductance takes a single neuron)", neuron_selector,
+             kind=TypeError)
+    bases = format_baselines(baselines, xs)
+    args = as_args(args, kwargs)
+    n = xs[0].shape[0]
+    tgt = as_target(target, n, xs[0].device)
+    alphas, weights = quadrature(method, n_steps, device=xs[0].device)
+
+    total: Optional[List[Tensor]] = None
+    step = alphas.shape[0] if chunk_size is None else chunk_size
+    for start in range(0, alphas.shape[0], step):
+        a, w = alphas[start:start + step], weights[start:start + step]
+        k = a.shape[0]
+        points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
+                       for x, b in zip(xs, bases))
+        density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k), model)
+        terms = [torch.tensordot(w.to(accumulation_dtype(d.dtype)),
+                                 structure.unfold(d, k).to(accumulation_dtype(d.dtype)), dims=1) for d in density]
+        total = terms if total is None else [t + s for t, s in zip(total, terms)]
+    assert total is not None
+    attr = []
+    for t, x, b in zip(total, xs, bases):
+        attr.append((t * (x - b).to(t.dtype) if multiply_by_inputs else t).to(x.dtype))
+    return structure.restore(tuple(attr), was_tuple)
+
+
+def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: nn.Module) -> Tensors:
+    """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: one forward pass of the model and three partial
+    backward passes (the layer gradient, the selector, the head), computed without a graph and
+    differentiable on demand (:mod:`..recompute`)."""
+    arg_tensors, rebuild = split_args(args)
+    m = len(points)
+    select = neuron.selectors[0]
+
+    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
+        tracking = not graph and torch.is_grad_enabled()
+        since = mark() if tracking else 0
+        rows_args = rebuild(tensors[m:])
+        with torch.enable_grad():
+            leaves = tuple(t.detach().requires_grad_() for t in tensors[:m])
+            rows = tuple(t + (leaf - leaf.detach()) for t, leaf in zip(tensors[:m], leaves)) if graph else leaves
+            n_rows = rows[0].shape[0]
+            act, rest = neuron.split.head(*rows, *rows_args)
+            acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
+            out = target.select(neuron.split.tail(act, rest), n_rows)
+            total = out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
+            layer_grads = torch.autograd.grad(total, acts, create_graph=graph, retain_graph=True, allow_unused=True)
+            layer_grads = tuple(torch.zeros_like(y) if g is None else g for g, y in zip(layer_grads, acts))
+            # the selector's cotangent of <dF/dy, y>: dF/dy on the selected neurons (for any selector)
+            probes = tuple(y.detach().requires_grad_() for y in acts)
+            products = tuple(p * g for p, g in zip(probes, layer_grads))
+            weighted = select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
+            cotangents = torch.autograd.grad(weighted.sum(), probes, create_graph=graph, allow_unused=True)
+            cotangents = tuple(torch.zeros_like(y) if c is None else c for c, y in zip(cotangents, acts))
+            found = torch.autograd.grad(acts, leaves, cotangents, create_graph=graph, allow_unused=True)
+        grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, leaves))
+        return grads, (reached_leaves([out], leaves, since) if tracking else [])
+
+    return on_demand(run, tuple(points) + arg_tensors, keep=model.training)

@@ -1,0 +1,287 @@
+"""Neuron methods: an input-space method applied to one neuron of a hidden layer.
+
+Each is one line of composition: :class:`.function.Neuron` turns the neuron into a function
+of the inputs (``select(head(x))``, the model's head only), and the input-space method
+(:func:`fattr.saliency`, :func:`fattr.integrated_gradients`, ...) attributes it. A list of
+selectors runs every neuron in the same batched pass and gives a list of attributions.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+from torch import nn
+
+from .. import structure
+from ..arguments import as_args
+from ..deeplift.deeplift import deeplift, deeplift_shap
+from ..deeplift.guided_backprop import deconvolution, guided_backprop
+from ..gradient_shap import gradient_shap
+from ..integrated_gradients import integrated_gradients
+from ..quadrature import Method
+from ..saliency import saliency
+from .function import Neuron
+
+_ABSENT = object()
+
+
+def _attribute(core: Callable[..., Any], model: nn.Module, layer: Any, inputs: Any, neuron_selector: Any,
+               attribute_to_neuron_input: bool, args: Any, kwargs: Any, baselines: Any = _ABSENT,
+               distribution: bool = False, **options: Any) -> Any:
+    """``core(neuron_function, inputs, [baselines,] ...)``; for a list of selectors, one batched call."""
+    neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input)
+    g = neuron.function()
+    with_baselines = baselines is not _ABSENT
+    if not neuron.was_list:
+        single = (inputs, baselines) if with_baselines else (inputs,)
+        return core(g, *single, args=args, kwargs=kwargs, **options)
+    xs, was_tuple = structure.as_tuple(inputs)
+    txs, targs, tbases, target = neuron.tiled(xs, as_args(args, kwargs), baselines,
+                                              with_baselines and not distribution)
+    positional: Tuple[Any, ...] = (structure.restore(txs, was_tuple),)
+    if tbases is not None:
+        positional += (structure.restore(tbases, was_tuple),)
+    elif with_baselines:
+        positional += (baselines,)
+    return neuron.untile(core(g, *positional, target=target, args=targs, **options), was_tuple)
+
+
+_SELECTOR_DOC = """neuron_selector: the neuron of the layer's activation: an int (a column of a ``(B, N)``
+        activation), a tuple of ints (one per dim after the batch dim; ``slice``\\ s select a region
+        whose values are summed), a callable on the activation returning one value per example
+        (or one value, taken per example), or a list of these (every neuron in one batched pass;
+        the result is then a list)."""
+
+
+def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
+                    kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron gradient (Captum's NeuronGradient): ``d act(x)[neuron] / d x``.
+
+    The gradient of one neuron of ``layer`` with respect to the inputs: :func:`fattr.saliency`
+    (signed) of ``select(head(x))``, where ``head`` is the model up to the layer (the rest of
+    the model does not run).
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Gradients shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+      >>> x = torch.randn(5, 3)
+      >>> g = fattr.neuron_gradient(model, "0", x, neuron_selector=2)  # neuron 2 of the first Linear
+      >>> torch.allclose(g, model[0].weight[2].expand(5, 3))
+      True
+    """
+    return _attribute(saliency, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs,
+                      abs=False)
+
+
+def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None,
+                                n_steps: int = 50, method: Method = "gausslegendre", *, neuron_selector: Any,
+                                args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
+                                multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron integrated gradients (Captum's NeuronIntegratedGradients).
+
+    :func:`fattr.integrated_gradients` of one neuron of ``layer``:
+    ``attr_i = (x_i - b_i) * sum_k w_k * d act(b + a_k (x - b))[neuron] / d x_i``. Only the model
+    up to the layer runs, once per path step (batched); the attributions sum to
+    ``act(x)[neuron] - act(b)[neuron]`` up to quadrature error (completeness).
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
+      n_steps, method: the quadrature rule (see :func:`fattr.quadrature`).
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      chunk_size: evaluate at most this many path points (each a batch of B rows) at once.
+      multiply_by_inputs: if False, return the path-averaged gradient.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+      >>> x = torch.randn(5, 3, dtype=torch.float64)
+      >>> attr = fattr.neuron_integrated_gradients(model, "1", x, neuron_selector=2)
+      >>> bool(torch.allclose(attr.sum(1), torch.tanh(model[0](x))[:, 2] - torch.tanh(model[0].bias[2])))
+      True
+    """
+    return _attribute(integrated_gradients, model, layer, inputs, neuron_selector, attribute_to_neuron_input,
+                      args, kwargs, baselines, n_steps=n_steps, method=method, chunk_size=chunk_size,
+                      multiply_by_inputs=multiply_by_inputs)
+
+
+def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
+                         stdevs: Any = 0.0, *, neuron_selector: Any, args: Any = (), kwargs: Any = None,
+                         generator: Any = None, multiply_by_inputs: bool = True,
+                         attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron GradientSHAP (Captum's NeuronGradientShap): :func:`fattr.gradient_shap` of one neuron.
+
+    Expected gradients of the neuron between the (noisy) input and baselines drawn from a
+    distribution; every draw from ``generator``, all samples in one batched pass of the model
+    up to the layer.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
+      n_samples: samples per example; ``stdevs``: standard deviation of the input noise.
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      generator: a ``torch.Generator``; the same seed gives the same attributions.
+      multiply_by_inputs: if False, return the mean gradient.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+      >>> x, dist = torch.randn(5, 3), torch.randn(10, 3)
+      >>> g = torch.Generator().manual_seed(0)
+      >>> fattr.neuron_gradient_shap(model, "1", x, dist, n_samples=8, neuron_selector=1, generator=g).shape
+      torch.Size([5, 3])
+    """
+    return _attribute(gradient_shap, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs,
+                      baselines, distribution=True, n_samples=n_samples, stdevs=stdevs, generator=generator,
+                      multiply_by_inputs=multiply_by_inputs)
+
+
+def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *, neuron_selector: Any,
+                    args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
+                    attribute_to_neuron_input: bool = False,
+                    custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
+    """Neuron DeepLift (Captum's NeuronDeepLift): :func:`fattr.deeplift` (rescale rule) of one neuron.
+
+    The rule runs on the model up to the layer only, with the same interception (no hooks),
+    coverage and warnings as :func:`fattr.deeplift`; the attributions sum to
+    ``act(x)[neuron] - act(b)[neuron]``.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      multiply_by_inputs: if False, return the multipliers.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      custom_attribution_func, eps: as in :func:`fattr.deeplift`.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
+      >>> x = torch.randn(5, 3, dtype=torch.float64)
+      >>> attr = fattr.neuron_deeplift(model, "1", x, neuron_selector=0)
+      >>> bool(torch.allclose(attr.sum(1), torch.relu(model[0](x))[:, 0] - torch.relu(model[0].bias[0])))
+      True
+    """
+    return _attribute(deeplift, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs,
+                      baselines, multiply_by_inputs=multiply_by_inputs,
+                      custom_attribution_func=custom_attribution_func, eps=eps)
+
+
+def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, *, neuron_selector: Any,
+                         args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
+                         attribute_to_neuron_input: bool = False,
+                         custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
+    """Neuron DeepLiftSHAP (Captum's NeuronDeepLiftShap): :func:`fattr.deeplift_shap` of one neuron.
+
+    DeepLift of the neuron against every baseline of a distribution, averaged; every
+    (example, baseline) pair is one row of a single batched pass.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift_shap`.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+      >>> x, dist = torch.randn(5, 3), torch.randn(10, 3)
+      >>> fattr.neuron_deeplift_shap(model, "1", x, dist, neuron_selector=(slice(0, 2),)).shape
+      torch.Size([5, 3])
+    """
+    return _attribute(deeplift_shap, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs,
+                      baselines, distribution=True, multiply_by_inputs=multiply_by_inputs,
+                      custom_attribution_func=custom_attribution_func, eps=eps)
+
+
+def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
+                           kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one neuron.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+      >>> x = torch.randn(2, 1, 8, 8)
+      >>> fattr.neuron_guided_backprop(cnn, "2", x, neuron_selector=(1, 2, 2)).shape
+      torch.Size([2, 1, 8, 8])
+    """
+    return _attribute(guided_backprop, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args,
+                      kwargs)
+
+
+def neuron_deconvolution(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
+                         kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron deconvolution (Captum's NeuronDeconvolution): :func:`fattr.deconvolution` of one neuron.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+      >>> x = torch.randn(2, 1, 8, 8)
+      >>> fattr.neuron_deconvolution(cnn, "2", x, neuron_selector=(slice(0, 4), 2, 2)).shape
+      torch.Size([2, 1, 8, 8])
+    """
+    return _attribute(deconvolution, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs)
+
+
+for _f in (neuron_gradient, neuron_integrated_gradients, neuron_gradient_shap, neuron_deeplift, neuron_deeplift_shap,
+           neuron_guided_backprop, neuron_deconvolution):
+    _f.__doc__ = (_f.__doc__ or "").replace("{selector}", _SELECTOR_DOC)
