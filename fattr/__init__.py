@@ -59,6 +59,7 @@ from fattr._src.neuron.conductance import neuron_conductance as neuron_conductan
 from fattr._src.neuron.methods import neuron_deconvolution as neuron_deconvolution
 from fattr._src.neuron.methods import neuron_deeplift as neuron_deeplift
 from fattr._src.neuron.methods import neuron_deeplift_shap as neuron_deeplift_shap
+from fattr._src.neuron.methods import neuron_feature_ablation as neuron_feature_ablation
 from fattr._src.neuron.methods import neuron_gradient as neuron_gradient
 from fattr._src.neuron.methods import neuron_gradient_shap as neuron_gradient_shap
 from fattr._src.neuron.methods import neuron_guided_backprop as neuron_guided_backprop
@@ -132,6 +133,7 @@ __all__ = [
     "neuron_deconvolution",
     "neuron_deeplift",
     "neuron_deeplift_shap",
+    "neuron_feature_ablation",
     "neuron_gradient",
     "neuron_gradient_shap",
     "neuron_guided_backprop",

@@ -39,7 +39,8 @@ from .perturbation.shapley import shapley_value_sampling, shapley_values
 from .deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
 from .neuron.conductance import neuron_conductance
 from .neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_gradient,
-                             neuron_gradient_shap, neuron_guided_backprop, neuron_integrated_gradients)
+                             neuron_feature_ablation, neuron_gradient_shap, neuron_guided_backprop,
+                             neuron_integrated_gradients)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ _SPECS = [
                needs_module=True, options=_SELECT),
     MethodSpec("neuron_deconvolution", neuron_deconvolution, layer=True, neuron=True, targeted=False,
                needs_module=True, options=_SELECT),
+    MethodSpec("neuron_feature_ablation", neuron_feature_ablation, baselines="optional", layer=True, neuron=True,
+               targeted=False, needs_module=True, options=_SELECT + (("perturbations_per_eval", 3),),
+               per_example=("baselines", "feature_mask")),
     MethodSpec("neuron_conductance", neuron_conductance, baselines="optional", layer=True, neuron=True, chunked=True,
                needs_module=True, options=_SELECT + (("n_steps", 16), ("method", "gausslegendre")),
                per_example=("baselines",)),

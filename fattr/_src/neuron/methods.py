@@ -17,6 +17,7 @@ from ..deeplift.deeplift import deeplift, deeplift_shap
 from ..deeplift.guided_backprop import deconvolution, guided_backprop
 from ..gradient_shap import gradient_shap
 from ..integrated_gradients import integrated_gradients
+from ..perturbation.ablation import feature_ablation
 from ..quadrature import Method
 from ..saliency import saliency
 from .function import Neuron
@@ -282,6 +283,38 @@ def neuron_deconvolution(model: nn.Module, layer: Any, inputs: Any, *, neuron_se
     return _attribute(deconvolution, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs)
 
 
+def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *,
+                            neuron_selector: Any, args: Any = (), kwargs: Any = None, feature_mask: Any = None,
+                            perturbations_per_eval: int = 1, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron feature ablation (Captum's NeuronFeatureAblation): :func:`fattr.feature_ablation` of one neuron.
+
+    Each input feature (element, or group of ``feature_mask``) in turn is replaced by its baseline;
+    its attribution is the neuron's drop. Only the model up to the layer runs, on all the ablated
+    copies in batches of ``perturbations_per_eval``.
+
+    Args:
+      model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      baselines: what an ablated feature is replaced by (None: zeros, a number, a tensor, or a tuple).
+      {selector}
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      feature_mask, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+
+    Returns:
+      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+
+    Example:
+      >>> import torch, fattr
+      >>> mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+      >>> fattr.neuron_feature_ablation(mlp, "0", torch.randn(5, 3), neuron_selector=1).shape
+      torch.Size([5, 3])
+    """
+    return _attribute(feature_ablation, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args,
+                      kwargs, baselines, feature_mask=feature_mask, perturbations_per_eval=perturbations_per_eval)
+
+
 for _f in (neuron_gradient, neuron_integrated_gradients, neuron_gradient_shap, neuron_deeplift, neuron_deeplift_shap,
-           neuron_guided_backprop, neuron_deconvolution):
+           neuron_guided_backprop, neuron_deconvolution, neuron_feature_ablation):
     _f.__doc__ = (_f.__doc__ or "").replace("{selector}", _SELECTOR_DOC)
