@@ -1,7 +1,7 @@
 """Completeness delta: how far attributions are from summing to ``f(x) - f(baseline)``."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -52,5 +52,14 @@ def completeness_delta(f: Callable[..., Any], inputs: Any, baselines: Any, attri
     args = as_args(args, kwargs)
     out = outputs(f, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
     out = out.to(torch.float64)
-    total = sum(a.reshape(n, -1).to(torch.float64).sum(1) for a in attrs)
-    return total - (out[:n] - out[n:])
+    return row_totals(attrs) - (out[:n] - out[n:])
+
+
+def row_totals(attributions: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(N,)`` float64: each row's attributions summed over every tensor and element (the left side of
+    completeness, ``sum(attr) = f(x) - f(baseline)``)."""
+    n = attributions[0].shape[0]
+    total = torch.zeros(n, dtype=torch.float64, device=attributions[0].device)
+    for a in attributions:
+        total = total + structure.flat(a).to(torch.float64).sum(1)
+    return total

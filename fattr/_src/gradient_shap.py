@@ -13,6 +13,7 @@ from .gradients import gradients, outputs
 from .path import accumulation_dtype
 from .structure import Tensors
 from .targets import as_target
+from .delta import row_totals
 
 
 def sample_points(gen: torch.Generator, xs: Tensors, dist: Tensors, n_samples: int,
@@ -96,6 +97,6 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
     ends = tuple(torch.cat([structure.fold(xn), structure.fold(s)]) for xn, s in zip(noisy, starts))
     out = outputs(f, ends, tgt.tile(2 * n_samples), tile_args(args, n, 2 * n_samples)).to(torch.float64)
     m = n_samples * n
-    total = sum(p.reshape(m, -1).to(torch.float64).sum(1) for p in per_sample)
+    total = row_totals(tuple(p.reshape(m, p.numel() // max(m, 1)) for p in per_sample))  # (sample, example) rows
     delta = (total - (out[:m] - out[m:])).reshape(n_samples, n)
     return result, delta.t().reshape(-1)

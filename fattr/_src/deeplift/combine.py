@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
+from ..arguments import is_per_example, map_args
+from ..delta import row_totals
 from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
 from ..structure import Tensors
+from ..targets import Target
 
 Tensor = torch.Tensor
 
@@ -53,9 +56,7 @@ def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: b
 
 def delta(attrs: Tensors, out_x: Tensor, out_b: Tensor) -> Tensor:
     """Per row: ``sum(attributions) - (f(x) - f(baseline))``, in float64."""
-    n = out_x.shape[0]
-    total = sum(a.reshape(n, -1).to(torch.float64).sum(1) for a in attrs)
-    return total - (out_x.to(torch.float64) - out_b.to(torch.float64))
+    return row_totals(attrs) - (out_x.to(torch.float64) - out_b.to(torch.float64))
 
 
 def mean_over_baselines(attrs: Tensors, n: int, m: int) -> Tensors:
@@ -75,6 +76,16 @@ def repeat_rows(x: Tensor, m: int) -> Tensor:
 def tile_rows(x: Tensor, n: int) -> Tensor:
     """The whole batch ``n`` times: ``(m, ...) -> (n*m, ...)`` (row ``i*m + j`` is row ``j``)."""
     return x.repeat((n,) + (1,) * (x.dim() - 1)) if n != 1 else x  # n = 0: no rows (an empty batch)
+
+
+def pairs(xs: Tensors, dist: Tensors, args: Tuple[Any, ...], target: Target
+          ) -> Tuple[Tensors, Tensors, Tuple[Any, ...], Target]:
+    """Every (example, baseline) pair as one row, example first (row ``i*m + j``: example ``i``, baseline
+    ``j``): the inputs, the baselines, the per-example ``args`` and the target, each for ``n * m`` rows."""
+    n, m = xs[0].shape[0], dist[0].shape[0]
+    pair_args = map_args(lambda a: repeat_rows(a, m) if is_per_example(a, n) else a, args)
+    pair_target = target if target.rows is None else Target(rows=repeat_rows(target.rows, m), bounds=target.bounds)
+    return (tuple(repeat_rows(x, m) for x in xs), tuple(tile_rows(d, n) for d in dist), pair_args, pair_target)
 
 
 def warn_uncovered(method: str, names: Sequence[str]) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import structure
-from ..arguments import as_args, is_per_example, map_args
+from ..arguments import as_args
 from ..baselines import format_baselines, format_distribution
 from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
-from ..targets import Target, as_target
+from ..targets import as_target
 from . import combine
 from .engine import multipliers_on_demand
 
@@ -129,10 +129,7 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
     n, m = xs[0].shape[0], dist[0].shape[0]
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
-    pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
-    pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
-    pair_args = map_args(lambda a: combine.repeat_rows(a, m) if is_per_example(a, n) else a, args)
-    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
+    pair_xs, pair_bs, pair_args, pair_tgt = combine.pairs(xs, dist, args, tgt)
 
     def f(*values: Any) -> Any:
         return call(model, values[:len(xs)], values[len(xs):])

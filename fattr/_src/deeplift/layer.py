@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional, Tuple
 from torch import nn
 
 from .. import structure
-from ..arguments import as_args, is_per_example, map_args
+from ..arguments import as_args
 from ..baselines import format_baselines, format_distribution
 from ..errors import check_bool, check_callable, check_nonnegative_float
 from ..structure import Tensors
@@ -126,10 +126,7 @@ def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
     n, m = xs[0].shape[0], dist[0].shape[0]
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
-    pair_xs = tuple(combine.repeat_rows(x, m) for x in xs)
-    pair_bs = tuple(combine.tile_rows(d, n) for d in dist)
-    pair_args = map_args(lambda a: combine.repeat_rows(a, m) if is_per_example(a, n) else a, args)
-    pair_tgt = tgt if tgt.rows is None else Target(rows=combine.repeat_rows(tgt.rows, m), bounds=tgt.bounds)
+    pair_xs, pair_bs, pair_args, pair_tgt = combine.pairs(xs, dist, args, tgt)
     lf, acts_x, acts_b, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
                                    attribute_to_layer_input)
     combine.warn_uncovered("layer_deeplift_shap", res.uncovered)

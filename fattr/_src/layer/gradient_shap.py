@@ -15,6 +15,7 @@ from ..gradients import gradients, outputs
 from ..path import accumulation_dtype
 from ..targets import as_target
 from .view import LayerFunction
+from ..delta import row_totals
 
 
 def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
@@ -90,6 +91,6 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
         return result
     change = (outputs(f, acts_n, tgt.tile(n_samples), rest_n).to(torch.float64)
               - outputs(f, acts_s, tgt.tile(n_samples), rest_s).to(torch.float64))
-    total = sum(p.reshape(m, -1).to(torch.float64).sum(1) for p in per_sample)
+    total = row_totals(tuple(p.reshape(m, p.numel() // max(m, 1)) for p in per_sample))  # (sample, example) rows
     delta = (total - change).reshape(n_samples, n)
     return result, delta.t().reshape(-1)

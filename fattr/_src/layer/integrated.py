@@ -30,6 +30,7 @@ from ..quadrature import Method, quadrature
 from ..structure import Tensors
 from ..targets import Target, as_target
 from .view import LayerFunction
+from ..delta import row_totals
 
 
 def _full_baselines(xs: Tensors, baselines: Any) -> Tensors:
@@ -91,12 +92,7 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
         return result
     tgt = as_target(target, xs[0].shape[0], xs[0].device)
     change = outputs(f, acts_x, tgt, rest_x).to(torch.float64) - outputs(f, acts_b, tgt, rest_b).to(torch.float64)
-    return result, _total(attr) - change
-
-
-def _total(attr: Tensors) -> torch.Tensor:
-    n = attr[0].shape[0]
-    return sum(a.reshape(n, -1).to(torch.float64).sum(1) for a in attr)  # type: ignore[return-value]
+    return result, row_totals(attr) - change
 
 
 def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...], alphas: torch.Tensor,
@@ -234,5 +230,5 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
     full = _full_baselines(xs, baselines)
     change = (outputs(model, xs, tgt, args).to(torch.float64)
               - outputs(model, full, tgt, args).to(torch.float64))
-    return result, _total(attr) - change
+    return result, row_totals(attr) - change
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 
+from .. import structure
 from ..errors import Shown, describe, fail
 
 Tensor = torch.Tensor
@@ -88,11 +89,10 @@ def _index(activation: Tensor, index: Index, name: str) -> Tensor:
                  _show(index))
     selected = activation[(slice(None),) + tuple(index)]
     if has_slice:
-        n = activation.shape[0]
-        if selected.numel() == 0:
+        if structure.example_size(selected) == 0:
             fail(name, f"a region with at least one neuron of the activation of shape "
                  f"{tuple(activation.shape)}", _show(index))
-        return selected.reshape(n, -1).sum(1)
+        return structure.flat(selected).sum(1)
     return selected
 
 

@@ -14,6 +14,7 @@ from ..errors import check_bool, check_callable, check_optional_positive_int, fa
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..targets import Target, as_target
+from ..delta import row_totals
 
 
 def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,7 @@ def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = Non
     gamma = gamma.to(x.dtype)
     if not return_delta:
         return gamma
-    return gamma, gamma.reshape(n, -1).to(torch.float64).sum(1) - _change(f, x, base, tgt, args)
+    return gamma, row_totals((gamma,)) - _change(f, x, base, tgt, args)
 
 
 def _change(f: Callable[..., Any], x: torch.Tensor, base: torch.Tensor, tgt: Target,
