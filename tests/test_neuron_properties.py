@@ -188,8 +188,10 @@ def test_other_errors() -> None:
         fattr.neuron_conductance(model, "1", x, neuron_selector=[0, 1], target=0)
     with pytest.raises(TypeError, match="attribute_to_neuron_input: expected True or False"):
         fattr.neuron_gradient(model, "1", x, neuron_selector=0, attribute_to_neuron_input=1)
-    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+    with pytest.raises(TypeError, match="layer: expected a module object when the model is a function"):
         fattr.neuron_gradient(lambda t: t, "1", x, neuron_selector=0)
+    with pytest.raises(TypeError, match="model: expected a callable"):
+        fattr.neuron_gradient(3, "1", x, neuron_selector=0)
     with pytest.raises(ValueError, match="layer"):
         fattr.neuron_gradient(model, "nope", x, neuron_selector=0)
 

@@ -10,7 +10,6 @@ from ..arguments import as_args
 from ..errors import check_bool, check_callable, fail
 from ..layer.grad_cam import layer_grad_cam
 from ..layer.interpolate import interpolate
-from ..layer.resolve import check_model
 from ..targets import as_target
 from .guided import rule_gradients, warn_unguided
 
@@ -124,7 +123,7 @@ def guided_grad_cam(model: torch.nn.Module, layer: Any, inputs: Any, *, target: 
       >>> fattr.guided_grad_cam(cnn, "1", x, target=3).shape
       torch.Size([2, 3, 10, 10])
     """
-    check_model(model)
+    check_callable("model", model)
     check_bool("attribute_to_layer_input", attribute_to_layer_input)
     if not isinstance(interpolate_mode, str):
         fail("interpolate_mode", "a string such as 'nearest' or 'bilinear'", interpolate_mode, kind=TypeError)

@@ -13,13 +13,11 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
-from torch import nn
 
 from .. import structure
 from ..arguments import as_args, tile, tile_args
 from ..baselines import format_baselines
-from ..errors import check_bool
-from ..layer.resolve import check_model
+from ..errors import check_bool, check_callable
 from ..layer.split import build
 from ..structure import Tensors
 from .selector import Selector, as_selectors
@@ -30,12 +28,13 @@ Tensor = torch.Tensor
 class Neuron:
     """The neuron(s) ``neuron_selector`` names in ``layer``'s output (input, with ``attribute_to_neuron_input``)."""
 
-    def __init__(self, model: nn.Module, layer: Any, neuron_selector: Any, attribute_to_neuron_input: bool) -> None:
-        check_model(model)
+    def __init__(self, model: Any, layer: Any, neuron_selector: Any, attribute_to_neuron_input: bool, *,
+                 exportable: bool = True) -> None:
+        check_callable("model", model)
         check_bool("attribute_to_neuron_input", attribute_to_neuron_input)
         self.model = model
         self.selectors, self.was_list = as_selectors(neuron_selector)
-        self.split = build(model, layer, attribute_to_neuron_input, allow_list=False)
+        self.split = build(model, layer, attribute_to_neuron_input, allow_list=False, exportable=exportable)
 
     @property
     def count(self) -> int:

@@ -23,13 +23,15 @@ from ..saliency import saliency
 from .function import Neuron
 
 _ABSENT = object()
+_INTERCEPTING = (deeplift, deeplift_shap, guided_backprop, deconvolution)
 
 
 def _attribute(core: Callable[..., Any], model: nn.Module, layer: Any, inputs: Any, neuron_selector: Any,
                attribute_to_neuron_input: bool, args: Any, kwargs: Any, baselines: Any = _ABSENT,
                distribution: bool = False, **options: Any) -> Any:
     """``core(neuron_function, inputs, [baselines,] ...)``; for a list of selectors, one batched call."""
-    neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input)
+    # the rules of DeepLift and guided backprop intercept torch functions, which an exported graph has not
+    neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input, exportable=core not in _INTERCEPTING)
     g = neuron.function()
     with_baselines = baselines is not _ABSENT
     if not neuron.was_list:
