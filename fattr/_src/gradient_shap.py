@@ -1,6 +1,7 @@
 """GradientSHAP: expected gradients between the input and baselines drawn from a distribution."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Tuple
 
 import torch
@@ -12,7 +13,7 @@ from .errors import check_bool, check_callable, check_positive_int
 from .gradients import gradients, outputs
 from .path import accumulation_dtype
 from .structure import Tensors
-from .targets import as_target
+from .targets import Target, as_target
 from .delta import row_totals
 
 
@@ -33,6 +34,46 @@ def sample_points(gen: torch.Generator, xs: Tensors, dist: Tensors, n_samples: i
     points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
                    for s, xn, x in zip(starts, noisy, xs))
     return noisy, starts, points
+
+
+@dataclass(frozen=True)
+class Draws:
+    """A GradientSHAP call's draws and conventions, shared by the input and layer variants."""
+
+    xs: Tensors
+    noisy: Tensors
+    starts: Tensors
+    points: Tensors
+    args: Tuple[Any, ...]
+    target: Target
+    n_samples: int
+
+    @property
+    def n(self) -> int:
+        return self.xs[0].shape[0]
+
+
+def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
+         generator: Any, target: Any, args: Any, kwargs: Any) -> Draws:
+    """Check a GradientSHAP call's arguments and make its draws (:func:`sample_points`)."""
+    xs, _ = structure.as_tuple(inputs)
+    structure.require_floating(xs)
+    n_samples = check_positive_int("n_samples", n_samples)
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
+    sds = randomness.per_input_stdevs(stdevs, len(xs))
+    dist = format_distribution(baselines, xs, given=inputs)
+    n, device = xs[0].shape[0], xs[0].device
+    gen = randomness.resolve(generator, device)
+    noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
+    return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, device), n_samples)
+
+
+def sample_deltas(per_sample: Tensors, change: torch.Tensor, n_samples: int, n: int) -> torch.Tensor:
+    """Each (example, sample) pair's completeness delta, example first: ``(B * n_samples,)``."""
+    m = n_samples * n
+    total = row_totals(tuple(p.reshape(m, p.numel() // max(m, 1)) for p in per_sample))  # (sample, example) rows
+    return (total - change).reshape(n_samples, n).t().reshape(-1)
 
 
 def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples: int = 5,
@@ -71,32 +112,17 @@ def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples:
       (torch.Size([4, 3]), torch.Size([32]))
     """
     check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
-    structure.require_floating(xs)
-    n_samples = check_positive_int("n_samples", n_samples)
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    sds = randomness.per_input_stdevs(stdevs, len(xs))
-    dist = format_distribution(baselines, xs, given=inputs)
-    n, device = xs[0].shape[0], xs[0].device
-    gen = randomness.resolve(generator, device)
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
-
-    noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
-    grads = gradients(f, tuple(structure.fold(p) for p in points), tgt.tile(n_samples),
-                      tile_args(args, n, n_samples))
+    d = draw(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator, target, args, kwargs)
+    n, k = d.n, d.n_samples
+    grads = gradients(f, tuple(structure.fold(p) for p in d.points), d.target.tile(k), tile_args(d.args, n, k))
     per_sample = []
-    for g, xn, s, x in zip(grads, noisy, starts, xs):
-        g = structure.unfold(g, n_samples)
+    for g, xn, s in zip(grads, d.noisy, d.starts):
+        g = structure.unfold(g, k)
         per_sample.append(g * (xn - s) if multiply_by_inputs else g)
-    attr = tuple(p.to(accumulation_dtype(p.dtype, p.device)).mean(0).to(x.dtype) for p, x in zip(per_sample, xs))
-    result = structure.restore(attr, was_tuple)
+    attr = tuple(p.to(accumulation_dtype(p.dtype, p.device)).mean(0).to(x.dtype) for p, x in zip(per_sample, d.xs))
+    result = structure.restore(attr, isinstance(inputs, tuple))
     if not return_delta:
         return result
-    ends = tuple(torch.cat([structure.fold(xn), structure.fold(s)]) for xn, s in zip(noisy, starts))
-    out = outputs(f, ends, tgt.tile(2 * n_samples), tile_args(args, n, 2 * n_samples)).to(torch.float64)
-    m = n_samples * n
-    total = row_totals(tuple(p.reshape(m, p.numel() // max(m, 1)) for p in per_sample))  # (sample, example) rows
-    delta = (total - (out[:m] - out[m:])).reshape(n_samples, n)
-    return result, delta.t().reshape(-1)
+    ends = tuple(torch.cat([structure.fold(xn), structure.fold(s)]) for xn, s in zip(d.noisy, d.starts))
+    out = outputs(f, ends, d.target.tile(2 * k), tile_args(d.args, n, 2 * k)).to(torch.float64)
+    return result, sample_deltas(tuple(per_sample), out[:k * n] - out[k * n:], k, n)

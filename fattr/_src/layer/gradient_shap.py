@@ -6,16 +6,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import randomness, structure
-from ..arguments import as_args, tile_args
-from ..baselines import format_distribution
-from ..errors import check_bool, check_positive_int
-from ..gradient_shap import sample_points
+from .. import structure
+from ..arguments import tile_args
+from ..gradient_shap import draw, sample_deltas
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype
-from ..targets import as_target
 from .view import LayerFunction
-from ..delta import row_totals
 
 
 def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
@@ -61,36 +57,22 @@ def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: An
       >>> fattr.layer_gradient_shap(model, "1", x, dist, n_samples=8, target=0, generator=g).shape
       torch.Size([4, 8])
     """
-    xs, _ = structure.as_tuple(inputs)
-    n_samples = check_positive_int("n_samples", n_samples)
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    sds = randomness.per_input_stdevs(stdevs, len(xs))
-    dist = format_distribution(baselines, xs, given=inputs)
-    n, device = xs[0].shape[0], xs[0].device
-    gen = randomness.resolve(generator, device)
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
+    d = draw(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator, target, args, kwargs)
+    n, k = d.n, d.n_samples
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-
-    noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
-
-    m = n_samples * n
-    sample_args = tile_args(args, n, n_samples)
-    acts_p, rest_p = lf.head(tuple(structure.fold(p) for p in points), sample_args)
+    sample_args = tile_args(d.args, n, k)
+    acts_p, rest_p = lf.head(tuple(structure.fold(p) for p in d.points), sample_args)
     f = lf.function()
-    grads = gradients(f, acts_p, tgt.tile(n_samples), rest_p)
+    grads = gradients(f, acts_p, d.target.tile(k), rest_p)
     if multiply_by_inputs or return_delta:
-        acts_n, rest_n = lf.head(tuple(structure.fold(p) for p in noisy), sample_args)
-        acts_s, rest_s = lf.head(tuple(structure.fold(p) for p in starts), sample_args)
+        acts_n, rest_n = lf.head(tuple(structure.fold(p) for p in d.noisy), sample_args)
+        acts_s, rest_s = lf.head(tuple(structure.fold(p) for p in d.starts), sample_args)
     per_sample = tuple(g * (a_n - a_s) for g, a_n, a_s in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
-    attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), n_samples).mean(0).to(p.dtype)
+    attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), k).mean(0).to(p.dtype)
                  for p in per_sample)
     result = lf.restore(attr)
     if not return_delta:
         return result
-    change = (outputs(f, acts_n, tgt.tile(n_samples), rest_n).to(torch.float64)
-              - outputs(f, acts_s, tgt.tile(n_samples), rest_s).to(torch.float64))
-    total = row_totals(tuple(p.reshape(m, p.numel() // max(m, 1)) for p in per_sample))  # (sample, example) rows
-    delta = (total - change).reshape(n_samples, n)
-    return result, delta.t().reshape(-1)
+    change = (outputs(f, acts_n, d.target.tile(k), rest_n).to(torch.float64)
+              - outputs(f, acts_s, d.target.tile(k), rest_s).to(torch.float64))
+    return result, sample_deltas(per_sample, change, k, n)
