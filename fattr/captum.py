@@ -63,15 +63,40 @@ from fattr._src.compat.classes import LayerGradientXActivation as LayerGradientX
 from fattr._src.compat.classes import LayerIntegratedGradients as LayerIntegratedGradients
 from fattr._src.compat.classes import NoiseTunnel as NoiseTunnel
 from fattr._src.compat.classes import Saliency as Saliency
+from fattr._src.compat.guided import Deconvolution as Deconvolution
+from fattr._src.compat.guided import GuidedBackprop as GuidedBackprop
+from fattr._src.compat.guided import GuidedGradCam as GuidedGradCam
+from fattr._src.compat.neuron import NeuronConductance as NeuronConductance
+from fattr._src.compat.neuron import NeuronDeconvolution as NeuronDeconvolution
+from fattr._src.compat.neuron import NeuronDeepLift as NeuronDeepLift
+from fattr._src.compat.neuron import NeuronDeepLiftShap as NeuronDeepLiftShap
+from fattr._src.compat.neuron import NeuronFeatureAblation as NeuronFeatureAblation
+from fattr._src.compat.neuron import NeuronGradient as NeuronGradient
+from fattr._src.compat.neuron import NeuronGradientShap as NeuronGradientShap
+from fattr._src.compat.neuron import NeuronGuidedBackprop as NeuronGuidedBackprop
+from fattr._src.compat.neuron import NeuronIntegratedGradients as NeuronIntegratedGradients
+from fattr._src.compat.perturbation import FeatureAblation as FeatureAblation
+from fattr._src.compat.perturbation import FeaturePermutation as FeaturePermutation
+from fattr._src.compat.perturbation import KernelShap as KernelShap
+from fattr._src.compat.perturbation import Lime as Lime
+from fattr._src.compat.perturbation import Occlusion as Occlusion
+from fattr._src.compat.perturbation import ShapleyValueSampling as ShapleyValueSampling
+from fattr._src.compat.perturbation import ShapleyValues as ShapleyValues
 
 __all__ = [
     "Attribution",
+    "Deconvolution",
     "DeepLift",
     "DeepLiftShap",
+    "FeatureAblation",
+    "FeaturePermutation",
     "GradientShap",
+    "GuidedBackprop",
+    "GuidedGradCam",
     "InputXGradient",
     "IntegratedGradients",
     "InternalInfluence",
+    "KernelShap",
     "LayerActivation",
     "LayerConductance",
     "LayerDeepLift",
@@ -81,6 +106,19 @@ __all__ = [
     "LayerGradientShap",
     "LayerGradientXActivation",
     "LayerIntegratedGradients",
+    "Lime",
+    "NeuronConductance",
+    "NeuronDeconvolution",
+    "NeuronDeepLift",
+    "NeuronDeepLiftShap",
+    "NeuronFeatureAblation",
+    "NeuronGradient",
+    "NeuronGradientShap",
+    "NeuronGuidedBackprop",
+    "NeuronIntegratedGradients",
     "NoiseTunnel",
+    "Occlusion",
     "Saliency",
+    "ShapleyValueSampling",
+    "ShapleyValues",
 ]

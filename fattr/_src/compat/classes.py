@@ -346,6 +346,6 @@ class NoiseTunnel(Attribution):
                               chunk_size=nt_samples_batch_size)
         # Captum's internal_batch_size counts the rows of the noisy batch the method is given
         rows = examples(inputs) * min(nt_samples_batch_size or nt_samples, nt_samples)
-        translated = method._translate(inputs, kwargs, rows=rows)
+        translated = method._translate(inputs, method._captum_kwargs(kwargs), rows=rows)
         translated["generator"] = torch.default_generator  # Captum's contract: torch's global RNG
         return tunnel(*method._positional(), inputs, **translated)
