@@ -1,4 +1,6 @@
-"""One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature.
+"""One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature:
+the gradient, path, DeepLift and layer classes and ``NoiseTunnel`` here; the perturbation, ReLU-rule
+and neuron classes in :mod:`.perturbation`, :mod:`.guided` and :mod:`.neuron`.
 
 Each ``attribute`` is one call of the fattr function (:class:`.base.Attribution`). Adding a
 class is a few lines: set ``fn`` (and ``layer_method``, ``delta``, ``stochastic``), copy
