@@ -5,7 +5,8 @@ each class has Captum 0.9's name, constructor and ``attribute(...)`` signature
 (``additional_forward_args``, ``internal_batch_size`` in rows, ``return_convergence_delta``,
 ``multiply_by_inputs`` on the constructor), ``.has_convergence_delta()``,
 ``.multiplies_by_inputs`` and ``.compute_convergence_delta(...)``, and each ``attribute`` is
-one call of the fattr function. Randomness comes from torch's global generator here, as in
+one call of the fattr function (the neuron classes take Captum's positional ``neuron_selector``
+and pass it as fattr's keyword). Randomness comes from torch's global generator here, as in
 Captum (fattr's functions take ``generator=`` instead). Captum is not imported.
 
 =============================================  ==========================================  =================================================
@@ -32,9 +33,27 @@ nt_samples=, nt_samples_batch_size=)``         stdevs=, chunk_size=)(...)``     
 ``LayerFeatureAblation(f, layer)``             ``layer_feature_ablation``                  nothing
 ``LayerDeepLift(m, layer)``                    ``layer_deeplift``                          as DeepLift
 ``LayerDeepLiftShap(m, layer)``                ``layer_deeplift_shap``                     as DeepLift
+``FeatureAblation(f)``                         ``feature_ablation``                        ``**kwargs`` ignored (as in Captum)
+``Occlusion(f)``                               ``occlusion``                               the output's dtype (Captum: float32)
+``ShapleyValueSampling(f)``                    ``shapley_value_sampling``                  other random draws; the output's dtype
+``ShapleyValues(f)``                           ``shapley_values``                          the ``2^n`` coalitions evaluated once each
+``Lime(f, interpretable_model, ...)``          ``lime``                                    other random draws; float64 batched lasso
+``KernelShap(f)``                              ``kernel_shap``                             other random draws; float64 least squares
+``FeaturePermutation(f, perm_func)``           ``feature_permutation``                     the default ``perm_func``: fattr's shuffles
+``GuidedBackprop(m)``, ``Deconvolution(m)``    ``guided_backprop``, ``deconvolution``      every ReLU call rewritten, without hooks
+``GuidedGradCam(m, layer)``                    ``guided_grad_cam``                         inputs without spatial dims get the map
+``NeuronGradient(f, layer).attribute(x,        ``neuron_gradient(m, layer, x,              only the head (up to the layer) runs; a
+neuron_selector)``                             neuron_selector=)``                         callable ``f`` is wrapped in a module
+``NeuronIntegratedGradients(f, layer)``        ``neuron_integrated_gradients``             as IG
+``NeuronGradientShap(f, layer)``               ``neuron_gradient_shap``                    random draws as GradientShap
+``NeuronDeepLift(m, layer)``, ``...Shap``      ``neuron_deeplift``, ``..._shap``           as DeepLift
+``NeuronGuidedBackprop``, ``...Deconvolution`` ``neuron_guided_backprop``, ...             as GuidedBackprop
+``NeuronFeatureAblation(f, layer)``            ``neuron_feature_ablation``                 only the head runs
+``NeuronConductance(f, layer)``                ``neuron_conductance``                      trapezoid weights as IG; a region: the sum of
+                                                                                           its neurons' conductances
 =============================================  ==========================================  =================================================
 
-``device_ids`` (DataParallel) and ``grad_kwargs`` raise ``NotImplementedError`` when given.
+``device_ids`` (DataParallel), ``grad_kwargs`` and ``attribute_future`` raise ``NotImplementedError``.
 
 Example:
   >>> import torch
@@ -63,15 +82,40 @@ from fattr._src.compat.classes import LayerGradientXActivation as LayerGradientX
 from fattr._src.compat.classes import LayerIntegratedGradients as LayerIntegratedGradients
 from fattr._src.compat.classes import NoiseTunnel as NoiseTunnel
 from fattr._src.compat.classes import Saliency as Saliency
+from fattr._src.compat.guided import Deconvolution as Deconvolution
+from fattr._src.compat.guided import GuidedBackprop as GuidedBackprop
+from fattr._src.compat.guided import GuidedGradCam as GuidedGradCam
+from fattr._src.compat.neuron import NeuronConductance as NeuronConductance
+from fattr._src.compat.neuron import NeuronDeconvolution as NeuronDeconvolution
+from fattr._src.compat.neuron import NeuronDeepLift as NeuronDeepLift
+from fattr._src.compat.neuron import NeuronDeepLiftShap as NeuronDeepLiftShap
+from fattr._src.compat.neuron import NeuronFeatureAblation as NeuronFeatureAblation
+from fattr._src.compat.neuron import NeuronGradient as NeuronGradient
+from fattr._src.compat.neuron import NeuronGradientShap as NeuronGradientShap
+from fattr._src.compat.neuron import NeuronGuidedBackprop as NeuronGuidedBackprop
+from fattr._src.compat.neuron import NeuronIntegratedGradients as NeuronIntegratedGradients
+from fattr._src.compat.perturbation import FeatureAblation as FeatureAblation
+from fattr._src.compat.perturbation import FeaturePermutation as FeaturePermutation
+from fattr._src.compat.perturbation import KernelShap as KernelShap
+from fattr._src.compat.perturbation import Lime as Lime
+from fattr._src.compat.perturbation import Occlusion as Occlusion
+from fattr._src.compat.perturbation import ShapleyValueSampling as ShapleyValueSampling
+from fattr._src.compat.perturbation import ShapleyValues as ShapleyValues
 
 __all__ = [
     "Attribution",
+    "Deconvolution",
     "DeepLift",
     "DeepLiftShap",
+    "FeatureAblation",
+    "FeaturePermutation",
     "GradientShap",
+    "GuidedBackprop",
+    "GuidedGradCam",
     "InputXGradient",
     "IntegratedGradients",
     "InternalInfluence",
+    "KernelShap",
     "LayerActivation",
     "LayerConductance",
     "LayerDeepLift",
@@ -81,6 +125,19 @@ __all__ = [
     "LayerGradientShap",
     "LayerGradientXActivation",
     "LayerIntegratedGradients",
+    "Lime",
+    "NeuronConductance",
+    "NeuronDeconvolution",
+    "NeuronDeepLift",
+    "NeuronDeepLiftShap",
+    "NeuronFeatureAblation",
+    "NeuronGradient",
+    "NeuronGradientShap",
+    "NeuronGuidedBackprop",
+    "NeuronIntegratedGradients",
     "NoiseTunnel",
+    "Occlusion",
     "Saliency",
+    "ShapleyValueSampling",
+    "ShapleyValues",
 ]

@@ -19,10 +19,12 @@ randomness                     torch's global generator (Captum's contract), pas
 =============================  ==========================================================
 
 Arguments fattr cannot honour (``device_ids``, ``grad_kwargs``) raise
-``NotImplementedError`` naming them when they are given.
+``NotImplementedError`` naming them when they are given; so does ``attribute_future``
+(asynchronous attribution of forward functions returning ``torch.futures.Future``).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
@@ -73,6 +75,7 @@ class Attribution:
     delta = False
     stochastic = False
     multiplies = False  # Captum's multiplies_by_inputs for classes without the constructor argument
+    captum_future = False  # whether Captum 0.9 implements attribute_future for this class
 
     def __init__(self, forward_func: Callable[..., Any], layer: Any = None, *, multiply_by_inputs: Optional[bool] = None,
                  device_ids: Any = None, **options: Any) -> None:
@@ -94,18 +97,42 @@ class Attribution:
         """Whether ``attribute`` can return a convergence (completeness) delta."""
         return self.delta
 
-    def attribute_future(self) -> Any:
-        """Captum 0.9 declares asynchronous attribution on every class and implements it for none."""
-        raise NotImplementedError(f"{type(self).__name__}.attribute_future: not implemented (nor in Captum 0.9).")
+    def attribute_future(self, *args: Any, **kwargs: Any) -> Any:
+        """Asynchronous attribution (forward functions returning ``torch.futures.Future``): not in fattr.
+
+        Captum 0.9 declares it on every class and implements it for the ablation, Shapley and
+        permutation classes only.
+        """
+        where = ("fattr's functions are synchronous: call attribute() with a forward function returning "
+                 "tensors" if self.captum_future else "nor in Captum 0.9")
+        raise NotImplementedError(f"{type(self).__name__}.attribute_future: not implemented ({where}).")
+
+    def _captum_kwargs(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """``kwargs`` meant for this class's ``attribute`` (as NoiseTunnel passes them): a name it does not
+        take is a ``TypeError``, as in Captum; what its ``**kwargs`` would swallow is dropped, as Captum does."""
+        params = inspect.signature(getattr(self, "attribute")).parameters
+        swallows = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        named = {k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        unknown = [k for k in kwargs if k not in named or k == "inputs"]
+        if unknown and not swallows:
+            raise TypeError(f"{type(self).__name__}.attribute() got unexpected keyword arguments: "
+                            f"{', '.join(unknown)}")
+        return {k: v for k, v in kwargs.items() if k not in unknown}
 
     def _positional(self) -> Tuple[Any, ...]:
         return (self.forward_func, self.layer) if self.layer_method else (self.forward_func,)
 
+    def _current_options(self) -> Dict[str, Any]:
+        """The constructor's options as fattr keyword arguments (read at each call)."""
+        return dict(self._options)
+
     def _translate(self, inputs: Any, captum: Dict[str, Any], rows: Optional[int] = None) -> Dict[str, Any]:
         """fattr's keyword arguments for Captum's ``captum`` ones (and the constructor's options)."""
-        out = dict(self._options)
+        out = self._current_options()
         for name, value in captum.items():
-            if name == "internal_batch_size":
+            if name == "grad_kwargs":  # reaches here from NoiseTunnel
+                unsupported(type(self).__name__, grad_kwargs=value)
+            elif name == "internal_batch_size":
                 out["chunk_size"] = chunk_size(value, examples(inputs) if rows is None else rows)
             else:
                 out[_RENAMED.get(name, name)] = value

@@ -1,4 +1,6 @@
-"""One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature.
+"""One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature:
+the gradient, path, DeepLift and layer classes and ``NoiseTunnel`` here; the perturbation, ReLU-rule
+and neuron classes in :mod:`.perturbation`, :mod:`.guided` and :mod:`.neuron`.
 
 Each ``attribute`` is one call of the fattr function (:class:`.base.Attribution`). Adding a
 class is a few lines: set ``fn`` (and ``layer_method``, ``delta``, ``stochastic``), copy
@@ -346,6 +348,6 @@ class NoiseTunnel(Attribution):
                               chunk_size=nt_samples_batch_size)
         # Captum's internal_batch_size counts the rows of the noisy batch the method is given
         rows = examples(inputs) * min(nt_samples_batch_size or nt_samples, nt_samples)
-        translated = method._translate(inputs, kwargs, rows=rows)
+        translated = method._translate(inputs, method._captum_kwargs(kwargs), rows=rows)
         translated["generator"] = torch.default_generator  # Captum's contract: torch's global RNG
         return tunnel(*method._positional(), inputs, **translated)
