@@ -1,16 +1,13 @@
 """Captum 0.9's neuron classes on fattr's neuron functions; see :mod:`.classes` for the pattern.
 
 Captum's ``neuron_selector`` is the second positional argument of ``attribute``; fattr's
-functions take it as the keyword ``neuron_selector=``. fattr's neuron functions split an
-``nn.Module`` at the layer; a ``forward_func`` that is not one (Captum accepts any callable
-that calls the layer) is wrapped in a module holding it and the layer, which fattr cannot
-capture: it substitutes the activation instead, and says so in a ``CaptureWarning``.
+functions take it as the keyword ``neuron_selector=``. Like Captum's, ``forward_func`` may be any
+callable that calls the layer (given as the module).
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
-import torch
 
 from ..neuron.conductance import neuron_conductance
 from ..neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_feature_ablation,
@@ -21,35 +18,13 @@ from .base import Attribution, unsupported
 Func = Callable[..., Any]
 
 
-class _Forward(torch.nn.Module):
-    """A callable that is not a module, as a module: ``forward`` calls it; ``layer`` is registered so that
-    fattr finds it."""
-
-    def __init__(self, forward_func: Func, layer: Any) -> None:
-        super().__init__()
-        self.forward_func = forward_func
-        if isinstance(layer, torch.nn.Module):
-            self.layer = layer
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward_func(*args, **kwargs)
-
-
 class _Neuron(Attribution):
-    """A neuron class: ``forward_func`` and ``layer``, ``forward_func`` made a module if it is not one."""
+    """A neuron class: ``forward_func`` (a module or any callable that calls the layer) and ``layer``."""
 
     layer_method = True
 
-    _wrapped: Optional[_Forward] = None
-
     def _positional(self) -> Tuple[Any, ...]:
-        model = self.forward_func
-        if not isinstance(model, torch.nn.Module):
-            wrapped = self._wrapped
-            if wrapped is None or wrapped.forward_func is not model or getattr(wrapped, "layer", None) is not self.layer:
-                wrapped = self._wrapped = _Forward(model, self.layer)  # once, so fattr's split cache can hold it
-            model = wrapped
-        return (model, self.layer)
+        return (self.forward_func, self.layer)
 
 
 class NeuronGradient(_Neuron):
