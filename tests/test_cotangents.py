@@ -72,12 +72,12 @@ def test_reduce_contracts_each_chunk_and_kwargs_are_paired():
     _, expected = reference(model, x, {"scale": scale})
     seen = []
 
-    def reduce(grads, cols):
+    def reduce(grads, cols, y):
         seen.append((cols.start, cols.stop))
-        return ((grads[0] * x).sum(-1),)
+        return ((grads[0] * y).sum(-1),)
 
     _, (got,) = output_gradients(model, (x,), select, as_args((), {"scale": scale}), cotangent_chunk=5,
-                                 reduce=reduce)
+                                 reduce=reduce, operands=(x,))
     torch.testing.assert_close(got, (expected * x).sum(-1), rtol=1e-10, atol=1e-12)
     assert seen == [(0, 5), (5, 10), (10, 12)]
 
@@ -96,11 +96,13 @@ def test_no_grad_and_leaves_inputs_alone():
 def test_differentiable_with_respect_to_parameters_and_inputs(training):
     """Eval mode: computed without a graph, recomputed on backward; training mode: kept its graph."""
     model, x = Mixer().train(training), data().requires_grad_()
-    values, (grads,) = output_gradients(model, (x,), select)
-    got = torch.autograd.grad((grads ** 2).sum() + values.sum(), (model.lin.weight, x))
+    y = (data() * 0.5).requires_grad_()  # an operand of reduce
+    values, (reduced,) = output_gradients(model, (x,), select, reduce=lambda g, cols, y: ((g[0] * y) ** 2,),
+                                          operands=(y,), cotangent_chunk=4)
+    got = torch.autograd.grad(reduced.sum() + values.sum(), (model.lin.weight, x, y))
     jac = torch.autograd.functional.jacobian(lambda z: select(model(z)), x, create_graph=True)
     per_row = torch.stack([jac[n, :, n] for n in range(x.shape[0])], 1)
-    expected = torch.autograd.grad((per_row ** 2).sum() + select(model(x)).sum(), (model.lin.weight, x))
+    expected = torch.autograd.grad(((per_row * y) ** 2).sum() + select(model(x)).sum(), (model.lin.weight, x, y))
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-11)
 

@@ -33,7 +33,7 @@ from .structure import Tensors
 
 Tensor = torch.Tensor
 Select = Callable[[Any], Tensor]
-Reduce = Callable[[Tensors, slice], Tensors]
+Reduce = Callable[..., Tensors]  # (grads, cols, *operands) -> tensors
 
 
 def default_chunk(device: torch.device) -> int:
@@ -49,7 +49,7 @@ def _basis(values: Tensor, cols: slice) -> Tensor:
     return eye[:, None, :].expand(eye.shape[0], n, m_all)
 
 
-def _identity(grads: Tensors, cols: slice) -> Tensors:
+def _identity(grads: Tensors, cols: slice, *operands: Tensor) -> Tensors:
     return grads
 
 
@@ -61,7 +61,7 @@ def _check_values(values: Any, n_rows: int) -> Tensor:
 
 
 def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
-           reduce: Reduce) -> Tuple[Tensor, Tensors, Tensor, Tensors]:
+           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors, Tensor, Tensors]:
     """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph."""
     leaves = tuple(r.detach().requires_grad_() for r in rows)
     with torch.enable_grad():
@@ -83,13 +83,13 @@ def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Se
             k = cols.stop - cols.start
             full = tuple(torch.zeros((k,) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g
                          for g, x in zip(found, leaves))
-            parts.append(tuple(t.detach() for t in reduce(full, cols)))
+            parts.append(tuple(t.detach() for t in reduce(full, cols, *operands)))
     reduced = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ()
     return values.detach(), reduced, values, leaves
 
 
 def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
-                reduce: Reduce) -> Tuple[Tensor, Tensors]:
+                reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
     """With the graph (``torch.func.vjp``): differentiable in whatever rows, args and ``f`` depend on."""
     n_rows = rows[0].shape[0]
     values, vjp = torch.func.vjp(lambda *xs: _check_values(select(call(f, xs, args)), n_rows), *rows)
@@ -99,14 +99,14 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], selec
         cols = slice(start, min(m, start + chunk))
         basis = _basis(values, cols)
         grads = torch.func.vmap(vjp)(basis) if chunk > 1 else tuple(g.unsqueeze(0) for g in vjp(basis[0]))
-        parts.append(tuple(reduce(tuple(grads), cols)))
+        parts.append(tuple(reduce(tuple(grads), cols, *operands)))
     reduced = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ()
     return values, reduced
 
 
 def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args: Sequence[Any] = (), *,
                      cotangent_chunk: Optional[int] = None,
-                     reduce: Optional[Reduce] = None) -> Tuple[Tensor, Tensors]:
+                     reduce: Optional[Reduce] = None, operands: Sequence[Tensor] = ()) -> Tuple[Tensor, Tensors]:
     """Values ``(N, M)`` of ``select(f(*rows, *args))`` and the gradient of each of their M columns.
 
     Args:
@@ -114,9 +114,11 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
       rows: tensors with N rows each, the variables of differentiation.
       select: ``select(f's output) -> (N, M)``: the M values of each row.
       cotangent_chunk: cotangents per backward pass (None: :func:`default_chunk`).
-      reduce: ``reduce(grads, cols) -> tensors``: applied to the gradients of each chunk of columns
-        ``cols`` (each gradient ``(m, N, ...)``, row-major like ``rows``); its results, each with
-        the chunk's ``m`` along dim 0, are concatenated over the chunks. None keeps the gradients.
+      reduce: ``reduce(grads, cols, *operands) -> tensors``: applied to the gradients of each chunk of
+        columns ``cols`` (each gradient ``(m, N, ...)``, row-major like ``rows``); its results, each
+        with the chunk's ``m`` along dim 0, are concatenated over the chunks. None keeps the gradients.
+      operands: tensors ``reduce`` uses; the results are differentiable with respect to them too
+        (``reduce`` must take them from its arguments, not from a closure).
 
     Returns:
       ``(values, reduced)``: values ``(N, M)``, and the reduced gradients (without ``reduce``, one
@@ -126,17 +128,20 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
     chunk = cotangent_chunk if cotangent_chunk is not None else default_chunk(rows[0].device)
     contract = reduce if reduce is not None else _identity
     arg_tensors, rebuild = split_args(args)
-    k = len(rows)
+    k, n_args = len(rows), len(arg_tensors)
+    operands = tuple(operands)
 
     def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
         if graph:
-            values, reduced = _with_graph(f, tensors[:k], rebuild(tensors[k:]), select, chunk, contract)
+            values, reduced = _with_graph(f, tensors[:k], rebuild(tensors[k:k + n_args]), select, chunk, contract,
+                                          tensors[k + n_args:])
             return (values,) + reduced, []
         tracking = torch.is_grad_enabled()
         since = recompute.mark() if tracking else 0
-        values, reduced, live, leaves = _plain(f, tensors[:k], rebuild(tensors[k:]), select, chunk, contract)
+        values, reduced, live, leaves = _plain(f, tensors[:k], rebuild(tensors[k:k + n_args]), select, chunk,
+                                               contract, tensors[k + n_args:])
         # the leaves f used besides the rows: walk the forward's graph, whose nodes outlive the backward
         return (values,) + reduced, (recompute.reached_leaves((live,), leaves, since) if tracking else [])
 
-    out = recompute.on_demand(run, tuple(rows) + arg_tensors, keep=in_training(f))
+    out = recompute.on_demand(run, tuple(rows) + arg_tensors + operands, keep=in_training(f))
     return out[0], tuple(out[1:])
