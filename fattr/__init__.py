@@ -31,6 +31,9 @@ from fattr._src.deeplift.deeplift import deeplift as deeplift
 from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
 from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
 from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
+# language models: token-by-token attribution of generated text
+from fattr._src.lm.result import TokenAttribution as TokenAttribution
+from fattr._src.lm.token_attribution import token_attribution as token_attribution
 
 __version__ = "0.1.0"
 
@@ -71,4 +74,7 @@ __all__ = [
     "deeplift_shap",
     "layer_deeplift",
     "layer_deeplift_shap",
+    # language models: token-by-token attribution of generated text
+    "token_attribution",
+    "TokenAttribution",
 ]
