@@ -92,7 +92,8 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], selec
                 reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
     """With the graph (``torch.func.vjp``): differentiable in whatever rows, args and ``f`` depend on."""
     n_rows = rows[0].shape[0]
-    values, vjp = torch.func.vjp(lambda *xs: _check_values(select(call(f, xs, args)), n_rows), *rows)
+    found = torch.func.vjp(lambda *xs: _check_values(select(call(f, xs, args)), n_rows), *rows)
+    values, vjp = found[0], found[1]
     m = values.shape[1]
     parts: List[Tensors] = []
     for start in range(0, m, chunk):

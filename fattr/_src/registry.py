@@ -23,6 +23,8 @@ from .layer.integrated import internal_influence, layer_conductance, layer_integ
 # DeepLift (rescale rule by function interception)
 from .deeplift.deeplift import deeplift, deeplift_shap
 from .deeplift.layer import layer_deeplift, layer_deeplift_shap
+# language models: token-by-token attribution of generated text
+from .lm.token_attribution import token_attribution
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class MethodSpec:
       targeted: takes ``target=``.
       needs_module: ``f`` must be an ``nn.Module`` (not any callable).
       options: extra keyword arguments used when calling it generically.
+      inputs: ``"features"`` (tensors, the conventions above) or ``"token_ids"``: a causal language
+        model and prompt ids, ``fn(model, input_ids, target_ids, *, layer=..., **options)``
+        returning a :class:`fattr.TokenAttribution`.
     """
 
     name: str
@@ -53,6 +58,7 @@ class MethodSpec:
     targeted: bool = True
     needs_module: bool = False
     options: Tuple[Tuple[str, Any], ...] = ()
+    inputs: str = "features"
 
 
 smoothgrad = noise_tunnel(saliency, kind="smoothgrad", n_samples=8, stdevs=0.1)
@@ -86,6 +92,9 @@ _SPECS = [
     MethodSpec("layer_deeplift", layer_deeplift, baselines="optional", layer=True, delta=True, needs_module=True),
     MethodSpec("layer_deeplift_shap", layer_deeplift_shap, baselines="distribution", layer=True, delta=True,
                needs_module=True),
+    # language models: token-by-token attribution of generated text (its other methods: tests/test_token_attribution.py)
+    MethodSpec("token_attribution", token_attribution, chunked=True, needs_module=True, inputs="token_ids",
+               options=(("n_steps", 8),)),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

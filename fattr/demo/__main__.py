@@ -60,7 +60,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
     import fattr
 
     from . import captum_ref, figures, prior, report
-    from .attribute import run_all
+    from .attribute import image_methods, run_all
     from .data import load, one_per_class
     from .model import LAYER, make_model
     from .train import train
@@ -90,7 +90,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
         predictions = model(x).argmax(1)
     pick = torch.randperm(data.train_x.shape[0], generator=torch.Generator().manual_seed(seed + 3))[:16]
     distribution = data.train_x[pick]
-    names = [spec.name for spec in fattr.methods()]
+    names = [spec.name for spec in image_methods()]
     log(f"attributing {x.shape[0]} held-out digits with {len(names)} registered methods: {', '.join(names)}")
     repeats = 1 if quick else 3
     outcomes = run_all(model, LAYER, x, y, distribution, seed + 4, log=log, repeats=repeats)

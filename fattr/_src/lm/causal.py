@@ -20,6 +20,8 @@ from typing import Any, Callable, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from ..arguments import as_args
+from ..calling import call
 from ..errors import Shown, fail
 
 Tensor = torch.Tensor
@@ -48,10 +50,9 @@ def takes_position_ids(model: Any) -> bool:
 
 
 def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor]) -> Tensor:
-    """``model(ids, attention_mask=mask[, position_ids=positions])``'s logits."""
-    if positions is None:
-        return logits_of(model(ids, attention_mask=mask))
-    return logits_of(model(ids, attention_mask=mask, position_ids=positions))
+    """``model(ids, attention_mask=mask[, position_ids=positions])``'s logits (buffers left untouched)."""
+    keywords = {"attention_mask": mask} if positions is None else {"attention_mask": mask, "position_ids": positions}
+    return logits_of(call(model, (ids,), as_args((), keywords)))
 
 
 class CausalLM(nn.Module):
