@@ -287,3 +287,63 @@ def test_errors(call, kind, match):
     lm = Odd()
     with pytest.raises(kind, match=match):
         call(lm, ids(2, 3, 21), ids(2, 2, 22))
+
+
+# ---------------------------------------------------------------- the contract, for every method
+
+from test_contract import CausalView, assert_same_snapshot, make_net, snapshot  # noqa: E402
+
+ALL = ["integrated_gradients", "gradient_x_activation", "gradient_shap", "feature_ablation",
+       "shapley_value_sampling"]
+
+
+def contract_call(model, method, seed=0, **extra):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    prompt, target = (x.abs() * 7).long() % 3, (x[:, :2].abs() * 11).long() % 3
+    kw = dict(method=method, n_steps=6, n_samples=3, stdevs=0.1, layer=model.body[0],
+              generator=torch.Generator().manual_seed(seed))
+    kw.update(extra)
+    out = fattr.token_attribution(CausalView(model), prompt, target, **kw)
+    return out.token_attr, out.values
+
+
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["plain", "batchnorm-train"])
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_is_pure(method, batchnorm):
+    model = make_net(batchnorm).train(batchnorm)
+    before, rng = snapshot(model), torch.get_rng_state()
+    contract_call(model, method)
+    assert_same_snapshot(before, snapshot(model))
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_no_grad_chunks_and_seeds(method):
+    model = make_net()
+    expected = contract_call(model, method)
+    with torch.no_grad():
+        got = contract_call(model, method)
+    chunked = contract_call(model, method, chunk_size=2, perturbations_per_eval=2, cotangent_chunk=2)
+    for e, g, c in zip(expected, got, chunked):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c, e, rtol=1e-10, atol=1e-12)
+    if method in ("gradient_shap", "shapley_value_sampling"):
+        assert not torch.equal(contract_call(model, method, seed=5)[0], expected[0])
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_is_differentiable(method):
+    """Against central finite differences, for a parameter before and after the embedding."""
+    model = make_net()
+    for param in ("body.0.weight", "head.1.weight"):
+        weight = dict(model.named_parameters())[param]
+        (grad,) = torch.autograd.grad(contract_call(model, method)[0].pow(2).sum(), weight)
+        eps = 1e-6
+        shifted = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                weight[0, 1] += sign * eps
+                shifted.append(contract_call(model, method)[0].pow(2).sum())
+                weight[0, 1] -= sign * eps
+        torch.testing.assert_close(grad[0, 1], (shifted[0] - shifted[1]) / (2 * eps), rtol=1e-4, atol=1e-6)
