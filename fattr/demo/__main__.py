@@ -127,6 +127,12 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
                  layer=LAYER, prior=result, prior_epochs=prior_epochs, total_seconds=time.perf_counter() - start,
                  repeats=repeats)
     log(f"wrote {out / 'attributions.png'}, {out / 'prior.png'}, {out / 'report.md'}")
+    # language models: a tiny causal transformer explained token by token (fattr.token_attribution)
+    from . import lm
+    log("language model: training a tiny causal transformer on positional recall")
+    with open(out / "report.md", "a") as f:
+        f.write(lm.run(out, quick, seed, log))
+    log(f"wrote {out / 'lm.png'} and the report's language-model section")
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         details = "\n".join(f"  {o.name}: {o.error}" for o in failed)
