@@ -137,10 +137,10 @@ def run(out: Path, quick: bool, seed: int, log: Callable[[str], None]) -> str:
     """Train, explain, draw ``lm.png``; return the report's section."""
     model = RecallLM(seed)
     t0 = time.perf_counter()
-    acc = train(model, seconds=5.0 if quick else 30.0, steps=300 if quick else 5000, seed=seed, log=log)
+    acc = train(model, seconds=3.0 if quick else 30.0, steps=200 if quick else 5000, seed=seed, log=log)
     train_seconds = time.perf_counter() - t0
     log(f"recall LM: held-out accuracy {acc:.1%} ({train_seconds:.1f} s)")
-    n = 16 if quick else 200
+    n = 8 if quick else 200
     outcomes, evaluated = evaluate(model, n, seed + 7)
     picture(out / "lm.png", evaluated)
     rows = "\n".join(f"| `token_attribution(method=\"{o.method}\")` | {o.hits:.1%} | {o.value_hits:.1%} "
