@@ -37,10 +37,12 @@ Reduce = Callable[..., Tensors]  # (grads, cols, *operands) -> tensors
 
 
 def default_chunk(device: torch.device) -> int:
-    """Cotangents per backward. On CPU (one thread, a Llama with hidden 256, 4 layers, 64 + 16 tokens,
-    IG with 8 points) 4 at a time took 0.91x the time of one at a time over the retained graph and
-    16 at a time 1.04x; on accelerators batching should pay more (16, not measured here)."""
-    return 4 if device.type == "cpu" else 16
+    """Cotangents per backward. On CPU one at a time over the retained graph: on a Llama (hidden 256,
+    4 layers, 64 + 16 tokens, IG with 8 points, one busy thread) 4 at a time took 0.91x its time and
+    16 at a time 1.04x, within the machine's noise, and ``is_grads_batched`` falls back to a loop (with
+    a warning) for ops without a batching rule, such as CPU flash attention's backward. On
+    accelerators 16 (batching should pay there; not measured yet)."""
+    return 1 if device.type == "cpu" else 16
 
 
 def _basis(values: Tensor, cols: slice) -> Tensor:

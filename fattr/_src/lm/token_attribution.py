@@ -166,7 +166,7 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
         (perturbation methods); None: every token is a feature.
       perturbations_per_eval: perturbed copies of the batch per model call (perturbation methods).
       generator: ``torch.Generator`` for gradient SHAP and Shapley sampling.
-      cotangent_chunk: output tokens differentiated per backward pass (None: 4 on CPU, 16 elsewhere).
+      cotangent_chunk: output tokens differentiated per backward pass (None: 1 on CPU, 16 elsewhere).
 
     Returns:
       A :class:`fattr.TokenAttribution`: ``token_attr (B, T_out, T_in)``, ``seq_attr (B, T_in)``,
