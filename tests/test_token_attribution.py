@@ -273,6 +273,8 @@ class Odd(TinyLM):
     (lambda lm, p, t: fattr.token_attribution(lm, p, t, method="feature_ablation", baselines=None), ValueError,
      "baselines: expected a token id"),
     (lambda lm, p, t: fattr.token_attribution(lm, p, t, method="lime"), ValueError, "method: expected one of"),
+    (lambda lm, p, t: fattr.token_attribution(lambda i, attention_mask: lm(i), p, t), TypeError,
+     "model: expected an nn.Module for method='integrated_gradients'"),
     (lambda lm, p, t: fattr.token_attribution(lambda i, attention_mask: lm(i)[:, 1:], p, t,
                                               method="feature_ablation"),
      ValueError, r"model: expected a causal LM returning logits of shape \(2, 5, V\)"),

@@ -209,6 +209,10 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
     stdevs = check_nonnegative_float("stdevs", stdevs)
     base = _baseline_ids(baselines, input_ids, method)
     gradient_method = method in GRADIENT_METHODS
+    if gradient_method and not isinstance(model, nn.Module):
+        fail("model", f"an nn.Module for method={method!r} (gradient methods split the model at its embedding "
+             "layer)", model, "Pass the module itself, or use a perturbation method with a plain callable.",
+             kind=TypeError)
     emb_layer = _layer(model, layer) if gradient_method else (layer if layer is not None else
                                                               _optional_layer(model))
     vocab = _vocabulary(model, emb_layer)
