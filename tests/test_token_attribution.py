@@ -349,3 +349,26 @@ def test_every_method_is_differentiable(method):
                 shifted.append(contract_call(model, method)[0].pow(2).sum())
                 weight[0, 1] -= sign * eps
         torch.testing.assert_close(grad[0, 1], (shifted[0] - shifted[1]) / (2 * eps), rtol=1e-4, atol=1e-6)
+
+
+class Kept(TinyLM):
+    """TinyLM with Hugging Face's ``logits_to_keep``: logits for the last positions only."""
+
+    def forward(self, ids, attention_mask=None, position_ids=None, logits_to_keep=0):
+        self.kept = logits_to_keep
+        logits = super().forward(ids, attention_mask, position_ids)
+        return logits[:, -logits_to_keep:] if logits_to_keep else logits
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "feature_ablation"])
+def test_logits_to_keep_is_used_and_changes_nothing(method):
+    plain, kept = TinyLM(), Kept()
+    prompt, target = ids(2, 5, 30), ids(2, 3, 31)
+    a = fattr.token_attribution(plain, prompt, target, method=method, n_steps=4)
+    b = fattr.token_attribution(kept, prompt, target, method=method, n_steps=4)
+    assert kept.kept == 4  # T_out + 1
+    torch.testing.assert_close(b.token_attr, a.token_attr, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(b.values, a.values, rtol=1e-12, atol=1e-12)
+    greedy = fattr.token_attribution(kept, prompt, method=method, max_new_tokens=2, n_steps=4)
+    assert torch.equal(greedy.target_ids, fattr.token_attribution(plain, prompt, method=method, max_new_tokens=2,
+                                                                  n_steps=4).target_ids)

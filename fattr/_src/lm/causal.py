@@ -39,31 +39,43 @@ def logits_of(out: Any) -> Tensor:
     return found
 
 
-def takes_position_ids(model: Any) -> bool:
-    """Whether ``model``'s forward accepts ``position_ids`` by name."""
+def takes(model: Any, name: str) -> bool:
+    """Whether ``model``'s forward accepts the keyword argument ``name``."""
     target = model.forward if isinstance(model, nn.Module) else model
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
-    return "position_ids" in params
+    return name in params
 
 
-def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor]) -> Tensor:
-    """``model(ids, attention_mask=mask[, position_ids=positions])``'s logits (buffers left untouched)."""
-    keywords = {"attention_mask": mask} if positions is None else {"attention_mask": mask, "position_ids": positions}
+def takes_position_ids(model: Any) -> bool:
+    return takes(model, "position_ids")
+
+
+def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor], keep: Optional[int] = None
+               ) -> Tensor:
+    """``model(ids, attention_mask=mask[, position_ids=positions][, logits_to_keep=keep])``'s logits
+    (buffers left untouched). ``keep``: only the last ``keep`` positions' logits (Hugging Face's
+    ``logits_to_keep``: the read-out, ``(T, E) x (E, V)``, then runs on those positions only)."""
+    keywords: dict = {"attention_mask": mask}
+    if positions is not None:
+        keywords["position_ids"] = positions
+    if keep is not None:
+        keywords["logits_to_keep"] = keep
     return logits_of(call(model, (ids,), as_args((), keywords)))
 
 
 class CausalLM(nn.Module):
     """``(ids, mask[, positions]) -> logits``: a causal LM with positional arguments, for the split."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, keep: Optional[int] = None) -> None:
         super().__init__()
         self.model = model
+        self.keep = keep
 
     def forward(self, ids: Tensor, mask: Tensor, positions: Optional[Tensor] = None) -> Tensor:
-        return call_model(self.model, ids, mask, positions)
+        return call_model(self.model, ids, mask, positions, self.keep)
 
 
 def positions_from(mask: Tensor) -> Tensor:
@@ -83,6 +95,8 @@ class Prompts:
       target: ``(B, T_out)`` target ids.
       full_ids, full_mask: ``(B, T_in + T_out)``: prompt then target.
       positions: ``(B, T_in + T_out)`` position ids, or None (no padding, or a model that takes none).
+      keep: ``T_out + 1`` when the model takes ``logits_to_keep`` (only the positions that predict a
+        target token, and the last, get logits), else None.
     """
 
     ids: Tensor
@@ -92,6 +106,12 @@ class Prompts:
     full_ids: Tensor
     full_mask: Tensor
     positions: Optional[Tensor]
+    keep: Optional[int]
+
+    @property
+    def n_logits(self) -> int:
+        """Positions the model returns logits for."""
+        return self.keep if self.keep is not None else self.n_in + self.n_out
 
     @property
     def n_in(self) -> int:
@@ -121,29 +141,34 @@ class Prompts:
         return torch.cat([ids, self.target.repeat(k, 1)], dim=1)
 
 
-def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool) -> Prompts:
+def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool,
+            with_keep: bool) -> Prompts:
     order = torch.argsort(attention_mask.to(torch.int8), dim=1, stable=True)
     ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
     full_ids = torch.cat([ids, target_ids], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(target_ids, dtype=mask.dtype)], dim=1)
     padded = bool((mask == 0).any())
     positions = positions_from(full_mask) if padded and with_positions else None
-    return Prompts(ids, mask, order, target_ids, full_ids, full_mask, positions)
+    keep = target_ids.shape[1] + 1 if with_keep else None
+    return Prompts(ids, mask, order, target_ids, full_ids, full_mask, positions, keep)
 
 
-def check_logits(logits: Tensor, n_rows: int, n_total: int) -> None:
+def check_logits(logits: Tensor, n_rows: int, n_total: int, kept: bool = False) -> None:
     if logits.dim() != 3 or logits.shape[0] != n_rows or logits.shape[1] != n_total:
-        fail("model", f"a causal LM returning logits of shape ({n_rows}, {n_total}, V): one row per position "
-             "of prompt + target", logits,
+        where = (f"the last {n_total} positions (logits_to_keep={n_total})" if kept else
+                 "one row per position of prompt + target")
+        fail("model", f"a causal LM returning logits of shape ({n_rows}, {n_total}, V): {where}", logits,
              "token_attribution teacher-forces the target after the prompt and reads each output token's "
              "logits at the position before it.")
 
 
-def step_values(logits: Tensor, target: Tensor, n_in: int, step: Step, foil: Optional[Tensor]) -> Tensor:
-    """``(N, T_out)``: the step value of every output token, from the full sequence's logits."""
+def step_values(logits: Tensor, target: Tensor, n_logits: int, kept: bool, step: Step, foil: Optional[Tensor]
+                ) -> Tensor:
+    """``(N, T_out)``: the step value of every output token, from the logits of the last ``n_logits``
+    positions of prompt + target (all of them unless ``kept``)."""
     n_out = target.shape[1]
-    check_logits(logits, target.shape[0], n_in + n_out)
-    scores = logits[:, n_in - 1:n_in - 1 + n_out]
+    check_logits(logits, target.shape[0], n_logits, kept)
+    scores = logits[:, n_logits - n_out - 1:n_logits - 1]
     if callable(step):
         got = step(scores, target)
         if not isinstance(got, Tensor) or got.shape != target.shape:

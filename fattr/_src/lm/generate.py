@@ -11,7 +11,7 @@ Tensor = torch.Tensor
 
 
 def greedy(model: Any, ids: Tensor, mask: Tensor, max_new_tokens: int, eos: Tuple[int, ...], pad_id: int,
-           with_positions: bool) -> Tuple[Tensor, Tensor]:
+           with_positions: bool, with_keep: bool) -> Tuple[Tensor, Tensor]:
     """``(target_ids, target_mask)``, each ``(B, T_out)``, ``T_out <= max_new_tokens``.
 
     ``ids`` and ``mask`` are left-padded. Every step is one forward of the whole batch over the
@@ -29,8 +29,8 @@ def greedy(model: Any, ids: Tensor, mask: Tensor, max_new_tokens: int, eos: Tupl
             seq = torch.cat([ids, out], dim=1)
             seq_mask = torch.cat([mask, torch.ones_like(out, dtype=mask.dtype)], dim=1)
             positions = positions_from(seq_mask) if with_positions and bool((mask == 0).any()) else None
-            logits = call_model(model, seq, seq_mask, positions)
-            check_logits(logits, b, seq.shape[1])
+            logits = call_model(model, seq, seq_mask, positions, 1 if with_keep else None)
+            check_logits(logits, b, 1 if with_keep else seq.shape[1], with_keep)
             nxt = logits[:, -1].argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             live = torch.cat([live, (~done)[:, None]], dim=1)

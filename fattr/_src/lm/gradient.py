@@ -35,7 +35,7 @@ class Embedded:
 
     def __init__(self, model: Any, layer: Any, prompts: Prompts) -> None:
         self.prompts = prompts
-        self.lf = LayerFunction(CausalLM(model), layer, False, name="layer")
+        self.lf = LayerFunction(CausalLM(model, prompts.keep), layer, False, name="layer")
         (self.emb,), self.rest = self.lf.head((prompts.full_ids,), prompts.model_args())
         b, t = prompts.full_ids.shape
         if self.emb.dim() != 3 or self.emb.shape[1] != t:

@@ -10,7 +10,7 @@ from ..errors import Shown, check_callable, check_choice, check_nonnegative_floa
     check_positive_int, fail
 from ..randomness import resolve
 from . import gradient, perturbation
-from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, \
+from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes, \
     takes_position_ids
 from .generate import greedy
 from .result import TokenAttribution
@@ -219,7 +219,7 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
     if vocab is not None:
         check_vocabulary(vocab, input_ids=input_ids, baselines=base if isinstance(base, Tensor) else
                          (torch.tensor([base]) if base is not None else None))
-    with_positions = takes_position_ids(model)
+    with_positions, with_keep = takes_position_ids(model), takes(model, "logits_to_keep")
 
     if target_ids is None:
         new = check_positive_int("max_new_tokens", 25 if max_new_tokens is None else max_new_tokens)
@@ -228,7 +228,7 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
         pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         target_ids, target_mask = greedy(model, input_ids.gather(1, order), mask.gather(1, order), new, eos,
                                          int(pad) if isinstance(pad, int) else (eos[0] if eos else 0),
-                                         with_positions)
+                                         with_positions, with_keep)
     else:
         target_ids = _ids("target_ids", target_ids)
         if target_ids.shape[0] != b:
@@ -243,19 +243,19 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
         foil = _ids("foil_ids", foil_ids, tuple(target_ids.shape), " (like target_ids)")
     if vocab is not None:
         check_vocabulary(vocab, target_ids=target_ids, foil_ids=foil)
-    prompts = prepare(input_ids, mask, target_ids, with_positions)
+    prompts = prepare(input_ids, mask, target_ids, with_positions, with_keep)
 
     def select(logits: Tensor, target: Tensor) -> Tensor:
         k = target.shape[0] // b
-        return step_values(logits, target, n_in, step, None if foil is None else foil.repeat(k, 1))
+        return step_values(logits, target, prompts.n_logits, with_keep, step, None if foil is None else foil.repeat(k, 1))
 
     def values_of(ids: Tensor) -> Tensor:  # prompts (k*B, T_in), left-padded -> (k*B, T_out)
         k = ids.shape[0] // b
         positions = None if prompts.positions is None else prompts.positions.repeat(k, 1)
-        logits = call_model(model, prompts.with_prompt(ids), prompts.full_mask.repeat(k, 1), positions)
+        logits = call_model(model, prompts.with_prompt(ids), prompts.full_mask.repeat(k, 1), positions, prompts.keep)
         return select(logits, prompts.target.repeat(k, 1))
 
-    logits = call_model(model, prompts.full_ids, prompts.full_mask, prompts.positions)
+    logits = call_model(model, prompts.full_ids, prompts.full_mask, prompts.positions, prompts.keep)
     values = select(logits, prompts.target)
     if vocab is None:  # known only now: the logits' last dim
         check_vocabulary(logits.shape[-1], input_ids=input_ids, target_ids=target_ids, foil_ids=foil,
