@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple, Union
@@ -23,6 +24,7 @@ from torch import nn
 from ..arguments import as_args
 from ..calling import call
 from ..errors import Shown, fail
+from ..layer import locking
 
 Tensor = torch.Tensor
 Step = Union[str, Callable[[Tensor, Tensor], Tensor]]
@@ -53,17 +55,20 @@ def takes_position_ids(model: Any) -> bool:
     return takes(model, "position_ids")
 
 
-def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor], keep: Optional[int] = None
-               ) -> Tensor:
+def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor], keep: Optional[int] = None,
+               *, lock: bool = True) -> Tensor:
     """``model(ids, attention_mask=mask[, position_ids=positions][, logits_to_keep=keep])``'s logits
     (buffers left untouched). ``keep``: only the last ``keep`` positions' logits (Hugging Face's
-    ``logits_to_keep``: the read-out, ``(T, E) x (E, V)``, then runs on those positions only)."""
+    ``logits_to_keep``: the read-out, ``(T, E) x (E, V)``, then runs on those positions only).
+    ``lock``: run under the reader side of the tracing lock (False inside a split, which holds it
+    already, or traces this very call)."""
     keywords: dict = {"attention_mask": mask}
     if positions is not None:
         keywords["position_ids"] = positions
     if keep is not None:
         keywords["logits_to_keep"] = keep
-    return logits_of(call(model, (ids,), as_args((), keywords)))
+    with locking.reading() if lock else contextlib.nullcontext():  # not while another thread traces (fx)
+        return logits_of(call(model, (ids,), as_args((), keywords)))
 
 
 class CausalLM(nn.Module):
@@ -75,7 +80,7 @@ class CausalLM(nn.Module):
         self.keep = keep
 
     def forward(self, ids: Tensor, mask: Tensor, positions: Optional[Tensor] = None) -> Tensor:
-        return call_model(self.model, ids, mask, positions, self.keep)
+        return call_model(self.model, ids, mask, positions, self.keep, lock=False)
 
 
 def positions_from(mask: Tensor) -> Tensor:
