@@ -17,7 +17,6 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from ..arguments import tile_args
-from ..calling import call
 from ..cotangents import output_gradients
 from ..errors import fail
 from ..layer.view import LayerFunction
@@ -67,9 +66,6 @@ class Embedded:
             reduce=lambda grads, cols, *ops: (contract(grads[0], *ops),), operands=operands)
         return values, reduced
 
-    def values(self, select: Select) -> Tensor:
-        return select(call(self.f, (self.emb,), tuple(self.rest)), self.prompts.target)
-
 
 def _prompt_part(per_position: Tensor, n_in: int) -> Tensor:
     """``(T_out, B, T) -> (B, T_out, T_in)``."""
@@ -99,14 +95,15 @@ def integrated_gradients(e: Embedded, baselines: Any, n_steps: int, method: Any,
     return _prompt_part(total, n_in)
 
 
-def gradient_x_activation(e: Embedded, select: Select, cotangent_chunk: Optional[int]) -> Tensor:
+def gradient_x_activation(e: Embedded, select: Select, cotangent_chunk: Optional[int]) -> Tuple[Tensor, Tensor]:
+    """``(attributions, step values at the prompts)``: the values come with the gradients' forward."""
     act = e.emb * e.where
 
     def contract(grads: Tensor, act: Tensor) -> Tensor:
         return (grads * act).sum(-1)
 
-    _, attr = e.gradients(e.emb, 1, select, (act,), contract, cotangent_chunk)
-    return _prompt_part(attr, e.prompts.n_in)
+    values, attr = e.gradients(e.emb, 1, select, (act,), contract, cotangent_chunk)
+    return _prompt_part(attr, e.prompts.n_in), values
 
 
 def gradient_shap(e: Embedded, baselines: Any, n_samples: int, stdevs: float, chunk_size: Optional[int],

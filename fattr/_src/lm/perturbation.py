@@ -33,10 +33,10 @@ def to_tokens(per_feature: Tensor, groups: Tensor) -> Tensor:
     return out * (groups >= 0)[:, None, :].to(out.dtype)
 
 
-def feature_ablation(values: Values, ids: Tensor, base: Tensor, groups: Tensor, n_features: int,
+def feature_ablation(values: Values, original: Tensor, ids: Tensor, base: Tensor, groups: Tensor, n_features: int,
                      per_eval: Optional[int]) -> Tensor:
-    """``f(x) - f(x with feature j at the baseline)`` for every feature j: ``(B, T_out, T_in)``."""
-    original = values(ids)  # (B, T_out)
+    """``f(x) - f(x with feature j at the baseline)`` for every feature j: ``(B, T_out, T_in)``; ``original``
+    is ``f(x)`` ``(B, T_out)``."""
     feats = torch.arange(n_features, device=ids.device)
     prompts = torch.where(groups[None] == feats[:, None, None], base[None], ids[None])  # (F, B, T_in)
     ablated = _batched(values, prompts, per_eval)  # (F, B, T_out)

@@ -255,9 +255,10 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
         logits = call_model(model, prompts.with_prompt(ids), prompts.full_mask.repeat(k, 1), positions, prompts.keep)
         return select(logits, prompts.target.repeat(k, 1))
 
-    logits = call_model(model, prompts.full_ids, prompts.full_mask, prompts.positions, prompts.keep)
-    values = select(logits, prompts.target)
-    if vocab is None:  # known only now: the logits' last dim
+    values: Optional[Tensor] = None  # the step values at the prompts, from whichever pass gives them first
+    if vocab is None:  # known only from the logits' last dim
+        logits = call_model(model, prompts.full_ids, prompts.full_mask, prompts.positions, prompts.keep)
+        values = select(logits, prompts.target)
         check_vocabulary(logits.shape[-1], input_ids=input_ids, target_ids=target_ids, foil_ids=foil,
                          baselines=base if isinstance(base, Tensor) else torch.tensor([base or 0]))
     left_base = None if base is None else (prompts.left(base) if isinstance(base, Tensor) else
@@ -268,7 +269,8 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
             attr = gradient.integrated_gradients(e, left_base, n_steps, integration_method, chunk_size, select,
                                                  cotangent_chunk)
         elif method == "gradient_x_activation":
-            attr = gradient.gradient_x_activation(e, select, cotangent_chunk)
+            attr, at_x = gradient.gradient_x_activation(e, select, cotangent_chunk)
+            values = at_x if values is None else values
         else:
             attr = gradient.gradient_shap(e, left_base, n_samples, stdevs, chunk_size,
                                           resolve(generator, input_ids.device), select, cotangent_chunk)
@@ -276,10 +278,15 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
         assert left_base is not None  # refused at the boundary
         groups, n_features = _groups(feature_mask, prompts)
         if method == "feature_ablation":
-            attr = perturbation.feature_ablation(values_of, prompts.ids, left_base, groups, n_features, per_eval)
+            if values is None:
+                values = values_of(prompts.ids)
+            attr = perturbation.feature_ablation(values_of, values, prompts.ids, left_base, groups, n_features,
+                                                 per_eval)
         else:
             attr = perturbation.shapley_value_sampling(values_of, prompts.ids, left_base, groups, n_features,
                                                        n_samples, per_eval, resolve(generator, input_ids.device))
+    if values is None:
+        values = values_of(prompts.ids)
     live = target_mask.to(attr.dtype)
     token_attr = prompts.back(attr) * live[..., None]
     return TokenAttribution(token_attr=token_attr, seq_attr=token_attr.sum(1), values=values * live,
