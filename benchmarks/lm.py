@@ -148,10 +148,13 @@ def _once(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def run(quick: bool, n_steps: int, runs: int, small: bool = False) -> List[Dict[str, Any]]:
+METHODS = ["integrated_gradients", "gradient_x_activation", "feature_ablation"]
+
+
+def run(quick: bool, n_steps: int, runs: int, small: bool = False, methods: Any = None) -> List[Dict[str, Any]]:
     tok = tokenizer()
     records = []
-    methods = ["integrated_gradients", "gradient_x_activation", "feature_ablation"]
+    methods = methods or METHODS
     batches = [1] if quick else [1, 4]
     g = torch.Generator().manual_seed(0)
     for name, model in models(small).items():
@@ -220,11 +223,12 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--n-steps", type=int, default=16, help="IG path points (default 16)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--methods", nargs="*", choices=METHODS, default=None)
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         records = run(args.quick or args.smoke, 4 if args.smoke else args.n_steps, 1 if args.smoke else args.runs,
-                      small=args.smoke)
+                      small=args.smoke, methods=args.methods)
     print(table(records))
     if args.json:
         with open(args.json, "w") as f:
