@@ -159,7 +159,9 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
       max_new_tokens: tokens to decode when ``target_ids`` is None.
       n_steps: path points of integrated gradients.
       integration_method: its quadrature rule (as ``fattr.quadrature``'s ``method``).
-      chunk_size: path points (gradient SHAP samples) per forward; None: all at once.
+      chunk_size: path points (gradient SHAP samples) per forward. None: on CPU about 16 rows per forward
+        (``max(1, 16 // B)`` points: with 4 prompts of 64 + 16 tokens, 4 points per pass took 0.87x the
+        time of all 16 at once), elsewhere all at once.
       n_samples: samples of gradient SHAP, orders of Shapley value sampling.
       stdevs: gradient SHAP's noise on the prompt embeddings.
       feature_mask: ``(B, T_in)`` or ``(1, T_in)`` integer feature ids grouping prompt tokens
@@ -204,6 +206,8 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
     n_steps = check_positive_int("n_steps", n_steps)
     n_samples = check_positive_int("n_samples", n_samples)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
+    if chunk_size is None and input_ids.device.type == "cpu":  # measured on CPU (see the docstring)
+        chunk_size = max(1, 16 // b)
     per_eval = check_optional_positive_int("perturbations_per_eval", perturbations_per_eval)
     cotangent_chunk = check_optional_positive_int("cotangent_chunk", cotangent_chunk)
     stdevs = check_nonnegative_float("stdevs", stdevs)
