@@ -416,6 +416,10 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
     unpaired = pairs.unpaired_methods()
     if unpaired:
         print(f"\nRegistered fattr methods without a benchmark pair: {', '.join(unpaired)}")
+        # language models: the lm case has its own harness (prompt and target ids, Captum's LLM classes)
+        lm = [n for n in unpaired if pairs.registry()[n].inputs == "token_ids"]
+        if lm:
+            print(f"({', '.join(lm)}: the `lm` case, `python -m benchmarks.lm`, benchmarks/README.md)")
     if mem:
         print(f"\nPeak memory of integrated_gradients (above the pre-call level; "
               f"{'CUDA max_memory_allocated' if device.type == 'cuda' else 'CPU peak RSS of a subprocess'}):\n")

@@ -64,6 +64,9 @@ from fattr._src.neuron.methods import neuron_gradient as neuron_gradient
 from fattr._src.neuron.methods import neuron_gradient_shap as neuron_gradient_shap
 from fattr._src.neuron.methods import neuron_guided_backprop as neuron_guided_backprop
 from fattr._src.neuron.methods import neuron_integrated_gradients as neuron_integrated_gradients
+# language models: token-by-token attribution of generated text
+from fattr._src.lm.result import TokenAttribution as TokenAttribution
+from fattr._src.lm.token_attribution import token_attribution as token_attribution
 
 __version__ = "0.1.0"
 
@@ -138,4 +141,7 @@ __all__ = [
     "neuron_gradient_shap",
     "neuron_guided_backprop",
     "neuron_integrated_gradients",
+    # language models: token-by-token attribution of generated text
+    "token_attribution",
+    "TokenAttribution",
 ]

@@ -8,11 +8,14 @@ module; the first access to ``fattr.viz`` does.
   methods and signs; diverging red-white-green colours centred at zero).
 - :func:`image_grid`: a table of methods x examples as one Figure.
 - :func:`text`: tokens coloured by their attributions, as an HTML snippet.
+- :func:`token_matrix`: a language model's output x prompt token attributions
+  (:func:`fattr.token_attribution`) as a heat map.
 """
 from fattr._src.viz.arrays import METHODS as METHODS
 from fattr._src.viz.arrays import SIGNS as SIGNS
 from fattr._src.viz.grid import image_grid as image_grid
 from fattr._src.viz.image import image as image
 from fattr._src.viz.text import text as text
+from fattr._src.viz.token_matrix import token_matrix as token_matrix
 
-__all__ = ["image", "image_grid", "text", "METHODS", "SIGNS"]
+__all__ = ["image", "image_grid", "text", "token_matrix", "METHODS", "SIGNS"]

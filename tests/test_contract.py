@@ -78,6 +78,31 @@ def _image(x):
     return x.reshape(x.shape[0], 1, h, k // h)  # no -1: also for a batch of no examples
 
 
+class CausalView(nn.Module):
+    """``Net`` as a causal language model over 3 tokens (for ``inputs="token_ids"`` methods): one-hot ids,
+    ``body.0`` as the embedding layer, a causal running mean, the rest of ``Net`` per position."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.train(net.training)
+
+    def forward(self, ids, attention_mask=None):
+        h = self.net.body[0](nn.functional.one_hot(ids, D).to(torch.float64))
+        h = h.cumsum(1) / torch.arange(1, ids.shape[1] + 1, dtype=h.dtype)[:, None]
+        h = self.net.norm(self.net.body[2](self.net.body[1](h)).flatten(0, 1)).unflatten(0, ids.shape)
+        return self.net.head(h)
+
+
+def call_lm(spec, model, x, kwargs):
+    """A token-ids method: prompts and targets derived from ``x`` (ids < C, the view's vocabulary)."""
+    ids, target_ids = (x.abs() * 7).long() % C, (x[:, :2].abs() * 11).long() % C
+    target_ids = target_ids[: len(kwargs.pop("target", target_ids))]  # a short target list: a batch mismatch
+    view = CausalView(model)
+    out = spec.fn(view, ids, target_ids, layer=model.body[0], **kwargs)
+    return out.token_attr, out.values
+
+
 def call(spec, model, x, *, dist=None, seed=0, layer="body.1", **extra):
     """Call any registered method the same way (an images-only method sees the vectors as images)."""
     if spec.images:
@@ -92,6 +117,8 @@ def call(spec, model, x, *, dist=None, seed=0, layer="body.1", **extra):
     if spec.stochastic:
         kwargs["generator"] = torch.Generator().manual_seed(seed)
     kwargs.update(extra)
+    if spec.inputs == "token_ids":
+        return call_lm(spec, model, x, kwargs)
     positional = [model] + ([layer] if spec.layer else []) + [x]
     if spec.baselines == "optional":
         base = 0.1 if not isinstance(x, tuple) else (0.1, 0.0)
@@ -137,11 +164,12 @@ def test_structure(name):
         assert torch.isfinite(t).all()
     if spec.output == "interactions":
         assert isinstance(out, torch.Tensor) and out.shape == x.shape + x.shape[1:]
-    elif not spec.layer or spec.neuron:  # neuron methods attribute to the inputs
+    elif (not spec.layer or spec.neuron) and spec.inputs == "features":  # neuron methods attribute to the inputs
         assert isinstance(out, torch.Tensor) and out.shape == x.shape
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not SPECS[n].layer and SPECS[n].output == "inputs"])
+@pytest.mark.parametrize("name", [n for n in NAMES if not SPECS[n].layer and SPECS[n].output == "inputs"
+                                  and SPECS[n].inputs == "features"])
 def test_tuple_inputs_give_tuple_attributions(name):
     spec = SPECS[name]
     torch.manual_seed(0)

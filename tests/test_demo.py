@@ -35,7 +35,7 @@ def test_quick_run_writes_its_three_files(tmp_path):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and 5_000 < len(data) < 1_000_000
     report = (out / "report.md").read_text()
-    for spec in fattr.methods():
+    for spec in attribute.image_methods():
         assert f"| `{spec.name}` |" in report
     assert "**failed**" not in report
     assert "## Attribution prior" in report and "held-out accuracy" in report
@@ -117,7 +117,7 @@ def test_every_registered_method_is_one_call_with_an_image_sized_picture(small_d
     model = make_model(1)
     x, y = small_digits.test_x[:3], small_digits.test_y[:3]
     outcomes = attribute.run_all(model, LAYER, x, y, small_digits.train_x[:4], seed=0, log=lambda m: None)
-    assert [o.name for o in outcomes] == [s.name for s in fattr.methods()]
+    assert [o.name for o in outcomes] == [s.name for s in attribute.image_methods()]
     for o in outcomes:
         assert o.error is None, (o.name, o.error, o.note)
         if o.picture is not None:

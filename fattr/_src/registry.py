@@ -41,6 +41,8 @@ from .neuron.conductance import neuron_conductance
 from .neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_gradient,
                              neuron_feature_ablation, neuron_gradient_shap, neuron_guided_backprop,
                              neuron_integrated_gradients)
+# language models: token-by-token attribution of generated text
+from .lm.token_attribution import token_attribution
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class MethodSpec:
         that hold one row per example when they have ``B`` rows, such as a per-example
         baseline or mask: :func:`fattr.noise_tunnel` repeats them for the noisy copies. A
         distribution (SHAP baselines) is not listed, so it is not repeated.
+      inputs: ``"features"`` (tensors, the conventions above) or ``"token_ids"``: a causal language
+        model and prompt ids, ``fn(model, input_ids, target_ids, *, layer=..., **options)``
+        returning a :class:`fattr.TokenAttribution`.
     """
 
     name: str
@@ -83,6 +88,7 @@ class MethodSpec:
     images: bool = False
     output: str = "inputs"
     per_example: Tuple[str, ...] = ()
+    inputs: str = "features"
 
 
 # the neurons generic calls attribute: channels (or columns) 0 and 1 of the layer, summed
@@ -172,6 +178,9 @@ _SPECS = [
     MethodSpec("neuron_conductance", neuron_conductance, baselines="optional", layer=True, neuron=True, chunked=True,
                needs_module=True, options=_SELECT + (("n_steps", 16), ("method", "gausslegendre")),
                per_example=("baselines",)),
+    # language models: token-by-token attribution (its other methods: tests/test_token_attribution.py)
+    MethodSpec("token_attribution", token_attribution, chunked=True, needs_module=True, inputs="token_ids",
+               options=(("n_steps", 8),)),
 ]
 
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}

@@ -60,7 +60,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
     import fattr
 
     from . import captum_ref, figures, metrics, prior, report
-    from .attribute import run_all
+    from .attribute import image_methods, run_all
     from .data import load, one_per_class
     from .model import LAYER, make_model
     from .train import train
@@ -90,7 +90,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
         predictions = model(x).argmax(1)
     pick = torch.randperm(data.train_x.shape[0], generator=torch.Generator().manual_seed(seed + 3))[:16]
     distribution = data.train_x[pick]
-    names = [spec.name for spec in fattr.methods()]
+    names = [spec.name for spec in image_methods()]
     log(f"attributing {x.shape[0]} held-out digits with {len(names)} registered methods: {', '.join(names)}")
     repeats = 1 if quick else 3
     outcomes = run_all(model, LAYER, x, y, distribution, seed + 4, log=log, repeats=repeats)
@@ -130,6 +130,12 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
                  layer=LAYER, prior=result, prior_epochs=prior_epochs, total_seconds=time.perf_counter() - start,
                  repeats=repeats, metrics=metrics_table)
     log(f"wrote {out / 'attributions.png'}, {out / 'prior.png'}, {out / 'report.md'}")
+    # language models: a tiny causal transformer explained token by token (fattr.token_attribution)
+    from . import lm
+    log("language model: training a tiny causal transformer on positional recall")
+    with open(out / "report.md", "a") as f:
+        f.write(lm.run(out, quick, seed, log))
+    log(f"wrote {out / 'lm.png'} and the report's language-model section")
     failed = [o for o in outcomes if o.error is not None]
     if failed:
         details = "\n".join(f"  {o.name}: {o.error}" for o in failed)

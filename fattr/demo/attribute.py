@@ -106,6 +106,11 @@ def picture(attr: Any, size: Tuple[int, int]) -> Tuple[Optional[torch.Tensor], s
     return upsample(summed, size), f"{channels}{tuple(attr.shape[-2:])} upsampled by {how}"
 
 
+def image_methods() -> list:
+    """The registered methods that take tensors (not a language model's token ids: see ``lm``)."""
+    return [spec for spec in fattr.methods() if spec.inputs == "features"]
+
+
 def run_all(model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Tensor,
             distribution: torch.Tensor, seed: int, log: Any = print, repeats: int = 3) -> list:
     """Call every registered method on ``x``; failures are recorded, not raised.
@@ -117,7 +122,7 @@ def run_all(model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Te
     layer = model.get_submodule(layer_name)
     size = tuple(x.shape[-2:])
     outcomes = []
-    for i, spec in enumerate(fattr.methods()):
+    for i, spec in enumerate(image_methods()):
         outcome = Outcome(spec.name, spec)
         try:
             times = []

@@ -1,0 +1,1 @@
+"""Causal language models: token-by-token attribution of generated text (``token_attribution``)."""

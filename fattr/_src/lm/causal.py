@@ -1,0 +1,207 @@
+"""A causal language model seen by the engine: prompt + target teacher-forced in one forward.
+
+* :class:`Prompts`: the prompts moved to left padding (a stable sort of every row by its
+  attention mask: pads first, tokens in order; right, left or mixed padding all end up
+  left-padded), the full sequences ``prompt + target``, their attention mask and, when the
+  model's ``forward`` takes them, position ids counted from the mask (as Hugging Face's
+  ``generate`` does), so a padded prompt sees the positions it would see alone.
+* :class:`CausalLM`: the model as an ``nn.Module`` ``(ids, mask[, positions]) -> logits``
+  (a ``ModelOutput``'s ``.logits`` taken), so that it can be split at its embedding layer.
+* :func:`step_values`: the value attributed for each output token (``step``), read from the
+  logits at the positions that predict the target tokens, after checking that the model is
+  causal-shaped (one logit row per position).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..arguments import as_args
+from ..calling import call
+from ..errors import Shown, fail
+from ..layer import locking
+
+Tensor = torch.Tensor
+Step = Union[str, Callable[[Tensor, Tensor], Tensor]]
+STEPS = ("log_prob", "prob", "logit", "contrast")
+
+
+def logits_of(out: Any) -> Tensor:
+    """The logits of a model's output: a tensor, or an object / dict with ``logits``."""
+    if isinstance(out, Tensor):
+        return out
+    found = out.get("logits") if isinstance(out, dict) else getattr(out, "logits", None)
+    if not isinstance(found, Tensor):
+        fail("model", "to return logits (B, T, V), or an object with a .logits tensor", out, kind=TypeError)
+    return found
+
+
+def takes(model: Any, name: str) -> bool:
+    """Whether ``model``'s forward accepts the keyword argument ``name``."""
+    target = model.forward if isinstance(model, nn.Module) else model
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def takes_position_ids(model: Any) -> bool:
+    return takes(model, "position_ids")
+
+
+def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor], keep: Optional[int] = None,
+               *, lock: bool = True) -> Tensor:
+    """``model(ids, attention_mask=mask[, position_ids=positions][, logits_to_keep=keep])``'s logits
+    (buffers left untouched). ``keep``: only the last ``keep`` positions' logits (Hugging Face's
+    ``logits_to_keep``: the read-out, ``(T, E) x (E, V)``, then runs on those positions only).
+    ``lock``: run under the reader side of the tracing lock (False inside a split, which holds it
+    already, or traces this very call)."""
+    keywords: dict = {"attention_mask": mask}
+    if positions is not None:
+        keywords["position_ids"] = positions
+    if keep is not None:
+        keywords["logits_to_keep"] = keep
+    with locking.reading() if lock else contextlib.nullcontext():  # not while another thread traces (fx)
+        return logits_of(call(model, (ids,), as_args((), keywords)))
+
+
+class CausalLM(nn.Module):
+    """``(ids, mask[, positions]) -> logits``: a causal LM with positional arguments, for the split."""
+
+    def __init__(self, model: nn.Module, keep: Optional[int] = None) -> None:
+        super().__init__()
+        self.model = model
+        self.keep = keep
+
+    def forward(self, ids: Tensor, mask: Tensor, positions: Optional[Tensor] = None) -> Tensor:
+        return call_model(self.model, ids, mask, positions, self.keep, lock=False)
+
+
+def positions_from(mask: Tensor) -> Tensor:
+    """Position ids counted over the unmasked tokens (Hugging Face ``generate``'s rule)."""
+    positions = mask.long().cumsum(-1) - 1
+    return positions.masked_fill(mask == 0, 1)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Prompts in left padding with their targets appended.
+
+    Attributes:
+      ids: ``(B, T_in)`` prompt ids, left-padded.
+      mask: ``(B, T_in)`` 1 at tokens, 0 at pads (left-padded).
+      order: ``(B, T_in)``: ``ids[b, j] = input_ids[b, order[b, j]]``.
+      target: ``(B, T_out)`` target ids.
+      full_ids, full_mask: ``(B, T_in + T_out)``: prompt then target.
+      positions: ``(B, T_in + T_out)`` position ids, or None (no padding, or a model that takes none).
+      keep: ``T_out + 1`` when the model takes ``logits_to_keep`` (only the positions that predict a
+        target token, and the last, get logits), else None.
+    """
+
+    ids: Tensor
+    mask: Tensor
+    order: Tensor
+    target: Tensor
+    full_ids: Tensor
+    full_mask: Tensor
+    positions: Optional[Tensor]
+    keep: Optional[int]
+
+    @property
+    def n_logits(self) -> int:
+        """Positions the model returns logits for."""
+        return self.keep if self.keep is not None else self.n_in + self.n_out
+
+    @property
+    def n_in(self) -> int:
+        return self.ids.shape[1]
+
+    @property
+    def n_out(self) -> int:
+        return self.target.shape[1]
+
+    def model_args(self) -> Tuple[Tensor, ...]:
+        """What :class:`CausalLM` takes after the ids."""
+        return (self.full_mask,) if self.positions is None else (self.full_mask, self.positions)
+
+    def left(self, x: Tensor) -> Tensor:
+        """A ``(B, T_in, ...)`` tensor in the caller's order, permuted like the prompts."""
+        index = self.order.reshape(self.order.shape + (1,) * (x.dim() - 2)).expand_as(x)
+        return x.gather(1, index)
+
+    def back(self, attr: Tensor) -> Tensor:
+        """``(B, T_out, T_in)`` attributions in left-padded order, back in the caller's order."""
+        inverse = torch.argsort(self.order, dim=1)
+        return attr.gather(2, inverse[:, None, :].expand_as(attr))
+
+    def with_prompt(self, ids: Tensor) -> Tensor:
+        """Full sequences with prompts ``ids`` ``(N, T_in)`` (N a multiple of B, step-major)."""
+        k = ids.shape[0] // self.target.shape[0]
+        return torch.cat([ids, self.target.repeat(k, 1)], dim=1)
+
+
+def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool,
+            with_keep: bool) -> Prompts:
+    order = torch.argsort(attention_mask.to(torch.int8), dim=1, stable=True)
+    ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
+    full_ids = torch.cat([ids, target_ids], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(target_ids, dtype=mask.dtype)], dim=1)
+    padded = bool((mask == 0).any())
+    positions = positions_from(full_mask) if padded and with_positions else None
+    keep = target_ids.shape[1] + 1 if with_keep else None
+    return Prompts(ids, mask, order, target_ids, full_ids, full_mask, positions, keep)
+
+
+def check_logits(logits: Tensor, n_rows: int, n_total: int, kept: bool = False) -> None:
+    if logits.dim() != 3 or logits.shape[0] != n_rows or logits.shape[1] != n_total:
+        where = (f"the last {n_total} positions (logits_to_keep={n_total})" if kept else
+                 "one row per position of prompt + target")
+        fail("model", f"a causal LM returning logits of shape ({n_rows}, {n_total}, V): {where}", logits,
+             "token_attribution teacher-forces the target after the prompt and reads each output token's "
+             "logits at the position before it.")
+
+
+def step_values(logits: Tensor, target: Tensor, n_logits: int, kept: bool, step: Step, foil: Optional[Tensor]
+                ) -> Tensor:
+    """``(N, T_out)``: the step value of every output token, from the logits of the last ``n_logits``
+    positions of prompt + target (all of them unless ``kept``)."""
+    n_out = target.shape[1]
+    check_logits(logits, target.shape[0], n_logits, kept)
+    scores = logits[:, n_logits - n_out - 1:n_logits - 1]
+    if callable(step):
+        got = step(scores, target)
+        if not isinstance(got, Tensor) or got.shape != target.shape:
+            fail("step", f"a callable returning one value per output token, shape {tuple(target.shape)}", got)
+        return got
+    if step == "logit":
+        return scores.gather(-1, target[..., None])[..., 0]
+    log_probs = torch.log_softmax(scores, dim=-1)
+    chosen = log_probs.gather(-1, target[..., None])[..., 0]
+    if step == "log_prob":
+        return chosen
+    if step == "prob":
+        return chosen.exp()
+    assert foil is not None  # checked at the boundary
+    return chosen - log_probs.gather(-1, foil[..., None])[..., 0]
+
+
+def check_vocabulary(vocab: int, **ids: Optional[Tensor]) -> None:
+    """Every id below the vocabulary size (read once, after the first forward pass)."""
+    for name, t in ids.items():
+        if t is not None and t.numel() and int(t.max()) >= vocab:
+            fail(name, f"token ids in [0, {vocab}) (the model's vocabulary: its logits have {vocab} entries)",
+                 Shown(f"an id {int(t.max())}"))
+
+
+def eos_ids(model: Any) -> Tuple[int, ...]:
+    """End-of-sequence ids from ``model.config.eos_token_id`` (an int or a list), if any."""
+    eos = getattr(getattr(model, "config", None), "eos_token_id", None)
+    if eos is None:
+        return ()
+    return tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
