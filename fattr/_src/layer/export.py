@@ -37,6 +37,7 @@ from torch.fx.node import Node
 from torch.utils import _pytree as pytree
 
 from ..arguments import unpack
+from . import locking
 from .capture import Untraceable, attributes_kept
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
@@ -119,7 +120,8 @@ def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], f
     dynamic = (tuple({0: batch} if b else None for b in batched),)
     ep = None
     for preserve in (tuple(fqns), ()):  # the layers' calls kept whole if their arguments allow it
-        with attributes_kept(root.modules()), warnings.catch_warnings():
+        # an export runs the model's code under process-wide patches (like torch.fx): alone (see .locking)
+        with locking.writing(), attributes_kept(root.modules()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the export's own advice (register_buffer, deprecations)
             try:
                 ep = torch.export.export(root, examples, strict=False, dynamic_shapes=dynamic,

@@ -232,7 +232,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         structure a tuple-returning layer has, and the values, drawing the same random numbers)."""
         devices = sorted({t.device.index or 0 for t in pytree.tree_leaves(values)
                           if isinstance(t, torch.Tensor) and t.device.type == "cuda"})
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with torch.no_grad(), torch.random.fork_rng(devices=devices), locking.reading():
             state = torch.get_rng_state()
             ours, _ = export.run_head(plan, roots, values)
             torch.set_rng_state(state)
@@ -289,7 +289,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             with locking.reading():
                 acts, rest = graph.run_head(token.plan, model, bound)
         elif token.kind == "export":
-            acts, rest = export.run_head(token.plan, roots, values)
+            with locking.reading():
+                acts, rest = export.run_head(token.plan, roots, values)
         else:
             _warn_fallback(model, labels, token.reason)
             acts, rest = substitute.run_head(model, layers, labels, to_input, values)
@@ -308,7 +309,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if token.kind == "substitute":
             return substitute.run_tail(model, layers, labels, to_input, acts, carried)
         if token.kind == "export":
-            return export.run_tail(token.plan, roots, acts, carried)
+            with locking.reading():
+                return export.run_tail(token.plan, roots, acts, carried)
         if len(carried) != len(token.plan.rest):
             fail("rest", "the rest tuple returned by this split's head", rest)
         with locking.reading():

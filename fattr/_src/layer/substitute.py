@@ -22,6 +22,7 @@ from torch import nn
 from ..calling import call, modules_of
 from ..errors import Shown, fail
 from ..arguments import as_args, unpack
+from . import locking
 from .capture import attributes_kept, clone
 
 _CAPTURE = object()
@@ -93,7 +94,7 @@ def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], label
             pre, post = _hooks(swap)
             handles.append(swap.layer.register_forward_pre_hook(pre, with_kwargs=True))
             handles.append(swap.layer.register_forward_hook(post, with_kwargs=True))
-        with attributes_kept(_modules(f, swaps), strict=False):  # a forward that sets attributes
+        with locking.reading(), attributes_kept(_modules(f, swaps), strict=False):  # a forward that sets attributes
             positional, keywords = unpack(values)
             out = call(f, positional, as_args((), keywords))
     finally:
