@@ -45,7 +45,7 @@ def _mine(swap: _Swap) -> bool:
 
 
 def _hooks(swap: _Swap) -> Tuple[Callable[..., Any], Callable[..., Any]]:
-    def pre(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
+    def pre(module: nn.Module, args: Tuple[Any, ...]) -> Any:
         if not _mine(swap):
             return None
         swap.calls += 1
@@ -55,9 +55,9 @@ def _hooks(swap: _Swap) -> Tuple[Callable[..., Any], Callable[..., Any]]:
             swap.captured = clone(args[0] if len(args) == 1 else tuple(args))
             return None
         a = swap.activation
-        return clone(tuple(a) if isinstance(a, tuple) else (a,)), kwargs
+        return clone(tuple(a) if isinstance(a, tuple) else (a,))
 
-    def post(module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any], output: Any) -> Any:
+    def post(module: nn.Module, args: Tuple[Any, ...], output: Any) -> Any:
         if not _mine(swap) or swap.to_input or swap.calls != 1:
             return None
         if swap.activation is _CAPTURE:
@@ -92,8 +92,10 @@ def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], label
     try:
         for swap in swaps:
             pre, post = _hooks(swap)
-            handles.append(swap.layer.register_forward_pre_hook(pre, with_kwargs=True))
-            handles.append(swap.layer.register_forward_hook(post, with_kwargs=True))
+            # without kwargs: one dict entry each (with them, a second dict is written after the first,
+            # and another thread calling the layer in between would call the hook without its kwargs)
+            handles.append(swap.layer.register_forward_pre_hook(pre))
+            handles.append(swap.layer.register_forward_hook(post))
         with locking.reading(), attributes_kept(_modules(f, swaps), strict=False):  # a forward that sets attributes
             positional, keywords = unpack(values)
             out = call(f, positional, as_args((), keywords))

@@ -207,7 +207,7 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
     n_samples = check_positive_int("n_samples", n_samples)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     if chunk_size is None and input_ids.device.type == "cpu":  # measured on CPU (see the docstring)
-        chunk_size = max(1, 16 // b)
+        chunk_size = max(1, 16 // max(b, 1))
     per_eval = check_optional_positive_int("perturbations_per_eval", perturbations_per_eval)
     cotangent_chunk = check_optional_positive_int("cotangent_chunk", cotangent_chunk)
     stdevs = check_nonnegative_float("stdevs", stdevs)
@@ -239,6 +239,12 @@ def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor
             fail("target_ids", f"{b} rows (one continuation per prompt in input_ids)", target_ids)
         target_mask = torch.ones_like(target_ids, dtype=torch.bool)
     target_ids = target_ids.to(input_ids.device)
+    if b == 0:  # no prompts: no attributions
+        dtype = next((p.dtype for p in getattr(model, "parameters", lambda: iter(()))() if p.is_floating_point()),
+                     torch.get_default_dtype())
+        empty = torch.zeros((0, target_ids.shape[1], n_in), dtype=dtype, device=input_ids.device)
+        return TokenAttribution(token_attr=empty, seq_attr=empty.sum(1), values=empty[:, :, 0],
+                                input_ids=input_ids, target_ids=target_ids, target_mask=target_mask)
     foil = None
     if step == "contrast":
         if foil_ids is None:
