@@ -261,3 +261,19 @@ def test_padding_is_respected_through_kwargs() -> None:
     alone = fattr.layer_integrated_gradients(f, layer, ids[:1, :5], n_steps=8, target=0,
                                              kwargs={"attention_mask": kwargs["attention_mask"][:1, :5]})
     torch.testing.assert_close(full[:1, :5], alone, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_block_given_the_generation_cache_is_captured(name: str) -> None:
+    """Called as users call a causal LM (``use_cache`` on: a cache object reaches every block), the block is
+    cut where its hidden states leave it, and layer IG matches Captum."""
+    model = _model(name)
+    ids, mask = _text_inputs(3)
+    f = lambda ids, attention_mask: model(ids, attention_mask=attention_mask).logits[:, -1]  # noqa: E731
+    block = MODELS[name][2]["block"](model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fattr.CaptureWarning)
+        ours = fattr.layer_integrated_gradients(f, block, ids, n_steps=4, target=3, kwargs={"attention_mask": mask})
+    theirs = captum_attr.LayerIntegratedGradients(lambda i, m: f(i, attention_mask=m), block).attribute(
+        ids, torch.zeros_like(ids), target=3, additional_forward_args=(mask,), n_steps=4)
+    torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
