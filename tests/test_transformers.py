@@ -277,3 +277,37 @@ def test_a_block_given_the_generation_cache_is_captured(name: str) -> None:
     theirs = captum_attr.LayerIntegratedGradients(lambda i, m: f(i, attention_mask=m), block).attribute(
         ids, torch.zeros_like(ids), target=3, additional_forward_args=(mask,), n_steps=4)
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
+
+
+def test_differentiable_with_respect_to_parameters_through_a_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training loss on layer IG: the parameters' gradients (before, in and after the layer) through the
+    exported head and tail equal those through the fallback (the model itself). Eager attention: torch has no
+    double backward for CPU flash attention, whichever way the model is split."""
+    import fattr._src.layer.view as view
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=32, num_labels=3, attn_implementation="eager")).eval().double()
+    ids, mask = _text_inputs(4)
+    f = lambda ids, attention_mask: model(ids, attention_mask=attention_mask).logits  # noqa: E731
+    layer = model.bert.encoder.layer[0]
+    watched = [model.classifier.weight, model.bert.encoder.layer[1].output.dense.weight,
+               layer.attention.self.query.weight, model.bert.embeddings.word_embeddings.weight]
+
+    def grads() -> List[torch.Tensor]:
+        model.zero_grad()
+        attr = fattr.layer_integrated_gradients(f, layer, ids, n_steps=6, target=1, kwargs={"attention_mask": mask})
+        (attr ** 2).sum().backward()
+        return [p.grad.clone() for p in watched]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fattr.CaptureWarning)
+        captured = grads()
+    real = view.build
+    monkeypatch.setattr(view, "build", lambda *a, **k: real(*a, **{**k, "exportable": False}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fattr.CaptureWarning)
+        fallback = grads()
+    for a, b in zip(captured, fallback, strict=True):
+        assert float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
