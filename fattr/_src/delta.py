@@ -8,7 +8,7 @@ import torch
 from . import structure
 from .arguments import as_args, tile_args
 from .baselines import format_baselines
-from .errors import check_callable, fail
+from .errors import check_callable
 from .gradients import outputs
 from .targets import as_target
 
@@ -40,13 +40,8 @@ def completeness_delta(f: Callable[..., Any], inputs: Any, baselines: Any, attri
     """
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
-    attrs, attr_tuple = structure.as_tuple(attributions, "attributions")
-    if attr_tuple != was_tuple or len(attrs) != len(xs):
-        fail("attributions", f"the structure of inputs ({len(xs)} tensor(s))", attributions)
+    attrs = structure.like_inputs(attributions, xs, was_tuple)
     n = xs[0].shape[0]
-    for i, (a, x) in enumerate(zip(attrs, xs)):
-        if a.shape != x.shape:
-            fail(f"attributions[{i}]" if was_tuple else "attributions", f"shape {tuple(x.shape)} like the input", a)
     bases = format_baselines(baselines, xs)
     rows = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(xs, bases))
     args = as_args(args, kwargs)

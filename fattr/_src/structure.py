@@ -45,6 +45,17 @@ def require_floating(inputs: Tensors, name: str = "inputs") -> None:
                  x, INTEGER_INPUTS_HINT, kind=TypeError)
 
 
+def like_inputs(attributions: Any, xs: Tensors, was_tuple: bool, name: str = "attributions") -> Tensors:
+    """``attributions`` as a tuple, checked to have the inputs' structure and shapes."""
+    attrs, attr_tuple = as_tuple(attributions, name)
+    if attr_tuple != was_tuple or len(attrs) != len(xs):
+        fail(name, f"the structure of inputs ({len(xs)} tensor(s))", attributions)
+    for i, (a, x) in enumerate(zip(attrs, xs)):
+        if a.shape != x.shape:
+            fail(f"{name}[{i}]" if was_tuple else name, f"shape {tuple(x.shape)} like the input", a)
+    return attrs
+
+
 def restore(values: Tensors, was_tuple: bool) -> TensorOrTensors:
     """Undo :func:`as_tuple`."""
     return tuple(values) if was_tuple else values[0]

@@ -51,12 +51,7 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
            baselines: Any, n_steps: int, feature_mask: Any, delete: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
-    attrs, attr_tuple = structure.as_tuple(attributions, "attributions")
-    if attr_tuple != was_tuple or len(attrs) != len(xs):
-        fail("attributions", f"the structure of inputs ({len(xs)} tensor(s))", attributions)
-    for i, (a, x) in enumerate(zip(attrs, xs)):
-        if a.shape != x.shape:
-            fail(f"attributions[{i}]" if was_tuple else "attributions", f"shape {tuple(x.shape)} like the input", a)
+    attrs = structure.like_inputs(attributions, xs, was_tuple)
     n_steps = check_positive_int("n_steps", n_steps)
     bases = format_baselines(baselines, xs)
     n, device = xs[0].shape[0], xs[0].device
@@ -77,7 +72,7 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
     rows = []
     start = 0
     for x, b in zip(xs, bases):
-        size = x[0].numel()
+        size = structure.example_size(x)
         mask = changed[:, :, start:start + size].reshape((n_steps + 1,) + tuple(x.shape))
         rows.append(structure.fold(torch.where(mask, b.expand_as(x).unsqueeze(0), x.unsqueeze(0))))
         start += size

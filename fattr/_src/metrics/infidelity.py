@@ -68,12 +68,7 @@ def infidelity(f: Callable[..., Any], perturb_func: Callable[..., Any], inputs: 
     check_callable("f", f)
     check_callable("perturb_func", perturb_func)
     xs, was_tuple = structure.as_tuple(inputs)
-    attrs, attr_tuple = structure.as_tuple(attributions, "attributions")
-    if attr_tuple != was_tuple or len(attrs) != len(xs):
-        fail("attributions", f"the structure of inputs ({len(xs)} tensor(s))", attributions)
-    for i, (a, x) in enumerate(zip(attrs, xs)):
-        if a.shape != x.shape:
-            fail(f"attributions[{i}]" if was_tuple else "attributions", f"shape {tuple(x.shape)} like the input", a)
+    attrs = structure.like_inputs(attributions, xs, was_tuple)
     n_perturb_samples = check_positive_int("n_perturb_samples", n_perturb_samples)
     check_bool("normalize", normalize)
     if generator is not None and not isinstance(generator, torch.Generator):
