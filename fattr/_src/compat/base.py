@@ -62,12 +62,41 @@ def chunk_size(internal_batch_size: Any, rows: int) -> Optional[int]:
     return None if ibs is None else max(1, ibs // max(rows, 1))
 
 
+KWARGS = object()  # in :func:`captum`, marks Captum's ``**kwargs`` (accepted and ignored, as Captum does)
+
+
+def captum(*required: str, **defaults: Any) -> inspect.Signature:
+    """A Captum method's signature: ``self``, the ``required`` names, then the ``defaults`` in order."""
+    p = inspect.Parameter
+    return inspect.Signature([p(name, p.POSITIONAL_OR_KEYWORD) for name in ("self",) + required] + [
+        p(name, p.VAR_KEYWORD) if value is KWARGS else p(name, p.POSITIONAL_OR_KEYWORD, default=value)
+        for name, value in defaults.items()])
+
+
+def _with_signature(signature: inspect.Signature, body: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """A method with Captum's ``signature`` calling ``body(self, **arguments)`` (``**kwargs`` dropped)."""
+    named = [k for k, p in signature.parameters.items() if k != "self" and p.kind is not p.VAR_KEYWORD]
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        return body(self, **{k: bound.arguments[k] for k in named})
+
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = body.__doc__
+    return method
+
+
 class Attribution:
     """Captum's ``Attribution`` interface on a fattr function.
 
-    Subclasses set :attr:`fn` (the fattr function), :attr:`layer_method`, :attr:`delta`
-    and :attr:`stochastic`, define ``attribute`` with Captum's signature and call
-    :meth:`_call` with Captum's keyword arguments.
+    A class is one row: its fattr function and Captum's flags and signatures, as class keywords
+    (``class Saliency(Attribution, fn=saliency, init=captum("forward_func"), attribute=captum(...))``).
+    The constructor keeps ``forward_func`` (or ``model``) and ``layer``, refuses ``device_ids``,
+    passes ``multiply_by_inputs`` and the other options (``eps``) to each call and keeps the
+    ``held`` ones (Lime's models) as attributes read at each call; ``attribute`` makes one
+    call of ``fn`` with Captum's arguments translated (:meth:`_call`).
     """
 
     fn: Callable[..., Any]
@@ -76,14 +105,44 @@ class Attribution:
     stochastic = False
     multiplies = False  # Captum's multiplies_by_inputs for classes without the constructor argument
     captum_future = False  # whether Captum 0.9 implements attribute_future for this class
+    held: Tuple[str, ...] = ()  # constructor arguments kept as attributes (replaceable after construction)
+    _captum_defaults: Dict[str, Any] = {}  # the constructor's defaults
 
-    def __init__(self, forward_func: Callable[..., Any], layer: Any = None, *, multiply_by_inputs: Optional[bool] = None,
-                 device_ids: Any = None, **options: Any) -> None:
+    def __init_subclass__(cls, *, fn: Optional[Callable[..., Any]] = None, init: Optional[inspect.Signature] = None,
+                          attribute: Optional[inspect.Signature] = None, **flags: Any) -> None:
+        super().__init_subclass__()
+        unknown = [k for k in flags if k not in ("layer_method", "delta", "stochastic", "multiplies",
+                                                 "captum_future", "held")]
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown class keywords {unknown}")
+        for key, value in flags.items():
+            setattr(cls, key, value)
+        if fn is not None:
+            cls.fn = staticmethod(fn)
+        if init is not None:
+            setattr(cls, "__init__", _with_signature(init, Attribution._setup, "__init__"))
+            cls._captum_defaults = {k: p.default for k, p in init.parameters.items()}
+        if attribute is not None:
+            setattr(cls, "attribute", _with_signature(attribute, Attribution._call, "attribute"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # replaced by Captum's in each class
+        raise TypeError(f"{type(self).__name__} has no constructor of its own")  # pragma: no cover
+
+    def attribute(self, *args: Any, **kwargs: Any) -> Any:  # replaced by Captum's in each class
+        raise NotImplementedError(f"{type(self).__name__}.attribute")  # pragma: no cover
+
+    def _setup(self, forward_func: Any = None, model: Any = None, layer: Any = None, device_ids: Any = None,
+               multiply_by_inputs: Optional[bool] = None, memory_efficient: bool = False, **options: Any) -> None:
+        """Captum's constructor (``memory_efficient`` accepted: fattr never keeps more than one gradient pass)."""
         unsupported(type(self).__name__, device_ids=device_ids)
-        self.forward_func = forward_func
+        self.forward_func = forward_func if model is None else model
+        if model is not None:
+            self.model = model
         if self.layer_method:
             self.layer = layer
         self._multiply_by_inputs = multiply_by_inputs
+        for name in self.held:
+            setattr(self, name, options.pop(name))
         self._options: Dict[str, Any] = dict(options)
         if multiply_by_inputs is not None:
             self._options["multiply_by_inputs"] = multiply_by_inputs
@@ -123,8 +182,10 @@ class Attribution:
         return (self.forward_func, self.layer) if self.layer_method else (self.forward_func,)
 
     def _current_options(self) -> Dict[str, Any]:
-        """The constructor's options as fattr keyword arguments (read at each call)."""
-        return dict(self._options)
+        """The constructor's options as fattr keyword arguments, the held ones read at each call (one
+        still at Captum's default is left to fattr's: None)."""
+        held = {k: getattr(self, k) for k in self.held}
+        return {**self._options, **{k: None if v is self._captum_defaults.get(k) else v for k, v in held.items()}}
 
     def _translate(self, inputs: Any, captum: Dict[str, Any], rows: Optional[int] = None) -> Dict[str, Any]:
         """fattr's keyword arguments for Captum's ``captum`` ones (and the constructor's options)."""
@@ -143,6 +204,7 @@ class Attribution:
         return out
 
     def _call(self, inputs: Any, **captum: Any) -> Any:
+        """Captum's ``attribute``: one call of the fattr function, Captum's arguments translated."""
         return self.fn(*self._positional(), inputs, **self._translate(inputs, captum))
 
     def compute_convergence_delta(self, attributions: Any, start_point: Any, end_point: Any, target: Any = None,

@@ -2,13 +2,13 @@
 the gradient, path, DeepLift and layer classes and ``NoiseTunnel`` here; the perturbation, ReLU-rule
 and neuron classes in :mod:`.perturbation`, :mod:`.guided` and :mod:`.neuron`.
 
-Each ``attribute`` is one call of the fattr function (:class:`.base.Attribution`). Adding a
-class is a few lines: set ``fn`` (and ``layer_method``, ``delta``, ``stochastic``), copy
-Captum's ``attribute`` signature, pass its arguments to ``self._call``.
+Each class is one row (:class:`.base.Attribution`): the fattr function, Captum's flags, and
+Captum's signatures written as :func:`.base.captum` ``(required names, name=default, ...)``;
+each ``attribute`` is one call of the fattr function.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -25,298 +25,120 @@ from ..layer.gradient_x_activation import layer_gradient_x_activation
 from ..layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
 from ..noise_tunnel import noise_tunnel
 from ..saliency import input_x_gradient, saliency
-from .base import Attribution, examples, unsupported
+from .base import Attribution, captum, examples, unsupported
 
-Func = Callable[..., Any]
+# Captum's attribute() arguments shared by many classes, in Captum's order
+_PATH = dict(n_steps=50, method="gausslegendre", internal_batch_size=None)
+_TARGET = dict(target=None, additional_forward_args=None)
+_DELTA = dict(return_convergence_delta=False)
 
 
 # --------------------------------------------------------------------------- input attribution
 
-class Saliency(Attribution):
+class Saliency(Attribution, fn=saliency, init=captum("forward_func"),
+               attribute=captum("inputs", target=None, abs=True, additional_forward_args=None)):
     """Captum's ``Saliency`` on :func:`fattr.saliency`."""
 
-    fn = staticmethod(saliency)
 
-    def __init__(self, forward_func: Func) -> None:
-        super().__init__(forward_func)
-
-    def attribute(self, inputs: Any, target: Any = None, abs: bool = True, additional_forward_args: Any = None) -> Any:
-        return self._call(inputs, target=target, abs=abs, additional_forward_args=additional_forward_args)
-
-
-class InputXGradient(Attribution):
+class InputXGradient(Attribution, fn=input_x_gradient, multiplies=True, init=captum("forward_func"),
+                     attribute=captum("inputs", **_TARGET)):
     """Captum's ``InputXGradient`` on :func:`fattr.input_x_gradient`."""
 
-    fn = staticmethod(input_x_gradient)
-    multiplies = True
 
-    def __init__(self, forward_func: Func) -> None:
-        super().__init__(forward_func)
-
-    def attribute(self, inputs: Any, target: Any = None, additional_forward_args: Any = None) -> Any:
-        return self._call(inputs, target=target, additional_forward_args=additional_forward_args)
-
-
-class IntegratedGradients(Attribution):
+class IntegratedGradients(Attribution, fn=integrated_gradients, delta=True,
+                          init=captum("forward_func", multiply_by_inputs=True),
+                          attribute=captum("inputs", baselines=None, **_TARGET, **_PATH, **_DELTA)):
     """Captum's ``IntegratedGradients`` on :func:`fattr.integrated_gradients`."""
 
-    fn = staticmethod(integrated_gradients)
-    delta = True
 
-    def __init__(self, forward_func: Func, multiply_by_inputs: bool = True) -> None:
-        super().__init__(forward_func, multiply_by_inputs=multiply_by_inputs)
-
-    def attribute(self, inputs: Any, baselines: Any = None, target: Any = None, additional_forward_args: Any = None,
-                  n_steps: int = 50, method: str = "gausslegendre", internal_batch_size: Optional[int] = None,
-                  return_convergence_delta: bool = False) -> Any:
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          n_steps=n_steps, method=method, internal_batch_size=internal_batch_size,
-                          return_convergence_delta=return_convergence_delta)
-
-
-class GradientShap(Attribution):
+class GradientShap(Attribution, fn=gradient_shap, delta=True, stochastic=True,
+                   init=captum("forward_func", multiply_by_inputs=True),
+                   attribute=captum("inputs", "baselines", n_samples=5, stdevs=0.0, **_TARGET, **_DELTA)):
     """Captum's ``GradientShap`` on :func:`fattr.gradient_shap` (draws from torch's global RNG)."""
 
-    fn = staticmethod(gradient_shap)
-    delta = True
-    stochastic = True
 
-    def __init__(self, forward_func: Func, multiply_by_inputs: bool = True) -> None:
-        super().__init__(forward_func, multiply_by_inputs=multiply_by_inputs)
-
-    def attribute(self, inputs: Any, baselines: Any, n_samples: int = 5, stdevs: Any = 0.0, target: Any = None,
-                  additional_forward_args: Any = None, return_convergence_delta: bool = False) -> Any:
-        return self._call(inputs, baselines=baselines, n_samples=n_samples, stdevs=stdevs, target=target,
-                          additional_forward_args=additional_forward_args,
-                          return_convergence_delta=return_convergence_delta)
-
-
-class DeepLift(Attribution):
+class DeepLift(Attribution, fn=deeplift, delta=True, init=captum("model", multiply_by_inputs=True, eps=1e-10),
+               attribute=captum("inputs", baselines=None, **_TARGET, **_DELTA, custom_attribution_func=None)):
     """Captum's ``DeepLift`` on :func:`fattr.deeplift`."""
 
-    fn = staticmethod(deeplift)
-    delta = True
 
-    def __init__(self, model: Func, multiply_by_inputs: bool = True, eps: float = 1e-10) -> None:
-        super().__init__(model, multiply_by_inputs=multiply_by_inputs, eps=eps)
-        self.model = model
-
-    def attribute(self, inputs: Any, baselines: Any = None, target: Any = None, additional_forward_args: Any = None,
-                  return_convergence_delta: bool = False, custom_attribution_func: Optional[Func] = None) -> Any:
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          return_convergence_delta=return_convergence_delta,
-                          custom_attribution_func=custom_attribution_func)
-
-
-class DeepLiftShap(Attribution):
+class DeepLiftShap(Attribution, fn=deeplift_shap, delta=True, init=captum("model", multiply_by_inputs=True),
+                   attribute=captum("inputs", "baselines", **_TARGET, **_DELTA, custom_attribution_func=None)):
     """Captum's ``DeepLiftShap`` on :func:`fattr.deeplift_shap`."""
-
-    fn = staticmethod(deeplift_shap)
-    delta = True
-
-    def __init__(self, model: Func, multiply_by_inputs: bool = True) -> None:
-        super().__init__(model, multiply_by_inputs=multiply_by_inputs)
-        self.model = model
-
-    def attribute(self, inputs: Any, baselines: Any, target: Any = None, additional_forward_args: Any = None,
-                  return_convergence_delta: bool = False, custom_attribution_func: Optional[Func] = None) -> Any:
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          return_convergence_delta=return_convergence_delta,
-                          custom_attribution_func=custom_attribution_func)
 
 
 # --------------------------------------------------------------------------- layer attribution
 
-class LayerActivation(Attribution):
+class LayerActivation(Attribution, fn=layer_activation, layer_method=True,
+                      multiplies=True,  # Captum's flag (ablation and activations are global)
+                      init=captum("forward_func", "layer", device_ids=None),
+                      attribute=captum("inputs", additional_forward_args=None, attribute_to_layer_input=False)):
     """Captum's ``LayerActivation`` on :func:`fattr.layer_activation`."""
 
-    fn = staticmethod(layer_activation)
-    layer_method = True
-    multiplies = True  # Captum's flag (ablation and activations are global)
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids)
-
-    def attribute(self, inputs: Any, additional_forward_args: Any = None, attribute_to_layer_input: bool = False) -> Any:
-        return self._call(inputs, additional_forward_args=additional_forward_args,
-                          attribute_to_layer_input=attribute_to_layer_input)
-
-
-class LayerGradientXActivation(Attribution):
+class LayerGradientXActivation(
+        Attribution, fn=layer_gradient_x_activation, layer_method=True,
+        init=captum("forward_func", "layer", device_ids=None, multiply_by_inputs=True, memory_efficient=False),
+        attribute=captum("inputs", **_TARGET, attribute_to_layer_input=False, grad_kwargs=None)):
     """Captum's ``LayerGradientXActivation`` on :func:`fattr.layer_gradient_x_activation`
     (``memory_efficient`` is accepted: fattr never keeps more than one gradient pass)."""
 
-    fn = staticmethod(layer_gradient_x_activation)
-    layer_method = True
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None, multiply_by_inputs: bool = True,
-                 memory_efficient: bool = False) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids, multiply_by_inputs=multiply_by_inputs)
-
-    def attribute(self, inputs: Any, target: Any = None, additional_forward_args: Any = None,
-                  attribute_to_layer_input: bool = False, grad_kwargs: Any = None) -> Any:
-        unsupported(type(self).__name__, grad_kwargs=grad_kwargs)
-        return self._call(inputs, target=target, additional_forward_args=additional_forward_args,
-                          attribute_to_layer_input=attribute_to_layer_input)
-
-
-class LayerGradCam(Attribution):
+class LayerGradCam(Attribution, fn=layer_grad_cam, layer_method=True,
+                   init=captum("forward_func", "layer", device_ids=None),
+                   attribute=captum("inputs", **_TARGET, attribute_to_layer_input=False, relu_attributions=False,
+                                    attr_dim_summation=True, grad_kwargs=None)):
     """Captum's ``LayerGradCam`` on :func:`fattr.layer_grad_cam`."""
 
-    fn = staticmethod(layer_grad_cam)
-    layer_method = True
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids)
-
-    def attribute(self, inputs: Any, target: Any = None, additional_forward_args: Any = None,
-                  attribute_to_layer_input: bool = False, relu_attributions: bool = False,
-                  attr_dim_summation: bool = True, grad_kwargs: Any = None) -> Any:
-        unsupported(type(self).__name__, grad_kwargs=grad_kwargs)
-        return self._call(inputs, target=target, additional_forward_args=additional_forward_args,
-                          attribute_to_layer_input=attribute_to_layer_input, relu_attributions=relu_attributions,
-                          attr_dim_summation=attr_dim_summation)
-
-
-class InternalInfluence(Attribution):
+class InternalInfluence(Attribution, fn=internal_influence, layer_method=True,
+                        init=captum("forward_func", "layer", device_ids=None),
+                        attribute=captum("inputs", baselines=None, **_TARGET, **_PATH,
+                                         attribute_to_layer_input=False, grad_kwargs=None)):
     """Captum's ``InternalInfluence`` on :func:`fattr.internal_influence`."""
 
-    fn = staticmethod(internal_influence)
-    layer_method = True
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids)
-
-    def attribute(self, inputs: Any, baselines: Any = None, target: Any = None, additional_forward_args: Any = None,
-                  n_steps: int = 50, method: str = "gausslegendre", internal_batch_size: Optional[int] = None,
-                  attribute_to_layer_input: bool = False, grad_kwargs: Any = None) -> Any:
-        unsupported(type(self).__name__, grad_kwargs=grad_kwargs)
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          n_steps=n_steps, method=method, internal_batch_size=internal_batch_size,
-                          attribute_to_layer_input=attribute_to_layer_input)
-
-
-class LayerConductance(Attribution):
+class LayerConductance(Attribution, fn=layer_conductance, layer_method=True, delta=True, multiplies=True,
+                       init=captum("forward_func", "layer", device_ids=None),
+                       attribute=captum("inputs", baselines=None, **_TARGET, **_PATH, **_DELTA,
+                                        attribute_to_layer_input=False, grad_kwargs=None)):
     """Captum's ``LayerConductance`` on :func:`fattr.layer_conductance`."""
 
-    fn = staticmethod(layer_conductance)
-    layer_method = True
-    delta = True
-    multiplies = True
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids)
-
-    def attribute(self, inputs: Any, baselines: Any = None, target: Any = None, additional_forward_args: Any = None,
-                  n_steps: int = 50, method: str = "gausslegendre", internal_batch_size: Optional[int] = None,
-                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
-                  grad_kwargs: Any = None) -> Any:
-        unsupported(type(self).__name__, grad_kwargs=grad_kwargs)
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          n_steps=n_steps, method=method, internal_batch_size=internal_batch_size,
-                          return_convergence_delta=return_convergence_delta,
-                          attribute_to_layer_input=attribute_to_layer_input)
-
-
-class LayerIntegratedGradients(Attribution):
+class LayerIntegratedGradients(Attribution, fn=layer_integrated_gradients, layer_method=True, delta=True,
+                               init=captum("forward_func", "layer", device_ids=None, multiply_by_inputs=True),
+                               attribute=captum("inputs", baselines=None, **_TARGET, **_PATH, **_DELTA,
+                                                attribute_to_layer_input=False, grad_kwargs=None)):
     """Captum's ``LayerIntegratedGradients`` on :func:`fattr.layer_integrated_gradients`."""
 
-    fn = staticmethod(layer_integrated_gradients)
-    layer_method = True
-    delta = True
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None, multiply_by_inputs: bool = True) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids, multiply_by_inputs=multiply_by_inputs)
-
-    def attribute(self, inputs: Any, baselines: Any = None, target: Any = None, additional_forward_args: Any = None,
-                  n_steps: int = 50, method: str = "gausslegendre", internal_batch_size: Optional[int] = None,
-                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
-                  grad_kwargs: Any = None) -> Any:
-        unsupported(type(self).__name__, grad_kwargs=grad_kwargs)
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          n_steps=n_steps, method=method, internal_batch_size=internal_batch_size,
-                          return_convergence_delta=return_convergence_delta,
-                          attribute_to_layer_input=attribute_to_layer_input)
-
-
-class LayerGradientShap(Attribution):
+class LayerGradientShap(Attribution, fn=layer_gradient_shap, layer_method=True, delta=True, stochastic=True,
+                        init=captum("forward_func", "layer", device_ids=None, multiply_by_inputs=True),
+                        attribute=captum("inputs", "baselines", n_samples=5, stdevs=0.0, **_TARGET, **_DELTA,
+                                         attribute_to_layer_input=False)):
     """Captum's ``LayerGradientShap`` on :func:`fattr.layer_gradient_shap` (draws from torch's global RNG)."""
 
-    fn = staticmethod(layer_gradient_shap)
-    layer_method = True
-    delta = True
-    stochastic = True
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None, multiply_by_inputs: bool = True) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids, multiply_by_inputs=multiply_by_inputs)
-
-    def attribute(self, inputs: Any, baselines: Any, n_samples: int = 5, stdevs: Any = 0.0, target: Any = None,
-                  additional_forward_args: Any = None, return_convergence_delta: bool = False,
-                  attribute_to_layer_input: bool = False) -> Any:
-        return self._call(inputs, baselines=baselines, n_samples=n_samples, stdevs=stdevs, target=target,
-                          additional_forward_args=additional_forward_args,
-                          return_convergence_delta=return_convergence_delta,
-                          attribute_to_layer_input=attribute_to_layer_input)
-
-
-class LayerFeatureAblation(Attribution):
+class LayerFeatureAblation(Attribution, fn=layer_feature_ablation, layer_method=True,
+                           multiplies=True,  # Captum's flag (ablation and activations are global)
+                           init=captum("forward_func", "layer", device_ids=None),
+                           attribute=captum("inputs", layer_baselines=None, **_TARGET, layer_mask=None,
+                                            attribute_to_layer_input=False, perturbations_per_eval=1)):
     """Captum's ``LayerFeatureAblation`` on :func:`fattr.layer_feature_ablation`."""
 
-    fn = staticmethod(layer_feature_ablation)
-    layer_method = True
-    multiplies = True  # Captum's flag (ablation and activations are global)
 
-    def __init__(self, forward_func: Func, layer: Any, device_ids: Any = None) -> None:
-        super().__init__(forward_func, layer, device_ids=device_ids)
-
-    def attribute(self, inputs: Any, layer_baselines: Any = None, target: Any = None,
-                  additional_forward_args: Any = None, layer_mask: Any = None, attribute_to_layer_input: bool = False,
-                  perturbations_per_eval: int = 1) -> Any:
-        return self._call(inputs, layer_baselines=layer_baselines, target=target,
-                          additional_forward_args=additional_forward_args, layer_mask=layer_mask,
-                          attribute_to_layer_input=attribute_to_layer_input,
-                          perturbations_per_eval=perturbations_per_eval)
-
-
-class LayerDeepLift(Attribution):
+class LayerDeepLift(Attribution, fn=layer_deeplift, layer_method=True, delta=True,
+                    init=captum("model", "layer", multiply_by_inputs=True),
+                    attribute=captum("inputs", baselines=None, **_TARGET, **_DELTA, attribute_to_layer_input=False,
+                                     custom_attribution_func=None, grad_kwargs=None)):
     """Captum's ``LayerDeepLift`` on :func:`fattr.layer_deeplift`."""
 
-    fn = staticmethod(layer_deeplift)
-    layer_method = True
-    delta = True
 
-    def __init__(self, model: Func, layer: Any, multiply_by_inputs: bool = True) -> None:
-        super().__init__(model, layer, multiply_by_inputs=multiply_by_inputs)
-        self.model = model
-
-    def attribute(self, inputs: Any, baselines: Any = None, target: Any = None, additional_forward_args: Any = None,
-                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
-                  custom_attribution_func: Optional[Func] = None, grad_kwargs: Any = None) -> Any:
-        unsupported(type(self).__name__, grad_kwargs=grad_kwargs)
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          return_convergence_delta=return_convergence_delta,
-                          attribute_to_layer_input=attribute_to_layer_input,
-                          custom_attribution_func=custom_attribution_func)
-
-
-class LayerDeepLiftShap(Attribution):
+class LayerDeepLiftShap(Attribution, fn=layer_deeplift_shap, layer_method=True, delta=True,
+                        init=captum("model", "layer", multiply_by_inputs=True),
+                        attribute=captum("inputs", "baselines", **_TARGET, **_DELTA, attribute_to_layer_input=False,
+                                         custom_attribution_func=None)):
     """Captum's ``LayerDeepLiftShap`` on :func:`fattr.layer_deeplift_shap`."""
-
-    fn = staticmethod(layer_deeplift_shap)
-    layer_method = True
-    delta = True
-
-    def __init__(self, model: Func, layer: Any, multiply_by_inputs: bool = True) -> None:
-        super().__init__(model, layer, multiply_by_inputs=multiply_by_inputs)
-        self.model = model
-
-    def attribute(self, inputs: Any, baselines: Any, target: Any = None, additional_forward_args: Any = None,
-                  return_convergence_delta: bool = False, attribute_to_layer_input: bool = False,
-                  custom_attribution_func: Optional[Func] = None) -> Any:
-        return self._call(inputs, baselines=baselines, target=target, additional_forward_args=additional_forward_args,
-                          return_convergence_delta=return_convergence_delta,
-                          attribute_to_layer_input=attribute_to_layer_input,
-                          custom_attribution_func=custom_attribution_func)
 
 
 # --------------------------------------------------------------------------- noise tunnel
@@ -329,7 +151,7 @@ class NoiseTunnel(Attribution):
         if not isinstance(attribution_method, Attribution):
             fail("attribution_method", "an instance of a fattr.captum class", attribution_method,
                  "Captum's own classes cannot be wrapped: use fattr.captum's.", kind=TypeError)
-        super().__init__(attribution_method.forward_func)
+        self._setup(attribution_method.forward_func)
         self.attribution_method = attribution_method
 
     @property
