@@ -66,7 +66,8 @@ class NeuronFeatureAblation(Attribution, fn=neuron_feature_ablation, layer_metho
                             multiplies=True,  # Captum's flag (ablation is global)
                             init=captum("forward_func", "layer", device_ids=None),
                             attribute=captum("inputs", "neuron_selector", baselines=None, additional_forward_args=None,
-                                             feature_mask=None, attribute_to_neuron_input=False, perturbations_per_eval=1)):
+                                             feature_mask=None, attribute_to_neuron_input=False,
+                                             perturbations_per_eval=1)):
     """Captum's ``NeuronFeatureAblation`` on :func:`fattr.neuron_feature_ablation`."""
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
+import torch
 from torch import nn
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, KwargsLike, TensorOrTensors
 from ..deeplift.deeplift import deeplift, deeplift_shap
 from ..deeplift.guided_backprop import deconvolution, guided_backprop
 from ..gradient_shap import gradient_shap
@@ -48,15 +50,24 @@ def _attribute(core: Callable[..., Any], model: nn.Module, layer: Any, inputs: A
     return neuron.untile(core(g, *positional, target=target, args=targs, **options), was_tuple)
 
 
-_SELECTOR_DOC = """neuron_selector: the neuron of the layer's activation: an int (a column of a ``(B, N)``
+# the Args and Returns lines every neuron method shares, substituted into the docstrings below
+_DOC = {
+    "model": """model: the ``nn.Module``.
+      layer: a submodule of ``model`` or its dotted name.
+      inputs: a tensor ``(B, ...)`` or a tuple of them.""",
+    "selector": """neuron_selector: the neuron of the layer's activation: an int (a column of a ``(B, N)``
         activation), a tuple of ints (one per dim after the batch dim; ``slice``\\ s select a region
         whose values are summed), a callable on the activation returning one value per example
         (or one value, taken per example), or a list of these (every neuron in one batched pass;
-        the result is then a list)."""
+        the result is then a list).""",
+    "args": "args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.",
+    "neuron_input": "attribute_to_neuron_input: select the neuron from the layer's input instead of its output.",
+    "returns": "Attributions shaped like ``inputs`` (a list of them for a list of selectors).",
+}
 
 
-def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
-                    kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_gradient(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, neuron_selector: Any, args: ArgsLike = (),
+                    kwargs: KwargsLike = None, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron gradient (Captum's NeuronGradient): ``d act(x)[neuron] / d x``.
 
     The gradient of one neuron of ``layer`` with respect to the inputs: :func:`fattr.saliency`
@@ -64,12 +75,10 @@ def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selecto
     the model does not run).
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {model}
       {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      {args}
+      {neuron_input}
 
     Returns:
       Gradients shaped like ``inputs`` (a list of them for a list of selectors).
@@ -86,9 +95,9 @@ def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selecto
                       abs=False)
 
 
-def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None,
+def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike = None,
                                 n_steps: int = 50, method: Method = "gausslegendre", *, neuron_selector: Any,
-                                args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
+                                args: ArgsLike = (), kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
                                 multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron integrated gradients (Captum's NeuronIntegratedGradients).
 
@@ -98,19 +107,17 @@ def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, basel
     ``act(x)[neuron] - act(b)[neuron]`` up to quadrature error (completeness).
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {model}
       baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
       n_steps, method: the quadrature rule (see :func:`fattr.quadrature`).
       {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      {args}
       chunk_size: evaluate at most this many path points (each a batch of B rows) at once.
       multiply_by_inputs: if False, return the path-averaged gradient.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      {neuron_input}
 
     Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+      {returns}
 
     Example:
       >>> import torch, fattr
@@ -125,10 +132,10 @@ def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, basel
                       multiply_by_inputs=multiply_by_inputs)
 
 
-def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
-                         stdevs: Any = 0.0, *, neuron_selector: Any, args: Any = (), kwargs: Any = None,
-                         generator: Any = None, multiply_by_inputs: bool = True,
-                         attribute_to_neuron_input: bool = False) -> Any:
+def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike,
+                         n_samples: int = 5, stdevs: Any = 0.0, *, neuron_selector: Any, args: ArgsLike = (),
+                         kwargs: KwargsLike = None, generator: Optional[torch.Generator] = None,
+                         multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron GradientSHAP (Captum's NeuronGradientShap): :func:`fattr.gradient_shap` of one neuron.
 
     Expected gradients of the neuron between the (noisy) input and baselines drawn from a
@@ -136,36 +143,35 @@ def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: A
     up to the layer.
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {model}
       baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
       n_samples: samples per example; ``stdevs``: standard deviation of the input noise.
       {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      {args}
       generator: a ``torch.Generator``; the same seed gives the same attributions.
       multiply_by_inputs: if False, return the mean gradient.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      {neuron_input}
 
     Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+      {returns}
 
     Example:
       >>> import torch, fattr
       >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-      >>> x, dist = torch.randn(5, 3), torch.randn(10, 3)
-      >>> g = torch.Generator().manual_seed(0)
-      >>> fattr.neuron_gradient_shap(model, "1", x, dist, n_samples=8, neuron_selector=1, generator=g).shape
-      torch.Size([5, 3])
+      >>> x, b = torch.randn(5, 3), torch.randn(1, 3)  # a one-row distribution; a linear neuron
+      >>> attr = fattr.neuron_gradient_shap(model, "0", x, b, neuron_selector=1,
+      ...                                   generator=torch.Generator().manual_seed(0))
+      >>> torch.allclose(attr, (x - b) * model[0].weight[1])   # the gradient is constant: exact
+      True
     """
     return _attribute(gradient_shap, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs,
                       baselines, distribution=True, n_samples=n_samples, stdevs=stdevs, generator=generator,
                       multiply_by_inputs=multiply_by_inputs)
 
 
-def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *, neuron_selector: Any,
-                    args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
-                    attribute_to_neuron_input: bool = False,
+def neuron_deeplift(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike = None, *,
+                    neuron_selector: Any, args: ArgsLike = (), kwargs: KwargsLike = None,
+                    multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
                     custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
     """Neuron DeepLift (Captum's NeuronDeepLift): :func:`fattr.deeplift` (rescale rule) of one neuron.
 
@@ -174,25 +180,24 @@ def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = 
     ``act(x)[neuron] - act(b)[neuron]``.
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {model}
       baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
       {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      {args}
       multiply_by_inputs: if False, return the multipliers.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      {neuron_input}
       custom_attribution_func, eps: as in :func:`fattr.deeplift`.
 
     Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+      {returns}
 
     Example:
       >>> import torch, fattr
       >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).double()
-      >>> x = torch.randn(5, 3, dtype=torch.float64)
-      >>> attr = fattr.neuron_deeplift(model, "1", x, neuron_selector=0)
-      >>> bool(torch.allclose(attr.sum(1), torch.relu(model[0](x))[:, 0] - torch.relu(model[0].bias[0])))
+      >>> x, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(1, 3, dtype=torch.float64)
+      >>> neuron = lambda v: model[1](model[0](v))[:, 0]
+      >>> attr = fattr.neuron_deeplift(model, "1", x, b, neuron_selector=0)
+      >>> torch.allclose(attr.sum(1), neuron(x) - neuron(b))  # exact: the rescale rule is complete
       True
     """
     return _attribute(deeplift, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs,
@@ -200,9 +205,9 @@ def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = 
                       custom_attribution_func=custom_attribution_func, eps=eps)
 
 
-def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, *, neuron_selector: Any,
-                         args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
-                         attribute_to_neuron_input: bool = False,
+def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike, *,
+                         neuron_selector: Any, args: ArgsLike = (), kwargs: KwargsLike = None,
+                         multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
                          custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
     """Neuron DeepLiftSHAP (Captum's NeuronDeepLiftShap): :func:`fattr.deeplift_shap` of one neuron.
 
@@ -210,17 +215,15 @@ def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: A
     (example, baseline) pair is one row of a single batched pass.
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {model}
       baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
       {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      {args}
       multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift_shap`.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      {neuron_input}
 
     Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+      {returns}
 
     Example:
       >>> import torch, fattr
@@ -234,20 +237,11 @@ def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: A
                       custom_attribution_func=custom_attribution_func, eps=eps)
 
 
-def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
-                           kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
-    """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one neuron.
-
-    Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
-
-    Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, neuron_selector: Any,
+                           args: ArgsLike = (), kwargs: KwargsLike = None,
+                           attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one
+    neuron. Arguments and result as in :func:`fattr.neuron_gradient`.
 
     Example:
       >>> import torch, fattr
@@ -260,34 +254,27 @@ def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: Any, *, neuron_
                       kwargs)
 
 
-def neuron_deconvolution(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
-                         kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_deconvolution(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, neuron_selector: Any,
+                         args: ArgsLike = (), kwargs: KwargsLike = None,
+                         attribute_to_neuron_input: bool = False) -> Any:
     """Neuron deconvolution (Captum's NeuronDeconvolution): :func:`fattr.deconvolution` of one neuron.
-
-    Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
-
-    Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+    Arguments and result as in :func:`fattr.neuron_gradient`.
 
     Example:
       >>> import torch, fattr
-      >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
-      >>> x = torch.randn(2, 1, 8, 8)
-      >>> fattr.neuron_deconvolution(cnn, "2", x, neuron_selector=(slice(0, 4), 2, 2)).shape
-      torch.Size([2, 1, 8, 8])
+      >>> mlp = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+      >>> attr = fattr.neuron_deconvolution(mlp, "2", torch.randn(5, 3), neuron_selector=0)
+      >>> expected = torch.relu(mlp[2].weight[0]) @ mlp[0].weight  # the ReLU passes relu(d_out), whatever x
+      >>> torch.allclose(attr, expected.expand(5, 3))
+      True
     """
     return _attribute(deconvolution, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs)
 
 
-def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *,
-                            neuron_selector: Any, args: Any = (), kwargs: Any = None, feature_mask: Any = None,
-                            perturbations_per_eval: int = 1, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike = None,
+                            *, neuron_selector: Any, args: ArgsLike = (), kwargs: KwargsLike = None,
+                            feature_mask: Any = None, perturbations_per_eval: int = 1,
+                            attribute_to_neuron_input: bool = False) -> Any:
     """Neuron feature ablation (Captum's NeuronFeatureAblation): :func:`fattr.feature_ablation` of one neuron.
 
     Each input feature (element, or group of ``feature_mask``) in turn is replaced by its baseline;
@@ -295,17 +282,15 @@ def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: Any, baselines
     copies in batches of ``perturbations_per_eval``.
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      {model}
       baselines: what an ablated feature is replaced by (None: zeros, a number, a tensor, or a tuple).
       {selector}
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      {args}
       feature_mask, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
+      {neuron_input}
 
     Returns:
-      Attributions shaped like ``inputs`` (a list of them for a list of selectors).
+      {returns}
 
     Example:
       >>> import torch, fattr
@@ -318,5 +303,6 @@ def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: Any, baselines
 
 
 for _f in (neuron_gradient, neuron_integrated_gradients, neuron_gradient_shap, neuron_deeplift, neuron_deeplift_shap,
-           neuron_guided_backprop, neuron_deconvolution, neuron_feature_ablation):
-    _f.__doc__ = (_f.__doc__ or "").replace("{selector}", _SELECTOR_DOC)
+           neuron_feature_ablation):
+    for _key, _text in _DOC.items():
+        _f.__doc__ = (_f.__doc__ or "").replace("{%s}" % _key, _text)
