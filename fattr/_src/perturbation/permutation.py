@@ -1,12 +1,13 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
+from ..base import ArgsLike, KwargsLike, TargetLike, TensorOrTensors
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
@@ -44,9 +45,11 @@ def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) ->
     return tuple(out)
 
 
-def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
-                        kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                        generator: Any = None, perm_func: Any = None, show_progress: bool = False) -> Any:
+def feature_permutation(f: Callable[..., Any], inputs: TensorOrTensors, *, target: TargetLike = None,
+                        args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: Any = None,
+                        perturbations_per_eval: int = 1, generator: Optional[torch.Generator] = None,
+                        perm_func: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+                        show_progress: bool = False) -> TensorOrTensors:
     """Permutation feature importance (Captum's ``FeaturePermutation``).
 
     Each feature in turn has its values shuffled across the examples of the batch (a random
@@ -76,11 +79,12 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
 
     Example:
       >>> import torch, fattr
-      >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+      >>> w = torch.tensor([[1.0], [0.0], [2.0], [0.0]])  # the model ignores features 1 and 3
       >>> x, y = torch.randn(16, 4), torch.randn(16, 1)
-      >>> loss = lambda x: torch.nn.functional.mse_loss(model(x), y)
-      >>> fattr.feature_permutation(loss, x, generator=torch.Generator().manual_seed(0)).shape
-      torch.Size([1, 4])
+      >>> loss = lambda x: torch.nn.functional.mse_loss(x @ w, y)
+      >>> attr = fattr.feature_permutation(loss, x, generator=torch.Generator().manual_seed(0))
+      >>> attr.shape, attr[0, 1].item(), attr[0, 3].item()
+      (torch.Size([1, 4]), 0.0, 0.0)
     """
     xs, was_tuple = structure.as_tuple(inputs)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
