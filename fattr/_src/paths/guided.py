@@ -14,6 +14,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, KwargsLike, TargetLike, TensorOrTensors
 from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_positive_int, fail
@@ -31,9 +32,10 @@ def _check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
-def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 200, *,
-                                fraction: float = 0.25, max_dist: float = 0.02, target: Any = None,
-                                args: Any = (), kwargs: Any = None, return_delta: bool = False):
+def guided_integrated_gradients(f: Callable[..., Any], inputs: TensorOrTensors, baselines: BaselinesLike = None,
+                                n_steps: int = 200, *, fraction: float = 0.25, max_dist: float = 0.02,
+                                target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                                return_delta: bool = False) -> Any:
     """Guided Integrated Gradients (Kapishnikov et al., CVPR 2021), PAIR ``saliency``'s definition.
 
     The path starts at the baseline ``b`` and reaches the input ``x`` in ``n_steps`` steps; step
@@ -64,11 +66,14 @@ def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: A
 
     Example:
       >>> import torch, fattr
-      >>> model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
-      >>> x = torch.randn(3, 6, dtype=torch.float64)
-      >>> attr, delta = fattr.guided_integrated_gradients(model, x, n_steps=100, target=0, return_delta=True)
-      >>> attr.shape, bool(delta.abs().max() < 1e-2)
-      (torch.Size([3, 6]), True)
+      >>> w = torch.randn(6, 2, dtype=torch.float64)
+      >>> f, x = lambda x: torch.tanh(x @ w), torch.randn(3, 6, dtype=torch.float64)
+      >>> attr, delta = fattr.guided_integrated_gradients(f, x, n_steps=100, target=0, return_delta=True)
+      >>> bool(delta.abs().max() < 1e-2)   # completeness, up to the left Riemann sum's error
+      True
+      >>> straight = fattr.integrated_gradients(f, x, n_steps=100, method="riemann_left", target=0)
+      >>> torch.allclose(fattr.guided_integrated_gradients(f, x, n_steps=100, max_dist=0.0, target=0), straight)
+      True
 
     References:
       Kapishnikov, Venugopalan, Avci, Wedin, Terry, Bolukbasi. "Guided Integrated Gradients: an
