@@ -1,16 +1,27 @@
 """DeepLift and DeepLiftSHAP (rescale rule) with respect to the inputs."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from .. import structure
 from ..arguments import as_args
 from ..baselines import format_baselines, format_distribution
 from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
+from ..structure import Tensors
 from ..targets import as_target
 from . import combine
 from .engine import multipliers_on_demand
+
+
+def _check(model: Any, inputs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any
+           ) -> Tuple[Tensors, bool, Optional[Callable[..., Any]], float]:
+    """The checks both methods make, in order: ``(xs, was_tuple, custom_attribution_func, eps)``."""
+    check_callable("model", model)
+    xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
+    return xs, was_tuple, combine.check_custom(custom), check_nonnegative_float("eps", eps)
 
 
 def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (), kwargs: Any = None,
@@ -64,12 +75,7 @@ def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, t
       >>> attr.shape, bool(delta.abs().max() < 1e-12)
       (torch.Size([4, 3]), True)
     """
-    check_callable("model", model)
-    xs, was_tuple = structure.as_tuple(inputs)
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    custom = combine.check_custom(custom_attribution_func)
-    eps = check_nonnegative_float("eps", eps)
+    xs, was_tuple, custom, eps = _check(model, inputs, multiply_by_inputs, return_delta, custom_attribution_func, eps)
     n = xs[0].shape[0]
     bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
     args = as_args(args, kwargs)
@@ -119,12 +125,7 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
       >>> attr.shape, delta.shape
       (torch.Size([4, 3]), torch.Size([40]))
     """
-    check_callable("model", model)
-    xs, was_tuple = structure.as_tuple(inputs)
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    custom = combine.check_custom(custom_attribution_func)
-    eps = check_nonnegative_float("eps", eps)
+    xs, was_tuple, custom, eps = _check(model, inputs, multiply_by_inputs, return_delta, custom_attribution_func, eps)
     dist = format_distribution(baselines, xs, given=inputs)
     n, m = xs[0].shape[0], dist[0].shape[0]
     args = as_args(args, kwargs)

@@ -67,16 +67,7 @@ def deconvolution(model: Callable[..., Any], inputs: Any, *, target: Any = None,
     The gradient of the target output with respect to the inputs, except that every ReLU
     passes back the positive part of the incoming gradient, whatever the sign of its input:
     ``d_in = relu(d_out)``. Same interception, coverage and warning as
-    :func:`fattr.guided_backprop`.
-
-    Args:
-      model: the model (an ``nn.Module``, or any callable made of torch operations).
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      target: the output to attribute: None, int, tuple, or one entry per example.
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
-
-    Returns:
-      Attributions shaped like ``inputs``.
+    :func:`fattr.guided_backprop`; arguments and result as there.
 
     Example:
       >>> import torch, fattr
