@@ -32,6 +32,7 @@ import torch
 from .. import structure
 from ..arguments import as_args, tile_args
 from ..baselines import format_baselines
+from ..delta import row_totals
 from ..errors import check_optional_positive_int
 from ..gradients import outputs
 from ..targets import as_target
@@ -73,17 +74,21 @@ def captum(*required: str, **defaults: Any) -> inspect.Signature:
         for name, value in defaults.items()])
 
 
-def _with_signature(signature: inspect.Signature, body: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _with_signature(signature: inspect.Signature, body: Callable[..., Any], owner: type, name: str
+                    ) -> Callable[..., Any]:
     """A method with Captum's ``signature`` calling ``body(self, **arguments)`` (``**kwargs`` dropped)."""
     named = [k for k, p in signature.parameters.items() if k != "self" and p.kind is not p.VAR_KEYWORD]
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, *args, **kwargs)
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError as e:  # as Python words it, with the method's name
+            raise TypeError(f"{type(self).__name__}.{name}(): {e}") from None
         bound.apply_defaults()
         return body(self, **{k: bound.arguments[k] for k in named})
 
     method.__signature__ = signature  # type: ignore[attr-defined]
-    method.__name__ = method.__qualname__ = name
+    method.__name__, method.__qualname__, method.__module__ = name, f"{owner.__qualname__}.{name}", owner.__module__
     method.__doc__ = body.__doc__
     return method
 
@@ -120,10 +125,10 @@ class Attribution:
         if fn is not None:
             cls.fn = staticmethod(fn)
         if init is not None:
-            setattr(cls, "__init__", _with_signature(init, Attribution._setup, "__init__"))
+            setattr(cls, "__init__", _with_signature(init, Attribution._setup, cls, "__init__"))
             cls._captum_defaults = {k: p.default for k, p in init.parameters.items()}
         if attribute is not None:
-            setattr(cls, "attribute", _with_signature(attribute, Attribution._call, "attribute"))
+            setattr(cls, "attribute", _with_signature(attribute, Attribution._call, cls, "attribute"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # replaced by Captum's in each class
         raise TypeError(f"{type(self).__name__} has no constructor of its own")  # pragma: no cover
@@ -222,5 +227,4 @@ class Attribution:
         rows = tuple(torch.cat([x, s]) for x, s in zip(xs, starts))
         out = outputs(self.forward_func, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
         out = out.detach().to(torch.float64)
-        total = sum(a.detach().reshape(n, -1).to(torch.float64).sum(1) for a in attrs)
-        return total - (out[:n] - out[n:])
+        return row_totals([a.detach() for a in attrs]) - (out[:n] - out[n:])
