@@ -1,27 +1,16 @@
 """DeepLift and DeepLiftSHAP (rescale rule) with respect to the inputs."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
 from .. import structure
 from ..arguments import as_args
 from ..baselines import format_baselines, format_distribution
 from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
-from ..structure import Tensors
 from ..targets import as_target
 from . import combine
 from .engine import multipliers_on_demand
-
-
-def _check(model: Any, inputs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any
-           ) -> Tuple[Tensors, bool, Optional[Callable[..., Any]], float]:
-    """The checks both methods make, in order: ``(xs, was_tuple, custom_attribution_func, eps)``."""
-    check_callable("model", model)
-    xs, was_tuple = structure.as_tuple(inputs)
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    return xs, was_tuple, combine.check_custom(custom), check_nonnegative_float("eps", eps)
 
 
 def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (), kwargs: Any = None,
@@ -142,3 +131,13 @@ def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, tar
     if not return_delta:
         return result
     return result, combine.delta(pair_attrs, res.out_x, res.out_b)
+
+
+def _check(model: Any, inputs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any
+           ) -> tuple[structure.Tensors, bool, Optional[Callable[..., Any]], float]:
+    """The checks both methods make, in order: ``(xs, was_tuple, custom_attribution_func, eps)``."""
+    check_callable("model", model)
+    xs, was_tuple = structure.as_tuple(inputs)
+    check_bool("multiply_by_inputs", multiply_by_inputs)
+    check_bool("return_delta", return_delta)
+    return xs, was_tuple, combine.check_custom(custom), check_nonnegative_float("eps", eps)

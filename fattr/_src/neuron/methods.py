@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
-import torch
 from torch import nn
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, BaselinesLike, KwargsLike, TensorOrTensors
 from ..deeplift.deeplift import deeplift, deeplift_shap
 from ..deeplift.guided_backprop import deconvolution, guided_backprop
 from ..gradient_shap import gradient_shap
@@ -66,8 +64,8 @@ _DOC = {
 }
 
 
-def neuron_gradient(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, neuron_selector: Any, args: ArgsLike = (),
-                    kwargs: KwargsLike = None, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
+                    kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron gradient (Captum's NeuronGradient): ``d act(x)[neuron] / d x``.
 
     The gradient of one neuron of ``layer`` with respect to the inputs: :func:`fattr.saliency`
@@ -95,9 +93,9 @@ def neuron_gradient(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, ne
                       abs=False)
 
 
-def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike = None,
+def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None,
                                 n_steps: int = 50, method: Method = "gausslegendre", *, neuron_selector: Any,
-                                args: ArgsLike = (), kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
+                                args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
                                 multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron integrated gradients (Captum's NeuronIntegratedGradients).
 
@@ -132,10 +130,10 @@ def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: TensorOrTe
                       multiply_by_inputs=multiply_by_inputs)
 
 
-def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike,
-                         n_samples: int = 5, stdevs: Any = 0.0, *, neuron_selector: Any, args: ArgsLike = (),
-                         kwargs: KwargsLike = None, generator: Optional[torch.Generator] = None,
-                         multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
+                         stdevs: Any = 0.0, *, neuron_selector: Any, args: Any = (), kwargs: Any = None,
+                         generator: Any = None, multiply_by_inputs: bool = True,
+                         attribute_to_neuron_input: bool = False) -> Any:
     """Neuron GradientSHAP (Captum's NeuronGradientShap): :func:`fattr.gradient_shap` of one neuron.
 
     Expected gradients of the neuron between the (noisy) input and baselines drawn from a
@@ -169,9 +167,9 @@ def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: TensorOrTensors, 
                       multiply_by_inputs=multiply_by_inputs)
 
 
-def neuron_deeplift(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike = None, *,
-                    neuron_selector: Any, args: ArgsLike = (), kwargs: KwargsLike = None,
-                    multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
+def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *, neuron_selector: Any,
+                    args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
+                    attribute_to_neuron_input: bool = False,
                     custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
     """Neuron DeepLift (Captum's NeuronDeepLift): :func:`fattr.deeplift` (rescale rule) of one neuron.
 
@@ -205,9 +203,9 @@ def neuron_deeplift(model: nn.Module, layer: Any, inputs: TensorOrTensors, basel
                       custom_attribution_func=custom_attribution_func, eps=eps)
 
 
-def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike, *,
-                         neuron_selector: Any, args: ArgsLike = (), kwargs: KwargsLike = None,
-                         multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
+def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, *, neuron_selector: Any,
+                         args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
+                         attribute_to_neuron_input: bool = False,
                          custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
     """Neuron DeepLiftSHAP (Captum's NeuronDeepLiftShap): :func:`fattr.deeplift_shap` of one neuron.
 
@@ -237,11 +235,11 @@ def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: TensorOrTensors, 
                       custom_attribution_func=custom_attribution_func, eps=eps)
 
 
-def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, neuron_selector: Any,
-                           args: ArgsLike = (), kwargs: KwargsLike = None,
-                           attribute_to_neuron_input: bool = False) -> Any:
-    """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one
-    neuron. Arguments and result as in :func:`fattr.neuron_gradient`.
+def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
+                           kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+    """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one neuron.
+
+    Arguments and result as in :func:`fattr.neuron_gradient`.
 
     Example:
       >>> import torch, fattr
@@ -254,10 +252,10 @@ def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: TensorOrTensors
                       kwargs)
 
 
-def neuron_deconvolution(model: nn.Module, layer: Any, inputs: TensorOrTensors, *, neuron_selector: Any,
-                         args: ArgsLike = (), kwargs: KwargsLike = None,
-                         attribute_to_neuron_input: bool = False) -> Any:
+def neuron_deconvolution(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
+                         kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron deconvolution (Captum's NeuronDeconvolution): :func:`fattr.deconvolution` of one neuron.
+
     Arguments and result as in :func:`fattr.neuron_gradient`.
 
     Example:
@@ -271,10 +269,9 @@ def neuron_deconvolution(model: nn.Module, layer: Any, inputs: TensorOrTensors, 
     return _attribute(deconvolution, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs)
 
 
-def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: TensorOrTensors, baselines: BaselinesLike = None,
-                            *, neuron_selector: Any, args: ArgsLike = (), kwargs: KwargsLike = None,
-                            feature_mask: Any = None, perturbations_per_eval: int = 1,
-                            attribute_to_neuron_input: bool = False) -> Any:
+def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *,
+                            neuron_selector: Any, args: Any = (), kwargs: Any = None, feature_mask: Any = None,
+                            perturbations_per_eval: int = 1, attribute_to_neuron_input: bool = False) -> Any:
     """Neuron feature ablation (Captum's NeuronFeatureAblation): :func:`fattr.feature_ablation` of one neuron.
 
     Each input feature (element, or group of ``feature_mask``) in turn is replaced by its baseline;

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Tuple
 
 import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
-from ..base import ArgsLike, BaselinesLike, KwargsLike, TargetLike, TensorOrTensors
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_positive_int, fail
 from ..structure import Tensors
@@ -48,10 +47,10 @@ def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, fea
     return xs, was_tuple, ppe, as_args(args, kwargs), bases, features, as_target(target, xs[0].shape[0], xs[0].device)
 
 
-def shapley_value_sampling(f: Callable[..., Any], inputs: TensorOrTensors, baselines: BaselinesLike = None, *,
-                           target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
-                           feature_mask: Any = None, n_samples: int = 25, perturbations_per_eval: int = 1,
-                           generator: Optional[torch.Generator] = None, show_progress: bool = False) -> TensorOrTensors:
+def shapley_value_sampling(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
+                           args: Any = (), kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25,
+                           perturbations_per_eval: int = 1, generator: Any = None,
+                           show_progress: bool = False) -> Any:
     """Shapley value sampling (Captum's ``ShapleyValueSampling``).
 
     For each of ``n_samples`` random orders of the features, the features are switched
@@ -119,9 +118,9 @@ def shapley_value_sampling(f: Callable[..., Any], inputs: TensorOrTensors, basel
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
 
 
-def shapley_values(f: Callable[..., Any], inputs: TensorOrTensors, baselines: BaselinesLike = None, *,
-                   target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: Any = None,
-                   perturbations_per_eval: int = 1, show_progress: bool = False) -> TensorOrTensors:
+def shapley_values(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
+                   args: Any = (), kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
+                   show_progress: bool = False) -> Any:
     """Exact Shapley values of the features (Captum's ``ShapleyValues``).
 
     The game is ``v(S) = f(x_S, baseline_rest)[target]``; each feature gets
