@@ -68,3 +68,19 @@ def test_unknown_class_keywords_are_refused() -> None:
     with pytest.raises(TypeError, match="unknown class keywords"):
         class Bad(Attribution, fn=fattr.saliency, init=captum("forward_func"), deltas=True):  # type: ignore[call-arg]
             pass
+
+
+def test_a_class_written_by_hand_keeps_the_base_constructor() -> None:
+    class ByHand(Attribution):
+        fn = staticmethod(fattr.layer_activation)
+        layer_method = True
+
+        def attribute(self, inputs, additional_forward_args=None):  # type: ignore[override]
+            return self._call(inputs, additional_forward_args=additional_forward_args)
+
+    model = make_mlp()
+    x = randn(3, 5)
+    ours = ByHand(model, model[1]).attribute(x)
+    torch.testing.assert_close(ours, fattr.layer_activation(model, model[1], x), rtol=0, atol=0)
+    with pytest.raises(NotImplementedError, match="device_ids"):
+        ByHand(model, model[1], device_ids=[0])

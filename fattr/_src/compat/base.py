@@ -130,13 +130,15 @@ class Attribution:
         if attribute is not None:
             setattr(cls, "attribute", _with_signature(attribute, Attribution._call, cls, "attribute"))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # replaced by Captum's in each class
-        raise TypeError(f"{type(self).__name__} has no constructor of its own")  # pragma: no cover
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Captum's constructor in each class (``init=``); a class written by hand without it gets
+        ``(forward_func, layer=None, *, multiply_by_inputs=None, device_ids=None, **options)``."""
+        self._setup(*args, **kwargs)
 
     def attribute(self, *args: Any, **kwargs: Any) -> Any:  # replaced by Captum's in each class
         raise NotImplementedError(f"{type(self).__name__}.attribute")  # pragma: no cover
 
-    def _setup(self, forward_func: Any = None, model: Any = None, layer: Any = None, device_ids: Any = None,
+    def _setup(self, forward_func: Any = None, layer: Any = None, *, model: Any = None, device_ids: Any = None,
                multiply_by_inputs: Optional[bool] = None, memory_efficient: bool = False, **options: Any) -> None:
         """Captum's constructor (``memory_efficient`` accepted: fattr never keeps more than one gradient pass)."""
         unsupported(type(self).__name__, device_ids=device_ids)

@@ -151,7 +151,7 @@ class NoiseTunnel(Attribution):
         if not isinstance(attribution_method, Attribution):
             fail("attribution_method", "an instance of a fattr.captum class", attribution_method,
                  "Captum's own classes cannot be wrapped: use fattr.captum's.", kind=TypeError)
-        self._setup(attribution_method.forward_func)
+        super().__init__(attribution_method.forward_func)
         self.attribution_method = attribution_method
 
     @property
