@@ -94,38 +94,25 @@ class CausalView(nn.Module):
         return self.net.head(h)
 
 
-def call_lm(spec, model, x, kwargs):
-    """A token-ids method: prompts and targets derived from ``x`` (ids < C, the view's vocabulary)."""
-    ids, target_ids = (x.abs() * 7).long() % C, (x[:, :2].abs() * 11).long() % C
-    target_ids = target_ids[: len(kwargs.pop("target", target_ids))]  # a short target list: a batch mismatch
-    view = CausalView(model)
-    out = spec.fn(view, ids, target_ids, layer=model.body[0], **kwargs)
-    return out.token_attr, out.values
-
-
 def call(spec, model, x, *, dist=None, seed=0, layer="body.1", **extra):
-    """Call any registered method the same way (an images-only method sees the vectors as images)."""
+    """Call any registered method through :meth:`fattr.MethodSpec.call` (an images-only method sees the vectors
+    as images; a token-ids method, prompts and targets derived from ``x`` on :class:`CausalView`)."""
     if spec.images:
         shapes = [t.shape for t in (x if isinstance(x, tuple) else (x,))]
         x = tuple(_image(t) for t in x) if isinstance(x, tuple) else _image(x)
         out = call(dataclasses.replace(spec, images=False), AsImages(model), x, dist=dist, seed=seed, layer=layer,
                    **extra)
         return tuple(o.reshape(s) for o, s in zip(out, shapes)) if isinstance(x, tuple) else out.reshape(shapes[0])
-    kwargs = dict(spec.options)
-    if spec.targeted:
-        kwargs["target"] = [0, 1, 2, 0][: x.shape[0]] if isinstance(x, torch.Tensor) else 1
-    if spec.stochastic:
-        kwargs["generator"] = torch.Generator().manual_seed(seed)
-    kwargs.update(extra)
-    if spec.inputs == "token_ids":
-        return call_lm(spec, model, x, kwargs)
-    positional = [model] + ([layer] if spec.layer else []) + [x]
-    if spec.baselines == "optional":
-        base = 0.1 if not isinstance(x, tuple) else (0.1, 0.0)
-        positional.append(base)
-    elif spec.baselines == "distribution":
-        positional.append(dist)
-    return spec.fn(*positional, **kwargs)
+    target = extra.pop("target", [0, 1, 2, 0][: x.shape[0]] if isinstance(x, torch.Tensor) else 1)
+    generator = torch.Generator().manual_seed(seed)
+    if spec.inputs == "token_ids":  # ids < C, the view's vocabulary; a short target list: a batch mismatch
+        ids, target_ids = (x.abs() * 7).long() % C, (x[:, :2].abs() * 11).long() % C
+        out = spec.call(CausalView(model), ids, layer=model.body[0], target=target_ids[: len(target)],
+                        generator=generator, **extra)
+        return out.token_attr, out.values
+    baselines = dist if spec.baselines == "distribution" else (0.1 if not isinstance(x, tuple) else (0.1, 0.0))
+    return spec.call(model, x, layer=layer, baselines=baselines if spec.baselines != "none" else None,
+                     target=target, generator=generator, **extra)
 
 
 def leaves(out):
