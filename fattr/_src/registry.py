@@ -50,8 +50,9 @@ from .lm.token_attribution import token_attribution
 
 
 # fattr keyword -> Captum keyword, for every Captum class
-_CAPTUM_NAMES = (("chunk_size", "internal_batch_size"), ("args", "additional_forward_args"),
-                 ("return_delta", "return_convergence_delta"))
+_CAPTUM_NAMES = (("args", "additional_forward_args"), ("return_delta", "return_convergence_delta"))
+# fattr keywords Captum has no equivalent for (its internal_batch_size counts rows, chunk_size path points)
+_FATTR_ONLY = ("generator", "chunk_size")
 
 
 def _parameters(fn: Callable[..., Any]) -> Tuple[Tuple[str, ...], bool]:
@@ -68,9 +69,8 @@ class Captum:
     Attributes:
       cls: the class in ``captum.attr`` (``"IntegratedGradients"``, ``"LayerIntegratedGradients"``).
       wraps: the class ``cls`` wraps (``NoiseTunnel(Saliency(model))``), or None.
-      rename: fattr keyword -> Captum keyword beyond the common ones (``chunk_size`` ->
-        ``internal_batch_size``, ``args`` -> ``additional_forward_args``, ``return_delta`` ->
-        ``return_convergence_delta``).
+      rename: fattr keyword -> Captum keyword beyond the common ones (``args`` ->
+        ``additional_forward_args``, ``return_delta`` -> ``return_convergence_delta``).
       fixed: Captum options that make it compute the same thing, overridable by the caller's.
     """
 
@@ -81,10 +81,10 @@ class Captum:
 
     def arguments(self, classes: Any, options: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         """fattr's keyword ``options`` in Captum's names, split into ``(constructor, attribute)`` keywords;
-        options Captum's class does not take (``generator``) are left out."""
+        options Captum's class does not take (``generator``, ``chunk_size``) are left out."""
         names = dict(_CAPTUM_NAMES + self.rename)
         renamed = dict(self.fixed)
-        renamed.update((names.get(k, k), v) for k, v in options.items() if k != "generator")
+        renamed.update((names.get(k, k), v) for k, v in options.items() if k not in _FATTR_ONLY)
         cls = getattr(classes, self.cls)
         init, _ = _parameters(cls.__init__)
         attribute, more = _parameters(cls.attribute)
