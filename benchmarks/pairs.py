@@ -3,7 +3,7 @@
 For one :class:`~benchmarks.cases.Case` and :class:`Settings`, a :class:`Pair` gives up to three
 functions of the inputs:
 
-* ``fattr``: the registered method called through :meth:`fattr.MethodSpec.call`
+* ``fattr``: the registered method's call built by :meth:`fattr.MethodSpec.bind`
   (:func:`build_fattr`; a method missing from the registry is reported as skipped);
 * ``captum``: its Captum counterpart from the registry (:meth:`fattr.MethodSpec.captum_call`,
   :func:`build_captum`), built once, with the same arguments;
@@ -168,15 +168,16 @@ def _arguments(pair: Pair, c: Case, s: Settings, extra: Dict[str, Any]) -> Tuple
 
 
 def build_fattr(pair: Pair, c: Case, s: Settings, **extra: Any) -> Fn:
-    """``x -> spec.call(model, x, ...)``, a fresh generator seeded ``s.seed`` per call for a random method."""
+    """:meth:`fattr.MethodSpec.bind` on the case; a random method gets a fresh generator seeded ``s.seed``."""
     spec, kwargs = _arguments(pair, c, s, extra)
     if pair.fattr_fn is not None:
         spec = dataclasses.replace(spec, fn=pair.fattr_fn(s))
-    if spec.stochastic:
-        draw = (lambda x: torch.Generator().manual_seed(s.seed)) if pair.cpu_generator else (
-            lambda x: _generator(x, s.seed))
-        return lambda x: spec.call(c.model, x, generator=draw(x), **kwargs)
-    return lambda x: spec.call(c.model, x, **kwargs)
+    bound = spec.bind(c.model, **kwargs)
+    if not spec.stochastic:
+        return bound
+    if pair.cpu_generator:
+        return lambda x: bound(x, torch.Generator().manual_seed(s.seed))
+    return lambda x: bound(x, _generator(x, s.seed))
 
 
 def build_captum(pair: Pair, c: Case, s: Settings, **extra: Any) -> Optional[Fn]:

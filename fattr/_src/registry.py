@@ -148,21 +148,21 @@ class MethodSpec:
     inputs: str = "features"
     captum: Optional[Captum] = None
 
-    def call(self, model: Callable[..., Any], inputs: Any, *, layer: Any = None, baselines: Any = None,
-             target: Any = None, generator: Optional[torch.Generator] = None, chunk_size: Optional[int] = None,
-             **options: Any) -> Any:
-        """Call the method the one generic way, with the registry's :attr:`options` as defaults.
+    def bind(self, model: Callable[..., Any], *, layer: Any = None, baselines: Any = None, target: Any = None,
+             chunk_size: Optional[int] = None, **options: Any) -> Callable[..., Any]:
+        """The one generic call of the method, built once: ``bound(inputs, generator=None)``.
 
-        ``fn(model, [layer,] inputs, [baselines,] target=..., generator=..., chunk_size=..., **options)``;
-        ``target`` and ``generator`` are passed when the method takes them (ignored otherwise), and
-        ``baselines`` by keyword to a method without positional baselines (``occlusion``). A token-ids
-        method gets ``fn(model, inputs, target, layer=layer, **options)``.
+        ``bound(x)`` is ``fn(model, [layer,] x, [baselines,] target=..., chunk_size=..., **options)`` with
+        the registry's :attr:`options` as defaults; ``target`` and ``generator`` are passed when the method
+        takes them (ignored otherwise), ``baselines`` by keyword to a method without positional baselines
+        (``occlusion``). A token-ids method gets ``fn(model, x, target, layer=layer, **options)``.
 
         Example:
           >>> import torch, fattr
           >>> spec = {s.name: s for s in fattr.methods()}["layer_integrated_gradients"]
           >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-          >>> spec.call(model, torch.randn(5, 3), layer=model[1], target=0, n_steps=8).shape
+          >>> lig = spec.bind(model, layer=model[1], target=0, n_steps=8)
+          >>> lig(torch.randn(5, 3)).shape
           torch.Size([5, 4])
         """
         kwargs = dict(self.options)
@@ -171,23 +171,49 @@ class MethodSpec:
             if not self.chunked:
                 raise TypeError(f"{self.name} takes no chunk_size; got chunk_size={chunk_size!r}")
             kwargs["chunk_size"] = chunk_size
-        if self.stochastic and generator is not None:
-            kwargs["generator"] = generator
+        before: Tuple[Any, ...] = (model,)
+        after: Tuple[Any, ...] = ()
         if self.inputs == "token_ids":
-            return self.fn(model, inputs, target, **({"layer": layer} if layer is not None else {}), **kwargs)
-        if self.targeted and target is not None:
-            kwargs["target"] = target
-        positional = [model] + ([layer] if self.layer else []) + [inputs]
-        if self.baselines != "none":
-            positional.append(baselines)
-        elif baselines is not None:
-            kwargs["baselines"] = baselines
-        return self.fn(*positional, **kwargs)
+            after = (target,)
+            if layer is not None:
+                kwargs["layer"] = layer
+        else:
+            if self.targeted and target is not None:
+                kwargs["target"] = target
+            if self.layer:
+                before = (model, layer)
+            if self.baselines != "none":
+                after = (baselines,)
+            elif baselines is not None:
+                kwargs["baselines"] = baselines
+        fn = self.fn
+
+        if self.stochastic:
+            def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
+                return fn(*before, inputs, *after, generator=generator, **kwargs)
+        else:
+            def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
+                return fn(*before, inputs, *after, **kwargs)
+        return bound
+
+    def call(self, model: Callable[..., Any], inputs: Any, *, generator: Optional[torch.Generator] = None,
+             **arguments: Any) -> Any:
+        """``self.bind(model, **arguments)(inputs, generator)``: one call (see :meth:`bind`).
+
+        Example:
+          >>> import torch, fattr
+          >>> spec = {s.name: s for s in fattr.methods()}["integrated_gradients"]
+          >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+          >>> spec.call(model, torch.randn(5, 3), target=1, n_steps=8).shape
+          torch.Size([5, 3])
+        """
+        return self.bind(model, **arguments)(inputs, generator)
 
     def captum_call(self, classes: Any, model: Callable[..., Any], *, layer: Any = None, baselines: Any = None,
                     target: Any = None, **options: Any) -> Callable[..., Any]:
-        """Captum's counterpart of :meth:`call` with the same arguments: builds the Captum object once (on
-        ``model`` as given: Captum's hooks touch it) and returns ``attribute(inputs)``.
+        """Captum's counterpart of :meth:`bind` with the same arguments: builds the Captum object once (on
+        ``model`` as given: Captum's hooks touch it) and returns ``attribute(inputs)``, a
+        ``functools.partial`` of the object's bound ``attribute`` method.
 
         ``classes`` is ``captum.attr`` (fattr never imports Captum). Raises ``ValueError`` for a method
         without a counterpart.
