@@ -286,3 +286,25 @@ def test_thread_safety(name):
     for r in results:
         for e, g in zip(expected, r, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SPECS[n].captum is not None])
+def test_captum_counterpart_takes_every_option(name):
+    """The Captum class named by the registry exists and takes every option of the generic call (an option
+    left out would make Captum compute something else), by Captum's name."""
+    captum_attr = pytest.importorskip("captum.attr")
+    spec = SPECS[name]
+    options = dict(spec.options, return_delta=True) if spec.delta else dict(spec.options)
+    init, attribute = spec.captum.arguments(captum_attr, options)
+    assert len(init) + len(attribute) == len(dict(spec.captum.fixed, **options)), (init, attribute)
+    if spec.delta:
+        assert attribute.get("return_convergence_delta") is True
+
+
+def test_bind_refuses_a_chunk_size_the_method_does_not_take():
+    spec, model = SPECS["saliency"], make_net()
+    with pytest.raises(TypeError, match="saliency takes no chunk_size"):
+        spec.bind(model, chunk_size=2)
+    bound = SPECS["integrated_gradients"].bind(model, baselines=0.1, target=[0, 1, 2, 0], chunk_size=2)
+    x, _ = data()
+    torch.testing.assert_close(bound(x), call(SPECS["integrated_gradients"], model, x), rtol=1e-10, atol=1e-12)

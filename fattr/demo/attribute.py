@@ -54,11 +54,8 @@ IMAGE_OPTIONS: Dict[str, Callable[[torch.Tensor], Dict[str, Any]]] = {
 
 
 def options(spec: Any, x: torch.Tensor) -> Dict[str, Any]:
-    """The registry's options for ``spec``, with the image settings of :data:`IMAGE_OPTIONS` for ``x``."""
-    found: Dict[str, Any] = dict(spec.options)
-    if x.dim() == 4 and spec.name in IMAGE_OPTIONS:
-        found.update(IMAGE_OPTIONS[spec.name](x))
-    return found
+    """The image settings of :data:`IMAGE_OPTIONS` for ``spec`` on ``x`` (on top of the registry's options)."""
+    return IMAGE_OPTIONS[spec.name](x) if x.dim() == 4 and spec.name in IMAGE_OPTIONS else {}
 
 
 def call(spec: Any, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor,
