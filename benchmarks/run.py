@@ -1,10 +1,12 @@
 """Run the benchmarks: ``python -m benchmarks.run [--quick] [--device cpu|cuda] [--cases ...]
 [--methods ...] [--compile none|goals|all] [--no-memory] [--json PATH]``.
 
-For every case x method: build the fattr call, its Captum counterpart and the
-floor; check that they agree; time them interleaved; print a markdown table on
-stdout (progress goes to stderr) and optionally write JSON records
-``{"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb"}``.
+For every case x method (:func:`evaluate`): build the fattr call, its Captum
+counterpart and the floor; check that they agree; compile the fattr call (as
+called and under ``torch.no_grad()``) when asked; time them interleaved. Prints a
+markdown table on stdout (progress goes to stderr) and optionally writes JSON
+records ``{"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb"}``
+(compiled ones add ``compile_s`` and ``compiled_over_eager``).
 """
 from __future__ import annotations
 
