@@ -1,18 +1,22 @@
 """What is timed: each method as a fattr call, its Captum counterpart and, where it applies, the floor.
 
-A :class:`Pair` builds, for one :class:`~benchmarks.cases.Case` and
-:class:`Settings`, up to three functions of the inputs:
+For one :class:`~benchmarks.cases.Case` and :class:`Settings`, a :class:`Pair` gives up to three
+functions of the inputs:
 
-* ``fattr``: the registered fattr method (looked up in ``fattr.methods()``; a
-  method missing from the registry is reported as skipped, not as an error);
-* ``captum``: the Captum class doing the same computation, built once;
-* ``floor``: plain ``torch.autograd`` doing the same arithmetic in one batched
-  forward and backward (for IG: ``n_steps * B`` rows), with constants such as
-  quadrature nodes precomputed; the cost no attribution library can beat. The
-  floors split the ``nn.Sequential`` case models by slicing (``model[:k+1]`` /
-  ``model[k+1:]``), so they need no library.
+* ``fattr``: the registered method's call built by :meth:`fattr.MethodSpec.bind`
+  (:func:`build_fattr`; a method missing from the registry is reported as skipped);
+* ``captum``: its Captum counterpart from the registry (:meth:`fattr.MethodSpec.captum_call`,
+  :func:`build_captum`), built once, with the same arguments;
+* ``floor``: plain ``torch.autograd`` doing the same arithmetic in one batched forward and
+  backward (for IG: ``n_steps * B`` rows), with constants such as quadrature nodes
+  precomputed; the cost no attribution library can beat. The floors split the
+  ``nn.Sequential`` case models by slicing (``model[:k+1]`` / ``model[k+1:]``), so they need no
+  library. They, and the per-case settings (:attr:`Pair.options`), are all a pair states.
 
-Agreement is checked before timing (:func:`check`): deterministic methods
+Both implementations get the registry's options with the :class:`Settings` of the same name
+(``n_steps``, ``n_samples``, ``stdevs``, ``perturbations_per_eval``) and the pair's own on top.
+
+Agreement is checked before timing (``benchmarks.run``): deterministic methods
 directly; SmoothGrad with ``stdevs=0``; the GradientSHAP methods statistically,
 on one example with a single baseline row, no noise and many samples, against
 their expectation computed by quadrature (IG for ``gradient_shap``, the input
@@ -23,6 +27,7 @@ from the global torch/numpy RNGs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -88,43 +93,59 @@ def _generator(x: torch.Tensor, seed: int) -> torch.Generator:
     return torch.Generator(device=x.device).manual_seed(seed)
 
 
-# ------------------------------------------------------------------ the pair type
+# ------------------------------------------------------------------ the pair type and the generic builders
 
 Builder = Callable[[Case, Settings], Fn]
+Options = Callable[[Case, Settings], Dict[str, Any]]
+SETTINGS = ("n_steps", "n_samples", "stdevs", "perturbations_per_eval")  # Settings fields that are options
+
+
+def _none(c: Case, s: Settings) -> Dict[str, Any]:
+    return {}
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One benchmark row per case: a method and how each implementation computes it.
+    """One benchmark row per case: a registered method, its floor and its per-case settings.
 
     Attributes:
       name: row name (``layer_integrated_gradients[late]``).
       method: the registry name of the fattr method.
-      fattr, captum, floor: builders ``(case, settings) -> fn(inputs)`` (None: not available).
+      floor: builder ``(case, settings) -> fn(inputs)`` of the plain-autograd reference (None: none).
       where: which layer of the case (``"late"``, ``"early"``, ``"layer"``) for layer methods.
+      options: ``(case, settings) -> options`` for both implementations (a feature mask, a neuron).
+      captum_options: options for Captum only (SmoothGrad's sample count, which fattr's tunnel fixes).
+      fattr_fn: ``settings -> function`` replacing the registry's (SmoothGrad: a tunnel with these settings).
+      captum: a hand-written Captum builder replacing the registry's counterpart; ``captum_setup(explainer,
+        case, settings)`` adjusts the registry's Captum object instead (replaying fattr's draws).
+      cpu_generator: fattr draws from a CPU generator whatever the device (Captum replays those draws).
       not_for: case name -> why the method does not apply there.
       stochastic: compared with deterministic settings (``stdevs=0``) or statistically.
       statistical: the agreement check is the Monte-Carlo check (see module docstring).
       rtol: agreement tolerance relative to the reference's largest magnitude.
       one_target: every example gets the same target class (Captum 0.9's LayerFeatureAblation
         fails on a per-example target with ``perturbations_per_eval > 1``).
-      deltas: builders ``(fattr, captum)`` of functions returning the summation-to-delta
-        residuals; when Captum's attributions differ, fattr's are accepted only if its
+      deltas: ``pair -> (fattr, captum)`` builders of functions returning the summation-to-delta
+        residuals (:func:`deeplift_deltas`); when Captum's attributions differ, fattr's are accepted only if its
         residuals are at float32 rounding level (DeepLift's defining property).
     """
 
     name: str
     method: str
-    fattr: Builder
-    captum: Optional[Builder] = None
     floor: Optional[Builder] = None
-    where: Optional[str] = None
+    where: str = "layer"
+    options: Options = _none
+    captum_options: Options = _none
+    fattr_fn: Optional[Callable[[Settings], Callable[..., Any]]] = None
+    captum: Optional[Builder] = None
+    captum_setup: Optional[Callable[[Any, Case, Settings], None]] = None
+    cpu_generator: bool = False
     not_for: Tuple[Tuple[str, str], ...] = ()
     stochastic: bool = False
     statistical: bool = False
     rtol: float = 2e-3
     one_target: bool = False
-    deltas: Optional[Tuple[Builder, Builder]] = None
+    deltas: Optional[Callable[["Pair"], Tuple[Builder, Builder]]] = None
 
     def reason_not_applicable(self, case: Case) -> Optional[str]:
         return dict(self.not_for).get(case.name)
@@ -134,12 +155,59 @@ def registry() -> Dict[str, fattr.MethodSpec]:
     return {spec.name: spec for spec in fattr.methods()}
 
 
-def _fn(name: str) -> Callable[..., Any]:
-    return registry()[name].fn
+def _arguments(pair: Pair, c: Case, s: Settings, extra: Dict[str, Any]) -> Tuple[fattr.MethodSpec, Dict[str, Any]]:
+    """The registry entry and the keyword arguments of :meth:`fattr.MethodSpec.call` for ``pair`` on ``c``."""
+    spec = registry()[pair.method]
+    options = {k: getattr(s, k) for k, _ in spec.options if k in SETTINGS}
+    options.update(pair.options(c, s), **extra)
+    options["layer"] = c.module(getattr(c, pair.where)) if spec.layer else None
+    options["target"] = int(c.target[0]) if pair.one_target else c.target  # see Pair.one_target
+    if spec.baselines != "none":
+        options.setdefault("baselines", c.distribution if spec.baselines == "distribution" else c.baselines)
+    return spec, options
 
 
-def _layer(case: Case, where: str) -> str:
-    return getattr(case, where)
+def build_fattr(pair: Pair, c: Case, s: Settings, **extra: Any) -> Fn:
+    """:meth:`fattr.MethodSpec.bind` on the case; a random method gets a fresh generator seeded ``s.seed``."""
+    spec, kwargs = _arguments(pair, c, s, extra)
+    if pair.fattr_fn is not None:
+        spec = dataclasses.replace(spec, fn=pair.fattr_fn(s))
+    bound = spec.bind(c.model, **kwargs)
+    if not spec.stochastic:
+        return bound
+    if pair.cpu_generator:
+        return lambda x: bound(x, torch.Generator().manual_seed(s.seed))
+    return lambda x: bound(x, _generator(x, s.seed))
+
+
+def build_captum(pair: Pair, c: Case, s: Settings, **extra: Any) -> Optional[Fn]:
+    """The Captum counterpart with the same arguments (None: no counterpart)."""
+    if pair.captum is not None:
+        return pair.captum(c, s)
+    spec, kwargs = _arguments(pair, c, s, dict(pair.captum_options(c, s), **extra))
+    if spec.captum is None:
+        return None
+    import captum.attr
+    attribute = spec.captum_call(captum.attr, c.model, **kwargs)
+    if pair.captum_setup is not None:
+        pair.captum_setup(attribute.func.__self__, c, s)  # type: ignore[attr-defined]  # the Captum object
+    return attribute
+
+
+def builders(pair: Pair) -> Dict[str, Optional[Builder]]:
+    """Builders of the implementations of ``pair``: ``fattr``, ``captum``, ``floor``."""
+    return {"fattr": functools.partial(build_fattr, pair), "captum": functools.partial(build_captum, pair),
+            "floor": pair.floor}
+
+
+def deeplift_deltas(pair: Pair) -> Tuple[Builder, Builder]:
+    """Builders of the summation-to-delta residuals of a DeepLift method (fattr's, Captum's)."""
+    def delta(build: Callable[..., Any]) -> Builder:
+        def residual(c: Case, s: Settings) -> Fn:
+            attribute = build(pair, c, s, return_delta=True)
+            return lambda x: attribute(x)[1]
+        return residual
+    return delta(build_fattr), delta(build_captum)
 
 
 TOKENS = "token-id inputs: input-space methods do not apply (see the layer methods on the embedding)"
@@ -149,49 +217,14 @@ NO_DEEPLIFT_RULE = ("LayerNorm and attention's products have no DeepLift rule, s
                     "fattr and Captum alike (residual ~0.6 and ~0.8 of max|f|): no reference to check against")
 
 
-# ------------------------------------------------------------------ input-gradient methods
-
-def _saliency(c: Case, s: Settings) -> Fn:
-    f = _fn("saliency")
-    return lambda x: f(c.model, x, target=c.target)
-
-
-def _captum_saliency(c: Case, s: Settings) -> Fn:
-    from captum.attr import Saliency
-    a = Saliency(c.model)
-    return lambda x: a.attribute(x, target=c.target)
-
+# ------------------------------------------------------------------ floors of the input-gradient methods
 
 def _floor_saliency(c: Case, s: Settings) -> Fn:
     return lambda x: _grad(c.model, x, c.target).abs()
 
 
-def _input_x_gradient(name: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f = _fn(name)
-        return lambda x: f(c.model, x, target=c.target)
-    return build
-
-
-def _captum_input_x_gradient(c: Case, s: Settings) -> Fn:
-    from captum.attr import InputXGradient
-    a = InputXGradient(c.model)
-    return lambda x: a.attribute(x, target=c.target)
-
-
 def _floor_input_x_gradient(c: Case, s: Settings) -> Fn:
     return lambda x: x * _grad(c.model, x, c.target)
-
-
-def _ig(c: Case, s: Settings) -> Fn:
-    f = _fn("integrated_gradients")
-    return lambda x: f(c.model, x, c.baselines, n_steps=s.n_steps, target=c.target)
-
-
-def _captum_ig(c: Case, s: Settings) -> Fn:
-    from captum.attr import IntegratedGradients
-    a = IntegratedGradients(c.model)
-    return lambda x: a.attribute(x, c.baselines, target=c.target, n_steps=s.n_steps)
 
 
 def _floor_ig(c: Case, s: Settings) -> Fn:
@@ -202,18 +235,6 @@ def _floor_ig(c: Case, s: Settings) -> Fn:
         g = _grad(c.model, _path(x, c.baselines, alphas), tgt)
         return _wsum(weights, g, x.shape[0]) * (x - c.baselines)
     return run
-
-
-def _gradient_shap(c: Case, s: Settings) -> Fn:
-    f = _fn("gradient_shap")
-    return lambda x: f(c.model, x, c.distribution, n_samples=s.n_samples, stdevs=s.stdevs, target=c.target,
-                       generator=_generator(x, s.seed))
-
-
-def _captum_gradient_shap(c: Case, s: Settings) -> Fn:
-    from captum.attr import GradientShap
-    a = GradientShap(c.model)
-    return lambda x: a.attribute(x, c.distribution, n_samples=s.n_samples, stdevs=s.stdevs, target=c.target)
 
 
 def _floor_gradient_shap(c: Case, s: Settings) -> Fn:
@@ -231,17 +252,8 @@ def _floor_gradient_shap(c: Case, s: Settings) -> Fn:
     return run
 
 
-def _smoothgrad(c: Case, s: Settings) -> Fn:
-    _fn("smoothgrad")  # present in the registry; built with this row's settings
-    f = fattr.noise_tunnel(fattr.saliency, kind="smoothgrad", n_samples=s.n_samples, stdevs=s.stdevs)
-    return lambda x: f(c.model, x, target=c.target, generator=_generator(x, s.seed))
-
-
-def _captum_smoothgrad(c: Case, s: Settings) -> Fn:
-    from captum.attr import NoiseTunnel, Saliency
-    a = NoiseTunnel(Saliency(c.model))
-    return lambda x: a.attribute(x, nt_type="smoothgrad", nt_samples=s.n_samples, stdevs=s.stdevs,
-                                 target=c.target)
+def _smoothgrad(s: Settings) -> Callable[..., Any]:
+    return fattr.noise_tunnel(fattr.saliency, kind="smoothgrad", n_samples=s.n_samples, stdevs=s.stdevs)
 
 
 def _floor_smoothgrad(c: Case, s: Settings) -> Fn:
@@ -255,26 +267,11 @@ def _floor_smoothgrad(c: Case, s: Settings) -> Fn:
     return run
 
 
-# ------------------------------------------------------------------ layer methods
-
-def _lig(where: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f, layer = _fn("layer_integrated_gradients"), c.module(_layer(c, where))
-        return lambda x: f(c.model, layer, x, c.baselines, n_steps=s.n_steps, target=c.target)
-    return build
-
-
-def _captum_lig(where: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        from captum.attr import LayerIntegratedGradients
-        a = LayerIntegratedGradients(c.model, c.module(_layer(c, where)))
-        return lambda x: a.attribute(x, c.baselines, target=c.target, n_steps=s.n_steps)
-    return build
-
+# ------------------------------------------------------------------ floors of the layer methods
 
 def _floor_lig(where: str) -> Builder:
     def build(c: Case, s: Settings) -> Fn:
-        head, tail = head_tail(c.model, _layer(c, where))
+        head, tail = head_tail(c.model, getattr(c, where))
         alphas, weights = gauss_legendre(s.n_steps, c.inputs.device)
         tgt = c.target.repeat(s.n_steps)
 
@@ -285,19 +282,6 @@ def _floor_lig(where: str) -> Builder:
             return _wsum(weights, g, x.shape[0]) * (ax - ab)
         return run
     return build
-
-
-def _layer_path_method(name: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f, layer = _fn(name), c.module(c.layer)
-        return lambda x: f(c.model, layer, x, c.baselines, n_steps=s.n_steps, target=c.target)
-    return build
-
-
-def _captum_conductance(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerConductance
-    a = LayerConductance(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, c.baselines, target=c.target, n_steps=s.n_steps)
 
 
 def _floor_conductance(c: Case, s: Settings) -> Fn:
@@ -318,12 +302,6 @@ def _floor_conductance(c: Case, s: Settings) -> Fn:
     return run
 
 
-def _captum_internal_influence(c: Case, s: Settings) -> Fn:
-    from captum.attr import InternalInfluence
-    a = InternalInfluence(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, c.baselines, target=c.target, n_steps=s.n_steps)
-
-
 def _layer_grads_on_input_path(c: Case, x: torch.Tensor, alphas: torch.Tensor, tgt: torch.Tensor,
                                head: nn.Module, tail: nn.Module) -> torch.Tensor:
     with torch.enable_grad():
@@ -339,17 +317,6 @@ def _floor_internal_influence(c: Case, s: Settings) -> Fn:
     return lambda x: _wsum(weights, _layer_grads_on_input_path(c, x, alphas, tgt, head, tail), x.shape[0])
 
 
-def _grad_cam(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_grad_cam"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x, target=c.target)
-
-
-def _captum_grad_cam(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerGradCam
-    a = LayerGradCam(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, target=c.target)
-
-
 def _floor_grad_cam(c: Case, s: Settings) -> Fn:
     head, tail = head_tail(c.model, c.layer)
 
@@ -360,18 +327,6 @@ def _floor_grad_cam(c: Case, s: Settings) -> Fn:
         w = g.mean(dim=tuple(range(2, g.dim())), keepdim=True)
         return (w * act).sum(1, keepdim=True)
     return run
-
-
-def _layer_gradient_shap(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_gradient_shap"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x, c.distribution, n_samples=s.n_samples, stdevs=s.stdevs,
-                       target=c.target, generator=_generator(x, s.seed))
-
-
-def _captum_layer_gradient_shap(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerGradientShap
-    a = LayerGradientShap(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, c.distribution, n_samples=s.n_samples, stdevs=s.stdevs, target=c.target)
 
 
 def _floor_layer_gradient_shap(c: Case, s: Settings) -> Fn:
@@ -393,21 +348,6 @@ def _floor_layer_gradient_shap(c: Case, s: Settings) -> Fn:
         diff = ends[:k * n] - ends[k * n:]
         return (grads * diff).reshape((k, n) + tuple(diff.shape[1:])).mean(0)
     return run
-
-
-def _feature_ablation(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_feature_ablation"), c.module(c.layer)
-    target = int(c.target[0])  # see Pair.one_target
-    return lambda x: f(c.model, layer, x, target=target, layer_mask=c.layer_mask,
-                       perturbations_per_eval=s.perturbations_per_eval)
-
-
-def _captum_feature_ablation(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerFeatureAblation
-    a = LayerFeatureAblation(c.model, c.module(c.layer))
-    target = int(c.target[0])  # see Pair.one_target
-    return lambda x: a.attribute(x, target=target, layer_mask=c.layer_mask,
-                                 perturbations_per_eval=s.perturbations_per_eval)
 
 
 def _floor_feature_ablation(c: Case, s: Settings) -> Fn:
@@ -437,17 +377,6 @@ def _floor_feature_ablation(c: Case, s: Settings) -> Fn:
     return run
 
 
-def _layer_activation(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_activation"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x)
-
-
-def _captum_layer_activation(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerActivation
-    a = LayerActivation(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x)
-
-
 def _floor_layer_activation(c: Case, s: Settings) -> Fn:
     head, _ = head_tail(c.model, c.layer)
 
@@ -455,17 +384,6 @@ def _floor_layer_activation(c: Case, s: Settings) -> Fn:
         with torch.no_grad():
             return head(x)
     return run
-
-
-def _layer_gxa(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_gradient_x_activation"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x, target=c.target)
-
-
-def _captum_layer_gxa(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerGradientXActivation
-    a = LayerGradientXActivation(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, target=c.target)
 
 
 def _floor_layer_gxa(c: Case, s: Settings) -> Fn:
@@ -478,69 +396,6 @@ def _floor_layer_gxa(c: Case, s: Settings) -> Fn:
     return run
 
 
-# ------------------------------------------------------------------ DeepLift
-
-def _deeplift(c: Case, s: Settings) -> Fn:
-    f = _fn("deeplift")
-    return lambda x: f(c.model, x, c.baselines, target=c.target)
-
-
-def _captum_deeplift(c: Case, s: Settings) -> Fn:
-    from captum.attr import DeepLift
-    a = DeepLift(c.model)
-    return lambda x: a.attribute(x, c.baselines, target=c.target)
-
-
-def _deeplift_shap(c: Case, s: Settings) -> Fn:
-    f = _fn("deeplift_shap")
-    return lambda x: f(c.model, x, c.distribution, target=c.target)
-
-
-def _captum_deeplift_shap(c: Case, s: Settings) -> Fn:
-    from captum.attr import DeepLiftShap
-    a = DeepLiftShap(c.model)
-    return lambda x: a.attribute(x, c.distribution, target=c.target)
-
-
-def _layer_deeplift(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_deeplift"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x, c.baselines, target=c.target)
-
-
-def _captum_layer_deeplift(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerDeepLift
-    a = LayerDeepLift(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, c.baselines, target=c.target)
-
-
-def _layer_deeplift_shap(c: Case, s: Settings) -> Fn:
-    f, layer = _fn("layer_deeplift_shap"), c.module(c.layer)
-    return lambda x: f(c.model, layer, x, c.distribution, target=c.target)
-
-
-def _captum_layer_deeplift_shap(c: Case, s: Settings) -> Fn:
-    from captum.attr import LayerDeepLiftShap
-    a = LayerDeepLiftShap(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, c.distribution, target=c.target)
-
-
-def _deltas(name: str, captum_class: str, *, layer: bool, distribution: bool) -> Tuple[Builder, Builder]:
-    """Builders of the summation-to-delta residuals of a DeepLift method (fattr, Captum)."""
-    def fattr_delta(c: Case, s: Settings) -> Fn:
-        f = _fn(name)
-        pre = (c.module(c.layer),) if layer else ()
-        base = c.distribution if distribution else c.baselines
-        return lambda x: f(c.model, *pre, x, base, target=c.target, return_delta=True)[1]
-
-    def captum_delta(c: Case, s: Settings) -> Fn:
-        import captum.attr
-        cls = getattr(captum.attr, captum_class)
-        a = cls(c.model, c.module(c.layer)) if layer else cls(c.model)
-        base = c.distribution if distribution else c.baselines
-        return lambda x: a.attribute(x, base, target=c.target, return_convergence_delta=True)[1]
-    return fattr_delta, captum_delta
-
-
 def output_scale(c: Case) -> float:
     """``max |f(x)[target]|``: the scale of the summation-to-delta residuals."""
     with torch.no_grad():
@@ -550,48 +405,35 @@ def output_scale(c: Case) -> float:
 # ------------------------------------------------------------------ the table of pairs
 
 _NO_TOKENS = (("transformer", TOKENS),)
+_NO_PATH = (("transformer", INPUT_PATH),)
+_NO_RULE = (("transformer", NO_DEEPLIFT_RULE),)
 
 PAIRS: List[Pair] = [
-    Pair("saliency", "saliency", _saliency, _captum_saliency, _floor_saliency, not_for=_NO_TOKENS),
-    Pair("input_x_gradient", "input_x_gradient", _input_x_gradient("input_x_gradient"), _captum_input_x_gradient,
-         _floor_input_x_gradient, not_for=_NO_TOKENS),
-    Pair("integrated_gradients", "integrated_gradients", _ig, _captum_ig, _floor_ig, not_for=_NO_TOKENS),
-    Pair("gradient_shap", "gradient_shap", _gradient_shap, _captum_gradient_shap, _floor_gradient_shap,
-         not_for=_NO_TOKENS, stochastic=True, statistical=True),
-    Pair("smoothgrad", "smoothgrad", _smoothgrad, _captum_smoothgrad, _floor_smoothgrad, not_for=_NO_TOKENS,
-         stochastic=True),
-    Pair("layer_integrated_gradients[late]", "layer_integrated_gradients", _lig("late"), _captum_lig("late"),
-         _floor_lig("late"), where="late"),
-    Pair("layer_integrated_gradients[early]", "layer_integrated_gradients", _lig("early"), _captum_lig("early"),
-         _floor_lig("early"), where="early"),
-    Pair("layer_conductance", "layer_conductance", _layer_path_method("layer_conductance"), _captum_conductance,
-         _floor_conductance, where="layer", not_for=(("transformer", INPUT_PATH),)),
-    Pair("internal_influence", "internal_influence", _layer_path_method("internal_influence"),
-         _captum_internal_influence, _floor_internal_influence, where="layer",
-         not_for=(("transformer", INPUT_PATH),)),
-    Pair("layer_grad_cam", "layer_grad_cam", _grad_cam, _captum_grad_cam, _floor_grad_cam, where="layer",
-         not_for=(("mlp_tiny", CONV_ONLY), ("mlp", CONV_ONLY), ("transformer", CONV_ONLY))),
-    Pair("layer_gradient_shap", "layer_gradient_shap", _layer_gradient_shap, _captum_layer_gradient_shap,
-         _floor_layer_gradient_shap, where="layer", not_for=(("transformer", INPUT_PATH),), stochastic=True,
+    Pair("saliency", "saliency", _floor_saliency, not_for=_NO_TOKENS),
+    Pair("input_x_gradient", "input_x_gradient", _floor_input_x_gradient, not_for=_NO_TOKENS),
+    Pair("integrated_gradients", "integrated_gradients", _floor_ig, not_for=_NO_TOKENS),
+    Pair("gradient_shap", "gradient_shap", _floor_gradient_shap, not_for=_NO_TOKENS, stochastic=True,
          statistical=True),
-    Pair("layer_feature_ablation", "layer_feature_ablation", _feature_ablation, _captum_feature_ablation,
-         _floor_feature_ablation, where="layer", one_target=True),
-    Pair("layer_activation", "layer_activation", _layer_activation, _captum_layer_activation,
-         _floor_layer_activation, where="layer"),
-    Pair("layer_gradient_x_activation", "layer_gradient_x_activation", _layer_gxa, _captum_layer_gxa,
-         _floor_layer_gxa, where="layer"),
-    Pair("gradient_x_input", "gradient_x_input", _input_x_gradient("gradient_x_input"), _captum_input_x_gradient,
-         _floor_input_x_gradient, not_for=_NO_TOKENS),
-    Pair("deeplift", "deeplift", _deeplift, _captum_deeplift, not_for=_NO_TOKENS,
-         deltas=_deltas("deeplift", "DeepLift", layer=False, distribution=False)),
-    Pair("deeplift_shap", "deeplift_shap", _deeplift_shap, _captum_deeplift_shap, not_for=_NO_TOKENS,
-         deltas=_deltas("deeplift_shap", "DeepLiftShap", layer=False, distribution=True)),
-    Pair("layer_deeplift", "layer_deeplift", _layer_deeplift, _captum_layer_deeplift, where="layer",
-         not_for=(("transformer", NO_DEEPLIFT_RULE),),
-         deltas=_deltas("layer_deeplift", "LayerDeepLift", layer=True, distribution=False)),
-    Pair("layer_deeplift_shap", "layer_deeplift_shap", _layer_deeplift_shap, _captum_layer_deeplift_shap,
-         where="layer", not_for=(("transformer", NO_DEEPLIFT_RULE),),
-         deltas=_deltas("layer_deeplift_shap", "LayerDeepLiftShap", layer=True, distribution=True)),
+    Pair("smoothgrad", "smoothgrad", _floor_smoothgrad, not_for=_NO_TOKENS, stochastic=True,
+         fattr_fn=_smoothgrad, options=lambda c, s: {"abs": True},
+         captum_options=lambda c, s: {"n_samples": s.n_samples, "stdevs": s.stdevs}),
+    Pair("layer_integrated_gradients[late]", "layer_integrated_gradients", _floor_lig("late"), where="late"),
+    Pair("layer_integrated_gradients[early]", "layer_integrated_gradients", _floor_lig("early"), where="early"),
+    Pair("layer_conductance", "layer_conductance", _floor_conductance, not_for=_NO_PATH),
+    Pair("internal_influence", "internal_influence", _floor_internal_influence, not_for=_NO_PATH),
+    Pair("layer_grad_cam", "layer_grad_cam", _floor_grad_cam,
+         not_for=(("mlp_tiny", CONV_ONLY), ("mlp", CONV_ONLY), ("transformer", CONV_ONLY))),
+    Pair("layer_gradient_shap", "layer_gradient_shap", _floor_layer_gradient_shap, not_for=_NO_PATH,
+         stochastic=True, statistical=True),
+    Pair("layer_feature_ablation", "layer_feature_ablation", _floor_feature_ablation, one_target=True,
+         options=lambda c, s: {"layer_mask": c.layer_mask}),
+    Pair("layer_activation", "layer_activation", _floor_layer_activation),
+    Pair("layer_gradient_x_activation", "layer_gradient_x_activation", _floor_layer_gxa),
+    Pair("gradient_x_input", "gradient_x_input", _floor_input_x_gradient, not_for=_NO_TOKENS),
+    Pair("deeplift", "deeplift", not_for=_NO_TOKENS, deltas=deeplift_deltas),
+    Pair("deeplift_shap", "deeplift_shap", not_for=_NO_TOKENS, deltas=deeplift_deltas),
+    Pair("layer_deeplift", "layer_deeplift", not_for=_NO_RULE, deltas=deeplift_deltas),
+    Pair("layer_deeplift_shap", "layer_deeplift_shap", not_for=_NO_RULE, deltas=deeplift_deltas),
 ]
 PAIRS += __import__("benchmarks.pairs_neuron", fromlist=["PAIRS"]).PAIRS  # neuron methods, ReLU-rule gradients
 

@@ -9,13 +9,13 @@ quadrature, which :func:`benchmarks.pairs.expectation` does not compute (it is l
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import torch
 
 from .cases import Case
-from .pairs import (CONV_ONLY, INPUT_PATH, NO_DEEPLIFT_RULE, TOKENS, Builder, Fn, Pair, Settings, _fn, _grad, _path,
-                    _wsum, gauss_legendre, head_tail, output_scale)
+from .pairs import (CONV_ONLY, INPUT_PATH, NO_DEEPLIFT_RULE, TOKENS, Builder, Fn, Pair, Settings, _grad, _path, _wsum,
+                    build_captum, build_fattr, gauss_legendre, head_tail, output_scale)
 
 NEURON = (slice(0, 1),)
 _NO_TOKENS = (("transformer", TOKENS),)
@@ -44,40 +44,10 @@ def _neuron_grad(head: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------ neuron gradient and IG
 
-def _neuron_gradient(where: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f, layer = _fn("neuron_gradient"), getattr(c, where)
-        return lambda x: f(c.model, layer, x, neuron_selector=NEURON)
-    return build
-
-
-def _captum_neuron_gradient(where: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        from captum.attr import NeuronGradient
-        a = NeuronGradient(c.model, c.module(getattr(c, where)))
-        return lambda x: a.attribute(x, NEURON)
-    return build
-
-
 def _floor_neuron_gradient(where: str) -> Builder:
     def build(c: Case, s: Settings) -> Fn:
         head, _ = head_tail(c.model, getattr(c, where))
         return lambda x: _neuron_grad(head, x)
-    return build
-
-
-def _neuron_ig(where: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f, layer = _fn("neuron_integrated_gradients"), getattr(c, where)
-        return lambda x: f(c.model, layer, x, c.baselines, n_steps=s.n_steps, neuron_selector=NEURON)
-    return build
-
-
-def _captum_neuron_ig(where: str) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        from captum.attr import NeuronIntegratedGradients
-        a = NeuronIntegratedGradients(c.model, c.module(getattr(c, where)))
-        return lambda x: a.attribute(x, NEURON, c.baselines, n_steps=s.n_steps)
     return build
 
 
@@ -91,19 +61,6 @@ def _floor_neuron_ig(where: str) -> Builder:
 
 
 # ------------------------------------------------------------------ neuron conductance
-
-def _neuron_conductance(c: Case, s: Settings) -> Fn:
-    f, neuron = _fn("neuron_conductance"), _single(c)
-    return lambda x: f(c.model, c.layer, x, c.baselines, n_steps=s.n_steps, method="gausslegendre",
-                       neuron_selector=neuron, target=c.target)
-
-
-def _captum_neuron_conductance(c: Case, s: Settings) -> Fn:
-    from captum.attr import NeuronConductance
-    a, neuron = NeuronConductance(c.model, c.module(c.layer)), _single(c)
-    return lambda x: a.attribute(x, neuron, c.baselines, target=c.target, n_steps=s.n_steps,
-                                 method="gausslegendre")
-
 
 def _floor_neuron_conductance(c: Case, s: Settings) -> Fn:
     """Per step: the layer gradient ``dF/dy`` (one backward), then ``d <dF/dy restricted to the neuron, y> / dx``."""
@@ -126,31 +83,14 @@ def _floor_neuron_conductance(c: Case, s: Settings) -> Fn:
 
 # ------------------------------------------------------------------ neuron DeepLift
 
-def _neuron_deeplift(name: str, distribution: bool) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f = _fn(name)
-        base = c.distribution if distribution else c.baselines
-        return lambda x: f(c.model, c.layer, x, base, neuron_selector=NEURON)
-    return build
-
-
-def _captum_neuron_deeplift(cls_name: str, distribution: bool) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        import captum.attr
-        a = getattr(captum.attr, cls_name)(c.model, c.module(c.layer))
-        base = c.distribution if distribution else c.baselines
-        return lambda x: a.attribute(x, NEURON, base)
-    return build
-
-
-def _neuron_deltas(name: str, cls_name: str, distribution: bool) -> Tuple[Builder, Builder]:
+def _neuron_deltas(pair: Pair) -> Tuple[Builder, Builder]:
     """Summation-to-delta residuals ``sum(attr) - mean_b (neuron(x) - neuron(b))`` of fattr's and Captum's,
     rescaled so that the harness's division by ``max|f(x)[target]|`` gives them relative to ``max|neuron(x)|``."""
-    def residual(attr_of: Builder) -> Builder:
-        def build(c: Case, s: Settings) -> Fn:
+    def residual(build: Callable[..., Any]) -> Builder:
+        def built(c: Case, s: Settings) -> Fn:
             head, _ = head_tail(c.model, c.layer)
-            attribute = attr_of(c, s)
-            base = c.distribution if distribution else c.baselines
+            attribute = build(pair, c, s)
+            base = c.distribution if pair.method.endswith("_shap") else c.baselines
 
             def run(x: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad():
@@ -159,32 +99,11 @@ def _neuron_deltas(name: str, cls_name: str, distribution: bool) -> Tuple[Builde
                     rescale = output_scale(c) / max(float(value.abs().max()), 1e-12)
                 return (attribute(x).reshape(x.shape[0], -1).sum(1).detach() - change) * rescale
             return run
-        return build
-    return residual(_neuron_deeplift(name, distribution)), residual(_captum_neuron_deeplift(cls_name, distribution))
+        return built
+    return residual(build_fattr), residual(build_captum)
 
 
 # ------------------------------------------------------------------ ReLU-rule gradients
-
-def _rule(name: str, neuron: bool) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        f = _fn(name)
-        if neuron:
-            return lambda x: f(c.model, c.layer, x, neuron_selector=NEURON)
-        return lambda x: f(c.model, x, target=c.target)
-    return build
-
-
-def _captum_rule(cls_name: str, neuron: bool) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        import captum.attr
-        cls = getattr(captum.attr, cls_name)
-        if neuron:
-            a = cls(c.model, c.module(c.layer))
-            return lambda x: a.attribute(x, NEURON)
-        b = cls(c.model)
-        return lambda x: b.attribute(x, target=c.target)
-    return build
-
 
 class _RuleReLU(torch.autograd.Function):
     @staticmethod
@@ -217,44 +136,25 @@ def _floor_rule(deconvolution: bool) -> Builder:
     return build
 
 
-def _guided_grad_cam(c: Case, s: Settings) -> Fn:
-    f = _fn("guided_grad_cam")
-    return lambda x: f(c.model, c.layer, x, target=c.target)
-
-
-def _captum_guided_grad_cam(c: Case, s: Settings) -> Fn:
-    from captum.attr import GuidedGradCam
-    a = GuidedGradCam(c.model, c.module(c.layer))
-    return lambda x: a.attribute(x, target=c.target)
-
-
 _CONV = (("mlp_tiny", CONV_ONLY), ("mlp", CONV_ONLY), ("transformer", CONV_ONLY))
 
+_SELECT = lambda c, s: {"neuron_selector": NEURON}  # noqa: E731
+_NO_RULE = (("transformer", NO_DEEPLIFT_RULE),)
+
 PAIRS: List[Pair] = [
-    Pair("neuron_gradient[late]", "neuron_gradient", _neuron_gradient("late"), _captum_neuron_gradient("late"),
-         _floor_neuron_gradient("late"), where="late", not_for=_NO_TOKENS),
-    Pair("neuron_integrated_gradients[late]", "neuron_integrated_gradients", _neuron_ig("late"),
-         _captum_neuron_ig("late"), _floor_neuron_ig("late"), where="late", not_for=_NO_PATH),
-    Pair("neuron_integrated_gradients[early]", "neuron_integrated_gradients", _neuron_ig("early"),
-         _captum_neuron_ig("early"), _floor_neuron_ig("early"), where="early", not_for=_NO_PATH),
-    Pair("neuron_conductance", "neuron_conductance", _neuron_conductance, _captum_neuron_conductance,
-         _floor_neuron_conductance, where="layer", not_for=_NO_PATH),
-    Pair("neuron_deeplift", "neuron_deeplift", _neuron_deeplift("neuron_deeplift", False),
-         _captum_neuron_deeplift("NeuronDeepLift", False), where="layer",
-         not_for=(("transformer", NO_DEEPLIFT_RULE),),
-         deltas=_neuron_deltas("neuron_deeplift", "NeuronDeepLift", False)),
-    Pair("neuron_deeplift_shap", "neuron_deeplift_shap", _neuron_deeplift("neuron_deeplift_shap", True),
-         _captum_neuron_deeplift("NeuronDeepLiftShap", True), where="layer",
-         not_for=(("transformer", NO_DEEPLIFT_RULE),),
-         deltas=_neuron_deltas("neuron_deeplift_shap", "NeuronDeepLiftShap", True)),
-    Pair("neuron_guided_backprop", "neuron_guided_backprop", _rule("neuron_guided_backprop", True),
-         _captum_rule("NeuronGuidedBackprop", True), where="layer", not_for=_NO_TOKENS),
-    Pair("neuron_deconvolution", "neuron_deconvolution", _rule("neuron_deconvolution", True),
-         _captum_rule("NeuronDeconvolution", True), where="layer", not_for=_NO_TOKENS),
-    Pair("guided_backprop", "guided_backprop", _rule("guided_backprop", False), _captum_rule("GuidedBackprop", False),
-         _floor_rule(False), not_for=_NO_TOKENS),
-    Pair("deconvolution", "deconvolution", _rule("deconvolution", False), _captum_rule("Deconvolution", False),
-         _floor_rule(True), not_for=_NO_TOKENS),
-    Pair("guided_grad_cam", "guided_grad_cam", _guided_grad_cam, _captum_guided_grad_cam, where="layer",
-         not_for=_CONV),
+    Pair("neuron_gradient[late]", "neuron_gradient", _floor_neuron_gradient("late"), where="late",
+         options=_SELECT, not_for=_NO_TOKENS),
+    Pair("neuron_integrated_gradients[late]", "neuron_integrated_gradients", _floor_neuron_ig("late"),
+         where="late", options=_SELECT, not_for=_NO_PATH),
+    Pair("neuron_integrated_gradients[early]", "neuron_integrated_gradients", _floor_neuron_ig("early"),
+         where="early", options=_SELECT, not_for=_NO_PATH),
+    Pair("neuron_conductance", "neuron_conductance", _floor_neuron_conductance,
+         options=lambda c, s: {"neuron_selector": _single(c)}, not_for=_NO_PATH),
+    Pair("neuron_deeplift", "neuron_deeplift", options=_SELECT, not_for=_NO_RULE, deltas=_neuron_deltas),
+    Pair("neuron_deeplift_shap", "neuron_deeplift_shap", options=_SELECT, not_for=_NO_RULE, deltas=_neuron_deltas),
+    Pair("neuron_guided_backprop", "neuron_guided_backprop", options=_SELECT, not_for=_NO_TOKENS),
+    Pair("neuron_deconvolution", "neuron_deconvolution", options=_SELECT, not_for=_NO_TOKENS),
+    Pair("guided_backprop", "guided_backprop", _floor_rule(False), not_for=_NO_TOKENS),
+    Pair("deconvolution", "deconvolution", _floor_rule(True), not_for=_NO_TOKENS),
+    Pair("guided_grad_cam", "guided_grad_cam", not_for=_CONV),
 ]

@@ -154,44 +154,11 @@ def _floor_shapley_sampling(c: Case, s: Settings) -> Fn:
     return run
 
 
-# ------------------------------------------------------------------ fattr and Captum
+# ------------------------------------------------------------------ Captum replaying fattr's draws
 
-def _fattr(name: str, **options: Callable[[Case, Settings], Any]) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        from .pairs import _fn
-        fn = _fn(name)
-        return lambda x: fn(c.model, x, target=c.target, perturbations_per_eval=s.perturbations_per_eval,
-                            **{k: v(c, s) for k, v in options.items()})
-    return build
-
-
-def _captum_feature_ablation(c: Case, s: Settings) -> Fn:
-    from captum.attr import FeatureAblation
-    a, mask = FeatureAblation(c.model), feature_mask(c)
-    return lambda x: a.attribute(x, target=c.target, feature_mask=mask,
-                                 perturbations_per_eval=s.perturbations_per_eval)
-
-
-def _captum_occlusion(c: Case, s: Settings) -> Fn:
-    from captum.attr import Occlusion
-    a, (win, step) = Occlusion(c.model), window(c)
-    return lambda x: a.attribute(x, win, step, target=c.target, perturbations_per_eval=s.perturbations_per_eval)
-
-
-def _captum_shapley_sampling(c: Case, s: Settings) -> Fn:
-    from captum.attr import ShapleyValueSampling
-    a, mask = ShapleyValueSampling(c.model), feature_mask(c)
-    orders = _orders(c, s, _n_features(mask)).tolist()
+def _replay_orders(a: Any, c: Case, s: Settings) -> None:
+    orders = _orders(c, s, _n_features(feature_mask(c))).tolist()
     a.permutation_generator = lambda n_features, n_samples: iter(orders)  # fattr's draws
-    return lambda x: a.attribute(x, target=c.target, feature_mask=mask, n_samples=s.n_samples,
-                                 perturbations_per_eval=s.perturbations_per_eval)
-
-
-def _captum_shapley_values(c: Case, s: Settings) -> Fn:
-    from captum.attr import ShapleyValues
-    a, mask = ShapleyValues(c.model), feature_mask(c, 2)
-    return lambda x: a.attribute(x, target=c.target, feature_mask=mask,
-                                 perturbations_per_eval=s.perturbations_per_eval)
 
 
 def _replay(z: torch.Tensor) -> Callable[..., Any]:
@@ -206,21 +173,13 @@ def _replay(z: torch.Tensor) -> Callable[..., Any]:
     return samples
 
 
-def _captum_surrogate(kernel: bool) -> Builder:
-    def build(c: Case, s: Settings) -> Fn:
-        from captum.attr import KernelShap, Lime
+def _replay_samples(kernel: bool) -> Callable[[Any, Case, Settings], None]:
+    def setup(a: Any, c: Case, s: Settings) -> None:
         from fattr._src.perturbation.lime import bernoulli_samples, kernel_shap_samples
-        mask = feature_mask(c)
         z = (kernel_shap_samples if kernel else bernoulli_samples)(_generator(c, s), c.inputs.shape[0],
-                                                                      SURROGATE_SAMPLES, _n_features(mask))
-        if kernel:
-            a = KernelShap(c.model)
-            a.perturb_func = _replay(z)
-        else:
-            a = Lime(c.model, perturb_func=_replay(z))
-        return lambda x: a.attribute(x, target=c.target, feature_mask=mask, n_samples=SURROGATE_SAMPLES,
-                                     perturbations_per_eval=s.perturbations_per_eval)
-    return build
+                                                                      SURROGATE_SAMPLES, _n_features(feature_mask(c)))
+        a.perturb_func = _replay(z)
+    return setup
 
 
 def _captum_feature_permutation(c: Case, s: Settings) -> Fn:
@@ -256,29 +215,22 @@ def _floor_feature_permutation(c: Case, s: Settings) -> Fn:
 
 def perturbation_pairs() -> List[Pair]:
     from .pairs import TOKENS, Pair
-    NO_TOKENS = (("transformer", TOKENS),)
-    mask = lambda c, s: feature_mask(c)  # noqa: E731
-    generator = _generator
+    no_tokens = (("transformer", TOKENS),)
+    mask = lambda c, s: {"feature_mask": feature_mask(c)}  # noqa: E731
+    surrogate = lambda c, s: {"feature_mask": feature_mask(c), "n_samples": SURROGATE_SAMPLES}  # noqa: E731
     return [
-        Pair("feature_ablation", "feature_ablation", _fattr("feature_ablation", feature_mask=mask),
-             _captum_feature_ablation, _floor_feature_ablation, not_for=NO_TOKENS),
-        Pair("occlusion", "occlusion", _fattr("occlusion", sliding_window_shapes=lambda c, s: window(c)[0],
-                                              strides=lambda c, s: window(c)[1]),
-             _captum_occlusion, _floor_occlusion, not_for=NO_TOKENS),
-        Pair("shapley_value_sampling", "shapley_value_sampling",
-             _fattr("shapley_value_sampling", feature_mask=mask, n_samples=lambda c, s: s.n_samples,
-                    generator=generator),
-             _captum_shapley_sampling, _floor_shapley_sampling, not_for=NO_TOKENS),
-        Pair("shapley_values", "shapley_values", _fattr("shapley_values", feature_mask=lambda c, s: feature_mask(c, 2)),
-             _captum_shapley_values, not_for=NO_TOKENS),
-        Pair("lime", "lime", _fattr("lime", feature_mask=mask, n_samples=lambda c, s: SURROGATE_SAMPLES,
-                                    generator=generator),
-             _captum_surrogate(False), not_for=NO_TOKENS, rtol=LASSO_RTOL),
-        Pair("kernel_shap", "kernel_shap", _fattr("kernel_shap", feature_mask=mask,
-                                                  n_samples=lambda c, s: SURROGATE_SAMPLES, generator=generator),
-             _captum_surrogate(True), not_for=NO_TOKENS),
-        Pair("feature_permutation", "feature_permutation",
-             _fattr("feature_permutation", feature_mask=mask, generator=generator),
-             _captum_feature_permutation, _floor_feature_permutation,
-             not_for=NO_TOKENS + (("mlp_tiny", "one example: nothing to shuffle across"),)),
+        Pair("feature_ablation", "feature_ablation", _floor_feature_ablation, options=mask, not_for=no_tokens),
+        Pair("occlusion", "occlusion", _floor_occlusion, not_for=no_tokens, options=lambda c, s: {
+            "sliding_window_shapes": window(c)[0], "strides": window(c)[1], "baselines": 0.0}),
+        Pair("shapley_value_sampling", "shapley_value_sampling", _floor_shapley_sampling, options=mask,
+             captum_setup=_replay_orders, cpu_generator=True, not_for=no_tokens),
+        Pair("shapley_values", "shapley_values", options=lambda c, s: {"feature_mask": feature_mask(c, 2)},
+             not_for=no_tokens),
+        Pair("lime", "lime", options=surrogate, captum_setup=_replay_samples(False), cpu_generator=True, not_for=no_tokens,
+             rtol=LASSO_RTOL),
+        Pair("kernel_shap", "kernel_shap", options=surrogate, captum_setup=_replay_samples(True), cpu_generator=True,
+             not_for=no_tokens),
+        Pair("feature_permutation", "feature_permutation", _floor_feature_permutation, options=mask,
+             captum=_captum_feature_permutation, cpu_generator=True,
+             not_for=no_tokens + (("mlp_tiny", "one example: nothing to shuffle across"),)),
     ]

@@ -18,15 +18,10 @@ from typing import List
 import torch
 
 from .cases import Case
-from .pairs import (TOKENS, Fn, Pair, Settings, _fn, _generator, _grad, _path, _selected)
+from .pairs import TOKENS, Fn, Pair, Settings, _generator, _grad, _path, _selected
 
 IH_STEPS = 16  # integrated Hessians: nodes per axis of the 2-D rule (IH_STEPS ** 2 points)
 FULL_MATRIX = "the full D x D interaction matrix of this input is not what the method is for (use feature_mask)"
-
-
-def _idgi(c: Case, s: Settings) -> Fn:
-    f = _fn("idgi")
-    return lambda x: f(c.model, x, c.baselines, n_steps=s.n_steps, target=c.target)
 
 
 def _floor_idgi(c: Case, s: Settings) -> Fn:
@@ -47,18 +42,6 @@ def _floor_idgi(c: Case, s: Settings) -> Fn:
     return run
 
 
-def _expected_gradients(c: Case, s: Settings) -> Fn:
-    f = _fn("expected_gradients")
-    return lambda x: f(c.model, x, c.distribution, n_samples=s.n_samples, target=c.target,
-                       generator=_generator(x, s.seed))
-
-
-def _captum_expected_gradients(c: Case, s: Settings) -> Fn:
-    from captum.attr import GradientShap
-    a = GradientShap(c.model)
-    return lambda x: a.attribute(x, c.distribution, n_samples=s.n_samples, stdevs=0.0, target=c.target)
-
-
 def _floor_expected_gradients(c: Case, s: Settings) -> Fn:
     def run(x: torch.Tensor) -> torch.Tensor:
         g = _generator(x, s.seed)
@@ -69,11 +52,6 @@ def _floor_expected_gradients(c: Case, s: Settings) -> Fn:
         grads = _grad(c.model, rows, c.target.repeat(k)).reshape(starts.shape)
         return (grads * (x - starts)).mean(0)
     return run
-
-
-def _integrated_hessians(c: Case, s: Settings) -> Fn:
-    f = _fn("integrated_hessians")
-    return lambda x: f(c.model, x, c.baselines, n_steps=IH_STEPS, target=c.target)
 
 
 def _floor_integrated_hessians(c: Case, s: Settings) -> Fn:
@@ -105,9 +83,10 @@ def _floor_integrated_hessians(c: Case, s: Settings) -> Fn:
 _NO_TOKENS = (("transformer", TOKENS),)
 
 RESEARCH_PAIRS: List[Pair] = [
-    Pair("idgi", "idgi", _idgi, None, _floor_idgi, not_for=_NO_TOKENS),
-    Pair("expected_gradients", "expected_gradients", _expected_gradients, _captum_expected_gradients,
-         _floor_expected_gradients, not_for=_NO_TOKENS, stochastic=True, statistical=True),
-    Pair("integrated_hessians", "integrated_hessians", _integrated_hessians, None, _floor_integrated_hessians,
+    Pair("idgi", "idgi", _floor_idgi, not_for=_NO_TOKENS),
+    Pair("expected_gradients", "expected_gradients", _floor_expected_gradients, not_for=_NO_TOKENS, stochastic=True,
+         statistical=True),
+    Pair("integrated_hessians", "integrated_hessians", _floor_integrated_hessians,
+         options=lambda c, s: {"n_steps": IH_STEPS},
          not_for=tuple((name, FULL_MATRIX) for name in ("mlp", "cnn", "resnet")) + _NO_TOKENS),
 ]

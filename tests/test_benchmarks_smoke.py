@@ -69,3 +69,22 @@ def test_records(smoke):
 def test_unknown_method_is_refused():
     with pytest.raises(SystemExit, match="unknown method"):
         pairs.select(["no_such_method"])
+
+
+def test_compiled_over_eager_as_called_and_under_no_grad(tmp_path, capsys):
+    """With --compile, a row reports compiled/eager as called and under no_grad, in the table and the JSON."""
+    path = tmp_path / "records.json"
+    status = run.main(["--smoke", "--cases", "mlp_tiny", "--methods", "saliency", "--compile", "all",
+                       "--no-memory", "--json", str(path)])
+    table = capsys.readouterr().out
+    assert status == 0, table
+    assert "| compiled/eager | compiled/eager no_grad |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| mlp_tiny | saliency |"))
+    as_called, no_grad = row.split("|")[9:11]
+    assert float(as_called) > 0 and float(no_grad) > 0, row
+    records = {r["impl"]: r for r in json.loads(path.read_text())}
+    assert {"fattr", "fattr_compiled", "fattr_no_grad", "fattr_compiled_no_grad"} <= set(records)
+    for compiled, eager in (("fattr_compiled", "fattr"), ("fattr_compiled_no_grad", "fattr_no_grad")):
+        rec = records[compiled]
+        assert rec["compile_s"] > 0
+        assert rec["compiled_over_eager"] == pytest.approx(rec["median_s"] / records[eager]["median_s"])

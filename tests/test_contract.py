@@ -94,38 +94,25 @@ class CausalView(nn.Module):
         return self.net.head(h)
 
 
-def call_lm(spec, model, x, kwargs):
-    """A token-ids method: prompts and targets derived from ``x`` (ids < C, the view's vocabulary)."""
-    ids, target_ids = (x.abs() * 7).long() % C, (x[:, :2].abs() * 11).long() % C
-    target_ids = target_ids[: len(kwargs.pop("target", target_ids))]  # a short target list: a batch mismatch
-    view = CausalView(model)
-    out = spec.fn(view, ids, target_ids, layer=model.body[0], **kwargs)
-    return out.token_attr, out.values
-
-
 def call(spec, model, x, *, dist=None, seed=0, layer="body.1", **extra):
-    """Call any registered method the same way (an images-only method sees the vectors as images)."""
+    """Call any registered method through :meth:`fattr.MethodSpec.call` (an images-only method sees the vectors
+    as images; a token-ids method, prompts and targets derived from ``x`` on :class:`CausalView`)."""
     if spec.images:
         shapes = [t.shape for t in (x if isinstance(x, tuple) else (x,))]
         x = tuple(_image(t) for t in x) if isinstance(x, tuple) else _image(x)
         out = call(dataclasses.replace(spec, images=False), AsImages(model), x, dist=dist, seed=seed, layer=layer,
                    **extra)
         return tuple(o.reshape(s) for o, s in zip(out, shapes)) if isinstance(x, tuple) else out.reshape(shapes[0])
-    kwargs = dict(spec.options)
-    if spec.targeted:
-        kwargs["target"] = [0, 1, 2, 0][: x.shape[0]] if isinstance(x, torch.Tensor) else 1
-    if spec.stochastic:
-        kwargs["generator"] = torch.Generator().manual_seed(seed)
-    kwargs.update(extra)
-    if spec.inputs == "token_ids":
-        return call_lm(spec, model, x, kwargs)
-    positional = [model] + ([layer] if spec.layer else []) + [x]
-    if spec.baselines == "optional":
-        base = 0.1 if not isinstance(x, tuple) else (0.1, 0.0)
-        positional.append(base)
-    elif spec.baselines == "distribution":
-        positional.append(dist)
-    return spec.fn(*positional, **kwargs)
+    target = extra.pop("target", [0, 1, 2, 0][: x.shape[0]] if isinstance(x, torch.Tensor) else 1)
+    generator = torch.Generator().manual_seed(seed)
+    if spec.inputs == "token_ids":  # ids < C, the view's vocabulary; a short target list: a batch mismatch
+        ids, target_ids = (x.abs() * 7).long() % C, (x[:, :2].abs() * 11).long() % C
+        out = spec.call(CausalView(model), ids, layer=model.body[0], target=target_ids[: len(target)],
+                        generator=generator, **extra)
+        return out.token_attr, out.values
+    baselines = dist if spec.baselines == "distribution" else (0.1 if not isinstance(x, tuple) else (0.1, 0.0))
+    return spec.call(model, x, layer=layer, baselines=baselines if spec.baselines != "none" else None,
+                     target=target, generator=generator, **extra)
 
 
 def leaves(out):
@@ -299,3 +286,25 @@ def test_thread_safety(name):
     for r in results:
         for e, g in zip(expected, r, strict=True):
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SPECS[n].captum is not None])
+def test_captum_counterpart_takes_every_option(name):
+    """The Captum class named by the registry exists and takes every option of the generic call (an option
+    left out would make Captum compute something else), by Captum's name."""
+    captum_attr = pytest.importorskip("captum.attr")
+    spec = SPECS[name]
+    options = dict(spec.options, return_delta=True) if spec.delta else dict(spec.options)
+    init, attribute = spec.captum.arguments(captum_attr, options)
+    assert len(init) + len(attribute) == len(dict(spec.captum.fixed, **options)), (init, attribute)
+    if spec.delta:
+        assert attribute.get("return_convergence_delta") is True
+
+
+def test_bind_refuses_a_chunk_size_the_method_does_not_take():
+    spec, model = SPECS["saliency"], make_net()
+    with pytest.raises(TypeError, match="saliency takes no chunk_size"):
+        spec.bind(model, chunk_size=2)
+    bound = SPECS["integrated_gradients"].bind(model, baselines=0.1, target=[0, 1, 2, 0], chunk_size=2)
+    x, _ = data()
+    torch.testing.assert_close(bound(x), call(SPECS["integrated_gradients"], model, x), rtol=1e-10, atol=1e-12)

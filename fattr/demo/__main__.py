@@ -105,7 +105,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
                     comparisons[o.name] = captum_ref.compare(o.spec, o.attributions, model, LAYER, x, y,
                                                              distribution, repeats=repeats)
                 except Exception as e:  # Captum failing is a note in the report, not a demo failure
-                    comparisons[o.name] = captum_ref.Comparison(captum_ref.CLASSES.get(o.name, ""),
+                    comparisons[o.name] = captum_ref.Comparison(captum_ref.captum_class(o.spec),
                                                                 note=f"Captum failed: {type(e).__name__}: {e}")
     else:
         log("Captum not installed: skipping the comparison")

@@ -54,27 +54,18 @@ IMAGE_OPTIONS: Dict[str, Callable[[torch.Tensor], Dict[str, Any]]] = {
 
 
 def options(spec: Any, x: torch.Tensor) -> Dict[str, Any]:
-    """The registry's options for ``spec``, with the image settings of :data:`IMAGE_OPTIONS` for ``x``."""
-    found: Dict[str, Any] = dict(spec.options)
-    if x.dim() == 4 and spec.name in IMAGE_OPTIONS:
-        found.update(IMAGE_OPTIONS[spec.name](x))
-    return found
+    """The image settings of :data:`IMAGE_OPTIONS` for ``spec`` on ``x`` (on top of the registry's options)."""
+    return IMAGE_OPTIONS[spec.name](x) if x.dim() == 4 and spec.name in IMAGE_OPTIONS else {}
 
 
 def call(spec: Any, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor,
          distribution: torch.Tensor, generator: torch.Generator) -> Tuple[Any, Optional[torch.Tensor]]:
-    """``spec.fn(model, [layer,] x, [distribution,] target=..., **options)``: one call. Returns (attr, delta)."""
-    positional: list = [model] + ([layer] if spec.layer else []) + [x]
+    """One call through :meth:`fattr.MethodSpec.call` (baselines: the distribution for the SHAP methods, zeros
+    for the others). Returns (attributions, delta or None)."""
+    kwargs = dict(options(spec, x), **({"return_delta": True} if spec.delta else {}))
     if spec.baselines == "distribution":
-        positional.append(distribution)
-    kwargs = options(spec, x)
-    if spec.targeted:
-        kwargs["target"] = target
-    if spec.stochastic:
-        kwargs["generator"] = generator
-    if spec.delta:
-        kwargs["return_delta"] = True
-    out = spec.fn(*positional, **kwargs)
+        kwargs["baselines"] = distribution
+    out = spec.call(model, x, layer=layer, target=target, generator=generator, **kwargs)
     return out if spec.delta else (out, None)
 
 
