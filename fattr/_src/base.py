@@ -5,13 +5,41 @@ conventions), so one definition serves the engine, the methods and the adapters.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from torch import nn
 
 Tensor = torch.Tensor
 Tensors = Tuple[torch.Tensor, ...]
 TensorOrTensors = Union[torch.Tensor, Tensors]
+
+# f (model): any callable taking the inputs, then args, then kwargs by name, with examples along dim 0
+# (an nn.Module or a function); layer and neuron methods take the nn.Module itself
+ModelLike = Callable[..., Any]
+# inputs: a tensor (B, ...), or a tuple of them for a multi-input f
+InputsLike = TensorOrTensors
+# attributions: the inputs' structure and shapes (the layer's, for a layer method)
+Attributions = TensorOrTensors
+# what a method with ``return_delta`` returns: the attributions, or ``(attributions, delta)`` with
+# ``delta`` of shape (B,) (one per example and baseline pair for the SHAP variants) when return_delta=True
+WithDelta = Union[Attributions, Tuple[Attributions, torch.Tensor]]
+# layer: a submodule of the model or its dotted name; a list of them for several layers at once
+LayerLike = Union[nn.Module, str, Sequence[Union[nn.Module, str]]]
+# a layer or neuron method's result: as above, or a list of them for a list of layers (one per layer) or a list
+# of neuron selectors (one per neuron)
+AttributionsOrList = Union[Attributions, List[Attributions]]
+WithDeltaOrList = Union[AttributionsOrList, Tuple[AttributionsOrList, torch.Tensor]]
+# stdevs: one standard deviation of the noise for every input, or one per input
+StdevsLike = Union[float, Tuple[float, ...]]
+# feature_mask: integer feature ids broadcastable to the input (batch of 1 or B), a tuple with one per
+# input; None: every element its own feature
+FeatureMaskLike = Union[None, torch.Tensor, Tuple[torch.Tensor, ...]]
+# neuron_selector: an int (a column of a (B, N) activation), a tuple of ints and slices (one per dim after
+# the batch dim; a region summed per example), a callable on the activation giving one value per example,
+# or a list of these (several neurons in one pass)
+_Neuron = Union[int, Tuple[Union[int, slice], ...], Callable[..., torch.Tensor]]
+NeuronSelectorLike = Union[_Neuron, List[_Neuron]]
 
 # target: None, an int, a tuple (outputs with more than two dims), one entry per example (a list or a
 # 1-D tensor), or a list of tuples
@@ -21,7 +49,7 @@ TargetLike = Union[None, int, Tuple[int, ...], Sequence[int], Sequence[Tuple[int
 BaselinesLike = Union[None, float, torch.Tensor, Tuple[Any, ...], Callable[..., Any]]
 # extra arguments of f: positional (a value or a tuple) and keyword (a dict)
 ArgsLike = Any
-KwargsLike = Optional[dict]
+KwargsLike = Optional[Dict[str, Any]]
 
 # points(alphas, tensors) -> (points, velocities): the path of a path method, (K, B, ...) tensors;
 # velocities may be None (then the gradient is not multiplied by them)

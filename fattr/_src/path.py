@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
-from .base import PointsFn
+from .base import ArgsLike, KwargsLike, ModelLike, PointsFn, TargetLike, WithDelta
 from . import structure
 from .arguments import as_args, split_args, tile_args
 from .errors import check_bool, check_optional_positive_int, check_callable, fail
@@ -88,9 +88,10 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     return total
 
 
-def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], TensorOrTensors],
-                     n_steps: int = 50, method: Method = "gausslegendre", *, target: Any = None,
-                     args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None, return_delta: bool = False):
+def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensors], n_steps: int = 50,
+                     method: Method = "gausslegendre", *, target: TargetLike = None, args: ArgsLike = (),
+                     kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
+                     return_delta: bool = False) -> WithDelta:
     """Attributions along any differentiable path: ``sum_k w_k * grad f(path(a_k)) * path'(a_k)``.
 
     The general path integral, for research on new path methods. ``path(alpha)``

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, default_collate
 
+from ..base import ModelLike, TargetLike
 from ..errors import Shown, check_bool, check_callable, fail
 from . import manifest as manifest_mod
 from . import methods, sharding
@@ -132,11 +133,11 @@ def _open(out: str, identity: Mapping[str, Any], resume: bool, job: Job,
     return [c for c in range(sharding.n_chunks(job.n, job.batch_size)) if c not in done], created
 
 
-def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os.PathLike[str]"], *,
-                      batch_size: int = 32, target: Any = None, collate_fn: Optional[Callable[..., Any]] = None,
-                      num_workers: int = 0, resume: bool = True, progress: bool = True,
-                      device: Union[str, torch.device, None] = None, save_output: bool = False, seed: int = 0,
-                      metrics: Optional[Mapping[str, Callable[..., Any]]] = None,
+def attribute_dataset(method: Callable[..., Any], model: ModelLike, dataset: Any, out: Union[str, "os.PathLike[str]"],
+                      *, batch_size: int = 32, target: TargetLike = None,
+                      collate_fn: Optional[Callable[..., Any]] = None, num_workers: int = 0, resume: bool = True,
+                      progress: bool = True, device: Union[str, torch.device, None] = None, save_output: bool = False,
+                      seed: int = 0, metrics: Optional[Mapping[str, Callable[..., Any]]] = None,
                       **method_kwargs: Any) -> AttributionStore:
     r"""Attribute every example of a dataset with one method, on every rank of a ``torch.distributed`` job.
 

@@ -6,8 +6,10 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from ..base import BaselinesLike, LayerLike
 from ..errors import Shown, check_callable, check_choice, check_nonnegative_float, check_optional_positive_int, \
     check_positive_int, fail
+from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
 from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes, \
@@ -101,11 +103,11 @@ def _groups(feature_mask: Any, prompts: Prompts) -> tuple:
     return torch.where(pads, torch.full_like(inverse, -1), inverse), n
 
 
-def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor] = None, *,
-                      method: str = "integrated_gradients", layer: Any = None, baselines: Any = 0,
-                      attention_mask: Optional[Tensor] = None, step: Step = "log_prob",
+def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[Tensor] = None, *,
+                      method: str = "integrated_gradients", layer: Optional[LayerLike] = None,
+                      baselines: BaselinesLike = 0, attention_mask: Optional[Tensor] = None, step: Step = "log_prob",
                       foil_ids: Optional[Tensor] = None, max_new_tokens: Optional[int] = None, n_steps: int = 50,
-                      integration_method: Any = "gausslegendre", chunk_size: Optional[int] = None,
+                      integration_method: Method = "gausslegendre", chunk_size: Optional[int] = None,
                       n_samples: int = 5, stdevs: float = 0.0, feature_mask: Optional[Tensor] = None,
                       perturbations_per_eval: Optional[int] = None, generator: Optional[torch.Generator] = None,
                       cotangent_chunk: Optional[int] = None) -> TokenAttribution:

@@ -1,12 +1,13 @@
 """Feature ablation: replace each feature by its baseline and measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..baselines import format_baselines
 from ..errors import check_bool, check_positive_int
 from ..structure import Tensors
@@ -26,9 +27,9 @@ def ablate_each(evaluate: Evaluator, xs: Tensors, bases: Sequence[torch.Tensor],
     return features.scatter(changes, xs)
 
 
-def feature_ablation(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
-                     args: Any = (), kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                     show_progress: bool = False) -> Any:
+def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+                     args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                     perturbations_per_eval: int = 1, show_progress: bool = False) -> Attributions:
     """Feature ablation (Captum's ``FeatureAblation``).
 
     Each feature (each input element, or each group of ``feature_mask``) in turn is

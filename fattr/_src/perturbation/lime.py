@@ -17,6 +17,7 @@ import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
+from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
@@ -209,10 +210,11 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     return out[0] if not return_input_shape else structure.restore(out, was_tuple)
 
 
-def lime(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
-         kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25, perturbations_per_eval: int = 1,
-         return_input_shape: bool = True, interpretable_model: Any = None, similarity_func: Any = None,
-         perturb_func: Any = None, generator: Any = None, show_progress: bool = False) -> Any:
+def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+         args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None, n_samples: int = 25,
+         perturbations_per_eval: int = 1, return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
+         similarity_func: Optional[Callable[..., Any]] = None, perturb_func: Optional[Callable[..., Any]] = None,
+         generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Attributions:
     """LIME (Captum's ``Lime``): the coefficients of a weighted linear surrogate of ``f`` around each example.
 
     For each example, ``n_samples`` binary samples ``z`` over the interpretable features
@@ -263,9 +265,10 @@ def lime(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: A
                       perturb_func, generator, show_progress, kernel_shap=False)
 
 
-def kernel_shap(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
-                kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25, perturbations_per_eval: int = 1,
-                return_input_shape: bool = True, generator: Any = None, show_progress: bool = False) -> Any:
+def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+                args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                n_samples: int = 25, perturbations_per_eval: int = 1, return_input_shape: bool = True,
+                generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Attributions:
     """Kernel SHAP (Captum's ``KernelShap``): Shapley values as a weighted linear regression.
 
     LIME with the Shapley kernel: the samples are the full and the empty coalition, then

@@ -1,12 +1,13 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
+from ..base import ArgsLike, Attributions, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
@@ -44,9 +45,10 @@ def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) ->
     return tuple(out)
 
 
-def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
-                        kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                        generator: Any = None, perm_func: Any = None, show_progress: bool = False) -> Any:
+def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+                        kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                        perturbations_per_eval: int = 1, generator: Optional[torch.Generator] = None,
+                        perm_func: Optional[Callable[..., Any]] = None, show_progress: bool = False) -> Attributions:
     """Permutation feature importance (Captum's ``FeaturePermutation``).
 
     Each feature in turn has its values shuffled across the examples of the batch (a random
