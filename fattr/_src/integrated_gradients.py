@@ -1,7 +1,7 @@
 """Integrated Gradients: the path integral on the straight line from baseline to input."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -67,7 +67,7 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
     diffs = tuple(x - b for x, b in zip(xs, bases))
 
-    def points(a: torch.Tensor, ends: Tensors):
+    def points(a: torch.Tensor, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
         k = len(ends) // 2
         pts = []
         for b, d in zip(ends[:k], ends[k:]):

@@ -104,7 +104,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
     passes_generator = "generator" in signature.parameters
 
     @functools.wraps(method)
-    def tunnel(*call_args: Any, generator: Any = None, **kwargs: Any):
+    def tunnel(*call_args: Any, generator: Any = None, **kwargs: Any) -> Any:
         try:
             bound = signature.bind(*call_args, **kwargs)
         except TypeError as e:

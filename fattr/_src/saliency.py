@@ -1,17 +1,18 @@
 """Saliency and Input x Gradient: one batched gradient of the target output."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 from . import structure
 from .arguments import as_args
-from .base import ArgsLike, Attributions, InputsLike, KwargsLike, ModelLike, TargetLike
+from .base import ArgsLike, Attributions, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors
 from .errors import check_bool, check_callable
 from .gradients import gradients
 from .targets import as_target
 
 
-def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any, kwargs: Any):
+def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any,
+                     kwargs: Any) -> Tuple[Tensors, Tensors, bool]:
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
     structure.require_floating(xs)

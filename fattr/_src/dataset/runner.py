@@ -113,7 +113,7 @@ def _remap(value: Any, original: Any, moved: Any, device: torch.device) -> Any:
 
 
 def _open(out: str, identity: Mapping[str, Any], resume: bool, job: Job,
-          loader: Callable[[Sequence[int]], DataLoader]) -> Tuple[List[int], bool]:
+          loader: Callable[[Sequence[int]], DataLoader[Any]]) -> Tuple[List[int], bool]:
     """On rank 0: ``(chunks still missing, whether the store was just created)``. A new store is made
     from the first chunk's results (they fix its layout) and holds that chunk; an existing one must
     have been made with the same settings."""
@@ -246,7 +246,7 @@ def attribute_dataset(method: Callable[..., Any], model: ModelLike, dataset: Any
         options = {k: _remap(v, model, moved, dev) for k, v in method_kwargs.items()}
         job = Job(m, moved, options, target, save_output, seed, metric_fns, dev, dataset, n, batch_size)
 
-        def loader(chunks: Sequence[int]) -> DataLoader:
+        def loader(chunks: Sequence[int]) -> DataLoader[Any]:
             """The batches of ``chunks``, in order (one batch per chunk)."""
             return DataLoader(dataset, batch_sampler=[list(range(*sharding.bounds(c, n, batch_size))) for c in chunks],
                               collate_fn=collate_fn or default_collate, num_workers=num_workers,

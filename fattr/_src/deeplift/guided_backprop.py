@@ -14,7 +14,7 @@ from .guided import rule_gradients, warn_unguided
 
 
 def _rule(method: str, deconvolution: bool, model: Callable[..., Any], inputs: Any, target: Any, args: Any,
-          kwargs: Any) -> Any:
+          kwargs: Any) -> Attributions:
     check_callable("model", model)
     xs, was_tuple = structure.as_tuple(inputs)
     tgt = as_target(target, xs[0].shape[0], xs[0].device)

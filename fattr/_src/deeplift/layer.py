@@ -25,7 +25,8 @@ def _run(model: ModelLike, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any
     return lf, acts_x, acts_b, res
 
 
-def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any, eps: Any):
+def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any,
+           eps: Any) -> Tuple[Optional[Callable[..., Any]], float]:
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
     check_bool("attribute_to_layer_input", attribute_to_layer_input)

@@ -1,7 +1,7 @@
 """Layer Gradient x Activation: the gradient of the target with respect to the layer, times the activation."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 from .. import structure
 from ..arguments import as_args
@@ -12,7 +12,7 @@ from ..targets import as_target
 from .view import LayerFunction
 
 
-def _one(model: ModelLike, layer: Any, xs: structure.Tensors, target: Any, args: tuple,
+def _one(model: ModelLike, layer: Any, xs: structure.Tensors, target: Any, args: Tuple[Any, ...],
          multiply_by_inputs: bool, attribute_to_layer_input: bool, name: str) -> Any:
     lf = LayerFunction(model, layer, attribute_to_layer_input, name=name)
     acts, rest = lf.head(xs, args)

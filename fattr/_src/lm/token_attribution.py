@@ -1,7 +1,7 @@
 """``token_attribution``: which prompt tokens made a causal language model say each output token."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "fe
 GRADIENT_METHODS = METHODS[:3]
 
 
-def _ids(name: str, value: Any, shape: Optional[tuple] = None, what: str = "") -> Tensor:
+def _ids(name: str, value: Any, shape: Optional[Tuple[int, ...]] = None, what: str = "") -> Tensor:
     if not isinstance(value, Tensor) or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
         fail(name, f"an integer tensor of token ids{what}", value, kind=TypeError)
     if shape is not None and tuple(value.shape) != shape:
@@ -35,7 +35,7 @@ def _ids(name: str, value: Any, shape: Optional[tuple] = None, what: str = "") -
     return value
 
 
-def _mask(attention_mask: Any, shape: tuple) -> Tensor:
+def _mask(attention_mask: Any, shape: Tuple[int, ...]) -> Tensor:
     if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != shape:
         fail("attention_mask", f"None or a 0/1 tensor of shape {shape}, like input_ids", attention_mask,
              kind=ValueError if isinstance(attention_mask, Tensor) else TypeError)
@@ -83,7 +83,7 @@ def _baseline_ids(baselines: Any, input_ids: Tensor, method: str) -> Any:
          baselines, kind=TypeError)
 
 
-def _groups(feature_mask: Any, prompts: Prompts) -> tuple:
+def _groups(feature_mask: Any, prompts: Prompts) -> Tuple[Any, ...]:
     """Feature index per prompt position in left-padded order (-1 at pads) and the number of features."""
     shape = tuple(prompts.ids.shape)
     if feature_mask is None:

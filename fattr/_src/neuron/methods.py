@@ -30,7 +30,7 @@ _INTERCEPTING = (deeplift, deeplift_shap, guided_backprop, deconvolution)
 
 def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: Any, neuron_selector: Any,
                attribute_to_neuron_input: bool, args: Any, kwargs: Any, baselines: Any = _ABSENT,
-               distribution: bool = False, **options: Any) -> Any:
+               distribution: bool = False, **options: Any) -> AttributionsOrList:
     """``core(neuron_function, inputs, [baselines,] ...)``; for a list of selectors, one batched call."""
     # the rules of DeepLift and guided backprop intercept torch functions, which an exported graph has not
     neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input, exportable=core not in _INTERCEPTING)

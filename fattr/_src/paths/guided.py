@@ -14,7 +14,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
 from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_positive_int, fail
@@ -93,7 +93,7 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     def flat(ts: Any) -> torch.Tensor:
         return torch.cat([t.reshape(n, -1) for t in ts], 1)
 
-    def unflat(v: torch.Tensor) -> tuple:
+    def unflat(v: torch.Tensor) -> Tensors:
         return tuple(p.reshape(x.shape).to(x.dtype) for p, x in zip(v.split(sizes, 1), xs))
 
     dtype = torch.float64  # the path is walked in float64, as PAIR does; f sees each input's own dtype

@@ -8,7 +8,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
-from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
 from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_optional_positive_int, fail
@@ -100,7 +100,7 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
         zero = change.new_zeros((1, n))
         change = 0.5 * (torch.cat([zero, change]) + torch.cat([change, zero]))
 
-    total: Optional[tuple] = None
+    total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
         a, d = alphas[start:start + step], change[start:start + step]
         k = a.shape[0]

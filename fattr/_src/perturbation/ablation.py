@@ -1,7 +1,7 @@
 """Feature ablation: replace each feature by its baseline and measure the output's change."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence, Tuple
 
 import torch
 
@@ -74,7 +74,7 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
     features = Features.of(group_ids(feature_mask, xs))
     tgt = as_target(target, n, xs[0].device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         progress = Progress(-(-features.n // ppe), "feature_ablation", show_progress)
         try:

@@ -10,7 +10,7 @@ is fitted per example, as Captum does.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ def _cosine_similarity(xs: Tensors, rows: Tensors, aggregate: bool) -> torch.Ten
 
 
 def _user_similarity(similarity_func: Callable[..., Any], xs: Tensors, rows: Tensors, z: torch.Tensor,
-                     extra: dict, was_tuple: bool, aggregate: bool) -> torch.Tensor:
+                     extra: Dict[str, Any], was_tuple: bool, aggregate: bool) -> torch.Tensor:
     """Captum's ``similarity_func(original_inp, perturbed_inp, interpretable_sample, **kwargs)`` per example
     and sample: ``(p, R)``. ``z``: ``(p, R, n_features)``."""
     p, r = z.shape[:2]
@@ -135,7 +135,7 @@ def _fit_user_model(model: Any, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
 def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
                feature_mask: Any, n_samples: int, perturbations_per_eval: int, return_input_shape: bool,
                interpretable_model: Any, similarity_func: Any, perturb_func: Any, generator: Any,
-               show_progress: bool, kernel_shap: bool) -> Any:
+               show_progress: bool, kernel_shap: bool) -> Attributions:
     xs, was_tuple = structure.as_tuple(inputs)
     s = check_positive_int("n_samples", n_samples)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
@@ -167,7 +167,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
                  was_tuple), num_interp_features=features.n)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate_: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate_: bool) -> Tensors:
         evaluate = Evaluator(f, tgt, args_, n, aggregate_)
         weights: List[torch.Tensor] = []
 

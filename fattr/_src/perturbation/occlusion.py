@@ -123,7 +123,7 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
     bases = format_baselines(baselines, xs)
     tgt = as_target(target, n, xs[0].device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, n, aggregate)
         totals = [math.prod(c) for _, _, c in windows]

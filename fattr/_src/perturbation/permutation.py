@@ -1,7 +1,7 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -97,7 +97,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
-    def compute(xs_: Tensors, _: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, _: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, n, aggregate)
 

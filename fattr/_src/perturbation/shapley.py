@@ -98,7 +98,7 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
     # every intermediate coalition: order s with its first k+1 features kept (the last one, all kept, is x)
     keep = (rank.unsqueeze(1) <= steps.reshape(1, -1, 1)).reshape(-1, f_count)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
         progress = Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress)
@@ -169,7 +169,7 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
     weight = torch.tensor([math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) if k < m else 0.0
                            for k in range(m + 1)], dtype=torch.float64, device=device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
         progress = Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress)
