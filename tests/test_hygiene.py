@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import typing
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ import torch
 from torch import nn
 
 import fattr
+import fattr.metrics
+import fattr.viz
+from fattr._src import base
 from test_contract import D, N, SPECS, call, data, make_net
 
 NAMES = sorted(SPECS)
@@ -369,3 +373,37 @@ def test_results_that_require_grad_can_be_drawn():
     assert attr.detach().numpy().shape == (2, 3, 6, 6)
     with torch.no_grad():
         assert not fattr.integrated_gradients(model, x, target=1, n_steps=4).requires_grad
+
+
+# --------------------------------------------------------------------------- typed signatures
+
+PUBLIC = {f"{module.__name__}.{name}": getattr(module, name)
+          for module in (fattr, fattr.metrics, fattr.viz) for name in module.__all__
+          if inspect.isfunction(getattr(module, name))}
+# a parameter of the call conventions has one type wherever it appears: the alias of fattr._src.base
+CONVENTIONS = {"inputs": base.InputsLike, "baselines": base.BaselinesLike, "target": base.TargetLike,
+               "kwargs": base.KwargsLike, "layer": base.LayerLike, "neuron_selector": base.NeuronSelectorLike,
+               "feature_mask": base.FeatureMaskLike, "stdevs": base.StdevsLike,
+               "generator": typing.Optional[torch.Generator]}
+# one input (the prompt's token ids), so no tuple of per-input values
+NARROWER = {("fattr.token_attribution", "feature_mask"), ("fattr.token_attribution", "stdevs")}
+
+
+def test_the_public_functions_are_found():
+    assert len(PUBLIC) >= 55 and "fattr.integrated_gradients" in PUBLIC and "fattr.metrics.infidelity" in PUBLIC
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_function_has_typed_parameters_and_a_return_type(name):
+    fn = PUBLIC[name]
+    hints = typing.get_type_hints(fn)  # every annotation resolves to a type
+    params = inspect.signature(fn).parameters
+    assert [p for p in params if p not in hints] == [] and "return" in hints, name
+    if name.startswith("fattr.viz."):
+        return  # drawing: its own arguments (arrays, axes, colour maps)
+    for p, alias in CONVENTIONS.items():
+        if p in params and params[p].kind is not params[p].VAR_KEYWORD and (name, p) not in NARROWER:
+            assert hints[p] in (alias, typing.Optional[alias]), f"{name}({p}: {hints[p]}), want {alias}"
+    if "return_delta" in params:
+        assert hints["return"] in (base.WithDelta, base.WithDeltaOrList), name
+
