@@ -24,7 +24,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fattr
-from conftest import make_mlp, make_two_input, randn
+from conftest import completeness_gap, make_mlp, make_two_input, randn
 
 REL = 1e-12
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -98,7 +98,9 @@ def test_completeness_is_exact_for_linear_f_with_every_rule(seed: int, method: s
     attr, delta = fattr.integrated_gradients(f, x, base, n, method, target=target, return_delta=True)
     close(attr, w[target] * (x - base))
     scale = float((w[target] * (x - base)).abs().sum()) + 1
-    assert float(delta.abs().max()) <= 1e-13 * scale
+    gap = completeness_gap(f, x, base, attr, target)  # computed here, not by fattr
+    assert float(gap.abs().max()) <= 1e-13 * scale
+    torch.testing.assert_close(delta, gap, rtol=0, atol=1e-13 * scale)
     # the local attribution is the (constant) gradient itself
     close(fattr.integrated_gradients(f, x, base, n, method, target=target, multiply_by_inputs=False),
           w[target].clone())
@@ -115,7 +117,9 @@ def test_completeness_is_exact_for_quadratic_f_with_rules_exact_for_lines(seed: 
     attr, delta = fattr.integrated_gradients(f, x, base, n, method, return_delta=True)
     # closed form: grad at the midpoint of the segment times (x - b)
     close(attr, ((x + base) / 2 @ q + c) * (x - base))
-    assert float(delta.abs().max()) <= 1e-13 * (float(attr.abs().sum()) + 1)
+    gap = completeness_gap(f, x, base, attr)  # computed here, not by fattr
+    assert float(gap.abs().max()) <= 1e-13 * (float(attr.abs().sum()) + 1)
+    torch.testing.assert_close(delta, gap, rtol=0, atol=1e-13 * (float(attr.abs().sum()) + 1))
 
 
 def _poly_divided_difference(coef: list[float], s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
@@ -323,7 +327,11 @@ def test_path_attribution_is_exact_for_quadratic_f_on_polynomial_paths(seed: int
     x, base, v = randn(2, 4, seed=seed + 1), randn(2, 4, seed=seed + 2), randn(2, 4, seed=seed + 3)
     path = lambda a: base + (x - base) * a ** p + a * (1 - a) ** (p - 1) * v  # noqa: E731
     attr, delta = fattr.path_attribution(f, path, p, return_delta=True)
-    assert float(delta.abs().max()) <= 1e-13 * (float(attr.abs().sum()) + float(f(x).abs().max()) + 1)
+    bound = 1e-13 * (float(attr.abs().sum()) + float(f(x).abs().max()) + 1)
+    ends = path(torch.tensor(1.0, dtype=torch.float64)), path(torch.tensor(0.0, dtype=torch.float64))
+    gap = completeness_gap(f, *ends, attr)  # against f(path(1)) - f(path(0)), computed here, not by fattr
+    assert float(gap.abs().max()) <= bound
+    torch.testing.assert_close(delta, gap, rtol=0, atol=bound)
 
 
 @given(seed=seeds, method=methods, n=st.integers(1, 10))
