@@ -129,7 +129,7 @@ def output_change(f: Any, inputs: Any, baselines: Any = None, target: Any = None
     bs = baselines if isinstance(baselines, tuple) else (baselines,) * len(xs)
     assert len(bs) == len(xs)
     bs = tuple(torch.zeros_like(x) if b is None else torch.as_tensor(b, dtype=x.dtype).expand_as(x)
-               for b, x in zip(bs, xs))
+               for b, x in zip(bs, xs, strict=True))
 
     def picked(out: torch.Tensor) -> torch.Tensor:
         out = out.detach().to(torch.float64)

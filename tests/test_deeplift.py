@@ -95,7 +95,7 @@ class RandomNet(nn.Module):
 
     def forward(self, x):
         h = self.inp(x)
-        for layer, act, skip in zip(self.layers, self.acts, self.skips):
+        for layer, act, skip in zip(self.layers, self.acts, self.skips, strict=True):
             a = act(layer(h))
             h = h + a if skip else a
         return self.out(h.flatten(1))

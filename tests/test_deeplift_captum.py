@@ -45,7 +45,7 @@ def complete(model: nn.Module, inputs: Any, baselines: Any, attr: Any, delta: to
 def close(actual: Any, expected: Any, rel: float = REL) -> None:
     if isinstance(expected, (tuple, list)):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             close(a, e, rel)
         return
     actual, expected = actual.detach(), expected.detach()
@@ -139,8 +139,8 @@ def test_cnn_with_max_pooling(dims, pool):
 @pytest.mark.parametrize("n_params", [1, 2, 3])
 def test_custom_attribution_func(n_params):
     funcs = {1: lambda m: tuple(2 * t for t in m),
-             2: lambda m, x: tuple(t * v ** 2 for t, v in zip(m, x)),
-             3: lambda m, x, b: tuple(t * (v - w).abs() for t, v, w in zip(m, x, b))}
+             2: lambda m, x: tuple(t * v ** 2 for t, v in zip(m, x, strict=True)),
+             3: lambda m, x, b: tuple(t * (v - w).abs() for t, v, w in zip(m, x, b, strict=True))}
     model, x, b = every(), randn(B, 5, seed=1), randn(B, 5, seed=2)
     attr, delta = fattr.deeplift(model, x, b, target=TARGET, custom_attribution_func=funcs[n_params],
                                  return_delta=True)
@@ -167,7 +167,7 @@ def test_deeplift_shap_attributions_and_delta_order():
 def test_deeplift_shap_custom_function_and_local_attributions(n_params):
     model, x, dist = every(), randn(3, 5, seed=1), randn(4, 5, seed=2)
     func = (lambda m: tuple(3 * t for t in m)) if n_params == 1 else \
-        (lambda m, x, b: tuple(t * (v + w) for t, v, w in zip(m, x, b)))
+        (lambda m, x, b: tuple(t * (v + w) for t, v, w in zip(m, x, b, strict=True)))
     close(fattr.deeplift_shap(model, x, dist, target=1, custom_attribution_func=func),
           DeepLiftShap(model).attribute(x, dist, target=1, custom_attribution_func=func))
     close(fattr.deeplift_shap(model, x, dist, target=1, multiply_by_inputs=False),
@@ -197,7 +197,7 @@ def test_layer_deeplift(layer, to_input):
 @pytest.mark.parametrize("to_input", [False, True])
 def test_layer_deeplift_shap_and_custom_function(to_input):
     model, x, dist = every(), randn(3, 5, seed=1), randn(4, 5, seed=2)
-    func = lambda m, a, r: tuple(t * (u - v) ** 2 for t, u, v in zip(m, a, r))  # noqa: E731
+    func = lambda m, a, r: tuple(t * (u - v) ** 2 for t, u, v in zip(m, a, r, strict=True))  # noqa: E731
     attr, delta = fattr.layer_deeplift_shap(model, "net.6", x, dist, target=[2, 0, 1], return_delta=True,
                                             attribute_to_layer_input=to_input)
     ref, ref_delta = LayerDeepLiftShap(model, model.net[6]).attribute(

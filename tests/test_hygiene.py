@@ -128,7 +128,7 @@ def test_empty_batch_in_empty_out(name):
     extra = {"target": []} if spec.targeted else {}
     out = call(spec, make_net(), x[:0], dist=dist, **extra)
     full = call(spec, make_net(), x, dist=dist)
-    for empty, one in zip(torch.utils._pytree.tree_leaves(out), torch.utils._pytree.tree_leaves(full)):
+    for empty, one in zip(torch.utils._pytree.tree_leaves(out), torch.utils._pytree.tree_leaves(full), strict=True):
         assert empty.shape == (0,) + tuple(one.shape[1:]) and empty.dtype == one.dtype
 
 
@@ -355,7 +355,7 @@ def test_gradient_x_input_returns_a_list_for_a_list_of_layers_like_every_layer_m
     got = fattr.gradient_x_input(model, x, target=0, layer=["body.0", "body.1"])
     want = fattr.layer_gradient_x_activation(model, ["body.0", "body.1"], x, target=0)
     assert isinstance(got, list) and isinstance(want, list) and len(got) == 2
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

@@ -88,7 +88,7 @@ def test_idgi_chunks_args_and_tuples():
     scale = randn(3, 1, seed=3).abs() + 0.5
     whole, delta = fattr.idgi(f, x, n_steps=6, target=[0, 1, 2], args=(scale,), return_delta=True)
     chunked = fattr.idgi(f, x, n_steps=6, target=[0, 1, 2], kwargs={"scale": scale}, chunk_size=4)
-    for w, c in zip(whole, chunked):
+    for w, c in zip(whole, chunked, strict=True):
         close(c, w)
     gap = completeness_gap(f, x, None, whole, [0, 1, 2], (scale,))  # computed here, not by fattr
     assert float(gap.abs().max()) < 1e-12
@@ -116,8 +116,8 @@ def hessians_loop(f, x, base, n_steps, target):
     out = torch.zeros(n, d, d, dtype=x.dtype)
     for i in range(n):
         diff = x[i] - base[0]
-        for ak, wk in zip(a.tolist(), w.tolist()):
-            for cl, vl in zip(a.tolist(), w.tolist()):
+        for ak, wk in zip(a.tolist(), w.tolist(), strict=True):
+            for cl, vl in zip(a.tolist(), w.tolist(), strict=True):
                 p = base[0] + ak * cl * diff
                 h = torch.autograd.functional.hessian(lambda z: value(f, z[None], target)[0], p)
                 g = grad_at(f, p[None], target)[0]

@@ -36,7 +36,7 @@ def close(actual: Any, expected: Any, rel: float = REL) -> None:
     """``|a - e| <= rel * max|e|`` elementwise (per tensor of a tuple): the tolerance scales with the values."""
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             close(a, e, rel)
         return
     actual, expected = actual.detach(), expected.detach()
@@ -56,13 +56,13 @@ def naive_ig(f: Callable, inputs: Any, baselines: Any, alphas: torch.Tensor, wei
     """Integrated gradients by a Python loop over steps with ``torch.autograd.grad`` (no fattr code)."""
     xs, bs = _tup(inputs), _tup(baselines)
     total = [torch.zeros_like(x) for x in xs]
-    for a, w in zip(alphas.tolist(), weights.tolist()):
-        pts = [(b + a * (x - b)).detach().requires_grad_() for x, b in zip(xs, bs)]
+    for a, w in zip(alphas.tolist(), weights.tolist(), strict=True):
+        pts = [(b + a * (x - b)).detach().requires_grad_() for x, b in zip(xs, bs, strict=True)]
         out = f(*pts, *args)
         sel = _select(out, target)
         grads = torch.autograd.grad(sel.sum(), pts)
-        total = [t + w * g for t, g in zip(total, grads)]
-    attr = tuple(t * (x - b) for t, x, b in zip(total, xs, bs))
+        total = [t + w * g for t, g in zip(total, grads, strict=True)]
+    attr = tuple(t * (x - b) for t, x, b in zip(total, xs, bs, strict=True))
     return attr if isinstance(inputs, tuple) else attr[0]
 
 
@@ -340,7 +340,7 @@ def test_path_attribution_on_the_straight_line_is_integrated_gradients(seed: int
     x = (randn(2, 4, seed=seed), randn(2, 2, 3, seed=seed + 1))
     base = (randn(2, 4, seed=seed + 2), randn(2, 2, 3, seed=seed + 3))
     args = (randn(2, 1, seed=seed + 4), "sigmoid")
-    line = lambda a: tuple(b + a * (xi - b) for xi, b in zip(x, base))  # noqa: E731
+    line = lambda a: tuple(b + a * (xi - b) for xi, b in zip(x, base, strict=True))  # noqa: E731
     close(fattr.path_attribution(f, line, n, method, target=[0, 2], args=args),
           fattr.integrated_gradients(f, x, base, n, method, target=[0, 2], args=args))
 

@@ -151,7 +151,7 @@ def exports(monkeypatch: pytest.MonkeyPatch) -> List[int]:
 
 def _captum_forward(f: Callable[..., torch.Tensor], kwargs: Dict[str, Any]) -> Callable[..., torch.Tensor]:
     names = list(kwargs)
-    return lambda *a: f(*a[:len(a) - len(names)], **dict(zip(names, a[len(a) - len(names):])))
+    return lambda *a: f(*a[:len(a) - len(names)], **dict(zip(names, a[len(a) - len(names):], strict=True)))
 
 
 TWO_LAYERS = {"bert": ("word_embeddings", "block"), "distilbert": ("embeddings", "mlp"),
