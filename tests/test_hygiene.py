@@ -385,8 +385,11 @@ CONVENTIONS = {"inputs": base.InputsLike, "baselines": base.BaselinesLike, "targ
                "kwargs": base.KwargsLike, "layer": base.LayerLike, "neuron_selector": base.NeuronSelectorLike,
                "feature_mask": base.FeatureMaskLike, "stdevs": base.StdevsLike,
                "generator": typing.Optional[torch.Generator]}
-# one input (the prompt's token ids), so no tuple of per-input values
-NARROWER = {("fattr.token_attribution", "feature_mask"), ("fattr.token_attribution", "stdevs")}
+# parameters of a convention's name with a grammar of their own: token_attribution has one input (the
+# prompt's token ids), so no tuple of per-input values; attribute_dataset's target also takes "label",
+# "predicted" or a callable per batch
+OWN_TYPES = {("fattr.token_attribution", "feature_mask"), ("fattr.token_attribution", "stdevs"),
+             ("fattr.attribute_dataset", "target")}
 
 
 def test_the_public_functions_are_found():
@@ -402,7 +405,7 @@ def test_every_public_function_has_typed_parameters_and_a_return_type(name):
     if name.startswith("fattr.viz."):
         return  # drawing: its own arguments (arrays, axes, colour maps)
     for p, alias in CONVENTIONS.items():
-        if p in params and params[p].kind is not params[p].VAR_KEYWORD and (name, p) not in NARROWER:
+        if p in params and params[p].kind is not params[p].VAR_KEYWORD and (name, p) not in OWN_TYPES:
             assert hints[p] in (alias, typing.Optional[alias]), f"{name}({p}: {hints[p]}), want {alias}"
     if "return_delta" in params:
         assert hints["return"] in (base.WithDelta, base.WithDeltaOrList), name

@@ -15,21 +15,27 @@ Tensors = Tuple[torch.Tensor, ...]
 TensorOrTensors = Union[torch.Tensor, Tensors]
 
 # f (model): any callable taking the inputs, then args, then kwargs by name, with examples along dim 0
-# (an nn.Module or a function); layer and neuron methods take the nn.Module itself
+# (an nn.Module or a function); for a layer method, one whose computation calls the layer (a layer given by
+# its dotted name needs an nn.Module)
 ModelLike = Callable[..., Any]
 # inputs: a tensor (B, ...), or a tuple of them for a multi-input f
 InputsLike = TensorOrTensors
-# attributions: the inputs' structure and shapes (the layer's, for a layer method)
+# attributions (a parameter): the inputs' structure and shapes (the layer's, for a layer method)
 Attributions = TensorOrTensors
-# what a method with ``return_delta`` returns: the attributions, or ``(attributions, delta)`` with
-# ``delta`` of shape (B,) (one per example and baseline pair for the SHAP variants) when return_delta=True
-WithDelta = Union[Attributions, Tuple[Attributions, torch.Tensor]]
+# What a method returns. Its structure follows the call: the inputs' (a tuple for a tuple input; the
+# layer's for a layer method), a list with one entry per layer or neuron selector for a list of them, and
+# ``(attributions, delta)`` with ``return_delta=True`` (``delta`` (B,), one per example and baseline pair
+# for the SHAP variants). A signature cannot say which without an @overload per combination (and a
+# layer's structure is not known statically at all), so results are typed ``Union[Tensor, Any]``
+# (typeshed's "Any trick"): code written for a tensor input type-checks without casts, and using a result
+# as something no tensor is (a misspelt attribute) is still an error. The four names say which of the
+# structures above a method can return; each docstring's Returns section says when.
+Result = Union[torch.Tensor, Any]
+WithDelta = Result  # the attributions, or (attributions, delta) with return_delta=True
+ResultOrList = Result  # ... or a list of them, for a list of layers or neuron selectors
+WithDeltaOrList = Result  # both
 # layer: a submodule of the model or its dotted name; a list of them for several layers at once
 LayerLike = Union[nn.Module, str, Sequence[Union[nn.Module, str]]]
-# a layer or neuron method's result: as above, or a list of them for a list of layers (one per layer) or a list
-# of neuron selectors (one per neuron)
-AttributionsOrList = Union[Attributions, List[Attributions]]
-WithDeltaOrList = Union[AttributionsOrList, Tuple[AttributionsOrList, torch.Tensor]]
 # stdevs: one standard deviation of the noise for every input, or one per input
 StdevsLike = Union[float, Tuple[float, ...]]
 # feature_mask: integer feature ids broadcastable to the input (batch of 1 or B), a tuple with one per

@@ -5,7 +5,7 @@ from typing import Any, Callable, Tuple
 
 from . import structure
 from .arguments import as_args
-from .base import ArgsLike, Attributions, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors
+from .base import ArgsLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike, Tensors
 from .errors import check_bool, check_callable
 from .gradients import gradients
 from .targets import as_target
@@ -21,7 +21,7 @@ def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any,
 
 
 def saliency(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
-             kwargs: KwargsLike = None, abs: bool = True) -> Attributions:
+             kwargs: KwargsLike = None, abs: bool = True) -> Result:
     """Saliency (Simonyan et al., 2013): the gradient of the target output w.r.t. the inputs.
 
     Args:
@@ -46,7 +46,7 @@ def saliency(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, arg
 
 
 def input_x_gradient(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
-                     kwargs: KwargsLike = None) -> Attributions:
+                     kwargs: KwargsLike = None) -> Result:
     """Input x Gradient (Shrikumar et al., 2016): ``inputs * d f[target] / d inputs``.
 
     Args:

@@ -6,7 +6,7 @@ import faulthandler
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, cast
+from typing import Callable, List, Optional
 
 MIN_ACCURACY = 0.95
 
@@ -122,8 +122,8 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
     log("drawing")
     figures.attributions_png(out / "attributions.png", x, y, predictions, outcomes, LAYER)
     with torch.no_grad():
-        plain_ig = cast(torch.Tensor, fattr.integrated_gradients(model, x, n_steps=32, target=y))
-        prior_ig = cast(torch.Tensor, fattr.integrated_gradients(result.prior_model, x, n_steps=32, target=y))
+        plain_ig = fattr.integrated_gradients(model, x, n_steps=32, target=y)
+        prior_ig = fattr.integrated_gradients(result.prior_model, x, n_steps=32, target=y)
     figures.prior_png(out / "prior.png", x, plain_ig, prior_ig, result)
     report.write(out / "report.md", quick=quick, seed=seed, accuracy=accuracy, train_seconds=train_seconds,
                  epochs=epochs, n_digits=x.shape[0], outcomes=outcomes, comparisons=comparisons, captum=captum,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 from torch import nn
@@ -39,7 +38,7 @@ def make_penalty(mask: torch.Tensor, weight: float, n_steps: int):
     """``penalty(model, x, y) = weight * mean_b sum_border |IG(model, x_b)|``."""
 
     def penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        attr = cast(torch.Tensor, fattr.integrated_gradients(model, x, n_steps=n_steps, target=y))
+        attr = fattr.integrated_gradients(model, x, n_steps=n_steps, target=y)
         return weight * attr.abs().sum(dim=1)[:, mask].sum(dim=1).mean()
 
     return penalty
@@ -75,7 +74,7 @@ def run(plain: nn.Module, plain_accuracy: float, data: Digits, *, epochs: int, m
     shares = []
     for m in (plain, model):
         with torch.no_grad():
-            attr = cast(torch.Tensor, fattr.integrated_gradients(m, data.test_x, n_steps=eval_steps, target=data.test_y))
+            attr = fattr.integrated_gradients(m, data.test_x, n_steps=eval_steps, target=data.test_y)
         shares.append(border_share(attr, mask))
     return PriorResult(plain_accuracy, acc, shares[0], shares[1], model, time.perf_counter() - start, train_steps,
                        eval_steps)

@@ -133,8 +133,9 @@ def _open(out: str, identity: Mapping[str, Any], resume: bool, job: Job,
     return [c for c in range(sharding.n_chunks(job.n, job.batch_size)) if c not in done], created
 
 
-def attribute_dataset(method: Callable[..., Any], model: ModelLike, dataset: Any, out: Union[str, "os.PathLike[str]"],
-                      *, batch_size: int = 32, target: TargetLike = None,
+def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, dataset: Any,
+                      out: Union[str, "os.PathLike[str]"], *, batch_size: int = 32,
+                      target: Union[TargetLike, str, Callable[..., Any]] = None,
                       collate_fn: Optional[Callable[..., Any]] = None, num_workers: int = 0, resume: bool = True,
                       progress: bool = True, device: Union[str, torch.device, None] = None, save_output: bool = False,
                       seed: int = 0, metrics: Optional[Mapping[str, Callable[..., Any]]] = None,

@@ -1,11 +1,11 @@
 """Guided backpropagation, deconvolution and guided Grad-CAM: ReLU-rule gradients with respect to the inputs."""
 from __future__ import annotations
 
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, Attributions, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike
+from ..base import ArgsLike, Attributions, InputsLike, KwargsLike, LayerLike, ModelLike, Result, TargetLike
 from ..errors import check_bool, check_callable, fail
 from ..layer.grad_cam import layer_grad_cam
 from ..layer.interpolate import interpolate
@@ -25,7 +25,7 @@ def _rule(method: str, deconvolution: bool, model: Callable[..., Any], inputs: A
 
 
 def guided_backprop(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
-                    kwargs: KwargsLike = None) -> Attributions:
+                    kwargs: KwargsLike = None) -> Result:
     """Guided backpropagation (Springenberg et al., 2015), as Captum's GuidedBackprop.
 
     The gradient of the target output with respect to the inputs, except that every ReLU
@@ -60,7 +60,7 @@ def guided_backprop(model: ModelLike, inputs: InputsLike, *, target: TargetLike 
 
 
 def deconvolution(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
-                  kwargs: KwargsLike = None) -> Attributions:
+                  kwargs: KwargsLike = None) -> Result:
     """Deconvolution (Zeiler & Fergus, 2014), as Captum's Deconvolution.
 
     The gradient of the target output with respect to the inputs, except that every ReLU
@@ -92,7 +92,7 @@ def deconvolution(model: ModelLike, inputs: InputsLike, *, target: TargetLike = 
 
 def guided_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
                     args: ArgsLike = (), kwargs: KwargsLike = None, interpolate_mode: str = "nearest",
-                    attribute_to_layer_input: bool = False) -> Attributions:
+                    attribute_to_layer_input: bool = False) -> Result:
     """Guided Grad-CAM (Selvaraju et al., 2017), as Captum's GuidedGradCam.
 
     :func:`fattr.guided_backprop` times the ReLU'd Grad-CAM map of ``layer``
@@ -127,8 +127,8 @@ def guided_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, t
     if not isinstance(interpolate_mode, str):
         fail("interpolate_mode", "a string such as 'nearest' or 'bilinear'", interpolate_mode, kind=TypeError)
     xs, was_tuple = structure.as_tuple(inputs)
-    cam = cast(Attributions, layer_grad_cam(model, layer, inputs, target=target, args=args, kwargs=kwargs,
-                                            relu_attributions=True, attribute_to_layer_input=attribute_to_layer_input))
+    cam = layer_grad_cam(model, layer, inputs, target=target, args=args, kwargs=kwargs, relu_attributions=True,
+                         attribute_to_layer_input=attribute_to_layer_input)
     if isinstance(cam, tuple):
         if len(cam) != 1:
             fail("layer", "a layer with one activation tensor (Guided Grad-CAM takes one map)",

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, AttributionsOrList, InputsLike, KwargsLike, LayerLike, ModelLike
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList
 from ..calling import explained, module_of
 from .split import build
 
 
 def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, args: ArgsLike = (),
-                     kwargs: KwargsLike = None, attribute_to_layer_input: bool = False) -> AttributionsOrList:
+                     kwargs: KwargsLike = None, attribute_to_layer_input: bool = False) -> ResultOrList:
     """The activation of ``layer`` (Captum's LayerActivation), computed by the split's head.
 
     Only the part of the model the layer depends on runs. The result keeps the

@@ -12,8 +12,8 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, split_args
-from ..base import (ArgsLike, AttributionsOrList, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike,
-                    ModelLike, TargetLike)
+from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike,
+                    ResultOrList, TargetLike)
 from ..errors import check_positive_int, fail
 from ..gradients import outputs
 from ..perturbation.ablation import ablate_each
@@ -51,7 +51,7 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
                            layer_baselines: BaselinesLike = None, *, target: TargetLike = None, args: ArgsLike = (),
                            kwargs: KwargsLike = None, layer_mask: FeatureMaskLike = None,
                            perturbations_per_eval: int = 1,
-                           attribute_to_layer_input: bool = False) -> AttributionsOrList:
+                           attribute_to_layer_input: bool = False) -> ResultOrList:
     """Feature ablation at a layer (Captum's LayerFeatureAblation).
 
     Each group of neurons (each neuron, or the groups of ``layer_mask``) is

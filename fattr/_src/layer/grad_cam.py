@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, AttributionsOrList, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool
 from ..gradients import gradients
 from ..targets import as_target
@@ -14,7 +14,7 @@ from .view import LayerFunction
 
 def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
                    args: ArgsLike = (), kwargs: KwargsLike = None, relu_attributions: bool = False,
-                   attr_dim_summation: bool = True, attribute_to_layer_input: bool = False) -> AttributionsOrList:
+                   attr_dim_summation: bool = True, attribute_to_layer_input: bool = False) -> ResultOrList:
     """Grad-CAM (Selvaraju et al., 2017) at a layer, as Captum's LayerGradCam.
 
     The gradient of the target with respect to the layer's activation ``(B, C, ...)``

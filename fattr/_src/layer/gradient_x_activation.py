@@ -5,7 +5,7 @@ from typing import Any, Tuple
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, AttributionsOrList, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool, check_callable, fail
 from ..gradients import gradients
 from ..targets import as_target
@@ -22,7 +22,7 @@ def _one(model: ModelLike, layer: Any, xs: structure.Tensors, target: Any, args:
 
 def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
                                 args: ArgsLike = (), kwargs: KwargsLike = None, multiply_by_inputs: bool = True,
-                                attribute_to_layer_input: bool = False) -> AttributionsOrList:
+                                attribute_to_layer_input: bool = False) -> ResultOrList:
     """Gradient x activation at a layer (Captum's LayerGradientXActivation).
 
     ``activation * d model(inputs)[target] / d activation``: one head pass and one

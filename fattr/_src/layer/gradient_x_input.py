@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Optional
 
 from ..arguments import as_args
-from ..base import ArgsLike, AttributionsOrList, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import fail
 from ..saliency import input_x_gradient
 from .gradient_x_activation import layer_gradient_x_activation
 
 
 def gradient_x_input(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
-                     kwargs: KwargsLike = None, layer: Optional[LayerLike] = None) -> AttributionsOrList:
+                     kwargs: KwargsLike = None, layer: Optional[LayerLike] = None) -> ResultOrList:
     """Gradient x Input (pnpxai's GradientXInput, Shrikumar et al., 2016).
 
     Without ``layer``: :func:`fattr.input_x_gradient` (``model`` may be any

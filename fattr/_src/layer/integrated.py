@@ -20,8 +20,8 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
-from ..base import (ArgsLike, AttributionsOrList, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike,
-                    TargetLike, WithDeltaOrList)
+from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike,
+                    WithDeltaOrList)
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int
 from ..gradients import gradients, outputs
@@ -127,7 +127,7 @@ def _prepare(model: ModelLike, layer: Any, inputs: Any, baselines: Any, target: 
 def internal_influence(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
                        n_steps: int = 50, method: Method = "gausslegendre", *, target: TargetLike = None,
                        args: ArgsLike = (), kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
-                       attribute_to_layer_input: bool = False) -> AttributionsOrList:
+                       attribute_to_layer_input: bool = False) -> ResultOrList:
     """Internal influence (Leino et al., 2018), as Captum's InternalInfluence.
 
     The layer gradient integrated along the straight line from the baseline to

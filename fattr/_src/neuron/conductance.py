@@ -7,8 +7,8 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, split_args, tile_args
-from ..base import (ArgsLike, AttributionsOrList, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike,
-                    NeuronSelectorLike, TargetLike)
+from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
+                    ResultOrList, TargetLike)
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, fail
 from ..path import accumulation_dtype
@@ -25,7 +25,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
                        n_steps: int = 50, method: Method = "riemann_trapezoid", *, neuron_selector: NeuronSelectorLike,
                        target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
                        chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
-                       attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                       attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron conductance (Dhamdhere et al., 2018), as Captum's NeuronConductance.
 
     How much of the target output flows through the selected neuron ``y`` of ``layer``, per

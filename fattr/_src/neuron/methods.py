@@ -13,8 +13,8 @@ import torch
 
 from .. import structure
 from ..arguments import as_args
-from ..base import (ArgsLike, AttributionsOrList, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike,
-                    ModelLike, NeuronSelectorLike, StdevsLike)
+from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike,
+                    NeuronSelectorLike, ResultOrList, StdevsLike)
 from ..deeplift.deeplift import deeplift, deeplift_shap
 from ..deeplift.guided_backprop import deconvolution, guided_backprop
 from ..gradient_shap import gradient_shap
@@ -30,7 +30,7 @@ _INTERCEPTING = (deeplift, deeplift_shap, guided_backprop, deconvolution)
 
 def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: Any, neuron_selector: Any,
                attribute_to_neuron_input: bool, args: Any, kwargs: Any, baselines: Any = _ABSENT,
-               distribution: bool = False, **options: Any) -> AttributionsOrList:
+               distribution: bool = False, **options: Any) -> ResultOrList:
     """``core(neuron_function, inputs, [baselines,] ...)``; for a list of selectors, one batched call."""
     # the rules of DeepLift and guided backprop intercept torch functions, which an exported graph has not
     neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input, exportable=core not in _INTERCEPTING)
@@ -59,7 +59,7 @@ _SELECTOR_DOC = """neuron_selector: the neuron of the layer's activation: an int
 
 def neuron_gradient(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, neuron_selector: NeuronSelectorLike,
                     args: ArgsLike = (), kwargs: KwargsLike = None,
-                    attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                    attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron gradient (Captum's NeuronGradient): ``d act(x)[neuron] / d x``.
 
     The gradient of one neuron of ``layer`` with respect to the inputs: :func:`fattr.saliency`
@@ -93,7 +93,7 @@ def neuron_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Inpu
                                 n_steps: int = 50, method: Method = "gausslegendre", *,
                                 neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
                                 chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
-                                attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                                attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron integrated gradients (Captum's NeuronIntegratedGradients).
 
     :func:`fattr.integrated_gradients` of one neuron of ``layer``:
@@ -133,7 +133,7 @@ def neuron_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
                          n_samples: int = 5, stdevs: StdevsLike = 0.0, *, neuron_selector: NeuronSelectorLike,
                          args: ArgsLike = (), kwargs: KwargsLike = None, generator: Optional[torch.Generator] = None,
                          multiply_by_inputs: bool = True,
-                         attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                         attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron GradientSHAP (Captum's NeuronGradientShap): :func:`fattr.gradient_shap` of one neuron.
 
     Expected gradients of the neuron between the (noisy) input and baselines drawn from a
@@ -172,7 +172,7 @@ def neuron_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, base
                     neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
                     multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
                     custom_attribution_func: Optional[Callable[..., Any]] = None,
-                    eps: float = 1e-10) -> AttributionsOrList:
+                    eps: float = 1e-10) -> ResultOrList:
     """Neuron DeepLift (Captum's NeuronDeepLift): :func:`fattr.deeplift` (rescale rule) of one neuron.
 
     The rule runs on the model up to the layer only, with the same interception (no hooks),
@@ -210,7 +210,7 @@ def neuron_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
                          neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
                          multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
                          custom_attribution_func: Optional[Callable[..., Any]] = None,
-                         eps: float = 1e-10) -> AttributionsOrList:
+                         eps: float = 1e-10) -> ResultOrList:
     """Neuron DeepLiftSHAP (Captum's NeuronDeepLiftShap): :func:`fattr.deeplift_shap` of one neuron.
 
     DeepLift of the neuron against every baseline of a distribution, averaged; every
@@ -243,7 +243,7 @@ def neuron_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
 
 def neuron_guided_backprop(model: ModelLike, layer: LayerLike, inputs: InputsLike, *,
                            neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
-                           attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                           attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one neuron.
 
     Args:
@@ -270,7 +270,7 @@ def neuron_guided_backprop(model: ModelLike, layer: LayerLike, inputs: InputsLik
 
 def neuron_deconvolution(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, neuron_selector: NeuronSelectorLike,
                          args: ArgsLike = (), kwargs: KwargsLike = None,
-                         attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                         attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron deconvolution (Captum's NeuronDeconvolution): :func:`fattr.deconvolution` of one neuron.
 
     Args:
@@ -297,7 +297,7 @@ def neuron_deconvolution(model: ModelLike, layer: LayerLike, inputs: InputsLike,
 def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
                             neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
                             feature_mask: FeatureMaskLike = None, perturbations_per_eval: int = 1,
-                            attribute_to_neuron_input: bool = False) -> AttributionsOrList:
+                            attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron feature ablation (Captum's NeuronFeatureAblation): :func:`fattr.feature_ablation` of one neuron.
 
     Each input feature (element, or group of ``feature_mask``) in turn is replaced by its baseline;

@@ -7,7 +7,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
+from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..errors import check_bool, check_positive_int
 from ..structure import Tensors
@@ -29,7 +29,7 @@ def ablate_each(evaluate: Evaluator, xs: Tensors, bases: Sequence[torch.Tensor],
 
 def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                      args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                     perturbations_per_eval: int = 1, show_progress: bool = False) -> Attributions:
+                     perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
     """Feature ablation (Captum's ``FeatureAblation``).
 
     Each feature (each input element, or each group of ``feature_mask``) in turn is

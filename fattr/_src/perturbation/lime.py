@@ -17,7 +17,8 @@ import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
-from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
+from ..base import (ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result,
+                    TargetLike)
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
@@ -214,7 +215,7 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
          args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None, n_samples: int = 25,
          perturbations_per_eval: int = 1, return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
          similarity_func: Optional[Callable[..., Any]] = None, perturb_func: Optional[Callable[..., Any]] = None,
-         generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Attributions:
+         generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """LIME (Captum's ``Lime``): the coefficients of a weighted linear surrogate of ``f`` around each example.
 
     For each example, ``n_samples`` binary samples ``z`` over the interpretable features
@@ -268,7 +269,7 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
 def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                 args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
                 n_samples: int = 25, perturbations_per_eval: int = 1, return_input_shape: bool = True,
-                generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Attributions:
+                generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """Kernel SHAP (Captum's ``KernelShap``): Shapley values as a weighted linear regression.
 
     LIME with the Shapley kernel: the samples are the full and the empty coalition, then

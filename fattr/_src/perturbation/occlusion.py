@@ -8,7 +8,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..errors import check_bool, check_positive_int, fail
 from ..structure import Tensors
@@ -79,7 +79,7 @@ def _boxes(x: torch.Tensor, window: Shape, strides: Shape, counts: Shape, start:
 def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Shape, Tuple[Shape, ...]],
               strides: Union[None, int, Shape, Tuple[Union[int, Shape], ...]] = None, baselines: BaselinesLike = None,
               *, target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
-              perturbations_per_eval: int = 1, show_progress: bool = False) -> Attributions:
+              perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
     """Occlusion (Captum's ``Occlusion``).
 
     A window of ``sliding_window_shapes`` slides over each input with ``strides``

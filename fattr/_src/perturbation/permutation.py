@@ -7,7 +7,7 @@ import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
-from ..base import ArgsLike, Attributions, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
+from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
@@ -48,7 +48,7 @@ def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) ->
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
                         kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
                         perturbations_per_eval: int = 1, generator: Optional[torch.Generator] = None,
-                        perm_func: Optional[Callable[..., Any]] = None, show_progress: bool = False) -> Attributions:
+                        perm_func: Optional[Callable[..., Any]] = None, show_progress: bool = False) -> Result:
     """Permutation feature importance (Captum's ``FeaturePermutation``).
 
     Each feature in turn has its values shuffled across the examples of the batch (a random

@@ -9,7 +9,7 @@ import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
-from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
+from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_positive_int, fail
 from ..structure import Tensors
@@ -51,7 +51,7 @@ def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, fea
 def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
                            target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
                            feature_mask: FeatureMaskLike = None, n_samples: int = 25, perturbations_per_eval: int = 1,
-                           generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Attributions:
+                           generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """Shapley value sampling (Captum's ``ShapleyValueSampling``).
 
     For each of ``n_samples`` random orders of the features, the features are switched
@@ -121,7 +121,7 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
 
 def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                    args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                   perturbations_per_eval: int = 1, show_progress: bool = False) -> Attributions:
+                   perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
     """Exact Shapley values of the features (Captum's ``ShapleyValues``).
 
     The game is ``v(S) = f(x_S, baseline_rest)[target]``; each feature gets
