@@ -4,6 +4,8 @@ Every method is a pure function ``method(f, inputs, ...) -> attributions``: no
 attribution objects, no hooks, no state. See the README for the conventions
 (inputs, baselines, target, args) shared by all of them.
 """
+from typing import TYPE_CHECKING
+
 from fattr._src.delta import completeness_delta as completeness_delta
 from fattr._src.gradient_shap import gradient_shap as gradient_shap
 from fattr._src.integrated_gradients import integrated_gradients as integrated_gradients
@@ -69,6 +71,10 @@ from fattr._src.lm.result import TokenAttribution as TokenAttribution
 from fattr._src.lm.token_attribution import token_attribution as token_attribution
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # imported on first use at run time (``__getattr__``), typed as the modules they are
+    from fattr import captum as captum
+    from fattr import viz as viz
 
 
 def __getattr__(name: str) -> object:

@@ -14,6 +14,7 @@ global RNG), so a test that uses them is reproducible on its own.
 from __future__ import annotations
 
 import os
+from typing import Any, Tuple
 
 import pytest
 import torch
@@ -115,6 +116,42 @@ def make_3d(seed: int = 3) -> nn.Module:
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     """A float64 standard-normal tensor from its own generator."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def output_change(f: Any, inputs: Any, baselines: Any = None, target: Any = None, args: Tuple[Any, ...] = ()
+                  ) -> torch.Tensor:
+    """``f(x)[target] - f(baseline)[target]`` per example, float64, from two plain forward passes.
+
+    ``baselines``: None (zeros), a number, or a tensor broadcastable to the input (a tuple of
+    those for tuple inputs); ``target``: None (one value per example), an int or a list.
+    """
+    xs = inputs if isinstance(inputs, tuple) else (inputs,)
+    bs = baselines if isinstance(baselines, tuple) else (baselines,) * len(xs)
+    assert len(bs) == len(xs)
+    bs = tuple(torch.zeros_like(x) if b is None else torch.as_tensor(b, dtype=x.dtype).expand_as(x)
+               for b, x in zip(bs, xs, strict=True))
+
+    def picked(out: torch.Tensor) -> torch.Tensor:
+        out = out.detach().to(torch.float64)
+        if target is None:
+            return out.reshape(out.shape[0])
+        return out[torch.arange(out.shape[0]), torch.as_tensor(target).expand(out.shape[0])]
+
+    with torch.no_grad():
+        return picked(f(*xs, *args)) - picked(f(*bs, *args))
+
+
+def completeness_gap(f: Any, inputs: Any, baselines: Any, attributions: Any, target: Any = None,
+                     args: Tuple[Any, ...] = ()) -> torch.Tensor:
+    """Per example, the attributions' sum minus :func:`output_change`, computed without fattr.
+
+    A completeness test bounds this, and checks fattr's ``delta`` against it, rather than trust
+    ``delta`` alone (a wrong delta would let wrong attributions pass). ``attributions``: a tensor,
+    a tuple or a list of them (a layer's), examples along dim 0.
+    """
+    parts = attributions if isinstance(attributions, (tuple, list)) else (attributions,)
+    total = sum(a.detach().to(torch.float64).reshape(a.shape[0], -1).sum(1) for a in parts)
+    return total - output_change(f, inputs, baselines, target, args)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ NAMES = [n for n in fc.__all__ if n != "Attribution"]
 def close(ours: Any, theirs: Any, rel: float) -> None:
     if isinstance(theirs, (tuple, list)):
         assert type(ours) is type(theirs) and len(ours) == len(theirs)
-        for a, e in zip(ours, theirs):
+        for a, e in zip(ours, theirs, strict=True):
             close(a, e, rel)
         return
     ours, theirs = ours.detach(), theirs.detach()

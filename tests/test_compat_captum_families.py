@@ -44,7 +44,7 @@ def close(ours: Any, theirs: Any, rel: float, same_dtype: bool = True) -> None:
     """Elementwise, relative to the largest attribution; Captum's float32 results compared in float64."""
     if isinstance(theirs, (tuple, list)):
         assert type(ours) is type(theirs) and len(ours) == len(theirs)
-        for a, e in zip(ours, theirs):
+        for a, e in zip(ours, theirs, strict=True):
             close(a, e, rel, same_dtype)
         return
     ours, theirs = ours.detach(), theirs.detach()

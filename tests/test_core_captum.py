@@ -61,7 +61,7 @@ def assert_close(actual: Any, expected: Any, rel: float) -> None:
     """Elementwise ``|a - e| <= rel * (|e| + max|e|)``: tolerance scales with the tensor's size of values."""
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             assert_close(a, e, rel)
         return
     assert isinstance(actual, torch.Tensor)
@@ -512,7 +512,7 @@ def test_noise_tunnel_saliency_without_noise_matches_captum(name: str, kind: str
     ours = tunnel(c.f, c.inputs, target=c.target, args=c.args, abs=False,
                   generator=torch.Generator().manual_seed(0))
     plain = fattr.saliency(c.f, c.inputs, target=c.target, args=c.args, abs=False)
-    for o, t, p in zip(_tup(ours), _tup(theirs), _tup(plain)):
+    for o, t, p in zip(_tup(ours), _tup(theirs), _tup(plain), strict=True):
         p = p.detach()
         if kind == "smoothgrad":
             assert_close(o, p, EXACT_REL)
@@ -544,7 +544,7 @@ def test_noise_tunnel_ig_without_noise_matches_captum(kind: str, n_samples: int,
     ours, delta = tunnel(c.f, c.inputs, c.baselines, 8, captum_rule("gausslegendre"), target=[0, 2, 1],
                          args=c.args, return_delta=True)
     if kind == "vargrad":
-        for o, t in zip(ours, theirs):
+        for o, t in zip(ours, theirs, strict=True):
             torch.testing.assert_close(o, t, rtol=0, atol=1e-12 * float(t.abs().max() + 1))
     else:
         assert_close(ours, theirs, EXACT_REL)
@@ -554,7 +554,7 @@ def test_noise_tunnel_ig_without_noise_matches_captum(kind: str, n_samples: int,
     sizes = [n_samples] if chunk is None else [chunk] * (n_samples // chunk) + [n_samples % chunk] * bool(
         n_samples % chunk)
     blocks = torch.split(their_delta, [B * k for k in sizes])
-    example_first = torch.cat([blk.reshape(B, k) for blk, k in zip(blocks, sizes)], dim=1).reshape(-1)
+    example_first = torch.cat([blk.reshape(B, k) for blk, k in zip(blocks, sizes, strict=True)], dim=1).reshape(-1)
     torch.testing.assert_close(delta, example_first, rtol=0, atol=1e-12)
     if chunk is not None:
         assert not torch.equal(their_delta, example_first)

@@ -95,7 +95,7 @@ def test_model_and_data_are_left_alone_and_grad_mode_does_not_matter(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
-    assert all(torch.equal(x, c) and y == d for (x, y), (c, d) in zip(data, copies))
+    assert all(torch.equal(x, c) and y == d for (x, y), (c, d) in zip(data, copies, strict=True))
 
 
 @pytest.mark.parametrize("rule", ["predicted", 1, "callable"])
@@ -119,7 +119,7 @@ def test_multi_input_items_and_layer_methods(tmp_path):
     attr = fattr.integrated_gradients(model, (x1[:8], x2[:8]), (0.0, 0.1), n_steps=8, target=[i % 3 for i in range(8)],
                                       args=(scale,))
     got = store[0:8]
-    assert isinstance(got, tuple) and len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, attr))
+    assert isinstance(got, tuple) and len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, attr, strict=True))
     assert isinstance(store[2], tuple) and store[2][1].shape == (2, 3)
     assert isinstance(store.to_numpy(), tuple)
     cnn, images = make_cnn(), randn(N, 2, 6, 6, seed=3)

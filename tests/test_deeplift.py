@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import fattr
-from conftest import _init, randn
+from conftest import _init, completeness_gap, output_change, randn
 
 EXACT = 1e-10
 seeds = st.integers(0, 2 ** 20)
@@ -36,6 +36,23 @@ def outputs(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
     with torch.no_grad():
         out = model(x)
     return out[torch.arange(out.shape[0]), target] if target is not None else out
+
+
+def gap_of(model: nn.Module, x: torch.Tensor, b: Any, attr: Any, delta: torch.Tensor, target: Any) -> torch.Tensor:
+    """The completeness gap computed here (attributions' sum against a plain forward's output change);
+    fattr's ``delta`` must equal it, so a test of exactness cannot rest on a wrong ``delta``."""
+    gap = completeness_gap(model, x, b, attr, target)
+    base = torch.zeros_like(x) if b is None else b
+    exact(delta.detach() - gap, *(attr if isinstance(attr, (tuple, list)) else (attr,)), outputs(model, x, target),
+          outputs(model, base, target))
+    return gap
+
+
+def exactly_complete(model: nn.Module, x: torch.Tensor, b: Any, attr: Any, delta: torch.Tensor,
+                     target: Any) -> None:
+    base = torch.zeros_like(x) if b is None else b
+    exact(gap_of(model, x, b, attr, delta, target), *(attr if isinstance(attr, (tuple, list)) else (attr,)),
+          outputs(model, x, target), outputs(model, base, target))
 
 
 # --------------------------------------------------------------------------- random networks
@@ -78,7 +95,7 @@ class RandomNet(nn.Module):
 
     def forward(self, x):
         h = self.inp(x)
-        for layer, act, skip in zip(self.layers, self.acts, self.skips):
+        for layer, act, skip in zip(self.layers, self.acts, self.skips, strict=True):
             a = act(layer(h))
             h = h + a if skip else a
         return self.out(h.flatten(1))
@@ -107,7 +124,7 @@ def test_summation_to_delta_is_exact_for_random_nets(net, seed, baseline):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every activation here is covered: no warning
         attr, delta = fattr.deeplift(model, x, b, target=target, return_delta=True)
-    exact(delta, attr, outputs(model, x, target), outputs(model, b, target))
+    exactly_complete(model, x, b, attr, delta, target)
     assert torch.equal(attr[0], torch.zeros_like(attr[0]))
 
 
@@ -146,7 +163,7 @@ def test_summation_to_delta_is_exact_for_max_pool_nets(pool, act, zero_baseline,
     model = _init(PoolNet(pool, act, x), seed)
     b = torch.zeros_like(x) if zero_baseline else randn(3, 1, 7, 6, seed=seed + 1)
     attr, delta = fattr.deeplift(model, x, b, target=[0, 1, 0], return_delta=True)
-    exact(delta, attr, outputs(model, x, [0, 1, 0]), outputs(model, b, [0, 1, 0]))
+    exactly_complete(model, x, b, attr, delta, [0, 1, 0])
 
 
 @given(random_nets(), seeds, st.integers(1, 4))
@@ -158,8 +175,13 @@ def test_deeplift_shap_is_the_mean_of_deeplift_over_the_baselines(net, seed, m):
     per_baseline = [fattr.deeplift(model, x, dist[j:j + 1], target=[2, 0], return_delta=True) for j in range(m)]
     expected = torch.stack([a for a, _ in per_baseline]).mean(0)
     torch.testing.assert_close(attr, expected, rtol=0, atol=1e-12 * (1 + float(expected.detach().abs().max())))
-    torch.testing.assert_close(delta, torch.stack([d for _, d in per_baseline], 1).reshape(-1), rtol=0,
-                               atol=EXACT)
+    # computed here: the output changes per (example, baseline) pair, the attributions' sums
+    changes = torch.stack([output_change(model, x, dist[j:j + 1], [2, 0]) for j in range(m)], 1)  # (2, m)
+    gaps = torch.stack([a.detach().reshape(2, -1).sum(1) for a, _ in per_baseline], 1) - changes
+    exact(gaps, attr, changes)
+    exact(attr.detach().reshape(2, -1).sum(1) - changes.mean(1), attr, changes)  # complete on average
+    assert delta.shape == (2 * m,)  # example-major pairs, each that pair's gap
+    torch.testing.assert_close(delta.detach(), gaps.reshape(-1), rtol=0, atol=EXACT)
 
 
 @given(random_nets(), seeds, st.data())
@@ -173,7 +195,7 @@ def test_layer_deeplift_sums_to_delta_at_any_layer_without_skips(net, seed, data
     x, b = randn(*shape, seed=seed), randn(*shape, seed=seed + 1)
     attr, delta = fattr.layer_deeplift(model, name, x, b, target=[1, 1, 0], return_delta=True,
                                        attribute_to_layer_input=to_input)
-    exact(delta, attr, outputs(model, x, [1, 1, 0]), outputs(model, b, [1, 1, 0]))
+    exactly_complete(model, x, b, attr, delta, [1, 1, 0])
 
 
 # --------------------------------------------------------------------------- ways to call a nonlinearity
@@ -204,7 +226,7 @@ def test_every_way_of_calling_is_covered_and_exact():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         attr, delta = fattr.deeplift(model, x, b, target=[0, 1, 2, 0], return_delta=True)
-    exact(delta, attr, outputs(model, x, [0, 1, 2, 0]))
+    exactly_complete(model, x, b, attr, delta, [0, 1, 2, 0])
 
 
 def test_softmax_rule_multipliers_are_centred_per_example():
@@ -241,20 +263,21 @@ class Uncovered(nn.Module):
 def test_uncovered_nonlinear_operations_are_named_in_a_warning(kind, names):
     model, x = _init(Uncovered(kind), 0), randn(3, 4, seed=1)
     with pytest.warns(UserWarning, match="rescale rule does not cover") as record:
-        _, delta = fattr.deeplift(model, x, target=0, return_delta=True)
+        attr, delta = fattr.deeplift(model, x, target=0, return_delta=True)
     message = str(record[0].message)
     for name in names:
         assert name in message
     assert record[0].filename == __file__  # the warning points at the caller
-    assert float(delta.detach().abs().max()) > EXACT  # the plain gradient is not exact there
+    gap = gap_of(model, x, None, attr, delta, 0)
+    assert float(gap.abs().max()) > EXACT  # the plain gradient is not exact there
 
 
 def test_nonlinear_operations_on_parameters_alone_are_not_reported():
     model, x = _init(Uncovered("params only"), 0), randn(3, 4, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _, delta = fattr.deeplift(model, x, target=1, return_delta=True)
-    assert float(delta.detach().abs().max()) < EXACT
+        attr, delta = fattr.deeplift(model, x, target=1, return_delta=True)
+    exactly_complete(model, x, None, attr, delta, 1)
 
 
 # --------------------------------------------------------------------------- purity, cost, errors

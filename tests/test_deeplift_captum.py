@@ -24,7 +24,7 @@ from captum.attr import DeepLift, DeepLiftShap, LayerDeepLift, LayerDeepLiftShap
 from torch import nn
 
 import fattr
-from conftest import _init, randn
+from conftest import _init, completeness_gap, output_change, randn
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
 
@@ -34,10 +34,18 @@ B = 4
 TARGET = [0, 2, 1, 2]
 
 
+def complete(model: nn.Module, inputs: Any, baselines: Any, attr: Any, delta: torch.Tensor, target: Any,
+             args: Any = ()) -> None:
+    """The attributions sum to the output change computed here (not by fattr), and fattr's delta is that gap."""
+    gap = completeness_gap(model, inputs, baselines, attr, target, args)
+    assert float(gap.abs().max()) < EXACT
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=EXACT)
+
+
 def close(actual: Any, expected: Any, rel: float = REL) -> None:
     if isinstance(expected, (tuple, list)):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             close(a, e, rel)
         return
     actual, expected = actual.detach(), expected.detach()
@@ -98,7 +106,7 @@ def test_deeplift_matches_captum_on_every_supported_module(multiply_by_inputs):
     close(attr, ref)
     close(delta, ref_delta, rel=1.0)  # both are rounding noise; the same sign of scale
     if multiply_by_inputs:
-        assert delta.abs().max() < EXACT
+        complete(model, x, b, attr, delta, TARGET)
 
 
 def test_deeplift_matches_captum_with_tuple_inputs_args_and_a_batch_one_baseline():
@@ -108,7 +116,7 @@ def test_deeplift_matches_captum_with_tuple_inputs_args_and_a_batch_one_baseline
     attr, delta = fattr.deeplift(model, (x, y), (bx, by), target=1, args=(scale,), return_delta=True)
     ref = DeepLift(model).attribute((x, y), (bx, by), target=1, additional_forward_args=(scale,))
     close(attr, ref)
-    assert delta.abs().max() < EXACT
+    complete(model, (x, y), (bx, by), attr, delta, 1, (scale,))
 
 
 def test_sigmoid_tanh_net_with_a_scalar_output():
@@ -125,14 +133,14 @@ def test_cnn_with_max_pooling(dims, pool):
     model = cnn(pool, x)
     attr, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
     close(attr, DeepLift(model).attribute(x, b, target=1))
-    assert delta.abs().max() < EXACT
+    complete(model, x, b, attr, delta, 1)
 
 
 @pytest.mark.parametrize("n_params", [1, 2, 3])
 def test_custom_attribution_func(n_params):
     funcs = {1: lambda m: tuple(2 * t for t in m),
-             2: lambda m, x: tuple(t * v ** 2 for t, v in zip(m, x)),
-             3: lambda m, x, b: tuple(t * (v - w).abs() for t, v, w in zip(m, x, b))}
+             2: lambda m, x: tuple(t * v ** 2 for t, v in zip(m, x, strict=True)),
+             3: lambda m, x, b: tuple(t * (v - w).abs() for t, v, w in zip(m, x, b, strict=True))}
     model, x, b = every(), randn(B, 5, seed=1), randn(B, 5, seed=2)
     attr, delta = fattr.deeplift(model, x, b, target=TARGET, custom_attribution_func=funcs[n_params],
                                  return_delta=True)
@@ -148,19 +156,18 @@ def test_deeplift_shap_attributions_and_delta_order():
     ref, ref_delta = DeepLiftShap(model).attribute(x, dist, target=[0, 1, 2], return_convergence_delta=True)
     close(attr, ref)
     assert delta.shape == ref_delta.shape == (3 * 5,)
-    assert delta.abs().max() < EXACT
-    # the order: entry i * M + j is example i against baseline j
+    # the order: entry i * M + j is example i against baseline j, the gap of that pair computed here
     for i in range(3):
         for j in range(5):
-            _, d = fattr.deeplift(model, x[i:i + 1], dist[j:j + 1], target=[i % 3], return_delta=True)
-            torch.testing.assert_close(delta[i * 5 + j], d[0], rtol=0, atol=EXACT)
+            a = fattr.deeplift(model, x[i:i + 1], dist[j:j + 1], target=[i])
+            complete(model, x[i:i + 1], dist[j:j + 1], a, delta[i * 5 + j:i * 5 + j + 1], [i])
 
 
 @pytest.mark.parametrize("n_params", [1, 3])
 def test_deeplift_shap_custom_function_and_local_attributions(n_params):
     model, x, dist = every(), randn(3, 5, seed=1), randn(4, 5, seed=2)
     func = (lambda m: tuple(3 * t for t in m)) if n_params == 1 else \
-        (lambda m, x, b: tuple(t * (v + w) for t, v, w in zip(m, x, b)))
+        (lambda m, x, b: tuple(t * (v + w) for t, v, w in zip(m, x, b, strict=True)))
     close(fattr.deeplift_shap(model, x, dist, target=1, custom_attribution_func=func),
           DeepLiftShap(model).attribute(x, dist, target=1, custom_attribution_func=func))
     close(fattr.deeplift_shap(model, x, dist, target=1, multiply_by_inputs=False),
@@ -178,7 +185,8 @@ def test_layer_deeplift(layer, to_input):
     ref, ref_delta = LayerDeepLift(model, module).attribute(x, b, target=TARGET, return_convergence_delta=True,
                                                             attribute_to_layer_input=to_input)
     close(attr, ref[0] if isinstance(ref, tuple) else ref)
-    assert delta.abs().max() < EXACT and ref_delta.abs().max() < 1e-10
+    complete(model, x, b, attr, delta, TARGET)
+    assert ref_delta.abs().max() < 1e-10
     local = fattr.layer_deeplift(model, module, x, b, target=TARGET, multiply_by_inputs=False,
                                  attribute_to_layer_input=to_input)
     ref = LayerDeepLift(model, module, multiply_by_inputs=False).attribute(x, b, target=TARGET,
@@ -189,13 +197,18 @@ def test_layer_deeplift(layer, to_input):
 @pytest.mark.parametrize("to_input", [False, True])
 def test_layer_deeplift_shap_and_custom_function(to_input):
     model, x, dist = every(), randn(3, 5, seed=1), randn(4, 5, seed=2)
-    func = lambda m, a, r: tuple(t * (u - v) ** 2 for t, u, v in zip(m, a, r))  # noqa: E731
+    func = lambda m, a, r: tuple(t * (u - v) ** 2 for t, u, v in zip(m, a, r, strict=True))  # noqa: E731
     attr, delta = fattr.layer_deeplift_shap(model, "net.6", x, dist, target=[2, 0, 1], return_delta=True,
                                             attribute_to_layer_input=to_input)
     ref, ref_delta = LayerDeepLiftShap(model, model.net[6]).attribute(
         x, dist, target=[2, 0, 1], return_convergence_delta=True, attribute_to_layer_input=to_input)
     close(attr, ref[0] if isinstance(ref, tuple) else ref)
-    assert delta.shape == ref_delta.shape == (12,) and delta.abs().max() < EXACT
+    assert delta.shape == ref_delta.shape == (12,)
+    # computed here: complete on average over the baselines, and delta's pairs average to that gap
+    changes = torch.stack([output_change(model, x, dist[j:j + 1], [2, 0, 1]) for j in range(4)], 1)  # (3, 4)
+    gap = attr.detach().reshape(3, -1).sum(1) - changes.mean(1)
+    assert float(gap.abs().max()) < EXACT
+    torch.testing.assert_close(delta.detach().reshape(3, 4).mean(1), gap, rtol=0, atol=EXACT)
     got = fattr.layer_deeplift(model, "net.6", x, dist[:1], target=[2, 0, 1], custom_attribution_func=func,
                                attribute_to_layer_input=to_input)
     ref = LayerDeepLift(model, model.net[6]).attribute(x, dist[:1], target=[2, 0, 1], custom_attribution_func=func,
@@ -233,8 +246,8 @@ class Reused(nn.Module):
 @pytest.mark.parametrize("functional", [False, True], ids=["reused-module", "functions"])
 def test_reused_module_and_functional_relu_where_captum_fails(functional):
     model, x, b = _init(Reused(functional), 1), randn(B, 5, seed=1), randn(B, 5, seed=2)
-    _, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
-    assert delta.abs().max() < EXACT
+    attr, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
+    complete(model, x, b, attr, delta, 1)
     # Captum: a reused module keeps only its last call's input/output (here its backward hook then
     # raises; with one module use and one function call it returns wrong numbers), a function is not hooked
     if functional:
@@ -253,16 +266,16 @@ def test_reused_module_and_functional_relu_where_captum_fails(functional):
 ], ids=["relu-tanh", "relu-maxpool", "maxpool-sigmoid"])
 def test_adjacent_nonlinear_modules_where_captum_fails(layers):
     model, x, b = _init(nn.Sequential(*layers()), 2), randn(B, 5, seed=1), randn(B, 5, seed=2)
-    _, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
-    assert delta.abs().max() < EXACT
+    attr, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
+    complete(model, x, b, attr, delta, 1)
     assert _captum_delta(model, x, b).abs().max() > 1e-3
 
 
 def test_overlapping_max_pool_windows_where_captum_fails():
     x, b = randn(B, 2, 7, 7, seed=1), randn(B, 2, 7, 7, seed=2)
     model = cnn(nn.MaxPool2d(3, 2), x)
-    _, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
-    assert delta.abs().max() < EXACT
+    attr, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
+    complete(model, x, b, attr, delta, 1)
     assert _captum_delta(model, x, b).abs().max() > 1e-3
 
 
@@ -279,9 +292,9 @@ def test_softmax_attributions_do_not_depend_on_the_other_examples_unlike_captum(
 
 def test_layer_input_of_a_nonlinearity_where_captum_fails():
     model, x, b = every(), randn(B, 5, seed=1), randn(B, 5, seed=2)
-    _, delta = fattr.layer_deeplift(model, "net.1", x, b, target=TARGET, return_delta=True,
-                                    attribute_to_layer_input=True)
-    assert delta.abs().max() < EXACT
+    attr, delta = fattr.layer_deeplift(model, "net.1", x, b, target=TARGET, return_delta=True,
+                                       attribute_to_layer_input=True)
+    complete(model, x, b, attr, delta, TARGET)
     _, ref_delta = LayerDeepLift(model, model.net[1]).attribute(x, b, target=TARGET, return_convergence_delta=True,
                                                                 attribute_to_layer_input=True)
     assert ref_delta.abs().max() > 1e-4

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import fattr
-from conftest import _init, randn
+from conftest import _init, completeness_gap, randn
 
 
 class Recurrent(nn.Module):
@@ -33,9 +33,11 @@ class Recurrent(nn.Module):
 def test_recurrent_layers_are_named_in_a_warning(kind: str, name: str) -> None:
     model, x = _init(Recurrent(kind), 0), randn(3, 5, 3, seed=1)
     with pytest.warns(UserWarning, match="rescale rule does not cover") as record:
-        _, delta = fattr.deeplift(model, x, target=0, return_delta=True)
+        attr, delta = fattr.deeplift(model, x, target=0, return_delta=True)
     assert name in str(record[0].message)
-    assert float(delta.detach().abs().max()) > 1e-6  # completeness is indeed lost
+    gap = completeness_gap(model, x, None, attr, 0)  # computed here, not by fattr
+    assert float(gap.abs().max()) > 1e-6  # completeness is indeed lost
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=1e-12)
 
 
 def test_other_nonlinear_calls_outside_the_catalogue_are_named() -> None:
@@ -72,8 +74,11 @@ def test_linear_layers_and_covered_nonlinearities_are_silent() -> None:
     model, x = _init(Residual(), 0), randn(3, 2, 8, 8, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _, delta = fattr.deeplift(model, x, 0.1 * randn(1, 2, 8, 8, seed=2), target=1, return_delta=True)
+        b = 0.1 * randn(1, 2, 8, 8, seed=2)
+        attr, delta = fattr.deeplift(model, x, b, target=1, return_delta=True)
         fattr.layer_deeplift(model, "conv2", x, target=1)
         mlp = _init(nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)), 0)
         fattr.deeplift(mlp, randn(3, 4, seed=3), target=0)
-    assert float(delta.detach().abs().max()) < 1e-10
+    gap = completeness_gap(model, x, b, attr, 1)  # computed here, not by fattr
+    assert float(gap.abs().max()) < 1e-10
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=1e-12)

@@ -26,7 +26,7 @@ B = 3
 def close(actual: Any, expected: Any, rel: float = REL) -> None:
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             close(a, e, rel)
         return
     actual, expected = actual.detach(), expected.detach()
@@ -151,7 +151,7 @@ def test_guided_grad_cam_refuses_a_map_with_other_spatial_dims() -> None:
 def test_relu_reused_in_place_or_called_as_a_function(method: str, style: str) -> None:
     """However the model calls ReLU, the result is Captum's on the twin with distinct ReLU modules."""
     twin, model = _init(ReluCNN(), 2), _init(Reused(style), 2)  # same parameters, in the same order
-    assert all(torch.equal(p, q) for p, q in zip(twin.parameters(), model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(twin.parameters(), model.parameters(), strict=True))
     x = randn(B, 2, 8, 8, seed=3)
     cls = GuidedBackprop if method == "guided_backprop" else Deconvolution
     theirs = cls(twin).attribute(x, target=[0, 1, 3])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import typing
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ import torch
 from torch import nn
 
 import fattr
+import fattr.metrics
+import fattr.viz
+from fattr._src import base
 from test_contract import D, N, SPECS, call, data, make_net
 
 NAMES = sorted(SPECS)
@@ -124,7 +128,7 @@ def test_empty_batch_in_empty_out(name):
     extra = {"target": []} if spec.targeted else {}
     out = call(spec, make_net(), x[:0], dist=dist, **extra)
     full = call(spec, make_net(), x, dist=dist)
-    for empty, one in zip(torch.utils._pytree.tree_leaves(out), torch.utils._pytree.tree_leaves(full)):
+    for empty, one in zip(torch.utils._pytree.tree_leaves(out), torch.utils._pytree.tree_leaves(full), strict=True):
         assert empty.shape == (0,) + tuple(one.shape[1:]) and empty.dtype == one.dtype
 
 
@@ -351,7 +355,7 @@ def test_gradient_x_input_returns_a_list_for_a_list_of_layers_like_every_layer_m
     got = fattr.gradient_x_input(model, x, target=0, layer=["body.0", "body.1"])
     want = fattr.layer_gradient_x_activation(model, ["body.0", "body.1"], x, target=0)
     assert isinstance(got, list) and isinstance(want, list) and len(got) == 2
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -369,3 +373,40 @@ def test_results_that_require_grad_can_be_drawn():
     assert attr.detach().numpy().shape == (2, 3, 6, 6)
     with torch.no_grad():
         assert not fattr.integrated_gradients(model, x, target=1, n_steps=4).requires_grad
+
+
+# --------------------------------------------------------------------------- typed signatures
+
+PUBLIC = {f"{module.__name__}.{name}": getattr(module, name)
+          for module in (fattr, fattr.metrics, fattr.viz) for name in module.__all__
+          if inspect.isfunction(getattr(module, name))}
+# a parameter of the call conventions has one type wherever it appears: the alias of fattr._src.base
+CONVENTIONS = {"inputs": base.InputsLike, "baselines": base.BaselinesLike, "target": base.TargetLike,
+               "kwargs": base.KwargsLike, "layer": base.LayerLike, "neuron_selector": base.NeuronSelectorLike,
+               "feature_mask": base.FeatureMaskLike, "stdevs": base.StdevsLike,
+               "generator": typing.Optional[torch.Generator]}
+# parameters of a convention's name with a grammar of their own: token_attribution has one input (the
+# prompt's token ids), so no tuple of per-input values; attribute_dataset's target also takes "label",
+# "predicted" or a callable per batch
+OWN_TYPES = {("fattr.token_attribution", "feature_mask"), ("fattr.token_attribution", "stdevs"),
+             ("fattr.attribute_dataset", "target")}
+
+
+def test_the_public_functions_are_found():
+    assert len(PUBLIC) >= 55 and "fattr.integrated_gradients" in PUBLIC and "fattr.metrics.infidelity" in PUBLIC
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_function_has_typed_parameters_and_a_return_type(name):
+    fn = PUBLIC[name]
+    hints = typing.get_type_hints(fn)  # every annotation resolves to a type
+    params = inspect.signature(fn).parameters
+    assert [p for p in params if p not in hints] == [] and "return" in hints, name
+    if name.startswith("fattr.viz."):
+        return  # drawing: its own arguments (arrays, axes, colour maps)
+    for p, alias in CONVENTIONS.items():
+        if p in params and params[p].kind is not params[p].VAR_KEYWORD and (name, p) not in OWN_TYPES:
+            assert hints[p] in (alias, typing.Optional[alias]), f"{name}({p}: {hints[p]}), want {alias}"
+    if "return_delta" in params:
+        assert hints["return"] in (base.WithDelta, base.WithDeltaOrList), name
+

@@ -200,7 +200,7 @@ def assert_close(actual: Any, expected: Any, rel: float) -> None:
     """Elementwise ``|a - e| <= rel * (|e| + max|e|)``, over matching structures."""
     if isinstance(expected, (tuple, list)):
         assert type(actual) is type(expected) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             assert_close(a, e, rel)
         return
     assert isinstance(actual, torch.Tensor), type(actual)
@@ -441,7 +441,7 @@ def _replayed_draws(xs: tuple, dists: tuple, n_samples: int, stdev: float, seed:
 def _add(a: Any, b: Any) -> Any:
     if a is None:
         return b
-    return tuple(x + y for x, y in zip(a, b)) if isinstance(b, tuple) else a + b
+    return tuple(x + y for x, y in zip(a, b, strict=True)) if isinstance(b, tuple) else a + b
 
 
 @pytest.mark.parametrize("to_input", [False, True])
@@ -463,11 +463,12 @@ def test_layer_gradient_shap_against_captum_building_blocks(name: str, to_input:
     total = None
     for s in range(n_samples):
         point = tuple(st[s] + alpha[s].reshape(-1, *[1] * (x.dim() - 1)) * (nz[s] - st[s])
-                      for st, nz, x in zip(starts, noisy, xs))
+                      for st, nz, x in zip(starts, noisy, xs, strict=True))
         g = grad_at.attribute(point, target=c.target, **kw)
         a_n = act_at.attribute(tuple(nz[s] for nz in noisy), **kw)
         a_s = act_at.attribute(tuple(st[s] for st in starts), **kw)
-        term = tuple(gi * (ni - si) for gi, ni, si in zip(g, a_n, a_s)) if isinstance(g, tuple) else g * (a_n - a_s)
+        term = (tuple(gi * (ni - si) for gi, ni, si in zip(g, a_n, a_s, strict=True)) if isinstance(g, tuple)
+                else g * (a_n - a_s))
         total = _add(total, term)
     assert_close(ours, scale(total, 1 / n_samples), EXACT_REL)
 

@@ -30,7 +30,7 @@ class Noise:
     def __call__(self, inputs, baselines=None):
         if isinstance(inputs, tuple):
             noise = tuple(self.draw(x) for x in inputs)
-            return noise, tuple(x - z for x, z in zip(inputs, noise))
+            return noise, tuple(x - z for x, z in zip(inputs, noise, strict=True))
         noise = self.draw(inputs)
         if self.with_baselines:  # binary masks towards the baseline, as for global attributions
             keep = (torch.rand(inputs.shape, generator=self.g, dtype=inputs.dtype) < 0.5).to(inputs.dtype)

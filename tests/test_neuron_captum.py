@@ -96,7 +96,7 @@ NAMES = sorted(CASES)
 def close(actual: Any, expected: Any, rel: float) -> None:
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             close(a, e, rel)
         return
     actual, expected = actual.detach(), expected.detach()

@@ -135,7 +135,7 @@ def test_several_neurons_in_one_batched_pass_equal_separate_calls(method: str) -
     together = fn(model, "2", x, *positional, neuron_selector=selectors, **extra)
     calls_together = list(log)
     assert isinstance(together, list) and len(together) == 3
-    for s, got in zip(selectors, together):
+    for s, got in zip(selectors, together, strict=True):
         alone = fn(model, "2", x, *positional, neuron_selector=s, **extra)
         torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-14)
     assert len(calls_together) <= 2 and calls_together[0] >= 3 * 4  # one batched head pass (two for DeepLift)
@@ -154,10 +154,10 @@ def test_several_neurons_with_tuple_inputs_and_args() -> None:
     xs, scale = (randn(5, 3, seed=1), randn(5, 2, seed=2)), randn(5, 1, seed=3)
     base = (randn(5, 3, seed=4), 0.5)
     together = fattr.neuron_integrated_gradients(model, "act", xs, base, 8, neuron_selector=[1, 3], args=(scale,))
-    for j, got in zip([1, 3], together):
+    for j, got in zip([1, 3], together, strict=True):
         alone = fattr.neuron_integrated_gradients(model, "act", xs, base, 8, neuron_selector=j, args=(scale,))
         assert isinstance(got, tuple)
-        for g, a in zip(got, alone):
+        for g, a in zip(got, alone, strict=True):
             torch.testing.assert_close(g, a, rtol=1e-12, atol=1e-14)
 
 

@@ -58,7 +58,7 @@ def test_callable_baselines_captums_way_with_a_tuple_of_inputs(name):
 
     for fn in (lambda: dist, with_inputs):
         got = method(model, xs, fn)
-        for a, b in zip(got, want):
+        for a, b in zip(got, want, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert len(seen) == 1 and isinstance(seen[0], tuple) and seen[0][0] is xs[0]  # the inputs, as given
     # the examples

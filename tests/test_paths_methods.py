@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fattr
-from conftest import make_cnn, make_mlp, randn
+from conftest import completeness_gap, make_cnn, make_mlp, randn
 from fattr._src.paths.blur import blur_matrices
 
 REL = 1e-12
@@ -76,7 +76,9 @@ def test_idgi_matches_a_loop_and_is_exactly_complete(seed, method, n_steps, b):
     attr, delta = fattr.idgi(net, x, base, n_steps, method, target=2, return_delta=True)
     close(attr, idgi_loop(net, x, base, n_steps, method, 2))
     change = value(net, x, 2) - value(net, base.expand_as(x), 2)
-    assert float(delta.detach().abs().max()) <= 1e-12 * (1 + float(change.detach().abs().max()))
+    gap = attr.detach().sum(1) - change.detach()  # computed here, not by fattr
+    assert float(gap.abs().max()) <= 1e-12 * (1 + float(change.detach().abs().max()))
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=1e-12)
 
 
 def test_idgi_chunks_args_and_tuples():
@@ -86,9 +88,11 @@ def test_idgi_chunks_args_and_tuples():
     scale = randn(3, 1, seed=3).abs() + 0.5
     whole, delta = fattr.idgi(f, x, n_steps=6, target=[0, 1, 2], args=(scale,), return_delta=True)
     chunked = fattr.idgi(f, x, n_steps=6, target=[0, 1, 2], kwargs={"scale": scale}, chunk_size=4)
-    for w, c in zip(whole, chunked):
+    for w, c in zip(whole, chunked, strict=True):
         close(c, w)
-    assert float(delta.abs().max()) < 1e-12
+    gap = completeness_gap(f, x, None, whole, [0, 1, 2], (scale,))  # computed here, not by fattr
+    assert float(gap.abs().max()) < 1e-12
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=1e-12)
     # every example alone gives the same row: the per-example scale stayed with its example
     for i in range(3):
         alone = fattr.idgi(f, (x[0][i:i + 1], x[1][i:i + 1]), n_steps=6, target=[[0, 1, 2][i]], args=(scale[i:i + 1],))
@@ -112,8 +116,8 @@ def hessians_loop(f, x, base, n_steps, target):
     out = torch.zeros(n, d, d, dtype=x.dtype)
     for i in range(n):
         diff = x[i] - base[0]
-        for ak, wk in zip(a.tolist(), w.tolist()):
-            for cl, vl in zip(a.tolist(), w.tolist()):
+        for ak, wk in zip(a.tolist(), w.tolist(), strict=True):
+            for cl, vl in zip(a.tolist(), w.tolist(), strict=True):
                 p = base[0] + ak * cl * diff
                 h = torch.autograd.functional.hessian(lambda z: value(f, z[None], target)[0], p)
                 g = grad_at(f, p[None], target)[0]
@@ -140,7 +144,9 @@ def test_integrated_hessians_sum_to_ig_and_to_the_output_change(seed, b):
     # equal up to quadrature error, which falls exponentially with n_steps (Gauss-Legendre on a smooth
     # integrand): ~1e-3 at 8 nodes, ~1e-6 at 16, ~1e-13 at 32 on the worst seeds seen
     torch.testing.assert_close(gamma.sum(2).detach(), ig.detach(), rtol=0, atol=1e-9 * scale)
-    assert float(delta.abs().max()) < 1e-9 * scale
+    gap = completeness_gap(net, x, base, gamma, 0)  # the interactions' total against f(x) - f(b), computed here
+    assert float(gap.abs().max()) < 1e-9 * scale
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=1e-12 * scale)
 
 
 def test_integrated_hessians_groups_are_sums_of_the_full_matrix():
@@ -219,7 +225,9 @@ def test_guided_ig_is_exact_for_linear_f_and_sums_along_its_own_path(seed, max_d
     grads = torch.stack([grad_at(net, p, 1) for p in path[:-1]])
     close(attr, ((path[1:] - path[:-1]) * grads).sum(0), rel=1e-8)  # the left Riemann sum along that path
     change = value(net, x, 1) - value(net, base, 1)  # completeness up to the coarse left sum's error
-    assert float(delta.abs().max()) < 0.1 * (float(change.abs().max()) + float(attr.abs().sum(1).max()) + 1e-3)
+    gap = attr.detach().sum(1) - change.detach()  # computed here, not by fattr
+    assert float(gap.abs().max()) < 0.1 * (float(change.abs().max()) + float(attr.abs().sum(1).max()) + 1e-3)
+    torch.testing.assert_close(delta.detach(), gap, rtol=0, atol=1e-12)
 
 
 def test_guided_ig_refuses_bad_fraction():

@@ -41,7 +41,7 @@ B = 3
 def assert_close(actual: Any, expected: Any, rel: float) -> None:
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             assert_close(a, e, rel)
         return
     assert isinstance(actual, torch.Tensor) and actual.shape == expected.shape, (actual.shape, expected.shape)

@@ -67,7 +67,7 @@ def test_occlusion_of_a_linear_model_is_the_closed_form(h, w_, data):
     total = torch.zeros_like(x)
     count = torch.zeros(h, w_, dtype=torch.float64)
     starts = [range(0, max(size - win, 0) + strides[d] if size > win else 1, strides[d])
-              for d, (size, win) in enumerate(zip((h, w_), window))]
+              for d, (size, win) in enumerate(zip((h, w_), window, strict=True))]
     for i, j in itertools.product(*starts):
         box = torch.zeros(h, w_, dtype=torch.bool)
         box[i:i + window[0], j:j + window[1]] = True
@@ -256,5 +256,5 @@ def test_keyword_arguments_follow_the_args_pairing_rule(method):
 
     positional = run(args=(scale, "sigmoid", 0.5))
     keywords = run(args=(), kwargs={"scale": scale, "mode": "sigmoid", "gain": 0.5})
-    for a, b in zip(positional, keywords):
+    for a, b in zip(positional, keywords, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

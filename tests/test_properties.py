@@ -24,7 +24,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fattr
-from conftest import make_mlp, make_two_input, randn
+from conftest import completeness_gap, make_mlp, make_two_input, randn
 
 REL = 1e-12
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -36,7 +36,7 @@ def close(actual: Any, expected: Any, rel: float = REL) -> None:
     """``|a - e| <= rel * max|e|`` elementwise (per tensor of a tuple): the tolerance scales with the values."""
     if isinstance(expected, tuple):
         assert isinstance(actual, tuple) and len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             close(a, e, rel)
         return
     actual, expected = actual.detach(), expected.detach()
@@ -56,13 +56,13 @@ def naive_ig(f: Callable, inputs: Any, baselines: Any, alphas: torch.Tensor, wei
     """Integrated gradients by a Python loop over steps with ``torch.autograd.grad`` (no fattr code)."""
     xs, bs = _tup(inputs), _tup(baselines)
     total = [torch.zeros_like(x) for x in xs]
-    for a, w in zip(alphas.tolist(), weights.tolist()):
-        pts = [(b + a * (x - b)).detach().requires_grad_() for x, b in zip(xs, bs)]
+    for a, w in zip(alphas.tolist(), weights.tolist(), strict=True):
+        pts = [(b + a * (x - b)).detach().requires_grad_() for x, b in zip(xs, bs, strict=True)]
         out = f(*pts, *args)
         sel = _select(out, target)
         grads = torch.autograd.grad(sel.sum(), pts)
-        total = [t + w * g for t, g in zip(total, grads)]
-    attr = tuple(t * (x - b) for t, x, b in zip(total, xs, bs))
+        total = [t + w * g for t, g in zip(total, grads, strict=True)]
+    attr = tuple(t * (x - b) for t, x, b in zip(total, xs, bs, strict=True))
     return attr if isinstance(inputs, tuple) else attr[0]
 
 
@@ -98,7 +98,9 @@ def test_completeness_is_exact_for_linear_f_with_every_rule(seed: int, method: s
     attr, delta = fattr.integrated_gradients(f, x, base, n, method, target=target, return_delta=True)
     close(attr, w[target] * (x - base))
     scale = float((w[target] * (x - base)).abs().sum()) + 1
-    assert float(delta.abs().max()) <= 1e-13 * scale
+    gap = completeness_gap(f, x, base, attr, target)  # computed here, not by fattr
+    assert float(gap.abs().max()) <= 1e-13 * scale
+    torch.testing.assert_close(delta, gap, rtol=0, atol=1e-13 * scale)
     # the local attribution is the (constant) gradient itself
     close(fattr.integrated_gradients(f, x, base, n, method, target=target, multiply_by_inputs=False),
           w[target].clone())
@@ -115,7 +117,9 @@ def test_completeness_is_exact_for_quadratic_f_with_rules_exact_for_lines(seed: 
     attr, delta = fattr.integrated_gradients(f, x, base, n, method, return_delta=True)
     # closed form: grad at the midpoint of the segment times (x - b)
     close(attr, ((x + base) / 2 @ q + c) * (x - base))
-    assert float(delta.abs().max()) <= 1e-13 * (float(attr.abs().sum()) + 1)
+    gap = completeness_gap(f, x, base, attr)  # computed here, not by fattr
+    assert float(gap.abs().max()) <= 1e-13 * (float(attr.abs().sum()) + 1)
+    torch.testing.assert_close(delta, gap, rtol=0, atol=1e-13 * (float(attr.abs().sum()) + 1))
 
 
 def _poly_divided_difference(coef: list[float], s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
@@ -323,7 +327,11 @@ def test_path_attribution_is_exact_for_quadratic_f_on_polynomial_paths(seed: int
     x, base, v = randn(2, 4, seed=seed + 1), randn(2, 4, seed=seed + 2), randn(2, 4, seed=seed + 3)
     path = lambda a: base + (x - base) * a ** p + a * (1 - a) ** (p - 1) * v  # noqa: E731
     attr, delta = fattr.path_attribution(f, path, p, return_delta=True)
-    assert float(delta.abs().max()) <= 1e-13 * (float(attr.abs().sum()) + float(f(x).abs().max()) + 1)
+    bound = 1e-13 * (float(attr.abs().sum()) + float(f(x).abs().max()) + 1)
+    ends = path(torch.tensor(1.0, dtype=torch.float64)), path(torch.tensor(0.0, dtype=torch.float64))
+    gap = completeness_gap(f, *ends, attr)  # against f(path(1)) - f(path(0)), computed here, not by fattr
+    assert float(gap.abs().max()) <= bound
+    torch.testing.assert_close(delta, gap, rtol=0, atol=bound)
 
 
 @given(seed=seeds, method=methods, n=st.integers(1, 10))
@@ -332,7 +340,7 @@ def test_path_attribution_on_the_straight_line_is_integrated_gradients(seed: int
     x = (randn(2, 4, seed=seed), randn(2, 2, 3, seed=seed + 1))
     base = (randn(2, 4, seed=seed + 2), randn(2, 2, 3, seed=seed + 3))
     args = (randn(2, 1, seed=seed + 4), "sigmoid")
-    line = lambda a: tuple(b + a * (xi - b) for xi, b in zip(x, base))  # noqa: E731
+    line = lambda a: tuple(b + a * (xi - b) for xi, b in zip(x, base, strict=True))  # noqa: E731
     close(fattr.path_attribution(f, line, n, method, target=[0, 2], args=args),
           fattr.integrated_gradients(f, x, base, n, method, target=[0, 2], args=args))
 

@@ -59,7 +59,7 @@ def loop_reference(lm, prompt, target, method, n_steps=8, baseline_id=0):
                 per_row.append((g * e[r:r + 1]).sum(-1)[0, :n_in])
                 continue
             total = torch.zeros(n_in, dtype=torch.float64)
-            for a, w in zip(alphas, weights):
+            for a, w in zip(alphas, weights, strict=True):
                 x = (base[r:r + 1] + a * (e[r:r + 1] - base[r:r + 1])).requires_grad_()
                 (g,) = torch.autograd.grad(log_prob_next(lm, x, target[r, i]).sum(), x)
                 total = total + w * (g * (e[r:r + 1] - base[r:r + 1])).sum(-1)[0, :n_in]
@@ -327,7 +327,7 @@ def test_every_method_no_grad_chunks_and_seeds(method):
     with torch.no_grad():
         got = contract_call(model, method)
     chunked = contract_call(model, method, chunk_size=2, perturbations_per_eval=2, cotangent_chunk=2)
-    for e, g, c in zip(expected, got, chunked):
+    for e, g, c in zip(expected, got, chunked, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(c, e, rtol=1e-10, atol=1e-12)
     if method in ("gradient_shap", "shapley_value_sampling"):

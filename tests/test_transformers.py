@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, Dict, List, Tuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -151,7 +152,7 @@ def exports(monkeypatch: pytest.MonkeyPatch) -> List[int]:
 
 def _captum_forward(f: Callable[..., torch.Tensor], kwargs: Dict[str, Any]) -> Callable[..., torch.Tensor]:
     names = list(kwargs)
-    return lambda *a: f(*a[:len(a) - len(names)], **dict(zip(names, a[len(a) - len(names):])))
+    return lambda *a: f(*a[:len(a) - len(names)], **dict(zip(names, a[len(a) - len(names):], strict=True)))
 
 
 TWO_LAYERS = {"bert": ("word_embeddings", "block"), "distilbert": ("embeddings", "mlp"),
@@ -279,11 +280,35 @@ def test_a_block_given_the_generation_cache_is_captured(name: str) -> None:
     torch.testing.assert_close(ours, theirs, rtol=RTOL, atol=RTOL * float(theirs.abs().max()))
 
 
-def test_differentiable_with_respect_to_parameters_through_a_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+def _layer_ig_by_hooks(f: Callable[..., torch.Tensor], layer: torch.nn.Module, ids: torch.Tensor,
+                       mask: torch.Tensor, n_steps: int, target: int) -> torch.Tensor:
+    """Layer IG (Gauss-Legendre, zero ids as baseline) in plain torch, a loop over the steps, every graph kept:
+    the layer's output is replaced by a forward hook while the model runs on the real inputs (Captum's
+    semantics), so the parameters' gradients of a loss on it are an independent reference."""
+    seen: List[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, i, out: seen.append(out))
+    try:
+        f(ids, attention_mask=mask), f(torch.zeros_like(ids), attention_mask=mask)
+    finally:
+        handle.remove()
+    a_x, a_b = seen
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+    total = torch.zeros_like(a_x)
+    for alpha, w in zip((nodes + 1) / 2, weights / 2, strict=True):
+        point = a_b + float(alpha) * (a_x - a_b)
+        handle = layer.register_forward_hook(lambda m, i, out: point)
+        try:
+            out = f(ids, attention_mask=mask)[:, target].sum()
+        finally:
+            handle.remove()
+        total = total + float(w) * torch.autograd.grad(out, point, create_graph=True)[0]
+    return total * (a_x - a_b)
+
+
+def test_differentiable_with_respect_to_parameters_through_a_capture() -> None:
     """A training loss on layer IG: the parameters' gradients (before, in and after the layer) through the
-    exported head and tail equal those through the fallback (the model itself). Eager attention: torch has no
-    double backward for CPU flash attention, whichever way the model is split."""
-    import fattr._src.layer.view as view
+    exported head and tail equal those of the same loss on a plain-torch layer IG (hooks, a loop over the
+    steps). Eager attention: torch has no double backward for CPU flash attention."""
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(transformers.BertConfig(
         vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
@@ -294,20 +319,17 @@ def test_differentiable_with_respect_to_parameters_through_a_capture(monkeypatch
     watched = [model.classifier.weight, model.bert.encoder.layer[1].output.dense.weight,
                layer.attention.self.query.weight, model.bert.embeddings.word_embeddings.weight]
 
-    def grads() -> List[torch.Tensor]:
+    def grads(attribute: Callable[[], torch.Tensor]) -> List[torch.Tensor]:
         model.zero_grad()
-        attr = fattr.layer_integrated_gradients(f, layer, ids, n_steps=6, target=1, kwargs={"attention_mask": mask})
-        (attr ** 2).sum().backward()
+        (attribute() ** 2).sum().backward()
         return [p.grad.clone() for p in watched]
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", fattr.CaptureWarning)
-        captured = grads()
-    real = view.build
-    monkeypatch.setattr(view, "build", lambda *a, **k: real(*a, **{**k, "exportable": False}))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fattr.CaptureWarning)
-        fallback = grads()
-    for a, b in zip(captured, fallback, strict=True):
+        captured = grads(lambda: fattr.layer_integrated_gradients(f, layer, ids, n_steps=6, target=1,
+                                                                  kwargs={"attention_mask": mask}))
+    reference = grads(lambda: _layer_ig_by_hooks(f, layer, ids, mask, 6, 1))
+    assert len(captured) == len(reference) == 4
+    for a, b in zip(captured, reference, strict=True):
         assert float(b.abs().max()) > 0
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)

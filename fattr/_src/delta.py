@@ -1,20 +1,21 @@
 """Completeness delta: how far attributions are from summing to ``f(x) - f(baseline)``."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 
 from . import structure
 from .arguments import as_args, tile_args
+from .base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from .baselines import format_baselines
 from .errors import check_callable
 from .gradients import outputs
 from .targets import as_target
 
 
-def completeness_delta(f: Callable[..., Any], inputs: Any, baselines: Any, attributions: Any, *,
-                       target: Any = None, args: Any = (), kwargs: Any = None) -> torch.Tensor:
+def completeness_delta(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike, attributions: Attributions, *,
+                       target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None) -> torch.Tensor:
     """Per example: ``sum(attributions) - (f(inputs) - f(baselines))`` at the target.
 
     Zero for a method that satisfies completeness exactly; for path methods it is

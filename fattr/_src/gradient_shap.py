@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
 from . import randomness, structure
 from .arguments import as_args, tile_args
+from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, StdevsLike, TargetLike, WithDelta
 from .baselines import format_distribution
 from .errors import check_bool, check_callable, check_positive_int
 from .gradients import gradients, outputs
@@ -76,9 +77,10 @@ def sample_deltas(per_sample: Tensors, change: torch.Tensor, n_samples: int, n: 
     return (total - change).reshape(n_samples, n).t().reshape(-1)
 
 
-def gradient_shap(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples: int = 5,
-                  stdevs: Any = 0.0, *, target: Any = None, args: Any = (), kwargs: Any = None, generator: Any = None,
-                  multiply_by_inputs: bool = True, return_delta: bool = False):
+def gradient_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike, n_samples: int = 5,
+                  stdevs: StdevsLike = 0.0, *, target: TargetLike = None, args: ArgsLike = (),
+                  kwargs: KwargsLike = None, generator: Optional[torch.Generator] = None,
+                  multiply_by_inputs: bool = True, return_delta: bool = False) -> WithDelta:
     """GradientSHAP (Lundberg & Lee, 2017): SHAP values approximated by expected gradients.
 
     For each example, ``n_samples`` times: add Gaussian noise (``stdevs``) to the

@@ -1,12 +1,13 @@
 """Integrated Gradients: the path integral on the straight line from baseline to input."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Optional, Tuple
 
 import torch
 
 from . import structure
 from .arguments import as_args
+from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from .baselines import format_baselines
 from .delta import completeness_delta
 from .errors import check_bool, check_callable, check_optional_positive_int
@@ -16,10 +17,10 @@ from .structure import Tensors
 from .targets import as_target
 
 
-def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 50,
-                         method: Method = "gausslegendre", *, target: Any = None, args: Any = (), kwargs: Any = None,
-                         chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
-                         return_delta: bool = False):
+def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 50,
+                         method: Method = "gausslegendre", *, target: TargetLike = None, args: ArgsLike = (),
+                         kwargs: KwargsLike = None, chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
+                         return_delta: bool = False) -> WithDelta:
     """Integrated Gradients (Sundararajan et al., 2017).
 
     ``attr_i = (x_i - b_i) * sum_k w_k * d f(b + a_k (x - b)) / d x_i`` with the
@@ -66,7 +67,7 @@ def integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = No
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
     diffs = tuple(x - b for x, b in zip(xs, bases))
 
-    def points(a: torch.Tensor, ends: Tensors):
+    def points(a: torch.Tensor, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
         k = len(ends) // 2
         pts = []
         for b, d in zip(ends[:k], ends[k:]):

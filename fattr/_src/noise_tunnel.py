@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 
 from . import randomness, structure
 from .arguments import is_per_example, tile
+from .base import StdevsLike
 from .errors import Shown, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
 from .path import accumulation_dtype
 
@@ -53,7 +54,7 @@ def _tile_tree(value: Any, n: int, k: int) -> Any:
 
 
 def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samples: int = 5,
-                 stdevs: Any = 1.0, chunk_size: Optional[int] = None,
+                 stdevs: StdevsLike = 1.0, chunk_size: Optional[int] = None,
                  per_example: Optional[Sequence[str]] = None) -> Callable[..., Any]:
     """SmoothGrad, SmoothGrad-squared or VarGrad around any fattr method.
 
@@ -103,7 +104,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
     passes_generator = "generator" in signature.parameters
 
     @functools.wraps(method)
-    def tunnel(*call_args: Any, generator: Any = None, **kwargs: Any):
+    def tunnel(*call_args: Any, generator: Any = None, **kwargs: Any) -> Any:
         try:
             bound = signature.bind(*call_args, **kwargs)
         except TypeError as e:

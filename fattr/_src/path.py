@@ -9,11 +9,11 @@ public primitive for any differentiable path (velocity by ``torch.func.jvp``).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 
-from .base import PointsFn
+from .base import ArgsLike, KwargsLike, ModelLike, PointsFn, TargetLike, WithDelta
 from . import structure
 from .arguments import as_args, split_args, tile_args
 from .errors import check_bool, check_optional_positive_int, check_callable, fail
@@ -60,7 +60,8 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     for start in range(0, n_steps, step):
         a, w = alphas[start:start + step], weights[start:start + step]
 
-        def chunk(inputs: Tensors, graph: bool, a: torch.Tensor = a, w: torch.Tensor = w):
+        def chunk(inputs: Tensors, graph: bool, a: torch.Tensor = a,
+                  w: torch.Tensor = w) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
             k = a.shape[0]
             since = mark() if not graph and torch.is_grad_enabled() else 0
             pts, vel = points(a, inputs[:n_tensors])
@@ -88,9 +89,10 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     return total
 
 
-def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], TensorOrTensors],
-                     n_steps: int = 50, method: Method = "gausslegendre", *, target: Any = None,
-                     args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None, return_delta: bool = False):
+def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensors], n_steps: int = 50,
+                     method: Method = "gausslegendre", *, target: TargetLike = None, args: ArgsLike = (),
+                     kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
+                     return_delta: bool = False) -> WithDelta:
     """Attributions along any differentiable path: ``sum_k w_k * grad f(path(a_k)) * path'(a_k)``.
 
     The general path integral, for research on new path methods. ``path(alpha)``
@@ -135,12 +137,12 @@ def path_attribution(f: Callable[..., Any], path: Callable[[torch.Tensor], Tenso
     dtype, device, n = probe_t[0].dtype, probe_t[0].device, probe_t[0].shape[0]
     tgt = as_target(target, n, device)
 
-    def tangent_point(alpha: torch.Tensor):
+    def tangent_point(alpha: torch.Tensor) -> Tuple[Tensors, Tensors]:
         result = torch.func.jvp(path, (alpha,), (torch.ones_like(alpha),))
         point, velocity = result[0], result[1]
         return structure.as_tuple(point, "path(alpha)")[0], structure.as_tuple(velocity, "path'(alpha)")[0]
 
-    def points(a: torch.Tensor, _: Tensors):
+    def points(a: torch.Tensor, _: Tensors) -> Tuple[Tensors, Tensors]:
         pts, vel = torch.func.vmap(tangent_point)(a.to(dtype=torch.float64, device=device))
         for p, ref in zip(pts, probe_t):
             if p.shape[1:] != ref.shape:

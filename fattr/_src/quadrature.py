@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Tuple, Union
+from typing import Any, Callable, Tuple, TypeVar, Union, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from .errors import Shown, check_positive_int, fail
 
 Rule = Callable[[int], Tuple[torch.Tensor, torch.Tensor]]
 Method = Union[str, Rule]
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 MAX_GAUSS_LEGENDRE = 20_000  # O(n^2) time: about a second at this size, once (cached)
@@ -39,9 +40,9 @@ _EIGEN_UP_TO = 100  # numpy's leggauss (Golub-Welsch, O(n^2) memory) up to here
 _CACHE_SIZE = 16
 
 
-def _assume_constant(fn):
+def _assume_constant(fn: _F) -> _F:
     mark = getattr(getattr(torch, "compiler", None), "assume_constant_result", None)
-    return mark(fn) if mark is not None else fn
+    return cast(_F, mark(fn)) if mark is not None else fn
 
 
 _CACHE: "OrderedDict[Tuple[str, int], Tuple[Tuple[float, ...], Tuple[float, ...]]]" = OrderedDict()

@@ -8,7 +8,7 @@ transform, so the same seeded generator gives the same numbers on any path.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from typing import Any, Sequence, Tuple
 
 import torch
 
@@ -59,7 +59,7 @@ def check_stdevs(stdevs: Any, name: str = "stdevs") -> Any:
 def per_input_stdevs(stdevs: Any, n_inputs: int, name: str = "stdevs") -> tuple[float, ...]:
     """A number for every input, or a tuple with one per input (Captum's ``stdevs``)."""
     check_stdevs(stdevs, name)
-    items: tuple = stdevs if isinstance(stdevs, tuple) else (stdevs,) * n_inputs
+    items: Tuple[Any, ...] = stdevs if isinstance(stdevs, tuple) else (stdevs,) * n_inputs
     if len(items) != n_inputs:
         fail(name, f"a tuple of {n_inputs} numbers, one per input", stdevs)
     return tuple(float(s) for s in items)

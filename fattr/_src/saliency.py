@@ -1,16 +1,18 @@
 """Saliency and Input x Gradient: one batched gradient of the target output."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 from . import structure
 from .arguments import as_args
+from .base import ArgsLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike, Tensors
 from .errors import check_bool, check_callable
 from .gradients import gradients
 from .targets import as_target
 
 
-def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any, kwargs: Any):
+def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any,
+                     kwargs: Any) -> Tuple[Tensors, Tensors, bool]:
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
     structure.require_floating(xs)
@@ -18,7 +20,8 @@ def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any,
     return xs, grads, was_tuple
 
 
-def saliency(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None, abs: bool = True):
+def saliency(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+             kwargs: KwargsLike = None, abs: bool = True) -> Result:
     """Saliency (Simonyan et al., 2013): the gradient of the target output w.r.t. the inputs.
 
     Args:
@@ -42,7 +45,8 @@ def saliency(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: An
     return structure.restore(tuple(g.abs() for g in grads) if abs else grads, was_tuple)
 
 
-def input_x_gradient(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None):
+def input_x_gradient(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+                     kwargs: KwargsLike = None) -> Result:
     """Input x Gradient (Shrikumar et al., 2016): ``inputs * d f[target] / d inputs``.
 
     Args:

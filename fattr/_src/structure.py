@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from .base import TensorOrTensors, Tensors
+from .base import TensorOrTensors as TensorOrTensors, Tensors as Tensors  # re-exported: modules import them from here
+from .base import WithDelta
 from .errors import fail
 
 
@@ -86,7 +87,7 @@ def unfold(rows: torch.Tensor, k: int) -> torch.Tensor:
     return rows.reshape((k, rows.shape[0] // k) + tuple(rows.shape[1:]))
 
 
-def empty_result(xs: Tensors, was_tuple: bool, return_delta: bool) -> Any:
+def empty_result(xs: Tensors, was_tuple: bool, return_delta: bool) -> WithDelta:
     """What a method gives for a batch of no examples: zero-row attributions (and deltas)."""
     attr = restore(tuple(torch.zeros_like(x) for x in xs), was_tuple)
     return (attr, torch.zeros(0, dtype=torch.float64, device=xs[0].device)) if return_delta else attr

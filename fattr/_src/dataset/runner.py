@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, default_collate
 
+from ..base import ModelLike, TargetLike
 from ..errors import Shown, check_bool, check_callable, fail
 from . import manifest as manifest_mod
 from . import methods, sharding
@@ -112,7 +113,7 @@ def _remap(value: Any, original: Any, moved: Any, device: torch.device) -> Any:
 
 
 def _open(out: str, identity: Mapping[str, Any], resume: bool, job: Job,
-          loader: Callable[[Sequence[int]], DataLoader]) -> Tuple[List[int], bool]:
+          loader: Callable[[Sequence[int]], DataLoader[Any]]) -> Tuple[List[int], bool]:
     """On rank 0: ``(chunks still missing, whether the store was just created)``. A new store is made
     from the first chunk's results (they fix its layout) and holds that chunk; an existing one must
     have been made with the same settings."""
@@ -132,11 +133,12 @@ def _open(out: str, identity: Mapping[str, Any], resume: bool, job: Job,
     return [c for c in range(sharding.n_chunks(job.n, job.batch_size)) if c not in done], created
 
 
-def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os.PathLike[str]"], *,
-                      batch_size: int = 32, target: Any = None, collate_fn: Optional[Callable[..., Any]] = None,
-                      num_workers: int = 0, resume: bool = True, progress: bool = True,
-                      device: Union[str, torch.device, None] = None, save_output: bool = False, seed: int = 0,
-                      metrics: Optional[Mapping[str, Callable[..., Any]]] = None,
+def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, dataset: Any,
+                      out: Union[str, "os.PathLike[str]"], *, batch_size: int = 32,
+                      target: Union[TargetLike, str, Callable[..., Any]] = None,
+                      collate_fn: Optional[Callable[..., Any]] = None, num_workers: int = 0, resume: bool = True,
+                      progress: bool = True, device: Union[str, torch.device, None] = None, save_output: bool = False,
+                      seed: int = 0, metrics: Optional[Mapping[str, Callable[..., Any]]] = None,
                       **method_kwargs: Any) -> AttributionStore:
     r"""Attribute every example of a dataset with one method, on every rank of a ``torch.distributed`` job.
 
@@ -245,7 +247,7 @@ def attribute_dataset(method: Any, model: Any, dataset: Any, out: Union[str, "os
         options = {k: _remap(v, model, moved, dev) for k, v in method_kwargs.items()}
         job = Job(m, moved, options, target, save_output, seed, metric_fns, dev, dataset, n, batch_size)
 
-        def loader(chunks: Sequence[int]) -> DataLoader:
+        def loader(chunks: Sequence[int]) -> DataLoader[Any]:
             """The batches of ``chunks``, in order (one batch per chunk)."""
             return DataLoader(dataset, batch_sampler=[list(range(*sharding.bounds(c, n, batch_size))) for c in chunks],
                               collate_fn=collate_fn or default_collate, num_workers=num_workers,

@@ -5,6 +5,7 @@ from typing import Any, Callable, Optional
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines, format_distribution
 from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
@@ -13,9 +14,10 @@ from . import combine
 from .engine import multipliers_on_demand
 
 
-def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (), kwargs: Any = None,
-             multiply_by_inputs: bool = True, return_delta: bool = False,
-             custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
+def deeplift(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+             args: ArgsLike = (), kwargs: KwargsLike = None, multiply_by_inputs: bool = True,
+             return_delta: bool = False, custom_attribution_func: Optional[Callable[..., Any]] = None,
+             eps: float = 1e-10) -> WithDelta:
     """DeepLift with the rescale rule (Shrikumar et al., 2017), in the gradient form of Ancona et al.
 
     Every covered nonlinearity (ReLU, ELU, LeakyReLU, Sigmoid, Tanh, Softplus, Hardtanh/ReLU6,
@@ -82,9 +84,10 @@ def deeplift(model: Callable[..., Any], inputs: Any, baselines: Any = None, *, t
     return result, combine.delta(attrs, res.out_x, res.out_b)
 
 
-def deeplift_shap(model: Callable[..., Any], inputs: Any, baselines: Any, *, target: Any = None, args: Any = (), kwargs: Any = None,
-                  multiply_by_inputs: bool = True, return_delta: bool = False,
-                  custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
+def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike, *, target: TargetLike = None,
+                  args: ArgsLike = (), kwargs: KwargsLike = None, multiply_by_inputs: bool = True,
+                  return_delta: bool = False, custom_attribution_func: Optional[Callable[..., Any]] = None,
+                  eps: float = 1e-10) -> WithDelta:
     """DeepLiftSHAP: DeepLift against every baseline of a distribution, averaged (SHAP values' estimate).
 
     Every (example, baseline) pair is one row of a single batched DeepLift pass of ``B * M``

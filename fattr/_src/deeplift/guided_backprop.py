@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
-
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, Attributions, InputsLike, KwargsLike, LayerLike, ModelLike, Result, TargetLike
 from ..errors import check_bool, check_callable, fail
 from ..layer.grad_cam import layer_grad_cam
 from ..layer.interpolate import interpolate
@@ -15,7 +14,7 @@ from .guided import rule_gradients, warn_unguided
 
 
 def _rule(method: str, deconvolution: bool, model: Callable[..., Any], inputs: Any, target: Any, args: Any,
-          kwargs: Any) -> Any:
+          kwargs: Any) -> Attributions:
     check_callable("model", model)
     xs, was_tuple = structure.as_tuple(inputs)
     tgt = as_target(target, xs[0].shape[0], xs[0].device)
@@ -25,8 +24,8 @@ def _rule(method: str, deconvolution: bool, model: Callable[..., Any], inputs: A
     return structure.restore(grads, was_tuple)
 
 
-def guided_backprop(model: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
-                    kwargs: Any = None) -> Any:
+def guided_backprop(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+                    kwargs: KwargsLike = None) -> Result:
     """Guided backpropagation (Springenberg et al., 2015), as Captum's GuidedBackprop.
 
     The gradient of the target output with respect to the inputs, except that every ReLU
@@ -60,8 +59,8 @@ def guided_backprop(model: Callable[..., Any], inputs: Any, *, target: Any = Non
     return _rule("guided_backprop", False, model, inputs, target, args, kwargs)
 
 
-def deconvolution(model: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
-                  kwargs: Any = None) -> Any:
+def deconvolution(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+                  kwargs: KwargsLike = None) -> Result:
     """Deconvolution (Zeiler & Fergus, 2014), as Captum's Deconvolution.
 
     The gradient of the target output with respect to the inputs, except that every ReLU
@@ -82,9 +81,9 @@ def deconvolution(model: Callable[..., Any], inputs: Any, *, target: Any = None,
     return _rule("deconvolution", True, model, inputs, target, args, kwargs)
 
 
-def guided_grad_cam(model: torch.nn.Module, layer: Any, inputs: Any, *, target: Any = None, args: Any = (),
-                    kwargs: Any = None, interpolate_mode: str = "nearest",
-                    attribute_to_layer_input: bool = False) -> Any:
+def guided_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
+                    args: ArgsLike = (), kwargs: KwargsLike = None, interpolate_mode: str = "nearest",
+                    attribute_to_layer_input: bool = False) -> Result:
     """Guided Grad-CAM (Selvaraju et al., 2017), as Captum's GuidedGradCam.
 
     :func:`fattr.guided_backprop` times the ReLU'd Grad-CAM map of ``layer``

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
-from torch import nn
-
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike, WithDeltaOrList
 from ..baselines import format_baselines, format_distribution
 from ..errors import check_bool, check_callable, check_nonnegative_float
 from ..structure import Tensors
@@ -16,7 +15,7 @@ from . import combine
 from .engine import Multipliers, multipliers_on_demand
 
 
-def _run(model: nn.Module, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any, ...], tgt: Target, eps: float,
+def _run(model: ModelLike, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any, ...], tgt: Target, eps: float,
          attribute_to_layer_input: bool) -> Tuple[LayerFunction, Tensors, Tensors, Multipliers]:
     """The head on the inputs' and the baselines' rows, then the engine on the tail."""
     lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
@@ -26,17 +25,18 @@ def _run(model: nn.Module, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any
     return lf, acts_x, acts_b, res
 
 
-def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any, eps: Any):
+def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any,
+           eps: Any) -> Tuple[Optional[Callable[..., Any]], float]:
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
     check_bool("attribute_to_layer_input", attribute_to_layer_input)
     return combine.check_custom(custom), check_nonnegative_float("eps", eps)
 
 
-def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *, target: Any = None,
-                   args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True, return_delta: bool = False,
-                   attribute_to_layer_input: bool = False,
-                   custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
+def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
+                   target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                   multiply_by_inputs: bool = True, return_delta: bool = False, attribute_to_layer_input: bool = False,
+                   custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> WithDeltaOrList:
     """DeepLift (rescale rule) with respect to a layer's output or input (Captum's LayerDeepLift).
 
     The model is split at ``layer`` (:func:`fattr.split`); the head runs on the inputs and
@@ -90,10 +90,12 @@ def layer_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = N
     return result, combine.delta(attrs, res.out_x, res.out_b)
 
 
-def layer_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, *, target: Any = None,
-                        args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True, return_delta: bool = False,
+def layer_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike, *,
+                        target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                        multiply_by_inputs: bool = True, return_delta: bool = False,
                         attribute_to_layer_input: bool = False,
-                        custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10):
+                        custom_attribution_func: Optional[Callable[..., Any]] = None,
+                        eps: float = 1e-10) -> WithDeltaOrList:
     """DeepLiftSHAP at a layer (Captum's LayerDeepLiftShap): layer DeepLift against every baseline, averaged.
 
     Every (example, baseline) pair is one row of a single batched pass of ``B * M`` rows.

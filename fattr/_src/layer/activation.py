@@ -1,18 +1,15 @@
 """Layer activation: the layer's output (or input) for the given inputs."""
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
 from .. import structure
 from ..arguments import as_args
-from ..calling import explained
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList
+from ..calling import explained, module_of
 from .split import build
 
 
-def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (), kwargs: Any = None,
-                     attribute_to_layer_input: bool = False) -> Any:
+def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, args: ArgsLike = (),
+                     kwargs: KwargsLike = None, attribute_to_layer_input: bool = False) -> ResultOrList:
     """The activation of ``layer`` (Captum's LayerActivation), computed by the split's head.
 
     Only the part of the model the layer depends on runs. The result keeps the
@@ -45,6 +42,6 @@ def layer_activation(model: nn.Module, layer: Any, inputs: Any, *, args: Any = (
     try:
         activation, _ = s.head(*xs, *args)
     except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
-        explained(error, model, model, xs, args)
+        explained(error, model, module_of(model), xs, args)
         raise
     return activation

@@ -9,10 +9,11 @@ from numbers import Number
 from typing import Any, List, Optional, Tuple
 
 import torch
-from torch import nn
 
 from .. import structure
 from ..arguments import as_args, split_args
+from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike,
+                    ResultOrList, TargetLike)
 from ..errors import check_positive_int, fail
 from ..gradients import outputs
 from ..perturbation.ablation import ablate_each
@@ -46,9 +47,11 @@ def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
     return out
 
 
-def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_baselines: Any = None, *,
-                           target: Any = None, args: Any = (), kwargs: Any = None, layer_mask: Any = None,
-                           perturbations_per_eval: int = 1, attribute_to_layer_input: bool = False):
+def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLike,
+                           layer_baselines: BaselinesLike = None, *, target: TargetLike = None, args: ArgsLike = (),
+                           kwargs: KwargsLike = None, layer_mask: FeatureMaskLike = None,
+                           perturbations_per_eval: int = 1,
+                           attribute_to_layer_input: bool = False) -> ResultOrList:
     """Feature ablation at a layer (Captum's LayerFeatureAblation).
 
     Each group of neurons (each neuron, or the groups of ``layer_mask``) is

@@ -1,22 +1,20 @@
 """Grad-CAM at a layer: channel-averaged gradients weighting the activation."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F
-from torch import nn
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool
 from ..gradients import gradients
 from ..targets import as_target
 from .view import LayerFunction
 
 
-def layer_grad_cam(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None,
-                   relu_attributions: bool = False, attr_dim_summation: bool = True,
-                   attribute_to_layer_input: bool = False) -> Any:
+def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
+                   args: ArgsLike = (), kwargs: KwargsLike = None, relu_attributions: bool = False,
+                   attr_dim_summation: bool = True, attribute_to_layer_input: bool = False) -> ResultOrList:
     """Grad-CAM (Selvaraju et al., 2017) at a layer, as Captum's LayerGradCam.
 
     The gradient of the target with respect to the layer's activation ``(B, C, ...)``

@@ -1,23 +1,25 @@
 """GradientSHAP at a layer: expected layer gradients between the input and random baselines."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Optional
 
 import torch
-from torch import nn
 
 from .. import structure
 from ..arguments import tile_args
+from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, StdevsLike, TargetLike,
+                    WithDeltaOrList)
 from ..gradient_shap import draw, sample_deltas
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype
 from .view import LayerFunction
 
 
-def layer_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
-                        stdevs: Any = 0.0, *, target: Any = None, args: Any = (), kwargs: Any = None, generator: Any = None,
+def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike,
+                        n_samples: int = 5, stdevs: StdevsLike = 0.0, *, target: TargetLike = None, args: ArgsLike = (),
+                        kwargs: KwargsLike = None, generator: Optional[torch.Generator] = None,
                         multiply_by_inputs: bool = True, return_delta: bool = False,
-                        attribute_to_layer_input: bool = False):
+                        attribute_to_layer_input: bool = False) -> WithDeltaOrList:
     """GradientSHAP at a layer (Captum's LayerGradientShap).
 
     For each example, ``n_samples`` times: add Gaussian noise (``stdevs``) to the

@@ -1,19 +1,18 @@
 """Layer Gradient x Activation: the gradient of the target with respect to the layer, times the activation."""
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
+from typing import Any, Tuple
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool, check_callable, fail
 from ..gradients import gradients
 from ..targets import as_target
 from .view import LayerFunction
 
 
-def _one(model: nn.Module, layer: Any, xs: structure.Tensors, target: Any, args: tuple,
+def _one(model: ModelLike, layer: Any, xs: structure.Tensors, target: Any, args: Tuple[Any, ...],
          multiply_by_inputs: bool, attribute_to_layer_input: bool, name: str) -> Any:
     lf = LayerFunction(model, layer, attribute_to_layer_input, name=name)
     acts, rest = lf.head(xs, args)
@@ -21,9 +20,9 @@ def _one(model: nn.Module, layer: Any, xs: structure.Tensors, target: Any, args:
     return lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)))
 
 
-def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None,
-                                args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
-                                attribute_to_layer_input: bool = False) -> Any:
+def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
+                                args: ArgsLike = (), kwargs: KwargsLike = None, multiply_by_inputs: bool = True,
+                                attribute_to_layer_input: bool = False) -> ResultOrList:
     """Gradient x activation at a layer (Captum's LayerGradientXActivation).
 
     ``activation * d model(inputs)[target] / d activation``: one head pass and one

@@ -1,15 +1,17 @@
 """pnpxai's GradientXInput: input x gradient, or gradient x activation at one or more layers."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Optional
 
 from ..arguments import as_args
+from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import fail
 from ..saliency import input_x_gradient
 from .gradient_x_activation import layer_gradient_x_activation
 
 
-def gradient_x_input(model: Any, inputs: Any, *, target: Any = None, args: Any = (), kwargs: Any = None, layer: Any = None) -> Any:
+def gradient_x_input(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+                     kwargs: KwargsLike = None, layer: Optional[LayerLike] = None) -> ResultOrList:
     """Gradient x Input (pnpxai's GradientXInput, Shrikumar et al., 2016).
 
     Without ``layer``: :func:`fattr.input_x_gradient` (``model`` may be any

@@ -14,13 +14,14 @@ All three take *input-space* baselines, as Captum does:
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple, cast
 
 import torch
-from torch import nn
 
 from .. import structure
 from ..arguments import as_args, tile_args
+from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike,
+                    WithDeltaOrList)
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int
 from ..gradients import gradients, outputs
@@ -37,10 +38,11 @@ def _full_baselines(xs: Tensors, baselines: Any) -> Tensors:
     return tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
 
 
-def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None,
-                               n_steps: int = 50, method: Method = "gausslegendre", *, target: Any = None,
-                               args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
-                               return_delta: bool = False, attribute_to_layer_input: bool = False):
+def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
+                               n_steps: int = 50, method: Method = "gausslegendre", *, target: TargetLike = None,
+                               args: ArgsLike = (), kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
+                               multiply_by_inputs: bool = True, return_delta: bool = False,
+                               attribute_to_layer_input: bool = False) -> WithDeltaOrList:
     """Integrated Gradients at a layer (Captum's LayerIntegratedGradients).
 
     ``attr = (act(x) - act(b)) * sum_k w_k * d tail(act(b) + a_k (act(x) - act(b)), rest(x)) / d act``:
@@ -85,8 +87,8 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
     acts_x, rest_x = lf.head(xs, args)
     acts_b, rest_b = lf.head(_full_baselines(xs, baselines), args)
     f = lf.function()
-    attr = integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
-                                chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs)
+    attr = cast(Tensors, integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
+                                              chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs))
     result = lf.restore(attr)
     if not return_delta:
         return result
@@ -110,7 +112,7 @@ def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...]
         yield [structure.unfold(g, k) for g in grads], [structure.unfold(t, k) for t in acts]
 
 
-def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
+def _prepare(model: ModelLike, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
              chunk_size: Optional[int], attribute_to_layer_input: bool):
     xs, _ = structure.as_tuple(inputs)
     structure.require_floating(xs)  # the path interpolates the inputs: integer ids cannot be
@@ -122,9 +124,10 @@ def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: 
     return xs, bases, args, lf, tgt, chunk_size
 
 
-def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
-                       method: Method = "gausslegendre", *, target: Any = None, args: Any = (), kwargs: Any = None,
-                       chunk_size: Optional[int] = None, attribute_to_layer_input: bool = False):
+def internal_influence(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
+                       n_steps: int = 50, method: Method = "gausslegendre", *, target: TargetLike = None,
+                       args: ArgsLike = (), kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
+                       attribute_to_layer_input: bool = False) -> ResultOrList:
     """Internal influence (Leino et al., 2018), as Captum's InternalInfluence.
 
     The layer gradient integrated along the straight line from the baseline to
@@ -168,10 +171,10 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     return lf.restore(tuple(t.to(g.dtype) for t, g in zip(total, grads)))
 
 
-def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
-                      method: Method = "gausslegendre", *, target: Any = None, args: Any = (), kwargs: Any = None,
-                      chunk_size: Optional[int] = None, return_delta: bool = False,
-                      attribute_to_layer_input: bool = False):
+def layer_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
+                      n_steps: int = 50, method: Method = "gausslegendre", *, target: TargetLike = None,
+                      args: ArgsLike = (), kwargs: KwargsLike = None, chunk_size: Optional[int] = None,
+                      return_delta: bool = False, attribute_to_layer_input: bool = False) -> WithDeltaOrList:
     """Layer conductance (Dhamdhere et al., 2018), as Captum's LayerConductance.
 
     The flow of the target through each neuron of the layer along the straight

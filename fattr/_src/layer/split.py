@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
+from ..base import LayerLike, ModelLike
 from ..errors import check_bool, fail
 from ..arguments import as_args
 from ..calling import modules_of
@@ -332,7 +333,7 @@ def _batch_size(values: Sequence[Any]) -> int:
     return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
 
 
-def split(model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> Split:
+def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool = False) -> Split:
     """Split ``model`` at ``layer`` into two pure functions, ``head`` and ``tail``.
 
     ``tail(*head(*inputs, *args)) == model(*inputs, *args)``. ``head`` returns

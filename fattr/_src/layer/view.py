@@ -17,6 +17,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..arguments import split_args
+from ..base import ResultOrList
 from ..calling import explained, tensors_read
 from ..errors import fail
 from ..recompute import on_demand
@@ -137,7 +138,7 @@ class LayerFunction:
         f.fattr_model = self.model  # type: ignore[attr-defined]  # whose training mode counts (calling.in_training)
         return f
 
-    def restore(self, flat: Sequence[torch.Tensor]) -> Any:
+    def restore(self, flat: Sequence[torch.Tensor]) -> ResultOrList:
         """Flat per-tensor results in the activation's structure (a list for a list of layers)."""
         packed = self._pack(flat)
         return packed if self.split.was_list else packed[0]

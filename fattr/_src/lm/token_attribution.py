@@ -1,13 +1,15 @@
 """``token_attribution``: which prompt tokens made a causal language model say each output token."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
 
+from ..base import BaselinesLike, LayerLike
 from ..errors import Shown, check_callable, check_choice, check_nonnegative_float, check_optional_positive_int, \
     check_positive_int, fail
+from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
 from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes, \
@@ -21,7 +23,7 @@ METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "fe
 GRADIENT_METHODS = METHODS[:3]
 
 
-def _ids(name: str, value: Any, shape: Optional[tuple] = None, what: str = "") -> Tensor:
+def _ids(name: str, value: Any, shape: Optional[Tuple[int, ...]] = None, what: str = "") -> Tensor:
     if not isinstance(value, Tensor) or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
         fail(name, f"an integer tensor of token ids{what}", value, kind=TypeError)
     if shape is not None and tuple(value.shape) != shape:
@@ -33,7 +35,7 @@ def _ids(name: str, value: Any, shape: Optional[tuple] = None, what: str = "") -
     return value
 
 
-def _mask(attention_mask: Any, shape: tuple) -> Tensor:
+def _mask(attention_mask: Any, shape: Tuple[int, ...]) -> Tensor:
     if not isinstance(attention_mask, Tensor) or tuple(attention_mask.shape) != shape:
         fail("attention_mask", f"None or a 0/1 tensor of shape {shape}, like input_ids", attention_mask,
              kind=ValueError if isinstance(attention_mask, Tensor) else TypeError)
@@ -81,7 +83,7 @@ def _baseline_ids(baselines: Any, input_ids: Tensor, method: str) -> Any:
          baselines, kind=TypeError)
 
 
-def _groups(feature_mask: Any, prompts: Prompts) -> tuple:
+def _groups(feature_mask: Any, prompts: Prompts) -> Tuple[Any, ...]:
     """Feature index per prompt position in left-padded order (-1 at pads) and the number of features."""
     shape = tuple(prompts.ids.shape)
     if feature_mask is None:
@@ -101,11 +103,11 @@ def _groups(feature_mask: Any, prompts: Prompts) -> tuple:
     return torch.where(pads, torch.full_like(inverse, -1), inverse), n
 
 
-def token_attribution(model: Any, input_ids: Tensor, target_ids: Optional[Tensor] = None, *,
-                      method: str = "integrated_gradients", layer: Any = None, baselines: Any = 0,
-                      attention_mask: Optional[Tensor] = None, step: Step = "log_prob",
+def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[Tensor] = None, *,
+                      method: str = "integrated_gradients", layer: Optional[LayerLike] = None,
+                      baselines: BaselinesLike = 0, attention_mask: Optional[Tensor] = None, step: Step = "log_prob",
                       foil_ids: Optional[Tensor] = None, max_new_tokens: Optional[int] = None, n_steps: int = 50,
-                      integration_method: Any = "gausslegendre", chunk_size: Optional[int] = None,
+                      integration_method: Method = "gausslegendre", chunk_size: Optional[int] = None,
                       n_samples: int = 5, stdevs: float = 0.0, feature_mask: Optional[Tensor] = None,
                       perturbations_per_eval: Optional[int] = None, generator: Optional[torch.Generator] = None,
                       cotangent_chunk: Optional[int] = None) -> TokenAttribution:

@@ -6,12 +6,13 @@ features at a time. All points of all examples go through ``f`` in one call.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Tuple
 
 import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
+from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..baselines import format_baselines
 from ..errors import check_callable, check_positive_int, fail
 from ..gradients import outputs
@@ -122,16 +123,16 @@ _DOC = """{title}
     """
 
 
-def deletion(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any = None, args: Any = (),
-             kwargs: Any = None, baselines: Any = 0.0, n_steps: int = 20,
-             feature_mask: Optional[Any] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def deletion(f: ModelLike, inputs: InputsLike, attributions: Attributions, *, target: TargetLike = None,
+             args: ArgsLike = (), kwargs: KwargsLike = None, baselines: BaselinesLike = 0.0, n_steps: int = 20,
+             feature_mask: FeatureMaskLike = None) -> Tuple[torch.Tensor, torch.Tensor]:
     return _curve(f, inputs, attributions, target=target, args=args, kwargs=kwargs, baselines=baselines,
                   n_steps=n_steps, feature_mask=feature_mask, delete=True)
 
 
-def insertion(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any = None, args: Any = (),
-              kwargs: Any = None, baselines: Any = 0.0, n_steps: int = 20,
-              feature_mask: Optional[Any] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def insertion(f: ModelLike, inputs: InputsLike, attributions: Attributions, *, target: TargetLike = None,
+              args: ArgsLike = (), kwargs: KwargsLike = None, baselines: BaselinesLike = 0.0, n_steps: int = 20,
+              feature_mask: FeatureMaskLike = None) -> Tuple[torch.Tensor, torch.Tensor]:
     return _curve(f, inputs, attributions, target=target, args=args, kwargs=kwargs, baselines=baselines,
                   n_steps=n_steps, feature_mask=feature_mask, delete=False)
 

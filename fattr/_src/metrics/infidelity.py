@@ -7,16 +7,17 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
+from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import outputs
 from ..targets import as_target
 from .perturbations import (example_major_to_step_major, repeat_rows, sample_chunks, takes_generator)
 
 
-def infidelity(f: Callable[..., Any], perturb_func: Callable[..., Any], inputs: Any, attributions: Any, *,
-               baselines: Any = None, target: Any = None, args: Any = (), kwargs: Any = None,
-               n_perturb_samples: int = 10, max_examples_per_batch: Optional[int] = None, normalize: bool = False,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLike, attributions: Attributions, *,
+               baselines: BaselinesLike = None, target: TargetLike = None, args: ArgsLike = (),
+               kwargs: KwargsLike = None, n_perturb_samples: int = 10, max_examples_per_batch: Optional[int] = None,
+               normalize: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Infidelity of attributions (Yeh et al., NeurIPS 2019), as Captum 0.9 defines it.
 
     The expected squared error between the attributions' prediction of an output change and the

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .. import randomness, structure
+from ..base import InputsLike, TargetLike
 from ..errors import check_bool, check_callable, fail
 
 
@@ -49,7 +50,7 @@ def _reinitialise(module: nn.Module, generator: torch.Generator) -> None:
             p.copy_(z * (std if std > 0 else 1.0))
 
 
-def randomization_check(method: Callable[..., Any], model: nn.Module, inputs: Any, *, target: Any = None,
+def randomization_check(method: Callable[..., Any], model: nn.Module, inputs: InputsLike, *, target: TargetLike = None,
                         layers: Optional[Sequence[Union[str, nn.Module]]] = None,
                         generator: Optional[torch.Generator] = None, absolute: bool = True,
                         **options: Any) -> Dict[str, torch.Tensor]:

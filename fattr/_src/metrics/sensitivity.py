@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .. import randomness, structure
+from ..base import InputsLike
 from ..errors import check_callable, check_nonnegative_float, check_positive_int, fail
 from .perturbations import positional_count, repeat_args, repeat_target, sample_chunks, takes_generator
 
@@ -18,8 +19,9 @@ def _flat(values: Any, n_rows: int, what: str) -> torch.Tensor:
     return torch.cat([t.reshape(n_rows, -1) for t in items], 1)
 
 
-def sensitivity_max(explanation_func: Callable[..., Any], inputs: Any, perturb_func: Optional[Callable[..., Any]] = None,
-                    *, perturb_radius: float = 0.02, n_perturb_samples: int = 10, norm_ord: Union[str, float] = "fro",
+def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
+                    perturb_func: Optional[Callable[..., Any]] = None, *, perturb_radius: float = 0.02,
+                    n_perturb_samples: int = 10, norm_ord: Union[str, float] = "fro",
                     max_examples_per_batch: Optional[int] = None, generator: Optional[torch.Generator] = None,
                     **kwargs: Any) -> torch.Tensor:
     """Max-sensitivity of an explanation (Yeh et al., NeurIPS 2019), as Captum 0.9 defines it.

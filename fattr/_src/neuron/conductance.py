@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 import torch
-from torch import nn
 
 from .. import structure
 from ..arguments import as_args, split_args, tile_args
+from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
+                    ResultOrList, TargetLike)
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, fail
 from ..path import accumulation_dtype
@@ -20,10 +21,11 @@ from .function import Neuron
 Tensor = torch.Tensor
 
 
-def neuron_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
-                       method: Method = "riemann_trapezoid", *, neuron_selector: Any, target: Any = None,
-                       args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
-                       multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
+                       n_steps: int = 50, method: Method = "riemann_trapezoid", *, neuron_selector: NeuronSelectorLike,
+                       target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                       chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
+                       attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron conductance (Dhamdhere et al., 2018), as Captum's NeuronConductance.
 
     How much of the target output flows through the selected neuron ``y`` of ``layer``, per
@@ -99,7 +101,7 @@ def neuron_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     return structure.restore(tuple(attr), was_tuple)
 
 
-def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: nn.Module) -> Tensors:
+def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: ModelLike) -> Tensors:
     """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: one forward pass of the model and three partial
     backward passes (the layer gradient, the selector, the head), computed without a graph and
     differentiable on demand (:mod:`..recompute`)."""

@@ -16,6 +16,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, tile, tile_args
+from ..base import Attributions
 from ..baselines import format_baselines
 from ..errors import check_bool, check_callable
 from ..layer.split import build
@@ -72,7 +73,7 @@ class Neuron:
         target = torch.arange(k, device=xs[0].device).repeat_interleave(n)
         return tuple(tile(x, k) for x in xs), tile_args(args, n, k), bases, target
 
-    def untile(self, result: Any, was_tuple: bool) -> List[Any]:
+    def untile(self, result: Any, was_tuple: bool) -> List[Attributions]:
         """Per selector, its block of the rows, in the inputs' structure."""
         parts, _ = structure.as_tuple(result)
         k = self.count

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
 
-from torch import nn
+import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike,
+                    NeuronSelectorLike, ResultOrList, StdevsLike)
 from ..deeplift.deeplift import deeplift, deeplift_shap
 from ..deeplift.guided_backprop import deconvolution, guided_backprop
 from ..gradient_shap import gradient_shap
@@ -26,9 +28,9 @@ _ABSENT = object()
 _INTERCEPTING = (deeplift, deeplift_shap, guided_backprop, deconvolution)
 
 
-def _attribute(core: Callable[..., Any], model: nn.Module, layer: Any, inputs: Any, neuron_selector: Any,
+def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: Any, neuron_selector: Any,
                attribute_to_neuron_input: bool, args: Any, kwargs: Any, baselines: Any = _ABSENT,
-               distribution: bool = False, **options: Any) -> Any:
+               distribution: bool = False, **options: Any) -> ResultOrList:
     """``core(neuron_function, inputs, [baselines,] ...)``; for a list of selectors, one batched call."""
     # the rules of DeepLift and guided backprop intercept torch functions, which an exported graph has not
     neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input, exportable=core not in _INTERCEPTING)
@@ -64,8 +66,9 @@ _DOC = {
 }
 
 
-def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
-                    kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_gradient(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, neuron_selector: NeuronSelectorLike,
+                    args: ArgsLike = (), kwargs: KwargsLike = None,
+                    attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron gradient (Captum's NeuronGradient): ``d act(x)[neuron] / d x``.
 
     The gradient of one neuron of ``layer`` with respect to the inputs: :func:`fattr.saliency`
@@ -93,10 +96,11 @@ def neuron_gradient(model: nn.Module, layer: Any, inputs: Any, *, neuron_selecto
                       abs=False)
 
 
-def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None,
-                                n_steps: int = 50, method: Method = "gausslegendre", *, neuron_selector: Any,
-                                args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
-                                multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
+                                n_steps: int = 50, method: Method = "gausslegendre", *,
+                                neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
+                                chunk_size: Optional[int] = None, multiply_by_inputs: bool = True,
+                                attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron integrated gradients (Captum's NeuronIntegratedGradients).
 
     :func:`fattr.integrated_gradients` of one neuron of ``layer``:
@@ -130,10 +134,11 @@ def neuron_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, basel
                       multiply_by_inputs=multiply_by_inputs)
 
 
-def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_samples: int = 5,
-                         stdevs: Any = 0.0, *, neuron_selector: Any, args: Any = (), kwargs: Any = None,
-                         generator: Any = None, multiply_by_inputs: bool = True,
-                         attribute_to_neuron_input: bool = False) -> Any:
+def neuron_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike,
+                         n_samples: int = 5, stdevs: StdevsLike = 0.0, *, neuron_selector: NeuronSelectorLike,
+                         args: ArgsLike = (), kwargs: KwargsLike = None, generator: Optional[torch.Generator] = None,
+                         multiply_by_inputs: bool = True,
+                         attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron GradientSHAP (Captum's NeuronGradientShap): :func:`fattr.gradient_shap` of one neuron.
 
     Expected gradients of the neuron between the (noisy) input and baselines drawn from a
@@ -167,10 +172,11 @@ def neuron_gradient_shap(model: nn.Module, layer: Any, inputs: Any, baselines: A
                       multiply_by_inputs=multiply_by_inputs)
 
 
-def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *, neuron_selector: Any,
-                    args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
-                    attribute_to_neuron_input: bool = False,
-                    custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
+def neuron_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
+                    neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
+                    multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
+                    custom_attribution_func: Optional[Callable[..., Any]] = None,
+                    eps: float = 1e-10) -> ResultOrList:
     """Neuron DeepLift (Captum's NeuronDeepLift): :func:`fattr.deeplift` (rescale rule) of one neuron.
 
     The rule runs on the model up to the layer only, with the same interception (no hooks),
@@ -203,10 +209,11 @@ def neuron_deeplift(model: nn.Module, layer: Any, inputs: Any, baselines: Any = 
                       custom_attribution_func=custom_attribution_func, eps=eps)
 
 
-def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: Any, *, neuron_selector: Any,
-                         args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
-                         attribute_to_neuron_input: bool = False,
-                         custom_attribution_func: Optional[Callable[..., Any]] = None, eps: float = 1e-10) -> Any:
+def neuron_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike, *,
+                         neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
+                         multiply_by_inputs: bool = True, attribute_to_neuron_input: bool = False,
+                         custom_attribution_func: Optional[Callable[..., Any]] = None,
+                         eps: float = 1e-10) -> ResultOrList:
     """Neuron DeepLiftSHAP (Captum's NeuronDeepLiftShap): :func:`fattr.deeplift_shap` of one neuron.
 
     DeepLift of the neuron against every baseline of a distribution, averaged; every
@@ -235,8 +242,9 @@ def neuron_deeplift_shap(model: nn.Module, layer: Any, inputs: Any, baselines: A
                       custom_attribution_func=custom_attribution_func, eps=eps)
 
 
-def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
-                           kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_guided_backprop(model: ModelLike, layer: LayerLike, inputs: InputsLike, *,
+                           neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
+                           attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron guided backpropagation (Captum's NeuronGuidedBackprop): :func:`fattr.guided_backprop` of one neuron.
 
     Arguments and result as in :func:`fattr.neuron_gradient`.
@@ -252,8 +260,9 @@ def neuron_guided_backprop(model: nn.Module, layer: Any, inputs: Any, *, neuron_
                       kwargs)
 
 
-def neuron_deconvolution(model: nn.Module, layer: Any, inputs: Any, *, neuron_selector: Any, args: Any = (),
-                         kwargs: Any = None, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_deconvolution(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, neuron_selector: NeuronSelectorLike,
+                         args: ArgsLike = (), kwargs: KwargsLike = None,
+                         attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron deconvolution (Captum's NeuronDeconvolution): :func:`fattr.deconvolution` of one neuron.
 
     Arguments and result as in :func:`fattr.neuron_gradient`.
@@ -269,9 +278,10 @@ def neuron_deconvolution(model: nn.Module, layer: Any, inputs: Any, *, neuron_se
     return _attribute(deconvolution, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args, kwargs)
 
 
-def neuron_feature_ablation(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, *,
-                            neuron_selector: Any, args: Any = (), kwargs: Any = None, feature_mask: Any = None,
-                            perturbations_per_eval: int = 1, attribute_to_neuron_input: bool = False) -> Any:
+def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
+                            neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
+                            feature_mask: FeatureMaskLike = None, perturbations_per_eval: int = 1,
+                            attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron feature ablation (Captum's NeuronFeatureAblation): :func:`fattr.feature_ablation` of one neuron.
 
     Each input feature (element, or group of ``feature_mask``) in turn is replaced by its baseline;

@@ -68,7 +68,7 @@ class Selector:
              describe(out), _HELP)
 
 
-def _per_row(fn: Callable[..., Any], activation: Any) -> Tensor:
+def _per_row(fn: Callable[..., Tensor], activation: Any) -> Tensor:
     """``fn`` applied to each row on its own (a batch of 1), for callables returning one value."""
     def one(row: Any) -> Tensor:
         batch = tuple(t.unsqueeze(0) for t in row) if isinstance(row, tuple) else row.unsqueeze(0)

@@ -7,12 +7,13 @@ per sigma and spatial axis so that all the path's images come from two batched p
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
 from ..path import weighted_gradient_sum
@@ -69,10 +70,10 @@ def _blur(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tens
     return torch.einsum("shp,...pq,swq->s...hw", rows, x, cols)
 
 
-def blur_integrated_gradients(f: Callable[..., Any], inputs: Any, *, max_sigma: float = 50, n_steps: int = 100,
+def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: float = 50, n_steps: int = 100,
                               grad_step: float = 0.01, sqrt: bool = False, velocity: str = "difference",
-                              target: Any = None, args: Any = (), kwargs: Any = None,
-                              chunk_size: Optional[int] = None, return_delta: bool = False):
+                              target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                              chunk_size: Optional[int] = None, return_delta: bool = False) -> WithDelta:
     """Blur Integrated Gradients (Xu et al., CVPR 2020), PAIR ``saliency``'s definition.
 
     The path runs through Gaussian blurs ``x(s)`` of the image over its last two (spatial) axes,

@@ -1,14 +1,17 @@
 """Expected gradients (Erion et al., 2021): integrated gradients averaged over a reference distribution."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Optional
 
+import torch
+
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..gradient_shap import gradient_shap
 
 
-def expected_gradients(f: Callable[..., Any], inputs: Any, baselines: Any, n_samples: int = 50, *,
-                       target: Any = None, args: Any = (), kwargs: Any = None, generator: Any = None,
-                       return_delta: bool = False):
+def expected_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike, n_samples: int = 50, *,
+                       target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                       generator: Optional[torch.Generator] = None, return_delta: bool = False) -> WithDelta:
     """Expected gradients (Erion et al., 2021): the reference-distribution integrated gradients.
 
     ``attr_i = E_{b ~ D, a ~ U[0, 1]} [(x_i - b_i) * d f(b + a (x - b)) / d x_i]``, estimated with

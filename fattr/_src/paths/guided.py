@@ -8,12 +8,13 @@ gradient pass over all examples, and the selection runs on all examples at once.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
 from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_positive_int, fail
@@ -31,9 +32,10 @@ def _check_fraction(name: str, value: Any) -> float:
     return float(value)
 
 
-def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 200, *,
-                                fraction: float = 0.25, max_dist: float = 0.02, target: Any = None,
-                                args: Any = (), kwargs: Any = None, return_delta: bool = False):
+def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 200,
+                                *, fraction: float = 0.25, max_dist: float = 0.02, target: TargetLike = None,
+                                args: ArgsLike = (), kwargs: KwargsLike = None,
+                                return_delta: bool = False) -> WithDelta:
     """Guided Integrated Gradients (Kapishnikov et al., CVPR 2021), PAIR ``saliency``'s definition.
 
     The path starts at the baseline ``b`` and reaches the input ``x`` in ``n_steps`` steps; step
@@ -94,7 +96,7 @@ def guided_integrated_gradients(f: Callable[..., Any], inputs: Any, baselines: A
     def flat(ts: Any) -> torch.Tensor:
         return torch.cat([t.reshape(n, -1) for t in ts], 1)
 
-    def unflat(v: torch.Tensor) -> tuple:
+    def unflat(v: torch.Tensor) -> Tensors:
         return tuple(p.reshape(x.shape).to(x.dtype) for p, x in zip(v.split(sizes, 1), xs))
 
     dtype = torch.float64  # the path is walked in float64, as PAIR does; f sees each input's own dtype

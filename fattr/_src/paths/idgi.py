@@ -2,12 +2,13 @@
 partition projected on its own direction, so that only the output change of that step is attributed."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
 from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_optional_positive_int, fail
@@ -20,9 +21,9 @@ from .straight import line_points
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
 
-def idgi(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 50,
-         method: str = "riemann_left", *, target: Any = None, args: Any = (), kwargs: Any = None,
-         chunk_size: Optional[int] = None, return_delta: bool = False):
+def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 50,
+         method: str = "riemann_left", *, target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+         chunk_size: Optional[int] = None, return_delta: bool = False) -> WithDelta:
     """Integrated Decision Gradients (Yang et al., CVPR 2023).
 
     The straight line from ``b`` to ``x`` is cut into segments ``[a_s, a_{s+1}]``; on each, the
@@ -99,7 +100,7 @@ def idgi(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int
         zero = change.new_zeros((1, n))
         change = 0.5 * (torch.cat([zero, change]) + torch.cat([change, zero]))
 
-    total: Optional[tuple] = None
+    total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
         a, d = alphas[start:start + step], change[start:start + step]
         k = a.shape[0]

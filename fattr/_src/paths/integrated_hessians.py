@@ -8,6 +8,7 @@ import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
+from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines
 from ..calling import call
 from ..errors import check_bool, check_callable, check_optional_positive_int, fail
@@ -52,10 +53,10 @@ def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch
     return g, hv
 
 
-def integrated_hessians(f: Callable[..., Any], inputs: Any, baselines: Any = None, n_steps: int = 16,
-                        method: Method = "gausslegendre", *, feature_mask: Any = None, target: Any = None,
-                        args: Any = (), kwargs: Any = None, chunk_size: Optional[int] = None,
-                        return_delta: bool = False):
+def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 16,
+                        method: Method = "gausslegendre", *, feature_mask: FeatureMaskLike = None,
+                        target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                        chunk_size: Optional[int] = None, return_delta: bool = False) -> WithDelta:
     """Integrated Hessians (Janizek, Sturmfels & Lee, JMLR 2021): pairwise feature interactions.
 
     Integrated gradients of the integrated gradients: with ``d = x - b`` and ``H`` the Hessian of

@@ -1,12 +1,13 @@
 """Feature ablation: replace each feature by its baseline and measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence, Tuple
 
 import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..errors import check_bool, check_positive_int
 from ..structure import Tensors
@@ -26,9 +27,9 @@ def ablate_each(evaluate: Evaluator, xs: Tensors, bases: Sequence[torch.Tensor],
     return features.scatter(changes, xs)
 
 
-def feature_ablation(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
-                     args: Any = (), kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                     show_progress: bool = False) -> Any:
+def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+                     args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                     perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
     """Feature ablation (Captum's ``FeatureAblation``).
 
     Each feature (each input element, or each group of ``feature_mask``) in turn is
@@ -73,7 +74,7 @@ def feature_ablation(f: Callable[..., Any], inputs: Any, baselines: Any = None, 
     features = Features.of(group_ids(feature_mask, xs))
     tgt = as_target(target, n, xs[0].device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         progress = Progress(-(-features.n // ppe), "feature_ablation", show_progress)
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Number
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -112,7 +112,7 @@ def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: 
     arg_tensors, rebuild = split_args(args)
     k, kb = len(xs), len(bases)
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[list]]:
+    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
         xs_, bases_, args_ = tensors[:k], tensors[k:k + kb], rebuild(tensors[k + kb:])
         tracking = not graph and torch.is_grad_enabled()
         since = mark() if tracking else 0

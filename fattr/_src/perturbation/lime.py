@@ -10,13 +10,15 @@ is fitted per example, as Captum does.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
+from ..base import (ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result,
+                    TargetLike)
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
@@ -98,7 +100,7 @@ def _cosine_similarity(xs: Tensors, rows: Tensors, aggregate: bool) -> torch.Ten
 
 
 def _user_similarity(similarity_func: Callable[..., Any], xs: Tensors, rows: Tensors, z: torch.Tensor,
-                     extra: dict, was_tuple: bool, aggregate: bool) -> torch.Tensor:
+                     extra: Dict[str, Any], was_tuple: bool, aggregate: bool) -> torch.Tensor:
     """Captum's ``similarity_func(original_inp, perturbed_inp, interpretable_sample, **kwargs)`` per example
     and sample: ``(p, R)``. ``z``: ``(p, R, n_features)``."""
     p, r = z.shape[:2]
@@ -134,7 +136,7 @@ def _fit_user_model(model: Any, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
 def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
                feature_mask: Any, n_samples: int, perturbations_per_eval: int, return_input_shape: bool,
                interpretable_model: Any, similarity_func: Any, perturb_func: Any, generator: Any,
-               show_progress: bool, kernel_shap: bool) -> Any:
+               show_progress: bool, kernel_shap: bool) -> Attributions:
     xs, was_tuple = structure.as_tuple(inputs)
     s = check_positive_int("n_samples", n_samples)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
@@ -166,7 +168,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
                  was_tuple), num_interp_features=features.n)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate_: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate_: bool) -> Tensors:
         evaluate = Evaluator(f, tgt, args_, n, aggregate_)
         weights: List[torch.Tensor] = []
 
@@ -209,10 +211,11 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     return out[0] if not return_input_shape else structure.restore(out, was_tuple)
 
 
-def lime(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
-         kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25, perturbations_per_eval: int = 1,
-         return_input_shape: bool = True, interpretable_model: Any = None, similarity_func: Any = None,
-         perturb_func: Any = None, generator: Any = None, show_progress: bool = False) -> Any:
+def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+         args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None, n_samples: int = 25,
+         perturbations_per_eval: int = 1, return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
+         similarity_func: Optional[Callable[..., Any]] = None, perturb_func: Optional[Callable[..., Any]] = None,
+         generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """LIME (Captum's ``Lime``): the coefficients of a weighted linear surrogate of ``f`` around each example.
 
     For each example, ``n_samples`` binary samples ``z`` over the interpretable features
@@ -263,9 +266,10 @@ def lime(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: A
                       perturb_func, generator, show_progress, kernel_shap=False)
 
 
-def kernel_shap(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None, args: Any = (),
-                kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25, perturbations_per_eval: int = 1,
-                return_input_shape: bool = True, generator: Any = None, show_progress: bool = False) -> Any:
+def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+                args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                n_samples: int = 25, perturbations_per_eval: int = 1, return_input_shape: bool = True,
+                generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """Kernel SHAP (Captum's ``KernelShap``): Shapley values as a weighted linear regression.
 
     LIME with the Shapley kernel: the samples are the full and the empty coalition, then

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Tuple
+from typing import Any, List, Tuple, Union
 
 import torch
 
 from .. import structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..errors import check_bool, check_positive_int, fail
 from ..structure import Tensors
@@ -75,9 +76,10 @@ def _boxes(x: torch.Tensor, window: Shape, strides: Shape, counts: Shape, start:
     return box.unsqueeze(1)
 
 
-def occlusion(f: Callable[..., Any], inputs: Any, sliding_window_shapes: Any, strides: Any = None,
-              baselines: Any = None, *, target: Any = None, args: Any = (), kwargs: Any = None,
-              perturbations_per_eval: int = 1, show_progress: bool = False) -> Any:
+def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Shape, Tuple[Shape, ...]],
+              strides: Union[None, int, Shape, Tuple[Union[int, Shape], ...]] = None, baselines: BaselinesLike = None,
+              *, target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+              perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
     """Occlusion (Captum's ``Occlusion``).
 
     A window of ``sliding_window_shapes`` slides over each input with ``strides``
@@ -121,7 +123,7 @@ def occlusion(f: Callable[..., Any], inputs: Any, sliding_window_shapes: Any, st
     bases = format_baselines(baselines, xs)
     tgt = as_target(target, n, xs[0].device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, n, aggregate)
         totals = [math.prod(c) for _, _, c in windows]

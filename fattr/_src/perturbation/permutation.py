@@ -1,12 +1,13 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
+from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
@@ -44,9 +45,10 @@ def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) ->
     return tuple(out)
 
 
-def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = None, args: Any = (),
-                        kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                        generator: Any = None, perm_func: Any = None, show_progress: bool = False) -> Any:
+def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
+                        kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                        perturbations_per_eval: int = 1, generator: Optional[torch.Generator] = None,
+                        perm_func: Optional[Callable[..., Any]] = None, show_progress: bool = False) -> Result:
     """Permutation feature importance (Captum's ``FeaturePermutation``).
 
     Each feature in turn has its values shuffled across the examples of the batch (a random
@@ -96,7 +98,7 @@ def feature_permutation(f: Callable[..., Any], inputs: Any, *, target: Any = Non
     tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
-    def compute(xs_: Tensors, _: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, _: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, n, aggregate)
 

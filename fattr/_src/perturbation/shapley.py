@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
 from .. import randomness, structure
 from ..arguments import as_args
+from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_positive_int, fail
 from ..structure import Tensors
@@ -47,10 +48,10 @@ def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, fea
     return xs, was_tuple, ppe, as_args(args, kwargs), bases, features, as_target(target, xs[0].shape[0], xs[0].device)
 
 
-def shapley_value_sampling(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
-                           args: Any = (), kwargs: Any = None, feature_mask: Any = None, n_samples: int = 25,
-                           perturbations_per_eval: int = 1, generator: Any = None,
-                           show_progress: bool = False) -> Any:
+def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
+                           target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
+                           feature_mask: FeatureMaskLike = None, n_samples: int = 25, perturbations_per_eval: int = 1,
+                           generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """Shapley value sampling (Captum's ``ShapleyValueSampling``).
 
     For each of ``n_samples`` random orders of the features, the features are switched
@@ -97,7 +98,7 @@ def shapley_value_sampling(f: Callable[..., Any], inputs: Any, baselines: Any = 
     # every intermediate coalition: order s with its first k+1 features kept (the last one, all kept, is x)
     keep = (rank.unsqueeze(1) <= steps.reshape(1, -1, 1)).reshape(-1, f_count)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
         progress = Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress)
@@ -118,9 +119,9 @@ def shapley_value_sampling(f: Callable[..., Any], inputs: Any, baselines: Any = 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
 
 
-def shapley_values(f: Callable[..., Any], inputs: Any, baselines: Any = None, *, target: Any = None,
-                   args: Any = (), kwargs: Any = None, feature_mask: Any = None, perturbations_per_eval: int = 1,
-                   show_progress: bool = False) -> Any:
+def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
+                   args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+                   perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
     """Exact Shapley values of the features (Captum's ``ShapleyValues``).
 
     The game is ``v(S) = f(x_S, baseline_rest)[target]``; each feature gets
@@ -164,7 +165,7 @@ def shapley_values(f: Callable[..., Any], inputs: Any, baselines: Any = None, *,
     weight = torch.tensor([math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) if k < m else 0.0
                            for k in range(m + 1)], dtype=torch.float64, device=device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: tuple, ref: torch.Tensor, aggregate: bool) -> Tensors:
+    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
         progress = Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress)

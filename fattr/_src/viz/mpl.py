@@ -1,7 +1,7 @@
 """matplotlib, imported on first use (``import fattr`` never imports it)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 DIVERGING = "fattr_red_white_green"
 
@@ -41,7 +41,7 @@ def colormap(cmap: Any, sign: str) -> Any:
         fail("cmap", "a matplotlib colormap name such as 'RdYlGn' or 'viridis'", cmap)
 
 
-def new_axes(figsize: tuple = (3.0, 3.0)) -> Any:
+def new_axes(figsize: Tuple[float, float] = (3.0, 3.0)) -> Any:
     """Axes on a new pyplot-free Figure (no GUI backend, nothing global)."""
     matplotlib()
     from matplotlib.figure import Figure
