@@ -108,4 +108,4 @@ def layer_feature_ablation(model: nn.Module, layer: Any, inputs: Any, layer_base
             evaluate = Evaluator(f, tgt, rest_, n, aggregate=False)
             return ablate_each(evaluate, acts_, bases_, features, reference, ppe, Progress(0, "", False)), reached
 
-    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training))
+    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training), rest)

@@ -18,7 +18,7 @@ def _one(model: nn.Module, layer: Any, xs: structure.Tensors, target: Any, args:
     lf = LayerFunction(model, layer, attribute_to_layer_input, name=name)
     acts, rest = lf.head(xs, args)
     grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
-    return lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)))
+    return lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest)
 
 
 def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None,

@@ -87,7 +87,7 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
     f = lf.function()
     attr = integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
                                 chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs)
-    result = lf.restore(attr)
+    result = lf.restore(attr, rest_x)
     if not return_delta:
         return result
     tgt = as_target(target, xs[0].shape[0], xs[0].device)
@@ -96,8 +96,10 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
 
 
 def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...], alphas: torch.Tensor,
-           tgt: Target, chunk_size: Optional[int]) -> Iterator[Tuple[List[torch.Tensor], List[torch.Tensor]]]:
-    """Per chunk of alphas: layer gradients and activations at the input-space path points, ``(k, B, ...)``."""
+           tgt: Target, chunk_size: Optional[int]
+           ) -> Iterator[Tuple[List[torch.Tensor], List[torch.Tensor], Tuple[Any, ...]]]:
+    """Per chunk of alphas: layer gradients and activations at the input-space path points, ``(k, B, ...)``,
+    and the head's ``rest``."""
     n = xs[0].shape[0]
     step = alphas.shape[0] if chunk_size is None else chunk_size
     for start in range(0, alphas.shape[0], step):
@@ -107,7 +109,7 @@ def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...]
                        for x, b in zip(xs, bases))
         acts, rest = lf.head(points, tile_args(args, n, k))
         grads = gradients(lf.function(), acts, tgt.tile(k), rest)
-        yield [structure.unfold(g, k) for g in grads], [structure.unfold(t, k) for t in acts]
+        yield [structure.unfold(g, k) for g in grads], [structure.unfold(t, k) for t in acts], rest
 
 
 def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
@@ -156,7 +158,7 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
     total: Optional[List[torch.Tensor]] = None
     start = 0
-    for grads, _ in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
+    for grads, _, rest in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
         k = grads[0].shape[0]
         w = weights[start:start + k]
         start += k
@@ -165,7 +167,7 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
                  for g in grads]
         total = terms if total is None else [t + s for t, s in zip(total, terms)]
     assert total is not None
-    return lf.restore(tuple(t.to(g.dtype) for t, g in zip(total, grads)))
+    return lf.restore(tuple(t.to(g.dtype) for t, g in zip(total, grads)), rest)
 
 
 def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
@@ -212,7 +214,7 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
     alphas, _ = quadrature(method, n_steps + 1, device=xs[0].device)
     total: Optional[List[torch.Tensor]] = None
     previous: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None
-    for grads, acts in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
+    for grads, acts, rest in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
         if previous is not None:  # join the last node of the previous chunk to the first of this one
             grads = [torch.cat([p[-1:], g]) for p, g in zip(previous[0], grads)]
             acts = [torch.cat([p[-1:], a]) for p, a in zip(previous[1], acts)]
@@ -224,7 +226,7 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
         previous = (grads, acts)
     assert total is not None
     attr = tuple(t.to(a.dtype) for t, a in zip(total, acts))
-    result = lf.restore(attr)
+    result = lf.restore(attr, rest)
     if not return_delta:
         return result
     full = _full_baselines(xs, baselines)

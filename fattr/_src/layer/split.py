@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from ..errors import check_bool, fail
+from ..errors import Shown, check_bool, fail
 from ..arguments import as_args
 from ..calling import modules_of
 from . import export, fingerprint, graph, locking, substitute
@@ -147,6 +147,9 @@ class Split:
       last: the token of the latest ``head`` call (how it was captured), or None before it.
       owner: the module whose parameters and training mode count (the model, the one module a
         function uses, or a container of the modules it uses); None when a function exposes none.
+      model: the model (or function) it splits.
+      to_input: it splits at the layers' inputs (``attribute_to_layer_input``).
+      exportable: it may use torch.export when torch.fx cannot trace the model.
     """
 
     head: Callable[..., Tuple[Any, Tuple[Any, ...]]]
@@ -155,6 +158,9 @@ class Split:
     was_list: bool
     last: List[Optional[Token]]
     owner: Optional[nn.Module]
+    model: Any = None
+    to_input: bool = False
+    exportable: bool = True
 
     # unpacks to (head, tail)
     def __iter__(self) -> Any:
@@ -180,7 +186,7 @@ class Split:
 
 
 def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
-          allow_list: bool = True, exportable: bool = True, once: bool = False) -> Split:
+          allow_list: bool = True, exportable: bool = True) -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
     ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
@@ -190,9 +196,10 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     fallback, with a :class:`CaptureWarning`. Partitions are shared through the process-wide
     cache (see the module docstring). ``exportable=False`` skips torch.export: an exported graph
     calls ATen operators, which a ``TorchFunctionMode`` (DeepLift's rules) does not see.
-    ``once=True`` checks the model once per input signature for the life of the split (a split
-    made for one method call, whose head runs on the inputs and then on the baselines).
+    ``layer`` may be a :class:`Split` of ``model`` (:func:`_reuse`): it is used as it is.
     """
+    if isinstance(layer, Split):
+        return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable)
     is_module = isinstance(model, nn.Module)
     if is_module:
         layers, was_list = resolve(model, layer, name, allow_list=allow_list)
@@ -239,11 +246,16 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
         return export.matched(plan, ours, theirs)
 
+    recent: Dict[Hashable, Tuple[Hashable, Token]] = {}  # this split's own plans: no shared lookup
+
     def cached(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
             fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
         except fingerprint.Uncacheable:
             fp = None
+        hit = recent.get(k)
+        if hit is not None and fp is not None and hit[0] == fp:
+            return hit[1]
         if fp is None or anchor is None:
             with lock:
                 token = local.get(k)
@@ -252,40 +264,34 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                 with lock:
                     token = local.setdefault(k, token)
             return token
-        return _shared(anchor, k, fp, make)
+        token = _shared(anchor, k, fp, make)
+        if len(recent) >= _MAX_PLANS:
+            recent.clear()
+        recent[k] = (fp, token)
+        return token
 
-    seen: Dict[Hashable, Token] = {}
-
-    def token_for(values: Tuple[Any, ...]) -> Token:
-        n = _batch_size(values)
-        if once:
-            sig = export.signature(values, n)
-            token = seen.get(sig)
-            if token is None:
-                token = seen[sig] = checked(values, n)
-            return token
-        return checked(values, n)
-
-    def checked(values: Tuple[Any, ...], n: int) -> Token:
+    def checked(values: Tuple[Any, ...]) -> Tuple[Token, Any]:
+        """The token for ``values``, and their binding to ``model.forward`` (a module's)."""
         token: Optional[Token] = None
+        bound = None
         if is_module:
             bound, concrete = graph.specialise(model, values)
             token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete))
             if token.traced:
-                return token
+                return token, bound
+        n = _batch_size(values)
         sig = export.signature(values, n)
         exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n))
         if token is None or exported.traced:
-            return exported
-        return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute")
+            return exported, bound
+        return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute"), bound
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         if keywords:
             values = as_args(values, keywords)
-        token = token_for(values)
+        token, bound = checked(values)
         last[0] = token
         if token.kind == "fx":
-            bound, _ = graph.specialise(model, values)
             with locking.reading():
                 acts, rest = graph.run_head(token.plan, model, bound)
         elif token.kind == "export":
@@ -316,7 +322,26 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         with locking.reading():
             return graph.run_tail(token.plan, model, acts, carried)
 
-    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots))
+    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots),
+                 model=model, to_input=to_input, exportable=exportable)
+
+
+def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,
+           exportable: bool) -> Split:
+    """A split passed as ``layer``: checked against the call (same model, same side of the layer)."""
+    if s.model is not model:
+        fail(name, "a split of the model it is used with (fattr.split(model, layer))",
+             Shown(f"a split of another {type(s.model).__name__}"), "Make the split from this model.")
+    if s.was_list and not allow_list:
+        fail(name, "a split at one layer (this method takes a single layer)",
+             Shown(f"a split at {len(s.layers)} layers"), kind=TypeError)
+    if check_bool("attribute_to_layer_input", attribute_to_layer_input) != s.to_input:
+        fail("attribute_to_layer_input", f"{s.to_input}, as the split passed as {name} was made with",
+             Shown(repr(attribute_to_layer_input)), "Pass the same value, or make a split with this one.")
+    if exportable or not s.exportable:
+        return s
+    # DeepLift's rules see torch functions, which a torch.export graph no longer calls: the same layers, no export
+    return build(model, list(s.layers) if s.was_list else s.layers[0], s.to_input, name=name, exportable=False)
 
 
 def _owner(roots: Sequence[nn.Module]) -> Optional[nn.Module]:
