@@ -23,9 +23,9 @@ BaselinesLike = Union[None, float, torch.Tensor, Tuple[Any, ...], Callable[..., 
 ArgsLike = Any
 KwargsLike = Optional[dict]
 
-# points(alphas, tensors) -> (points, velocities): the path of a path method, (K, B, ...) tensors;
-# velocities may be None (then the gradient is not multiplied by them)
-PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
+# points(alphas, tensors) -> (points, velocities[, args]): the path of a path method, (K, B, ...) tensors;
+# velocities may be None (then the gradient is not multiplied by them); args, per point (K*B rows), follow f's
+PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Any, ...]]
 # run(inputs, graph) -> (values, reached): a computation made differentiable on demand
 # (:func:`.recompute.on_demand`); ``reached`` lists the leaves requiring grad it used, None if unknown
 Run = Callable[[Tensors, bool], Tuple[Tensors, Optional[List[torch.Tensor]]]]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import inspect
 import operator
 from dataclasses import dataclass
@@ -128,9 +129,20 @@ _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.de
                torch.memory_format)
 
 
+@functools.lru_cache(maxsize=256)
+def _signature(forward: Callable[..., Any]) -> Optional[inspect.Signature]:
+    """The signature of a class's ``forward`` as a bound method (without ``self``); None if unusual."""
+    full = inspect.signature(forward)
+    params = list(full.parameters.values())
+    plain = params and params[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return full.replace(parameters=params[1:]) if plain else None
+
+
 def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
     """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
-    signature = inspect.signature(model.forward)
+    forward = type(model).forward
+    cached = _signature(forward) if "forward" not in vars(model) and inspect.isfunction(forward) else None
+    signature = cached or inspect.signature(model.forward)
     positional, keywords = unpack(values)
     try:
         bound = signature.bind(*positional, **keywords)
@@ -331,7 +343,7 @@ def _same(value: Any) -> Any:
 
 def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
     """``m(*args, **kwargs)`` without writing its buffers (BatchNorm in training mode)."""
-    return call(m, tuple(args), as_args((), kwargs))
+    return call(m, tuple(args), as_args((), kwargs) if kwargs else ())
 
 
 def _fetch(p: Plan, model: nn.Module, target: str) -> Any:

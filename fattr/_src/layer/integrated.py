@@ -14,18 +14,18 @@ All three take *input-space* baselines, as Captum does:
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import as_args, is_per_example, split_args, tile_args
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int
-from ..gradients import gradients, outputs
+from ..gradients import outputs
 from ..integrated_gradients import integrated_gradients
-from ..path import accumulation_dtype
+from ..path import weighted_gradient_sum
 from ..quadrature import Method, quadrature
 from ..structure import Tensors
 from ..targets import Target, as_target
@@ -95,23 +95,6 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
     return result, row_totals(attr) - change
 
 
-def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...], alphas: torch.Tensor,
-           tgt: Target, chunk_size: Optional[int]
-           ) -> Iterator[Tuple[List[torch.Tensor], List[torch.Tensor], Tuple[Any, ...]]]:
-    """Per chunk of alphas: layer gradients and activations at the input-space path points, ``(k, B, ...)``,
-    and the head's ``rest``."""
-    n = xs[0].shape[0]
-    step = alphas.shape[0] if chunk_size is None else chunk_size
-    for start in range(0, alphas.shape[0], step):
-        a = alphas[start:start + step]
-        k = a.shape[0]
-        points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
-                       for x, b in zip(xs, bases))
-        acts, rest = lf.head(points, tile_args(args, n, k))
-        grads = gradients(lf.function(), acts, tgt.tile(k), rest)
-        yield [structure.unfold(g, k) for g in grads], [structure.unfold(t, k) for t in acts], rest
-
-
 def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
              chunk_size: Optional[int], attribute_to_layer_input: bool):
     xs, _ = structure.as_tuple(inputs)
@@ -122,6 +105,36 @@ def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: 
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     tgt = as_target(target, xs[0].shape[0], xs[0].device)
     return xs, bases, args, lf, tgt, chunk_size
+
+
+def _on_input_path(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...], nodes: torch.Tensor,
+                   index: torch.Tensor, weights: torch.Tensor, tgt: Target, chunk_size: Optional[int],
+                   differences: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
+    """The engine's weighted sum (:func:`..path.weighted_gradient_sum`) of the layer gradients at the
+    input-space path points ``b + nodes[i] (x - b)`` for the node indices ``index``, with ``rest`` carried
+    per point; with ``differences``, each multiplied by ``act(next node) - act(node)``. In the activations'
+    dtypes, with a ``rest`` of the head (for :meth:`LayerFunction.restore`)."""
+    n, m = xs[0].shape[0], len(xs)
+    arg_tensors, rebuild = split_args(args)
+    seen: List[Any] = []  # the head's rest and activation dtypes
+
+    def points(i: torch.Tensor, tensors: Tensors) -> Tuple[Any, ...]:
+        k = i.shape[0]
+        a = nodes[int(i[0]):int(i[-1]) + 1 + differences]  # the chunk's nodes (and the next one)
+        rows = tuple(structure.fold(b + a.to(x.dtype).reshape((-1,) + (1,) * x.dim()) * (x - b))
+                     for x, b in zip(tensors[:m], tensors[m:2 * m]))
+        acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
+        seen[:] = [rest, [t.dtype for t in acts]]
+        acts = tuple(structure.unfold(t, a.shape[0]) for t in acts)
+        if not differences:
+            return acts, None, rest
+        rest = tuple(r[:k * n] if is_per_example(r, (k + 1) * n) else r for r in rest)
+        return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
+
+    total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors, index, weights,
+                                  target=tgt, args=(), n_examples=n, chunk_size=chunk_size)
+    rest, dtypes = seen
+    return tuple(t.to(d) for t, d in zip(total, dtypes)), rest
 
 
 def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
@@ -156,18 +169,8 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
     xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
                                                     attribute_to_layer_input)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
-    total: Optional[List[torch.Tensor]] = None
-    start = 0
-    for grads, _, rest in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
-        k = grads[0].shape[0]
-        w = weights[start:start + k]
-        start += k
-        terms = [torch.tensordot(w.to(accumulation_dtype(g.dtype, g.device)),
-                                 g.to(accumulation_dtype(g.dtype, g.device)), dims=1)
-                 for g in grads]
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-    assert total is not None
-    return lf.restore(tuple(t.to(g.dtype) for t, g in zip(total, grads)), rest)
+    index = torch.arange(alphas.shape[0], device=alphas.device)
+    return lf.restore(*_on_input_path(lf, xs, bases, args, alphas, index, weights, tgt, chunk_size, differences=False))
 
 
 def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
@@ -211,21 +214,10 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
     check_bool("return_delta", return_delta)
     xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
                                                     attribute_to_layer_input)
-    alphas, _ = quadrature(method, n_steps + 1, device=xs[0].device)
-    total: Optional[List[torch.Tensor]] = None
-    previous: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None
-    for grads, acts, rest in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
-        if previous is not None:  # join the last node of the previous chunk to the first of this one
-            grads = [torch.cat([p[-1:], g]) for p, g in zip(previous[0], grads)]
-            acts = [torch.cat([p[-1:], a]) for p, a in zip(previous[1], acts)]
-        terms = []
-        for g, a in zip(grads, acts):
-            acc = accumulation_dtype(g.dtype, g.device)
-            terms.append((g[:-1].to(acc) * (a[1:] - a[:-1]).to(acc)).sum(0))
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-        previous = (grads, acts)
-    assert total is not None
-    attr = tuple(t.to(a.dtype) for t, a in zip(total, acts))
+    nodes, _ = quadrature(method, n_steps + 1, device=xs[0].device)
+    index = torch.arange(n_steps, device=nodes.device)  # node i and node i + 1
+    attr, rest = _on_input_path(lf, xs, bases, args, nodes, index, torch.ones(n_steps, dtype=nodes.dtype,
+                                device=nodes.device), tgt, chunk_size, differences=True)
     result = lf.restore(attr, rest)
     if not return_delta:
         return result

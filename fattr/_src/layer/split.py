@@ -214,7 +214,6 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     lock = threading.Lock()
     last: List[Optional[Token]] = [None]
     anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
-    fqns = export.qualified_names(roots, layers)
 
     def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
@@ -226,6 +225,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if not exportable:
             return Token(None, "DeepLift's rules apply to torch functions, which torch.export turns into ATen "
                          "operators", owner, "substitute")
+        fqns = export.qualified_names(roots, layers)
         if fqns is None:
             return Token(None, "the layer is not inside a module the function exposes", owner, "substitute")
         try:
