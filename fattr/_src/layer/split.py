@@ -394,6 +394,11 @@ def split(model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> 
     ``torch.nn.Module`` for the whole process (a torch.fx property): fattr's own
     calls wait for each other, other threads running modules meanwhile do not.
 
+    The split is also a handle: pass it as ``layer`` to any method taking a layer
+    (of the same ``model`` and ``attribute_to_layer_input``) to resolve the layer once
+    and keep the capture across calls (a training loop); it is checked against the
+    model at each call as above.
+
     Args:
       model: the ``nn.Module``.
       layer: a submodule of ``model`` or its dotted name (``"body.1.conv2"``), or
@@ -402,7 +407,7 @@ def split(model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> 
       attribute_to_layer_input: split at the layer's input instead of its output.
 
     Returns:
-      ``(head, tail)``.
+      A :class:`Split`: unpacks to ``(head, tail)``; a handle for ``layer=``.
 
     Raises:
       ValueError: ``layer`` is not in ``model`` (when splitting), or it runs zero
@@ -418,5 +423,8 @@ def split(model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> 
       torch.Size([5, 4])
       >>> torch.allclose(tail(activation, rest), model(x))
       True
+      >>> s = fattr.split(model, model[1])           # a handle, reused by every call
+      >>> [fattr.layer_gradient_x_activation(model, s, x, target=i).shape for i in range(2)]
+      [torch.Size([5, 4]), torch.Size([5, 4])]
     """
     return build(model, layer, attribute_to_layer_input)
