@@ -69,4 +69,6 @@ def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterat
 
 def clone(value: Any) -> Any:
     """Copy every tensor in ``value`` (the tail may modify its inputs in place)."""
+    if isinstance(value, torch.Tensor):  # the usual case, without the tree walk
+        return value.clone()
     return pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, value)
