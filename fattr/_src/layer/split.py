@@ -33,19 +33,15 @@ class CaptureWarning(UserWarning):
     """A layer method could not capture the model's graph and runs the whole model per step instead."""
 
 
+@dataclass(frozen=True, eq=False)
 class Token:
-    """How a split runs for one input signature (shared by the splits of one model and layer).
-
+    """How a split runs for one input signature (shared by the splits of one model and layer):
     ``kind`` is ``"fx"`` (a torch.fx graph), ``"export"`` (a torch.export graph) or
-    ``"substitute"`` (the fallback; ``reason`` says why).
-    """
+    ``"substitute"`` (the fallback; ``reason`` says why)."""
 
-    __slots__ = ("plan", "reason", "kind")
-
-    def __init__(self, plan: Any, reason: str, owner: Tuple[Any, ...], kind: str) -> None:
-        self.plan = plan
-        self.reason = reason
-        self.kind = kind
+    kind: str
+    plan: Any = None
+    reason: str = ""
 
     @property
     def traced(self) -> bool:
@@ -210,29 +206,27 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
     owner = (id(model), tuple(id(m) for m in layers), to_input)
-    local: Dict[Hashable, Token] = {}  # for models the fingerprint cannot summarise
-    lock = threading.Lock()
     last: List[Optional[Token]] = [None]
     anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
 
     def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
-            return Token(graph.plan(model, layers, labels, to_input, concrete), "", owner, "fx")
+            return Token("fx", graph.plan(model, layers, labels, to_input, concrete))
         except Untraceable as e:
-            return Token(None, str(e), owner, "substitute")
+            return Token("substitute", reason=str(e))
 
     def make_export(values: Tuple[Any, ...], n: int) -> Token:
         if not exportable:
-            return Token(None, "DeepLift's rules apply to torch functions, which torch.export turns into ATen "
-                         "operators", owner, "substitute")
+            return Token("substitute", reason="DeepLift's rules apply to torch functions, which torch.export turns "
+                         "into ATen operators")
         fqns = export.qualified_names(roots, layers)
         if fqns is None:
-            return Token(None, "the layer is not inside a module the function exposes", owner, "substitute")
+            return Token("substitute", reason="the layer is not inside a module the function exposes")
         try:
             plan = export.capture(model, roots, values, n, fqns, to_input)
-            return Token(_verified(plan, values), "", owner, "export")
+            return Token("export", _verified(plan, values))
         except Untraceable as e:
-            return Token(None, str(e), owner, "substitute")
+            return Token("substitute", reason=str(e))
 
     def _verified(plan: export.Plan, values: Tuple[Any, ...]) -> export.Plan:
         """``plan``, checked once against the model itself: its head gives the layer's activation (the
@@ -246,7 +240,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
         return export.matched(plan, ours, theirs)
 
-    recent: Dict[Hashable, Tuple[Hashable, Token]] = {}  # this split's own plans: no shared lookup
+    # this split's own plans, checked by fingerprint (None: uncacheable, kept for the split's life)
+    recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
 
     def cached(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
@@ -254,17 +249,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         except fingerprint.Uncacheable:
             fp = None
         hit = recent.get(k)
-        if hit is not None and fp is not None and hit[0] == fp:
+        if hit is not None and hit[0] == fp:
             return hit[1]
-        if fp is None or anchor is None:
-            with lock:
-                token = local.get(k)
-            if token is None:
-                token = make()
-                with lock:
-                    token = local.setdefault(k, token)
-            return token
-        token = _shared(anchor, k, fp, make)
+        token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
         if len(recent) >= _MAX_PLANS:
             recent.clear()
         recent[k] = (fp, token)
@@ -284,7 +271,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n))
         if token is None or exported.traced:
             return exported, bound
-        return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute"), bound
+        return Token("substitute", reason=f"torch.fx: {token.reason}; torch.export: {exported.reason}"), bound
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         if keywords:
