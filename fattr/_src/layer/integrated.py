@@ -22,7 +22,7 @@ from torch import nn
 from .. import structure
 from ..arguments import as_args, is_per_example, split_args, tile_args
 from ..baselines import format_baselines
-from ..errors import check_bool, check_optional_positive_int
+from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
 from ..integrated_gradients import integrated_gradients
 from ..path import weighted_gradient_sum
@@ -95,26 +95,23 @@ def layer_integrated_gradients(model: nn.Module, layer: Any, inputs: Any, baseli
     return result, row_totals(attr) - change
 
 
-def _prepare(model: nn.Module, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
-             chunk_size: Optional[int], attribute_to_layer_input: bool):
+def _on_input_path(model: nn.Module, layer: Any, inputs: Any, baselines: Any, n_steps: int, method: Method,
+                   target: Any, args: Any, kwargs: Any, chunk_size: Optional[int], attribute_to_layer_input: bool,
+                   differences: bool) -> Tuple[Any, Tensors, Tensors, Target, Tuple[Any, ...]]:
+    """The engine's weighted sum (:func:`..path.weighted_gradient_sum`) of the layer gradients at the
+    input-space path points ``b + a_k (x - b)`` (the split's ``rest`` carried per point); with
+    ``differences``, over ``n_steps + 1`` nodes, each gradient times ``act(next node) - act(node)``.
+    ``(attributions, flat attributions, inputs, target, args)``."""
     xs, _ = structure.as_tuple(inputs)
     structure.require_floating(xs)  # the path interpolates the inputs: integer ids cannot be
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
-    bases = format_baselines(baselines, xs)
-    args = as_args(args, kwargs)
+    bases, args = format_baselines(baselines, xs), as_args(args, kwargs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    tgt = as_target(target, xs[0].shape[0], xs[0].device)
-    return xs, bases, args, lf, tgt, chunk_size
-
-
-def _on_input_path(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...], nodes: torch.Tensor,
-                   index: torch.Tensor, weights: torch.Tensor, tgt: Target, chunk_size: Optional[int],
-                   differences: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
-    """The engine's weighted sum (:func:`..path.weighted_gradient_sum`) of the layer gradients at the
-    input-space path points ``b + nodes[i] (x - b)`` for the node indices ``index``, with ``rest`` carried
-    per point; with ``differences``, each multiplied by ``act(next node) - act(node)``. In the activations'
-    dtypes, with a ``rest`` of the head (for :meth:`LayerFunction.restore`)."""
     n, m = xs[0].shape[0], len(xs)
+    tgt = as_target(target, n, xs[0].device)
+    nodes, weights = quadrature(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device)
+    if differences:  # Captum's rule: the nodes of ``method``, unweighted
+        weights = torch.ones(n_steps, dtype=nodes.dtype, device=nodes.device)
     arg_tensors, rebuild = split_args(args)
     seen: List[Any] = []  # the head's rest and activation dtypes
 
@@ -131,10 +128,12 @@ def _on_input_path(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[A
         rest = tuple(r[:k * n] if is_per_example(r, (k + 1) * n) else r for r in rest)
         return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
 
-    total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors, index, weights,
-                                  target=tgt, args=(), n_examples=n, chunk_size=chunk_size)
+    total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors,
+                                  torch.arange(n_steps, device=nodes.device), weights, target=tgt, args=(),
+                                  n_examples=n, chunk_size=chunk_size)
     rest, dtypes = seen
-    return tuple(t.to(d) for t, d in zip(total, dtypes)), rest
+    attr = tuple(t.to(d) for t, d in zip(total, dtypes))
+    return lf.restore(attr, rest), attr, xs, tgt, args
 
 
 def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
@@ -166,11 +165,8 @@ def internal_influence(model: nn.Module, layer: Any, inputs: Any, baselines: Any
       >>> fattr.internal_influence(model, "1", torch.randn(4, 3), target=1, n_steps=16).shape
       torch.Size([4, 8])
     """
-    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
-                                                    attribute_to_layer_input)
-    alphas, weights = quadrature(method, n_steps, device=xs[0].device)
-    index = torch.arange(alphas.shape[0], device=alphas.device)
-    return lf.restore(*_on_input_path(lf, xs, bases, args, alphas, index, weights, tgt, chunk_size, differences=False))
+    return _on_input_path(model, layer, inputs, baselines, n_steps, method, target, args, kwargs, chunk_size,
+                          attribute_to_layer_input, differences=False)[0]
 
 
 def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any = None, n_steps: int = 50,
@@ -212,13 +208,8 @@ def layer_conductance(model: nn.Module, layer: Any, inputs: Any, baselines: Any 
       (torch.Size([4, 8]), True)
     """
     check_bool("return_delta", return_delta)
-    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
-                                                    attribute_to_layer_input)
-    nodes, _ = quadrature(method, n_steps + 1, device=xs[0].device)
-    index = torch.arange(n_steps, device=nodes.device)  # node i and node i + 1
-    attr, rest = _on_input_path(lf, xs, bases, args, nodes, index, torch.ones(n_steps, dtype=nodes.dtype,
-                                device=nodes.device), tgt, chunk_size, differences=True)
-    result = lf.restore(attr, rest)
+    result, attr, xs, tgt, args = _on_input_path(model, layer, inputs, baselines, n_steps, method, target, args,
+                                                 kwargs, chunk_size, attribute_to_layer_input, differences=True)
     if not return_delta:
         return result
     full = _full_baselines(xs, baselines)

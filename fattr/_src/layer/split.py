@@ -52,15 +52,13 @@ class Token:
         return f"<fattr split: {self.kind}{': ' + self.reason if self.reason else ''}>"
 
 
+@dataclass(frozen=True, eq=False)
 class Ticket:
     """The last entry of ``rest``: the :class:`Token` the head ran and the split it belongs to
     (``owner``: ``(id(model), layer ids, attribute_to_layer_input)``); opaque to users."""
 
-    __slots__ = ("token", "owner")
-
-    def __init__(self, token: Token, owner: Tuple[Any, ...]) -> None:
-        self.token, self.owner = token, owner
-
+    token: Token
+    owner: Tuple[Any, ...]
     traced = property(lambda self: self.token.traced)
     reason = property(lambda self: self.token.reason)
     plan = property(lambda self: self.token.plan)

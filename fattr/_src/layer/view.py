@@ -65,23 +65,18 @@ class LayerFunction:
     """
 
     split: Split
-    f: Any
     name: str
 
     def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False, exportable: bool = True) -> None:
         object.__setattr__(self, "split", build(model, layer, attribute_to_layer_input, name=name,
                                                 allow_list=allow_list, exportable=exportable))
-        object.__setattr__(self, "f", model)
         object.__setattr__(self, "name", name)
 
     @property
     def model(self) -> Optional[nn.Module]:
         """The module whose parameters and training mode count."""
         return self.split.owner
-
-    def _label(self, i: int) -> str:
-        return f"{self.name}[{i}]" if self.split.was_list else self.name
 
     def head(self, inputs: Tensors, args: Sequence[Any], *, gradient: bool = True) -> Tuple[Tensors, Tuple[Any, ...]]:
         """``(activations, rest_leaves)`` for ``inputs`` (B rows): flat activation tensors, each ``(B, ...)``;
@@ -114,24 +109,24 @@ class LayerFunction:
         try:
             activation, rest = self.split.head(*inputs, *args)
         except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
-            explained(error, self.f, self.model, inputs, args)
+            explained(error, self.split.model, self.model, inputs, args)
             raise
         n = inputs[0].shape[0]
         flat: List[torch.Tensor] = []
         layout = []
         where = "input" if self.split.to_input else "output"
         for i, a in enumerate(activation if self.split.was_list else [activation]):
-            is_tuple = isinstance(a, (tuple, list))
+            is_tuple, label = isinstance(a, (tuple, list)), f"{self.name}[{i}]" if self.split.was_list else self.name
             items = list(a) if is_tuple else [a]
             if not items or not all(isinstance(t, torch.Tensor) for t in items):
-                fail(self._label(i), f"a layer whose {where} is a tensor or a tuple of tensors", a,
+                fail(label, f"a layer whose {where} is a tensor or a tuple of tensors", a,
                      "Choose a layer with tensor activations (e.g. a submodule of this one).", kind=TypeError)
             for t in items:
                 if t.dim() == 0 or t.shape[0] != n:
-                    fail(self._label(i), f"a layer whose {where} has the {n} examples along dim 0", t,
+                    fail(label, f"a layer whose {where} has the {n} examples along dim 0", t,
                          "fattr folds path steps into dim 0, so the layer must keep examples there.")
                 if gradient and not (t.is_floating_point() or t.is_complex()):
-                    fail(self._label(i), f"a layer whose {where} is floating point (a gradient method "
+                    fail(label, f"a layer whose {where} is floating point (a gradient method "
                          "differentiates with respect to it)", t,
                          "For integer inputs such as token ids, attribute to the embedding's output instead.",
                          kind=TypeError)
