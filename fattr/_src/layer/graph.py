@@ -130,19 +130,15 @@ _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.de
 
 
 @functools.lru_cache(maxsize=256)
-def _signature(forward: Callable[..., Any]) -> Optional[inspect.Signature]:
-    """The signature of a class's ``forward`` as a bound method (without ``self``); None if unusual."""
-    full = inspect.signature(forward)
-    params = list(full.parameters.values())
-    plain = params and params[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return full.replace(parameters=params[1:]) if plain else None
+def _signature(forward: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(functools.partial(forward, None))  # as a method: without ``self``
 
 
 def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
     """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
-    forward = type(model).forward
-    cached = _signature(forward) if "forward" not in vars(model) and inspect.isfunction(forward) else None
-    signature = cached or inspect.signature(model.forward)
+    forward = model.forward
+    own = getattr(forward, "__self__", None) is model and inspect.isfunction(getattr(forward, "__func__", None))
+    signature = _signature(forward.__func__) if own else inspect.signature(forward)  # type: ignore[attr-defined]
     positional, keywords = unpack(values)
     try:
         bound = signature.bind(*positional, **keywords)
