@@ -13,14 +13,6 @@ from ..targets import as_target
 from .view import LayerFunction
 
 
-def _one(model: nn.Module, layer: Any, xs: structure.Tensors, target: Any, args: tuple,
-         multiply_by_inputs: bool, attribute_to_layer_input: bool, name: str) -> Any:
-    lf = LayerFunction(model, layer, attribute_to_layer_input, name=name)
-    acts, rest = lf.head(xs, args)
-    grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
-    return lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest)
-
-
 def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, target: Any = None,
                                 args: Any = (), kwargs: Any = None, multiply_by_inputs: bool = True,
                                 attribute_to_layer_input: bool = False) -> Any:
@@ -52,12 +44,14 @@ def layer_gradient_x_activation(model: nn.Module, layer: Any, inputs: Any, *, ta
     """
     check_callable("model", model)
     check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("attribute_to_layer_input", attribute_to_layer_input)
     xs, _ = structure.as_tuple(inputs)
-    args = as_args(args, kwargs)
-    if isinstance(layer, (list, tuple)):
-        if not layer:
-            fail("layer", "a non-empty list of modules or dotted names", layer)
-        return [_one(model, item, xs, target, args, multiply_by_inputs, attribute_to_layer_input, f"layer[{i}]")
-                for i, item in enumerate(layer)]
-    return _one(model, layer, xs, target, args, multiply_by_inputs, attribute_to_layer_input, "layer")
+    args, many = as_args(args, kwargs), isinstance(layer, (list, tuple))
+    if many and not layer:
+        fail("layer", "a non-empty list of modules or dotted names", layer)
+    out = []
+    for i, item in enumerate(layer if many else [layer]):  # each layer on its own, the others left free
+        lf = LayerFunction(model, item, attribute_to_layer_input, name=f"layer[{i}]" if many else "layer")
+        acts, rest = lf.head(xs, args)
+        grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
+        out.append(lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest))
+    return out if many else out[0]

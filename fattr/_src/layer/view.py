@@ -24,6 +24,7 @@ from ..calling import explained, tensors_read
 from ..errors import fail
 from ..recompute import on_demand
 from ..structure import Tensors
+from .capture import pack
 from .split import Split, build
 
 
@@ -34,23 +35,6 @@ class Packing:
 
     layout: Tuple[Tuple[bool, int], ...]
     spec: pytree.TreeSpec
-
-    @property
-    def n_tensors(self) -> int:
-        return sum(k for _, k in self.layout)
-
-    def pack(self, flat: Sequence[Any]) -> List[Any]:
-        out, i = [], 0
-        for is_tuple, k in self.layout:
-            out.append(tuple(flat[i:i + k]) if is_tuple else flat[i])
-            i += k
-        return out
-
-
-def _packing(rest: Sequence[Any]) -> Packing:
-    if not rest or not isinstance(rest[-1], Packing):
-        fail("rest", "the rest returned by this LayerFunction's head", rest)
-    return rest[-1]
 
 
 @dataclass(frozen=True)
@@ -141,9 +125,9 @@ class LayerFunction:
         tail, was_list = self.split.tail, self.split.was_list
 
         def f(*values: Any) -> Any:
-            packing = _packing(values)
-            k = packing.n_tensors
-            packed = packing.pack(values[:k])
+            packing = values[-1]
+            k = sum(n for _, n in packing.layout)
+            packed = pack(packing.layout, values[:k])
             rest = pytree.tree_unflatten(list(values[k:-1]), packing.spec)
             return tail(packed if was_list else packed[0], rest)
 
@@ -153,5 +137,5 @@ class LayerFunction:
     def restore(self, flat: Sequence[torch.Tensor], rest: Sequence[Any]) -> Any:
         """Flat per-tensor results in the activation's structure (a list for a list of layers); ``rest``
         as :meth:`head` returned it."""
-        packed = _packing(rest).pack(flat)
+        packed = pack(rest[-1].layout, flat)
         return packed if self.split.was_list else packed[0]
