@@ -101,6 +101,8 @@ def test_a_handle_at_the_other_side_of_the_layer_is_refused() -> None:
     handle = fattr.split(net, "body.1", attribute_to_layer_input=True)
     with pytest.raises(ValueError, match=r"attribute_to_layer_input: expected True, as the split"):
         fattr.layer_gradient_x_activation(net, handle, x, target=0)
+    with pytest.raises(ValueError, match=r"attribute_to_neuron_input: expected True, as the split"):
+        fattr.neuron_gradient(net, handle, x, neuron_selector=0)
     _same(fattr.layer_gradient_x_activation(net, handle, x, target=0, attribute_to_layer_input=True),
           fattr.layer_gradient_x_activation(net, "body.1", x, target=0, attribute_to_layer_input=True))
 

@@ -180,7 +180,7 @@ class Split:
 
 
 def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
-          allow_list: bool = True, exportable: bool = True) -> Split:
+          allow_list: bool = True, exportable: bool = True, side: str = "attribute_to_layer_input") -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
     ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
@@ -190,10 +190,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     fallback, with a :class:`CaptureWarning`. Partitions are shared through the process-wide
     cache (see the module docstring). ``exportable=False`` skips torch.export: an exported graph
     calls ATen operators, which a ``TorchFunctionMode`` (DeepLift's rules) does not see.
-    ``layer`` may be a :class:`Split` of ``model`` (:func:`_reuse`): it is used as it is.
+    ``layer`` may be a :class:`Split` of ``model`` (:func:`_reuse`; ``side`` names the argument
+    ``attribute_to_layer_input`` comes from): it is used as it is.
     """
     if isinstance(layer, Split):
-        return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable)
+        return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
     is_module = isinstance(model, nn.Module)
     if is_module:
         layers, was_list = resolve(model, layer, name, allow_list=allow_list)
@@ -312,7 +313,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
 
 
 def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,
-           exportable: bool) -> Split:
+           exportable: bool, side: str) -> Split:
     """A split passed as ``layer``: checked against the call (same model, same side of the layer)."""
     if s.model is not model:
         fail(name, "a split of the model it is used with (fattr.split(model, layer))",
@@ -320,8 +321,8 @@ def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow
     if s.was_list and not allow_list:
         fail(name, "a split at one layer (this method takes a single layer)",
              Shown(f"a split at {len(s.layers)} layers"), kind=TypeError)
-    if check_bool("attribute_to_layer_input", attribute_to_layer_input) != s.to_input:
-        fail("attribute_to_layer_input", f"{s.to_input}, as the split passed as {name} was made with",
+    if check_bool(side, attribute_to_layer_input) != s.to_input:
+        fail(side, f"{s.to_input}, as the split passed as {name} was made with",
              Shown(repr(attribute_to_layer_input)), "Pass the same value, or make a split with this one.")
     if exportable or not s.exportable:
         return s
