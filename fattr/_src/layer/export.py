@@ -401,8 +401,6 @@ def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tupl
 
 def run_tail(p: Plan, roots: Sequence[nn.Module], activations: Sequence[Any], rest: Sequence[Any]) -> Any:
     """The output with the layers' activations given (``rest`` as returned by :func:`run_head`)."""
-    flat: List[Any] = []
-    for (is_tuple, k), a in zip(p.layouts, activations):
-        flat.extend(a if is_tuple else (a,))
+    flat = [t for (is_tuple, _), a in zip(p.layouts, activations) for t in (a if is_tuple else (a,))]
     carried = [r.value if isinstance(r, Shared) else r for r in rest]
     return p.tail(*flat, *carried, *_state(p.tail_state, roots, p.constants))

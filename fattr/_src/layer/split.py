@@ -265,7 +265,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete))
             if token.traced:
                 return token, bound
-        n = _batch_size(values)
+        first = values[0] if values else None
+        n = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
         sig = export.signature(values, n)
         exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n))
         if token is None or exported.traced:
@@ -325,8 +326,7 @@ def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow
         fail(side, f"{s.to_input}, as the split passed as {name} was made with",
              Shown(repr(attribute_to_layer_input)), "Pass the same value, or make a split with this one.")
     if exportable or not s.exportable:
-        return s
-    # DeepLift's rules see torch functions, which a torch.export graph no longer calls: the same layers, no export
+        return s  # else DeepLift's: its rules see torch functions, which an exported graph no longer calls
     return build(model, list(s.layers) if s.was_list else s.layers[0], s.to_input, name=name, exportable=False)
 
 
@@ -336,11 +336,6 @@ def _owner(roots: Sequence[nn.Module]) -> Optional[nn.Module]:
     container = nn.ModuleList(roots)  # a new container: the modules themselves are not changed
     container.training = any(m.training for m in roots)
     return container
-
-
-def _batch_size(values: Sequence[Any]) -> int:
-    first = values[0] if values else None
-    return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
 
 
 def split(model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> Split:
