@@ -5,10 +5,13 @@ conventions), so one definition serves the engine, the methods and the adapters.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .layer.split import Split
 
 Tensor = torch.Tensor
 Tensors = Tuple[torch.Tensor, ...]
@@ -34,8 +37,9 @@ Result = Union[torch.Tensor, Any]
 WithDelta = Result  # the attributions, or (attributions, delta) with return_delta=True
 ResultOrList = Result  # ... or a list of them, for a list of layers or neuron selectors
 WithDeltaOrList = Result  # both
-# layer: a submodule of the model or its dotted name; a list of them for several layers at once
-LayerLike = Union[nn.Module, str, Sequence[Union[nn.Module, str]]]
+# layer: a submodule of the model or its dotted name; a list of them for several layers at once; or a
+# reusable split of the model at it (:func:`fattr.split`)
+LayerLike = Union[nn.Module, str, Sequence[Union[nn.Module, str]], "Split"]
 # stdevs: one standard deviation of the noise for every input, or one per input
 StdevsLike = Union[float, Tuple[float, ...]]
 # feature_mask: integer feature ids broadcastable to the input (batch of 1 or B), a tuple with one per
@@ -57,9 +61,9 @@ BaselinesLike = Union[None, float, torch.Tensor, Tuple[Any, ...], Callable[..., 
 ArgsLike = Any
 KwargsLike = Optional[Dict[str, Any]]
 
-# points(alphas, tensors) -> (points, velocities): the path of a path method, (K, B, ...) tensors;
-# velocities may be None (then the gradient is not multiplied by them)
-PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
+# points(alphas, tensors) -> (points, velocities[, args]): the path of a path method, (K, B, ...) tensors;
+# velocities may be None (then the gradient is not multiplied by them); args, per point (K*B rows), follow f's
+PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Any, ...]]
 # run(inputs, graph) -> (values, reached): a computation made differentiable on demand
 # (:func:`.recompute.on_demand`); ``reached`` lists the leaves requiring grad it used, None if unknown
 Run = Callable[[Tensors, bool], Tuple[Tensors, Optional[List[torch.Tensor]]]]

@@ -64,12 +64,16 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                   w: torch.Tensor = w) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
             k = a.shape[0]
             since = mark() if not graph and torch.is_grad_enabled() else 0
-            pts, vel = points(a, inputs[:n_tensors])
+            pts, vel, *carried = points(a, inputs[:n_tensors])  # carried: per-point args (a split's rest)
+            per_point = tuple(carried[0]) if carried else ()
+            extra = tuple(t for t in per_point if isinstance(t, torch.Tensor))
+            if not graph:  # as the velocity: the recomputation differentiates through them
+                per_point = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in per_point)
             grads, reached = gradient_pass(f, tuple(structure.fold(p) for p in pts), target.tile(k),
-                                           tile_args(rebuild(inputs[n_tensors:]), n_examples, k), graph)
+                                           tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point, graph)
             if not graph and reached is not None and torch.is_grad_enabled():
                 # a path may close over tensors that require grad (path_attribution): they count too
-                around = reached_leaves(pts + (vel or ()), (), since)
+                around = reached_leaves(pts + (vel or ()) + extra, (), since)
                 reached = None if around is None else reached + around
                 vel = _detached(vel)
             terms = []

@@ -16,13 +16,13 @@ from .engine import Multipliers, multipliers_on_demand
 
 
 def _run(model: ModelLike, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any, ...], tgt: Target, eps: float,
-         attribute_to_layer_input: bool) -> Tuple[LayerFunction, Tensors, Tensors, Multipliers]:
+         attribute_to_layer_input: bool) -> Tuple[LayerFunction, Tensors, Tensors, Tuple[Any, ...], Multipliers]:
     """The head on the inputs' and the baselines' rows, then the engine on the tail."""
     lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
     acts_x, rest_x = lf.head(xs, args)
     acts_b, rest_b = lf.head(bs, args)
     res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=lf.model)
-    return lf, acts_x, acts_b, res
+    return lf, acts_x, acts_b, rest_x, res
 
 
 def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any,
@@ -81,10 +81,10 @@ def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, basel
     bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
-    lf, acts_x, acts_b, res = _run(model, layer, xs, bs, args, tgt, eps, attribute_to_layer_input)
+    lf, acts_x, acts_b, rest_x, res = _run(model, layer, xs, bs, args, tgt, eps, attribute_to_layer_input)
     combine.warn_uncovered("layer_deeplift", res.uncovered)
     attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
-    result = lf.restore(attrs)
+    result = lf.restore(attrs, rest_x)
     if not return_delta:
         return result
     return result, combine.delta(attrs, res.out_x, res.out_b)
@@ -129,11 +129,11 @@ def layer_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
     pair_xs, pair_bs, pair_args, pair_tgt = combine.pairs(xs, dist, args, tgt)
-    lf, acts_x, acts_b, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
+    lf, acts_x, acts_b, rest_x, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
                                    attribute_to_layer_input)
     combine.warn_uncovered("layer_deeplift_shap", res.uncovered)
     pair_attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
-    result = lf.restore(combine.mean_over_baselines(pair_attrs, n, m))
+    result = lf.restore(combine.mean_over_baselines(pair_attrs, n, m), rest_x)
     if not return_delta:
         return result
     return result, combine.delta(pair_attrs, res.out_x, res.out_b)

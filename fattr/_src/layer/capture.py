@@ -7,7 +7,7 @@ the substitution fallback (:mod:`.substitute`).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Iterable, Iterator, List
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -69,4 +69,15 @@ def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterat
 
 def clone(value: Any) -> Any:
     """Copy every tensor in ``value`` (the tail may modify its inputs in place)."""
+    if isinstance(value, torch.Tensor):  # the usual case, without the tree walk
+        return value.clone()
     return pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, value)
+
+
+def pack(layouts: Iterable[Tuple[bool, int]], flat: Sequence[Any]) -> List[Any]:
+    """Flat values grouped per layer (``layouts``: ``(gave a tuple, how many)`` each): a tuple or one value."""
+    out, i = [], 0
+    for is_tuple, k in layouts:
+        out.append(tuple(flat[i:i + k]) if is_tuple else flat[i])
+        i += k
+    return out

@@ -38,7 +38,7 @@ from torch.utils import _pytree as pytree
 
 from ..arguments import unpack
 from . import locking
-from .capture import Untraceable, attributes_kept
+from .capture import Untraceable, attributes_kept, pack
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
 
@@ -396,17 +396,11 @@ def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tupl
     for i, batched in enumerate(p.rest_batched):
         if not batched and isinstance(rest[i], torch.Tensor) and rest[i].dim() > 0 and rest[i].shape[0] == n:
             rest[i] = Shared(rest[i])
-    acts, i = [], 0
-    for is_tuple, k in p.layouts:
-        acts.append(tuple(t.clone() for t in cut[i:i + k]) if is_tuple else cut[i].clone())
-        i += k
-    return acts, tuple(rest)
+    return pack(p.layouts, [t.clone() for t in cut]), tuple(rest)
 
 
 def run_tail(p: Plan, roots: Sequence[nn.Module], activations: Sequence[Any], rest: Sequence[Any]) -> Any:
     """The output with the layers' activations given (``rest`` as returned by :func:`run_head`)."""
-    flat: List[Any] = []
-    for (is_tuple, k), a in zip(p.layouts, activations):
-        flat.extend(a if is_tuple else (a,))
+    flat = [t for (is_tuple, _), a in zip(p.layouts, activations) for t in (a if is_tuple else (a,))]
     carried = [r.value if isinstance(r, Shared) else r for r in rest]
     return p.tail(*flat, *carried, *_state(p.tail_state, roots, p.constants))

@@ -111,4 +111,4 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
             evaluate = Evaluator(f, tgt, rest_, n, aggregate=False)
             return ablate_each(evaluate, acts_, bases_, features, reference, ppe, Progress(0, "", False)), reached
 
-    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training))
+    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training), rest)

@@ -55,4 +55,4 @@ def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, ta
         weights = g.mean(dim=tuple(range(2, g.dim())), keepdim=True) if g.dim() > 2 else g
         cam = (weights * a).sum(dim=1, keepdim=True) if attr_dim_summation else weights * a
         out.append(F.relu(cam) if relu_attributions else cam)
-    return lf.restore(tuple(out))
+    return lf.restore(tuple(out), rest)

@@ -72,7 +72,7 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     per_sample = tuple(g * (a_n - a_s) for g, a_n, a_s in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
     attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), k).mean(0).to(p.dtype)
                  for p in per_sample)
-    result = lf.restore(attr)
+    result = lf.restore(attr, rest_p)
     if not return_delta:
         return result
     change = (outputs(f, acts_n, d.target.tile(k), rest_n).to(torch.float64)

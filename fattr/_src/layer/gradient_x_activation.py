@@ -1,7 +1,7 @@
 """Layer Gradient x Activation: the gradient of the target with respect to the layer, times the activation."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Sequence, cast
 
 from .. import structure
 from ..arguments import as_args
@@ -10,14 +10,6 @@ from ..errors import check_bool, check_callable, fail
 from ..gradients import gradients
 from ..targets import as_target
 from .view import LayerFunction
-
-
-def _one(model: ModelLike, layer: Any, xs: structure.Tensors, target: Any, args: Tuple[Any, ...],
-         multiply_by_inputs: bool, attribute_to_layer_input: bool, name: str) -> Any:
-    lf = LayerFunction(model, layer, attribute_to_layer_input, name=name)
-    acts, rest = lf.head(xs, args)
-    grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
-    return lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)))
 
 
 def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target: TargetLike = None,
@@ -51,12 +43,14 @@ def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: Inpu
     """
     check_callable("model", model)
     check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("attribute_to_layer_input", attribute_to_layer_input)
     xs, _ = structure.as_tuple(inputs)
-    args = as_args(args, kwargs)
-    if isinstance(layer, (list, tuple)):
-        if not layer:
-            fail("layer", "a non-empty list of modules or dotted names", layer)
-        return [_one(model, item, xs, target, args, multiply_by_inputs, attribute_to_layer_input, f"layer[{i}]")
-                for i, item in enumerate(layer)]
-    return _one(model, layer, xs, target, args, multiply_by_inputs, attribute_to_layer_input, "layer")
+    args, many = as_args(args, kwargs), isinstance(layer, (list, tuple))
+    if many and not layer:
+        fail("layer", "a non-empty list of modules or dotted names", layer)
+    out = []
+    for i, item in enumerate(cast(Sequence[Any], layer) if many else [layer]):  # each layer on its own, the others left free
+        lf = LayerFunction(model, item, attribute_to_layer_input, name=f"layer[{i}]" if many else "layer")
+        acts, rest = lf.head(xs, args)
+        grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
+        out.append(lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest))
+    return out if many else out[0]

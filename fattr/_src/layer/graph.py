@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import inspect
 import operator
 from dataclasses import dataclass
@@ -128,9 +129,16 @@ _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.de
                torch.memory_format)
 
 
+@functools.lru_cache(maxsize=256)
+def _signature(forward: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(functools.partial(forward, None))  # as a method: without ``self``
+
+
 def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
     """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
-    signature = inspect.signature(model.forward)
+    forward = model.forward
+    own = getattr(forward, "__self__", None) is model and inspect.isfunction(getattr(forward, "__func__", None))
+    signature = _signature(forward.__func__) if own else inspect.signature(forward)  # type: ignore[attr-defined]
     positional, keywords = unpack(values)
     try:
         bound = signature.bind(*positional, **keywords)
@@ -331,7 +339,7 @@ def _same(value: Any) -> Any:
 
 def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
     """``m(*args, **kwargs)`` without writing its buffers (BatchNorm in training mode)."""
-    return call(m, tuple(args), as_args((), kwargs))
+    return call(m, tuple(args), as_args((), kwargs) if kwargs else ())
 
 
 def _fetch(p: Plan, model: nn.Module, target: str) -> Any:

@@ -14,19 +14,19 @@ All three take *input-space* baselines, as Captum does:
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Tuple, cast
+from typing import Any, List, Optional, Tuple, cast
 
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import as_args, is_per_example, split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike,
                     WithDeltaOrList)
 from ..baselines import format_baselines
-from ..errors import check_bool, check_optional_positive_int
-from ..gradients import gradients, outputs
+from ..errors import check_bool, check_optional_positive_int, check_positive_int
+from ..gradients import outputs
 from ..integrated_gradients import integrated_gradients
-from ..path import accumulation_dtype
+from ..path import weighted_gradient_sum
 from ..quadrature import Method, quadrature
 from ..structure import Tensors
 from ..targets import Target, as_target
@@ -89,7 +89,7 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     f = lf.function()
     attr = cast(Tensors, integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
                                               chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs))
-    result = lf.restore(attr)
+    result = lf.restore(attr, rest_x)
     if not return_delta:
         return result
     tgt = as_target(target, xs[0].shape[0], xs[0].device)
@@ -97,31 +97,45 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     return result, row_totals(attr) - change
 
 
-def _steps(lf: LayerFunction, xs: Tensors, bases: Tensors, args: Tuple[Any, ...], alphas: torch.Tensor,
-           tgt: Target, chunk_size: Optional[int]) -> Iterator[Tuple[List[torch.Tensor], List[torch.Tensor]]]:
-    """Per chunk of alphas: layer gradients and activations at the input-space path points, ``(k, B, ...)``."""
-    n = xs[0].shape[0]
-    step = alphas.shape[0] if chunk_size is None else chunk_size
-    for start in range(0, alphas.shape[0], step):
-        a = alphas[start:start + step]
-        k = a.shape[0]
-        points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
-                       for x, b in zip(xs, bases))
-        acts, rest = lf.head(points, tile_args(args, n, k))
-        grads = gradients(lf.function(), acts, tgt.tile(k), rest)
-        yield [structure.unfold(g, k) for g in grads], [structure.unfold(t, k) for t in acts]
-
-
-def _prepare(model: ModelLike, layer: Any, inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
-             chunk_size: Optional[int], attribute_to_layer_input: bool):
+def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_steps: int, method: Method,
+                   target: Any, args: Any, kwargs: Any, chunk_size: Optional[int], attribute_to_layer_input: bool,
+                   differences: bool) -> Tuple[Any, Tensors, Tensors, Target, Tuple[Any, ...]]:
+    """The engine's weighted sum (:func:`..path.weighted_gradient_sum`) of the layer gradients at the
+    input-space path points ``b + a_k (x - b)`` (the split's ``rest`` carried per point); with
+    ``differences``, over ``n_steps + 1`` nodes, each gradient times ``act(next node) - act(node)``.
+    ``(attributions, flat attributions, inputs, target, args)``."""
     xs, _ = structure.as_tuple(inputs)
     structure.require_floating(xs)  # the path interpolates the inputs: integer ids cannot be
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
-    bases = format_baselines(baselines, xs)
-    args = as_args(args, kwargs)
+    bases, args = format_baselines(baselines, xs), as_args(args, kwargs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    tgt = as_target(target, xs[0].shape[0], xs[0].device)
-    return xs, bases, args, lf, tgt, chunk_size
+    n, m = xs[0].shape[0], len(xs)
+    tgt = as_target(target, n, xs[0].device)
+    nodes, weights = quadrature(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device)
+    if differences:  # Captum's rule: the nodes of ``method``, unweighted
+        weights = torch.ones(n_steps, dtype=nodes.dtype, device=nodes.device)
+    arg_tensors, rebuild = split_args(args)
+    seen: List[Any] = []  # the head's rest and activation dtypes
+
+    def points(i: torch.Tensor, tensors: Tensors) -> Tuple[Any, ...]:
+        k = i.shape[0]
+        a = nodes[int(i[0]):int(i[-1]) + 1 + differences]  # the chunk's nodes (and the next one)
+        rows = tuple(structure.fold(b + a.to(x.dtype).reshape((-1,) + (1,) * x.dim()) * (x - b))
+                     for x, b in zip(tensors[:m], tensors[m:2 * m]))
+        acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
+        seen[:] = [rest, [t.dtype for t in acts]]
+        acts = tuple(structure.unfold(t, a.shape[0]) for t in acts)
+        if not differences:
+            return acts, None, rest
+        rest = tuple(r[:k * n] if is_per_example(r, (k + 1) * n) else r for r in rest)
+        return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
+
+    total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors,
+                                  torch.arange(n_steps, device=nodes.device), weights, target=tgt, args=(),
+                                  n_examples=n, chunk_size=chunk_size)
+    rest, dtypes = seen
+    attr = tuple(t.to(d) for t, d in zip(total, dtypes))
+    return lf.restore(attr, rest), attr, xs, tgt, args
 
 
 def internal_influence(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
@@ -154,21 +168,8 @@ def internal_influence(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
       >>> fattr.internal_influence(model, "1", torch.randn(4, 3), target=1, n_steps=16).shape
       torch.Size([4, 8])
     """
-    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
-                                                    attribute_to_layer_input)
-    alphas, weights = quadrature(method, n_steps, device=xs[0].device)
-    total: Optional[List[torch.Tensor]] = None
-    start = 0
-    for grads, _ in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
-        k = grads[0].shape[0]
-        w = weights[start:start + k]
-        start += k
-        terms = [torch.tensordot(w.to(accumulation_dtype(g.dtype, g.device)),
-                                 g.to(accumulation_dtype(g.dtype, g.device)), dims=1)
-                 for g in grads]
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-    assert total is not None
-    return lf.restore(tuple(t.to(g.dtype) for t, g in zip(total, grads)))
+    return _on_input_path(model, layer, inputs, baselines, n_steps, method, target, args, kwargs, chunk_size,
+                          attribute_to_layer_input, differences=False)[0]
 
 
 def layer_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
@@ -210,24 +211,8 @@ def layer_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, ba
       (torch.Size([4, 8]), True)
     """
     check_bool("return_delta", return_delta)
-    xs, bases, args, lf, tgt, chunk_size = _prepare(model, layer, inputs, baselines, target, args, kwargs, chunk_size,
-                                                    attribute_to_layer_input)
-    alphas, _ = quadrature(method, n_steps + 1, device=xs[0].device)
-    total: Optional[List[torch.Tensor]] = None
-    previous: Optional[Tuple[List[torch.Tensor], List[torch.Tensor]]] = None
-    for grads, acts in _steps(lf, xs, bases, args, alphas, tgt, chunk_size):
-        if previous is not None:  # join the last node of the previous chunk to the first of this one
-            grads = [torch.cat([p[-1:], g]) for p, g in zip(previous[0], grads)]
-            acts = [torch.cat([p[-1:], a]) for p, a in zip(previous[1], acts)]
-        terms = []
-        for g, a in zip(grads, acts):
-            acc = accumulation_dtype(g.dtype, g.device)
-            terms.append((g[:-1].to(acc) * (a[1:] - a[:-1]).to(acc)).sum(0))
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-        previous = (grads, acts)
-    assert total is not None
-    attr = tuple(t.to(a.dtype) for t, a in zip(total, acts))
-    result = lf.restore(attr)
+    result, attr, xs, tgt, args = _on_input_path(model, layer, inputs, baselines, n_steps, method, target, args,
+                                                 kwargs, chunk_size, attribute_to_layer_input, differences=True)
     if not return_delta:
         return result
     full = _full_baselines(xs, baselines)

@@ -10,12 +10,6 @@ from ..errors import Shown, fail
 _HINT = "Pass a submodule of the model or its dotted name, e.g. 'body.1.conv2' (see model.named_modules())."
 
 
-def check_model(model: Any) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        fail("model", "a torch.nn.Module (layer methods split the module at the layer)", model, kind=TypeError)
-    return model
-
-
 def _one(model: nn.Module, layer: Any, name: str) -> nn.Module:
     if isinstance(layer, str):
         try:
@@ -36,7 +30,8 @@ def resolve(model: nn.Module, layer: Any, name: str = "layer", *,
     Raises ``ValueError`` naming ``name`` for a module or name not in the model,
     ``TypeError`` for anything else.
     """
-    check_model(model)
+    if not isinstance(model, nn.Module):
+        fail("model", "a torch.nn.Module (layer methods split the module at the layer)", model, kind=TypeError)
     if isinstance(layer, (list, tuple)) and not isinstance(layer, str):
         if not allow_list:
             fail(name, "one module or dotted name (this method takes a single layer)", layer, kind=TypeError)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..base import LayerLike, ModelLike
-from ..errors import check_bool, fail
+from ..errors import Shown, check_bool, fail
 from ..arguments import as_args
 from ..calling import modules_of
 from . import export, fingerprint, graph, locking, substitute
@@ -34,19 +34,15 @@ class CaptureWarning(UserWarning):
     """A layer method could not capture the model's graph and runs the whole model per step instead."""
 
 
+@dataclass(frozen=True, eq=False)
 class Token:
-    """How a split runs for one input signature (shared by the splits of one model and layer).
-
+    """How a split runs for one input signature (shared by the splits of one model and layer):
     ``kind`` is ``"fx"`` (a torch.fx graph), ``"export"`` (a torch.export graph) or
-    ``"substitute"`` (the fallback; ``reason`` says why).
-    """
+    ``"substitute"`` (the fallback; ``reason`` says why)."""
 
-    __slots__ = ("plan", "reason", "kind")
-
-    def __init__(self, plan: Any, reason: str, owner: Tuple[Any, ...], kind: str) -> None:
-        self.plan = plan
-        self.reason = reason
-        self.kind = kind
+    kind: str
+    plan: Any = None
+    reason: str = ""
 
     @property
     def traced(self) -> bool:
@@ -57,15 +53,13 @@ class Token:
         return f"<fattr split: {self.kind}{': ' + self.reason if self.reason else ''}>"
 
 
+@dataclass(frozen=True, eq=False)
 class Ticket:
     """The last entry of ``rest``: the :class:`Token` the head ran and the split it belongs to
     (``owner``: ``(id(model), layer ids, attribute_to_layer_input)``); opaque to users."""
 
-    __slots__ = ("token", "owner")
-
-    def __init__(self, token: Token, owner: Tuple[Any, ...]) -> None:
-        self.token, self.owner = token, owner
-
+    token: Token
+    owner: Tuple[Any, ...]
     traced = property(lambda self: self.token.traced)
     reason = property(lambda self: self.token.reason)
     plan = property(lambda self: self.token.plan)
@@ -148,6 +142,9 @@ class Split:
       last: the token of the latest ``head`` call (how it was captured), or None before it.
       owner: the module whose parameters and training mode count (the model, the one module a
         function uses, or a container of the modules it uses); None when a function exposes none.
+      model: the model (or function) it splits.
+      to_input: it splits at the layers' inputs (``attribute_to_layer_input``).
+      exportable: it may use torch.export when torch.fx cannot trace the model.
     """
 
     head: Callable[..., Tuple[Any, Tuple[Any, ...]]]
@@ -156,6 +153,9 @@ class Split:
     was_list: bool
     last: List[Optional[Token]]
     owner: Optional[nn.Module]
+    model: Any = None
+    to_input: bool = False
+    exportable: bool = True
 
     # unpacks to (head, tail)
     def __iter__(self) -> Any:
@@ -181,7 +181,7 @@ class Split:
 
 
 def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
-          allow_list: bool = True, exportable: bool = True, once: bool = False) -> Split:
+          allow_list: bool = True, exportable: bool = True, side: str = "attribute_to_layer_input") -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
     ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
@@ -191,9 +191,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     fallback, with a :class:`CaptureWarning`. Partitions are shared through the process-wide
     cache (see the module docstring). ``exportable=False`` skips torch.export: an exported graph
     calls ATen operators, which a ``TorchFunctionMode`` (DeepLift's rules) does not see.
-    ``once=True`` checks the model once per input signature for the life of the split (a split
-    made for one method call, whose head runs on the inputs and then on the baselines).
+    ``layer`` may be a :class:`Split` of ``model`` (:func:`_reuse`; ``side`` names the argument
+    ``attribute_to_layer_input`` comes from): it is used as it is.
     """
+    if isinstance(layer, Split):
+        return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
     is_module = isinstance(model, nn.Module)
     if is_module:
         layers, was_list = resolve(model, layer, name, allow_list=allow_list)
@@ -204,29 +206,27 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
     owner = (id(model), tuple(id(m) for m in layers), to_input)
-    local: Dict[Hashable, Token] = {}  # for models the fingerprint cannot summarise
-    lock = threading.Lock()
     last: List[Optional[Token]] = [None]
     anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
-    fqns = export.qualified_names(roots, layers)
 
     def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
-            return Token(graph.plan(model, layers, labels, to_input, concrete), "", owner, "fx")
+            return Token("fx", graph.plan(model, layers, labels, to_input, concrete))
         except Untraceable as e:
-            return Token(None, str(e), owner, "substitute")
+            return Token("substitute", reason=str(e))
 
     def make_export(values: Tuple[Any, ...], n: int) -> Token:
         if not exportable:
-            return Token(None, "DeepLift's rules apply to torch functions, which torch.export turns into ATen "
-                         "operators", owner, "substitute")
+            return Token("substitute", reason="DeepLift's rules apply to torch functions, which torch.export turns "
+                         "into ATen operators")
+        fqns = export.qualified_names(roots, layers)
         if fqns is None:
-            return Token(None, "the layer is not inside a module the function exposes", owner, "substitute")
+            return Token("substitute", reason="the layer is not inside a module the function exposes")
         try:
             plan = export.capture(model, roots, values, n, fqns, to_input)
-            return Token(_verified(plan, values), "", owner, "export")
+            return Token("export", _verified(plan, values))
         except Untraceable as e:
-            return Token(None, str(e), owner, "substitute")
+            return Token("substitute", reason=str(e))
 
     def _verified(plan: export.Plan, values: Tuple[Any, ...]) -> export.Plan:
         """``plan``, checked once against the model itself: its head gives the layer's activation (the
@@ -240,53 +240,46 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
         return export.matched(plan, ours, theirs)
 
+    # this split's own plans, checked by fingerprint (None: uncacheable, kept for the split's life)
+    recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
+
     def cached(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
             fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
         except fingerprint.Uncacheable:
             fp = None
-        if fp is None or anchor is None:
-            with lock:
-                token = local.get(k)
-            if token is None:
-                token = make()
-                with lock:
-                    token = local.setdefault(k, token)
-            return token
-        return _shared(anchor, k, fp, make)
+        hit = recent.get(k)
+        if hit is not None and hit[0] == fp:
+            return hit[1]
+        token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
+        if len(recent) >= _MAX_PLANS:
+            recent.clear()
+        recent[k] = (fp, token)
+        return token
 
-    seen: Dict[Hashable, Token] = {}
-
-    def token_for(values: Tuple[Any, ...]) -> Token:
-        n = _batch_size(values)
-        if once:
-            sig = export.signature(values, n)
-            token = seen.get(sig)
-            if token is None:
-                token = seen[sig] = checked(values, n)
-            return token
-        return checked(values, n)
-
-    def checked(values: Tuple[Any, ...], n: int) -> Token:
+    def checked(values: Tuple[Any, ...]) -> Tuple[Token, Any]:
+        """The token for ``values``, and their binding to ``model.forward`` (a module's)."""
         token: Optional[Token] = None
+        bound = None
         if is_module:
             bound, concrete = graph.specialise(model, values)
             token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete))
             if token.traced:
-                return token
+                return token, bound
+        first = values[0] if values else None
+        n = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
         sig = export.signature(values, n)
         exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n))
         if token is None or exported.traced:
-            return exported
-        return Token(None, f"torch.fx: {token.reason}; torch.export: {exported.reason}", owner, "substitute")
+            return exported, bound
+        return Token("substitute", reason=f"torch.fx: {token.reason}; torch.export: {exported.reason}"), bound
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         if keywords:
             values = as_args(values, keywords)
-        token = token_for(values)
+        token, bound = checked(values)
         last[0] = token
         if token.kind == "fx":
-            bound, _ = graph.specialise(model, values)
             with locking.reading():
                 acts, rest = graph.run_head(token.plan, model, bound)
         elif token.kind == "export":
@@ -317,7 +310,25 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         with locking.reading():
             return graph.run_tail(token.plan, model, acts, carried)
 
-    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots))
+    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots),
+                 model=model, to_input=to_input, exportable=exportable)
+
+
+def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,
+           exportable: bool, side: str) -> Split:
+    """A split passed as ``layer``: checked against the call (same model, same side of the layer)."""
+    if s.model is not model:
+        fail(name, "a split of the model it is used with (fattr.split(model, layer))",
+             Shown(f"a split of another {type(s.model).__name__}"), "Make the split from this model.")
+    if s.was_list and not allow_list:
+        fail(name, "a split at one layer (this method takes a single layer)",
+             Shown(f"a split at {len(s.layers)} layers"), kind=TypeError)
+    if check_bool(side, attribute_to_layer_input) != s.to_input:
+        fail(side, f"{s.to_input}, as the split passed as {name} was made with",
+             Shown(repr(attribute_to_layer_input)), "Pass the same value, or make a split with this one.")
+    if exportable or not s.exportable:
+        return s  # else DeepLift's: its rules see torch functions, which an exported graph no longer calls
+    return build(model, list(s.layers) if s.was_list else s.layers[0], s.to_input, name=name, exportable=False)
 
 
 def _owner(roots: Sequence[nn.Module]) -> Optional[nn.Module]:
@@ -326,11 +337,6 @@ def _owner(roots: Sequence[nn.Module]) -> Optional[nn.Module]:
     container = nn.ModuleList(roots)  # a new container: the modules themselves are not changed
     container.training = any(m.training for m in roots)
     return container
-
-
-def _batch_size(values: Sequence[Any]) -> int:
-    first = values[0] if values else None
-    return first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
 
 
 def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool = False) -> Split:
@@ -370,6 +376,11 @@ def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool 
     ``torch.nn.Module`` for the whole process (a torch.fx property): fattr's own
     calls wait for each other, other threads running modules meanwhile do not.
 
+    The split is also a handle: pass it as ``layer`` to any method taking a layer
+    (of the same ``model`` and ``attribute_to_layer_input``) to resolve the layer once
+    and keep the capture across calls (a training loop); it is checked against the
+    model at each call as above.
+
     Args:
       model: the ``nn.Module``.
       layer: a submodule of ``model`` or its dotted name (``"body.1.conv2"``), or
@@ -378,7 +389,7 @@ def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool 
       attribute_to_layer_input: split at the layer's input instead of its output.
 
     Returns:
-      ``(head, tail)``.
+      A :class:`Split`: unpacks to ``(head, tail)``; a handle for ``layer=``.
 
     Raises:
       ValueError: ``layer`` is not in ``model`` (when splitting), or it runs zero
@@ -394,5 +405,8 @@ def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool 
       torch.Size([5, 4])
       >>> torch.allclose(tail(activation, rest), model(x))
       True
+      >>> s = fattr.split(model, model[1])           # a handle, reused by every call
+      >>> [fattr.layer_gradient_x_activation(model, s, x, target=i).shape for i in range(2)]
+      [torch.Size([5, 4]), torch.Size([5, 4])]
     """
     return build(model, layer, attribute_to_layer_input)

@@ -5,15 +5,18 @@ flattens the head's outputs into what the core takes: a tuple of activation
 tensors (all layers' tensors, in order) as the *inputs*, and the leaves of
 ``rest`` as *args*, so the core pairs the per-example values of ``rest`` with
 their example at every path step or sample (the usual ``args`` rule: a tensor
-whose dim 0 is the batch size is per example). :meth:`LayerFunction.restore`
-turns flat attributions back into the activation's structure.
+whose dim 0 is the batch size is per example). The last arg is a :class:`Packing`
+(how the flat values fold back), so the tail and :meth:`LayerFunction.restore`
+read it from the head's result: a :class:`LayerFunction` is a value, never changed.
 """
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
+from torch import nn
 from torch.utils import _pytree as pytree
 
 from ..arguments import split_args
@@ -22,43 +25,47 @@ from ..calling import explained, tensors_read
 from ..errors import fail
 from ..recompute import on_demand
 from ..structure import Tensors
-from .split import build
-
-# per layer: (activation was a tuple, number of tensors)
-Layout = Tuple[Tuple[bool, int], ...]
+from .capture import pack
+from .split import Split, build
 
 
+@dataclass(frozen=True)
+class Packing:
+    """How a head's flat values fold back: per layer ``(was a tuple, number of tensors)``, and the
+    structure of ``rest``. The last entry of :meth:`LayerFunction.head`'s ``rest``."""
+
+    layout: Tuple[Tuple[bool, int], ...]
+    spec: pytree.TreeSpec
+
+
+@dataclass(frozen=True)
 class LayerFunction:
     """One split of ``model`` at ``layer``, with the flattening the core methods need.
 
     Args:
       model, layer, attribute_to_layer_input: as in :func:`fattr.split` (``model`` may be any
-        callable whose computation calls ``layer``).
+        callable whose computation calls ``layer``; ``layer`` may be a split of it).
       name: the argument name used in error messages.
       allow_list: accept a list of layers (the result is then a list).
     """
 
+    split: Split
+    name: str
+
     def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False, exportable: bool = True) -> None:
-        self.split = build(model, layer, attribute_to_layer_input, name=name, allow_list=allow_list,
-                           exportable=exportable, once=True)
-        self.f = model
-        self.model = self.split.owner  # whose parameters and training mode count
-        self.name = name
-        self.to_input = attribute_to_layer_input
-        self.layout: Optional[Layout] = None
-        self.spec: Optional[pytree.TreeSpec] = None
+        object.__setattr__(self, "split", build(model, layer, attribute_to_layer_input, name=name,
+                                                allow_list=allow_list, exportable=exportable))
+        object.__setattr__(self, "name", name)
 
     @property
-    def n_tensors(self) -> int:
-        assert self.layout is not None
-        return sum(k for _, k in self.layout)
-
-    def _label(self, i: int) -> str:
-        return f"{self.name}[{i}]" if self.split.was_list else self.name
+    def model(self) -> Optional[nn.Module]:
+        """The module whose parameters and training mode count."""
+        return self.split.owner
 
     def head(self, inputs: Tensors, args: Sequence[Any], *, gradient: bool = True) -> Tuple[Tensors, Tuple[Any, ...]]:
-        """``(activations, rest_leaves)`` for ``inputs`` (B rows): flat activation tensors, each ``(B, ...)``.
+        """``(activations, rest_leaves)`` for ``inputs`` (B rows): flat activation tensors, each ``(B, ...)``;
+        the last entry of ``rest_leaves`` is their :class:`Packing`.
 
         ``gradient``: the method differentiates with respect to the activation (it must be floating point).
         The head runs without a graph (so modules keep their inference fast paths) and its results
@@ -70,76 +77,66 @@ class LayerFunction:
 
         def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
             with contextlib.nullcontext() if graph else torch.no_grad():
-                flat, leaves = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
-            structure_of[:] = [len(flat), leaves]
+                flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
+            structure_of[:] = [len(flat), leaves, packing]
             values = flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
             tracking = not graph and torch.is_grad_enabled() and self.model is not None
             return values, (tensors_read(self.model) if tracking and self.model is not None else [])
 
         # a function whose modules fattr cannot see keeps its graph: nothing else is known to be read
         values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model is None or self.model.training)
-        n_flat, leaves = structure_of
+        n_flat, leaves, packing = structure_of
         carried = iter(values[n_flat:])
-        return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves)
+        return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves) + (packing,)
 
-    def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool) -> Tuple[Tensors, Tuple[Any, ...]]:
+    def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool
+              ) -> Tuple[Tensors, Tuple[Any, ...], Packing]:
         try:
             activation, rest = self.split.head(*inputs, *args)
         except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
-            explained(error, self.f, self.model, inputs, args)
+            explained(error, self.split.model, self.model, inputs, args)
             raise
         n = inputs[0].shape[0]
-        per_layer = activation if self.split.was_list else [activation]
         flat: List[torch.Tensor] = []
         layout = []
-        where = "input" if self.to_input else "output"
-        for i, a in enumerate(per_layer):
-            is_tuple = isinstance(a, (tuple, list))
+        where = "input" if self.split.to_input else "output"
+        for i, a in enumerate(activation if self.split.was_list else [activation]):
+            is_tuple, label = isinstance(a, (tuple, list)), f"{self.name}[{i}]" if self.split.was_list else self.name
             items = list(a) if is_tuple else [a]
             if not items or not all(isinstance(t, torch.Tensor) for t in items):
-                fail(self._label(i), f"a layer whose {where} is a tensor or a tuple of tensors", a,
+                fail(label, f"a layer whose {where} is a tensor or a tuple of tensors", a,
                      "Choose a layer with tensor activations (e.g. a submodule of this one).", kind=TypeError)
             for t in items:
                 if t.dim() == 0 or t.shape[0] != n:
-                    fail(self._label(i), f"a layer whose {where} has the {n} examples along dim 0", t,
+                    fail(label, f"a layer whose {where} has the {n} examples along dim 0", t,
                          "fattr folds path steps into dim 0, so the layer must keep examples there.")
                 if gradient and not (t.is_floating_point() or t.is_complex()):
-                    fail(self._label(i), f"a layer whose {where} is floating point (a gradient method "
+                    fail(label, f"a layer whose {where} is floating point (a gradient method "
                          "differentiates with respect to it)", t,
                          "For integer inputs such as token ids, attribute to the embedding's output instead.",
                          kind=TypeError)
             flat.extend(items)
             layout.append((is_tuple, len(items)))
-        if self.layout is None:
-            self.layout = tuple(layout)
         leaves, spec = pytree.tree_flatten(rest)
-        if self.spec is None:
-            self.spec = spec
-        return tuple(flat), tuple(leaves)
-
-    def _pack(self, flat: Sequence[Any]) -> List[Any]:
-        assert self.layout is not None
-        out, i = [], 0
-        for is_tuple, k in self.layout:
-            out.append(tuple(flat[i:i + k]) if is_tuple else flat[i])
-            i += k
-        return out
+        return tuple(flat), tuple(leaves), Packing(tuple(layout), spec)
 
     def function(self) -> Callable[..., Any]:
-        """``f(*activations, *rest_leaves) -> model output``: the tail, for the core engine."""
-        assert self.spec is not None
-        k, spec, tail, was_list = self.n_tensors, self.spec, self.split.tail, self.split.was_list
+        """``f(*activations, *rest_leaves) -> model output``: the tail, for the core engine (``rest_leaves``
+        as :meth:`head` returns them, the :class:`Packing` last)."""
+        tail, was_list = self.split.tail, self.split.was_list
 
         def f(*values: Any) -> Any:
-            packed = self._pack(values[:k])
-            rest = pytree.tree_unflatten(list(values[k:]), spec)
+            packing = values[-1]
+            k = sum(n for _, n in packing.layout)
+            packed = pack(packing.layout, values[:k])
+            rest = pytree.tree_unflatten(list(values[k:-1]), packing.spec)
             return tail(packed if was_list else packed[0], rest)
 
         f.fattr_model = self.model  # type: ignore[attr-defined]  # whose training mode counts (calling.in_training)
         return f
 
-    def restore(self, flat: Sequence[torch.Tensor]) -> ResultOrList:
-        """Flat per-tensor results in the activation's structure (a list for a list of layers)."""
-        packed = self._pack(flat)
+    def restore(self, flat: Sequence[torch.Tensor], rest: Sequence[Any]) -> ResultOrList:
+        """Flat per-tensor results in the activation's structure (a list for a list of layers); ``rest``
+        as :meth:`head` returned it."""
+        packed = pack(rest[-1].layout, flat)
         return packed if self.split.was_list else packed[0]
-

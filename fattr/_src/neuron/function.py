@@ -35,7 +35,8 @@ class Neuron:
         check_bool("attribute_to_neuron_input", attribute_to_neuron_input)
         self.model = model
         self.selectors, self.was_list = as_selectors(neuron_selector)
-        self.split = build(model, layer, attribute_to_neuron_input, allow_list=False, exportable=exportable)
+        self.split = build(model, layer, attribute_to_neuron_input, allow_list=False, exportable=exportable,
+                           side="attribute_to_neuron_input")
 
     @property
     def count(self) -> int:
