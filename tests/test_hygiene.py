@@ -381,10 +381,17 @@ PUBLIC = {f"{module.__name__}.{name}": getattr(module, name)
           for module in (fattr, fattr.metrics, fattr.viz) for name in module.__all__
           if inspect.isfunction(getattr(module, name))}
 # a parameter of the call conventions has one type wherever it appears: the alias of fattr._src.base
+def _annotated(alias):
+    def holder(alias: alias) -> None: ...
+    return holder
+
+
 CONVENTIONS = {"inputs": base.InputsLike, "baselines": base.BaselinesLike, "target": base.TargetLike,
                "kwargs": base.KwargsLike, "layer": base.LayerLike, "neuron_selector": base.NeuronSelectorLike,
                "feature_mask": base.FeatureMaskLike, "stdevs": base.StdevsLike,
                "generator": typing.Optional[torch.Generator]}
+# as typing.get_type_hints resolves them (forward references included)
+CONVENTIONS = {p: typing.get_type_hints(_annotated(a))["alias"] for p, a in CONVENTIONS.items()}
 # parameters of a convention's name with a grammar of their own: token_attribution has one input (the
 # prompt's token ids), so no tuple of per-input values; attribute_dataset's target also takes "label",
 # "predicted" or a callable per batch

@@ -5,13 +5,15 @@ conventions), so one definition serves the engine, the methods and the adapters.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, ForwardRef, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
     from .layer.split import Split
+else:  # resolved where it is defined (typing.get_type_hints), without importing it here: it imports this module
+    Split = ForwardRef("Split", module="fattr._src.layer.split")
 
 Tensor = torch.Tensor
 Tensors = Tuple[torch.Tensor, ...]
@@ -39,7 +41,7 @@ ResultOrList = Result  # ... or a list of them, for a list of layers or neuron s
 WithDeltaOrList = Result  # both
 # layer: a submodule of the model or its dotted name; a list of them for several layers at once; or a
 # reusable split of the model at it (:func:`fattr.split`)
-LayerLike = Union[nn.Module, str, Sequence[Union[nn.Module, str]], "Split"]
+LayerLike = Union[nn.Module, str, Sequence[Union[nn.Module, str]], Split]
 # stdevs: one standard deviation of the noise for every input, or one per input
 StdevsLike = Union[float, Tuple[float, ...]]
 # feature_mask: integer feature ids broadcastable to the input (batch of 1 or B), a tuple with one per
