@@ -5,7 +5,7 @@ conventions), so one definition serves the engine, the methods and the adapters.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -26,6 +26,3 @@ KwargsLike = Optional[dict]
 # points(alphas, tensors) -> (points, velocities): the path of a path method, (K, B, ...) tensors;
 # velocities may be None (then the gradient is not multiplied by them)
 PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Tensors, Optional[Tensors]]]
-# run(inputs, graph) -> (values, reached): a computation made differentiable on demand
-# (:func:`.recompute.on_demand`); ``reached`` lists the leaves requiring grad it used, None if unknown
-Run = Callable[[Tensors, bool], Tuple[Tensors, Optional[List[torch.Tensor]]]]

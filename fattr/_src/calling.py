@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Set
 
 import torch
@@ -31,21 +32,26 @@ def _writes_buffers(module: nn.Module) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Bound:
+    """``fn`` as computed by ``module``: a function (a split's tail, a neuron) whose parameters and
+    training mode are the module's (:func:`module_of`)."""
+
+    fn: Callable[..., Any]
+    module: Optional[nn.Module]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
 def module_of(f: Any) -> Optional[nn.Module]:
-    """The module behind ``f``: ``f`` itself, the owner of a bound method, or the model of a split's tail."""
+    """The module behind ``f``: ``f`` itself, the owner of a bound method, or a :class:`Bound`'s module."""
     if isinstance(f, nn.Module):
         return f
+    if isinstance(f, Bound):
+        return f.module
     owner = getattr(f, "__self__", None)
-    if isinstance(owner, nn.Module):
-        return owner
-    owner = getattr(f, "fattr_model", None)
     return owner if isinstance(owner, nn.Module) else None
-
-
-def in_training(f: Any) -> bool:
-    """Whether ``f`` is (the function of) a module in training mode."""
-    module = module_of(f)
-    return module is not None and module.training
 
 
 def modules_of(f: Callable[..., Any]) -> List[nn.Module]:

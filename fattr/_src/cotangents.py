@@ -16,8 +16,8 @@ full gradients, not ``M``.
 
 Differentiable on demand like :mod:`.gradients`: computed without a graph, attached to
 a recomputing node (:mod:`.recompute`) when grad mode is on and the result depends on
-tensors that require grad; with their graph (``torch.func.vjp``) under tracing or for a
-model in training mode.
+tensors that require grad; with their graph (``torch.func.vjp``) when grad mode is on as it
+runs (:func:`.recompute.checkpoint`: under tracing, for a model in training mode, to recompute).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 
 from . import recompute
 from .arguments import split_args
-from .calling import call, in_training
+from .calling import call
 from .errors import fail
 from .structure import Tensors
 
@@ -135,17 +135,14 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
     k, n_args = len(rows), len(arg_tensors)
     operands = tuple(operands)
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
-        if graph:
-            values, reduced = _with_graph(f, tensors[:k], rebuild(tensors[k:k + n_args]), select, chunk, contract,
-                                          tensors[k + n_args:])
-            return (values,) + reduced, []
-        tracking = torch.is_grad_enabled()
-        since = recompute.mark() if tracking else 0
-        values, reduced, live, leaves = _plain(f, tensors[:k], rebuild(tensors[k:k + n_args]), select, chunk,
-                                               contract, tensors[k + n_args:])
-        # the leaves f used besides the rows: walk the forward's graph, whose nodes outlive the backward
-        return (values,) + reduced, (recompute.reached_leaves((live,), leaves, since) if tracking else [])
+    def run(tensors: Tensors) -> Tensors:
+        rows, rest, operands_ = tensors[:k], rebuild(tensors[k:k + n_args]), tensors[k + n_args:]
+        if torch.is_grad_enabled():
+            values, reduced = _with_graph(f, rows, rest, select, chunk, contract, operands_)
+            return (values,) + reduced
+        values, reduced, live, leaves = _plain(f, rows, rest, select, chunk, contract, operands_)
+        recompute.reads(live, exclude=leaves)  # the forward's graph, whose nodes outlive the backward
+        return (values,) + reduced
 
-    out = recompute.on_demand(run, tuple(rows) + arg_tensors + operands, keep=in_training(f))
+    out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f)
     return out[0], tuple(out[1:])

@@ -5,12 +5,18 @@ differentiable function of the parameters and inputs (a training loss). Keeping 
 graph of a gradient computation (``create_graph=True``) on every call costs time,
 and memory that grows with ``n_steps`` even when ``chunk_size`` is set. So fattr
 computes the value without that graph and, when grad mode is on and the value
-depends on tensors that require grad, attaches it to one autograd node
-(:func:`attach`) whose backward recomputes the value with its graph and
-differentiates it: activation checkpointing, applied to the attribution. Only calls
-that are differentiated pay, with one more forward and backward per chunk (about a
-quarter more for a training step; callers that expect a backward pass, a model in
-training mode, keep the graph at once instead: :func:`on_demand`'s ``keep``).
+depends on tensors that require grad, attaches it to one autograd node whose
+backward recomputes the value with its graph and differentiates it: activation
+checkpointing, applied to the attribution. Only calls that are differentiated pay,
+with one more forward and backward per chunk (about a quarter more for a training
+step). :func:`checkpoint` is the one entry point; it decides, in one place, when
+the graph is kept at once instead (a model in training mode, unless memory comes
+first; a traced call).
+
+A checkpointed function is an ordinary function of tensors whose grad mode says
+whether to keep its graph: it runs under ``torch.no_grad()`` for the value and with
+grad for the recomputation. Inside, it declares what it read besides its tensors
+with :func:`reads` (the model's parameters, tensors a closure captured).
 
 The recomputation sees what the first computation saw: the same random state (a
 model with dropout draws the same masks) and the same autocast state
@@ -19,20 +25,20 @@ model with dropout draws the same masks) and the same autocast state
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 
-from .base import Run, Tensor, Tensors
+from .base import Tensor, Tensors
+from .calling import module_of, tensors_read
 from . import tracing
 
+_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _mark() makes a new node from it
 
 
-_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each mark() makes a new node from it
-
-
-def mark() -> int:
+def _mark() -> int:
     """A point in this thread's autograd history: nodes created later have larger sequence numbers."""
     with torch.enable_grad():
         return _sequence_nr(_ANCHOR.view(()).grad_fn)
@@ -43,38 +49,79 @@ def _sequence_nr(node: Any) -> int:
     return number() if number is not None else 1 << 62  # unknown: treat as created during the call
 
 
-def reached_leaves(outputs: Sequence[Tensor], exclude: Sequence[Tensor], since: int) -> Optional[List[Tensor]]:
-    """The leaf tensors requiring grad that the graphs of ``outputs`` reach, except ``exclude``; None
-    if they also reach an intermediate result computed before ``since`` (see :func:`mark`).
+@dataclass
+class _Reads:
+    """What the graph-free pass of one :func:`checkpoint` read: leaves requiring grad (None: unknown)."""
 
-    Those leaves are what a function of fresh leaves (``exclude``) depends on besides them: a
-    module's parameters, tensors a closure captured. A tensor computed with a graph before the
-    call (a closure over ``w * scale``) cannot be an input of the recomputing node, so that case
-    is reported and the caller keeps the graph instead. (Sequence numbers count per thread: a
-    tensor computed with a graph in another thread may go unnoticed; its leaves are still found,
-    so only differentiating with respect to that intermediate tensor itself would miss this
-    call's share.) A walk over the graph's nodes, which outlive the release of their saved
-    tensors after a backward pass.
+    since: int
+    found: Optional[List[Tensor]] = field(default_factory=list)
+    skip: Set[int] = field(default_factory=set)
+
+    def walk(self, output: Tensor) -> None:
+        """Add the leaves requiring grad that ``output``'s graph reaches; unknown if it reaches an
+        intermediate result computed before the call (a closure over ``w * scale``: it cannot be an
+        input of the recomputing node). Sequence numbers count per thread: a tensor computed with a
+        graph in another thread may go unnoticed; its leaves are still found, so only differentiating
+        with respect to that intermediate tensor itself would miss this call's share. The graph's
+        nodes outlive the release of their saved tensors after a backward pass."""
+        stack = [output.grad_fn] if output.grad_fn is not None else []
+        seen = set(stack)
+        while stack and self.found is not None:
+            node = stack.pop()
+            if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
+                variable = getattr(node, "variable")
+                if id(variable) not in self.skip:
+                    self.skip.add(id(variable))
+                    self.found.append(variable)
+                continue
+            if _sequence_nr(node) < self.since:
+                self.found = None
+                return
+            for child, _ in node.next_functions:
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+
+
+_local = threading.local()  # .reads: the _Reads of the innermost graph-free pass in this thread, or None
+
+
+@contextlib.contextmanager
+def _collecting(into: Optional[_Reads]) -> Iterator[None]:
+    outer = getattr(_local, "reads", None)
+    _local.reads = into
+    try:
+        yield
+    finally:
+        _local.reads = outer
+
+
+def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
+    """Declare, inside a :func:`checkpoint`'s function, what its values depend on besides its tensors.
+
+    Each source is a tensor computed with its graph during the call (the leaves requiring grad
+    its graph reaches count, except ``exclude``: the fresh leaves the function differentiated
+    with respect to), an ``nn.Module`` (everything it may read: :func:`.calling.tensors_read`),
+    or None (unknown: the checkpoint then computes its values again with their graph). A no-op
+    outside a checkpoint's graph-free pass.
     """
-    skip = {id(t) for t in exclude}
-    found: List[Tensor] = []
-    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
-            variable = getattr(node, "variable")
-            if id(variable) not in skip:
-                skip.add(id(variable))
-                found.append(variable)
+    into: Optional[_Reads] = getattr(_local, "reads", None)
+    if into is None:
+        return
+    into.skip.update(id(t) for t in exclude)
+    for source in sources:
+        if into.found is None:
+            return
+        if isinstance(source, Tensor):
+            into.walk(source)
             continue
-        if _sequence_nr(node) < since:
-            return None
-        for child, _ in node.next_functions:
-            if child is not None and child not in seen:
-                seen.add(child)
-                stack.append(child)
-    return found
+        read = tensors_read(source) if source is not None else None
+        if read is None:
+            into.found = None
+            return
+        new = [t for t in read if id(t) not in into.skip]
+        into.skip.update(id(t) for t in new)
+        into.found.extend(new)
 
 
 @dataclass(frozen=True)
@@ -149,55 +196,95 @@ class _Recomputed(torch.autograd.Function):
         return none + tuple(grads)
 
 
-def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], recompute: Recompute,
-           context: Context) -> Tensors:
-    """``values``, differentiable with respect to ``inputs`` and ``leaves`` through ``recompute``.
-
-    Args:
-      values: tensors computed without a graph.
-      inputs: the tensors requiring grad that the computation took as arguments.
-      leaves: the leaf tensors requiring grad it used besides them (:func:`reached_leaves`).
-      recompute: ``recompute(stand_ins)`` computes the same values with their graph, with
-        ``stand_ins`` (same values as ``inputs``, in order) in place of ``inputs``; entries
-        may be None where a value depends on nothing that requires grad.
-      context: captured before ``values`` were computed.
-    """
+def _attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], recompute: Recompute,
+            context: Context) -> Tensors:
+    """``values`` (computed without a graph), differentiable with respect to ``inputs`` (the tensors
+    requiring grad the computation took as arguments) and ``leaves`` (those it read besides them)
+    through ``recompute(stand_ins)``, which computes the same values with their graph, with
+    ``stand_ins`` (same values as ``inputs``, in order) in place of ``inputs``."""
     unique = list({id(t): t for t in leaves}.values())  # a leaf listed twice would get its gradient twice
     if not inputs and not unique:
         return values
-    leaves = unique
-    return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *leaves)
+    return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *unique)
 
 
-def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tensors:
-    """The values of ``run``, computed without a graph and differentiable on demand.
+_forced = threading.local()  # .graph: tests' switch, see keep_graph()
 
-    With ``keep`` (the caller expects the values to be differentiated: a model in training
-    mode), they are computed once with their graph instead, which is cheaper when a backward
-    pass follows.
 
-    ``run(inputs, graph)`` computes a tuple of tensors from ``inputs``. With ``graph=False``
-    it keeps no graph and returns ``(values, reached)``: ``reached`` lists the leaf tensors
-    requiring grad it used besides ``inputs`` (:func:`reached_leaves`), None when it used a
-    tensor whose graph it cannot route through. With ``graph=True`` it returns the values
-    with their graph (``reached`` is ignored). Under ``torch.no_grad()`` nothing is attached;
-    when ``reached`` is None the values are computed again with their graph, as is.
+@contextlib.contextmanager
+def keep_graph() -> Iterator[None]:
+    """Every :func:`checkpoint` in this block (this thread) keeps its graph at once, as a traced call
+    does: a reference for tests, and the policy under tracing, without tracing."""
+    outer = getattr(_forced, "graph", False)
+    _forced.graph = True
+    try:
+        yield
+    finally:
+        _forced.graph = outer
+
+
+def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, module: Any = None,
+               memory_first: bool = False) -> Tensors:
+    """``fn(tensors)``, computed without a graph and differentiable on demand.
+
+    Args:
+      fn: an ordinary function of a tuple of tensors, returning a tuple of tensors. It keeps the
+        graph of what it computes (``create_graph``, ``torch.func.grad``) exactly when grad mode is
+        on as it starts, and names what else it read that may require grad with :func:`reads`.
+      tensors: its arguments; the values are differentiable with respect to those requiring grad.
+      module: the model (or the function of one, :func:`.calling.module_of`) whose training mode
+        counts: in training mode the values are about to be differentiated, so the graph is kept
+        at once (one pass with the graph is cheaper than a pass and a recomputation).
+      memory_first: never keep the graph at once for a model in training mode (chunked path
+        methods: memory follows the chunk, not the number of steps).
+
+    Returns:
+      ``fn``'s values. Under ``torch.no_grad()`` nothing is attached; otherwise, when they depend
+      on tensors requiring grad, they hang on one node that recomputes ``fn`` with its graph in
+      backward (same random and autocast states), or they carry their graph at once.
+
+    Example:
+      >>> import torch
+      >>> from fattr._src.recompute import checkpoint, reads
+      >>> w = torch.tensor([2.0], requires_grad=True)
+      >>> def slope(ts):                            # d(w x^2)/dx, keeping its graph only with grad mode
+      ...     keep = torch.is_grad_enabled()
+      ...     with torch.enable_grad():
+      ...         x = ts[0].detach().requires_grad_()
+      ...         out = (w * x ** 2).sum()
+      ...         (g,) = torch.autograd.grad(out, x, create_graph=keep)
+      ...     reads(out, exclude=(x,))              # out's graph reaches w
+      ...     return (g,)
+      >>> (g,) = checkpoint(slope, (torch.tensor([3.0]),))
+      >>> g, torch.autograd.grad(g.sum(), w)[0]     # 2 w x, and its derivative 2 x: recomputed
+      (tensor([12.], grad_fn=<_RecomputedBackward>), tensor([6.]))
     """
-    inputs = tuple(inputs)
-    if tracing.is_traced() or (keep and torch.is_grad_enabled()):  # one graph, differentiated as is
-        return run(inputs, True)[0]
+    tensors = tuple(tensors)
+    # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this
+    # one place: one graph, differentiated as is (Dynamo does not trace the recomputing node's backward,
+    # and a transform differentiates fattr itself). Issue #16 hooks compiled calls' cost model in here.
+    if tracing.is_traced() or getattr(_forced, "graph", False):
+        with torch.enable_grad():
+            values = fn(tensors)
+        return tuple(values) if torch.is_grad_enabled() else tuple(v.detach() for v in values)
     if not torch.is_grad_enabled():
-        return run(inputs, False)[0]
+        return tuple(fn(tensors))
+    owner = module_of(module)
+    if owner is not None and owner.training and not memory_first:  # about to be differentiated
+        return tuple(fn(tensors))
     context = Context.capture()
-    values, reached = run(tuple(t.detach() for t in inputs), False)
-    if reached is None:
-        return run(inputs, True)[0]
-    tracked = [i for i, t in enumerate(inputs) if t.requires_grad]
+    read = _Reads(_mark())
+    with _collecting(read), torch.no_grad():
+        values = fn(tuple(t.detach() for t in tensors))
+    if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
+        return tuple(fn(tensors))
+    tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
 
     def again(stand_ins: Tensors) -> Sequence[Optional[Tensor]]:
-        full = [t.detach() for t in inputs]
+        full = [t.detach() for t in tensors]
         for i, s in zip(tracked, stand_ins):
             full[i] = s
-        return run(tuple(full), True)[0]
+        with _collecting(None):
+            return fn(tuple(full))
 
-    return attach(values, [inputs[i] for i in tracked], reached, again, context)
+    return _attach(tuple(values), [tensors[i] for i in tracked], read.found, again, context)
