@@ -144,5 +144,5 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
         recompute.reads(live, exclude=leaves)  # the forward's graph, whose nodes outlive the backward
         return (values,) + reduced
 
-    out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f)
+    out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f, traceable=True)
     return out[0], tuple(out[1:])

@@ -80,7 +80,7 @@ def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequen
     arg_tensors, rebuild = split_args(args)
     k = len(rows)
     return recompute.checkpoint(lambda ts: gradient_pass(f, ts[:k], target, rebuild(ts[k:])),
-                                tuple(rows) + arg_tensors, module=f)
+                                tuple(rows) + arg_tensors, module=f, traceable=True)
 
 
 def outputs(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> torch.Tensor:

@@ -83,7 +83,7 @@ class _Reads:
                     stack.append(child)
 
 
-_local = threading.local()  # .reads: the _Reads of the innermost graph-free pass in this thread, or None
+_local = threading.local()  # .reads: the innermost graph-free pass's _Reads (or None); .keep: keep_graph()
 
 
 @contextlib.contextmanager
@@ -208,23 +208,20 @@ def _attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor],
     return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *unique)
 
 
-_forced = threading.local()  # .graph: tests' switch, see keep_graph()
-
-
 @contextlib.contextmanager
 def keep_graph() -> Iterator[None]:
     """Every :func:`checkpoint` in this block (this thread) keeps its graph at once, as a traced call
     does: a reference for tests, and the policy under tracing, without tracing."""
-    outer = getattr(_forced, "graph", False)
-    _forced.graph = True
+    outer = getattr(_local, "keep", False)
+    _local.keep = True
     try:
         yield
     finally:
-        _forced.graph = outer
+        _local.keep = outer
 
 
 def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, module: Any = None,
-               memory_first: bool = False) -> Tensors:
+               memory_first: bool = False, traceable: bool = False) -> Tensors:
     """``fn(tensors)``, computed without a graph and differentiable on demand.
 
     Args:
@@ -237,6 +234,9 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         at once (one pass with the graph is cheaper than a pass and a recomputation).
       memory_first: never keep the graph at once for a model in training mode (chunked path
         methods: memory follows the chunk, not the number of steps).
+      traceable: ``fn`` with grad mode on is what ``torch.compile(fullgraph=True)`` and ``torch.func``
+        transforms can trace (``torch.func.grad`` inside, where its graph-free pass calls
+        ``torch.autograd.grad``): under tracing it runs that way whatever the caller's grad mode.
 
     Returns:
       ``fn``'s values. Under ``torch.no_grad()`` nothing is attached; otherwise, when they depend
@@ -260,13 +260,14 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
       (tensor([12.], grad_fn=<_RecomputedBackward>), tensor([6.]))
     """
     tensors = tuple(tensors)
-    # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this
-    # one place: one graph, differentiated as is (Dynamo does not trace the recomputing node's backward,
-    # and a transform differentiates fattr itself). Issue #16 hooks compiled calls' cost model in here.
-    if tracing.is_traced() or getattr(_forced, "graph", False):
-        with torch.enable_grad():
-            values = fn(tensors)
-        return tuple(values) if torch.is_grad_enabled() else tuple(v.detach() for v in values)
+    # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this one
+    # place: no recomputing node (Dynamo does not trace its backward; a transform differentiates fattr
+    # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
+    # detached after it under no_grad. Issue #16 hooks compiled calls' cost model in here.
+    if tracing.is_traced() or getattr(_local, "keep", False):
+        with torch.enable_grad() if traceable else contextlib.nullcontext():
+            values = tuple(fn(tensors))
+        return values if torch.is_grad_enabled() else tuple(v.detach() for v in values)
     if not torch.is_grad_enabled():
         return tuple(fn(tensors))
     owner = module_of(module)
