@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
@@ -49,13 +49,15 @@ def _sequence_nr(node: Any) -> int:
     return number() if number is not None else 1 << 62  # unknown: treat as created during the call
 
 
-@dataclass
 class _Reads:
     """What the graph-free pass of one :func:`checkpoint` read: leaves requiring grad (None: unknown)."""
 
-    since: int
-    found: Optional[List[Tensor]] = field(default_factory=list)
-    skip: Set[int] = field(default_factory=set)
+    __slots__ = ("since", "found", "skip")
+    found: Optional[List[Tensor]]
+    skip: Set[int]
+
+    def __init__(self, since: int) -> None:
+        self.since, self.found, self.skip = since, [], set()
 
     def walk(self, output: Tensor) -> None:
         """Add the leaves requiring grad that ``output``'s graph reaches; unknown if it reaches an
@@ -86,13 +88,15 @@ class _Reads:
 _local = threading.local()  # .reads: the innermost graph-free pass's _Reads (or None); .keep: keep_graph()
 
 
-@contextlib.contextmanager
-def _collecting(into: Optional[_Reads]) -> Iterator[None]:
-    outer = getattr(_local, "reads", None)
+def _collecting(into: Optional[_Reads], fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool) -> Tensors:
+    """``fn(tensors)`` with grad mode ``grad``, its :func:`reads` going ``into`` (None: nowhere)."""
+    outer, enabled = getattr(_local, "reads", None), torch.is_grad_enabled()
     _local.reads = into
+    torch.set_grad_enabled(grad)
     try:
-        yield
+        return tuple(fn(tensors))
     finally:
+        torch.set_grad_enabled(enabled)
         _local.reads = outer
 
 
@@ -275,8 +279,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         return tuple(fn(tensors))
     context = Context.capture()
     read = _Reads(_mark())
-    with _collecting(read), torch.no_grad():
-        values = fn(tuple(t.detach() for t in tensors))
+    values = _collecting(read, fn, tuple(t.detach() for t in tensors), False)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
         return tuple(fn(tensors))
     tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
@@ -285,7 +288,6 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         full = [t.detach() for t in tensors]
         for i, s in zip(tracked, stand_ins):
             full[i] = s
-        with _collecting(None):
-            return fn(tuple(full))
+        return _collecting(None, fn, tuple(full), True)
 
     return _attach(tuple(values), [tensors[i] for i in tracked], read.found, again, context)
