@@ -3,31 +3,27 @@
 Most calls want an attribution as a value (explaining a model); some want it as a
 differentiable function of the parameters and inputs (a training loss). Keeping the
 graph of a gradient computation (``create_graph=True``) on every call costs time,
-and memory that grows with ``n_steps`` even when ``chunk_size`` is set. So fattr
-computes the value without that graph and, when grad mode is on and the value
-depends on tensors that require grad, attaches it to one autograd node whose
-backward recomputes the value with its graph and differentiates it: activation
+and memory that grows with ``n_steps`` even when ``chunk_size`` is set. So
+:func:`checkpoint` computes the value without that graph and, when grad mode is on
+and the value depends on tensors that require grad, attaches it to one autograd node
+whose backward recomputes the value with its graph and differentiates it: activation
 checkpointing, applied to the attribution. Only calls that are differentiated pay,
 with one more forward and backward per chunk (about a quarter more for a training
-step). :func:`checkpoint` is the one entry point; it decides, in one place, when
-the graph is kept at once instead (a model in training mode, unless memory comes
-first; a traced call).
+step). It also decides, in one place, when the graph is kept at once instead (a
+model in training mode, unless memory comes first; a traced call).
 
-A checkpointed function is an ordinary function of tensors whose grad mode says
-whether to keep its graph: it runs under ``torch.no_grad()`` for the value and with
-grad for the recomputation. Inside, it declares what it read besides its tensors
-with :func:`reads` (the model's parameters, tensors a closure captured).
-
-The recomputation sees what the first computation saw: the same random state (a
-model with dropout draws the same masks) and the same autocast state
-(:class:`Context`).
+A checkpointed function is an ordinary function of tensors that keeps its graph when
+grad mode is on: it runs under ``torch.no_grad()`` for the value, with grad for the
+recomputation, and names what it read besides its tensors with :func:`reads`. The
+recomputation sees what the first computation saw: the same random state (a model
+with dropout draws the same masks) and the same autocast state (:class:`Context`).
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -36,6 +32,7 @@ from .calling import module_of, tensors_read
 from . import tracing
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _mark() makes a new node from it
+_local = threading.local()  # .reads: the innermost graph-free pass's _Reads, or None; .keep: keep_graph()
 
 
 def _mark() -> int:
@@ -50,22 +47,21 @@ def _sequence_nr(node: Any) -> int:
 
 
 class _Reads:
-    """What the graph-free pass of one :func:`checkpoint` read: leaves requiring grad (None: unknown)."""
+    """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown)."""
 
     __slots__ = ("since", "found", "skip")
-    found: Optional[List[Tensor]]
+    found: Optional[Dict[int, Tensor]]
     skip: Set[int]
 
     def __init__(self, since: int) -> None:
-        self.since, self.found, self.skip = since, [], set()
+        self.since, self.found, self.skip = since, {}, set()
 
     def walk(self, output: Tensor) -> None:
-        """Add the leaves requiring grad that ``output``'s graph reaches; unknown if it reaches an
-        intermediate result computed before the call (a closure over ``w * scale``: it cannot be an
-        input of the recomputing node). Sequence numbers count per thread: a tensor computed with a
-        graph in another thread may go unnoticed; its leaves are still found, so only differentiating
-        with respect to that intermediate tensor itself would miss this call's share. The graph's
-        nodes outlive the release of their saved tensors after a backward pass."""
+        """The leaves ``output``'s graph reaches; unknown if it reaches an intermediate result computed
+        before the call (a closure over ``w * scale``: it cannot be an input of the recomputing node).
+        Sequence numbers count per thread: a tensor computed with a graph in another thread may go
+        unnoticed; its leaves are still found, so only differentiating with respect to that tensor
+        itself would miss this call's share. Nodes outlive the release of their saved tensors."""
         stack = [output.grad_fn] if output.grad_fn is not None else []
         seen = set(stack)
         while stack and self.found is not None:
@@ -73,22 +69,39 @@ class _Reads:
             if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
                 variable = getattr(node, "variable")
                 if id(variable) not in self.skip:
-                    self.skip.add(id(variable))
-                    self.found.append(variable)
-                continue
-            if _sequence_nr(node) < self.since:
+                    self.found[id(variable)] = variable
+            elif _sequence_nr(node) < self.since:
                 self.found = None
-                return
-            for child, _ in node.next_functions:
-                if child is not None and child not in seen:
-                    seen.add(child)
-                    stack.append(child)
+            else:
+                fresh = [c for c, _ in node.next_functions if c is not None and c not in seen]
+                seen.update(fresh)
+                stack.extend(fresh)
 
 
-_local = threading.local()  # .reads: the innermost graph-free pass's _Reads (or None); .keep: keep_graph()
+def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
+    """Name, inside a :func:`checkpoint`'s function, what its values depend on besides its tensors.
+
+    A source is a tensor computed with its graph during the call (the leaves requiring grad its
+    graph reaches count, except ``exclude``: the fresh leaves the function differentiated with
+    respect to), an ``nn.Module`` (all it may read, :func:`.calling.tensors_read`), or None
+    (unknown: the checkpoint keeps the graph). A no-op outside a checkpoint's graph-free pass.
+    """
+    into: Optional[_Reads] = getattr(_local, "reads", None)
+    if into is None:
+        return
+    into.skip.update(id(t) for t in exclude)
+    for source in sources:
+        if isinstance(source, Tensor):
+            into.walk(source)
+            continue
+        read = None if source is None else tensors_read(source)
+        if read is None or into.found is None:
+            into.found = None
+            return
+        into.found.update((id(t), t) for t in read if id(t) not in into.skip)
 
 
-def _collecting(into: Optional[_Reads], fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool) -> Tensors:
+def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool, into: Optional[_Reads]) -> Tensors:
     """``fn(tensors)`` with grad mode ``grad``, its :func:`reads` going ``into`` (None: nowhere)."""
     outer, enabled = getattr(_local, "reads", None), torch.is_grad_enabled()
     _local.reads = into
@@ -98,34 +111,6 @@ def _collecting(into: Optional[_Reads], fn: Callable[[Tensors], Tensors], tensor
     finally:
         torch.set_grad_enabled(enabled)
         _local.reads = outer
-
-
-def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
-    """Declare, inside a :func:`checkpoint`'s function, what its values depend on besides its tensors.
-
-    Each source is a tensor computed with its graph during the call (the leaves requiring grad
-    its graph reaches count, except ``exclude``: the fresh leaves the function differentiated
-    with respect to), an ``nn.Module`` (everything it may read: :func:`.calling.tensors_read`),
-    or None (unknown: the checkpoint then computes its values again with their graph). A no-op
-    outside a checkpoint's graph-free pass.
-    """
-    into: Optional[_Reads] = getattr(_local, "reads", None)
-    if into is None:
-        return
-    into.skip.update(id(t) for t in exclude)
-    for source in sources:
-        if into.found is None:
-            return
-        if isinstance(source, Tensor):
-            into.walk(source)
-            continue
-        read = tensors_read(source) if source is not None else None
-        if read is None:
-            into.found = None
-            return
-        new = [t for t in read if id(t) not in into.skip]
-        into.skip.update(id(t) for t in new)
-        into.found.extend(new)
 
 
 @dataclass(frozen=True)
@@ -200,22 +185,9 @@ class _Recomputed(torch.autograd.Function):
         return none + tuple(grads)
 
 
-def _attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], recompute: Recompute,
-            context: Context) -> Tensors:
-    """``values`` (computed without a graph), differentiable with respect to ``inputs`` (the tensors
-    requiring grad the computation took as arguments) and ``leaves`` (those it read besides them)
-    through ``recompute(stand_ins)``, which computes the same values with their graph, with
-    ``stand_ins`` (same values as ``inputs``, in order) in place of ``inputs``."""
-    unique = list({id(t): t for t in leaves}.values())  # a leaf listed twice would get its gradient twice
-    if not inputs and not unique:
-        return values
-    return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *unique)
-
-
 @contextlib.contextmanager
 def keep_graph() -> Iterator[None]:
-    """Every :func:`checkpoint` in this block (this thread) keeps its graph at once, as a traced call
-    does: a reference for tests, and the policy under tracing, without tracing."""
+    """Every :func:`checkpoint` in this block (this thread) takes the policy under tracing: a switch for tests."""
     outer = getattr(_local, "keep", False)
     _local.keep = True
     try:
@@ -230,28 +202,27 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
 
     Args:
       fn: an ordinary function of a tuple of tensors, returning a tuple of tensors. It keeps the
-        graph of what it computes (``create_graph``, ``torch.func.grad``) exactly when grad mode is
-        on as it starts, and names what else it read that may require grad with :func:`reads`.
+        graph of what it computes (``create_graph``, ``torch.func.grad``) when grad mode is on as
+        it starts, and names what else it read that may require grad with :func:`reads`.
       tensors: its arguments; the values are differentiable with respect to those requiring grad.
       module: the model (or the function of one, :func:`.calling.module_of`) whose training mode
         counts: in training mode the values are about to be differentiated, so the graph is kept
         at once (one pass with the graph is cheaper than a pass and a recomputation).
-      memory_first: never keep the graph at once for a model in training mode (chunked path
-        methods: memory follows the chunk, not the number of steps).
+      memory_first: keep no graph at once even then (chunked path methods: memory follows the chunk).
       traceable: ``fn`` with grad mode on is what ``torch.compile(fullgraph=True)`` and ``torch.func``
         transforms can trace (``torch.func.grad`` inside, where its graph-free pass calls
         ``torch.autograd.grad``): under tracing it runs that way whatever the caller's grad mode.
 
     Returns:
-      ``fn``'s values. Under ``torch.no_grad()`` nothing is attached; otherwise, when they depend
-      on tensors requiring grad, they hang on one node that recomputes ``fn`` with its graph in
-      backward (same random and autocast states), or they carry their graph at once.
+      ``fn``'s values: under ``torch.no_grad()`` as computed; otherwise, when they depend on tensors
+      requiring grad, on one node that recomputes them with their graph in backward (same random
+      and autocast states), or with their graph at once.
 
     Example:
       >>> import torch
       >>> from fattr._src.recompute import checkpoint, reads
       >>> w = torch.tensor([2.0], requires_grad=True)
-      >>> def slope(ts):                            # d(w x^2)/dx, keeping its graph only with grad mode
+      >>> def slope(ts):                            # d(w x^2)/dx, with its graph only under grad mode
       ...     keep = torch.is_grad_enabled()
       ...     with torch.enable_grad():
       ...         x = ts[0].detach().requires_grad_()
@@ -272,22 +243,22 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         with torch.enable_grad() if traceable else contextlib.nullcontext():
             values = tuple(fn(tensors))
         return values if torch.is_grad_enabled() else tuple(v.detach() for v in values)
-    if not torch.is_grad_enabled():
-        return tuple(fn(tensors))
     owner = module_of(module)
-    if owner is not None and owner.training and not memory_first:  # about to be differentiated
-        return tuple(fn(tensors))
-    context = Context.capture()
-    read = _Reads(_mark())
-    values = _collecting(read, fn, tuple(t.detach() for t in tensors), False)
+    if not torch.is_grad_enabled() or (owner is not None and owner.training and not memory_first):
+        return tuple(fn(tensors))  # nothing to attach; or about to be differentiated: the graph at once
+    context, read = Context.capture(), _Reads(_mark())
+    values = _run(fn, tuple(t.detach() for t in tensors), False, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
         return tuple(fn(tensors))
     tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
+    if not tracked and not read.found:
+        return values
 
-    def again(stand_ins: Tensors) -> Sequence[Optional[Tensor]]:
+    def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
         full = [t.detach() for t in tensors]
         for i, s in zip(tracked, stand_ins):
             full[i] = s
-        return _collecting(None, fn, tuple(full), True)
+        return _run(fn, tuple(full), True, None)
 
-    return _attach(tuple(values), [tensors[i] for i in tracked], read.found, again, context)
+    return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked), *(tensors[i] for i in tracked),
+                             *read.found.values())
