@@ -23,7 +23,7 @@ under an outer ``torch.no_grad()``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -50,26 +50,19 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequ
     return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
 
 
-def _plain(f: Callable[..., Any], leaves: Tensors, target: Target, args: Sequence[Any]) -> Tuple[Tensors, Tensor]:
-    """Gradients of the selected outputs with respect to ``leaves`` (fresh, requiring grad), no graph
-    kept; and the outputs, whose graph's nodes outlive the backward pass."""
+def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
+    """Per-row gradients: with their graph when grad mode is on, else without it (fresh leaves; the
+    forward's graph, whose nodes outlive the backward pass, names what ``f`` read: :func:`.recompute.reads`)."""
+    if torch.is_grad_enabled():  # torch.func.grad: differentiable in whatever rows, args and f depend on
+        return _with_graph(f, rows, target, args)
     with torch.enable_grad():
+        leaves = tuple(r.detach().requires_grad_() for r in rows)
         out = target.select(call(f, leaves, args), leaves[0].shape[0])
         total = _total(out)
         found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not total.requires_grad else
                                              torch.autograd.grad(total, leaves, allow_unused=True))
-    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves)), out
-
-
-def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
-    """Per-row gradients: with their graph when grad mode is on, else without it, declaring the leaves
-    requiring grad that ``f`` used (:func:`.recompute.reads`)."""
-    if torch.is_grad_enabled():  # torch.func.grad: differentiable with respect to whatever rows, args and f depend on
-        return _with_graph(f, rows, target, args)
-    leaves = tuple(r.detach().requires_grad_() for r in rows)
-    grads, out = _plain(f, leaves, target, args)
     recompute.reads(out, exclude=leaves)
-    return grads
+    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves))
 
 
 def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> Tensors:

@@ -10,13 +10,9 @@ whose backward recomputes the value with its graph and differentiates it: activa
 checkpointing, applied to the attribution. Only calls that are differentiated pay,
 with one more forward and backward per chunk (about a quarter more for a training
 step). It also decides, in one place, when the graph is kept at once instead (a
-model in training mode, unless memory comes first; a traced call).
-
-A checkpointed function is an ordinary function of tensors that keeps its graph when
-grad mode is on: it runs under ``torch.no_grad()`` for the value, with grad for the
-recomputation, and names what it read besides its tensors with :func:`reads`. The
-recomputation sees what the first computation saw: the same random state (a model
-with dropout draws the same masks) and the same autocast state (:class:`Context`).
+model in training mode, unless memory comes first; a traced call). The recomputation
+sees what the first computation saw: the same random state (a model with dropout
+draws the same masks) and the same autocast state (:class:`Context`).
 """
 from __future__ import annotations
 
@@ -31,14 +27,8 @@ from .base import Tensor, Tensors
 from .calling import module_of, tensors_read
 from . import tracing
 
-_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _mark() makes a new node from it
+_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
 _local = threading.local()  # .reads: the innermost graph-free pass's _Reads, or None; .keep: keep_graph()
-
-
-def _mark() -> int:
-    """A point in this thread's autograd history: nodes created later have larger sequence numbers."""
-    with torch.enable_grad():
-        return _sequence_nr(_ANCHOR.view(()).grad_fn)
 
 
 def _sequence_nr(node: Any) -> int:
@@ -47,21 +37,21 @@ def _sequence_nr(node: Any) -> int:
 
 
 class _Reads:
-    """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown)."""
+    """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown), since a
+    point in this thread's autograd history (nodes created later have larger sequence numbers)."""
 
     __slots__ = ("since", "found", "skip")
     found: Optional[Dict[int, Tensor]]
     skip: Set[int]
 
-    def __init__(self, since: int) -> None:
-        self.since, self.found, self.skip = since, {}, set()
+    def __init__(self) -> None:
+        with torch.enable_grad():
+            self.since, self.found, self.skip = _sequence_nr(_ANCHOR.view(()).grad_fn), {}, set()
 
     def walk(self, output: Tensor) -> None:
-        """The leaves ``output``'s graph reaches; unknown if it reaches an intermediate result computed
-        before the call (a closure over ``w * scale``: it cannot be an input of the recomputing node).
-        Sequence numbers count per thread: a tensor computed with a graph in another thread may go
-        unnoticed; its leaves are still found, so only differentiating with respect to that tensor
-        itself would miss this call's share. Nodes outlive the release of their saved tensors."""
+        """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
+        (a closure over ``w * scale``: not an input the node can have). Sequence numbers count per thread:
+        such a tensor from another thread goes unnoticed, but its leaves are still found."""
         stack = [output.grad_fn] if output.grad_fn is not None else []
         seen = set(stack)
         while stack and self.found is not None:
@@ -141,15 +131,12 @@ class Context:
             yield
 
 
-Recompute = Callable[[Tensors], Sequence[Optional[Tensor]]]
-
-
 class _Recomputed(torch.autograd.Function):
     """Identity on precomputed values; its backward recomputes them with their graph and differentiates."""
 
     @staticmethod
-    def forward(ctx: Any, recompute: Recompute, context: Context, values: Tensors, n_inputs: int,
-                *sources: Tensor) -> Tensors:
+    def forward(ctx: Any, recompute: Callable[[Tensors], Tensors], context: Context, values: Tensors,
+                n_inputs: int, *sources: Tensor) -> Tensors:
         ctx.recompute, ctx.context, ctx.n_inputs = recompute, context, n_inputs
         ctx.save_for_backward(*sources)
         ctx.set_materialize_grads(False)
@@ -209,27 +196,24 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         counts: in training mode the values are about to be differentiated, so the graph is kept
         at once (one pass with the graph is cheaper than a pass and a recomputation).
       memory_first: keep no graph at once even then (chunked path methods: memory follows the chunk).
-      traceable: ``fn`` with grad mode on is what ``torch.compile(fullgraph=True)`` and ``torch.func``
-        transforms can trace (``torch.func.grad`` inside, where its graph-free pass calls
-        ``torch.autograd.grad``): under tracing it runs that way whatever the caller's grad mode.
+      traceable: ``fn`` with grad mode on can be traced by ``torch.compile(fullgraph=True)`` and
+        ``torch.func`` transforms (``torch.func.grad`` inside) and without cannot: under tracing it runs
+        with grad mode on, whatever the caller's.
 
     Returns:
-      ``fn``'s values: under ``torch.no_grad()`` as computed; otherwise, when they depend on tensors
-      requiring grad, on one node that recomputes them with their graph in backward (same random
-      and autocast states), or with their graph at once.
+      ``fn``'s values; with grad mode on, when they depend on tensors requiring grad, on one node
+      that recomputes them with their graph in backward, or with their graph at once.
 
     Example:
       >>> import torch
       >>> from fattr._src.recompute import checkpoint, reads
       >>> w = torch.tensor([2.0], requires_grad=True)
       >>> def slope(ts):                            # d(w x^2)/dx, with its graph only under grad mode
-      ...     keep = torch.is_grad_enabled()
+      ...     keep, x = torch.is_grad_enabled(), ts[0].detach().requires_grad_()
       ...     with torch.enable_grad():
-      ...         x = ts[0].detach().requires_grad_()
       ...         out = (w * x ** 2).sum()
-      ...         (g,) = torch.autograd.grad(out, x, create_graph=keep)
       ...     reads(out, exclude=(x,))              # out's graph reaches w
-      ...     return (g,)
+      ...     return torch.autograd.grad(out, x, create_graph=keep)
       >>> (g,) = checkpoint(slope, (torch.tensor([3.0]),))
       >>> g, torch.autograd.grad(g.sum(), w)[0]     # 2 w x, and its derivative 2 x: recomputed
       (tensor([12.], grad_fn=<_RecomputedBackward>), tensor([6.]))
@@ -246,7 +230,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     owner = module_of(module)
     if not torch.is_grad_enabled() or (owner is not None and owner.training and not memory_first):
         return tuple(fn(tensors))  # nothing to attach; or about to be differentiated: the graph at once
-    context, read = Context.capture(), _Reads(_mark())
+    context, read = Context.capture(), _Reads()
     values = _run(fn, tuple(t.detach() for t in tensors), False, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
         return tuple(fn(tensors))
@@ -260,5 +244,5 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             full[i] = s
         return _run(fn, tuple(full), True, None)
 
-    return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked), *(tensors[i] for i in tracked),
-                             *read.found.values())
+    return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked),
+                             *(tensors[i] for i in tracked), *read.found.values())

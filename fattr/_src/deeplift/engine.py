@@ -19,7 +19,7 @@ their ops' true derivatives, so an outer backward differentiates the multipliers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Sequence
 
 import torch
 

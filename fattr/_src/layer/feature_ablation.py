@@ -4,7 +4,6 @@ The ablation itself is the input-space one (:mod:`..perturbation.ablation`) appl
 the split model, with the layer's activation as its input."""
 from __future__ import annotations
 
-import math
 from numbers import Number
 from typing import Any, List
 
