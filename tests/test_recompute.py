@@ -127,13 +127,17 @@ def test_dropout_masks_are_the_same_in_the_recomputation():
     after_call = torch.get_rng_state()
     got = torch.autograd.grad(attr.sum(), model[0].weight)[0]
     assert torch.equal(torch.get_rng_state(), after_call), "the backward pass moved the global RNG"
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    torch.manual_seed(7)  # the traced path draws the same masks in its one forward pass
-    want = torch.func.grad(_functional_loss(model, x, n_steps=4, target=0))(params)["0.weight"]
-    torch.testing.assert_close(got, want, **TOL)
-    torch.manual_seed(8)
-    other = torch.func.grad(_functional_loss(model, x, n_steps=4, target=0))(params)["0.weight"]
-    assert not torch.allclose(other, want), "the masks do not matter here: the test would prove nothing"
+
+    def reference(seed):  # the same arithmetic: one forward over the steps' points (step-major), one mask
+        torch.manual_seed(seed)
+        alphas, weights = fattr.quadrature("gausslegendre", 4)
+        points = torch.cat([a * x for a in alphas.tolist()]).requires_grad_()
+        (g,) = torch.autograd.grad(model(points)[:, 0].sum(), points, create_graph=True)
+        ig = (weights.to(x.dtype)[:, None, None] * g.reshape(4, 8, 3)).sum(0) * x
+        return torch.autograd.grad(ig.sum(), model[0].weight)[0]
+
+    torch.testing.assert_close(got, reference(7), **TOL)
+    assert not torch.allclose(reference(8), got), "the masks do not matter here: the test would prove nothing"
 
 
 def _node_names(t):
