@@ -352,3 +352,32 @@ def test_a_path_closing_over_a_parameter_of_the_model_counts_it_once():
     alphas, weights = fattr.quadrature("gausslegendre", 4)
     want = sum(wk * _grad_at(f, a * (x @ w)) * (x @ w) for a, wk in zip(alphas.tolist(), weights.tolist()))
     torch.testing.assert_close(got, torch.autograd.grad(want.sum(), w)[0], **TOL)
+
+
+def test_threads_each_find_their_own_leaves():
+    """Graph-free passes in several threads at once: each result recomputes with its own closure's weight."""
+    import threading
+
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    scales = [torch.tensor(1.0 + i, dtype=torch.float64, requires_grad=True) for i in range(4)]
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                attr = fattr.integrated_gradients(lambda z: model(z) * scales[i], x, n_steps=3, target=1)
+                got[i] = torch.autograd.grad(attr.sum(), (scales[i], model[0].weight))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i, g in enumerate(got):
+        want = torch.autograd.grad(reference_ig(lambda z: model(z) * scales[i], x, 3, 1).sum(),
+                                   (scales[i], model[0].weight))
+        for a, b in zip(g, want, strict=True):
+            torch.testing.assert_close(a, b, **TOL)
