@@ -64,8 +64,9 @@ def _check_values(values: Any, n_rows: int) -> Tensor:
 
 
 def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
-           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors, Tensor, Tensors]:
-    """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph."""
+           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
+    """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph;
+    the forward's graph, whose nodes outlive the backward, names what ``f`` read (:func:`.recompute.reads`)."""
     leaves = tuple(r.detach().requires_grad_() for r in rows)
     with torch.enable_grad():
         values = _check_values(select(call(f, leaves, args)), rows[0].shape[0])
@@ -88,7 +89,8 @@ def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Se
                          for g, x in zip(found, leaves))
             parts.append(tuple(t.detach() for t in reduce(full, cols, *operands)))
     reduced = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ()
-    return values.detach(), reduced, values, leaves
+    recompute.reads(values, exclude=leaves)
+    return values.detach(), reduced
 
 
 def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
@@ -136,12 +138,9 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
     operands = tuple(operands)
 
     def run(tensors: Tensors) -> Tensors:
-        rows, rest, operands_ = tensors[:k], rebuild(tensors[k:k + n_args]), tensors[k + n_args:]
-        if torch.is_grad_enabled():
-            values, reduced = _with_graph(f, rows, rest, select, chunk, contract, operands_)
-            return (values,) + reduced
-        values, reduced, live, leaves = _plain(f, rows, rest, select, chunk, contract, operands_)
-        recompute.reads(live, exclude=leaves)  # the forward's graph, whose nodes outlive the backward
+        xs, rest, operands_ = tensors[:k], rebuild(tensors[k:k + n_args]), tensors[k + n_args:]
+        values, reduced = (_with_graph if torch.is_grad_enabled() else _plain)(f, xs, rest, select, chunk,
+                                                                               contract, operands_)
         return (values,) + reduced
 
     out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f, traceable=True)

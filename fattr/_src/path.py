@@ -71,9 +71,8 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
             return tuple(terms)
 
-        # chunked: memory first, whatever the mode
-        terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, memory_first=chunk_size is not None,
-                           traceable=True)
+        terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
+                           memory_first=chunk_size is not None)  # chunked: memory first, whatever the mode
         total = terms if total is None else tuple(t + s for t, s in zip(total, terms))
     if total is None:  # unreachable: quadrature gives at least one node
         raise RuntimeError("no quadrature nodes")
