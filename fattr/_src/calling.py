@@ -34,8 +34,7 @@ def _writes_buffers(module: nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class Bound:
-    """``fn`` as computed by ``module``: a function (a split's tail, a neuron) whose parameters and
-    training mode are the module's (:func:`module_of`)."""
+    """``fn``, whose parameters and training mode are ``module``'s (a split's tail, a neuron)."""
 
     fn: Callable[..., Any]
     module: Optional[nn.Module]

@@ -2,17 +2,15 @@
 
 Most calls want an attribution as a value (explaining a model); some want it as a
 differentiable function of the parameters and inputs (a training loss). Keeping the
-graph of a gradient computation (``create_graph=True``) on every call costs time,
-and memory that grows with ``n_steps`` even when ``chunk_size`` is set. So
-:func:`checkpoint` computes the value without that graph and, when grad mode is on
-and the value depends on tensors that require grad, attaches it to one autograd node
-whose backward recomputes the value with its graph and differentiates it: activation
-checkpointing, applied to the attribution. Only calls that are differentiated pay,
-with one more forward and backward per chunk (about a quarter more for a training
-step). It also decides, in one place, when the graph is kept at once instead (a
-model in training mode, unless memory comes first; a traced call). The recomputation
-sees what the first computation saw: the same random state (a model with dropout
-draws the same masks) and the same autocast state (:class:`Context`).
+graph of a gradient computation (``create_graph=True``) on every call costs time, and
+memory that grows with ``n_steps`` even when ``chunk_size`` is set. So :func:`checkpoint`
+computes the value without that graph and, when grad mode is on and the value depends
+on tensors that require grad, attaches it to one autograd node whose backward
+recomputes it with its graph (same random and autocast states: :class:`Context`) and
+differentiates it: activation checkpointing, applied to the attribution. Only calls
+that are differentiated pay, one more forward and backward per chunk (about a quarter
+more for a training step). It also decides, in one place, when the graph is kept at
+once instead: a model in training mode, unless memory comes first; a traced call.
 """
 from __future__ import annotations
 
