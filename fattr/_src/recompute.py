@@ -15,14 +15,16 @@ once instead: a model in training mode, unless memory comes first; a traced call
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 import torch
+from torch import nn
 
 from .base import Tensor, Tensors
-from .calling import module_of, tensors_read
+from .calling import module_of
 from . import tracing
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
@@ -65,14 +67,24 @@ class _Reads:
                 seen.update(fresh)
                 stack.extend(fresh)
 
+    def module(self, module: Optional[nn.Module]) -> None:
+        """All ``module`` may read: its parameters, buffers and tensor attributes (a superset of what a
+        forward pass uses); unknown for None, or when one of them has a graph of its own."""
+        read = [] if module is None else [t for m in module.modules() for t in itertools.chain(
+            m._parameters.values(), m._buffers.values(), vars(m).values()) if isinstance(t, Tensor) and t.requires_grad]
+        if module is None or any(t.grad_fn is not None for t in read):
+            self.found = None
+        elif self.found is not None:
+            self.found.update((id(t), t) for t in read if id(t) not in self.skip)
+
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
     """Name, inside a :func:`checkpoint`'s function, what its values depend on besides its tensors.
 
     A source is a tensor computed with its graph during the call (the leaves requiring grad its
     graph reaches count, except ``exclude``: the fresh leaves the function differentiated with
-    respect to), an ``nn.Module`` (all it may read, :func:`.calling.tensors_read`), or None
-    (unknown: the checkpoint keeps the graph). A no-op outside a checkpoint's graph-free pass.
+    respect to), an ``nn.Module`` (all it may read), or None (unknown: the checkpoint keeps the
+    graph). A no-op outside a checkpoint's graph-free pass.
     """
     into: Optional[_Reads] = getattr(_local, "reads", None)
     if into is None:
@@ -81,12 +93,8 @@ def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
     for source in sources:
         if isinstance(source, Tensor):
             into.walk(source)
-            continue
-        read = None if source is None else tensors_read(source)
-        if read is None or into.found is None:
-            into.found = None
-            return
-        into.found.update((id(t), t) for t in read if id(t) not in into.skip)
+        else:
+            into.module(source)
 
 
 def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool, into: Optional[_Reads]) -> Tensors:
