@@ -382,7 +382,8 @@ PUBLIC = {f"{module.__name__}.{name}": getattr(module, name)
           if inspect.isfunction(getattr(module, name))}
 # a parameter of the call conventions has one type wherever it appears: the alias of fattr._src.base
 def _annotated(alias):
-    def holder(alias: alias) -> None: ...
+    def holder(alias) -> None: ...
+    holder.__annotations__ = {"alias": alias}  # the object itself (this module's annotations are strings)
     return holder
 
 

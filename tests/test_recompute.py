@@ -3,8 +3,8 @@
 A model in eval mode (or a plain function, or any chunked path method) takes the on-demand
 path; a model in training mode keeps the graph at once. Both must give the same gradients.
 References keep the graph the plain way (``torch.autograd.grad(create_graph=True)`` in a
-loop over steps, written here), and everything runs in float64 so agreement is exact to
-rounding.
+loop over steps, written here, never fattr itself), and everything runs in float64 so
+agreement is exact to rounding.
 """
 from __future__ import annotations
 
@@ -127,13 +127,17 @@ def test_dropout_masks_are_the_same_in_the_recomputation():
     after_call = torch.get_rng_state()
     got = torch.autograd.grad(attr.sum(), model[0].weight)[0]
     assert torch.equal(torch.get_rng_state(), after_call), "the backward pass moved the global RNG"
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    torch.manual_seed(7)  # the traced path draws the same masks in its one forward pass
-    want = torch.func.grad(_functional_loss(model, x, n_steps=4, target=0))(params)["0.weight"]
-    torch.testing.assert_close(got, want, **TOL)
-    torch.manual_seed(8)
-    other = torch.func.grad(_functional_loss(model, x, n_steps=4, target=0))(params)["0.weight"]
-    assert not torch.allclose(other, want), "the masks do not matter here: the test would prove nothing"
+
+    def reference(seed):  # the same arithmetic: one forward over the steps' points (step-major), one mask
+        torch.manual_seed(seed)
+        alphas, weights = fattr.quadrature("gausslegendre", 4)
+        points = torch.cat([a * x for a in alphas.tolist()]).requires_grad_()
+        (g,) = torch.autograd.grad(model(points)[:, 0].sum(), points, create_graph=True)
+        ig = (weights.to(x.dtype)[:, None, None] * g.reshape(4, 8, 3)).sum(0) * x
+        return torch.autograd.grad(ig.sum(), model[0].weight)[0]
+
+    torch.testing.assert_close(got, reference(7), **TOL)
+    assert not torch.allclose(reference(8), got), "the masks do not matter here: the test would prove nothing"
 
 
 def _node_names(t):
@@ -180,15 +184,56 @@ def test_under_vmap():
     torch.testing.assert_close(per_example, fattr.saliency(model, x, target=1, abs=False), **TOL)
 
 
-def test_reached_leaves_skips_excluded_and_finds_parameters():
+def _slope(model, before=None):
+    """A checkpointed function: per-row gradients of ``model`` (times ``before`` if given), the way fattr's
+    engine computes them: with their graph only when grad mode is on, declaring what they read."""
+    def fn(ts):
+        keep = torch.is_grad_enabled()
+        with torch.enable_grad():
+            leaf = ts[0].detach().requires_grad_()
+            point = ts[0] + (leaf - leaf.detach()) if keep else leaf
+            out = model(point).sum() * (1.0 if before is None else before)
+            (g,) = torch.autograd.grad(out, leaf, create_graph=keep)
+        recompute.reads(out, exclude=(leaf,))
+        return (g,)
+    return fn
+
+
+def test_checkpoint_finds_the_parameters_it_read_and_skips_the_excluded_leaves():
     model = mlp()
-    leaf = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    since = recompute.mark()
-    found = recompute.reached_leaves([model(leaf).sum()], (leaf,), since)
-    assert {id(t) for t in found} == {id(p) for p in model.parameters()}
-    assert recompute.reached_leaves([torch.ones(2).sum()], (), since) == []
-    earlier = leaf * 2
-    assert recompute.reached_leaves([model(earlier).sum()], (), recompute.mark()) is None
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    (got,) = recompute.checkpoint(_slope(model), (x,))
+    assert got.grad_fn is not None and type(got.grad_fn).__name__ == "_RecomputedBackward"
+    wrt = [x] + list(model.parameters())
+    grads = torch.autograd.grad(got.pow(2).sum(), wrt, materialize_grads=True)
+    (want,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    for g, w in zip(grads, torch.autograd.grad(want.pow(2).sum(), wrt, materialize_grads=True)):
+        torch.testing.assert_close(g, w, **TOL)
+    with torch.no_grad():
+        (plain,) = recompute.checkpoint(_slope(model), (x,))
+    assert plain.grad_fn is None and torch.equal(plain, got.detach())
+
+
+def test_checkpoint_keeps_the_graph_when_it_read_an_intermediate_computed_before():
+    model = mlp()
+    scale = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    before = scale * 1.5  # computed with a graph before the call: cannot be an input of the node
+    x = torch.randn(2, 3, dtype=torch.float64)
+    (got,) = recompute.checkpoint(_slope(model, before), (x,))
+    assert "_RecomputedBackward" not in _node_names(got)
+    (g,) = torch.autograd.grad(got.sum(), before)
+    want = torch.autograd.grad(model(x.requires_grad_()).sum(), x)[0].sum()
+    torch.testing.assert_close(g, want, **TOL)
+
+
+def test_keep_graph_switch():
+    """``keep_graph()`` takes the traced policy: the model's own ops in the result's graph, same values."""
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    with recompute.keep_graph():
+        kept = fattr.integrated_gradients(model, x, n_steps=3, target=0)
+    names = _node_names(kept)
+    assert "_RecomputedBackward" not in names and any(n.startswith("Tanh") for n in names), names
+    torch.testing.assert_close(kept, fattr.integrated_gradients(model, x, n_steps=3, target=0), **TOL)
 
 
 @pytest.mark.parametrize("grad_mode", [True, False])
@@ -211,28 +256,44 @@ class Tied(nn.Module):
         return torch.tanh(self.act(self.enc(x)) @ self.enc.weight)
 
 
+def _grad_at(tail, y):
+    """``d tail(y).sum() / dy``, keeping its graph (``y`` may carry one)."""
+    y = y if y.requires_grad else y.detach().requires_grad_()
+    return torch.autograd.grad(tail(y).sum(), y, create_graph=True)[0]
+
+
+def reference_layer(method, head, tail, x, base, n_steps):
+    """Layer IG, internal influence or gradient x activation, one step at a time, keeping every graph."""
+    if method == "layer_gradient_x_activation":
+        y = head(x)
+        return y * _grad_at(tail, y)
+    alphas, weights = fattr.quadrature("gausslegendre", n_steps)
+    b = torch.full_like(x, base)
+    y_x, y_b = head(x), head(b)
+    total = 0
+    for a, w in zip(alphas.tolist(), weights.tolist()):
+        y = y_b + a * (y_x - y_b) if method == "layer_integrated_gradients" else head(b + a * (x - b))
+        total = total + w * _grad_at(tail, y)
+    return total * (y_x - y_b) if method == "layer_integrated_gradients" else total
+
+
 @MODES
-@pytest.mark.parametrize("method", ["layer_integrated_gradients", "internal_influence", "layer_gradient_shap"])
-def test_weights_used_before_and_after_the_layer(method, training, monkeypatch):
-    """First and second derivatives agree with the traced path (``torch.func.grad``), no double counting."""
+@pytest.mark.parametrize("method", ["layer_integrated_gradients", "internal_influence",
+                                    "layer_gradient_x_activation"])
+def test_weights_used_before_and_after_the_layer(method, training):
+    """First and second derivatives agree with the kept graph's, no double counting."""
     torch.manual_seed(0)
     model, x = Tied().double().train(training), torch.randn(3, 4, dtype=torch.float64)
-    fn = getattr(fattr, method)
-    extra = {"generator": torch.Generator().manual_seed(0)} if method == "layer_gradient_shap" else {"n_steps": 4}
-    base = torch.randn(5, 4, dtype=torch.float64) if method == "layer_gradient_shap" else 0.1
+    extra = {} if method == "layer_gradient_x_activation" else {"n_steps": 4, "baselines": 0.1}
 
-    def derivatives():
-        kwargs = dict(extra)
-        if "generator" in kwargs:
-            kwargs["generator"] = torch.Generator().manual_seed(0)
-        attr = fn(model, "act", x, base, target=1, **kwargs)
+    def derivatives(attr):
         (g,) = torch.autograd.grad(attr.pow(2).sum(), model.enc.weight, create_graph=True)
         (h,) = torch.autograd.grad(g.sin().sum(), model.enc.weight)
         return g.detach(), h
 
-    got = derivatives()
-    monkeypatch.setattr(fattr._src.tracing, "is_traced", lambda: True)
-    want = derivatives()
+    got = derivatives(getattr(fattr, method)(model, "act", x, target=1, **extra))
+    want = derivatives(reference_layer(method, lambda z: model.act(model.enc(z)),
+                                       lambda y: torch.tanh(y @ model.enc.weight)[:, 1], x, 0.1, 4))
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, **TOL)
 
@@ -265,7 +326,7 @@ class GradModeSpy(nn.Linear):
 
 
 @MODES
-def test_the_head_runs_without_grad_unless_in_training_mode(training, monkeypatch):
+def test_the_head_runs_without_grad_unless_in_training_mode(training):
     """So that its modules keep their inference fast paths; the result stays differentiable."""
     torch.manual_seed(0)
     model = nn.Sequential(GradModeSpy(), nn.Tanh(), nn.Linear(6, 2)).double().train(training)
@@ -273,14 +334,11 @@ def test_the_head_runs_without_grad_unless_in_training_mode(training, monkeypatc
     attr = fattr.layer_integrated_gradients(model, "1", x, n_steps=3, target=1)
     assert model[0].seen == [training, training]  # the head on the inputs and on the baselines
     (grad,) = torch.autograd.grad(attr.sum(), model[0].weight)
-    assert grad.abs().sum() > 0
-    monkeypatch.setattr(fattr._src.tracing, "is_traced", lambda: True)  # the kept-graph reference
-    want = torch.autograd.grad(fattr.layer_integrated_gradients(model, "1", x, n_steps=3, target=1).sum(),
-                               model[0].weight)[0]
-    torch.testing.assert_close(grad, want, **TOL)
+    want = reference_layer("layer_integrated_gradients", model[:2], lambda y: model[2](y)[:, 1], x, 0.0, 3)
+    torch.testing.assert_close(grad, torch.autograd.grad(want.sum(), model[0].weight)[0], **TOL)
 
 
-def test_a_path_closing_over_a_parameter_of_the_model_counts_it_once(monkeypatch):
+def test_a_path_closing_over_a_parameter_of_the_model_counts_it_once():
     """The model's walk and the path's walk both reach ``w``: its gradient must not double."""
     torch.manual_seed(2)
     w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
@@ -289,11 +347,37 @@ def test_a_path_closing_over_a_parameter_of_the_model_counts_it_once(monkeypatch
     def f(z):
         return torch.tanh(z @ w).sum(1)
 
-    def curve(a):
-        return a * (x @ w)
-
-    attr = fattr.path_attribution(f, curve, n_steps=4)
+    attr = fattr.path_attribution(f, lambda a: a * (x @ w), n_steps=4)
     got = torch.autograd.grad(attr.sum(), w)[0]
-    monkeypatch.setattr(fattr._src.tracing, "is_traced", lambda: True)  # the kept-graph reference
-    want = torch.autograd.grad(fattr.path_attribution(f, curve, n_steps=4).sum(), w)[0]
-    torch.testing.assert_close(got, want, **TOL)
+    alphas, weights = fattr.quadrature("gausslegendre", 4)
+    want = sum(wk * _grad_at(f, a * (x @ w)) * (x @ w) for a, wk in zip(alphas.tolist(), weights.tolist()))
+    torch.testing.assert_close(got, torch.autograd.grad(want.sum(), w)[0], **TOL)
+
+
+def test_threads_each_find_their_own_leaves():
+    """Graph-free passes in several threads at once: each result recomputes with its own closure's weight."""
+    import threading
+
+    model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)
+    scales = [torch.tensor(1.0 + i, dtype=torch.float64, requires_grad=True) for i in range(4)]
+    got, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                attr = fattr.integrated_gradients(lambda z: model(z) * scales[i], x, n_steps=3, target=1)
+                got[i] = torch.autograd.grad(attr.sum(), (scales[i], model[0].weight))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i, g in enumerate(got):
+        want = torch.autograd.grad(reference_ig(lambda z: model(z) * scales[i], x, 3, 1).sum(),
+                                   (scales[i], model[0].weight))
+        for a, b in zip(g, want, strict=True):
+            torch.testing.assert_close(a, b, **TOL)

@@ -5,7 +5,7 @@ conventions), so one definition serves the engine, the methods and the adapters.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ForwardRef, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, ForwardRef, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -66,6 +66,3 @@ KwargsLike = Optional[Dict[str, Any]]
 # points(alphas, tensors) -> (points, velocities[, args]): the path of a path method, (K, B, ...) tensors;
 # velocities may be None (then the gradient is not multiplied by them); args, per point (K*B rows), follow f's
 PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Any, ...]]
-# run(inputs, graph) -> (values, reached): a computation made differentiable on demand
-# (:func:`.recompute.on_demand`); ``reached`` lists the leaves requiring grad it used, None if unknown
-Run = Callable[[Tensors, bool], Tuple[Tensors, Optional[List[torch.Tensor]]]]

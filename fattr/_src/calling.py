@@ -6,14 +6,11 @@ An ``nn.Module`` in training mode may write its buffers during a forward pass
 buffers are never written. Parameters are not copied: gradients with respect to
 them still flow. (A plain function that closes over a module cannot be protected
 this way; pass the module itself as ``f`` when it has buffers in training mode.)
-
-:func:`tensors_read` lists what a module may read that requires grad, for results made
-differentiable on demand (:mod:`.recompute`) without a graph to walk.
 """
 from __future__ import annotations
 
 import inspect
-import itertools
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Set
 
 import torch
@@ -31,21 +28,25 @@ def _writes_buffers(module: nn.Module) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Bound:
+    """``fn``, whose parameters and training mode are ``module``'s (a split's tail, a neuron)."""
+
+    fn: Callable[..., Any]
+    module: Optional[nn.Module]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
 def module_of(f: Any) -> Optional[nn.Module]:
-    """The module behind ``f``: ``f`` itself, the owner of a bound method, or the model of a split's tail."""
+    """The module behind ``f``: ``f`` itself, the owner of a bound method, or a :class:`Bound`'s module."""
     if isinstance(f, nn.Module):
         return f
+    if isinstance(f, Bound):
+        return f.module
     owner = getattr(f, "__self__", None)
-    if isinstance(owner, nn.Module):
-        return owner
-    owner = getattr(f, "fattr_model", None)
     return owner if isinstance(owner, nn.Module) else None
-
-
-def in_training(f: Any) -> bool:
-    """Whether ``f`` is (the function of) a module in training mode."""
-    module = module_of(f)
-    return module is not None and module.training
 
 
 def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
@@ -97,23 +98,6 @@ def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
     # keep the outermost: a module inside another found one is reached through it
     inner = {id(sub) for m in found for sub in m.modules() if sub is not m}
     return [m for m in found if id(m) not in inner]
-
-
-def tensors_read(module: nn.Module) -> Optional[List[torch.Tensor]]:
-    """What ``module`` may read that requires grad: its parameters, buffers and tensor attributes,
-    a superset of what a forward pass uses; None when one of them has a graph of its own."""
-    found: List[torch.Tensor] = []
-    seen = set()
-    for m in module.modules():
-        attributes = (v for v in vars(m).values() if isinstance(v, torch.Tensor))
-        for t in itertools.chain(m._parameters.values(), m._buffers.values(), attributes):
-            if t is None or not t.requires_grad or id(t) in seen:
-                continue
-            if t.grad_fn is not None:
-                return None
-            seen.add(id(t))
-            found.append(t)
-    return found
 
 
 def call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any] = ()) -> Any:

@@ -16,8 +16,8 @@ full gradients, not ``M``.
 
 Differentiable on demand like :mod:`.gradients`: computed without a graph, attached to
 a recomputing node (:mod:`.recompute`) when grad mode is on and the result depends on
-tensors that require grad; with their graph (``torch.func.vjp``) under tracing or for a
-model in training mode.
+tensors that require grad; with their graph (``torch.func.vjp``) when grad mode is on as it
+runs (:func:`.recompute.checkpoint`: under tracing, for a model in training mode, to recompute).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch
 
 from . import recompute
 from .arguments import split_args
-from .calling import call, in_training
+from .calling import call
 from .errors import fail
 from .structure import Tensors
 
@@ -64,8 +64,9 @@ def _check_values(values: Any, n_rows: int) -> Tensor:
 
 
 def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
-           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors, Tensor, Tensors]:
-    """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph."""
+           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
+    """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph;
+    the forward's graph, whose nodes outlive the backward, names what ``f`` read (:func:`.recompute.reads`)."""
     leaves = tuple(r.detach().requires_grad_() for r in rows)
     with torch.enable_grad():
         values = _check_values(select(call(f, leaves, args)), rows[0].shape[0])
@@ -88,7 +89,8 @@ def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Se
                          for g, x in zip(found, leaves))
             parts.append(tuple(t.detach() for t in reduce(full, cols, *operands)))
     reduced = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ()
-    return values.detach(), reduced, values, leaves
+    recompute.reads(values, exclude=leaves)
+    return values.detach(), reduced
 
 
 def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
@@ -135,17 +137,11 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
     k, n_args = len(rows), len(arg_tensors)
     operands = tuple(operands)
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
-        if graph:
-            values, reduced = _with_graph(f, tensors[:k], rebuild(tensors[k:k + n_args]), select, chunk, contract,
-                                          tensors[k + n_args:])
-            return (values,) + reduced, []
-        tracking = torch.is_grad_enabled()
-        since = recompute.mark() if tracking else 0
-        values, reduced, live, leaves = _plain(f, tensors[:k], rebuild(tensors[k:k + n_args]), select, chunk,
-                                               contract, tensors[k + n_args:])
-        # the leaves f used besides the rows: walk the forward's graph, whose nodes outlive the backward
-        return (values,) + reduced, (recompute.reached_leaves((live,), leaves, since) if tracking else [])
+    def run(tensors: Tensors) -> Tensors:
+        xs, rest, operands_ = tensors[:k], rebuild(tensors[k:k + n_args]), tensors[k + n_args:]
+        values, reduced = (_with_graph if torch.is_grad_enabled() else _plain)(f, xs, rest, select, chunk,
+                                                                               contract, operands_)
+        return (values,) + reduced
 
-    out = recompute.on_demand(run, tuple(rows) + arg_tensors + operands, keep=in_training(f))
+    out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f, traceable=True)
     return out[0], tuple(out[1:])

@@ -60,7 +60,8 @@ def _dtype_mismatch(error: BaseException, module: Optional[nn.Module],
 
 def _odd_args(error: BaseException, f: Any, inputs: Sequence[torch.Tensor],
               args: Sequence[Any]) -> Optional[Exception]:
-    if not isinstance(error, RuntimeError) or not _SIZES.search(str(error)) or hasattr(f, "fattr_model"):
+    from .calling import Bound  # (calling imports this module)
+    if not isinstance(error, RuntimeError) or not _SIZES.search(str(error)) or isinstance(f, Bound):
         return None  # (a layer method's tail gets the model's internal values as args: not the user's to fix)
     rows = inputs[0].shape[0] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() else None
     labelled: List[Tuple[str, Any]] = []

@@ -4,14 +4,15 @@ Rows are independent examples, so the gradient of the *sum* of the selected
 outputs gives every row's own gradient in one backward pass: one batched forward
 and backward, the floor for any gradient method.
 
-There are two ways to run it, with the same values and the same derivatives:
+There are two ways to run it, with the same values and the same derivatives; grad mode
+chooses (:func:`gradient_pass`), and :func:`.recompute.checkpoint` chooses grad mode:
 
-* **no graph** (:func:`gradient_pass` with ``graph=False``): ``torch.autograd.grad`` on
+* **no graph** (grad mode off): ``torch.autograd.grad`` on
   fresh leaves, keeping nothing, so saved activations are freed as the backward pass
   goes; when grad mode is on and the result depends on something that requires grad,
   :mod:`.recompute` makes it differentiable on demand. The default: it costs the floor,
   and memory follows ``chunk_size``.
-* **with its graph** (``graph=True``): ``torch.func.grad``, whose result is differentiable
+* **with its graph** (grad mode on): ``torch.func.grad``, whose result is differentiable
   with respect to whatever the rows, ``args`` and ``f`` depend on. Used under
   ``torch.compile`` and ``torch.func`` transforms (:mod:`.tracing`), to recompute on
   demand, and when ``f`` is a model in training mode (its result is about to be
@@ -22,13 +23,13 @@ under an outer ``torch.no_grad()``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
 from . import recompute
 from .arguments import split_args
-from .calling import call, in_training
+from .calling import call
 from .structure import Tensors
 from .targets import Target
 
@@ -49,28 +50,19 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequ
     return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
 
 
-def _plain(f: Callable[..., Any], leaves: Tensors, target: Target, args: Sequence[Any]) -> Tuple[Tensors, Tensor]:
-    """Gradients of the selected outputs with respect to ``leaves`` (fresh, requiring grad), no graph
-    kept; and the outputs, whose graph's nodes outlive the backward pass."""
+def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
+    """Per-row gradients: with their graph when grad mode is on, else without it (fresh leaves; the
+    forward's graph, whose nodes outlive the backward pass, names what ``f`` read: :func:`.recompute.reads`)."""
+    if torch.is_grad_enabled():  # torch.func.grad: differentiable in whatever rows, args and f depend on
+        return _with_graph(f, rows, target, args)
     with torch.enable_grad():
+        leaves = tuple(r.detach().requires_grad_() for r in rows)
         out = target.select(call(f, leaves, args), leaves[0].shape[0])
         total = _total(out)
         found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not total.requires_grad else
                                              torch.autograd.grad(total, leaves, allow_unused=True))
-    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves)), out
-
-
-def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any],
-                  graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
-    """Per-row gradients, as a :data:`.recompute.Run`: with their graph (``graph``), or without it
-    together with the leaves requiring grad that ``f`` used (None: a tensor with an outside graph)."""
-    if graph:  # torch.func.grad: differentiable with respect to whatever rows, args and f depend on
-        return _with_graph(f, rows, target, args), []
-    tracking = torch.is_grad_enabled()
-    since = recompute.mark() if tracking else 0
-    leaves = tuple(r.detach().requires_grad_() for r in rows)
-    grads, out = _plain(f, leaves, target, args)
-    return grads, (recompute.reached_leaves((out,), leaves, since) if tracking else [])
+    recompute.reads(out, exclude=leaves)
+    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves))
 
 
 def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> Tensors:
@@ -80,11 +72,8 @@ def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequen
     """
     arg_tensors, rebuild = split_args(args)
     k = len(rows)
-
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
-        return gradient_pass(f, tensors[:k], target, rebuild(tensors[k:]), graph)
-
-    return recompute.on_demand(run, tuple(rows) + arg_tensors, keep=in_training(f))
+    return recompute.checkpoint(lambda ts: gradient_pass(f, ts[:k], target, rebuild(ts[k:])),
+                                tuple(rows) + arg_tensors, module=f, traceable=True)
 
 
 def outputs(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> torch.Tensor:

@@ -9,7 +9,7 @@ public primitive for any differentiable path (velocity by ``torch.func.jvp``).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -17,9 +17,8 @@ from .base import ArgsLike, KwargsLike, ModelLike, PointsFn, TargetLike, WithDel
 from . import structure
 from .arguments import as_args, split_args, tile_args
 from .errors import check_bool, check_optional_positive_int, check_callable, fail
-from .calling import in_training
 from .gradients import gradient_pass
-from .recompute import mark, on_demand, reached_leaves
+from .recompute import checkpoint, reads
 from .quadrature import Method, quadrature
 from .structure import Tensors, TensorOrTensors
 from .targets import Target, as_target
@@ -34,10 +33,6 @@ def accumulation_dtype(dtype: torch.dtype, device: Optional[torch.device] = None
     if dtype == torch.float32:
         return torch.float32 if device is not None and torch.device(device).type == "mps" else torch.float64
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def _detached(values: Optional[Tensors]) -> Optional[Tensors]:
-    return None if values is None else tuple(v.detach() for v in values)
 
 
 def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, alphas: torch.Tensor,
@@ -55,27 +50,18 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     step = n_steps if chunk_size is None else chunk_size
     arg_tensors, rebuild = split_args(args)
     n_tensors = len(tensors)
-    keep = chunk_size is None and in_training(f)  # chunked: memory first, whatever the mode
     total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
         a, w = alphas[start:start + step], weights[start:start + step]
 
-        def chunk(inputs: Tensors, graph: bool, a: torch.Tensor = a,
-                  w: torch.Tensor = w) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
+        def chunk(inputs: Tensors, a: torch.Tensor = a, w: torch.Tensor = w) -> Tensors:
             k = a.shape[0]
-            since = mark() if not graph and torch.is_grad_enabled() else 0
-            pts, vel, *carried = points(a, inputs[:n_tensors])  # carried: per-point args (a split's rest)
+            with torch.enable_grad():
+                pts, vel, *carried = points(a, inputs[:n_tensors])  # carried: per-point args (a split's rest)
+            reads(*pts, *(vel or ()))  # a path may close over tensors that require grad (path_attribution)
             per_point = tuple(carried[0]) if carried else ()
-            extra = tuple(t for t in per_point if isinstance(t, torch.Tensor))
-            if not graph:  # as the velocity: the recomputation differentiates through them
-                per_point = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in per_point)
-            grads, reached = gradient_pass(f, tuple(structure.fold(p) for p in pts), target.tile(k),
-                                           tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point, graph)
-            if not graph and reached is not None and torch.is_grad_enabled():
-                # a path may close over tensors that require grad (path_attribution): they count too
-                around = reached_leaves(pts + (vel or ()) + extra, (), since)
-                reached = None if around is None else reached + around
-                vel = _detached(vel)
+            grads = gradient_pass(f, tuple(structure.fold(p) for p in pts), target.tile(k),
+                                  tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point)
             terms = []
             for i, g in enumerate(grads):
                 g = structure.unfold(g, k)
@@ -84,9 +70,10 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 if vel is not None:
                     g = g * vel[i].to(acc)
                 terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
-            return tuple(terms), reached
+            return tuple(terms)
 
-        terms = on_demand(chunk, tuple(tensors) + arg_tensors, keep=keep)
+        terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
+                           memory_first=chunk_size is not None)  # chunked: memory first, whatever the mode
         total = terms if total is None else tuple(t + s for t, s in zip(total, terms))
     if total is None:  # unreachable: quadrature gives at least one node
         raise RuntimeError("no quadrature nodes")

@@ -2,40 +2,33 @@
 
 Most calls want an attribution as a value (explaining a model); some want it as a
 differentiable function of the parameters and inputs (a training loss). Keeping the
-graph of a gradient computation (``create_graph=True``) on every call costs time,
-and memory that grows with ``n_steps`` even when ``chunk_size`` is set. So fattr
-computes the value without that graph and, when grad mode is on and the value
-depends on tensors that require grad, attaches it to one autograd node
-(:func:`attach`) whose backward recomputes the value with its graph and
+graph of a gradient computation (``create_graph=True``) on every call costs time, and
+memory that grows with ``n_steps`` even when ``chunk_size`` is set. So :func:`checkpoint`
+computes the value without that graph and, when grad mode is on and the value depends
+on tensors that require grad, attaches it to one autograd node whose backward
+recomputes it with its graph (same random and autocast states: :class:`Context`) and
 differentiates it: activation checkpointing, applied to the attribution. Only calls
-that are differentiated pay, with one more forward and backward per chunk (about a
-quarter more for a training step; callers that expect a backward pass, a model in
-training mode, keep the graph at once instead: :func:`on_demand`'s ``keep``).
-
-The recomputation sees what the first computation saw: the same random state (a
-model with dropout draws the same masks) and the same autocast state
-(:class:`Context`).
+that are differentiated pay, one more forward and backward per chunk (about a quarter
+more for a training step). It also decides, in one place, when the graph is kept at
+once instead: a model in training mode, unless memory comes first; a traced call.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 import torch
+from torch import nn
 
-from .base import Run, Tensor, Tensors
+from .base import Tensor, Tensors
+from .calling import module_of
 from . import tracing
 
-
-
-_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each mark() makes a new node from it
-
-
-def mark() -> int:
-    """A point in this thread's autograd history: nodes created later have larger sequence numbers."""
-    with torch.enable_grad():
-        return _sequence_nr(_ANCHOR.view(()).grad_fn)
+_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
+_local = threading.local()  # .reads: the innermost graph-free pass's _Reads, or None; .keep: keep_graph()
 
 
 def _sequence_nr(node: Any) -> int:
@@ -43,38 +36,77 @@ def _sequence_nr(node: Any) -> int:
     return number() if number is not None else 1 << 62  # unknown: treat as created during the call
 
 
-def reached_leaves(outputs: Sequence[Tensor], exclude: Sequence[Tensor], since: int) -> Optional[List[Tensor]]:
-    """The leaf tensors requiring grad that the graphs of ``outputs`` reach, except ``exclude``; None
-    if they also reach an intermediate result computed before ``since`` (see :func:`mark`).
+class _Reads:
+    """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown), since a
+    point in this thread's autograd history (nodes created later have larger sequence numbers)."""
 
-    Those leaves are what a function of fresh leaves (``exclude``) depends on besides them: a
-    module's parameters, tensors a closure captured. A tensor computed with a graph before the
-    call (a closure over ``w * scale``) cannot be an input of the recomputing node, so that case
-    is reported and the caller keeps the graph instead. (Sequence numbers count per thread: a
-    tensor computed with a graph in another thread may go unnoticed; its leaves are still found,
-    so only differentiating with respect to that intermediate tensor itself would miss this
-    call's share.) A walk over the graph's nodes, which outlive the release of their saved
-    tensors after a backward pass.
+    __slots__ = ("since", "found", "skip")
+    found: Optional[Dict[int, Tensor]]
+    skip: Set[int]
+
+    def __init__(self) -> None:
+        with torch.enable_grad():
+            self.since, self.found, self.skip = _sequence_nr(_ANCHOR.view(()).grad_fn), {}, set()
+
+    def walk(self, output: Tensor) -> None:
+        """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
+        (a closure over ``w * scale``: not an input the node can have). Sequence numbers count per thread:
+        such a tensor from another thread goes unnoticed, but its leaves are still found."""
+        stack = [output.grad_fn] if output.grad_fn is not None else []
+        seen = set(stack)
+        while stack and self.found is not None:
+            node = stack.pop()
+            if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
+                variable = getattr(node, "variable")
+                if id(variable) not in self.skip:
+                    self.found[id(variable)] = variable
+            elif _sequence_nr(node) < self.since:
+                self.found = None
+            else:
+                fresh = [c for c, _ in node.next_functions if c is not None and c not in seen]
+                seen.update(fresh)
+                stack.extend(fresh)
+
+    def module(self, module: Optional[nn.Module]) -> None:
+        """All ``module`` may read: its parameters, buffers and tensor attributes (a superset of what a
+        forward pass uses); unknown for None, or when one of them has a graph of its own."""
+        read = [] if module is None else [t for m in module.modules() for t in itertools.chain(
+            m._parameters.values(), m._buffers.values(), vars(m).values()) if isinstance(t, Tensor) and t.requires_grad]
+        if module is None or any(t.grad_fn is not None for t in read):
+            self.found = None
+        elif self.found is not None:
+            self.found.update((id(t), t) for t in read if id(t) not in self.skip)
+
+
+def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
+    """Name, inside a :func:`checkpoint`'s function, what its values depend on besides its tensors.
+
+    A source is a tensor computed with its graph during the call (the leaves requiring grad its
+    graph reaches count, except ``exclude``: the fresh leaves the function differentiated with
+    respect to), an ``nn.Module`` (all it may read), or None (unknown: the checkpoint keeps the
+    graph). A no-op outside a checkpoint's graph-free pass.
     """
-    skip = {id(t) for t in exclude}
-    found: List[Tensor] = []
-    stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
-            variable = getattr(node, "variable")
-            if id(variable) not in skip:
-                skip.add(id(variable))
-                found.append(variable)
-            continue
-        if _sequence_nr(node) < since:
-            return None
-        for child, _ in node.next_functions:
-            if child is not None and child not in seen:
-                seen.add(child)
-                stack.append(child)
-    return found
+    into: Optional[_Reads] = getattr(_local, "reads", None)
+    if into is None:
+        return
+    into.skip.update(id(t) for t in exclude)
+    for source in sources:
+        if isinstance(source, Tensor):
+            into.walk(source)
+        else:
+            into.module(source)
+
+
+def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool, into: Optional[_Reads]) -> Tensors:
+    """``fn(tensors)`` with grad mode ``grad``, its :func:`reads` going ``into`` (None: nowhere)."""
+    outer, enabled = getattr(_local, "reads", None), torch.is_grad_enabled()
+    _local.reads = into
+    torch.set_grad_enabled(grad)
+    try:
+        return tuple(fn(tensors))
+    finally:
+        torch.set_grad_enabled(enabled)
+        _local.reads = outer
 
 
 @dataclass(frozen=True)
@@ -105,15 +137,12 @@ class Context:
             yield
 
 
-Recompute = Callable[[Tensors], Sequence[Optional[Tensor]]]
-
-
 class _Recomputed(torch.autograd.Function):
     """Identity on precomputed values; its backward recomputes them with their graph and differentiates."""
 
     @staticmethod
-    def forward(ctx: Any, recompute: Recompute, context: Context, values: Tensors, n_inputs: int,
-                *sources: Tensor) -> Tensors:
+    def forward(ctx: Any, recompute: Callable[[Tensors], Tensors], context: Context, values: Tensors,
+                n_inputs: int, *sources: Tensor) -> Tensors:
         ctx.recompute, ctx.context, ctx.n_inputs = recompute, context, n_inputs
         ctx.save_for_backward(*sources)
         ctx.set_materialize_grads(False)
@@ -149,55 +178,77 @@ class _Recomputed(torch.autograd.Function):
         return none + tuple(grads)
 
 
-def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], recompute: Recompute,
-           context: Context) -> Tensors:
-    """``values``, differentiable with respect to ``inputs`` and ``leaves`` through ``recompute``.
+@contextlib.contextmanager
+def keep_graph() -> Iterator[None]:
+    """Every :func:`checkpoint` in this block (this thread) takes the policy under tracing: a switch for tests."""
+    outer = getattr(_local, "keep", False)
+    _local.keep = True
+    try:
+        yield
+    finally:
+        _local.keep = outer
+
+
+def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, module: Any = None,
+               memory_first: bool = False, traceable: bool = False) -> Tensors:
+    """``fn(tensors)``, computed without a graph and differentiable on demand.
 
     Args:
-      values: tensors computed without a graph.
-      inputs: the tensors requiring grad that the computation took as arguments.
-      leaves: the leaf tensors requiring grad it used besides them (:func:`reached_leaves`).
-      recompute: ``recompute(stand_ins)`` computes the same values with their graph, with
-        ``stand_ins`` (same values as ``inputs``, in order) in place of ``inputs``; entries
-        may be None where a value depends on nothing that requires grad.
-      context: captured before ``values`` were computed.
+      fn: an ordinary function of a tuple of tensors, returning a tuple of tensors. It keeps the
+        graph of what it computes (``create_graph``, ``torch.func.grad``) when grad mode is on as
+        it starts, and names what else it read that may require grad with :func:`reads`.
+      tensors: its arguments; the values are differentiable with respect to those requiring grad.
+      module: the model (or the function of one, :func:`.calling.module_of`) whose training mode
+        counts: in training mode the values are about to be differentiated, so the graph is kept
+        at once (one pass with the graph is cheaper than a pass and a recomputation).
+      memory_first: keep no graph at once even then (chunked path methods: memory follows the chunk).
+      traceable: ``fn`` with grad mode on can be traced by ``torch.compile(fullgraph=True)`` and
+        ``torch.func`` transforms (``torch.func.grad`` inside) and without cannot: under tracing it runs
+        with grad mode on, whatever the caller's.
+
+    Returns:
+      ``fn``'s values; with grad mode on, when they depend on tensors requiring grad, on one node
+      that recomputes them with their graph in backward, or with their graph at once.
+
+    Example:
+      >>> import torch
+      >>> from fattr._src.recompute import checkpoint, reads
+      >>> w = torch.tensor([2.0], requires_grad=True)
+      >>> def slope(ts):                            # d(w x^2)/dx, with its graph only under grad mode
+      ...     keep, x = torch.is_grad_enabled(), ts[0].detach().requires_grad_()
+      ...     with torch.enable_grad():
+      ...         out = (w * x ** 2).sum()
+      ...     reads(out, exclude=(x,))              # out's graph reaches w
+      ...     return torch.autograd.grad(out, x, create_graph=keep)
+      >>> (g,) = checkpoint(slope, (torch.tensor([3.0]),))
+      >>> g, torch.autograd.grad(g.sum(), w)[0]     # 2 w x, and its derivative 2 x: recomputed
+      (tensor([12.], grad_fn=<_RecomputedBackward>), tensor([6.]))
     """
-    unique = list({id(t): t for t in leaves}.values())  # a leaf listed twice would get its gradient twice
-    if not inputs and not unique:
+    tensors = tuple(tensors)
+    # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this one
+    # place: no recomputing node (Dynamo does not trace its backward; a transform differentiates fattr
+    # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
+    # detached after it under no_grad. Issue #16 hooks compiled calls' cost model in here.
+    if tracing.is_traced() or getattr(_local, "keep", False):
+        with torch.enable_grad() if traceable else contextlib.nullcontext():
+            values = tuple(fn(tensors))
+        return values if torch.is_grad_enabled() else tuple(v.detach() for v in values)
+    owner = module_of(module)
+    if not torch.is_grad_enabled() or (owner is not None and owner.training and not memory_first):
+        return tuple(fn(tensors))  # nothing to attach; or about to be differentiated: the graph at once
+    context, read = Context.capture(), _Reads()
+    values = _run(fn, tuple(t.detach() for t in tensors), False, read)
+    if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
+        return tuple(fn(tensors))
+    tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
+    if not tracked and not read.found:
         return values
-    leaves = unique
-    return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *leaves)
 
-
-def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tensors:
-    """The values of ``run``, computed without a graph and differentiable on demand.
-
-    With ``keep`` (the caller expects the values to be differentiated: a model in training
-    mode), they are computed once with their graph instead, which is cheaper when a backward
-    pass follows.
-
-    ``run(inputs, graph)`` computes a tuple of tensors from ``inputs``. With ``graph=False``
-    it keeps no graph and returns ``(values, reached)``: ``reached`` lists the leaf tensors
-    requiring grad it used besides ``inputs`` (:func:`reached_leaves`), None when it used a
-    tensor whose graph it cannot route through. With ``graph=True`` it returns the values
-    with their graph (``reached`` is ignored). Under ``torch.no_grad()`` nothing is attached;
-    when ``reached`` is None the values are computed again with their graph, as is.
-    """
-    inputs = tuple(inputs)
-    if tracing.is_traced() or (keep and torch.is_grad_enabled()):  # one graph, differentiated as is
-        return run(inputs, True)[0]
-    if not torch.is_grad_enabled():
-        return run(inputs, False)[0]
-    context = Context.capture()
-    values, reached = run(tuple(t.detach() for t in inputs), False)
-    if reached is None:
-        return run(inputs, True)[0]
-    tracked = [i for i, t in enumerate(inputs) if t.requires_grad]
-
-    def again(stand_ins: Tensors) -> Sequence[Optional[Tensor]]:
-        full = [t.detach() for t in inputs]
+    def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
+        full = [t.detach() for t in tensors]
         for i, s in zip(tracked, stand_ins):
             full[i] = s
-        return run(tuple(full), True)[0]
+        return _run(fn, tuple(full), True, None)
 
-    return attach(values, [inputs[i] for i in tracked], reached, again, context)
+    return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked),
+                             *(tensors[i] for i in tracked), *read.found.values())

@@ -4,7 +4,7 @@ Eager calls take the fast path of :mod:`.gradients` (plain ``torch.autograd.grad
 no graph kept, differentiable on demand by :mod:`.recompute`). Under a trace that
 path would break the graph (Dynamo does not trace ``torch.autograd.grad``) or
 mix autograd levels (``vmap``/``grad`` around fattr), so traced calls use
-``torch.func.grad``, which both understand.
+``torch.func.grad``, which both understand: decided in :func:`.recompute.checkpoint`.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
 So the cost is a forward pass over the baselines and a forward and backward pass over
 the inputs: less than Captum's forward and backward over both. Methods call
 :func:`multipliers_on_demand`: that run keeps no graph, and the result is differentiable on
-demand (:mod:`..recompute`). With ``graph=True`` (the recomputation, or a model in training
+demand (:mod:`..recompute`). With grad mode on (the recomputation, or a model in training
 mode) the baselines' pass keeps its graph, the rules' coefficients are computed with theirs
 and the backward pass runs with ``create_graph``; after it, the rule functions switch to
 their ops' true derivatives, so an outer backward differentiates the multipliers exactly
@@ -19,15 +19,14 @@ their ops' true derivatives, so an outer backward differentiates the multipliers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Sequence
 
 import torch
 
-from .. import tracing
-from ..calling import in_training, module_of, tensors_read
+from ..calling import module_of
 from ..errors import fail
 from ..arguments import split_args
-from ..recompute import mark, on_demand, reached_leaves
+from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
@@ -50,7 +49,6 @@ class Multipliers:
     out_x: Tensor
     out_b: Tensor
     uncovered: List[str]
-    reached: Optional[List[Tensor]] = None  # with ``since``: the leaves requiring grad the rule pass used
 
 
 def _low_precision(t: Tensor) -> bool:
@@ -58,7 +56,7 @@ def _low_precision(t: Tensor) -> bool:
 
 
 def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs: Tensors, bs: Tensors,
-                target: Target, *, eps: float, graph: bool, since: Optional[int] = None) -> Multipliers:
+                target: Target, *, eps: float) -> Multipliers:
     """DeepLift multipliers of the selected output of ``forward_x`` with respect to ``xs``.
 
     Args:
@@ -69,10 +67,11 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
         paired with row ``i`` of ``xs`` (same shapes).
       target: the normalised target for ``n_rows`` rows.
       eps: the rule falls back to the gradient where ``|x - ref| < eps``.
-      graph: keep the graph so that the results are differentiable.
-      since: a :func:`..recompute.mark` taken before the call: also report the leaves the rule
-        pass used (:func:`..recompute.reached_leaves`).
+
+    With grad mode on, the graph is kept so that the results are differentiable; without, the
+    leaves the rule pass used are declared (:func:`..recompute.reads`).
     """
+    graph = torch.is_grad_enabled()
     for i, x in enumerate(xs):
         if not x.is_floating_point():
             fail(f"inputs[{i}]" if len(xs) > 1 else "inputs", "a floating-point tensor", x,
@@ -97,10 +96,10 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
     finally:
         phase.multipliers = False  # from now on, the rule functions differentiate as their ops
     grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
-    reached = reached_leaves([out_x], leaves, since) if since is not None else None
+    reads(out_x, exclude=leaves)
     if not graph:
         out_x, out_b = out_x.detach(), out_b.detach()
-    return Multipliers(grads, out_x, out_b, replayer.uncovered, reached)
+    return Multipliers(grads, out_x, out_b, replayer.uncovered)
 
 
 def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_x: Sequence[Any],
@@ -114,22 +113,14 @@ def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_
     module = module_of(model)
     uncovered: List[str] = []
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
+    def run(tensors: Tensors) -> Tensors:
         rx, rb = rebuild_x(tensors[2 * k:2 * k + kx]), rebuild_b(tensors[2 * k + kx:])
-        tracking = not graph and torch.is_grad_enabled()
         res = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb), tensors[:k], tensors[k:2 * k],
-                          target, eps=eps, graph=graph, since=mark() if tracking else None)
+                          target, eps=eps)
         uncovered[:] = res.uncovered
-        reached = res.reached if tracking else []
-        if reached is not None and tracking and module is not None:
-            # the baselines' pass kept no graph to walk: count everything the model may have read
-            read = tensors_read(module)
-            reached = None if read is None else reached + read
-        return res.grads + (res.out_x, res.out_b), reached
+        if module is not None:  # the baselines' pass kept no graph to walk: count everything the model may read
+            reads(module)
+        return res.grads + (res.out_x, res.out_b)
 
-    if tracing.is_traced():  # Dynamo breaks the graph around the engine's autograd.grad: no recomputation
-        return multipliers(lambda *rows: f(*rows, *rest_x), lambda *rows: f(*rows, *rest_b), xs, bs, target,
-                           eps=eps, graph=torch.is_grad_enabled())
-    values = on_demand(run, tuple(xs) + tuple(bs) + tx + tb, keep=in_training(model))
+    values = checkpoint(run, tuple(xs) + tuple(bs) + tx + tb, module=module)
     return Multipliers(tuple(values[:k]), values[k], values[k + 1], uncovered)
-

@@ -24,10 +24,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .. import tracing
 from ..arguments import split_args
-from ..calling import call, in_training
-from ..recompute import mark, on_demand, reached_leaves
+from ..calling import call
+from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from ..targets import Target
 from .catalog import named, parse
@@ -97,9 +96,10 @@ def _total(out: Tensor) -> Tensor:
     return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
 
 
-def _pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any], deconvolution: bool,
-          graph: bool, since: Optional[int]) -> Tuple[Tensors, List[str], Optional[List[Tensor]]]:
-    """Rule gradients of ``f(rows)[target]`` summed over rows; with ``graph``, differentiable."""
+def _pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any],
+          deconvolution: bool) -> Tuple[Tensors, List[str]]:
+    """Rule gradients of ``f(rows)[target]`` summed over rows; with grad mode on, differentiable."""
+    graph = torch.is_grad_enabled()
     phase = Phase()
     n = rows[0].shape[0]
     try:
@@ -115,8 +115,8 @@ def _pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[A
     finally:
         phase.multipliers = False  # from now on, the functions differentiate as ReLU
     grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, rows))
-    reached = reached_leaves([out], leaves, since) if since is not None else None
-    return grads, guide.unguided, reached
+    reads(out, exclude=leaves)
+    return grads, guide.unguided
 
 
 def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any], *,
@@ -130,17 +130,12 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     k = len(rows)
     unguided: List[str] = []
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
-        tracking = not graph and torch.is_grad_enabled()
-        grads, names, reached = _pass(f, tensors[:k], target, rebuild(tensors[k:]), deconvolution, graph,
-                                      mark() if tracking else None)
+    def run(tensors: Tensors) -> Tensors:
+        grads, names = _pass(f, tensors[:k], target, rebuild(tensors[k:]), deconvolution)
         unguided[:] = names
-        return grads, (reached if tracking else [])
+        return grads
 
-    if tracing.is_traced():
-        return run(tuple(rows) + arg_tensors, torch.is_grad_enabled())[0], unguided
-    grads = on_demand(run, tuple(rows) + arg_tensors, keep=in_training(model))
-    return grads, unguided
+    return checkpoint(run, tuple(rows) + arg_tensors, module=model), unguided
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:

@@ -4,9 +4,8 @@ The ablation itself is the input-space one (:mod:`..perturbation.ablation`) appl
 the split model, with the layer's activation as its input."""
 from __future__ import annotations
 
-import math
 from numbers import Number
-from typing import Any, List, Optional, Tuple
+from typing import Any, List
 
 import torch
 
@@ -20,7 +19,7 @@ from ..perturbation.ablation import ablate_each
 from ..perturbation.evaluate import Evaluator
 from ..perturbation.features import Features, group_ids, per_tensor
 from ..perturbation.progress import Progress
-from ..recompute import mark, on_demand, reached_leaves
+from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from ..targets import as_target
 from .view import LayerFunction
@@ -101,14 +100,12 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
     rest_tensors, rebuild = split_args(rest)
     k = len(acts)
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
+    def run(tensors: Tensors) -> Tensors:  # without grad: the tails' fast paths
         acts_, bases_, rest_ = tensors[:k], tensors[k:2 * k], rebuild(tensors[2 * k:])
-        tracking = not graph and torch.is_grad_enabled()
-        since = mark() if tracking else 0
-        reference = outputs(f, acts_, tgt, rest_)
-        reached = reached_leaves([reference], (), since) if tracking else []
-        with torch.set_grad_enabled(graph and torch.is_grad_enabled()):  # no graph: the tails' fast paths
-            evaluate = Evaluator(f, tgt, rest_, n, aggregate=False)
-            return ablate_each(evaluate, acts_, bases_, features, reference, ppe, Progress(0, "", False)), reached
+        with torch.enable_grad():
+            reference = outputs(f, acts_, tgt, rest_)
+        reads(reference)
+        evaluate = Evaluator(f, tgt, rest_, n, aggregate=False)
+        return ablate_each(evaluate, acts_, bases_, features, reference, ppe, Progress(0, "", False))
 
-    return lf.restore(on_demand(run, acts + tuple(bases) + rest_tensors, keep=lf.model is None or lf.model.training), rest)
+    return lf.restore(checkpoint(run, acts + tuple(bases) + rest_tensors, module=lf.model), rest)

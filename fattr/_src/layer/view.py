@@ -11,8 +11,8 @@ read it from the head's result: a :class:`LayerFunction` is a value, never chang
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
+
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,9 +21,9 @@ from torch.utils import _pytree as pytree
 
 from ..arguments import split_args
 from ..base import ResultOrList
-from ..calling import explained, tensors_read
+from ..calling import Bound, explained
 from ..errors import fail
-from ..recompute import on_demand
+from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from .capture import pack
 from .split import Split, build
@@ -75,16 +75,13 @@ class LayerFunction:
         k = len(inputs)
         structure_of: List[Any] = []
 
-        def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
-            with contextlib.nullcontext() if graph else torch.no_grad():
-                flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
+        def run(tensors: Tensors) -> Tensors:  # without grad: modules keep their inference fast paths
+            flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
             structure_of[:] = [len(flat), leaves, packing]
-            values = flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
-            tracking = not graph and torch.is_grad_enabled() and self.model is not None
-            return values, (tensors_read(self.model) if tracking and self.model is not None else [])
+            reads(self.model)  # None (a function whose modules fattr cannot see): unknown, the graph is kept
+            return flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
 
-        # a function whose modules fattr cannot see keeps its graph: nothing else is known to be read
-        values = on_demand(run, tuple(inputs) + arg_tensors, keep=self.model is None or self.model.training)
+        values = checkpoint(run, tuple(inputs) + arg_tensors, module=self.model)
         n_flat, leaves, packing = structure_of
         carried = iter(values[n_flat:])
         return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves) + (packing,)
@@ -132,8 +129,7 @@ class LayerFunction:
             rest = pytree.tree_unflatten(list(values[k:-1]), packing.spec)
             return tail(packed if was_list else packed[0], rest)
 
-        f.fattr_model = self.model  # type: ignore[attr-defined]  # whose training mode counts (calling.in_training)
-        return f
+        return Bound(f, self.model)  # whose training mode counts
 
     def restore(self, flat: Sequence[torch.Tensor], rest: Sequence[Any]) -> ResultOrList:
         """Flat per-tensor results in the activation's structure (a list for a list of layers); ``rest``

@@ -13,7 +13,7 @@ from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, fail
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
-from ..recompute import mark, on_demand, reached_leaves
+from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from ..targets import Target, as_target
 from .function import Neuron
@@ -109,9 +109,8 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
     m = len(points)
     select = neuron.selectors[0]
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
-        tracking = not graph and torch.is_grad_enabled()
-        since = mark() if tracking else 0
+    def run(tensors: Tensors) -> Tensors:
+        graph = torch.is_grad_enabled()
         rows_args = rebuild(tensors[m:])
         with torch.enable_grad():
             leaves = tuple(t.detach().requires_grad_() for t in tensors[:m])
@@ -131,6 +130,7 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
             cotangents = tuple(torch.zeros_like(y) if c is None else c for c, y in zip(cotangents, acts))
             found = torch.autograd.grad(acts, leaves, cotangents, create_graph=graph, allow_unused=True)
         grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, leaves))
-        return grads, (reached_leaves([out], leaves, since) if tracking else [])
+        reads(out, exclude=leaves)
+        return grads
 
-    return on_demand(run, tuple(points) + arg_tensors, keep=neuron.split.owner is None or neuron.split.owner.training)
+    return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner)

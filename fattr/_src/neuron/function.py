@@ -18,6 +18,7 @@ from .. import structure
 from ..arguments import as_args, tile, tile_args
 from ..base import Attributions
 from ..baselines import format_baselines
+from ..calling import Bound, module_of
 from ..errors import check_bool, check_callable
 from ..layer.split import build
 from ..structure import Tensors
@@ -59,8 +60,7 @@ class Neuron:
                 return selectors[0](act, n)
             return torch.stack([s(act, n) for s in selectors], dim=1)
 
-        g.fattr_model = self.model  # type: ignore[attr-defined]  # whose training mode counts (calling.in_training)
-        return g
+        return Bound(g, module_of(self.model))  # whose training mode counts
 
     # ---- several selectors: one block of rows per selector
     def tiled(self, xs: Tensors, args: Tuple[Any, ...], baselines: Any = None, per_example_baselines: bool = False

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Number
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
 from ..arguments import split_args, tile_args
-from ..calling import call, in_training
+from ..calling import call
 from ..errors import fail
-from ..recompute import mark, on_demand, reached_leaves
+from ..recompute import checkpoint, reads
 from ..structure import Tensors, fold
 from ..targets import Target
 from .progress import Progress
@@ -112,13 +112,11 @@ def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: 
     arg_tensors, rebuild = split_args(args)
     k, kb = len(xs), len(bases)
 
-    def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[torch.Tensor]]]:
+    def run(tensors: Tensors) -> Tensors:
         xs_, bases_, args_ = tensors[:k], tensors[k:k + kb], rebuild(tensors[k + kb:])
-        tracking = not graph and torch.is_grad_enabled()
-        since = mark() if tracking else 0
-        ref, aggregate = reference(f, xs_, target, args_)
-        reached = reached_leaves([ref], (), since) if tracking else []
-        with torch.set_grad_enabled(graph and torch.is_grad_enabled()):
-            return compute(xs_, bases_, args_, ref, aggregate), reached
+        with torch.enable_grad():
+            ref, aggregate = reference(f, xs_, target, args_)
+        reads(ref)
+        return compute(xs_, bases_, args_, ref, aggregate)
 
-    return on_demand(run, tuple(xs) + tuple(bases) + arg_tensors, keep=in_training(f))
+    return checkpoint(run, tuple(xs) + tuple(bases) + arg_tensors, module=f)

@@ -9,7 +9,7 @@ ids densely and scatters per-feature values back to the inputs' shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Tuple
+from typing import Any, List
 
 import torch
 

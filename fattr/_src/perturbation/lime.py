@@ -22,7 +22,7 @@ from ..base import (ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, Inpu
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
-from ..targets import Target, as_target
+from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, reference, replace
 from .features import Features, group_ids
 from .linear import lasso, weighted_least_squares
@@ -87,7 +87,6 @@ def _user_samples(perturb_func: Callable[..., Any], xs: Tensors, bases: Tensors,
 def _cosine_similarity(xs: Tensors, rows: Tensors, aggregate: bool) -> torch.Tensor:
     """``exp(-d^2 / (2 width^2))`` of the cosine distance between each perturbed copy and the input
     (inputs flattened and concatenated per example; the whole batch in aggregate mode): ``(p, R)``."""
-    p = rows[0].shape[0]
     if aggregate:
         original = torch.cat([flat(x, 0) for x in xs], dim=-1).unsqueeze(0)
         perturbed = torch.cat([flat(r) for r in rows], dim=-1)
