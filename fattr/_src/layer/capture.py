@@ -60,9 +60,11 @@ def attributes_kept(modules: Iterable[nn.Module], strict: bool = True) -> Iterat
             now = vars(m)
             if now.keys() != before.keys() or any(not _same_value(now.get(k), v) for k, v in before.items()):
                 changed = True
-            if now.keys() != before.keys() or any(now.get(k) is not v for k, v in before.items()):
-                now.clear()  # restore the very objects (an export rebuilds equal containers)
-                now.update(before)
+            for k in now.keys() - before.keys():  # key by key: another thread may be reading the module
+                del now[k]
+            for k, v in before.items():
+                if now.get(k) is not v:
+                    now[k] = v  # the very objects (an export rebuilds equal containers)
     if changed and strict:
         raise Untraceable("the model's forward sets module attributes")
 

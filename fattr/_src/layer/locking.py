@@ -7,7 +7,9 @@ under the writer side of this lock and runs every head and tail under the reader
 side: fattr's own calls are safe across threads (many heads and tails run at
 once; a trace waits for them to finish). Code outside fattr that calls modules
 in another thread while fattr traces is not protected; that is a property of
-``torch.fx`` itself.
+``torch.fx`` itself. The same holds for reading a submodule attribute: while
+``torch.export`` traces, ``nn.Module.__getattr__`` returns stand-ins for
+submodules in every thread, so fattr also resolves layers under the reader side.
 
 Readers have priority (a waiting trace does not block new readers), so nested
 reads in one thread never deadlock, and a thread may trace while it holds reads

@@ -197,12 +197,13 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     if isinstance(layer, Split):
         return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
     is_module = isinstance(model, nn.Module)
-    if is_module:
-        layers, was_list = resolve(model, layer, name, allow_list=allow_list)
-        roots: List[nn.Module] = [model]
-    else:
-        roots = modules_of(model)
-        layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
+    with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
+        if is_module:
+            layers, was_list = resolve(model, layer, name, allow_list=allow_list)
+            roots: List[nn.Module] = [model]
+        else:
+            roots = modules_of(model)
+            layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
     owner = (id(model), tuple(id(m) for m in layers), to_input)

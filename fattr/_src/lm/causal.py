@@ -5,7 +5,7 @@
   left-padded), the full sequences ``prompt + target``, their attention mask and, when the
   model's ``forward`` takes them, position ids counted from the mask (as Hugging Face's
   ``generate`` does), so a padded prompt sees the positions it would see alone.
-* :class:`CausalLM`: the model as an ``nn.Module`` ``(ids, mask[, positions]) -> logits``
+* :func:`causal_lm`: the model as a function ``(ids, mask[, positions]) -> logits``
   (a ``ModelOutput``'s ``.logits`` taken), so that it can be split at its embedding layer.
 * :func:`step_values`: the value attributed for each output token (``step``), read from the
   logits at the positions that predict the target tokens, after checking that the model is
@@ -71,16 +71,15 @@ def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor
         return logits_of(call(model, (ids,), as_args((), keywords)))
 
 
-class CausalLM(nn.Module):
-    """``(ids, mask[, positions]) -> logits``: a causal LM with positional arguments, for the split."""
+def causal_lm(model: nn.Module, keep: Optional[int] = None) -> Callable[..., Tensor]:
+    """``(ids, mask[, positions]) -> logits``: a causal LM with positional arguments, for the split. A
+    function of the model (not a wrapper module), so the split's plan is the model's: made anew per call,
+    it shares the plan captured by the first (plans are keyed on a function's code and closure values)."""
 
-    def __init__(self, model: nn.Module, keep: Optional[int] = None) -> None:
-        super().__init__()
-        self.model = model
-        self.keep = keep
+    def logits(ids: Tensor, mask: Tensor, positions: Optional[Tensor] = None) -> Tensor:
+        return call_model(model, ids, mask, positions, keep, lock=False)
 
-    def forward(self, ids: Tensor, mask: Tensor, positions: Optional[Tensor] = None) -> Tensor:
-        return call_model(self.model, ids, mask, positions, self.keep, lock=False)
+    return logits
 
 
 def positions_from(mask: Tensor) -> Tensor:
@@ -127,7 +126,7 @@ class Prompts:
         return self.target.shape[1]
 
     def model_args(self) -> Tuple[Tensor, ...]:
-        """What :class:`CausalLM` takes after the ids."""
+        """What :func:`causal_lm` takes after the ids."""
         return (self.full_mask,) if self.positions is None else (self.full_mask, self.positions)
 
     def left(self, x: Tensor) -> Tensor:

@@ -19,11 +19,13 @@ import torch
 from ..arguments import tile_args
 from ..cotangents import output_gradients
 from ..errors import fail
+from ..layer import locking
+from ..layer.resolve import resolve
 from ..layer.view import LayerFunction
 from ..quadrature import quadrature
 from ..randomness import normal, uniform
 from ..structure import fold
-from .causal import CausalLM, Prompts
+from .causal import Prompts, causal_lm
 
 Tensor = torch.Tensor
 Select = Callable[[Tensor, Tensor], Tensor]  # (logits, target rows) -> (N, T_out)
@@ -34,7 +36,9 @@ class Embedded:
 
     def __init__(self, model: Any, layer: Any, prompts: Prompts) -> None:
         self.prompts = prompts
-        self.lf = LayerFunction(CausalLM(model, prompts.keep), layer, False, name="layer")
+        with locking.reading():  # a module of the model (or its dotted name): the split below sees a function
+            (layer,), _ = resolve(model, layer, "layer", allow_list=False)
+        self.lf = LayerFunction(causal_lm(model, prompts.keep), layer, False, name="layer")
         (self.emb,), self.rest = self.lf.head((prompts.full_ids,), prompts.model_args())
         b, t = prompts.full_ids.shape
         if self.emb.dim() != 3 or self.emb.shape[1] != t:
