@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from .base import Run, Tensor, Tensors
-from . import compiled, tracing
+from . import tracing
 
 
 
@@ -169,7 +169,7 @@ def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], 
     return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *leaves)
 
 
-def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False, owner: Any = None) -> Tensors:
+def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tensors:
     """The values of ``run``, computed without a graph and differentiable on demand.
 
     With ``keep`` (the caller expects the values to be differentiated: a model in training
@@ -184,9 +184,7 @@ def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False, owner: 
     when ``reached`` is None the values are computed again with their graph, as is.
     """
     inputs = tuple(inputs)
-    if tracing.is_traced():  # one graph, differentiated as is (under torch.compile: see .compiled)
-        return compiled.on_demand(run, inputs, owner)  # owner: the model run calls (see .compiled)
-    if keep and torch.is_grad_enabled():
+    if tracing.is_traced() or (keep and torch.is_grad_enabled()):  # one graph, differentiated as is
         return run(inputs, True)[0]
     if not torch.is_grad_enabled():
         return run(inputs, False)[0]
