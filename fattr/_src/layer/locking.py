@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import ContextManager, Iterator
+
+from ..tracing import is_compiling
 
 _condition = threading.Condition(threading.Lock())
 _readers = 0
@@ -25,9 +27,13 @@ _writing = False
 _local = threading.local()
 
 
+def reading() -> ContextManager[None]:
+    """Run modules: many threads at once, never while a trace is in progress (no lock under Dynamo)."""
+    return contextlib.nullcontext() if is_compiling() else _reading()
+
+
 @contextlib.contextmanager
-def reading() -> Iterator[None]:
-    """Run modules: many threads at once, never while a trace is in progress."""
+def _reading() -> Iterator[None]:
     global _readers
     with _condition:
         while _writing:
