@@ -164,3 +164,34 @@ def test_compiled_training_step_matches_eager_gradients():
     got = torch.autograd.grad(torch.compile(loss, fullgraph=True)(x, y), params)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+class _Scaled(nn.Module):
+    """A module reading a tensor attribute that requires grad but is not a parameter."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.scale = torch.tensor(1.5, requires_grad=True)
+
+    def forward(self, x):
+        return self.body(x) * self.scale
+
+
+@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True)],
+                         ids=["parameters", "tensor_attribute"])
+def test_compiled_result_differentiates_like_eager(name, scaled):
+    """As called, the compiled result comes from an inference graph and is differentiated by recomputation
+    (parameters and inputs); a tensor requiring grad that is not a parameter falls back to the graph."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "cnn")
+    model = _Scaled(model) if scaled else model
+    x = xs[0].clone().requires_grad_()
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    sources = [x] + [p for p in model.parameters()] + ([model.scale] if scaled else [])
+    want = torch.autograd.grad(fn(x).square().sum(), sources, allow_unused=True, materialize_grads=True)
+    got = torch.autograd.grad(torch.compile(fn, fullgraph=True)(x).square().sum(), sources, allow_unused=True,
+                              materialize_grads=True)
+    assert any(g.abs().sum() > 0 for g in want[1:])  # the parameters' gradients are not all zero
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -84,7 +84,7 @@ def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequen
     def run(tensors: Tensors, graph: bool) -> Tuple[Tensors, Optional[List[Tensor]]]:
         return gradient_pass(f, tensors[:k], target, rebuild(tensors[k:]), graph)
 
-    return recompute.on_demand(run, tuple(rows) + arg_tensors, keep=in_training(f))
+    return recompute.on_demand(run, tuple(rows) + arg_tensors, keep=in_training(f), owner=f)
 
 
 def outputs(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> torch.Tensor:

@@ -81,7 +81,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
             return tuple(terms), reached
 
-        terms = on_demand(chunk, tuple(tensors) + arg_tensors, keep=keep)
+        terms = on_demand(chunk, tuple(tensors) + arg_tensors, keep=keep, owner=f)
         total = terms if total is None else tuple(t + s for t, s in zip(total, terms))
     if total is None:  # unreachable: quadrature gives at least one node
         raise RuntimeError("no quadrature nodes")

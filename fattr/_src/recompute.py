@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from .base import Run, Tensor, Tensors
-from . import tracing
+from . import compiled, tracing
 
 
 
@@ -169,7 +169,7 @@ def attach(values: Tensors, inputs: Sequence[Tensor], leaves: Sequence[Tensor], 
     return _Recomputed.apply(recompute, context, tuple(v.detach() for v in values), len(inputs), *inputs, *leaves)
 
 
-def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tensors:
+def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False, owner: Any = None) -> Tensors:
     """The values of ``run``, computed without a graph and differentiable on demand.
 
     With ``keep`` (the caller expects the values to be differentiated: a model in training
@@ -184,7 +184,9 @@ def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False) -> Tens
     when ``reached`` is None the values are computed again with their graph, as is.
     """
     inputs = tuple(inputs)
-    if tracing.is_traced() or (keep and torch.is_grad_enabled()):  # one graph, differentiated as is
+    if tracing.is_traced():  # torch.compile: an inference graph, recomputed on demand (owner: the model run calls)
+        return compiled.on_demand(run, inputs, keep=keep, owner=owner)
+    if keep and torch.is_grad_enabled():  # one graph, differentiated as is
         return run(inputs, True)[0]
     if not torch.is_grad_enabled():
         return run(inputs, False)[0]
