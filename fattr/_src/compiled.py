@@ -46,18 +46,18 @@ class _Attached(torch.autograd.Function):
     """The identity on ``values``; its backward recomputes them from ``sources`` and differentiates."""
 
     @staticmethod
-    def forward(ctx: Any, values: Tensors, recompute: Recompute,  # type: ignore[override]
+    def forward(ctx: Any, values: Tensors, recompute: Recompute,
                 *sources: Tensor) -> Tensors:
         ctx.recompute = recompute
         ctx.save_for_backward(*sources)
         return tuple(v.clone() for v in values)
 
     @staticmethod
-    def backward(ctx: Any, *cotangents: Tensor) -> Tuple[Optional[Tensor], ...]:  # type: ignore[override]
+    def backward(ctx: Any, *cotangents: Tensor) -> Tuple[Optional[Tensor], ...]:
         sources = ctx.saved_tensors
         # a zero that depends on the cotangents: the recomputation cannot run before the backward
-        zero = sum((c.reshape(-1)[:1] * 0).nan_to_num(0.0, 0.0, 0.0).sum() for c in cotangents)
-        _, vjp = torch.func.vjp(lambda *s: tuple(ctx.recompute(s)), *(s + zero.to(s.dtype) for s in sources))
+        zero = torch.stack([(c.reshape(-1)[:1] * 0).nan_to_num(0.0, 0.0, 0.0).sum().float() for c in cotangents]).sum()
+        vjp = torch.func.vjp(lambda *s: tuple(ctx.recompute(s)), *(s + zero.to(s.dtype) for s in sources))[1]
         return (None, None) + tuple(vjp(tuple(cotangents)))
 
 

@@ -147,5 +147,5 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
         # the leaves f used besides the rows: walk the forward's graph, whose nodes outlive the backward
         return (values,) + reduced, (recompute.reached_leaves((live,), leaves, since) if tracking else [])
 
-    out = recompute.on_demand(run, tuple(rows) + arg_tensors + operands, keep=in_training(f))
+    out = recompute.on_demand(run, tuple(rows) + arg_tensors + operands, keep=in_training(f), owner=f)
     return out[0], tuple(out[1:])
