@@ -56,7 +56,9 @@ class _Attached(torch.autograd.Function):
     def backward(ctx: Any, *cotangents: Tensor) -> Tuple[Optional[Tensor], ...]:
         sources = ctx.saved_tensors
         # a zero that depends on the cotangents: the recomputation cannot run before the backward
-        zero = torch.stack([(c.reshape(-1)[:1] * 0).nan_to_num(0.0, 0.0, 0.0).sum().float() for c in cotangents]).sum()
+        # (not ``c * 0``, which Inductor's joint-graph passes fold into a constant)
+        zero = torch.stack([c.reshape(-1)[:1].abs().neg().clamp(min=0).nan_to_num(0.0, 0.0, 0.0).sum().float()
+                            for c in cotangents]).sum()
         vjp = torch.func.vjp(lambda *s: tuple(ctx.recompute(s)), *(s + zero.to(s.dtype) for s in sources))[1]
         return (None, None) + tuple(vjp(tuple(cotangents)))
 
