@@ -27,9 +27,8 @@ _DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd
 _DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
 # why each method fails under torch.compile(fullgraph=True) today (with the thread lock skipped under Dynamo)
 FAILS = {
-    **{name: _SPLIT for name in DETERMINISTIC if SPECS[name].layer and not name.startswith(("neuron_deeplift",))},
-    "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT, "layer_deeplift": _SPLIT, "layer_deeplift_shap": _SPLIT,
-    "neuron_deeplift": _SPLIT, "neuron_deeplift_shap": _SPLIT,
+    **{name: _SPLIT for name in DETERMINISTIC if SPECS[name].layer},  # layer and neuron methods, DeepLift's too
+    "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
     "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
     "deconvolution": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
     "guided_integrated_gradients": "data-dependent guard on the step's selected fraction",

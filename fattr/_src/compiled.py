@@ -37,9 +37,14 @@ from torch import nn
 from torch.nn.utils.stateless import _reparametrize_module
 
 from .base import Run, Tensor, Tensors
-from .tracing import is_compiling
 
 Recompute = Callable[[Tensors], Tensors]
+
+
+def dynamo_tracing() -> bool:
+    """True while Dynamo traces the caller in this thread. (``torch.compiler.is_compiling`` is also
+    True in every thread while any thread runs ``torch.export``.)"""
+    return bool(torch.compiler.is_dynamo_compiling())
 
 
 class _Attached(torch.autograd.Function):
@@ -81,7 +86,7 @@ def on_demand(run: Run, inputs: Sequence[Tensor], *, keep: bool = False, owner: 
     they are computed with their graph.
     """
     inputs = tuple(inputs)
-    found = _parameters(owner) if is_compiling() and torch.is_grad_enabled() and not keep else None
+    found = _parameters(owner) if dynamo_tracing() and torch.is_grad_enabled() and not keep else None
     if found is None:
         return run(inputs, True)[0]
     module, names, params = found

@@ -19,7 +19,7 @@ import contextlib
 import threading
 from typing import ContextManager, Iterator
 
-from ..tracing import is_compiling
+from ..compiled import dynamo_tracing
 
 _condition = threading.Condition(threading.Lock())
 _readers = 0
@@ -29,7 +29,7 @@ _local = threading.local()
 
 def reading() -> ContextManager[None]:
     """Run modules: many threads at once, never while a trace is in progress (no lock under Dynamo)."""
-    return contextlib.nullcontext() if is_compiling() else _reading()
+    return contextlib.nullcontext() if dynamo_tracing() else _reading()
 
 
 @contextlib.contextmanager
