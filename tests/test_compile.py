@@ -1,6 +1,8 @@
-"""``torch.compile(fullgraph=True)`` of the gradient and path methods matches eager.
+"""``torch.compile`` of every registered method matches eager, without recompiles (issue #16).
 
-Few and small: the first compile of a function takes seconds on CPU.
+Each test compiles small models (a few seconds per compile on CPU). Methods that do not
+compile with ``fullgraph=True`` today are marked ``xfail(strict=True)`` with the reason,
+so that a fix shows up as an unexpected pass.
 """
 from __future__ import annotations
 
@@ -9,37 +11,177 @@ import torch
 from torch import nn
 
 import fattr
+from fattr.demo.model import make_model
+from fattr.demo.prior import border_mask, make_penalty
 
+counters = torch._dynamo.utils.counters
 
-@pytest.fixture(scope="module")
-def cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+SPECS = {s.name: s for s in fattr.methods()}
+DETERMINISTIC = sorted(s.name for s in fattr.methods() if not s.stochastic and s.inputs == "features")
+# lime and kernel_shap (the same engine as feature_permutation's draws) take ~30 s each to compile: left out
+STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs == "features"
+                    and s.name not in ("lime", "kernel_shap"))
 
-
-CALLS = {
-    "saliency": lambda m, x: fattr.saliency(m, x, target=1),
-    "input_x_gradient": lambda m, x: fattr.input_x_gradient(m, x, target=2),
-    "integrated_gradients": lambda m, x: fattr.integrated_gradients(m, x, n_steps=8, target=1),
+_SPLIT = "builds its split (fx capture, threading.Lock, fingerprint cache) inside the trace"
+_DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
+_DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
+# why each method fails under torch.compile(fullgraph=True) today (with the thread lock skipped under Dynamo)
+FAILS = {
+    **{name: _SPLIT for name in DETERMINISTIC if SPECS[name].layer},  # layer and neuron methods, DeepLift's too
+    "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
+    "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
+    "deconvolution": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
+    "guided_integrated_gradients": "data-dependent guard on the step's selected fraction",
+    "feature_ablation": _DATA_DEPENDENT, "shapley_values": _DATA_DEPENDENT,
 }
 
 
-@pytest.mark.parametrize("name", sorted(CALLS))
-def test_fullgraph_compile_matches_eager(cnn, name):
-    torch._dynamo.reset()
-    fn = CALLS[name]
-    x = torch.randn(2, 3, 8, 8)
-    compiled = torch.compile(lambda x: fn(cnn, x), fullgraph=True)
-    torch.testing.assert_close(compiled(x), fn(cnn, x), rtol=1e-5, atol=1e-6)
-
-
-def test_deeplift_compiles_under_no_grad():
-    """DeepLift's function interception runs under Dynamo (with graph breaks around its backward pass)."""
-    torch._dynamo.reset()
+def _mlp() -> nn.Module:
     torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
-    x = torch.randn(4, 5)
-    compiled = torch.compile(lambda x: fattr.deeplift(mlp, x, 0.0, target=[0, 1, 2, 1]))
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 3, 3, padding=1),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 3)).eval()
+
+
+MODELS = {"mlp": (_mlp, (4, 6), "3"), "cnn": (_cnn, (4, 2, 4, 4), "4")}
+
+
+def _call(spec, model, layer, x, dist, generator=None):
+    """The registry's generic call, with fewer steps and samples (compile time grows with the graph)."""
+    options = {key: 4 for key in ("n_steps", "n_samples") if key in spec.options}
+    if spec.name == "occlusion" and x.dim() == 4:
+        options["sliding_window_shapes"] = (1, 2, 2)
+    baselines = dist if spec.baselines == "distribution" else 0.1 if spec.baselines == "optional" else None
+    return spec.call(model, x, layer=layer, baselines=baselines, target=torch.tensor([0, 1, 2, 0]),
+                     generator=generator, **options)
+
+
+def _case(name, model_name):
+    make, shape, layer_name = MODELS[model_name]
+    model = make()
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(shape, generator=g) for _ in range(2)]
+    dist = torch.randn((3,) + shape[1:], generator=g)
+    return SPECS[name], model, model.get_submodule(layer_name), xs, dist
+
+
+def _params(names):
+    out = []
+    for name in names:
+        marks = [pytest.mark.xfail(reason=FAILS[name], strict=True)] if name in FAILS else []
+        model = "cnn" if SPECS[name].images or name in ("layer_grad_cam", "guided_grad_cam") else "mlp"
+        out.append(pytest.param(name, model, marks=marks, id=f"{name}-{model}"))
+    return out
+
+
+def _fresh():
+    torch._dynamo.reset()
+    counters.clear()
+
+
+@pytest.mark.parametrize("name,model_name", _params(DETERMINISTIC))
+def test_fullgraph_matches_eager_without_recompiles(name, model_name):
+    """As called (grad mode on, parameters requiring grad) and under no_grad: one graph per grad mode,
+    whatever the input values."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, model_name)
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for x in xs:
+        torch.testing.assert_close(compiled(x), fn(x), rtol=1e-4, atol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), fattr.deeplift(mlp, x, 0.0, target=[0, 1, 2, 1]),
-                                   rtol=1e-5, atol=1e-6)
+        for x in xs:
+            torch.testing.assert_close(compiled(x), fn(x), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 2  # one per grad mode, none per call
+
+
+@pytest.mark.parametrize("name", ["saliency", "integrated_gradients"])
+def test_fullgraph_on_a_cnn_with_max_pooling(name):
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "cnn")
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    out = compiled(xs[0])
+    torch.testing.assert_close(out, fn(xs[0]), rtol=1e-4, atol=1e-5)
+    assert out.requires_grad  # differentiable as called, like eager
+
+
+_DONATED = ("a compiled segment's backward runs inside the engine's torch.autograd.grad with retain/create_graph: "
+            "'backward function was compiled with non-empty donated buffers'")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=_DONATED, strict=True))
+                                  for n in ("layer_deeplift", "deeplift")])
+def test_no_recompile_with_graph_breaks(name):
+    """Without fullgraph (graph breaks allowed), a second call with the same shapes compiles nothing."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "mlp")
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    compiled = torch.compile(fn)
+    torch.testing.assert_close(compiled(xs[0]), fn(xs[0]), rtol=1e-4, atol=1e-5)
+    graphs = counters["stats"]["unique_graphs"]
+    torch.testing.assert_close(compiled(xs[1]), fn(xs[1]), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_stochastic_methods_compile_and_match_eager_with_the_same_seed(name):
+    """Dynamo cannot trace a torch.Generator: the graph may break at the draws, nowhere else needed."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "mlp")
+    fn = lambda x, seed: _call(spec, model, layer, x, dist, torch.Generator().manual_seed(seed))  # noqa: E731
+    compiled = torch.compile(fn)
+    torch.testing.assert_close(compiled(xs[0], 3), fn(xs[0], 3), rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_training_step_matches_eager_gradients():
+    """The demo's attribution prior (integrated gradients in the loss), the whole loss compiled."""
+    _fresh()
+    model = make_model(0)  # training mode: the demo trains with the prior
+    penalty = make_penalty(border_mask(8), weight=1.0, n_steps=2)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 1, 8, 8, generator=g), torch.tensor([0, 3, 5, 9])
+
+    def loss(x, y):
+        return nn.functional.cross_entropy(model(x), y) + penalty(model, x, y)
+
+    params = list(model.parameters())
+    want = torch.autograd.grad(loss(x, y), params)
+    got = torch.autograd.grad(torch.compile(loss, fullgraph=True)(x, y), params)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+class _Scaled(nn.Module):
+    """A module reading a tensor attribute that requires grad but is not a parameter."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.scale = torch.tensor(1.5, requires_grad=True)
+
+    def forward(self, x):
+        return self.body(x) * self.scale
+
+
+@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True)],
+                         ids=["parameters", "tensor_attribute"])
+def test_compiled_result_differentiates_like_eager(name, scaled):
+    """As called, the compiled result comes from an inference graph and is differentiated by recomputation
+    (parameters and inputs); a tensor requiring grad that is not a parameter falls back to the graph."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "cnn")
+    model = _Scaled(model) if scaled else model
+    x = xs[0].clone().requires_grad_()
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    sources = [x] + [p for p in model.parameters()] + ([model.scale] if scaled else [])
+    want = torch.autograd.grad(fn(x).square().sum(), sources, allow_unused=True, materialize_grads=True)
+    got = torch.autograd.grad(torch.compile(fn, fullgraph=True)(x).square().sum(), sources, allow_unused=True,
+                              materialize_grads=True)
+    assert any(g.abs().sum() > 0 for g in want[1:])  # the parameters' gradients are not all zero
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

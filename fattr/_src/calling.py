@@ -10,7 +10,6 @@ this way; pass the module itself as ``f`` when it has buffers in training mode.)
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Set
 
 import torch
@@ -28,12 +27,14 @@ def _writes_buffers(module: nn.Module) -> bool:
     return False
 
 
-@dataclass(frozen=True)
 class Bound:
-    """``fn``, whose parameters and training mode are ``module``'s (a split's tail, a neuron)."""
+    """``fn``, whose parameters and training mode are ``module``'s (a split's tail, a neuron). (A plain
+    class: Dynamo does not trace the ``__init__`` of a frozen dataclass made inside a compiled call.)"""
 
-    fn: Callable[..., Any]
-    module: Optional[nn.Module]
+    __slots__ = ("fn", "module")
+
+    def __init__(self, fn: Callable[..., Any], module: Optional[nn.Module]) -> None:
+        self.fn, self.module = fn, module
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)

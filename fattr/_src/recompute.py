@@ -25,10 +25,21 @@ from torch import nn
 
 from .base import Tensor, Tensors
 from .calling import module_of
-from . import tracing
+from . import compiled, tracing
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
-_local = threading.local()  # .reads: the innermost graph-free pass's _Reads, or None; .keep: keep_graph()
+
+
+class _Local(threading.local):
+    """Per thread: ``reads``, the innermost graph-free pass's :class:`_Reads` (None outside one); ``keep``,
+    inside :func:`keep_graph`. Defaults on the class: every thread has both attributes at all times
+    (a compiled call guards on their values, not on whether an eager call set them first)."""
+
+    reads: Optional["_Reads"] = None
+    keep = False
+
+
+_local = _Local()
 
 
 def _sequence_nr(node: Any) -> int:
@@ -86,7 +97,7 @@ def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
     respect to), an ``nn.Module`` (all it may read), or None (unknown: the checkpoint keeps the
     graph). A no-op outside a checkpoint's graph-free pass.
     """
-    into: Optional[_Reads] = getattr(_local, "reads", None)
+    into: Optional[_Reads] = _local.reads
     if into is None:
         return
     into.skip.update(id(t) for t in exclude)
@@ -99,7 +110,7 @@ def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
 
 def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool, into: Optional[_Reads]) -> Tensors:
     """``fn(tensors)`` with grad mode ``grad``, its :func:`reads` going ``into`` (None: nowhere)."""
-    outer, enabled = getattr(_local, "reads", None), torch.is_grad_enabled()
+    outer, enabled = _local.reads, torch.is_grad_enabled()
     _local.reads = into
     torch.set_grad_enabled(grad)
     try:
@@ -181,7 +192,7 @@ class _Recomputed(torch.autograd.Function):
 @contextlib.contextmanager
 def keep_graph() -> Iterator[None]:
     """Every :func:`checkpoint` in this block (this thread) takes the policy under tracing: a switch for tests."""
-    outer = getattr(_local, "keep", False)
+    outer = _local.keep
     _local.keep = True
     try:
         yield
@@ -228,12 +239,18 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this one
     # place: no recomputing node (Dynamo does not trace its backward; a transform differentiates fattr
     # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
-    # detached after it under no_grad. Issue #16 hooks compiled calls' cost model in here.
-    if tracing.is_traced() or getattr(_local, "keep", False):
+    # detached after it under no_grad. Under Dynamo with grad mode on, a traceable fn of a module's call
+    # keeps the eager cost model: values from an inference graph, recomputed in backward (.compiled).
+    owner = module_of(module)
+    if tracing.is_traced() or _local.keep:
+        if (traceable and torch.is_grad_enabled() and compiled.dynamo_tracing()
+                and not (owner is not None and owner.training and not memory_first)):
+            values = compiled.attached(fn, tensors, owner)  # an inference graph, recomputed on demand
+            if values is not None:
+                return values
         with torch.enable_grad() if traceable else contextlib.nullcontext():
             values = tuple(fn(tensors))
         return values if torch.is_grad_enabled() else tuple(v.detach() for v in values)
-    owner = module_of(module)
     if not torch.is_grad_enabled() or (owner is not None and owner.training and not memory_first):
         return tuple(fn(tensors))  # nothing to attach; or about to be differentiated: the graph at once
     context, read = Context.capture(), _Reads()

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import ContextManager, Iterator
+
+from ..compiled import dynamo_tracing
 
 _condition = threading.Condition(threading.Lock())
 _readers = 0
@@ -27,9 +29,13 @@ _writing = False
 _local = threading.local()
 
 
+def reading() -> ContextManager[None]:
+    """Run modules: many threads at once, never while a trace is in progress (no lock under Dynamo)."""
+    return contextlib.nullcontext() if dynamo_tracing() else _reading()
+
+
 @contextlib.contextmanager
-def reading() -> Iterator[None]:
-    """Run modules: many threads at once, never while a trace is in progress."""
+def _reading() -> Iterator[None]:
     global _readers
     with _condition:
         while _writing:
