@@ -134,12 +134,33 @@ def _signature(forward: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(functools.partial(forward, None))  # as a method: without ``self``
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@functools.lru_cache(maxsize=256)
+def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
+    """For a forward taking only positional parameters: their names and defaults (else None)."""
+    parameters = list(_signature(forward).parameters.values())
+    if any(q.kind not in _POSITIONAL for q in parameters):
+        return None
+    return tuple(q.name for q in parameters), tuple(q.default for q in parameters)
+
+
 def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
     """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
     forward = model.forward
     own = getattr(forward, "__self__", None) is model and inspect.isfunction(getattr(forward, "__func__", None))
     signature = _signature(forward.__func__) if own else inspect.signature(forward)  # type: ignore[attr-defined]
     positional, keywords = unpack(values)
+    simple = _positional_only(forward.__func__) if own and not keywords else None  # type: ignore[attr-defined]
+    if simple is not None and len(positional) <= len(simple[0]) and all(
+            d is not inspect.Parameter.empty for d in simple[1][len(positional):]):
+        # the common case (``forward(self, x)``) without inspect's general binding, which costs more per call
+        names, defaults = simple
+        arguments = dict(zip(names, positional))
+        arguments.update((name, d) for name, d in zip(names[len(positional):], defaults[len(positional):]))
+        concrete = {name: v for name, v in arguments.items() if type(v) in _SPECIALISE}
+        return inspect.BoundArguments(signature, arguments), concrete
     try:
         bound = signature.bind(*positional, **keywords)
     except TypeError as e:
