@@ -26,7 +26,9 @@ from ..errors import fail
 from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from .capture import pack
-from .split import Split, build
+from .split import Split, Ticket, build
+
+_FLAT = (torch.Tensor, nn.Parameter, Ticket)  # exact types pytree treats as leaves
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Packing:
     structure of ``rest``. The last entry of :meth:`LayerFunction.head`'s ``rest``."""
 
     layout: Tuple[Tuple[bool, int], ...]
-    spec: pytree.TreeSpec
+    spec: Optional[pytree.TreeSpec]  # None: ``rest`` was a flat tuple of tensors (and the ticket)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class LayerFunction:
                          kind=TypeError)
             flat.extend(items)
             layout.append((is_tuple, len(items)))
+        if type(rest) is tuple and all(type(v) in _FLAT for v in rest):  # the common case, without pytree
+            return tuple(flat), rest, Packing(tuple(layout), None)
         leaves, spec = pytree.tree_flatten(rest)
         return tuple(flat), tuple(leaves), Packing(tuple(layout), spec)
 
@@ -126,7 +130,8 @@ class LayerFunction:
             packing = values[-1]
             k = sum(n for _, n in packing.layout)
             packed = pack(packing.layout, values[:k])
-            rest = pytree.tree_unflatten(list(values[k:-1]), packing.spec)
+            rest = (tuple(values[k:-1]) if packing.spec is None
+                    else pytree.tree_unflatten(list(values[k:-1]), packing.spec))
             return tail(packed if was_list else packed[0], rest)
 
         return Bound(f, self.model)  # whose training mode counts
