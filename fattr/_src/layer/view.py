@@ -11,7 +11,7 @@ read it from the head's result: a :class:`LayerFunction` is a value, never chang
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -53,12 +53,16 @@ class LayerFunction:
 
     split: Split
     name: str
+    _run_head: Callable[..., Tuple[Any, Tuple[Any, ...]]] = field(init=False, repr=False, compare=False)
 
     def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False, exportable: bool = True) -> None:
         object.__setattr__(self, "split", build(model, layer, attribute_to_layer_input, name=name,
                                                 allow_list=allow_list, exportable=exportable))
         object.__setattr__(self, "name", name)
+        # the heads of one LayerFunction (one attribution call) check the model's fingerprint once
+        session = self.split.session
+        object.__setattr__(self, "_run_head", session() if session is not None else self.split.head)
 
     @property
     def model(self) -> Optional[nn.Module]:
@@ -91,7 +95,7 @@ class LayerFunction:
     def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool
               ) -> Tuple[Tensors, Tuple[Any, ...], Packing]:
         try:
-            activation, rest = self.split.head(*inputs, *args)
+            activation, rest = self._run_head(*inputs, *args)
         except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
             explained(error, self.split.model, self.model, inputs, args)
             raise
