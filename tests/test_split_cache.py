@@ -134,6 +134,26 @@ def test_second_call_does_not_retrace(plans: List[int]) -> None:
     assert len(plans) == 3
 
 
+def test_one_fingerprint_per_call_and_one_per_call_of_a_handle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heads of one call (inputs and baselines) check the model once; every call checks it again, a
+    split handle's calls too, so a change between calls retraces (the flag below changes the output)."""
+    checks: List[int] = []
+    real = fingerprint.fingerprint
+    monkeypatch.setattr(fingerprint, "fingerprint", lambda *a, **k: (checks.append(1), real(*a, **k))[1])
+    model = make_net()
+    handle = fattr.split(model, "inner.layer")
+    for layer in ("inner.layer", handle):
+        checks.clear()
+        first = lig(model, layer)
+        assert len(checks) == 1
+        model.inner.use_skip = False
+        second = lig(model, layer)
+        assert len(checks) == 2
+        _equal(second, uncached(lambda: lig(model)))
+        assert not torch.allclose(first, second)
+        model.inner.use_skip = True
+
+
 CASES: Dict[str, Callable[[], tuple]] = {
     "resnet": lambda: (make_resnet(), "body.1.conv2", (randn(3, 2, 5, 5, seed=1),), [0, 2, 1], ()),
     "two_inputs": lambda: (_init(TwoInputs(), seed=7), "mix", (randn(3, 4, seed=3), randn(3, 3, seed=4)), 1,

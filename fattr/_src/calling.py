@@ -21,9 +21,16 @@ from .tracing import is_compiling
 
 
 def _writes_buffers(module: nn.Module) -> bool:
-    for m in module.modules():
+    # a walk of ``_modules`` rather than ``modules()``: it runs for every module call of a split
+    stack, seen = [module], set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
         if m.training and m._buffers and any(b is not None for b in m._buffers.values()):
             return True
+        stack += [c for c in m._modules.values() if c is not None]
     return False
 
 

@@ -15,10 +15,10 @@ once instead: a model in training mode, unless memory comes first; a traced call
 from __future__ import annotations
 
 import contextlib
-import itertools
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -81,12 +81,37 @@ class _Reads:
     def module(self, module: Optional[nn.Module]) -> None:
         """All ``module`` may read: its parameters, buffers and tensor attributes (a superset of what a
         forward pass uses); unknown for None, or when one of them has a graph of its own."""
-        read = [] if module is None else [t for m in module.modules() for t in itertools.chain(
-            m._parameters.values(), m._buffers.values(), vars(m).values()) if isinstance(t, Tensor) and t.requires_grad]
-        if module is None or any(t.grad_fn is not None for t in read):
+        if module is None:
+            self.found = None
+            return
+        read = _leaves(module)
+        if any(t.grad_fn is not None for t in read):
             self.found = None
         elif self.found is not None:
-            self.found.update((id(t), t) for t in read if id(t) not in self.skip)
+            skip, found = self.skip, self.found
+            for t in read:
+                if id(t) not in skip:
+                    found[id(t)] = t
+
+
+_PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
+
+
+def _leaves(module: nn.Module) -> List[Tensor]:
+    """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
+    modules (each module once; a walk of ``_modules`` rather than ``modules()``: per-call cost)."""
+    read: List[Tensor] = []
+    stack, seen = [module], set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        read += [t for t in m._parameters.values() if t is not None and t.requires_grad]
+        read += [t for t in m._buffers.values() if t is not None and t.requires_grad]
+        read += [t for t in m.__dict__.values() if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
+        stack += [c for c in m._modules.values() if c is not None]
+    return read
 
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:

@@ -134,20 +134,30 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     budget = [_MAX_ITEMS]
     memo: Dict[int, Hashable] = {}
 
-    def visit(m: nn.Module) -> bool:  # whether m is or contains a layer
-        if id(m) in contains:  # registered twice (or a cycle)
-            return contains[id(m)]
-        contains[id(m)] = False
-        children, traced = [], False
-        for name, child in m._modules.items():
-            children.append((name, None if child is None else Same(child)))
-            if child is not None:
-                traced = visit(child) or traced
-        inplace = m.__dict__.get("inplace", getattr(type(m), "inplace", False)) is True
-        traced = traced or everything
-        parts.append((tuple(children), _traced_state(m, budget, memo) if traced else inplace))
-        contains[id(m)] = traced or id(m) in layer_ids
-        return contains[id(m)]
+    def visit(m: nn.Module) -> bool:  # whether m is or contains a layer (runs per call: kept lean)
+        key = id(m)
+        if key in contains:  # registered twice (or a cycle)
+            return contains[key]
+        contains[key] = False
+        traced = everything
+        children: Tuple[Hashable, ...] = ()
+        if m._modules:
+            listed: List[Tuple[str, Optional[Same]]] = []
+            for name, child in m._modules.items():
+                if child is None:
+                    listed.append((name, None))
+                else:
+                    listed.append((name, Same(child)))
+                    if visit(child):
+                        traced = True
+            children = tuple(listed)
+        if traced:
+            parts.append((children, _traced_state(m, budget, memo)))
+        else:
+            d = m.__dict__
+            parts.append((children, (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True))
+        contains[key] = traced or key in layer_ids
+        return contains[key]
 
     visit(model)
     parts.append(tuple(tuple(d) for d in global_hook_dicts()))

@@ -29,7 +29,7 @@ import contextlib
 import functools
 import inspect
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
 import torch
@@ -70,7 +70,7 @@ class _Tracer(fx.Tracer):
 
     def create_node(self, *args: Any, **kwargs: Any) -> Node:
         # fx records no context managers: note the nodes created inside ``torch.no_grad()`` blocks
-        # (the trace runs with grad enabled) so that they run without grad again (see _evaluate)
+        # (the trace runs with grad enabled) so that they run without grad again (see _step)
         node = super().create_node(*args, **kwargs)
         if not torch.is_grad_enabled():
             node.meta[_NO_GRAD] = True
@@ -134,12 +134,33 @@ def _signature(forward: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(functools.partial(forward, None))  # as a method: without ``self``
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@functools.lru_cache(maxsize=256)
+def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
+    """For a forward taking only positional parameters: their names and defaults (else None)."""
+    parameters = list(_signature(forward).parameters.values())
+    if any(q.kind not in _POSITIONAL for q in parameters):
+        return None
+    return tuple(q.name for q in parameters), tuple(q.default for q in parameters)
+
+
 def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
     """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
     forward = model.forward
     own = getattr(forward, "__self__", None) is model and inspect.isfunction(getattr(forward, "__func__", None))
     signature = _signature(forward.__func__) if own else inspect.signature(forward)  # type: ignore[attr-defined]
     positional, keywords = unpack(values)
+    simple = _positional_only(forward.__func__) if own and not keywords else None  # type: ignore[attr-defined]
+    if simple is not None and len(positional) <= len(simple[0]) and all(
+            d is not inspect.Parameter.empty for d in simple[1][len(positional):]):
+        # the common case (``forward(self, x)``) without inspect's general binding, which costs more per call
+        names, defaults = simple
+        arguments = dict(zip(names, positional))
+        arguments.update((name, d) for name, d in zip(names[len(positional):], defaults[len(positional):]))
+        concrete = {name: v for name, v in arguments.items() if type(v) in _SPECIALISE}
+        return inspect.BoundArguments(signature, arguments), concrete
     try:
         bound = signature.bind(*positional, **keywords)
     except TypeError as e:
@@ -218,6 +239,14 @@ class Plan:
     tail_frees: List[List[Node]]
     output: Node
     tail_mutates: bool  # the tail may modify a tensor in place: it works on copies of what it is given
+    head_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
+    tail_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # each node made into a function of (model, env) once: interpreting the node (its kind, its
+        # arguments' structure, the no_grad flag) per call is a large share of a small model's cost
+        self.head_steps = [_step(self, n) if n in self.head_nodes else _unused for n in self.head_schedule]
+        self.tail_steps = [_step(self, n) for n in self.tail_nodes]
 
 
 def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
@@ -351,25 +380,65 @@ def _fetch(p: Plan, model: nn.Module, target: str) -> Any:
     return obj
 
 
-def _evaluate(p: Plan, model: nn.Module, n: Node, env: Dict[Node, Any]) -> Any:
-    if n.meta.get(_NO_GRAD):  # written inside a torch.no_grad() block of the forward
-        with torch.no_grad():
-            return _run_node(p, model, n, env)
-    return _run_node(p, model, n, env)
+def _unused(model: nn.Module, env: Dict[Node, Any]) -> Any:  # pragma: no cover - never called
+    raise RuntimeError("not a head node")
 
 
-def _run_node(p: Plan, model: nn.Module, n: Node, env: Dict[Node, Any]) -> Any:
-    args = map_arg(n.args, env.__getitem__)
-    kwargs = map_arg(n.kwargs, env.__getitem__)
+def _loader(args: Any) -> Callable[[Dict[Node, Any]], Any]:
+    """``map_arg(args, env.__getitem__)`` as a function of ``env``; a flat tuple without containers
+    (the common case) is rebuilt directly."""
+    if isinstance(args, tuple) and not any(isinstance(a, (tuple, list, dict, slice)) for a in args):
+        if not any(isinstance(a, Node) for a in args):
+            return lambda env: args
+        marked = tuple((isinstance(a, Node), a) for a in args)
+        return lambda env: tuple(env[a] if is_node else a for is_node, a in marked)
+    if isinstance(args, dict) and not args:
+        return lambda env: {}
+    return lambda env: map_arg(args, env.__getitem__)
+
+
+def _submodule(target: str) -> Callable[[nn.Module], nn.Module]:
+    """``model.get_submodule(target)``, looked up in the registrations first (per call: live modules)."""
+    atoms = target.split(".")
+
+    def get(model: nn.Module) -> nn.Module:
+        m = model
+        try:
+            for atom in atoms:
+                m = m._modules[atom]  # type: ignore[assignment]
+        except (KeyError, AttributeError):
+            return model.get_submodule(target)
+        return m if m is not None else model.get_submodule(target)
+    return get
+
+
+def _step(p: Plan, n: Node) -> Callable[[nn.Module, Dict[Node, Any]], Any]:
+    """``n`` evaluated against the live model and the values so far (its kind, arguments and grad mode resolved once)."""
+    args, kwargs = _loader(n.args), _loader(n.kwargs)
+    run: Callable[[nn.Module, Dict[Node, Any]], Any]
     if n.op == "call_function":
-        return cast(Callable[..., Any], n.target)(*args, **kwargs)
-    if n.op == "call_method":
-        return getattr(args[0], _named(n))(*args[1:], **kwargs)
-    if n.op == "call_module":
-        return call_module(model.get_submodule(_named(n)), args, kwargs)
-    if n.op == "get_attr":
-        return _fetch(p, model, _named(n))
-    raise RuntimeError(f"unexpected fx node {n.op}")  # pragma: no cover
+        fn = cast(Callable[..., Any], n.target)
+        run = lambda model, env: fn(*args(env), **kwargs(env))  # noqa: E731
+    elif n.op == "call_method":
+        name = _named(n)
+
+        def run(model: nn.Module, env: Dict[Node, Any]) -> Any:
+            values = args(env)
+            return getattr(values[0], name)(*values[1:], **kwargs(env))
+    elif n.op == "call_module":
+        get = _submodule(_named(n))
+        run = lambda model, env: call_module(get(model), args(env), kwargs(env))  # noqa: E731
+    elif n.op == "get_attr":
+        run = lambda model, env: _fetch(p, model, _named(n))  # noqa: E731
+    else:  # pragma: no cover
+        raise RuntimeError(f"unexpected fx node {n.op}")
+    if not n.meta.get(_NO_GRAD):
+        return run
+
+    def without_grad(model: nn.Module, env: Dict[Node, Any]) -> Any:  # written inside a torch.no_grad() block
+        with torch.no_grad():
+            return run(model, env)
+    return without_grad
 
 
 def _bind(p: Plan, bound: inspect.BoundArguments) -> Dict[Node, Any]:
@@ -393,12 +462,13 @@ def run_head(p: Plan, model: nn.Module, bound: inspect.BoundArguments) -> Tuple[
     """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s)."""
     env = _bind(p, bound)
     captured: Dict[Node, Any] = {}
-    for n, frees in zip(p.head_schedule, p.head_frees):
-        if p.to_input and n in p.cuts:
+    cuts, to_input, head_nodes = p.cuts, p.to_input, p.head_nodes
+    for n, step, frees in zip(p.head_schedule, p.head_steps, p.head_frees):
+        if to_input and n in cuts:
             captured[n] = clone(_positional(n, env))
-        if n in p.head_nodes:
-            env[n] = _evaluate(p, model, n, env)
-            if not p.to_input and n in p.cuts:
+        if n in head_nodes:
+            env[n] = step(model, env)
+            if not to_input and n in cuts:
                 captured[n] = clone(env[n])
         for f in frees:
             env.pop(f, None)
@@ -418,14 +488,14 @@ def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequen
             substitute[c] = own(a)
         else:
             env[c] = own(a)
-    for n, frees in zip(p.tail_nodes, p.tail_frees):
+    for n, step, frees in zip(p.tail_nodes, p.tail_steps, p.tail_frees):
         if n in substitute:
             a = substitute[n]
             args = a if isinstance(a, tuple) else (a,)
             with torch.no_grad() if n.meta.get(_NO_GRAD) else contextlib.nullcontext():
                 env[n] = call_module(model.get_submodule(_named(n)), args, map_arg(n.kwargs, env.__getitem__))
         else:
-            env[n] = _evaluate(p, model, n, env)
+            env[n] = step(model, env)
         for f in frees:
             env.pop(f, None)
     return map_arg(p.output.args[0], env.__getitem__)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 import torch
@@ -145,6 +145,8 @@ class Split:
       model: the model (or function) it splits.
       to_input: it splits at the layers' inputs (``attribute_to_layer_input``).
       exportable: it may use torch.export when torch.fx cannot trace the model.
+      session: makes a ``head`` for the calls of one attribution (internal): it checks the model's
+        fingerprint at its first call per input signature only, as ``tail`` trusts the head's token.
     """
 
     head: Callable[..., Tuple[Any, Tuple[Any, ...]]]
@@ -156,6 +158,8 @@ class Split:
     model: Any = None
     to_input: bool = False
     exportable: bool = True
+    session: Optional[Callable[[], Callable[..., Tuple[Any, Tuple[Any, ...]]]]] = field(
+        default=None, repr=False, compare=False)
 
     # unpacks to (head, tail)
     def __iter__(self) -> Any:
@@ -244,7 +248,15 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     # this split's own plans, checked by fingerprint (None: uncacheable, kept for the split's life)
     recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
 
-    def cached(k: Hashable, make: Callable[[], Token]) -> Token:
+    def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
+        if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
+            return memo[k]
+        token = _checked_token(k, make)
+        if memo is not None:
+            memo[k] = token
+        return token
+
+    def _checked_token(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
             fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
         except fingerprint.Uncacheable:
@@ -258,27 +270,36 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         recent[k] = (fp, token)
         return token
 
-    def checked(values: Tuple[Any, ...]) -> Tuple[Token, Any]:
+    def checked(values: Tuple[Any, ...], memo: Optional[Dict[Hashable, Token]]) -> Tuple[Token, Any]:
         """The token for ``values``, and their binding to ``model.forward`` (a module's)."""
         token: Optional[Token] = None
         bound = None
         if is_module:
             bound, concrete = graph.specialise(model, values)
-            token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete))
+            token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete), memo)
             if token.traced:
                 return token, bound
         first = values[0] if values else None
         n = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() > 0 else -1
         sig = export.signature(values, n)
-        exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n))
+        exported = cached(("export", owner[1], to_input, fingerprint.code_key(model), sig), lambda: make_export(values, n), memo)
         if token is None or exported.traced:
             return exported, bound
         return Token("substitute", reason=f"torch.fx: {token.reason}; torch.export: {exported.reason}"), bound
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
+        return run_head(values, keywords, None)
+
+    def session() -> Callable[..., Tuple[Any, Tuple[Any, ...]]]:
+        """``head``, checking the model's fingerprint at its first call for each input signature only."""
+        memo: Dict[Hashable, Token] = {}
+        return lambda *values, **keywords: run_head(values, keywords, memo)
+
+    def run_head(values: Tuple[Any, ...], keywords: Dict[str, Any], memo: Optional[Dict[Hashable, Token]]
+                 ) -> Tuple[Any, Tuple[Any, ...]]:
         if keywords:
             values = as_args(values, keywords)
-        token, bound = checked(values)
+        token, bound = checked(values, memo)
         last[0] = token
         if token.kind == "fx":
             with locking.reading():
@@ -312,7 +333,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             return graph.run_tail(token.plan, model, acts, carried)
 
     return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots),
-                 model=model, to_input=to_input, exportable=exportable)
+                 model=model, to_input=to_input, exportable=exportable, session=session)
 
 
 def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,

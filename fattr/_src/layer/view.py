@@ -11,7 +11,7 @@ read it from the head's result: a :class:`LayerFunction` is a value, never chang
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -26,7 +26,9 @@ from ..errors import fail
 from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from .capture import pack
-from .split import Split, build
+from .split import Split, Ticket, build
+
+_FLAT = (torch.Tensor, nn.Parameter, Ticket)  # exact types pytree treats as leaves
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Packing:
     structure of ``rest``. The last entry of :meth:`LayerFunction.head`'s ``rest``."""
 
     layout: Tuple[Tuple[bool, int], ...]
-    spec: pytree.TreeSpec
+    spec: Optional[pytree.TreeSpec]  # None: ``rest`` was a flat tuple of tensors (and the ticket)
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,16 @@ class LayerFunction:
 
     split: Split
     name: str
+    _run_head: Callable[..., Tuple[Any, Tuple[Any, ...]]] = field(init=False, repr=False, compare=False)
 
     def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
                  allow_list: bool = False, exportable: bool = True) -> None:
         object.__setattr__(self, "split", build(model, layer, attribute_to_layer_input, name=name,
                                                 allow_list=allow_list, exportable=exportable))
         object.__setattr__(self, "name", name)
+        # the heads of one LayerFunction (one attribution call) check the model's fingerprint once
+        session = self.split.session
+        object.__setattr__(self, "_run_head", session() if session is not None else self.split.head)
 
     @property
     def model(self) -> Optional[nn.Module]:
@@ -89,7 +95,7 @@ class LayerFunction:
     def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool
               ) -> Tuple[Tensors, Tuple[Any, ...], Packing]:
         try:
-            activation, rest = self.split.head(*inputs, *args)
+            activation, rest = self._run_head(*inputs, *args)
         except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
             explained(error, self.split.model, self.model, inputs, args)
             raise
@@ -114,6 +120,8 @@ class LayerFunction:
                          kind=TypeError)
             flat.extend(items)
             layout.append((is_tuple, len(items)))
+        if type(rest) is tuple and all(type(v) in _FLAT for v in rest):  # the common case, without pytree
+            return tuple(flat), rest, Packing(tuple(layout), None)
         leaves, spec = pytree.tree_flatten(rest)
         return tuple(flat), tuple(leaves), Packing(tuple(layout), spec)
 
@@ -126,7 +134,8 @@ class LayerFunction:
             packing = values[-1]
             k = sum(n for _, n in packing.layout)
             packed = pack(packing.layout, values[:k])
-            rest = pytree.tree_unflatten(list(values[k:-1]), packing.spec)
+            rest = (tuple(values[k:-1]) if packing.spec is None
+                    else pytree.tree_unflatten(list(values[k:-1]), packing.spec))
             return tail(packed if was_list else packed[0], rest)
 
         return Bound(f, self.model)  # whose training mode counts
