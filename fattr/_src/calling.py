@@ -10,7 +10,7 @@ this way; pass the module itself as ``f`` when it has buffers in training mode.)
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Optional, Sequence, Set
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Set
 
 import torch
 from torch import nn
@@ -20,18 +20,20 @@ from .diagnose import explain
 from .tracing import is_compiling
 
 
-def _writes_buffers(module: nn.Module) -> bool:
-    # a walk of ``_modules`` rather than ``modules()``: it runs for every module call of a split
+def submodules(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` and its submodules, each once: a walk of ``_modules``, cheaper than ``modules()`` (it
+    runs on every call)."""
     stack, seen = [module], set()
     while stack:
         m = stack.pop()
-        if id(m) in seen:
-            continue
-        seen.add(id(m))
-        if m.training and m._buffers and any(b is not None for b in m._buffers.values()):
-            return True
-        stack += [c for c in m._modules.values() if c is not None]
-    return False
+        if id(m) not in seen:
+            seen.add(id(m))
+            yield m
+            stack += [c for c in m._modules.values() if c is not None]
+
+
+def _writes_buffers(module: nn.Module) -> bool:
+    return any(m.training and any(b is not None for b in m._buffers.values()) for m in submodules(module))
 
 
 class Bound:

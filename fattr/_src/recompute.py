@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .base import Tensor, Tensors
-from .calling import module_of
+from .calling import module_of, submodules
 from . import compiled, tracing
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
@@ -99,18 +99,12 @@ _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, O
 
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once; a walk of ``_modules`` rather than ``modules()``: per-call cost)."""
+    modules (each module once)."""
     read: List[Tensor] = []
-    stack, seen = [module], set()
-    while stack:
-        m = stack.pop()
-        if id(m) in seen:
-            continue
-        seen.add(id(m))
+    for m in submodules(module):
         read += [t for t in m._parameters.values() if t is not None and t.requires_grad]
         read += [t for t in m._buffers.values() if t is not None and t.requires_grad]
         read += [t for t in m.__dict__.values() if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
-        stack += [c for c in m._modules.values() if c is not None]
     return read
 
 
