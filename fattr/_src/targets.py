@@ -42,6 +42,8 @@ class Target:
         """The target for ``k`` copies of the batch folded step-major into dim 0."""
         if self.rows is None or k == 1:
             return self
+        if self.rows.shape[0] == 1:  # one example: a view, no copy (``select`` only reads the rows)
+            return Target(rows=self.rows.expand(k, self.rows.shape[1]), bounds=self.bounds)
         return Target(rows=self.rows.repeat(k, 1), bounds=self.bounds)
 
     def select(self, output: Any, n_rows: int) -> torch.Tensor:
