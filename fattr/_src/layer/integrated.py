@@ -5,7 +5,8 @@ All three take *input-space* baselines, as Captum does:
 * **layer integrated gradients** is :func:`fattr.integrated_gradients` on the
   tail, along the straight line in activation space from the baseline's
   activation (the head on the baselines) to the input's, with ``rest`` held at
-  the input's values. The head runs twice per call, the tail once per step.
+  the input's values. The head runs on the inputs and the baselines (one call
+  where :func:`.heads.heads` allows), the tail once per step.
 * **internal influence** and **layer conductance** follow the straight line in
   *input* space, so they run the head at every step: internal influence
   integrates the layer gradient along it, conductance sums
@@ -30,6 +31,7 @@ from ..path import weighted_gradient_sum
 from ..quadrature import Method, quadrature
 from ..structure import Tensors
 from ..targets import Target, as_target
+from .heads import heads
 from .view import LayerFunction
 from ..delta import row_totals
 
@@ -84,8 +86,7 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     xs, _ = structure.as_tuple(inputs)
     args = as_args(args, kwargs)
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
-    acts_x, rest_x = lf.head(xs, args)
-    acts_b, rest_b = lf.head(_full_baselines(xs, baselines), args)
+    (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (xs, _full_baselines(xs, baselines)), args, xs[0].shape[0])
     f = lf.function()
     attr = cast(Tensors, integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
                                               chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs))
