@@ -28,7 +28,7 @@ from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
 from ..integrated_gradients import integrated_gradients
 from ..path import weighted_gradient_sum
-from ..quadrature import Method, quadrature
+from ..quadrature import Method, rule
 from ..structure import Tensors
 from ..targets import Target, as_target
 from .heads import heads
@@ -112,7 +112,7 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
     tgt = as_target(target, n, xs[0].device)
-    nodes, weights = quadrature(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device)
+    nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device)
     if differences:  # Captum's rule: the nodes of ``method``, unweighted
         weights = torch.ones(n_steps, dtype=nodes.dtype, device=nodes.device)
     arg_tensors, rebuild = split_args(args)
