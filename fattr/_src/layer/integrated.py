@@ -112,9 +112,11 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
     tgt = as_target(target, n, xs[0].device)
-    nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device)
+    one = all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
+    nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device,
+                          dtype=xs[0].dtype if one else torch.float64, weights_dtype=torch.float64)
     if differences:  # Captum's rule: the nodes of ``method``, unweighted
-        weights = torch.ones(n_steps, dtype=nodes.dtype, device=nodes.device)
+        weights = torch.ones(n_steps, dtype=torch.float64, device=nodes.device)
     arg_tensors, rebuild = split_args(args)
     seen: List[Any] = []  # the head's rest and activation dtypes
 
@@ -132,7 +134,7 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
         return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
 
     total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors,
-                                  torch.arange(n_steps, device=nodes.device), weights, target=tgt, args=(),
+                                  torch.arange(n_steps), weights, target=tgt, args=(),  # on the CPU: no sync
                                   n_examples=n, chunk_size=chunk_size)
     rest, dtypes = seen
     attr = tuple(t.to(d) for t, d in zip(total, dtypes))
