@@ -114,6 +114,9 @@ def _per_example(rows: torch.Tensor, device: torch.device | None) -> Target:
         return Target(rows=rows)
     if rows.numel() == 0:
         return Target(rows=rows, bounds=((0, -1),) * rows.shape[1])
+    if rows.numel() <= 256 and rows.device.type == "cpu":  # a few values: read once, no reductions
+        columns = tuple(zip(*rows.tolist()))
+        return Target(rows=rows, bounds=tuple((min(c), max(c)) for c in columns))
     lo, hi = rows.amin(0).tolist(), rows.amax(0).tolist()
     return Target(rows=rows, bounds=tuple(zip(lo, hi)))
 
