@@ -332,7 +332,8 @@ def test_the_head_runs_without_grad_unless_in_training_mode(training):
     model = nn.Sequential(GradModeSpy(), nn.Tanh(), nn.Linear(6, 2)).double().train(training)
     x = torch.randn(4, 3, dtype=torch.float64)
     attr = fattr.layer_integrated_gradients(model, "1", x, n_steps=3, target=1)
-    assert model[0].seen == [training, training]  # the head on the inputs and on the baselines
+    # eval: one head call over the inputs' and the baselines' rows; training: one call each
+    assert model[0].seen == ([True, True] if training else [False])
     (grad,) = torch.autograd.grad(attr.sum(), model[0].weight)
     want = reference_layer("layer_integrated_gradients", model[:2], lambda y: model[2](y)[:, 1], x, 0.0, 3)
     torch.testing.assert_close(grad, torch.autograd.grad(want.sum(), model[0].weight)[0], **TOL)

@@ -11,8 +11,8 @@ from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, Ta
 from .baselines import format_baselines
 from .delta import completeness_delta
 from .errors import check_bool, check_callable, check_optional_positive_int
-from .path import weighted_gradient_sum
-from .quadrature import Method, quadrature
+from .path import accumulation_dtype, weighted_gradient_sum
+from .quadrature import Method, rule
 from .structure import Tensors
 from .targets import as_target
 
@@ -64,7 +64,10 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
     n = xs[0].shape[0]
     args = as_args(args, kwargs)
     tgt = as_target(target, n, xs[0].device)
-    alphas, weights = quadrature(method, n_steps, device=xs[0].device)
+    device, dtype = xs[0].device, xs[0].dtype  # the nodes in the inputs' dtype, the weights in the sum's:
+    one = all(x.dtype == dtype for x in xs)    # cast once (cached), not per chunk; mixed dtypes: float64
+    alphas, weights = rule(method, n_steps, dtype=dtype if one else torch.float64, device=device,
+                           weights_dtype=accumulation_dtype(dtype, device) if one else torch.float64)
     diffs = tuple(x - b for x, b in zip(xs, bases))
 
     def points(a: torch.Tensor, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:

@@ -19,7 +19,7 @@ from .arguments import as_args, split_args, tile_args
 from .errors import check_bool, check_optional_positive_int, check_callable, fail
 from .gradients import gradient_pass
 from .recompute import checkpoint, reads
-from .quadrature import Method, quadrature
+from .quadrature import Method, rule
 from .structure import Tensors, TensorOrTensors
 from .targets import Target, as_target
 
@@ -69,7 +69,8 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 g = g.to(acc)
                 if vel is not None:
                     g = g * vel[i].to(acc)
-                terms.append(torch.tensordot(w.to(device=g.device, dtype=acc), g, dims=1))
+                w_acc = w.to(device=g.device, dtype=acc)  # a no-op when the caller's weights match
+                terms.append(torch.mm(w_acc.reshape(1, k), g.reshape(k, -1)).reshape(g.shape[1:]))  # tensordot
             return tuple(terms)
 
         terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
@@ -121,7 +122,7 @@ def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensor
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     check_bool("return_delta", return_delta)
     args = as_args(args, kwargs)
-    alphas, weights = quadrature(method, n_steps)
+    alphas, weights = rule(method, n_steps)
     with torch.no_grad():  # only to learn the point's structure, shape, dtype and device
         probe = path(torch.zeros((), dtype=torch.float64))
     probe_t, was_tuple = structure.as_tuple(probe, "path(alpha)")

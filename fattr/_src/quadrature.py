@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Optional, Tuple, TypeVar, Union, cast
 
 import numpy as np
 import torch
 
 from .errors import Shown, check_positive_int, fail
+from .tracing import is_compiling
 
 Rule = Callable[[int], Tuple[torch.Tensor, torch.Tensor]]
 Method = Union[str, Rule]
@@ -38,6 +39,7 @@ METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid
 MAX_GAUSS_LEGENDRE = 20_000  # O(n^2) time: about a second at this size, once (cached)
 _EIGEN_UP_TO = 100  # numpy's leggauss (Golub-Welsch, O(n^2) memory) up to here
 _CACHE_SIZE = 16
+_TENSOR_CACHE_SIZE = 32
 
 
 def _assume_constant(fn: _F) -> _F:
@@ -151,6 +153,46 @@ def quadrature(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float
       >>> float((w * a**7).sum()) - 1 / 8 < 1e-15
       True
     """
+    alphas, weights = rule(method, n_steps, dtype=dtype, device=device)
+    return alphas.clone(), weights.clone()
+
+
+_Key = Tuple[str, int, torch.dtype, torch.dtype, torch.device]
+_TENSORS: "OrderedDict[_Key, Tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
+
+
+def rule(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float64,
+         device: Union[torch.device, str, None] = None,
+         weights_dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`quadrature` for fattr's own use (the weights in ``weights_dtype``, default ``dtype``):
+    a named rule's tensors are cached per ``(method, n_steps, dtypes, device)`` (the last few) and
+    shared between calls, so they must never be modified in place. A callable ``method`` is called
+    every time (not cached); under ``torch.compile`` nothing is cached."""
+    if weights_dtype is None:
+        weights_dtype = dtype
+    if isinstance(method, str) and not isinstance(n_steps, bool) and isinstance(n_steps, int) \
+            and not is_compiling():
+        where = torch.device("cpu") if device is None else torch.device(device)
+        key = (method, n_steps, dtype, weights_dtype, where)
+        if key[4].type != "cpu" and key[4].index is None:  # "cuda": whichever device is current
+            return _build(method, n_steps, dtype, weights_dtype, device)
+        with _LOCK:
+            hit = _TENSORS.get(key)
+            if hit is not None:
+                _TENSORS.move_to_end(key)
+                return hit
+        with torch.inference_mode(False):  # plain tensors, usable in graphs whatever the caller's mode
+            value = _build(method, n_steps, dtype, weights_dtype, key[4])
+        with _LOCK:
+            _TENSORS[key] = value
+            while len(_TENSORS) > _TENSOR_CACHE_SIZE:
+                _TENSORS.popitem(last=False)
+        return value
+    return _build(method, n_steps, dtype, weights_dtype, device)
+
+
+def _build(method: Method, n_steps: int, dtype: torch.dtype, weights_dtype: torch.dtype,
+           device: Union[torch.device, str, None]) -> Tuple[torch.Tensor, torch.Tensor]:
     n_steps = check_positive_int("n_steps", n_steps)
     if callable(method):
         got = method(n_steps)
@@ -172,4 +214,4 @@ def quadrature(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float
     else:
         fail("method", "one of " + ", ".join(repr(m) for m in METHODS) + " or a callable n_steps -> (alphas, weights)",
              method, kind=TypeError if not isinstance(method, str) else ValueError)
-    return alphas.to(dtype=dtype, device=device), weights.to(dtype=dtype, device=device)
+    return alphas.to(dtype=dtype, device=device), weights.to(dtype=weights_dtype, device=device)

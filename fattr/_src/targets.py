@@ -42,6 +42,8 @@ class Target:
         """The target for ``k`` copies of the batch folded step-major into dim 0."""
         if self.rows is None or k == 1:
             return self
+        if self.rows.shape[0] == 1:  # one example: a view, no copy (``select`` only reads the rows)
+            return Target(rows=self.rows.expand(k, self.rows.shape[1]), bounds=self.bounds)
         return Target(rows=self.rows.repeat(k, 1), bounds=self.bounds)
 
     def select(self, output: Any, n_rows: int) -> torch.Tensor:
@@ -112,6 +114,9 @@ def _per_example(rows: torch.Tensor, device: torch.device | None) -> Target:
         return Target(rows=rows)
     if rows.numel() == 0:
         return Target(rows=rows, bounds=((0, -1),) * rows.shape[1])
+    if rows.numel() <= 256 and rows.device.type == "cpu":  # a few values: read once, no reductions
+        columns = tuple(zip(*rows.tolist()))
+        return Target(rows=rows, bounds=tuple((min(c), max(c)) for c in columns))
     lo, hi = rows.amin(0).tolist(), rows.amax(0).tolist()
     return Target(rows=rows, bounds=tuple(zip(lo, hi)))
 

@@ -12,6 +12,7 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, 
 from ..gradient_shap import draw, sample_deltas
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype
+from .heads import heads
 from .view import LayerFunction
 
 
@@ -28,8 +29,8 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     and multiply it by ``act(noisy) - act(baseline)``; the attribution is the mean
     over samples. The draws are made exactly as :func:`fattr.gradient_shap` makes
     them (same generator, same order), from ``generator`` only. The head runs on
-    the noisy inputs, the baselines and the points, the tail on the points: every
-    stage is one batched call over the ``n_samples * B`` rows.
+    the noisy inputs, the baselines and the points (one call over all three where
+    exact), the tail on the points: every stage is one batched call over the ``n_samples * B`` rows.
 
     Args:
       model: the ``nn.Module``.
@@ -63,12 +64,12 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     n, k = d.n, d.n_samples
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     sample_args = tile_args(d.args, n, k)
-    acts_p, rest_p = lf.head(tuple(structure.fold(p) for p in d.points), sample_args)
+    batches = [d.points] + ([d.noisy, d.starts] if multiply_by_inputs or return_delta else [])
+    (acts_p, rest_p), *others = heads(lf, [tuple(structure.fold(p) for p in b) for b in batches], sample_args, n * k)
     f = lf.function()
     grads = gradients(f, acts_p, d.target.tile(k), rest_p)
-    if multiply_by_inputs or return_delta:
-        acts_n, rest_n = lf.head(tuple(structure.fold(p) for p in d.noisy), sample_args)
-        acts_s, rest_s = lf.head(tuple(structure.fold(p) for p in d.starts), sample_args)
+    if others:
+        (acts_n, rest_n), (acts_s, rest_s) = others
     per_sample = tuple(g * (a_n - a_s) for g, a_n, a_s in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
     attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), k).mean(0).to(p.dtype)
                  for p in per_sample)

@@ -5,7 +5,8 @@ All three take *input-space* baselines, as Captum does:
 * **layer integrated gradients** is :func:`fattr.integrated_gradients` on the
   tail, along the straight line in activation space from the baseline's
   activation (the head on the baselines) to the input's, with ``rest`` held at
-  the input's values. The head runs twice per call, the tail once per step.
+  the input's values. The head runs on the inputs and the baselines (one call
+  where :func:`.heads.heads` allows), the tail once per step.
 * **internal influence** and **layer conductance** follow the straight line in
   *input* space, so they run the head at every step: internal influence
   integrates the layer gradient along it, conductance sums
@@ -27,9 +28,10 @@ from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
 from ..integrated_gradients import integrated_gradients
 from ..path import weighted_gradient_sum
-from ..quadrature import Method, quadrature
+from ..quadrature import Method, rule
 from ..structure import Tensors
 from ..targets import Target, as_target
+from .heads import heads
 from .view import LayerFunction
 from ..delta import row_totals
 
@@ -84,8 +86,7 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     xs, _ = structure.as_tuple(inputs)
     args = as_args(args, kwargs)
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
-    acts_x, rest_x = lf.head(xs, args)
-    acts_b, rest_b = lf.head(_full_baselines(xs, baselines), args)
+    (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (xs, _full_baselines(xs, baselines)), args, xs[0].shape[0])
     f = lf.function()
     attr = cast(Tensors, integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
                                               chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs))
@@ -111,9 +112,11 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
     tgt = as_target(target, n, xs[0].device)
-    nodes, weights = quadrature(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device)
+    one = all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
+    nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device,
+                          dtype=xs[0].dtype if one else torch.float64, weights_dtype=torch.float64)
     if differences:  # Captum's rule: the nodes of ``method``, unweighted
-        weights = torch.ones(n_steps, dtype=nodes.dtype, device=nodes.device)
+        weights = torch.ones(n_steps, dtype=torch.float64, device=nodes.device)
     arg_tensors, rebuild = split_args(args)
     seen: List[Any] = []  # the head's rest and activation dtypes
 
@@ -131,7 +134,7 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
         return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
 
     total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors,
-                                  torch.arange(n_steps, device=nodes.device), weights, target=tgt, args=(),
+                                  torch.arange(n_steps), weights, target=tgt, args=(),  # on the CPU: no sync
                                   n_examples=n, chunk_size=chunk_size)
     rest, dtypes = seen
     attr = tuple(t.to(d) for t, d in zip(total, dtypes))
