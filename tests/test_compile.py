@@ -152,7 +152,7 @@ def test_compiled_training_step_matches_eager_gradients():
     params = list(model.parameters())
     want = torch.autograd.grad(loss(x, y), params)
     got = torch.autograd.grad(torch.compile(loss, fullgraph=True)(x, y), params)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -168,8 +168,8 @@ class _Scaled(nn.Module):
         return self.body(x) * self.scale
 
 
-@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True)],
-                         ids=["parameters", "tensor_attribute"])
+@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True), ("occlusion", False)],
+                         ids=["parameters", "tensor_attribute", "perturbation"])
 def test_compiled_result_differentiates_like_eager(name, scaled):
     """As called, the compiled result comes from an inference graph and is differentiated by recomputation
     (parameters and inputs); a tensor requiring grad that is not a parameter falls back to the graph."""
@@ -183,5 +183,5 @@ def test_compiled_result_differentiates_like_eager(name, scaled):
     got = torch.autograd.grad(torch.compile(fn, fullgraph=True)(x).square().sum(), sources, allow_unused=True,
                               materialize_grads=True)
     assert any(g.abs().sum() > 0 for g in want[1:])  # the parameters' gradients are not all zero
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -258,11 +258,11 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this one
     # place: no recomputing node (Dynamo does not trace its backward; a transform differentiates fattr
     # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
-    # detached after it under no_grad. Under Dynamo with grad mode on, a traceable fn of a module's call
-    # keeps the eager cost model: values from an inference graph, recomputed in backward (.compiled).
+    # detached after it under no_grad. Under Dynamo with grad mode on, fn of a module's call keeps the eager
+    # cost model: values from an inference graph, recomputed in backward (.compiled).
     owner = module_of(module)
     if tracing.is_traced() or _local.keep:
-        if (traceable and torch.is_grad_enabled() and compiled.dynamo_tracing()
+        if (torch.is_grad_enabled() and compiled.dynamo_tracing()
                 and not (owner is not None and owner.training and not memory_first)):
             values = compiled.attached(fn, tensors, owner)  # an inference graph, recomputed on demand
             if values is not None:
