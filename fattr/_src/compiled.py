@@ -8,8 +8,9 @@ computation with its graph: AOTAutograd then compiled a training graph, 1.5 to 3
 times slower than eager even when nothing was ever differentiated.
 
 Here the eager cost model is carried into the compiled graph. The values are computed
-under ``no_grad`` (with the attribution's own inner gradients from ``torch.func.grad``)
-and passed through an ``autograd.Function``, which Dynamo traces forward and backward:
+and detached (no graph leaves the call, so the forward is an inference graph; the
+attribution's own inner gradients come from ``torch.func.grad``) and passed through an
+``autograd.Function``, which Dynamo traces forward and backward:
 its forward is the identity and saves only its inputs; its backward recomputes the
 values with their graph (``torch.func.vjp``). Its inputs are the call's tensors that
 require grad and the parameters requiring grad of the model the call runs (``owner``),
@@ -25,8 +26,8 @@ which the recomputation substitutes (``_reparametrize_module``). Two details mat
   computation is traced with its graph as before. That trace is unused, so the compiled
   graph drops it (it costs compile time only).
 
-With ``keep`` (a model in training mode: the values are about to be differentiated),
-the computation keeps its graph at once, as in eager mode.
+A model in training mode (the values are about to be differentiated) keeps its graph at
+once, as in eager mode: :func:`.recompute.checkpoint` decides that before calling here.
 """
 from __future__ import annotations
 
