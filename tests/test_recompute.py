@@ -214,6 +214,33 @@ def test_checkpoint_finds_the_parameters_it_read_and_skips_the_excluded_leaves()
     assert plain.grad_fn is None and torch.equal(plain, got.detach())
 
 
+@pytest.mark.parametrize("memory_first", [False, True])
+def test_a_checkpoint_inside_a_recomputation_keeps_its_graph_at_once(memory_first):
+    """Recomputed in backward, the inner checkpoint runs once with its graph (no node of its own, which
+    backward would recompute again), unless memory comes first; the gradients are the same either way."""
+    model = mlp().eval()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    runs = []
+
+    def inner(ts):
+        runs.append(torch.is_grad_enabled())
+        return _slope(model)(ts)
+
+    def outer(ts):
+        (g,) = recompute.checkpoint(inner, ts, module=model, memory_first=memory_first)
+        return (g * ts[0],)
+
+    (got,) = recompute.checkpoint(outer, (x,), module=model)
+    assert runs == [False]  # inside the outer graph-free pass: no node, the reads go to the outer one
+    wrt = [x] + list(model.parameters())
+    grads = torch.autograd.grad(got.pow(2).sum(), wrt, materialize_grads=True)
+    # recomputed: once with its graph; with memory first, a graph-free pass and a recomputation of its own
+    assert runs == ([False, True] if not memory_first else [False, False, True])
+    (slope,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    for g, w in zip(grads, torch.autograd.grad((slope * x).pow(2).sum(), wrt, materialize_grads=True)):
+        torch.testing.assert_close(g, w, **TOL)
+
+
 def test_checkpoint_keeps_the_graph_when_it_read_an_intermediate_computed_before():
     model = mlp()
     scale = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)

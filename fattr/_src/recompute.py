@@ -10,14 +10,14 @@ recomputes it with its graph (same random and autocast states: :class:`Context`)
 differentiates it: activation checkpointing, applied to the attribution. Only calls
 that are differentiated pay, one more forward and backward per chunk (about a quarter
 more for a training step). It also decides, in one place, when the graph is kept at
-once instead: a model in training mode, unless memory comes first; a traced call.
+once instead: a model in training mode or a recomputation (a checkpoint inside another's
+backward), unless memory comes first; a traced call.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import torch
@@ -32,11 +32,13 @@ _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads make
 
 class _Local(threading.local):
     """Per thread: ``reads``, the innermost graph-free pass's :class:`_Reads` (None outside one); ``keep``,
-    inside :func:`keep_graph`. Defaults on the class: every thread has both attributes at all times
-    (a compiled call guards on their values, not on whether an eager call set them first)."""
+    inside :func:`keep_graph`; ``recomputing``, inside a recomputation in backward (its graph is about to
+    be differentiated: a checkpoint inside keeps its graph at once). Defaults on the class: every thread
+    has them at all times (a compiled call guards on their values, not on whether an eager call set them)."""
 
     reads: Optional["_Reads"] = None
     keep = False
+    recomputing = False
 
 
 _local = _Local()
@@ -56,8 +58,12 @@ class _Reads:
     skip: Set[int]
 
     def __init__(self) -> None:
-        with torch.enable_grad():
+        enabled = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(True)
+        try:
             self.since, self.found, self.skip = _sequence_nr(_ANCHOR.view(()).grad_fn), {}, set()
+        finally:
+            torch._C._set_grad_enabled(enabled)
 
     def walk(self, output: Tensor) -> None:
         """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
@@ -102,9 +108,8 @@ def _leaves(module: nn.Module) -> List[Tensor]:
     modules (each module once)."""
     read: List[Tensor] = []
     for m in submodules(module):
-        read += [t for t in m._parameters.values() if t is not None and t.requires_grad]
-        read += [t for t in m._buffers.values() if t is not None and t.requires_grad]
-        read += [t for t in m.__dict__.values() if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
+        for values in (m._parameters.values(), m._buffers.values(), m.__dict__.values()):
+            read += [t for t in values if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
     return read
 
 
@@ -127,33 +132,35 @@ def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
             into.module(source)
 
 
-def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, grad: bool, into: Optional[_Reads]) -> Tensors:
-    """``fn(tensors)`` with grad mode ``grad``, its :func:`reads` going ``into`` (None: nowhere)."""
-    outer, enabled = _local.reads, torch.is_grad_enabled()
-    _local.reads = into
-    torch.set_grad_enabled(grad)
+def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, into: Optional[_Reads]) -> Tensors:
+    """``fn(tensors)``: without grad, its :func:`reads` going ``into``; or (``into`` None) a recomputation,
+    with grad, every checkpoint inside keeping its graph at once."""
+    local, enabled = _local, torch.is_grad_enabled()
+    outer, recomputing = local.reads, local.recomputing
+    local.reads, local.recomputing = into, into is None
+    torch._C._set_grad_enabled(into is None)
     try:
         return tuple(fn(tensors))
     finally:
-        torch.set_grad_enabled(enabled)
-        _local.reads = outer
+        torch._C._set_grad_enabled(enabled)
+        local.reads, local.recomputing = outer, recomputing
 
 
-@dataclass(frozen=True)
 class Context:
-    """What a recomputation must share with the first computation: random and autocast states."""
+    """What a recomputation must share with the first computation: random and autocast states
+    (captured at every checkpoint: kept cheap, a plain class)."""
 
-    cpu_rng: Tensor
-    cuda_rng: Tuple[Tuple[int, Tensor], ...]
-    autocast: Tuple[Tuple[str, bool, torch.dtype], ...]
+    __slots__ = ("cpu_rng", "cuda_rng", "autocast")
 
-    @staticmethod
-    def capture() -> "Context":
+    def __init__(self) -> None:
+        """The current states."""
+        self.cpu_rng: Tensor = torch.get_rng_state()
         # every initialised CUDA device: the model may draw on one that no input lives on
-        cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else range(0)
-        autocast = tuple((d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
-                         for d in ("cpu", "cuda") if d == "cpu" or torch.cuda.is_available())
-        return Context(torch.get_rng_state(), tuple((i, torch.cuda.get_rng_state(i)) for i in cuda), autocast)
+        self.cuda_rng: Tuple[Tuple[int, Tensor], ...] = tuple(
+            (i, torch.cuda.get_rng_state(i)) for i in range(torch.cuda.device_count())
+        ) if torch.cuda.is_initialized() else ()
+        self.autocast: Tuple[Tuple[str, bool, torch.dtype], ...] = tuple(
+            (d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda"))
 
     @contextlib.contextmanager
     def restored(self) -> Iterator[None]:
@@ -163,7 +170,8 @@ class Context:
             for i, state in self.cuda_rng:
                 torch.cuda.set_rng_state(state, i)
             for device, enabled, dtype in self.autocast:
-                stack.enter_context(torch.autocast(device, dtype=dtype, enabled=enabled))
+                if enabled or torch.is_autocast_enabled(device):  # (no CUDA autocast to leave off without CUDA)
+                    stack.enter_context(torch.autocast(device, dtype=dtype, enabled=enabled))
             yield
 
 
@@ -270,10 +278,12 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         with torch.enable_grad() if traceable else contextlib.nullcontext():
             values = tuple(fn(tensors))
         return values if torch.is_grad_enabled() else tuple(v.detach() for v in values)
-    if not torch.is_grad_enabled() or (owner is not None and owner.training and not memory_first):
+    if not torch.is_grad_enabled() or ((_local.recomputing or owner is not None and owner.training)
+                                       and not memory_first):
         return tuple(fn(tensors))  # nothing to attach; or about to be differentiated: the graph at once
-    context, read = Context.capture(), _Reads()
-    values = _run(fn, tuple(t.detach() for t in tensors), False, read)
+    context, read = Context(), _Reads()
+    detached = tuple(t.detach() for t in tensors)
+    values = _run(fn, detached, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
         return tuple(fn(tensors))
     tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
@@ -281,10 +291,10 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         return values
 
     def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
-        full = [t.detach() for t in tensors]
+        full = list(detached)
         for i, s in zip(tracked, stand_ins):
             full[i] = s
-        return _run(fn, tuple(full), True, None)
+        return _run(fn, tuple(full), None)
 
     return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked),
                              *(tensors[i] for i in tracked), *read.found.values())

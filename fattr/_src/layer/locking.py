@@ -13,52 +13,76 @@ submodules in every thread, so fattr also resolves layers under the reader side.
 
 Readers have priority (a waiting trace does not block new readers), so nested
 reads in one thread never deadlock, and a thread may trace while it holds reads
-itself (a model whose forward calls a fattr layer method).
+itself (a model whose forward calls a fattr layer method). A thread holds one read
+however deeply it nests them: a nested read costs an increment of its own counter.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import ContextManager, Iterator
+from typing import Any, ContextManager, Iterator
 
 from ..compiled import dynamo_tracing
 
 _condition = threading.Condition(threading.Lock())
-_readers = 0
+_readers = 0  # threads holding a read
 _writing = False
-_local = threading.local()
+_waiting = 0  # traces waiting for the readers to finish
+
+
+class _Local(threading.local):
+    depth = 0  # this thread's nested reads
+
+
+_local = _Local()
+
+
+class _Reading:
+    """The reader side as a plain context manager (it runs several times per attribution call)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _readers
+        local = _local
+        if not local.depth:
+            with _condition:
+                while _writing:
+                    _condition.wait()
+                _readers += 1
+        local.depth += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        global _readers
+        local = _local
+        local.depth -= 1
+        if not local.depth:
+            with _condition:
+                _readers -= 1
+                if _waiting:
+                    _condition.notify_all()
+
+
+_READING, _NOTHING = _Reading(), contextlib.nullcontext()
 
 
 def reading() -> ContextManager[None]:
     """Run modules: many threads at once, never while a trace is in progress (no lock under Dynamo)."""
-    return contextlib.nullcontext() if dynamo_tracing() else _reading()
-
-
-@contextlib.contextmanager
-def _reading() -> Iterator[None]:
-    global _readers
-    with _condition:
-        while _writing:
-            _condition.wait()
-        _readers += 1
-    _local.depth = getattr(_local, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _local.depth -= 1
-        with _condition:
-            _readers -= 1
-            _condition.notify_all()
+    return _NOTHING if dynamo_tracing() else _READING
 
 
 @contextlib.contextmanager
 def writing() -> Iterator[None]:
     """Trace: alone, after every running head and tail has finished."""
-    global _writing
-    mine = getattr(_local, "depth", 0)
+    global _writing, _waiting
+    mine = 1 if _local.depth else 0  # this thread's own read
     with _condition:
-        while _writing or _readers > mine:
-            _condition.wait()
+        _waiting += 1
+        try:
+            while _writing or _readers > mine:
+                _condition.wait()
+        finally:
+            _waiting -= 1
         _writing = True
     try:
         yield
