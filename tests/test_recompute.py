@@ -167,6 +167,42 @@ def test_which_calls_keep_their_graph(training, chunk_size, on_demand):
         assert model_ops and not recomputing, names
 
 
+LAYER_CALLS = {
+    "layer_integrated_gradients": lambda m, x, **k: fattr.layer_integrated_gradients(m, "1", x, n_steps=6, **k),
+    "layer_conductance": lambda m, x, **k: fattr.layer_conductance(m, "1", x, n_steps=6, **k),
+    "layer_gradient_shap": lambda m, x, **k: fattr.layer_gradient_shap(m, "1", x, x * 0.5, n_samples=3,
+                                                                       generator=torch.Generator().manual_seed(0), **k),
+    "layer_gradient_x_activation": lambda m, x, **k: fattr.layer_gradient_x_activation(m, "1", x, **k),
+}
+
+
+@pytest.mark.parametrize("name,chunk_size", [(name, None) for name in sorted(LAYER_CALLS)]
+                         + [("layer_integrated_gradients", 2), ("layer_conductance", 2)])
+def test_a_layer_method_is_one_recomputing_node_per_chunk(name, chunk_size):
+    """The head and the path (and the delta) of a layer method in one checkpoint: one node, or one per chunk
+    (and one for the heads outside them, layer IG) when chunked; its parameters get their gradients."""
+    model, x = mlp().eval(), torch.randn(4, 3, dtype=torch.float64)
+    extra = {} if chunk_size is None else {"chunk_size": chunk_size}
+    delta = {"return_delta": True} if name in ("layer_integrated_gradients", "layer_conductance",
+                                                "layer_gradient_shap") else {}
+    out = LAYER_CALLS[name](model, x, target=0, **extra, **delta)
+    attr = out[0] if delta else out
+    names = _node_names(attr)
+    model_ops = [n for n in names if n.startswith(("Tanh", "Addmm", "TBackward"))]
+    want = 1 if chunk_size is None else (4 if name == "layer_integrated_gradients" else 3)
+    assert not model_ops and sum(n == "_RecomputedBackward" for n in names) == want, names
+    grads = torch.autograd.grad(attr.pow(2).sum(), list(model.parameters()), materialize_grads=True)
+    with recompute.keep_graph():
+        kept = LAYER_CALLS[name](model, x, target=0, **extra, **delta)
+    want_grads = torch.autograd.grad((kept[0] if delta else kept).pow(2).sum(), list(model.parameters()),
+                                     materialize_grads=True)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, **TOL)
+    if delta:
+        torch.testing.assert_close(out[1], kept[1], **TOL)
+        assert out[1].requires_grad
+
+
 def test_under_torch_func_grad():
     """fattr inside a torch.func transform: functional parameters, the traced gradient path."""
     model, x = mlp(), torch.randn(4, 3, dtype=torch.float64)

@@ -1,17 +1,19 @@
 """GradientSHAP at a layer: expected layer gradients between the input and random baselines."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, List, Optional
 
 import torch
 
 from .. import structure
-from ..arguments import tile_args
+from ..arguments import split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, StdevsLike, TargetLike,
                     WithDeltaOrList)
 from ..gradient_shap import draw, sample_deltas
-from ..gradients import gradients, outputs
+from ..gradients import gradient_pass, outputs
 from ..path import accumulation_dtype
+from ..recompute import checkpoint
+from ..structure import Tensors
 from .heads import heads
 from .view import LayerFunction
 
@@ -63,19 +65,28 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     d = draw(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator, target, args, kwargs)
     n, k = d.n, d.n_samples
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    sample_args = tile_args(d.args, n, k)
+    f, tgt = lf.function(), d.target.tile(k)
+    arg_tensors, rebuild = split_args(tile_args(d.args, n, k))
     batches = [d.points] + ([d.noisy, d.starts] if multiply_by_inputs or return_delta else [])
-    (acts_p, rest_p), *others = heads(lf, [tuple(structure.fold(p) for p in b) for b in batches], sample_args, n * k)
-    f = lf.function()
-    grads = gradients(f, acts_p, d.target.tile(k), rest_p)
-    if others:
-        (acts_n, rest_n), (acts_s, rest_s) = others
-    per_sample = tuple(g * (a_n - a_s) for g, a_n, a_s in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
+    m = len(d.points)
+    packing: List[Any] = []
+
+    def run(tensors: Tensors) -> Tensors:  # heads, gradients (and delta) as one computation: one checkpoint
+        rows = [tuple(structure.fold(p) for p in tensors[i * m:(i + 1) * m]) for i in range(len(batches))]
+        (acts_p, rest_p), *others = heads(lf, rows, rebuild(tensors[len(batches) * m:]), n * k)
+        packing[:] = [rest_p[-1:]]
+        grads = gradient_pass(f, acts_p, tgt, rest_p)
+        if others:
+            (acts_n, rest_n), (acts_s, rest_s) = others
+        per_sample = tuple(g * (a - b) for g, a, b in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
+        if not return_delta:
+            return per_sample
+        return per_sample + (outputs(f, acts_n, tgt, rest_n).to(torch.float64)
+                             - outputs(f, acts_s, tgt, rest_s).to(torch.float64),)
+
+    values = checkpoint(run, tuple(t for b in batches for t in b) + arg_tensors, module=lf.model, traceable=True)
+    per_sample = values[:len(values) - return_delta]
     attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), k).mean(0).to(p.dtype)
                  for p in per_sample)
-    result = lf.restore(attr, rest_p)
-    if not return_delta:
-        return result
-    change = (outputs(f, acts_n, d.target.tile(k), rest_n).to(torch.float64)
-              - outputs(f, acts_s, d.target.tile(k), rest_s).to(torch.float64))
-    return result, sample_deltas(per_sample, change, k, n)
+    result = lf.restore(attr, packing[0])
+    return (result, sample_deltas(per_sample, values[-1], k, n)) if return_delta else result

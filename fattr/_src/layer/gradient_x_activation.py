@@ -1,13 +1,15 @@
 """Layer Gradient x Activation: the gradient of the target with respect to the layer, times the activation."""
 from __future__ import annotations
 
-from typing import Any, Sequence, cast
+from typing import Any, List, Sequence, cast
 
 from .. import structure
-from ..arguments import as_args
+from ..arguments import as_args, split_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool, check_callable, fail
-from ..gradients import gradients
+from ..gradients import gradient_pass
+from ..recompute import checkpoint
+from ..structure import Tensors
 from ..targets import as_target
 from .view import LayerFunction
 
@@ -48,9 +50,17 @@ def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: Inpu
     if many and not layer:
         fail("layer", "a non-empty list of modules or dotted names", layer)
     out = []
+    tgt, m = as_target(target, xs[0].shape[0], xs[0].device), len(xs)
+    arg_tensors, rebuild = split_args(args)
     for i, item in enumerate(cast(Sequence[Any], layer) if many else [layer]):  # each layer on its own, the others left free
         lf = LayerFunction(model, item, attribute_to_layer_input, name=f"layer[{i}]" if many else "layer")
-        acts, rest = lf.head(xs, args)
-        grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
-        out.append(lf.restore(tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest))
+        packing: List[Any] = []
+
+        def run(tensors: Tensors, lf: LayerFunction = lf, packing: List[Any] = packing) -> Tensors:
+            acts, rest = lf.head(tensors[:m], rebuild(tensors[m:]))  # head and gradients: one checkpoint
+            packing[:] = [rest[-1:]]
+            grads = gradient_pass(lf.function(), acts, tgt, rest)
+            return tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts))
+
+        out.append(lf.restore(checkpoint(run, tuple(xs) + arg_tensors, module=lf.model, traceable=True), packing[0]))
     return out if many else out[0]
