@@ -108,8 +108,9 @@ def _leaves(module: nn.Module) -> List[Tensor]:
     modules (each module once)."""
     read: List[Tensor] = []
     for m in submodules(module):
-        for values in (m._parameters.values(), m._buffers.values(), m.__dict__.values()):
-            read += [t for t in values if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
+        read += [t for t in m._parameters.values() if t is not None and t.requires_grad]
+        read += [t for t in m._buffers.values() if t is not None and t.requires_grad]
+        read += [t for t in m.__dict__.values() if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
     return read
 
 
