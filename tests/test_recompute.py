@@ -173,6 +173,7 @@ LAYER_CALLS = {
     "layer_gradient_shap": lambda m, x, **k: fattr.layer_gradient_shap(m, "1", x, x * 0.5, n_samples=3,
                                                                        generator=torch.Generator().manual_seed(0), **k),
     "layer_gradient_x_activation": lambda m, x, **k: fattr.layer_gradient_x_activation(m, "1", x, **k),
+    "layer_feature_ablation": lambda m, x, **k: fattr.layer_feature_ablation(m, "1", x, 0.5, **k),
 }
 
 
@@ -445,3 +446,14 @@ def test_threads_each_find_their_own_leaves():
                                    (scales[i], model[0].weight))
         for a, b in zip(g, want, strict=True):
             torch.testing.assert_close(a, b, **TOL)
+
+
+def test_layer_feature_ablation_is_differentiable_in_its_layer_baselines():
+    model, x = mlp().eval(), torch.randn(4, 3, dtype=torch.float64)
+    base = torch.full((1, 6), 0.3, dtype=torch.float64, requires_grad=True)
+    got = fattr.layer_feature_ablation(model, "1", x, base, target=1)
+    assert sum(n == "_RecomputedBackward" for n in _node_names(got)) == 1
+    with recompute.keep_graph():
+        kept = fattr.layer_feature_ablation(model, "1", x, base, target=1)
+    torch.testing.assert_close(torch.autograd.grad(got.pow(2).sum(), base)[0],
+                               torch.autograd.grad(kept.pow(2).sum(), base)[0], **TOL)

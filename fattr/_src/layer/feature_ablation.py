@@ -5,7 +5,7 @@ the split model, with the layer's activation as its input."""
 from __future__ import annotations
 
 from numbers import Number
-from typing import Any, List
+from typing import Any, List, Tuple, cast
 
 import torch
 
@@ -90,22 +90,25 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
     xs, _ = structure.as_tuple(inputs)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
     args = as_args(args, kwargs)
-    n = xs[0].shape[0]
+    n, m = xs[0].shape[0], len(xs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    acts, rest = lf.head(xs, args, gradient=False)
-    bases = _baselines(layer_baselines, acts)
-    features = Features.of(group_ids(layer_mask, acts, "layer_mask"))
-    tgt = as_target(target, n, xs[0].device)
-    f = lf.function()
-    rest_tensors, rebuild = split_args(rest)
-    k = len(acts)
+    tgt, f = as_target(target, n, xs[0].device), lf.function()
+    arg_tensors, rebuild = split_args(args)
+    many = isinstance(layer_baselines, tuple)
+    base_tensors, rebuild_bases = split_args(cast(Tuple[Any, ...], layer_baselines) if many else (layer_baselines,))
+    packing: List[Any] = []
 
-    def run(tensors: Tensors) -> Tensors:  # without grad: the tails' fast paths
-        acts_, bases_, rest_ = tensors[:k], tensors[k:2 * k], rebuild(tensors[2 * k:])
-        with torch.enable_grad():
-            reference = outputs(f, acts_, tgt, rest_)
+    def run(tensors: Tensors) -> Tensors:  # head and ablations as one computation: one checkpoint
+        acts, rest = lf.head(tensors[:m], rebuild(tensors[m:m + len(arg_tensors)]), gradient=False)
+        packing[:] = [rest[-1:]]
+        given = rebuild_bases(tensors[m + len(arg_tensors):])
+        bases = _baselines(given if many else given[0], acts)
+        features = Features.of(group_ids(layer_mask, acts, "layer_mask"))
+        with torch.enable_grad():  # (without grad in a graph-free pass: the tails' fast paths)
+            reference = outputs(f, acts, tgt, rest)
         reads(reference)
-        evaluate = Evaluator(f, tgt, rest_, n, aggregate=False)
-        return ablate_each(evaluate, acts_, bases_, features, reference, ppe, Progress(0, "", False))
+        evaluate = Evaluator(f, tgt, rest, n, aggregate=False)
+        return ablate_each(evaluate, acts, bases, features, reference, ppe, Progress(0, "", False))
 
-    return lf.restore(checkpoint(run, acts + tuple(bases) + rest_tensors, module=lf.model), rest)
+    values = checkpoint(run, tuple(xs) + arg_tensors + base_tensors, module=lf.model)
+    return lf.restore(values, packing[0])
