@@ -27,7 +27,6 @@ from ..compiled import dynamo_tracing
 _condition = threading.Condition(threading.Lock())
 _readers = 0  # threads holding a read
 _writing = False
-_waiting = 0  # traces waiting for the readers to finish
 
 
 class _Local(threading.local):
@@ -38,29 +37,23 @@ _local = _Local()
 
 
 class _Reading:
-    """The reader side as a plain context manager (it runs several times per attribution call)."""
-
-    __slots__ = ()
+    """The reader side, a plain context manager (it runs several times per attribution call)."""
 
     def __enter__(self) -> None:
         global _readers
-        local = _local
-        if not local.depth:
+        if not _local.depth:
             with _condition:
-                while _writing:
-                    _condition.wait()
+                _condition.wait_for(lambda: not _writing)
                 _readers += 1
-        local.depth += 1
+        _local.depth += 1
 
     def __exit__(self, *exc: Any) -> None:
         global _readers
-        local = _local
-        local.depth -= 1
-        if not local.depth:
+        _local.depth -= 1
+        if not _local.depth:
             with _condition:
                 _readers -= 1
-                if _waiting:
-                    _condition.notify_all()
+                _condition.notify_all()
 
 
 _READING, _NOTHING = _Reading(), contextlib.nullcontext()
@@ -74,15 +67,10 @@ def reading() -> ContextManager[None]:
 @contextlib.contextmanager
 def writing() -> Iterator[None]:
     """Trace: alone, after every running head and tail has finished."""
-    global _writing, _waiting
+    global _writing
     mine = 1 if _local.depth else 0  # this thread's own read
     with _condition:
-        _waiting += 1
-        try:
-            while _writing or _readers > mine:
-                _condition.wait()
-        finally:
-            _waiting -= 1
+        _condition.wait_for(lambda: not _writing and _readers <= mine)
         _writing = True
     try:
         yield
