@@ -27,6 +27,7 @@ from ..compiled import dynamo_tracing
 _condition = threading.Condition(threading.Lock())
 _readers = 0  # threads holding a read
 _writing = False
+_waiting = 0  # traces waiting for the readers to finish
 
 
 class _Local(threading.local):
@@ -43,7 +44,8 @@ class _Reading:
         global _readers
         if not _local.depth:
             with _condition:
-                _condition.wait_for(lambda: not _writing)
+                while _writing:
+                    _condition.wait()
                 _readers += 1
         _local.depth += 1
 
@@ -53,7 +55,8 @@ class _Reading:
         if not _local.depth:
             with _condition:
                 _readers -= 1
-                _condition.notify_all()
+                if _waiting:  # (notify_all is Python code: only when a trace waits)
+                    _condition.notify_all()
 
 
 _READING, _NOTHING = _Reading(), contextlib.nullcontext()
@@ -67,10 +70,15 @@ def reading() -> ContextManager[None]:
 @contextlib.contextmanager
 def writing() -> Iterator[None]:
     """Trace: alone, after every running head and tail has finished."""
-    global _writing
+    global _writing, _waiting
     mine = 1 if _local.depth else 0  # this thread's own read
     with _condition:
-        _condition.wait_for(lambda: not _writing and _readers <= mine)
+        _waiting += 1
+        try:
+            while _writing or _readers > mine:
+                _condition.wait()
+        finally:
+            _waiting -= 1
         _writing = True
     try:
         yield
