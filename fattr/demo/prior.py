@@ -35,11 +35,16 @@ def border_share(attributions: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 def make_penalty(mask: torch.Tensor, weight: float, n_steps: int):
-    """``penalty(model, x, y) = weight * mean_b sum_border |IG(model, x_b)|``."""
+    """``penalty(model, x, y) = weight * mean_b sum_border |IG(model, x_b)|``.
+
+    The border sum multiplies by the mask rather than indexing with it: boolean indexing
+    has a data-dependent size, which breaks a ``torch.compile`` graph.
+    """
 
     def penalty(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         attr = fattr.integrated_gradients(model, x, n_steps=n_steps, target=y)
-        return weight * attr.abs().sum(dim=1)[:, mask].sum(dim=1).mean()
+        border = attr.abs().sum(dim=1) * mask.to(attr.dtype)  # (B, H, W), zero off the border
+        return weight * border.sum(dim=(1, 2)).mean()
 
     return penalty
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,24 @@ from .data import Digits
 
 Penalty = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Log = Callable[[str], None]
+Step = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+
+
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, penalty: Optional[Penalty] = None) -> Step:
+    """``step(x, y) -> (loss, penalty)``, both detached: cross-entropy plus ``penalty(model, x, y)``,
+    backward, one optimizer step. A plain function of tensors: ``torch.compile(step)`` compiles the
+    whole training step (``benchmarks/train_step.py``)."""
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        loss = F.cross_entropy(model(x), y)
+        extra = penalty(model, x, y) if penalty is not None else loss.new_zeros(())
+        loss = loss + extra
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), extra.detach()
+
+    return step
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -30,6 +48,7 @@ def train(model: nn.Module, data: Digits, *, epochs: int, seed: int, penalty: Op
     steps_per_epoch = (n + batch_size - 1) // batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=max_lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=epochs * steps_per_epoch)
+    step = make_step(model, optimizer, penalty)
     model.train()
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -37,15 +56,8 @@ def train(model: nn.Module, data: Digits, *, epochs: int, seed: int, penalty: Op
         total_penalty = 0.0
         for i in range(0, n, batch_size):
             rows = order[i:i + batch_size]
-            x, y = data.train_x[rows], data.train_y[rows]
-            loss = F.cross_entropy(model(x), y)
-            if penalty is not None:
-                extra = penalty(model, x, y)
-                total_penalty += float(extra.detach())
-                loss = loss + extra
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _, extra = step(data.train_x[rows], data.train_y[rows])
+            total_penalty += float(extra)
             schedule.step()
         if log is not None:
             model.eval()
