@@ -22,12 +22,16 @@ DETERMINISTIC = sorted(s.name for s in fattr.methods() if not s.stochastic and s
 STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs == "features"
                     and s.name not in ("lime", "kernel_shap"))
 
-_SPLIT = "builds its split (fx capture, threading.Lock, fingerprint cache) inside the trace"
 _DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
+_GUIDED = "the guided ReLU rule's TorchFunctionMode (inspect.Signature.bind in __torch_function__)"
 _DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
-# why each method fails under torch.compile(fullgraph=True) today (with the thread lock skipped under Dynamo)
+_AUTOGRAD_GRAD = "torch.autograd.grad inside the trace (Dynamo does not trace it)"
+# why each method fails under torch.compile(fullgraph=True) today (the split itself compiles: see below)
 FAILS = {
-    **{name: _SPLIT for name in DETERMINISTIC if SPECS[name].layer},  # layer and neuron methods, DeepLift's too
+    "layer_deeplift": _DEEPLIFT, "layer_deeplift_shap": _DEEPLIFT, "neuron_deeplift": _DEEPLIFT,
+    "neuron_deeplift_shap": _DEEPLIFT, "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED,
+    "neuron_deconvolution": _GUIDED, "neuron_conductance": _AUTOGRAD_GRAD,
+    "layer_feature_ablation": _DATA_DEPENDENT, "neuron_feature_ablation": _DATA_DEPENDENT,
     "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
     "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
     "deconvolution": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
@@ -99,6 +103,27 @@ def test_fullgraph_matches_eager_without_recompiles(name, model_name):
     assert counters["stats"]["unique_graphs"] == 2  # one per grad mode, none per call
 
 
+@pytest.mark.parametrize("handle", [False, True], ids=["module", "split"])
+def test_layer_method_compiles_once_per_grad_mode_with_a_module_or_a_split(handle):
+    """``layer=`` a module (the split is built, and its plan found, when Dynamo traces) or a prebuilt
+    ``fattr.split`` handle: 4 calls (2 grad modes x 2 inputs), with eager calls in between, make 2 graphs."""
+    _fresh()
+    spec, model, layer, xs, dist = _case("layer_integrated_gradients", "mlp")
+    if handle:
+        layer = fattr.split(model, layer)
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            for x in xs:
+                got = compiled(x)
+                torch.testing.assert_close(got, fn(x), rtol=1e-4, atol=1e-5)
+                assert got.requires_grad == grad  # the parameters require grad: differentiable as called
+    assert counters["stats"]["unique_graphs"] == 2
+    if handle:
+        assert layer.captured  # the handle ran its torch.fx plan
+
+
 @pytest.mark.parametrize("name", ["saliency", "integrated_gradients"])
 def test_fullgraph_on_a_cnn_with_max_pooling(name):
     _fresh()
@@ -168,8 +193,9 @@ class _Scaled(nn.Module):
         return self.body(x) * self.scale
 
 
-@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True), ("occlusion", False)],
-                         ids=["parameters", "tensor_attribute", "perturbation"])
+@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True), ("occlusion", False),
+                                         ("layer_integrated_gradients", False)],
+                         ids=["parameters", "tensor_attribute", "perturbation", "layer"])
 def test_compiled_result_differentiates_like_eager(name, scaled):
     """As called, the compiled result comes from an inference graph and is differentiated by recomputation
     (parameters and inputs); a tensor requiring grad that is not a parameter falls back to the graph."""

@@ -122,11 +122,12 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
 
     def points(i: torch.Tensor, tensors: Tensors) -> Tuple[Any, ...]:
         k = i.shape[0]
-        a = nodes[int(i[0]):int(i[-1]) + 1 + differences]  # the chunk's nodes (and the next one)
+        a = nodes[torch.cat((i, i[-1:] + 1)) if differences else i]  # the chunk's nodes (and the next one)
         rows = tuple(structure.fold(b + a.to(x.dtype).reshape((-1,) + (1,) * x.dim()) * (x - b))
                      for x, b in zip(tensors[:m], tensors[m:2 * m]))
         acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
-        seen[:] = [rest, [t.dtype for t in acts]]
+        if not seen:  # the same for every chunk; recorded once (a recomputation has no side effects)
+            seen[:] = [rest, [t.dtype for t in acts]]
         acts = tuple(structure.unfold(t, a.shape[0]) for t in acts)
         if not differences:
             return acts, None, rest

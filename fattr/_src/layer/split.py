@@ -23,8 +23,9 @@ from torch.utils import _pytree as pytree
 
 from ..base import LayerLike, ModelLike
 from ..errors import Shown, check_bool, fail
-from ..arguments import as_args
+from ..arguments import Keywords, as_args
 from ..calling import modules_of
+from ..compiled import at_trace_time, dynamo_tracing
 from . import export, fingerprint, graph, locking, substitute
 from .capture import Untraceable
 from .resolve import resolve, resolve_in
@@ -82,7 +83,7 @@ def _warn_fallback(f: Any, labels: Sequence[str], reason: str) -> None:
         _warned.add(key)
     warnings.warn(CaptureWarning(
         f"fattr could not capture the graph of {key[0]} for {', '.join(labels)}: {reason}. "
-        "It falls back to running the whole model for every step (correct, but slower)."), stacklevel=4)
+        "It falls back to running the whole model for every step (correct, but slower)."), stacklevel=5)
 
 
 # ---------------------------------------------------------------------------- the shared plans
@@ -125,6 +126,54 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], To
         while len(plans) > _MAX_PLANS:
             del plans[next(iter(plans))]
     return token
+
+
+# ---------------------------------------------------------------------------- under torch.compile
+# Dynamo cannot trace a capture, a lock or a cache, and must not see a mutation inside the function a
+# compiled recomputation wraps. So while it traces, the split is built and its plan found by ordinary
+# Python run when Dynamo reaches the call (``assume_constant_result``): the compiled code holds the plan
+# as a constant and traces only the plan's run, a function of the values. Dynamo guards on the model and
+# the layers by identity and on the shapes and modes it sees; a change the fingerprint would catch but
+# the plan's run does not read (a Python flag that chose the traced code path) needs torch._dynamo.reset().
+
+_TENSOR = "<fattr: a tensor>"
+
+
+def _described(values: Sequence[Any]) -> Tuple[Any, ...]:
+    """``values`` with each tensor replaced by its (static) shape, dtype and device: constants Dynamo
+    can hand to a function it runs rather than traces."""
+    out: List[Any] = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append((_TENSOR, tuple(v.shape), v.dtype, v.device))
+        elif isinstance(v, Keywords):
+            out.append(Keywords(v.names, _described(v.values)))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def _examples(described: Sequence[Any]) -> Tuple[Any, ...]:
+    """Zeros in place of the tensors :func:`_described` replaced (what a capture reads: shapes and dtypes)."""
+    out: List[Any] = []
+    for d in described:
+        if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR:
+            out.append(torch.zeros(d[1], dtype=d[2], device=d[3]))
+        elif isinstance(d, Keywords):
+            out.append(Keywords(d.names, _examples(d.values)))
+        else:
+            out.append(d)
+    return tuple(out)
+
+
+def _found(find: Callable[..., Tuple["Ticket", Any]], *described: Any) -> "Ticket":
+    return find(_examples(described), None)[0]
+
+
+def _built(model: Any, layer: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,
+                         exportable: bool, side: str, was_list: bool, *layers: Any) -> "Split":
+    return build(model, list(layers) if was_list else layer, attribute_to_layer_input, name=name,
+                 allow_list=allow_list, exportable=exportable, side=side)
 
 
 # ---------------------------------------------------------------------------- split
@@ -200,6 +249,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     """
     if isinstance(layer, Split):
         return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
+    if dynamo_tracing():  # built when Dynamo traces the call (see above): a constant of the compiled code
+        listed = isinstance(layer, (list, tuple))
+        built: Split = at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
+                                     allow_list, exportable, side, listed, *(layer if listed else ()))
+        return built
     is_module = isinstance(model, nn.Module)
     with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
         if is_module:
@@ -287,6 +341,39 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             return exported, bound
         return Token("substitute", reason=f"torch.fx: {token.reason}; torch.export: {exported.reason}"), bound
 
+    def find(values: Tuple[Any, ...], memo: Optional[Dict[Hashable, Token]]) -> Tuple[Ticket, Any]:
+        """The plan for ``values`` and their binding to ``model.forward``: every side effect of a head
+        call (the caches, the fingerprint, ``last``, the fallback's warning) is here, none in :func:`run`."""
+        token, bound = checked(values, memo)
+        last[0] = token
+        if not token.traced:
+            _warn_fallback(model, labels, token.reason)
+        return Ticket(token, owner), bound
+
+    def run(ticket: Ticket, values: Tuple[Any, ...], bound: Any = None) -> Tuple[Any, Tuple[Any, ...]]:
+        """The head by ``ticket``'s plan: a function of the values only (recomputations repeat it)."""
+        token = ticket.token
+        if token.kind == "fx":
+            if bound is None:
+                bound = graph.specialise(model, values)[0]
+            with locking.reading():
+                acts, rest = graph.run_head(token.plan, model, bound)
+        elif token.kind == "export":
+            with locking.reading():
+                acts, rest = export.run_head(token.plan, roots, values)
+        else:
+            acts, rest = substitute.run_head(model, layers, labels, to_input, values)
+        return (list(acts) if was_list else acts[0]), rest + (ticket,)
+
+    def run_head(values: Tuple[Any, ...], keywords: Dict[str, Any], memo: Optional[Dict[Hashable, Token]]
+                 ) -> Tuple[Any, Tuple[Any, ...]]:
+        if keywords:
+            values = as_args(values, keywords)
+        if dynamo_tracing():  # found when Dynamo traces the call, a constant of the compiled code
+            return run(at_trace_time(_found, find, *_described(values)), values)
+        ticket, bound = find(values, memo)
+        return run(ticket, values, bound)
+
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         return run_head(values, keywords, None)
 
@@ -294,23 +381,6 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         """``head``, checking the model's fingerprint at its first call for each input signature only."""
         memo: Dict[Hashable, Token] = {}
         return lambda *values, **keywords: run_head(values, keywords, memo)
-
-    def run_head(values: Tuple[Any, ...], keywords: Dict[str, Any], memo: Optional[Dict[Hashable, Token]]
-                 ) -> Tuple[Any, Tuple[Any, ...]]:
-        if keywords:
-            values = as_args(values, keywords)
-        token, bound = checked(values, memo)
-        last[0] = token
-        if token.kind == "fx":
-            with locking.reading():
-                acts, rest = graph.run_head(token.plan, model, bound)
-        elif token.kind == "export":
-            with locking.reading():
-                acts, rest = export.run_head(token.plan, roots, values)
-        else:
-            _warn_fallback(model, labels, token.reason)
-            acts, rest = substitute.run_head(model, layers, labels, to_input, values)
-        return (list(acts) if was_list else acts[0]), rest + (Ticket(token, owner),)
 
     def tail(activation: Any, rest: Any) -> Any:
         if was_list:
