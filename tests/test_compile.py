@@ -211,3 +211,31 @@ def test_compiled_result_differentiates_like_eager(name, scaled):
     assert any(g.abs().sum() > 0 for g in want[1:])  # the parameters' gradients are not all zero
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class _Flagged(nn.Module):
+    """A forward whose traced code depends on Python attributes (a flag and a scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+        self.skip, self.scale = True, 2.0
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h) + h[:, :2] * self.scale if self.skip else self.b(h)
+
+
+def test_compiled_layer_method_follows_the_attributes_its_plan_was_traced_with():
+    """The plan is found when Dynamo traces; the compiled code guards on the traced modules' scalar
+    attributes, so changing one retraces (with a new plan) instead of returning a stale result."""
+    _fresh()
+    net = _Flagged().eval()
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    fn = lambda x: fattr.layer_integrated_gradients(net, net.a, x, target=0, n_steps=4)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for skip, scale in ((True, 2.0), (False, 2.0), (True, 3.0)):
+        net.skip, net.scale = skip, scale
+        torch.testing.assert_close(compiled(x), fn(x), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 3

@@ -28,6 +28,11 @@ which the recomputation substitutes (``_reparametrize_module``). Two details mat
 
 A model in training mode (the values are about to be differentiated) keeps its graph at
 once, as in eager mode: :func:`.recompute.checkpoint` decides that before calling here.
+
+The function a recomputation wraps is traced again for its backward, where Dynamo allows no
+side effect: it must be a function of its tensors. What cannot be traced at all (a cache
+lookup, a lock, a graph capture: a layer method's split) runs when Dynamo traces the call,
+by :func:`at_trace_time`, and the compiled code holds its result as a constant.
 """
 from __future__ import annotations
 

@@ -239,6 +239,7 @@ class Plan:
     tail_frees: List[List[Node]]
     output: Node
     tail_mutates: bool  # the tail may modify a tensor in place: it works on copies of what it is given
+    watched: Tuple[Tuple[str, str, Any], ...] = ()  # (module path, attribute, value): see :func:`watch`
     head_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
     tail_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
     cut_loads: Dict[Node, Tuple[Loader, Loader]] = field(default_factory=dict)  # a cut's (args, kwargs)
@@ -364,7 +365,28 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
                 constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
                 head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
                 rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output,
-                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes))
+                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes), watched=_watched(model, layers))
+
+
+_WATCHED = (bool, int, float, str, type(None))
+_MODULE_STATE = frozenset(vars(nn.Module()))
+
+
+def _watched(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Tuple[str, str, Any], ...]:
+    """The scalar attributes (``training`` included) of the modules whose forward was traced: the
+    values a traced graph may have baked in (``if self.flag:``), by module path."""
+    ancestors = _ancestors(model, layers)
+    return tuple((path, name, v) for path, m in model.named_modules() if id(m) in ancestors
+                 for name, v in [("training", m.training)] + list(vars(m).items())
+                 if name not in _MODULE_STATE - {"training"} and type(v) in _WATCHED and v == v)
+
+
+def watch(p: Plan, model: nn.Module) -> None:
+    """Under Dynamo: read the attributes ``p`` was traced with, so that the compiled code guards on
+    them and retraces (finding a new plan) when one changes, as :mod:`.fingerprint` does in eager mode."""
+    for path, name, value in p.watched:
+        if getattr(_submodule(path)(model) if path else model, name) != value:  # a guard, never true
+            raise RuntimeError(f"fattr: the traced module {path!r} changed its {name!r} during a compiled call")
 
 
 # ---------------------------------------------------------------------------- evaluation

@@ -8,6 +8,21 @@ specialisation. Every ``head`` call recomputes :func:`.fingerprint.fingerprint` 
 retraces when it differs from the plan's (a submodule replaced, ``train()`` /
 ``eval()``, a hook added, a Python attribute such as a flag changed). Parameter
 and buffer values are not part of it: they are read at call time.
+
+A head call is two parts: ``find`` (the plan for these values: caches, fingerprint,
+``last``, the fallback's warning, all its side effects) and ``run`` (the plan run on
+the values, a function of them only, which a recomputation repeats).
+
+Under ``torch.compile`` the rule is: the split is built and its plan found when Dynamo
+traces the call, as ordinary Python (:func:`..compiled.at_trace_time`; a torch.fx
+capture happens then, one a torch.export needs on zeros of the inputs' shapes and
+dtypes); the compiled code runs the plan, held as a constant. Dynamo guards on what
+that run reads (the modules called, their parameters and modes, the shapes, the grad
+mode) and on the scalar attributes of the modules whose forward was traced
+(:func:`.graph.watch`), and retraces, finding the plan again, when one changes. Other
+changes the fingerprint covers (a hook added to, or a non-scalar attribute replaced on,
+a module whose forward was traced) are not seen by compiled code: call
+``torch._dynamo.reset()`` after them.
 """
 from __future__ import annotations
 
@@ -130,11 +145,7 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], To
 
 # ---------------------------------------------------------------------------- under torch.compile
 # Dynamo cannot trace a capture, a lock or a cache, and must not see a mutation inside the function a
-# compiled recomputation wraps. So while it traces, the split is built and its plan found by ordinary
-# Python run when Dynamo reaches the call (``assume_constant_result``): the compiled code holds the plan
-# as a constant and traces only the plan's run, a function of the values. Dynamo guards on the model and
-# the layers by identity and on the shapes and modes it sees; a change the fingerprint would catch but
-# the plan's run does not read (a Python flag that chose the traced code path) needs torch._dynamo.reset().
+# compiled recomputation wraps: see the module docstring.
 
 _TENSOR = "<fattr: a tensor>"
 
@@ -188,7 +199,8 @@ class Split:
       tail: ``tail(activation, rest) -> output``.
       layers: the resolved layer modules.
       was_list: ``layer`` was a list (the activation is then a list, one entry per layer).
-      last: the token of the latest ``head`` call (how it was captured), or None before it.
+      last: the token of the latest ``head`` call (how it was captured; compiled calls: of the latest
+        trace), or None before it.
       owner: the module whose parameters and training mode count (the model, the one module a
         function uses, or a container of the modules it uses); None when a function exposes none.
       model: the model (or function) it splits.
@@ -354,8 +366,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         """The head by ``ticket``'s plan: a function of the values only (recomputations repeat it)."""
         token = ticket.token
         if token.kind == "fx":
-            if bound is None:
+            if bound is None:  # under Dynamo (see above)
                 bound = graph.specialise(model, values)[0]
+                graph.watch(token.plan, model)
             with locking.reading():
                 acts, rest = graph.run_head(token.plan, model, bound)
         elif token.kind == "export":
