@@ -25,12 +25,11 @@ STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs
 _DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
 _GUIDED = "the guided ReLU rule's TorchFunctionMode (inspect.Signature.bind in __torch_function__)"
 _DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
-_AUTOGRAD_GRAD = "torch.autograd.grad inside the trace (Dynamo does not trace it)"
 # why each method fails under torch.compile(fullgraph=True) today (the split itself compiles: see below)
 FAILS = {
     "layer_deeplift": _DEEPLIFT, "layer_deeplift_shap": _DEEPLIFT, "neuron_deeplift": _DEEPLIFT,
     "neuron_deeplift_shap": _DEEPLIFT, "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED,
-    "neuron_deconvolution": _GUIDED, "neuron_conductance": _AUTOGRAD_GRAD,
+    "neuron_deconvolution": _GUIDED,
     "layer_feature_ablation": _DATA_DEPENDENT, "neuron_feature_ablation": _DATA_DEPENDENT,
     "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
     "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",

@@ -37,6 +37,7 @@ by :func:`at_trace_time`, and the compiled code holds its result as a constant.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
@@ -56,6 +57,7 @@ def dynamo_tracing() -> bool:
 
 _MAX_HELD = 1024  # results of :func:`at_trace_time`; the oldest is dropped first (its graphs then retrace)
 _keys = itertools.count()
+_lock = threading.Lock()
 
 
 class _Held:
@@ -79,11 +81,13 @@ def at_trace_time(fn: Callable[..., Any], *args: Any) -> Any:
 
 @torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]
 def _hold(fn: Callable[..., Any], *args: Any) -> str:
-    name = f"result_{next(_keys)}"
-    setattr(_Held, name, fn(*args))
-    _Held.names.append(name)
-    while len(_Held.names) > _MAX_HELD:
-        delattr(_Held, _Held.names.pop(0))
+    result = fn(*args)
+    with _lock:  # threads may trace at once
+        name = f"result_{next(_keys)}"
+        setattr(_Held, name, result)
+        _Held.names.append(name)
+        while len(_Held.names) > _MAX_HELD:
+            delattr(_Held, _Held.names.pop(0))
     return name
 
 
