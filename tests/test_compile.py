@@ -23,12 +23,15 @@ DETERMINISTIC = sorted(s.name for s in fattr.methods() if not s.stochastic and s
 STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs == "features"
                     and s.name not in ("lime", "kernel_shap"))
 
-_SPLIT = "builds its split (fx capture, threading.Lock, fingerprint cache) inside the trace"
 _DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
+_GUIDED = "the guided ReLU rule's TorchFunctionMode (inspect.Signature.bind in __torch_function__)"
 _DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
-# why each method fails under torch.compile(fullgraph=True) today (with the thread lock skipped under Dynamo)
+# why each method fails under torch.compile(fullgraph=True) today (the split itself compiles: see below)
 FAILS = {
-    **{name: _SPLIT for name in DETERMINISTIC if SPECS[name].layer},  # layer and neuron methods, DeepLift's too
+    "layer_deeplift": _DEEPLIFT, "layer_deeplift_shap": _DEEPLIFT, "neuron_deeplift": _DEEPLIFT,
+    "neuron_deeplift_shap": _DEEPLIFT, "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED,
+    "neuron_deconvolution": _GUIDED,
+    "layer_feature_ablation": _DATA_DEPENDENT, "neuron_feature_ablation": _DATA_DEPENDENT,
     "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
     "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
     "deconvolution": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
@@ -100,6 +103,27 @@ def test_fullgraph_matches_eager_without_recompiles(name, model_name):
     assert counters["stats"]["unique_graphs"] == 2  # one per grad mode, none per call
 
 
+@pytest.mark.parametrize("handle", [False, True], ids=["module", "split"])
+def test_layer_method_compiles_once_per_grad_mode_with_a_module_or_a_split(handle):
+    """``layer=`` a module (the split is built, and its plan found, when Dynamo traces) or a prebuilt
+    ``fattr.split`` handle: 4 calls (2 grad modes x 2 inputs), with eager calls in between, make 2 graphs."""
+    _fresh()
+    spec, model, layer, xs, dist = _case("layer_integrated_gradients", "mlp")
+    if handle:
+        layer = fattr.split(model, layer)
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            for x in xs:
+                got = compiled(x)
+                torch.testing.assert_close(got, fn(x), rtol=1e-4, atol=1e-5)
+                assert got.requires_grad == grad  # the parameters require grad: differentiable as called
+    assert counters["stats"]["unique_graphs"] == 2
+    if handle:
+        assert layer.captured  # the handle ran its torch.fx plan
+
+
 @pytest.mark.parametrize("name", ["saliency", "integrated_gradients"])
 def test_fullgraph_on_a_cnn_with_max_pooling(name):
     _fresh()
@@ -115,8 +139,8 @@ _DONATED = ("a compiled segment's backward runs inside the engine's torch.autogr
             "'backward function was compiled with non-empty donated buffers'")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=_DONATED, strict=True))
-                                  for n in ("layer_deeplift", "deeplift")])
+@pytest.mark.parametrize("name", ["layer_deeplift",
+                                  pytest.param("deeplift", marks=pytest.mark.xfail(reason=_DONATED, strict=True))])
 def test_no_recompile_with_graph_breaks(name):
     """Without fullgraph (graph breaks allowed), a second call with the same shapes compiles nothing."""
     _fresh()
@@ -172,8 +196,9 @@ class _Scaled(nn.Module):
         return self.body(x) * self.scale
 
 
-@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True), ("occlusion", False)],
-                         ids=["parameters", "tensor_attribute", "perturbation"])
+@pytest.mark.parametrize("name,scaled", [("saliency", False), ("integrated_gradients", True), ("occlusion", False),
+                                         ("layer_integrated_gradients", False)],
+                         ids=["parameters", "tensor_attribute", "perturbation", "layer"])
 def test_compiled_result_differentiates_like_eager(name, scaled):
     """As called, the compiled result comes from an inference graph and is differentiated by recomputation
     (parameters and inputs); a tensor requiring grad that is not a parameter falls back to the graph."""
@@ -189,3 +214,31 @@ def test_compiled_result_differentiates_like_eager(name, scaled):
     assert any(g.abs().sum() > 0 for g in want[1:])  # the parameters' gradients are not all zero
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class _Flagged(nn.Module):
+    """A forward whose traced code depends on Python attributes (a flag and a scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)
+        self.skip, self.scale = True, 2.0
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(h) + h[:, :2] * self.scale if self.skip else self.b(h)
+
+
+def test_compiled_layer_method_follows_the_attributes_its_plan_was_traced_with():
+    """The plan is found when Dynamo traces; the compiled code guards on the traced modules' scalar
+    attributes, so changing one retraces (with a new plan) instead of returning a stale result."""
+    _fresh()
+    net = _Flagged().eval()
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    fn = lambda x: fattr.layer_integrated_gradients(net, net.a, x, target=0, n_steps=4)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for skip, scale in ((True, 2.0), (False, 2.0), (True, 3.0)):
+        net.skip, net.scale = skip, scale
+        torch.testing.assert_close(compiled(x), fn(x), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 3

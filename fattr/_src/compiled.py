@@ -28,9 +28,16 @@ which the recomputation substitutes (``_reparametrize_module``). Two details mat
 
 A model in training mode (the values are about to be differentiated) keeps its graph at
 once, as in eager mode: :func:`.recompute.checkpoint` decides that before calling here.
+
+The function a recomputation wraps is traced again for its backward, where Dynamo allows no
+side effect: it must be a function of its tensors. What cannot be traced at all (a cache
+lookup, a lock, a graph capture: a layer method's split) runs when Dynamo traces the call,
+by :func:`at_trace_time`, and the compiled code holds its result as a constant.
 """
 from __future__ import annotations
 
+import itertools
+import threading
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
@@ -46,6 +53,42 @@ def dynamo_tracing() -> bool:
     """True while Dynamo traces the caller in this thread. (``torch.compiler.is_compiling`` is also
     True in every thread while any thread runs ``torch.export``.)"""
     return bool(torch.compiler.is_dynamo_compiling())
+
+
+_MAX_HELD = 1024  # results of :func:`at_trace_time`; the oldest is dropped first (its graphs then retrace)
+_keys = itertools.count()
+_lock = threading.Lock()
+
+
+class _Held:
+    """Results of :func:`at_trace_time`, as class attributes: Dynamo reads a class's attributes live
+    (a dict would be seen as it was at its first read in a trace) and guards on each one it reads."""
+
+    names: List[str] = []
+
+
+def at_trace_time(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` run as ordinary Python when Dynamo traces the call (not traced: a cache lookup, a
+    lock, a capture); the compiled code holds the result as a constant. Call it only under Dynamo.
+
+    ``args`` must be what Dynamo can hand over as constants: Python scalars, tuples of them, dtypes,
+    devices, and objects from outside the compiled function (by identity, guarded). The result is
+    held here and read back by name, so Dynamo guards on what the trace reads from it like on any
+    other global; when it is dropped (after ``_MAX_HELD`` newer ones), the graphs that read it retrace.
+    """
+    return getattr(_Held, _hold(fn, *args))
+
+
+@torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]
+def _hold(fn: Callable[..., Any], *args: Any) -> str:
+    result = fn(*args)
+    with _lock:  # threads may trace at once
+        name = f"result_{next(_keys)}"
+        setattr(_Held, name, result)
+        _Held.names.append(name)
+        while len(_Held.names) > _MAX_HELD:
+            delattr(_Held, _Held.names.pop(0))
+    return name
 
 
 class _Attached(torch.autograd.Function):

@@ -239,14 +239,22 @@ class Plan:
     tail_frees: List[List[Node]]
     output: Node
     tail_mutates: bool  # the tail may modify a tensor in place: it works on copies of what it is given
+    watched: Tuple[Tuple[str, str, Any], ...] = ()  # (module path, attribute, value): see :func:`watch`
     head_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
     tail_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
+    cut_loads: Dict[Node, Tuple[Loader, Loader]] = field(default_factory=dict)  # a cut's (args, kwargs)
+    cut_no_grad: Set[Node] = field(default_factory=set)  # cuts written inside a torch.no_grad() block
+    output_load: Loader = field(default=lambda env: None)
 
     def __post_init__(self) -> None:
         # each node made into a function of (model, env) once: interpreting the node (its kind, its
-        # arguments' structure, the no_grad flag) per call is a large share of a small model's cost
+        # arguments' structure, the no_grad flag) per call is a large share of a small model's cost,
+        # and Dynamo does not trace torch.fx's Node (its args, map_arg)
         self.head_steps = [_step(self, n) if n in self.head_nodes else _unused for n in self.head_schedule]
         self.tail_steps = [_step(self, n) for n in self.tail_nodes]
+        self.cut_loads = {c: (_loader(c.args), _loader(c.kwargs)) for c in self.cuts}
+        self.cut_no_grad = {c for c in self.cuts if c.meta.get(_NO_GRAD)}
+        self.output_load = _loader(self.output.args[0])
 
 
 def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
@@ -357,7 +365,28 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
                 constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
                 head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
                 rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output,
-                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes))
+                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes), watched=_watched(model, layers))
+
+
+_WATCHED = (bool, int, float, str, type(None))
+_MODULE_STATE = frozenset(vars(nn.Module()))
+
+
+def _watched(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Tuple[str, str, Any], ...]:
+    """The scalar attributes (``training`` included) of the modules whose forward was traced: the
+    values a traced graph may have baked in (``if self.flag:``), by module path."""
+    ancestors = _ancestors(model, layers)
+    return tuple((path, name, v) for path, m in model.named_modules() if id(m) in ancestors
+                 for name, v in [("training", m.training)] + list(vars(m).items())
+                 if name not in _MODULE_STATE - {"training"} and type(v) in _WATCHED and v == v)
+
+
+def watch(p: Plan, model: nn.Module) -> None:
+    """Under Dynamo: read the attributes ``p`` was traced with, so that the compiled code guards on
+    them and retraces (finding a new plan) when one changes, as :mod:`.fingerprint` does in eager mode."""
+    for path, name, value in p.watched:
+        if getattr(_submodule(path)(model) if path else model, name) != value:  # a guard, never true
+            raise RuntimeError(f"fattr: the traced module {path!r} changed its {name!r} during a compiled call")
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -384,9 +413,14 @@ def _unused(model: nn.Module, env: Dict[Node, Any]) -> Any:  # pragma: no cover 
     raise RuntimeError("not a head node")
 
 
-def _loader(args: Any) -> Callable[[Dict[Node, Any]], Any]:
-    """``map_arg(args, env.__getitem__)`` as a function of ``env``; a flat tuple without containers
-    (the common case) is rebuilt directly."""
+Loader = Callable[[Dict[Node, Any]], Any]
+
+
+def _loader(args: Any) -> Loader:
+    """``map_arg(args, env.__getitem__)`` as a function of ``env``; a node or a flat tuple without
+    containers (the common cases) is read directly."""
+    if isinstance(args, Node):
+        return lambda env: env[args]
     if isinstance(args, tuple) and not any(isinstance(a, (tuple, list, dict, slice)) for a in args):
         if not any(isinstance(a, Node) for a in args):
             return lambda env: args
@@ -394,7 +428,23 @@ def _loader(args: Any) -> Callable[[Dict[Node, Any]], Any]:
         return lambda env: tuple(env[a] if is_node else a for is_node, a in marked)
     if isinstance(args, dict) and not args:
         return lambda env: {}
-    return lambda env: map_arg(args, env.__getitem__)
+    return lambda env: _mapped(args, env)
+
+
+def _mapped(a: Any, env: Dict[Node, Any]) -> Any:
+    """``map_arg(a, env.__getitem__)`` in plain Python (containers rebuilt as tuples, lists, dicts, slices)."""
+    if isinstance(a, Node):
+        return env[a]
+    if isinstance(a, tuple):
+        items = tuple(_mapped(x, env) for x in a)
+        return type(a)(*items) if hasattr(a, "_fields") else items  # a namedtuple keeps its type
+    if isinstance(a, list):
+        return [_mapped(x, env) for x in a]
+    if isinstance(a, dict):
+        return {k: _mapped(v, env) for k, v in a.items()}
+    if isinstance(a, slice):
+        return slice(_mapped(a.start, env), _mapped(a.stop, env), _mapped(a.step, env))
+    return a
 
 
 def _submodule(target: str) -> Callable[[nn.Module], nn.Module]:
@@ -453,8 +503,8 @@ def _bind(p: Plan, bound: inspect.BoundArguments) -> Dict[Node, Any]:
     return env
 
 
-def _positional(n: Node, env: Dict[Node, Any]) -> Any:
-    values = map_arg(n.args, env.__getitem__)
+def _positional(p: Plan, n: Node, env: Dict[Node, Any]) -> Any:
+    values = p.cut_loads[n][0](env)
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -465,7 +515,7 @@ def run_head(p: Plan, model: nn.Module, bound: inspect.BoundArguments) -> Tuple[
     cuts, to_input, head_nodes = p.cuts, p.to_input, p.head_nodes
     for n, step, frees in zip(p.head_schedule, p.head_steps, p.head_frees):
         if to_input and n in cuts:
-            captured[n] = clone(_positional(n, env))
+            captured[n] = clone(_positional(p, n, env))
         if n in head_nodes:
             env[n] = step(model, env)
             if not to_input and n in cuts:
@@ -492,10 +542,10 @@ def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequen
         if n in substitute:
             a = substitute[n]
             args = a if isinstance(a, tuple) else (a,)
-            with torch.no_grad() if n.meta.get(_NO_GRAD) else contextlib.nullcontext():
-                env[n] = call_module(model.get_submodule(_named(n)), args, map_arg(n.kwargs, env.__getitem__))
+            with torch.no_grad() if n in p.cut_no_grad else contextlib.nullcontext():
+                env[n] = call_module(model.get_submodule(_named(n)), args, p.cut_loads[n][1](env))
         else:
             env[n] = step(model, env)
         for f in frees:
             env.pop(f, None)
-    return map_arg(p.output.args[0], env.__getitem__)
+    return p.output_load(env)

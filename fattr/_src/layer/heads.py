@@ -10,7 +10,7 @@ carry no tensor whose dim 0 is the stacked row count (per example, or shared wit
 that size by chance? one call cannot tell), and no tensor of ``args`` may have that
 many rows. Otherwise the head runs once per batch, and for that model and layer
 from then on (models with skip connections around the layer, whose ``rest`` is
-per example).
+per example). Under Dynamo the head runs once per batch (the compiled graph holds both).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..arguments import split_args, tile_args
+from ..compiled import dynamo_tracing
 from ..structure import Tensors
 from .view import LayerFunction
 
@@ -35,6 +36,8 @@ def heads(lf: LayerFunction, batches: Sequence[Tensors], args: Tuple[Any, ...], 
     exact (see the module docstring). Each batch has ``rows`` rows, the same shapes, and ``args``
     has been tiled for ``rows`` (its per-example tensors have ``rows`` rows); ``n`` is ``rows``."""
     m, owner = len(batches), lf.model
+    if dynamo_tracing():  # no lock or memory of models under Dynamo (a compiled graph fuses the calls anyway)
+        return [lf.head(batch, args) for batch in batches]
     key = (tuple(id(layer) for layer in lf.split.layers), lf.split.to_input)
     with _LOCK:
         known = owner is not None and key in _SEPARATE.get(owner, ())

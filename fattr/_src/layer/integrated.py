@@ -130,15 +130,17 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     if differences:  # Captum's rule: the nodes of ``method``, unweighted
         weights = torch.ones(n_steps, dtype=torch.float64, device=nodes.device)
     arg_tensors, rebuild = split_args(args)
+    steps = torch.stack((nodes[:-1], nodes[1:]), dim=1) if differences else nodes  # each step's node (and the next)
     seen: List[Any] = []  # the head's rest and activation dtypes
 
-    def points(i: torch.Tensor, tensors: Tensors) -> Tuple[Any, ...]:
-        k = i.shape[0]
-        a = nodes[int(i[0]):int(i[-1]) + 1 + differences]  # the chunk's nodes (and the next one)
+    def points(pairs: torch.Tensor, tensors: Tensors) -> Tuple[Any, ...]:
+        k = pairs.shape[0]
+        a = torch.cat((pairs[:, 0], pairs[-1:, 1])) if differences else pairs  # the chunk's nodes (and the next)
         rows = tuple(structure.fold(b + a.to(x.dtype).reshape((-1,) + (1,) * x.dim()) * (x - b))
                      for x, b in zip(tensors[:m], tensors[m:2 * m]))
         acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
-        seen[:] = [rest, [t.dtype for t in acts]]
+        if not seen:  # the same for every chunk; recorded once (a recomputation has no side effects)
+            seen[:] = [rest, [t.dtype for t in acts]]
         acts = tuple(structure.unfold(t, a.shape[0]) for t in acts)
         if not differences:
             return acts, None, rest
@@ -146,7 +148,7 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
         return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
 
     total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors,
-                                  torch.arange(n_steps), weights, target=tgt, args=(),  # on the CPU: no sync
+                                  steps, weights, target=tgt, args=(),
                                   n_examples=n, chunk_size=chunk_size)
     rest, dtypes = seen
     attr = tuple(t.to(d) for t, d in zip(total, dtypes))

@@ -8,6 +8,21 @@ specialisation. Every ``head`` call recomputes :func:`.fingerprint.fingerprint` 
 retraces when it differs from the plan's (a submodule replaced, ``train()`` /
 ``eval()``, a hook added, a Python attribute such as a flag changed). Parameter
 and buffer values are not part of it: they are read at call time.
+
+A head call is two parts: ``find`` (the plan for these values: caches, fingerprint,
+``last``, the fallback's warning, all its side effects) and ``run`` (the plan run on
+the values, a function of them only, which a recomputation repeats).
+
+Under ``torch.compile`` the rule is: the split is built and its plan found when Dynamo
+traces the call, as ordinary Python (:func:`..compiled.at_trace_time`; a torch.fx
+capture happens then, one a torch.export needs on zeros of the inputs' shapes and
+dtypes); the compiled code runs the plan, held as a constant. Dynamo guards on what
+that run reads (the modules called, their parameters and modes, the shapes, the grad
+mode) and on the scalar attributes of the modules whose forward was traced
+(:func:`.graph.watch`), and retraces, finding the plan again, when one changes. Other
+changes the fingerprint covers (a hook added to, or a non-scalar attribute replaced on,
+a module whose forward was traced) are not seen by compiled code: call
+``torch._dynamo.reset()`` after them.
 """
 from __future__ import annotations
 
@@ -23,8 +38,9 @@ from torch.utils import _pytree as pytree
 
 from ..base import LayerLike, ModelLike
 from ..errors import Shown, check_bool, fail
-from ..arguments import as_args
+from ..arguments import Keywords, as_args
 from ..calling import modules_of
+from ..compiled import at_trace_time, dynamo_tracing
 from . import export, fingerprint, graph, locking, substitute
 from .capture import Untraceable
 from .resolve import resolve, resolve_in
@@ -82,7 +98,7 @@ def _warn_fallback(f: Any, labels: Sequence[str], reason: str) -> None:
         _warned.add(key)
     warnings.warn(CaptureWarning(
         f"fattr could not capture the graph of {key[0]} for {', '.join(labels)}: {reason}. "
-        "It falls back to running the whole model for every step (correct, but slower)."), stacklevel=4)
+        "It falls back to running the whole model for every step (correct, but slower)."), stacklevel=5)
 
 
 # ---------------------------------------------------------------------------- the shared plans
@@ -127,6 +143,50 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], To
     return token
 
 
+# ---------------------------------------------------------------------------- under torch.compile
+# Dynamo cannot trace a capture, a lock or a cache, and must not see a mutation inside the function a
+# compiled recomputation wraps: see the module docstring.
+
+_TENSOR = "<fattr: a tensor>"
+
+
+def _described(values: Sequence[Any]) -> Tuple[Any, ...]:
+    """``values`` with each tensor replaced by its (static) shape, dtype and device: constants Dynamo
+    can hand to a function it runs rather than traces."""
+    out: List[Any] = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append((_TENSOR, tuple(v.shape), v.dtype, v.device))
+        elif isinstance(v, Keywords):
+            out.append(Keywords(v.names, _described(v.values)))
+        else:
+            out.append(v)
+    return tuple(out)
+
+
+def _examples(described: Sequence[Any]) -> Tuple[Any, ...]:
+    """Zeros in place of the tensors :func:`_described` replaced (what a capture reads: shapes and dtypes)."""
+    out: List[Any] = []
+    for d in described:
+        if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR:
+            out.append(torch.zeros(d[1], dtype=d[2], device=d[3]))
+        elif isinstance(d, Keywords):
+            out.append(Keywords(d.names, _examples(d.values)))
+        else:
+            out.append(d)
+    return tuple(out)
+
+
+def _found(find: Callable[..., Tuple["Ticket", Any]], *described: Any) -> "Ticket":
+    return find(_examples(described), None)[0]
+
+
+def _built(model: Any, layer: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,
+                         exportable: bool, side: str, was_list: bool, *layers: Any) -> "Split":
+    return build(model, list(layers) if was_list else layer, attribute_to_layer_input, name=name,
+                 allow_list=allow_list, exportable=exportable, side=side)
+
+
 # ---------------------------------------------------------------------------- split
 
 
@@ -139,7 +199,8 @@ class Split:
       tail: ``tail(activation, rest) -> output``.
       layers: the resolved layer modules.
       was_list: ``layer`` was a list (the activation is then a list, one entry per layer).
-      last: the token of the latest ``head`` call (how it was captured), or None before it.
+      last: the token of the latest ``head`` call (how it was captured; compiled calls: of the latest
+        trace), or None before it.
       owner: the module whose parameters and training mode count (the model, the one module a
         function uses, or a container of the modules it uses); None when a function exposes none.
       model: the model (or function) it splits.
@@ -200,6 +261,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     """
     if isinstance(layer, Split):
         return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
+    if dynamo_tracing():  # built when Dynamo traces the call (see above): a constant of the compiled code
+        listed = isinstance(layer, (list, tuple))
+        built: Split = at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
+                                     allow_list, exportable, side, listed, *(layer if listed else ()))
+        return built
     is_module = isinstance(model, nn.Module)
     with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
         if is_module:
@@ -287,6 +353,40 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             return exported, bound
         return Token("substitute", reason=f"torch.fx: {token.reason}; torch.export: {exported.reason}"), bound
 
+    def find(values: Tuple[Any, ...], memo: Optional[Dict[Hashable, Token]]) -> Tuple[Ticket, Any]:
+        """The plan for ``values`` and their binding to ``model.forward``: every side effect of a head
+        call (the caches, the fingerprint, ``last``, the fallback's warning) is here, none in :func:`run`."""
+        token, bound = checked(values, memo)
+        last[0] = token
+        if not token.traced:
+            _warn_fallback(model, labels, token.reason)
+        return Ticket(token, owner), bound
+
+    def run(ticket: Ticket, values: Tuple[Any, ...], bound: Any = None) -> Tuple[Any, Tuple[Any, ...]]:
+        """The head by ``ticket``'s plan: a function of the values only (recomputations repeat it)."""
+        token = ticket.token
+        if token.kind == "fx":
+            if bound is None:  # under Dynamo (see above)
+                bound = graph.specialise(model, values)[0]
+                graph.watch(token.plan, model)
+            with locking.reading():
+                acts, rest = graph.run_head(token.plan, model, bound)
+        elif token.kind == "export":
+            with locking.reading():
+                acts, rest = export.run_head(token.plan, roots, values)
+        else:
+            acts, rest = substitute.run_head(model, layers, labels, to_input, values)
+        return (list(acts) if was_list else acts[0]), rest + (ticket,)
+
+    def run_head(values: Tuple[Any, ...], keywords: Dict[str, Any], memo: Optional[Dict[Hashable, Token]]
+                 ) -> Tuple[Any, Tuple[Any, ...]]:
+        if keywords:
+            values = as_args(values, keywords)
+        if dynamo_tracing():  # found when Dynamo traces the call, a constant of the compiled code
+            return run(at_trace_time(_found, find, *_described(values)), values)
+        ticket, bound = find(values, memo)
+        return run(ticket, values, bound)
+
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         return run_head(values, keywords, None)
 
@@ -294,23 +394,6 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         """``head``, checking the model's fingerprint at its first call for each input signature only."""
         memo: Dict[Hashable, Token] = {}
         return lambda *values, **keywords: run_head(values, keywords, memo)
-
-    def run_head(values: Tuple[Any, ...], keywords: Dict[str, Any], memo: Optional[Dict[Hashable, Token]]
-                 ) -> Tuple[Any, Tuple[Any, ...]]:
-        if keywords:
-            values = as_args(values, keywords)
-        token, bound = checked(values, memo)
-        last[0] = token
-        if token.kind == "fx":
-            with locking.reading():
-                acts, rest = graph.run_head(token.plan, model, bound)
-        elif token.kind == "export":
-            with locking.reading():
-                acts, rest = export.run_head(token.plan, roots, values)
-        else:
-            _warn_fallback(model, labels, token.reason)
-            acts, rest = substitute.run_head(model, layers, labels, to_input, values)
-        return (list(acts) if was_list else acts[0]), rest + (Ticket(token, owner),)
 
     def tail(activation: Any, rest: Any) -> Any:
         if was_list:

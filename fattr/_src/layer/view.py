@@ -83,7 +83,8 @@ class LayerFunction:
 
         def run(tensors: Tensors) -> Tensors:  # without grad: modules keep their inference fast paths
             flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
-            structure_of[:] = [len(flat), leaves, packing]
+            if not structure_of:  # the first run records it; a recomputation (no side effects) repeats it
+                structure_of[:] = [len(flat), leaves, packing]
             reads(self.model)  # None (a function whose modules fattr cannot see): unknown, the graph is kept
             return flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
 

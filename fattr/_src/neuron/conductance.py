@@ -1,7 +1,7 @@
 """Neuron conductance: the flow of the model's output through one neuron, per input feature."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, cast
 
 import torch
 
@@ -110,27 +110,65 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
     select = neuron.selectors[0]
 
     def run(tensors: Tensors) -> Tensors:
-        graph = torch.is_grad_enabled()
+        if torch.is_grad_enabled():  # with its graph: torch.func (which torch.compile traces, too)
+            return _with_graph(neuron, tensors[:m], rebuild(tensors[m:]), target, select)
         rows_args = rebuild(tensors[m:])
         with torch.enable_grad():
             leaves = tuple(t.detach().requires_grad_() for t in tensors[:m])
-            rows = tuple(t + (leaf - leaf.detach()) for t, leaf in zip(tensors[:m], leaves)) if graph else leaves
-            n_rows = rows[0].shape[0]
-            act, rest = neuron.split.head(*rows, *rows_args)
+            n_rows = leaves[0].shape[0]
+            act, rest = neuron.split.head(*leaves, *rows_args)
             acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
             out = target.select(neuron.split.tail(act, rest), n_rows)
-            total = out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
-            layer_grads = torch.autograd.grad(total, acts, create_graph=graph, retain_graph=True, allow_unused=True)
+            layer_grads = torch.autograd.grad(_total(out), acts, retain_graph=True, allow_unused=True)
             layer_grads = tuple(torch.zeros_like(y) if g is None else g for g, y in zip(layer_grads, acts))
             # the selector's cotangent of <dF/dy, y>: dF/dy on the selected neurons (for any selector)
             probes = tuple(y.detach().requires_grad_() for y in acts)
             products = tuple(p * g for p, g in zip(probes, layer_grads))
             weighted = select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
-            cotangents = torch.autograd.grad(weighted.sum(), probes, create_graph=graph, allow_unused=True)
+            cotangents = torch.autograd.grad(weighted.sum(), probes, allow_unused=True)
             cotangents = tuple(torch.zeros_like(y) if c is None else c for c, y in zip(cotangents, acts))
-            found = torch.autograd.grad(acts, leaves, cotangents, create_graph=graph, allow_unused=True)
+            found = torch.autograd.grad(acts, leaves, cotangents, allow_unused=True)
         grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, leaves))
         reads(out, exclude=leaves)
         return grads
 
-    return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner)
+    return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner, traceable=True)
+
+
+def _total(out: Tensor) -> Tensor:
+    return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
+
+
+_CARRIED = object()  # where a tensor of the head's ``rest`` was
+
+
+def _with_graph(neuron: Neuron, rows: Tensors, rows_args: Tuple[Any, ...], target: Target, select: Any) -> Tensors:
+    """The densities with their graph: the head's vjp, pulled back from the selector's cotangent of the
+    layer gradient (both ``torch.func.grad``), so the result is differentiable in whatever the rows,
+    the args and the model depend on."""
+    n_rows = rows[0].shape[0]
+    kept: List[Any] = []  # the activation's structure and ``rest`` without its tensors (local to this call)
+
+    def head(*r: Tensor) -> Tuple[Tensors, Tensors]:
+        act, rest = neuron.split.head(*r, *rows_args)
+        several = isinstance(act, (tuple, list))
+        kept[:] = [several, tuple(_CARRIED if isinstance(v, Tensor) else v for v in rest)]
+        return (tuple(act) if several else (act,)), tuple(v for v in rest if isinstance(v, Tensor))
+
+    acts, pull, carried = cast(Any, torch.func.vjp(head, *rows, has_aux=True))  # with the aux: three values
+    several, template = kept
+    it = iter(carried)
+    rest = tuple(next(it) if v is _CARRIED else v for v in template)
+    argnums = tuple(range(len(acts)))
+
+    def output(*a: Tensor) -> Tensor:
+        return _total(target.select(neuron.split.tail(a if several else a[0], rest), n_rows))
+
+    layer_grads = torch.func.grad(output, argnums=argnums)(*acts)
+
+    def weighted(*p: Tensor) -> Tensor:
+        products = tuple(q * g for q, g in zip(p, layer_grads))
+        selected: Tensor = select(products if several else products[0], n_rows)
+        return selected.sum()
+
+    return tuple(pull(torch.func.grad(weighted, argnums=argnums)(*acts)))
