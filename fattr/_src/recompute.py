@@ -299,3 +299,19 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
 
     return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked),
                              *(tensors[i] for i in tracked), *read.found.values())
+
+
+def checkpoint_aux(fn: Callable[[Tensors], Tuple[Tensors, Any]], tensors: Sequence[Tensor],
+                   **options: Any) -> Tuple[Tensors, Any]:
+    """:func:`checkpoint` of ``fn`` returning ``(values, aux)``: what else its first run learned (a structure,
+    a packing) comes back as ``aux``, as ``torch.func``'s ``has_aux``. A recomputation runs ``fn`` again and
+    drops its ``aux``, so ``fn`` needs no side effect to hand it out (a compiled recomputation may have none)."""
+    aux: List[Any] = []
+
+    def values_of(ts: Tensors) -> Tensors:
+        values, extra = fn(ts)
+        if not aux:
+            aux.append(extra)
+        return values
+
+    return checkpoint(values_of, tensors, **options), aux[0]

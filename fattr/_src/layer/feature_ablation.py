@@ -19,7 +19,7 @@ from ..perturbation.ablation import ablate_each
 from ..perturbation.evaluate import Evaluator
 from ..perturbation.features import Features, group_ids, per_tensor
 from ..perturbation.progress import Progress
-from ..recompute import checkpoint, reads
+from ..recompute import checkpoint_aux, reads
 from ..structure import Tensors
 from ..targets import as_target
 from .view import LayerFunction
@@ -96,11 +96,9 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
     arg_tensors, rebuild = split_args(args)
     many = isinstance(layer_baselines, tuple)
     base_tensors, rebuild_bases = split_args(cast(Tuple[Any, ...], layer_baselines) if many else (layer_baselines,))
-    packing: List[Any] = []
 
-    def run(tensors: Tensors) -> Tensors:  # head and ablations as one computation: one checkpoint
+    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # head and ablations: one checkpoint
         acts, rest = lf.head(tensors[:m], rebuild(tensors[m:m + len(arg_tensors)]), gradient=False)
-        packing[:] = [rest[-1:]]
         given = rebuild_bases(tensors[m + len(arg_tensors):])
         bases = _baselines(given if many else given[0], acts)
         features = Features.of(group_ids(layer_mask, acts, "layer_mask"))
@@ -108,7 +106,6 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
             reference = outputs(f, acts, tgt, rest)
         reads(reference)
         evaluate = Evaluator(f, tgt, rest, n, aggregate=False)
-        return ablate_each(evaluate, acts, bases, features, reference, ppe, Progress(0, "", False))
+        return ablate_each(evaluate, acts, bases, features, reference, ppe, Progress(0, "", False)), rest[-1:]
 
-    values = checkpoint(run, tuple(xs) + arg_tensors + base_tensors, module=lf.model)
-    return lf.restore(values, packing[0])
+    return lf.restore(*checkpoint_aux(run, tuple(xs) + arg_tensors + base_tensors, module=lf.model))

@@ -1,7 +1,7 @@
 """GradientSHAP at a layer: expected layer gradients between the input and random baselines."""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 
@@ -12,7 +12,7 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, 
 from ..gradient_shap import draw, sample_deltas
 from ..gradients import gradient_pass, outputs
 from ..path import accumulation_dtype
-from ..recompute import checkpoint
+from ..recompute import checkpoint_aux
 from ..structure import Tensors
 from .heads import heads
 from .view import LayerFunction
@@ -69,24 +69,22 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     arg_tensors, rebuild = split_args(tile_args(d.args, n, k))
     batches = [d.points] + ([d.noisy, d.starts] if multiply_by_inputs or return_delta else [])
     m = len(d.points)
-    packing: List[Any] = []
 
-    def run(tensors: Tensors) -> Tensors:  # heads, gradients (and delta) as one computation: one checkpoint
+    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # heads, gradients (and delta): one checkpoint
         rows = [tuple(structure.fold(p) for p in tensors[i * m:(i + 1) * m]) for i in range(len(batches))]
         (acts_p, rest_p), *others = heads(lf, rows, rebuild(tensors[len(batches) * m:]), n * k)
-        packing[:] = [rest_p[-1:]]
         grads = gradient_pass(f, acts_p, tgt, rest_p)
         if others:
             (acts_n, rest_n), (acts_s, rest_s) = others
         per_sample = tuple(g * (a - b) for g, a, b in zip(grads, acts_n, acts_s)) if multiply_by_inputs else grads
         if not return_delta:
-            return per_sample
+            return per_sample, rest_p[-1:]
         return per_sample + (outputs(f, acts_n, tgt, rest_n).to(torch.float64)
-                             - outputs(f, acts_s, tgt, rest_s).to(torch.float64),)
+                             - outputs(f, acts_s, tgt, rest_s).to(torch.float64),), rest_p[-1:]
 
-    values = checkpoint(run, tuple(t for b in batches for t in b) + arg_tensors, module=lf.model, traceable=True)
+    values, packing = checkpoint_aux(run, tuple(t for b in batches for t in b) + arg_tensors, module=lf.model, traceable=True)
     per_sample = values[:len(values) - return_delta]
     attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), k).mean(0).to(p.dtype)
                  for p in per_sample)
-    result = lf.restore(attr, packing[0])
+    result = lf.restore(attr, packing)
     return (result, sample_deltas(per_sample, values[-1], k, n)) if return_delta else result

@@ -1,14 +1,14 @@
 """Layer Gradient x Activation: the gradient of the target with respect to the layer, times the activation."""
 from __future__ import annotations
 
-from typing import Any, List, Sequence, cast
+from typing import Any, Sequence, Tuple, cast
 
 from .. import structure
 from ..arguments import as_args, split_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool, check_callable, fail
 from ..gradients import gradient_pass
-from ..recompute import checkpoint
+from ..recompute import checkpoint_aux
 from ..structure import Tensors
 from ..targets import as_target
 from .view import LayerFunction
@@ -54,13 +54,11 @@ def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: Inpu
     arg_tensors, rebuild = split_args(args)
     for i, item in enumerate(cast(Sequence[Any], layer) if many else [layer]):  # each layer on its own, the others left free
         lf = LayerFunction(model, item, attribute_to_layer_input, name=f"layer[{i}]" if many else "layer")
-        packing: List[Any] = []
 
-        def run(tensors: Tensors, lf: LayerFunction = lf, packing: List[Any] = packing) -> Tensors:
+        def run(tensors: Tensors, lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:
             acts, rest = lf.head(tensors[:m], rebuild(tensors[m:]))  # head and gradients: one checkpoint
-            packing[:] = [rest[-1:]]
             grads = gradient_pass(lf.function(), acts, tgt, rest)
-            return tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts))
+            return tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest[-1:]
 
-        out.append(lf.restore(checkpoint(run, tuple(xs) + arg_tensors, module=lf.model, traceable=True), packing[0]))
+        out.append(lf.restore(*checkpoint_aux(run, tuple(xs) + arg_tensors, module=lf.model, traceable=True)))
     return out if many else out[0]

@@ -28,7 +28,7 @@ from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
 from ..integrated_gradients import integrated_gradients
 from ..path import weighted_gradient_sum
-from ..recompute import checkpoint
+from ..recompute import checkpoint_aux
 from ..quadrature import Method, rule
 from ..structure import Tensors
 from ..targets import Target, as_target
@@ -89,24 +89,22 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
     f, n, m = lf.function(), xs[0].shape[0], len(xs)
     arg_tensors, rebuild = split_args(args)
-    packing: List[Any] = []
 
-    def run(tensors: Tensors) -> Tensors:  # heads, path (and delta) as one computation: one checkpoint
+    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # heads, path (and delta): one checkpoint
         (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (tensors[:m], tensors[m:2 * m]), rebuild(tensors[2 * m:]), n)
-        packing[:] = [rest_x[-1:]]
         attr = cast(Tensors, integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
                                                   chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs))
         if not return_delta:
-            return attr
+            return attr, rest_x[-1:]
         tgt = as_target(target, n, xs[0].device)  # (the head named the model's parameters: :func:`..recompute.reads`)
         return attr + (outputs(f, acts_x, tgt, rest_x).to(torch.float64)
-                       - outputs(f, acts_b, tgt, rest_b).to(torch.float64),)
+                       - outputs(f, acts_b, tgt, rest_b).to(torch.float64),), rest_x[-1:]
 
     tensors = tuple(xs) + _full_baselines(xs, baselines) + arg_tensors
     # chunked: a checkpoint per chunk (the engine's), so that memory follows chunk_size when differentiated
-    values = run(tensors) if chunk_size is not None else checkpoint(run, tensors, module=lf.model)
+    values, packing = run(tensors) if chunk_size is not None else checkpoint_aux(run, tensors, module=lf.model)
     attr = values[:len(values) - return_delta]
-    result = lf.restore(attr, packing[0])
+    result = lf.restore(attr, packing)
     return (result, row_totals(attr) - values[-1]) if return_delta else result
 
 

@@ -23,7 +23,7 @@ from ..arguments import split_args
 from ..base import ResultOrList
 from ..calling import Bound, explained
 from ..errors import fail
-from ..recompute import checkpoint, reads
+from ..recompute import checkpoint_aux, reads
 from ..structure import Tensors
 from .capture import pack
 from .split import Split, Ticket, build
@@ -79,17 +79,13 @@ class LayerFunction:
         """
         arg_tensors, rebuild = split_args(args)
         k = len(inputs)
-        structure_of: List[Any] = []
 
-        def run(tensors: Tensors) -> Tensors:  # without grad: modules keep their inference fast paths
+        def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # without grad: inference fast paths
             flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
-            if not structure_of:  # the first run records it; a recomputation (no side effects) repeats it
-                structure_of[:] = [len(flat), leaves, packing]
             reads(self.model)  # None (a function whose modules fattr cannot see): unknown, the graph is kept
-            return flat + tuple(t for t in leaves if isinstance(t, torch.Tensor))
+            return flat + tuple(t for t in leaves if isinstance(t, torch.Tensor)), (len(flat), leaves, packing)
 
-        values = checkpoint(run, tuple(inputs) + arg_tensors, module=self.model)
-        n_flat, leaves, packing = structure_of
+        values, (n_flat, leaves, packing) = checkpoint_aux(run, tuple(inputs) + arg_tensors, module=self.model)
         carried = iter(values[n_flat:])
         return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves) + (packing,)
 
