@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Mapping
-from typing import Any, Iterable, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
 import torch
@@ -77,12 +77,18 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else check_positive_int(name, value)
 
 
-def check_nonnegative_float(name: str, value: Any) -> float:
+def check_number(name: str, value: Any, expected: str, bad: Callable[[float], bool]) -> float:
+    """A real number (not a bool) for which ``bad`` is false: ``TypeError`` for another kind, ``ValueError``
+    for a bad value, both worded ``expected``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        fail(name, "a non-negative number", value, kind=TypeError)
-    if value < 0:
-        fail(name, "a non-negative number", value)
+        fail(name, expected, value, kind=TypeError)
+    if bad(value):
+        fail(name, expected, value)
     return float(value)
+
+
+def check_nonnegative_float(name: str, value: Any) -> float:
+    return check_number(name, value, "a non-negative number", lambda v: v < 0)
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -105,9 +111,3 @@ def check_callable(name: str, value: Any) -> Any:
     if not callable(value):
         fail(name, "a callable", value, kind=TypeError)
     return value
-
-
-def check_batch(name: str, tensor: torch.Tensor, n_examples: int, what: str = "") -> None:
-    """``tensor`` must have ``n_examples`` rows (dim 0)."""
-    if tensor.dim() == 0 or tensor.shape[0] != n_examples:
-        fail(name, f"{what or 'a tensor'} with {n_examples} rows along dim 0 (one per example)", tensor)

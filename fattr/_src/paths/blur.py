@@ -7,7 +7,7 @@ per sigma and spatial axis so that all the path's images come from two batched p
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -15,20 +15,13 @@ from .. import structure
 from ..arguments import as_args
 from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..delta import completeness_delta
-from ..errors import check_bool, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
+from ..errors import check_bool, check_callable, check_choice, check_number, check_optional_positive_int, \
+    check_positive_int, fail
 from ..path import weighted_gradient_sum
 from ..structure import Tensors
 from ..targets import as_target
 
 TRUNCATE = 4.0  # scipy's default: taps up to int(4 sigma + 0.5) from the centre
-
-
-def _number(name: str, value: Any, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(name, "a positive number" if positive else "a non-negative number", value, kind=TypeError)
-    if value < 0 or (positive and value == 0):
-        fail(name, "a positive number" if positive else "a non-negative number", value)
-    return float(value)
 
 
 def radius(sigma: float) -> int:
@@ -127,11 +120,10 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
         if x.dim() < 3:
             fail(f"inputs[{i}]" if was_tuple else "inputs", "images (B, C, H, W): at least 3 dims, the last two "
                  "spatial", x)
-    max_sigma = _number("max_sigma", max_sigma, positive=True)
-    grad_step = _number("grad_step", grad_step, positive=True)
+    max_sigma = check_number("max_sigma", max_sigma, "a positive number", lambda v: v <= 0)
+    grad_step = check_number("grad_step", grad_step, "a positive number", lambda v: v <= 0)
     n_steps = check_positive_int("n_steps", n_steps)
-    if not isinstance(sqrt, bool):
-        fail("sqrt", "True or False", sqrt, kind=TypeError)
+    check_bool("sqrt", sqrt)
     velocity = check_choice("velocity", velocity, ("difference", "exact"))
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     n, device = xs[0].shape[0], xs[0].device

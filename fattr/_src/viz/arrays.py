@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import Shown, check_choice, fail
+from ..errors import Shown, check_choice, check_number, fail
 
 METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling")
 SIGNS = ("all", "positive", "negative", "absolute_value")
@@ -125,19 +125,11 @@ def normalize(attributions: np.ndarray, sign: str, outlier_perc: float) -> np.nd
 
 
 def check_outlier_perc(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail("outlier_perc", "a number in [0, 100)", value, kind=TypeError)
-    if not 0.0 <= value < 100.0:
-        fail("outlier_perc", "a number in [0, 100)", value)
-    return float(value)
+    return check_number("outlier_perc", value, "a number in [0, 100)", lambda v: not 0.0 <= v < 100.0)
 
 
 def check_unit(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(name, "a number in [0, 1]", value, kind=TypeError)
-    if not 0.0 <= value <= 1.0:
-        fail(name, "a number in [0, 1]", value)
-    return float(value)
+    return check_number(name, value, "a number in [0, 1]", lambda v: not 0.0 <= v <= 1.0)
 
 
 def check_method_and_sign(method: Any, sign: Any, original: Optional[Any]) -> None:

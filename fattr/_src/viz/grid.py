@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import Shown, check_bool, fail
+from ..errors import Shown, check_bool, check_number, fail
 from . import mpl
 from .arrays import check_method_and_sign, check_outlier_perc, check_unit, display_image
 from .image import image
@@ -72,8 +72,7 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
     check_bool("show_original", show_original)
     check_bool("transpose", transpose)
     check_bool("colorbar", colorbar)
-    if isinstance(cell_size, bool) or not isinstance(cell_size, (int, float)) or cell_size <= 0:
-        fail("cell_size", "a positive number of inches", cell_size)
+    check_number("cell_size", cell_size, "a positive number of inches", lambda v: v <= 0)
     names = list(attributions)
     n = _rows(attributions[names[0]], f"attributions[{names[0]!r}]")
     for name in names[1:]:
