@@ -107,5 +107,3 @@ def _rows(baselines: Any, inputs: Tensors, name: str) -> Tensors:
         out.append(_on_device(b, x, label))
     return tuple(out)
 
-
-BaselineFn = Callable[..., Any]

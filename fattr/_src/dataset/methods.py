@@ -46,10 +46,6 @@ class Method:
     def stochastic(self) -> bool:
         return self.tunnel is not None or self.spec.stochastic
 
-    @property
-    def has_delta(self) -> bool:
-        return self.spec.delta
-
 
 def _registered(fn: Any) -> Optional[MethodSpec]:
     for spec in REGISTRY.values():
