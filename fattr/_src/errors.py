@@ -77,7 +77,7 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else check_positive_int(name, value)
 
 
-def check_number(name: str, value: Any, expected: str, bad: Callable[[float], bool]) -> float:
+def check_number(name: str, value: Any, expected: str, bad: Callable[[Any], bool]) -> float:
     """A real number (not a bool) for which ``bad`` is false: ``TypeError`` for another kind, ``ValueError``
     for a bad value, both worded ``expected``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -30,12 +30,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import as_args
 from ..baselines import format_baselines
-from ..delta import row_totals
+from ..delta import delta_at
 from ..errors import check_optional_positive_int
-from ..gradients import outputs
-from ..targets import as_target
 
 _RENAMED = {"additional_forward_args": "args", "return_convergence_delta": "return_delta"}
 
@@ -223,10 +221,6 @@ class Attribution:
         """
         xs, _ = structure.as_tuple(end_point, "end_point")
         attrs, _ = structure.as_tuple(attributions, "attributions")
-        n = xs[0].shape[0]
-        starts = tuple(b.expand_as(x) for b, x in zip(format_baselines(start_point, xs, "start_point"), xs))
-        args = as_args(additional_forward_args)
-        rows = tuple(torch.cat([x, s]) for x, s in zip(xs, starts))
-        out = outputs(self.forward_func, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
-        out = out.detach().to(torch.float64)
-        return row_totals([a.detach() for a in attrs]) - (out[:n] - out[n:])
+        with torch.no_grad():
+            return delta_at(self.forward_func, xs, format_baselines(start_point, xs, "start_point"), attrs, target,
+                            as_args(additional_forward_args))
