@@ -50,13 +50,15 @@ def describe(value: Any) -> str:
     return f"a {kind}"[:200]
 
 
-def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
-    """Raise ``kind`` with the standard message: ``name: expected X, got Y. hint``."""
+def message(name: str, expected: str, value: Any, hint: str = "") -> str:
+    """The standard message: ``name: expected X, got Y. hint``."""
     got = value if isinstance(value, Shown) else describe(value)
-    message = f"{name}: expected {expected}, got {got}."
-    if hint:
-        message += f" {hint}"
-    raise kind(message)
+    return f"{name}: expected {expected}, got {got}." + (f" {hint}" if hint else "")
+
+
+def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
+    """Raise ``kind`` with the standard :func:`message`."""
+    raise kind(message(name, expected, value, hint))
 
 
 def is_int(value: Any) -> bool:

@@ -33,11 +33,9 @@ def _item(value: Any) -> Shown:
     """A dataset item, described for a message (shapes and dtypes, never values)."""
     if isinstance(value, dict):
         return Shown(f"a dict with keys {sorted(map(str, value))[:8]}")
-    if isinstance(value, list):
-        return Shown(f"a list ({', '.join(_item(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})")
-    if isinstance(value, tuple):
-        return Shown(f"a tuple of {len(value)} ({', '.join(_item(v) for v in value[:4])}"
-                     f"{', ...' if len(value) > 4 else ''})")
+    if isinstance(value, (list, tuple)):
+        kind = "a list" if isinstance(value, list) else f"a tuple of {len(value)}"
+        return Shown(f"{kind} ({', '.join(_item(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})")
     return Shown(describe(value))
 
 

@@ -21,7 +21,7 @@ from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, default_collate
 
 from ..base import ModelLike, TargetLike
-from ..errors import Shown, check_bool, check_callable, fail
+from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from . import manifest as manifest_mod
 from . import methods, sharding
 from .chunk import Job, check_layout, layout_of
@@ -206,9 +206,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
     """
     m = methods.resolve(method)
     methods.check_options(m, method_kwargs)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        fail("batch_size", "a positive int", batch_size, kind=TypeError if not isinstance(batch_size, int) else
-             ValueError)
+    batch_size = check_positive_int("batch_size", batch_size)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         fail("num_workers", "a non-negative int", num_workers, kind=TypeError)
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -254,28 +254,18 @@ class AttributionStore:
         return (f"AttributionStore({self.path!r}: {self._manifest['identity']['method']}, {self._n} examples, "
                 f"{len(self.missing())} not computed)")
 
-    def _extra(self, name: str) -> Field:
+    def _extra(self, name: str, why: str) -> Field:
         if name not in self._extras:
-            why = {"delta": "the method was run without return_delta=True, or has no delta",
-                   "target": "the job ran with target=None",
-                   "output": "the job ran without save_output=True"}[name]
             raise AttributeError(f"this store has no {name}: {why}")
         return self._extras[name]
 
-    @property
-    def delta(self) -> Field:
-        """The completeness delta of each example (``return_delta=True``), ``(N,)`` or ``(N, k)``."""
-        return self._extra("delta")
-
-    @property
-    def target(self) -> Field:
-        """The target each example was attributed for, int64 ``(N,)`` (``(N, d)`` for tuple targets)."""
-        return self._extra("target")
-
-    @property
-    def output(self) -> Field:
-        """The model's output for each example (``save_output=True``)."""
-        return self._extra("output")
+    delta = property(lambda self: self._extra("delta", "the method was run without return_delta=True, or has no "
+                                              "delta"),
+                     doc="The completeness delta of each example (``return_delta=True``), ``(N,)`` or ``(N, k)``.")
+    target = property(lambda self: self._extra("target", "the job ran with target=None"),
+                      doc="The target each example was attributed for, int64 ``(N,)`` (``(N, d)`` for tuple targets).")
+    output = property(lambda self: self._extra("output", "the job ran without save_output=True"),
+                      doc="The model's output for each example (``save_output=True``).")
 
     def to_numpy(self) -> Any:
         """All attributions as a numpy array (a tuple of arrays for several inputs)."""

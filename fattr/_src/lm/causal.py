@@ -51,10 +51,6 @@ def takes(model: Any, name: str) -> bool:
     return name in params
 
 
-def takes_position_ids(model: Any) -> bool:
-    return takes(model, "position_ids")
-
-
 def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor], keep: Optional[int] = None,
                *, lock: bool = True) -> Tensor:
     """``model(ids, attention_mask=mask[, position_ids=positions][, logits_to_keep=keep])``'s logits

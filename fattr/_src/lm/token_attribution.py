@@ -12,8 +12,7 @@ from ..errors import Shown, check_callable, check_choice, check_nonnegative_floa
 from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
-from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes, \
-    takes_position_ids
+from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes
 from .generate import greedy
 from .result import TokenAttribution
 
@@ -46,12 +45,13 @@ def _mask(attention_mask: Any, shape: Tuple[int, ...]) -> Tensor:
     return attention_mask.long()
 
 
-def _layer(model: Any, layer: Any) -> Any:
+def _layer(model: Any, layer: Any, required: bool) -> Any:
+    """``layer``, else ``model.get_input_embeddings()`` (None if it has none and the method needs no layer)."""
     if layer is not None:
         return layer
     get = getattr(model, "get_input_embeddings", None)
     found = get() if callable(get) else None
-    if found is None:
+    if found is None and required:
         fail("layer", "the input-embedding module (the model has no get_input_embeddings())", Shown("None"),
              "Pass layer=the nn.Embedding that maps token ids to vectors.")
     return found
@@ -219,13 +219,12 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
         fail("model", f"an nn.Module for method={method!r} (gradient methods split the model at its embedding "
              "layer)", model, "Pass the module itself, or use a perturbation method with a plain callable.",
              kind=TypeError)
-    emb_layer = _layer(model, layer) if gradient_method else (layer if layer is not None else
-                                                              _optional_layer(model))
+    emb_layer = _layer(model, layer, gradient_method)
     vocab = _vocabulary(model, emb_layer)
     if vocab is not None:
         check_vocabulary(vocab, input_ids=input_ids, baselines=base if isinstance(base, Tensor) else
                          (torch.tensor([base]) if base is not None else None))
-    with_positions, with_keep = takes_position_ids(model), takes(model, "logits_to_keep")
+    with_positions, with_keep = takes(model, "position_ids"), takes(model, "logits_to_keep")
 
     if target_ids is None:
         new = check_positive_int("max_new_tokens", 25 if max_new_tokens is None else max_new_tokens)
@@ -303,9 +302,3 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     token_attr = prompts.back(attr) * live[..., None]
     return TokenAttribution(token_attr=token_attr, seq_attr=token_attr.sum(1), values=values * live,
                             input_ids=input_ids, target_ids=target_ids, target_mask=target_mask)
-
-
-def _optional_layer(model: Any) -> Any:
-    get = getattr(model, "get_input_embeddings", None)
-    return get() if callable(get) else None
-
