@@ -34,7 +34,6 @@ from .tracing import is_compiling
 Rule = Callable[[int], Tuple[torch.Tensor, torch.Tensor]]
 Method = Union[str, Rule]
 _F = TypeVar("_F", bound=Callable[..., Any])
-_V = TypeVar("_V")
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 MAX_GAUSS_LEGENDRE = 20_000  # O(n^2) time: about a second at this size, once (cached)
@@ -52,29 +51,22 @@ _CACHE: "OrderedDict[Tuple[str, int], Tuple[Tuple[float, ...], Tuple[float, ...]
 _LOCK = threading.Lock()
 
 
-def _cached(cache: "OrderedDict[Any, _V]", key: Any, size: int, make: Callable[[], _V]) -> _V:
-    """``cache[key]``, made by ``make()`` on a miss; ``cache`` keeps the ``size`` last used (thread-safe)."""
-    with _LOCK:
-        if key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-    value = make()
-    with _LOCK:
-        cache[key] = value
-        while len(cache) > size:
-            cache.popitem(last=False)
-    return value
-
-
 @_assume_constant
 def _nodes(method: str, n: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """Nodes and weights as Python floats (float64), cached (the last few rules); a constant for
     ``torch.compile``."""
-    def make() -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-        a, w = _nodes_np(method, n)
-        return tuple(a.tolist()), tuple(w.tolist())
-
-    return _cached(_CACHE, (method, n), _CACHE_SIZE, make)
+    key = (method, n)
+    with _LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    a, w = _nodes_np(method, n)
+    value = (tuple(a.tolist()), tuple(w.tolist()))
+    with _LOCK:
+        _CACHE[key] = value
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return value
 
 
 def _legendre(n: int, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -181,14 +173,21 @@ def rule(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float64,
     if isinstance(method, str) and not isinstance(n_steps, bool) and isinstance(n_steps, int) \
             and not is_compiling():
         where = torch.device("cpu") if device is None else torch.device(device)
-        if where.type != "cpu" and where.index is None:  # "cuda": whichever device is current
+        key = (method, n_steps, dtype, weights_dtype, where)
+        if key[4].type != "cpu" and key[4].index is None:  # "cuda": whichever device is current
             return _build(method, n_steps, dtype, weights_dtype, device)
-
-        def make() -> Tuple[torch.Tensor, torch.Tensor]:
-            with torch.inference_mode(False):  # plain tensors, usable in graphs whatever the caller's mode
-                return _build(method, n_steps, dtype, weights_dtype, where)
-
-        return _cached(_TENSORS, (method, n_steps, dtype, weights_dtype, where), _TENSOR_CACHE_SIZE, make)
+        with _LOCK:
+            hit = _TENSORS.get(key)
+            if hit is not None:
+                _TENSORS.move_to_end(key)
+                return hit
+        with torch.inference_mode(False):  # plain tensors, usable in graphs whatever the caller's mode
+            value = _build(method, n_steps, dtype, weights_dtype, key[4])
+        with _LOCK:
+            _TENSORS[key] = value
+            while len(_TENSORS) > _TENSOR_CACHE_SIZE:
+                _TENSORS.popitem(last=False)
+        return value
     return _build(method, n_steps, dtype, weights_dtype, device)
 
 
