@@ -27,14 +27,14 @@ KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
     """The parameters ``method``'s registry entry declares per example (:attr:`.MethodSpec.per_example`);
     none for a method that is not registered."""
-    from .registry import REGISTRY  # the registry builds tunnels itself: look it up at call time
+    from .registry import spec_of  # the registry builds tunnels itself: look it up at call time
     current: Any = method
     seen = set()
     while current is not None and id(current) not in seen:  # through functools.wraps wrappers
         seen.add(id(current))
-        for spec in REGISTRY.values():
-            if spec.fn is current:
-                return spec.per_example
+        spec = spec_of(current)
+        if spec is not None:
+            return spec.per_example
         current = getattr(current, "__wrapped__", None)
     return ()
 

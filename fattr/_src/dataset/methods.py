@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import Shown, fail
 from ..noise_tunnel import noise_tunnel
-from ..registry import REGISTRY, MethodSpec
+from ..registry import REGISTRY, MethodSpec, spec_of
 from ..saliency import saliency
 
 # The code object of every function noise_tunnel returns: how a tunnel is recognised.
@@ -47,13 +47,6 @@ class Method:
         return self.tunnel is not None or self.spec.stochastic
 
 
-def _registered(fn: Any) -> Optional[MethodSpec]:
-    for spec in REGISTRY.values():
-        if spec.fn is fn:
-            return spec
-    return None
-
-
 def _tunnel_settings(fn: Any) -> Optional[Tuple[Any, Dict[str, Any]]]:
     """``(wrapped method, settings)`` when ``fn`` was made by ``noise_tunnel``."""
     if getattr(fn, "__code__", None) is not _TUNNEL_CODE:
@@ -78,10 +71,10 @@ def resolve(method: Any) -> Method:
     if not callable(method):
         fail("method", "a registered fattr method or its name", method, kind=TypeError)
     tunnel = _tunnel_settings(method)
-    spec = _registered(method)
+    spec = spec_of(method)
     if tunnel is not None:
         inner, settings = tunnel
-        inner_spec = _registered(inner)
+        inner_spec = spec_of(inner)
         if inner_spec is None:
             fail("method", "a noise_tunnel of a registered fattr method", Shown(f"a noise_tunnel of {inner!r}"),
                  f"Registered methods: {_known()}.", kind=TypeError)

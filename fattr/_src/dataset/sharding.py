@@ -91,11 +91,8 @@ class Ranks:
 
 def join() -> Ranks:
     """The :class:`Ranks` of this process: the initialised default group, ``torchrun``'s environment, or one process."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - builds without distributed support
-        return Ranks()
-    if not dist.is_available():
+    import torch.distributed as dist
+    if not dist.is_available():  # a build without distributed support
         return Ranks()
     created = False
     if not dist.is_initialized():

@@ -131,22 +131,17 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     tgt = as_target(target, n, device)
     if n == 0:  # checked like any batch, then nothing to compute
         return structure.empty_result(xs, was_tuple, return_delta)
-    if sqrt:
-        sigmas = [math.sqrt(float(i) * max_sigma / float(n_steps)) for i in range(n_steps + 1)]
-    else:
-        sigmas = [float(i) * max_sigma / float(n_steps) for i in range(n_steps + 1)]
+    sigmas = [float(i) * max_sigma / float(n_steps) for i in range(n_steps + 1)]
+    sigmas = [math.sqrt(s) for s in sigmas] if sqrt else sigmas
     nodes = sigmas[:n_steps]
     weights = torch.tensor([-(sigmas[i + 1] - sigmas[i]) for i in range(n_steps)], dtype=torch.float64)
     index = torch.arange(n_steps, dtype=torch.float64)  # alphas handed to the engine: the steps' indices
     fixed = radius(max_sigma) if velocity == "exact" else None
     mats = {}
     for size in {d for x in xs for d in x.shape[-2:]}:
-        m, dm = blur_matrices(nodes, size, fixed_radius=fixed, device=device)
-        if velocity == "difference":
-            ahead, _ = blur_matrices([s + grad_step for s in nodes], size, device=device)
-            mats[size] = (m, ahead)
-        else:
-            mats[size] = (m, dm)
+        m, dm = blur_matrices(nodes, size, fixed_radius=fixed, device=device)  # dm, or the blur a step ahead:
+        mats[size] = (m, dm if velocity == "exact" else blur_matrices([s + grad_step for s in nodes], size,
+                                                                        device=device)[0])
 
     def points(alphas: torch.Tensor, images: Tensors) -> Tuple[Tensors, Tensors]:
         k = alphas.to(torch.long).cpu()
@@ -154,13 +149,9 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
         for x in images:
             (rows, rows2), (cols, cols2) = mats[x.shape[-2]], mats[x.shape[-1]]
             rows, rows2, cols, cols2 = (t[k].to(x.dtype) for t in (rows, rows2, cols, cols2))
-            here = _blur(x, rows, cols)
-            if velocity == "difference":
-                v = (_blur(x, rows2, cols2) - here) / grad_step
-            else:
-                v = _blur(x, rows2, cols) + _blur(x, rows, cols2)
-            pts.append(here)
-            vel.append(v)
+            pts.append(_blur(x, rows, cols))
+            vel.append((_blur(x, rows2, cols2) - pts[-1]) / grad_step if velocity == "difference" else
+                       _blur(x, rows2, cols) + _blur(x, rows, cols2))
         return tuple(pts), tuple(vel)
 
     attr = weighted_gradient_sum(f, points, xs, index, weights, target=tgt, args=args, n_examples=n,
