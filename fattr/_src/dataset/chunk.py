@@ -138,7 +138,7 @@ class Job:
             extra = as_args(options.get("args", ()), options["kwargs"])
         rule = self.target
         output = None
-        if self.save_output or self.metrics or rule == "predicted" or (callable(rule) and not isinstance(rule, str)):
+        if self.save_output or self.metrics or rule == "predicted" or callable(rule):
             with torch.no_grad():
                 output = call(self.model, xs, extra)
         if rule == "label":
@@ -173,10 +173,8 @@ class Job:
                 values["delta"] = _numpy(d.reshape(rows) if d.shape[1] == 1 else d)
             if target is not None:
                 normal = as_target(target, rows, self.device)
-                if normal.rows is not None:
-                    t_rows = normal.rows
-                else:
-                    t_rows = torch.tensor(normal.static, dtype=torch.long).reshape(1, -1).expand(rows, -1)
+                t_rows = normal.rows if normal.rows is not None else \
+                    torch.tensor(normal.static, dtype=torch.long).reshape(1, -1).expand(rows, -1)
                 values["target"] = _numpy(t_rows.reshape(rows) if t_rows.shape[1] == 1 else t_rows)
             if self.save_output and output is not None:
                 values["output"] = _numpy(output)
