@@ -95,7 +95,8 @@ class Attribution:
     """Captum's ``Attribution`` interface on a fattr function.
 
     A class is one row: its fattr function and Captum's flags and signatures, as class keywords
-    (``class Saliency(Attribution, fn=saliency, init=captum("forward_func"), attribute=captum(...))``).
+    (``class Saliency(Attribution, fn=saliency, attribute=captum(...))``; ``init`` defaults to
+    ``captum("forward_func")``, or ``captum("forward_func", "layer", device_ids=None)`` for a layer method).
     The constructor keeps ``forward_func`` (or ``model``) and ``layer``, refuses ``device_ids``,
     passes ``multiply_by_inputs`` and the other options (``eps``) to each call and keeps the
     ``held`` ones (Lime's models) as attributes read at each call; ``attribute`` makes one
@@ -122,6 +123,8 @@ class Attribution:
             setattr(cls, key, value)
         if fn is not None:
             cls.fn = staticmethod(fn)
+            if init is None:  # Captum's most common constructors
+                init = captum("forward_func", "layer", device_ids=None) if cls.layer_method else captum("forward_func")
         if init is not None:
             setattr(cls, "__init__", _with_signature(init, Attribution._setup, cls, "__init__"))
             cls._captum_defaults = {k: p.default for k, p in init.parameters.items()}
