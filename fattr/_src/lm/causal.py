@@ -111,15 +111,11 @@ class Prompts:
     @property
     def n_logits(self) -> int:
         """Positions the model returns logits for."""
-        return self.keep if self.keep is not None else self.n_in + self.n_out
+        return self.keep if self.keep is not None else self.full_ids.shape[1]
 
     @property
     def n_in(self) -> int:
         return self.ids.shape[1]
-
-    @property
-    def n_out(self) -> int:
-        return self.target.shape[1]
 
     def model_args(self) -> Tuple[Tensor, ...]:
         """What :func:`causal_lm` takes after the ids."""

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..base import BaselinesLike, LayerLike
+from ..diagnose import model_dtype
 from ..errors import Shown, check_callable, check_choice, check_nonnegative_float, check_optional_positive_int, \
     check_positive_int, fail
 from ..quadrature import Method
@@ -241,8 +242,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
         target_mask = torch.ones_like(target_ids, dtype=torch.bool)
     target_ids = target_ids.to(input_ids.device)
     if b == 0:  # no prompts: no attributions
-        dtype = next((p.dtype for p in getattr(model, "parameters", lambda: iter(()))() if p.is_floating_point()),
-                     torch.get_default_dtype())
+        dtype = model_dtype(model if isinstance(model, nn.Module) else None) or torch.get_default_dtype()
         empty = torch.zeros((0, target_ids.shape[1], n_in), dtype=dtype, device=input_ids.device)
         return TokenAttribution(token_attr=empty, seq_attr=empty.sum(1), values=empty[:, :, 0],
                                 input_ids=input_ids, target_ids=target_ids, target_mask=target_mask)
