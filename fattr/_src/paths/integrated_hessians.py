@@ -15,7 +15,7 @@ from ..errors import check_bool, check_callable, check_optional_positive_int, fa
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..targets import Target, as_target
-from ..delta import row_totals
+from ..delta import delta_at
 
 
 def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
@@ -156,12 +156,4 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
     gamma = gamma.to(x.dtype)
     if not return_delta:
         return gamma
-    return gamma, row_totals((gamma,)) - _change(f, x, base, tgt, args)
-
-
-def _change(f: Callable[..., Any], x: torch.Tensor, base: torch.Tensor, tgt: Target,
-            args: Tuple[Any, ...]) -> torch.Tensor:
-    """``f(x) - f(b)`` at the target, per example, in float64."""
-    n = x.shape[0]
-    out = tgt.tile(2).select(call(f, (torch.cat([x, base.expand_as(x)]),), tile_args(args, n, 2)), 2 * n)
-    return (out[:n] - out[n:]).to(torch.float64)
+    return gamma, delta_at(f, (x,), (base,), (gamma,), target, args)
