@@ -48,15 +48,12 @@ def _check_target(target: Any, spec_targeted: bool, name: str) -> None:
         return
     if not spec_targeted:
         fail("target", f"None ({name} attributes no output)", target)
-    if isinstance(target, str):
-        if target not in TARGET_RULES:
-            fail("target", "None, an int, a tuple, 'label', 'predicted' or a callable (output, batch) -> target",
-                 target)
-        return
-    if isinstance(target, bool) or not (isinstance(target, (int, tuple)) or callable(target)):
-        fail("target", "None, an int, a tuple, 'label', 'predicted' or a callable (output, batch) -> target",
-             target, "Per-example targets come from the dataset (target='label') or from a callable.",
-             kind=TypeError)
+    expected = "None, an int, a tuple, 'label', 'predicted' or a callable (output, batch) -> target"
+    if isinstance(target, str) and target not in TARGET_RULES:
+        fail("target", expected, target)
+    if isinstance(target, bool) or not (isinstance(target, (int, tuple, str)) or callable(target)):
+        fail("target", expected, target, "Per-example targets come from the dataset (target='label') or from a "
+             "callable.", kind=TypeError)
 
 
 def _check_per_example(options: Mapping[str, Any], method: methods.Method) -> None:

@@ -35,13 +35,6 @@ def to_numpy(value: Any, name: str) -> np.ndarray:
     fail(name, "a tensor, a numpy array or a list of numbers", value, kind=TypeError)
 
 
-def _is_channels_first(shape: Tuple[int, ...], from_tensor: bool) -> bool:
-    first, last = shape[0] in _CHANNEL_COUNTS, shape[-1] in _CHANNEL_COUNTS
-    if first != last:
-        return first
-    return from_tensor
-
-
 def as_hwc(value: Any, name: str) -> np.ndarray:
     """One image as an ``(H, W, C)`` float64 array.
 
@@ -57,7 +50,8 @@ def as_hwc(value: Any, name: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     elif array.ndim == 3:
-        if _is_channels_first(array.shape, isinstance(value, torch.Tensor)):
+        first, last = array.shape[0] in _CHANNEL_COUNTS, array.shape[-1] in _CHANNEL_COUNTS
+        if first if first != last else isinstance(value, torch.Tensor):
             array = np.moveaxis(array, 0, -1)
     else:
         hint = "Pass one example (index the batch), or use fattr.viz.image_grid for a batch."

@@ -69,9 +69,8 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
     check_method_and_sign(method, sign, originals if method != "heat_map" else None)
     outlier_perc = check_outlier_perc(outlier_perc)
     alpha = check_unit("alpha", alpha)
-    check_bool("show_original", show_original)
-    check_bool("transpose", transpose)
-    check_bool("colorbar", colorbar)
+    for name, flag in (("show_original", show_original), ("transpose", transpose), ("colorbar", colorbar)):
+        check_bool(name, flag)
     check_number("cell_size", cell_size, "a positive number of inches", lambda v: v <= 0)
     names = list(attributions)
     n = _rows(attributions[names[0]], f"attributions[{names[0]!r}]")
