@@ -64,7 +64,8 @@ class Ranks:
             return value
         import torch.distributed as dist
         box = [value]
-        dist.broadcast_object_list(box, src=self._global(0), group=self.group)
+        dist.broadcast_object_list(box, src=0 if self.group is None else dist.get_global_rank(self.group, 0),
+                                   group=self.group)
         return box[0]
 
     def barrier(self) -> None:
@@ -81,12 +82,6 @@ class Ranks:
             dist.destroy_process_group(self.group)
         if self.created:
             dist.destroy_process_group()
-
-    def _global(self, rank: int) -> int:
-        if self.group is None:
-            return rank
-        import torch.distributed as dist
-        return dist.get_global_rank(self.group, rank)
 
 
 def join() -> Ranks:

@@ -72,26 +72,22 @@ def create(out: str, manifest: Mapping[str, Any]) -> None:
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", suffix=".partial", dir=parent)
+    layout = manifest["layout"]
+    n, batch_size = layout["n"], layout["batch_size"]
+    config = {"write_empty_chunks": True}  # every chunk has its file, zeros included
     try:
-        _populate(zarr, tmp, manifest)
+        group = zarr.open_group(tmp, mode="a", attributes={"fattr": dict(manifest)})
+        for name, spec in layout["arrays"].items():
+            shape = tuple(spec["shape"])
+            parent, _, leaf = name.rpartition("/")
+            where = group.require_group(parent) if parent else group
+            where.create_array(leaf, shape=(n,) + shape, chunks=(batch_size,) + shape, dtype=spec["dtype"],
+                               fill_value=0, config=config)
+        group.create_array("done", shape=(sharding.n_chunks(n, batch_size),), chunks=(1,), dtype="uint8",
+                           fill_value=0, config=config)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _populate(zarr: Any, out: str, manifest: Mapping[str, Any]) -> None:
-    layout = manifest["layout"]
-    n, batch_size = layout["n"], layout["batch_size"]
-    group = zarr.open_group(out, mode="a", attributes={"fattr": dict(manifest)})
-    config = {"write_empty_chunks": True}  # every chunk has its file, zeros included
-    for name, spec in layout["arrays"].items():
-        shape = tuple(spec["shape"])
-        parent, _, leaf = name.rpartition("/")
-        where = group.require_group(parent) if parent else group
-        where.create_array(leaf, shape=(n,) + shape, chunks=(batch_size,) + shape, dtype=spec["dtype"],
-                           fill_value=0, config=config)
-    group.create_array("done", shape=(sharding.n_chunks(n, batch_size),), chunks=(1,), dtype="uint8",
-                       fill_value=0, config=config)
 
 
 def done_chunks(out: str) -> Set[int]:
