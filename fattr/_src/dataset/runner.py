@@ -275,10 +275,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
         # rank 0 computed chunk 0 on its own when it created the store: it takes the smallest share
         mine = sharding.assign(pending, (ranks.rank - int(created)) % ranks.world, ranks.world)
         sizes = [sharding.bounds(c, n, batch_size) for c in range(sharding.n_chunks(n, batch_size))]
-
-        def examples_done() -> int:
-            return sum(sizes[c][1] - sizes[c][0] for c in done_chunks(out))
-
+        examples_done = lambda: sum(sizes[c][1] - sizes[c][0] for c in done_chunks(out))  # noqa: E731
         with Progress(examples_done, n, f"fattr {m.name}", enabled=progress and ranks.rank == 0):
             if mine:
                 for chunk, batch in zip(mine, loader(mine)):

@@ -131,11 +131,6 @@ class Prompts:
         inverse = torch.argsort(self.order, dim=1)
         return attr.gather(2, inverse[:, None, :].expand_as(attr))
 
-    def with_prompt(self, ids: Tensor) -> Tensor:
-        """Full sequences with prompts ``ids`` ``(N, T_in)`` (N a multiple of B, step-major)."""
-        k = ids.shape[0] // self.target.shape[0]
-        return torch.cat([ids, self.target.repeat(k, 1)], dim=1)
-
 
 def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool,
             with_keep: bool) -> Prompts:

@@ -58,13 +58,6 @@ def _layer(model: Any, layer: Any, required: bool) -> Any:
     return found
 
 
-def _vocabulary(model: Any, layer: Any) -> Optional[int]:
-    if isinstance(layer, nn.Embedding):
-        return layer.num_embeddings
-    size = getattr(getattr(model, "config", None), "vocab_size", None)
-    return size if isinstance(size, int) else None
-
-
 def _baseline_ids(baselines: Any, input_ids: Tensor, method: str) -> Any:
     """An int, a tensor of ids shaped like ``input_ids``, or None (zero embedding: gradient methods only)."""
     if baselines is None:
@@ -221,7 +214,9 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
              "layer)", model, "Pass the module itself, or use a perturbation method with a plain callable.",
              kind=TypeError)
     emb_layer = _layer(model, layer, gradient_method)
-    vocab = _vocabulary(model, emb_layer)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)  # the embedding's size, else the config's
+    vocab = emb_layer.num_embeddings if isinstance(emb_layer, nn.Embedding) else (
+        vocab if isinstance(vocab, int) else None)
     if vocab is not None:
         check_vocabulary(vocab, input_ids=input_ids, baselines=base if isinstance(base, Tensor) else
                          (torch.tensor([base]) if base is not None else None))
@@ -263,7 +258,8 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     def values_of(ids: Tensor) -> Tensor:  # prompts (k*B, T_in), left-padded -> (k*B, T_out)
         k = ids.shape[0] // b
         positions = None if prompts.positions is None else prompts.positions.repeat(k, 1)
-        logits = call_model(model, prompts.with_prompt(ids), prompts.full_mask.repeat(k, 1), positions, prompts.keep)
+        full = torch.cat([ids, prompts.target.repeat(k, 1)], dim=1)  # prompt + target, step-major
+        logits = call_model(model, full, prompts.full_mask.repeat(k, 1), positions, prompts.keep)
         return select(logits, prompts.target.repeat(k, 1))
 
     values: Optional[Tensor] = None  # the step values at the prompts, from whichever pass gives them first
