@@ -87,13 +87,6 @@ def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
     return labels
 
 
-def _predicted(output: torch.Tensor) -> torch.Tensor:
-    if output.dim() != 2:
-        fail("target", "'predicted' for a model whose output is (batch, classes)",
-             Shown(f"an output of shape {tuple(output.shape)}"), "Give a callable target instead.")
-    return output.argmax(1)
-
-
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach()
     if t.dtype == torch.bfloat16:
@@ -145,7 +138,10 @@ class Job:
             target: Any = _labels(labels, rows, item).to(self.device)
         elif rule == "predicted":
             assert output is not None
-            target = _predicted(output)
+            if output.dim() != 2:
+                fail("target", "'predicted' for a model whose output is (batch, classes)",
+                     Shown(f"an output of shape {tuple(output.shape)}"), "Give a callable target instead.")
+            target = output.argmax(1)
         elif callable(rule):
             target = rule(output, batch)
         else:

@@ -34,15 +34,6 @@ _PER_EXAMPLE_OPTIONS = ("baselines", "layer_baselines", "args", "kwargs")
 
 # ----------------------------------------------------------------------------- argument checks
 
-def _check_dataset(dataset: Any) -> int:
-    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
-        fail("dataset", "a map-style dataset (with __getitem__ and __len__)", dataset, kind=TypeError)
-    n = len(dataset)
-    if n == 0:
-        fail("dataset", "at least one example", Shown("an empty dataset"))
-    return n
-
-
 def _check_target(target: Any, spec_targeted: bool, name: str) -> None:
     if target is None:
         return
@@ -218,7 +209,11 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
     _check_target(target, m.spec.targeted, m.name)
     _check_per_example(method_kwargs, m)
     metric_fns = _check_metrics(metrics)
-    n = _check_dataset(dataset)
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        fail("dataset", "a map-style dataset (with __getitem__ and __len__)", dataset, kind=TypeError)
+    n = len(dataset)
+    if n == 0:
+        fail("dataset", "at least one example", Shown("an empty dataset"))
     ranks = sharding.join()
     try:
         dev = torch.device(device) if device is not None else sharding.default_device(model, ranks)
