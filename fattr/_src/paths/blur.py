@@ -159,10 +159,6 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     result = structure.restore(tuple(a.to(x.dtype) for a, x in zip(attr, xs)), was_tuple)
     if not return_delta:
         return result
-    start = []
-    for x in xs:
-        rows, cols = (blur_matrices([sigmas[-1]], size, fixed_radius=fixed, device=device)[0].to(x.dtype)
-                      for size in x.shape[-2:])
-        start.append(_blur(x, rows, cols)[0])
-    return result, completeness_delta(f, inputs, structure.restore(tuple(start), was_tuple), result,
-                                      target=target, args=args)
+    start = tuple(_blur(x, *(blur_matrices([sigmas[-1]], size, fixed_radius=fixed, device=device)[0].to(x.dtype)
+                             for size in x.shape[-2:]))[0] for x in xs)  # the path's first images
+    return result, completeness_delta(f, inputs, structure.restore(start, was_tuple), result, target=target, args=args)

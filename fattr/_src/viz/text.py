@@ -65,8 +65,6 @@ def text(tokens: Sequence[str], attributions: Any, *, scale: Optional[float] = N
     if not np.isfinite(values).all():
         fail("attributions", "finite values", Shown("NaN or infinite entries"))
     top = full_colour(values, scale)
-    spans = []
-    for token, value in zip(tokens, values):
-        style = _TOKEN.format(color=color(value / top))
-        spans.append(f'<span style="{style}" title="{value:+.4g}">{html.escape(token)}</span>')
+    spans = [f'<span style="{_TOKEN.format(color=color(value / top))}" title="{value:+.4g}">{html.escape(token)}</span>'
+             for token, value in zip(tokens, values)]
     return f'<div class="fattr-text" style="{_STYLE}">' + " ".join(spans) + "</div>"
