@@ -168,10 +168,8 @@ class Field:
     def __getitem__(self, index: Index) -> Any:
         rows, single = _indices(index, len(self._store))
         self._store._check_computed(rows)
-        values = []
-        for array in self._arrays:
-            v = array[int(rows[0])] if single else (array.oindex[rows] if rows.size else array[0:0])
-            values.append(torch.from_numpy(np.array(v)))
+        values = [torch.from_numpy(np.array(a[int(rows[0])] if single else (a.oindex[rows] if rows.size else a[0:0])))
+                  for a in self._arrays]
         return tuple(values) if self._structure == "tuple" else values[0]
 
     def to_numpy(self) -> Any:
