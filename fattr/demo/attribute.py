@@ -79,13 +79,11 @@ def picture(attr: Any, size: Tuple[int, int]) -> Tuple[Optional[torch.Tensor], s
         attr = attr.unsqueeze(1)
     if attr.dim() != 4:
         return None, f"shape {tuple(attr.shape)}: not drawn"
-    summed = attr.sum(dim=1, keepdim=True)
+    summed, channels = attr.sum(dim=1, keepdim=True), "summed over channels" if attr.shape[1] > 1 else ""
     if tuple(summed.shape[-2:]) == tuple(size):
-        note = "summed over channels" if attr.shape[1] > 1 else ""
-        return summed, note
-    channels = "summed over channels, " if attr.shape[1] > 1 else ""
-    return fattr.interpolate(summed, size, mode="bilinear"), f"{channels}{tuple(attr.shape[-2:])} upsampled by " \
-        "fattr.interpolate"
+        return summed, channels
+    upsampled = f"{tuple(attr.shape[-2:])} upsampled by fattr.interpolate"
+    return fattr.interpolate(summed, size, mode="bilinear"), f"{channels}, {upsampled}" if channels else upsampled
 
 
 def image_methods() -> list:
