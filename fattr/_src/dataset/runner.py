@@ -76,10 +76,7 @@ def _check_metrics(metrics: Any) -> Dict[str, Callable[..., Any]]:
 
 def _on_device(model: Any, device: torch.device) -> Any:
     """``model`` itself when it is on ``device`` already, else a copy moved there (the user's stays)."""
-    if not isinstance(model, nn.Module):
-        return model
-    tensors = list(model.parameters()) + list(model.buffers())
-    if all(t.device == device for t in tensors):
+    if not isinstance(model, nn.Module) or all(t.device == device for t in [*model.parameters(), *model.buffers()]):
         return model
     return copy.deepcopy(model).to(device)
 

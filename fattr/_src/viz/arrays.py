@@ -80,12 +80,10 @@ def display_image(value: Any, name: str, size: Optional[Tuple[int, int]] = None)
     if channels not in (1, 3):
         fail(name, "an image with 1 or 3 channels", Shown(f"{channels} channels"))
     low, high = float(image.min()), float(image.max())
-    if low >= 0.0 and high <= 1.0:
-        pass
-    elif low >= 0.0 and high <= 255.0:
-        image = image / 255.0
-    else:
+    if low < 0.0 or high > 255.0:
         image = (image - low) / (high - low)
+    elif high > 1.0:
+        image = image / 255.0
     return np.repeat(image, 3, axis=2) if channels == 1 else image
 
 
