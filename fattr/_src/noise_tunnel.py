@@ -129,11 +129,9 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
             call["inputs"] = structure.restore(noisy, was_tuple)
             if "target" in call:
                 call["target"] = _tile_target(call["target"], n, k)
-            if "args" in call:
-                call["args"] = _tile_tree(call["args"], n, k)
             if isinstance(call.get("kwargs"), dict):
                 call["kwargs"] = {name: _tile_tree(v, n, k) for name, v in call["kwargs"].items()}
-            for name in repeated:
+            for name in dict.fromkeys(("args", *repeated)):  # each once
                 if name in call:
                     call[name] = _tile_tree(call[name], n, k)
             if passes_generator:
