@@ -13,7 +13,7 @@ token embedding on the transformer, the usual NLP choice).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -112,6 +112,12 @@ def _randomise_bn(model: nn.Module, gen: torch.Generator) -> None:
             m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.75)
 
 
+def _seeded(seed: int) -> torch.Generator:
+    """A case's generator; torch's global generator seeded too (the model's initial weights)."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
 def _finish(name: str, model: nn.Sequential, inputs: torch.Tensor, n_classes: int, gen: torch.Generator, *,
             late: str, early: str, layer: str, layer_mask: Optional[torch.Tensor] = None,
             tokens: bool = False, description: str = "", n_dist: int = 10) -> Case:
@@ -127,14 +133,13 @@ def _finish(name: str, model: nn.Sequential, inputs: torch.Tensor, n_classes: in
                 description)
 
 
-def _channel_mask(channels: int, rest: Tuple[int, ...]) -> torch.Tensor:
-    """One ablation group per channel, broadcast over the remaining dims."""
-    return torch.arange(channels).reshape((1, channels) + (1,) * len(rest))
+def _channel_mask(channels: int) -> torch.Tensor:
+    """One ablation group per channel of a ``(B, C, H, W)`` layer, broadcast over the spatial dims."""
+    return torch.arange(channels).reshape(1, channels, 1, 1)
 
 
 def mlp_tiny(scale: float = 1.0) -> Case:
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
+    gen = _seeded(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     x = torch.randn(1, 16, generator=gen)
     return _finish("mlp_tiny", model, x, 4, gen, late="1", early="0", layer="1",
@@ -142,8 +147,7 @@ def mlp_tiny(scale: float = 1.0) -> Case:
 
 
 def mlp(scale: float = 1.0) -> Case:
-    gen = torch.Generator().manual_seed(1)
-    torch.manual_seed(1)
+    gen = _seeded(1)
     w = max(8, int(512 * scale))
     d = max(8, int(784 * scale))
     model = nn.Sequential(nn.Linear(d, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10))
@@ -154,23 +158,20 @@ def mlp(scale: float = 1.0) -> Case:
 
 
 def cnn(scale: float = 1.0) -> Case:
-    gen = torch.Generator().manual_seed(2)
-    torch.manual_seed(2)
+    gen = _seeded(2)
     s = max(8, int(32 * scale))
     b = max(2, int(8 * scale))
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 0 1 2
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 3 4 5
         nn.Flatten(), nn.Linear(32 * (s // 4) ** 2, 64), nn.ReLU(), nn.Linear(64, 10))  # 6 7 8 9
-    x = torch.randn(b, 3, s, s, generator=gen)
-    return _finish("cnn", model, x, 10, gen, late="4", early="1", layer="4",
-                   layer_mask=_channel_mask(32, (s // 2, s // 2)),
+    return _finish("cnn", model, torch.randn(b, 3, s, s, generator=gen), 10, gen, late="4", early="1", layer="4",
+                   layer_mask=_channel_mask(32),
                    description=f"CNN, 2 conv layers (16, 32 channels) + maxpool + 2 linear, 3x{s}x{s}, batch {b}")
 
 
 def resnet(scale: float = 1.0) -> Case:
-    gen = torch.Generator().manual_seed(3)
-    torch.manual_seed(3)
+    gen = _seeded(3)
     s = max(16, int(64 * scale))
     b = max(2, int(4 * scale))
     widths = [16, 16, 32, 32, 64, 64, 128, 128]
@@ -182,15 +183,13 @@ def resnet(scale: float = 1.0) -> Case:
     stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
     model = nn.Sequential(stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
     _randomise_bn(model, gen)
-    x = torch.randn(b, 3, s, s, generator=gen)
-    return _finish("resnet", model, x, 10, gen, late="8", early="1", layer="8",
-                   layer_mask=_channel_mask(128, (s // 8, s // 8)),
+    return _finish("resnet", model, torch.randn(b, 3, s, s, generator=gen), 10, gen, late="8", early="1", layer="8",
+                   layer_mask=_channel_mask(128),
                    description=f"ResNet-style: stem + 8 basic blocks (16-128 channels), 3x{s}x{s}, batch {b}")
 
 
 def transformer(scale: float = 1.0) -> Case:
-    gen = torch.Generator().manual_seed(4)
-    torch.manual_seed(4)
+    gen = _seeded(4)
     length = max(8, int(64 * scale))
     b = max(2, int(8 * scale))
     dim, vocab = 64, 1000

@@ -237,16 +237,21 @@ def _floor_ig(c: Case, s: Settings) -> Fn:
     return run
 
 
+def _shap_draws(c: Case, s: Settings, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GradientSHAP's draws in fattr's order: ``(noisy, starts)`` ``(k, n, ...)`` and the points ``(k*n, ...)``."""
+    g = _generator(x, s.seed)
+    k, n = s.n_samples, x.shape[0]
+    noisy = x + s.stdevs * torch.randn((k,) + tuple(x.shape), generator=g, device=x.device)
+    starts = c.distribution[torch.randint(0, c.distribution.shape[0], (k, n), generator=g, device=x.device)]
+    a = torch.rand((k, n) + (1,) * (x.dim() - 1), generator=g, device=x.device)
+    return noisy, starts, (starts + a * (noisy - starts)).reshape((k * n,) + tuple(x.shape[1:]))
+
+
 def _floor_gradient_shap(c: Case, s: Settings) -> Fn:
     tgt = c.target.repeat(s.n_samples)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        g = _generator(x, s.seed)
-        k, n = s.n_samples, x.shape[0]
-        noisy = x + s.stdevs * torch.randn((k,) + tuple(x.shape), generator=g, device=x.device)
-        starts = c.distribution[torch.randint(0, c.distribution.shape[0], (k, n), generator=g, device=x.device)]
-        a = torch.rand((k, n) + (1,) * (x.dim() - 1), generator=g, device=x.device)
-        rows = (starts + a * (noisy - starts)).reshape((k * n,) + tuple(x.shape[1:]))
+        noisy, starts, rows = _shap_draws(c, s, x)
         grads = _grad(c.model, rows, tgt).reshape(noisy.shape)
         return (grads * (noisy - starts)).mean(0)
     return run
@@ -334,14 +339,10 @@ def _floor_layer_gradient_shap(c: Case, s: Settings) -> Fn:
     tgt = c.target.repeat(s.n_samples)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        g = _generator(x, s.seed)
-        k, n = s.n_samples, x.shape[0]
-        noisy = x + s.stdevs * torch.randn((k,) + tuple(x.shape), generator=g, device=x.device)
-        starts = c.distribution[torch.randint(0, c.distribution.shape[0], (k, n), generator=g, device=x.device)]
-        a = torch.rand((k, n) + (1,) * (x.dim() - 1), generator=g, device=x.device)
-        rows = (starts + a * (noisy - starts)).reshape((k * n,) + tuple(x.shape[1:]))
+        noisy, starts, rows = _shap_draws(c, s, x)
         with torch.no_grad():
             ends = head(torch.cat([noisy.reshape(rows.shape), starts.reshape(rows.shape)]))
+        k, n = s.n_samples, x.shape[0]
         with torch.enable_grad():
             leaf = head(rows).detach().requires_grad_(True)
             (grads,) = torch.autograd.grad(_selected(tail(leaf), tgt), leaf)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from numbers import Number
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -82,7 +82,7 @@ def format_distribution(baselines: Any, inputs: Tensors, name: str = "baselines"
     if baselines is None:
         fail(name, "a tensor (a distribution of baseline rows), a tuple of them or a callable", baselines,
              kind=TypeError)
-    rows = format_baselines(baselines, inputs, name) if not _is_rows(baselines) else _rows(baselines, inputs, name)
+    rows = _rows(baselines, inputs, name) or format_baselines(baselines, inputs, name)
     m = rows[0].shape[0]
     for i, r in enumerate(rows):
         if r.shape[0] != m:
@@ -90,13 +90,11 @@ def format_distribution(baselines: Any, inputs: Tensors, name: str = "baselines"
     return rows
 
 
-def _is_rows(baselines: Any) -> bool:
+def _rows(baselines: Any, inputs: Tensors, name: str) -> Optional[Tensors]:
+    """Baseline rows, one tensor per input; None unless every baseline given is a tensor with a batch dim."""
     items = baselines if isinstance(baselines, tuple) else (baselines,)
-    return all(isinstance(b, torch.Tensor) and b.dim() > 0 for b in items)
-
-
-def _rows(baselines: Any, inputs: Tensors, name: str) -> Tensors:
-    items = baselines if isinstance(baselines, tuple) else (baselines,)
+    if not all(isinstance(b, torch.Tensor) and b.dim() > 0 for b in items):
+        return None
     if len(items) != len(inputs):
         fail(name, f"{len(inputs)} baseline tensors, one per input", baselines)
     out = []
@@ -107,5 +105,3 @@ def _rows(baselines: Any, inputs: Tensors, name: str) -> Tensors:
         out.append(_on_device(b, x, label))
     return tuple(out)
 
-
-BaselineFn = Callable[..., Any]

@@ -1,7 +1,7 @@
 """Completeness delta: how far attributions are from summing to ``f(x) - f(baseline)``."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence, Tuple
 
 import torch
 
@@ -42,13 +42,17 @@ def completeness_delta(f: ModelLike, inputs: InputsLike, baselines: BaselinesLik
     check_callable("f", f)
     xs, was_tuple = structure.as_tuple(inputs)
     attrs = structure.like_inputs(attributions, xs, was_tuple)
+    return delta_at(f, xs, format_baselines(baselines, xs), attrs, target, as_args(args, kwargs))
+
+
+def delta_at(f: ModelLike, xs: Sequence[torch.Tensor], bases: Sequence[torch.Tensor],
+             attributions: Sequence[torch.Tensor], target: TargetLike, args: Tuple[Any, ...]) -> torch.Tensor:
+    """:func:`completeness_delta` of formatted arguments (``attributions`` of any shapes): one forward
+    over the inputs and baselines together."""
     n = xs[0].shape[0]
-    bases = format_baselines(baselines, xs)
     rows = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(xs, bases))
-    args = as_args(args, kwargs)
-    out = outputs(f, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
-    out = out.to(torch.float64)
-    return row_totals(attrs) - (out[:n] - out[n:])
+    out = outputs(f, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2)).to(torch.float64)
+    return row_totals(attributions) - (out[:n] - out[n:])
 
 
 def row_totals(attributions: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .arguments import Keywords
-from .errors import Shown
+from .errors import Shown, message
 
 _DTYPE = re.compile(r"dtype|scalar type|type \(|should be the same|same type", re.IGNORECASE)
 _SIZES = re.compile(r"size|shape|dimension|broadcast|mat1 and mat2", re.IGNORECASE)
@@ -39,10 +39,6 @@ def model_dtype(module: Optional[nn.Module]) -> Optional[torch.dtype]:
     return None
 
 
-def _message(name: str, expected: str, got: str, hint: str) -> str:
-    return f"{name}: expected {expected}, got {got}. {hint}"
-
-
 def _dtype_mismatch(error: BaseException, module: Optional[nn.Module],
                     inputs: Sequence[torch.Tensor]) -> Optional[Exception]:
     if not isinstance(error, RuntimeError) or not _DTYPE.search(str(error)):
@@ -51,7 +47,7 @@ def _dtype_mismatch(error: BaseException, module: Optional[nn.Module],
     want = model_dtype(module)
     if want is None or not dtypes or dtypes == [str(want)]:
         return None
-    return TypeError(_message(
+    return TypeError(message(
         "inputs", f"tensors of the model's dtype ({want}: its parameters' dtype)",
         Shown(f"{', '.join(dtypes)} inputs"),
         f"Convert one to the other: inputs.to({want}) or model.to({dtypes[0]}). (The model failed with: "
@@ -74,7 +70,7 @@ def _odd_args(error: BaseException, f: Any, inputs: Sequence[torch.Tensor],
     for label, value in labelled:
         if (isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] not in (1, rows)
                 and re.search(rf"\b{value.shape[0]}\b", text)):  # torch's message names its size
-            return ValueError(_message(
+            return ValueError(message(
                 label, "a tensor with one row per example (fattr pairs it with its example at every path step "
                 "or sample) or one whose dim 0 f takes as is",
                 Shown(f"a {value.dtype} tensor of shape {tuple(value.shape)}, and f failed on it"),
@@ -86,7 +82,7 @@ def _odd_args(error: BaseException, f: Any, inputs: Sequence[torch.Tensor],
 def _batchnorm_of_one(error: BaseException) -> Optional[Exception]:
     if not isinstance(error, ValueError) or not str(error).startswith(_BATCHNORM):
         return None
-    return ValueError(_message(
+    return ValueError(message(
         "inputs", "more than one example for a model in training mode with batch normalisation (it normalises "
         "over the batch)", Shown("a single example"),
         "Call model.eval() before attributing, which also makes each example's attribution independent "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Mapping
-from typing import Any, Iterable, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 import numpy as np
 import torch
@@ -50,13 +50,15 @@ def describe(value: Any) -> str:
     return f"a {kind}"[:200]
 
 
-def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
-    """Raise ``kind`` with the standard message: ``name: expected X, got Y. hint``."""
+def message(name: str, expected: str, value: Any, hint: str = "") -> str:
+    """The standard message: ``name: expected X, got Y. hint``."""
     got = value if isinstance(value, Shown) else describe(value)
-    message = f"{name}: expected {expected}, got {got}."
-    if hint:
-        message += f" {hint}"
-    raise kind(message)
+    return f"{name}: expected {expected}, got {got}." + (f" {hint}" if hint else "")
+
+
+def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = ValueError) -> NoReturn:
+    """Raise ``kind`` with the standard :func:`message`."""
+    raise kind(message(name, expected, value, hint))
 
 
 def is_int(value: Any) -> bool:
@@ -77,12 +79,18 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else check_positive_int(name, value)
 
 
-def check_nonnegative_float(name: str, value: Any) -> float:
+def check_number(name: str, value: Any, expected: str, bad: Callable[[Any], bool]) -> float:
+    """A real number (not a bool) for which ``bad`` is false: ``TypeError`` for another kind, ``ValueError``
+    for a bad value, both worded ``expected``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        fail(name, "a non-negative number", value, kind=TypeError)
-    if value < 0:
-        fail(name, "a non-negative number", value)
+        fail(name, expected, value, kind=TypeError)
+    if bad(value):
+        fail(name, expected, value)
     return float(value)
+
+
+def check_nonnegative_float(name: str, value: Any) -> float:
+    return check_number(name, value, "a non-negative number", lambda v: v < 0)
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -105,9 +113,3 @@ def check_callable(name: str, value: Any) -> Any:
     if not callable(value):
         fail(name, "a callable", value, kind=TypeError)
     return value
-
-
-def check_batch(name: str, tensor: torch.Tensor, n_examples: int, what: str = "") -> None:
-    """``tensor`` must have ``n_examples`` rows (dim 0)."""
-    if tensor.dim() == 0 or tensor.shape[0] != n_examples:
-        fail(name, f"{what or 'a tensor'} with {n_examples} rows along dim 0 (one per example)", tensor)

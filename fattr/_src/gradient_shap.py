@@ -117,10 +117,8 @@ def gradient_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike, n_
     d = draw(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator, target, args, kwargs)
     n, k = d.n, d.n_samples
     grads = gradients(f, tuple(structure.fold(p) for p in d.points), d.target.tile(k), tile_args(d.args, n, k))
-    per_sample = []
-    for g, xn, s in zip(grads, d.noisy, d.starts):
-        g = structure.unfold(g, k)
-        per_sample.append(g * (xn - s) if multiply_by_inputs else g)
+    per_sample = [structure.unfold(g, k) * (xn - s) if multiply_by_inputs else structure.unfold(g, k)
+                  for g, xn, s in zip(grads, d.noisy, d.starts)]
     attr = tuple(p.to(accumulation_dtype(p.dtype, p.device)).mean(0).to(x.dtype) for p, x in zip(per_sample, d.xs))
     result = structure.restore(attr, isinstance(inputs, tuple))
     if not return_delta:

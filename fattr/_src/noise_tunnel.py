@@ -27,14 +27,14 @@ KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
     """The parameters ``method``'s registry entry declares per example (:attr:`.MethodSpec.per_example`);
     none for a method that is not registered."""
-    from .registry import REGISTRY  # the registry builds tunnels itself: look it up at call time
+    from .registry import spec_of  # the registry builds tunnels itself: look it up at call time
     current: Any = method
     seen = set()
     while current is not None and id(current) not in seen:  # through functools.wraps wrappers
         seen.add(id(current))
-        for spec in REGISTRY.values():
-            if spec.fn is current:
-                return spec.per_example
+        spec = spec_of(current)
+        if spec is not None:
+            return spec.per_example
         current = getattr(current, "__wrapped__", None)
     return ()
 
@@ -118,9 +118,8 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         gen = randomness.resolve(generator, device)
         return_delta = bool(arguments.get("return_delta", False))
         step = chunk_size or n_samples
-        first = second = None
-        deltas = []
-        treedef = None
+        sums: Any = None  # per leaf of the attributions: (sum, sum of squares) over the samples
+        treedef, deltas = None, []
         for start in range(0, n_samples, step):
             k = min(step, n_samples - start)
             noisy = tuple(structure.fold(x + sd * randomness.normal(gen, (k,) + tuple(x.shape), dtype=x.dtype,
@@ -130,11 +129,9 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
             call["inputs"] = structure.restore(noisy, was_tuple)
             if "target" in call:
                 call["target"] = _tile_target(call["target"], n, k)
-            if "args" in call:
-                call["args"] = _tile_tree(call["args"], n, k)
             if isinstance(call.get("kwargs"), dict):
                 call["kwargs"] = {name: _tile_tree(v, n, k) for name, v in call["kwargs"].items()}
-            for name in repeated:
+            for name in dict.fromkeys(("args", *repeated)):  # each once
                 if name in call:
                     call[name] = _tile_tree(call[name], n, k)
             if passes_generator:
@@ -145,20 +142,12 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                 deltas.append(delta.reshape(k, -1))
             leaves, treedef = pytree.tree_flatten(out)
             leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype, leaf.device)) for leaf in leaves]
-            s1 = [leaf.sum(0) for leaf in leaves]
-            s2 = [(leaf * leaf).sum(0) for leaf in leaves]
-            first = s1 if first is None else [a + b for a, b in zip(first, s1)]
-            second = s2 if second is None else [a + b for a, b in zip(second, s2)]
-        assert first is not None and second is not None and treedef is not None
+            moments = [(leaf.sum(0), (leaf * leaf).sum(0)) for leaf in leaves]
+            sums = moments if sums is None else [(a + c, b + d) for (a, b), (c, d) in zip(sums, moments)]
+        assert sums is not None and treedef is not None
+        means = [(s1 / n_samples, s2 / n_samples) for s1, s2 in sums]  # of the values and of their squares
+        reduced = [m if kind == "smoothgrad" else q if kind == "smoothgrad_sq" else q - m * m for m, q in means]
         dtypes = [leaf.dtype for leaf in pytree.tree_leaves(out)]
-        mean = [s / n_samples for s in first]
-        sq = [s / n_samples for s in second]
-        if kind == "smoothgrad":
-            reduced = mean
-        elif kind == "smoothgrad_sq":
-            reduced = sq
-        else:
-            reduced = [q - m * m for q, m in zip(sq, mean)]
         result = pytree.tree_unflatten([r.to(d) for r, d in zip(reduced, dtypes)], treedef)
         if not return_delta:
             return result

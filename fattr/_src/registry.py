@@ -339,6 +339,11 @@ _SPECS = [
 REGISTRY: Dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 
 
+def spec_of(fn: Any) -> Optional[MethodSpec]:
+    """The registry entry whose function is ``fn`` itself (None for an unregistered callable)."""
+    return next((spec for spec in REGISTRY.values() if spec.fn is fn), None)
+
+
 def methods() -> Tuple[MethodSpec, ...]:
     """All registered methods, in registration order."""
     return tuple(REGISTRY.values())

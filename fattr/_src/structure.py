@@ -62,10 +62,6 @@ def restore(values: Tensors, was_tuple: bool) -> TensorOrTensors:
     return tuple(values) if was_tuple else values[0]
 
 
-def n_examples(inputs: Tensors) -> int:
-    return inputs[0].shape[0]
-
-
 def example_size(x: torch.Tensor) -> int:
     """Elements per example (``x[0].numel()``, also defined for a batch of no examples)."""
     return math.prod(x.shape[1:])

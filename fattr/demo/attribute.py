@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import fattr
@@ -69,14 +68,6 @@ def call(spec: Any, model: nn.Module, layer: nn.Module, x: torch.Tensor, target:
     return out if spec.delta else (out, None)
 
 
-def upsample(attr: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``(B, C, h, w) -> (B, C, *size)``, bilinear: ``fattr.interpolate`` when fattr has it."""
-    interpolate = getattr(fattr, "interpolate", None)
-    if interpolate is not None:
-        return interpolate(attr, size, mode="bilinear")
-    return F.interpolate(attr, size=size, mode="bilinear", align_corners=False)
-
-
 def picture(attr: Any, size: Tuple[int, int]) -> Tuple[Optional[torch.Tensor], str]:
     """Attributions as ``(B, 1, *size)`` for a heat map: channels summed, layer maps upsampled."""
     if isinstance(attr, (tuple, list)):
@@ -88,13 +79,11 @@ def picture(attr: Any, size: Tuple[int, int]) -> Tuple[Optional[torch.Tensor], s
         attr = attr.unsqueeze(1)
     if attr.dim() != 4:
         return None, f"shape {tuple(attr.shape)}: not drawn"
-    summed = attr.sum(dim=1, keepdim=True)
+    summed, channels = attr.sum(dim=1, keepdim=True), "summed over channels" if attr.shape[1] > 1 else ""
     if tuple(summed.shape[-2:]) == tuple(size):
-        note = "summed over channels" if attr.shape[1] > 1 else ""
-        return summed, note
-    how = "fattr.interpolate" if hasattr(fattr, "interpolate") else "F.interpolate"
-    channels = "summed over channels, " if attr.shape[1] > 1 else ""
-    return upsample(summed, size), f"{channels}{tuple(attr.shape[-2:])} upsampled by {how}"
+        return summed, channels
+    upsampled = f"{tuple(attr.shape[-2:])} upsampled by fattr.interpolate"
+    return fattr.interpolate(summed, size, mode="bilinear"), f"{channels}, {upsampled}" if channels else upsampled
 
 
 def image_methods() -> list:

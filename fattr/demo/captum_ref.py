@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,11 +39,7 @@ class Comparison:
 
 
 def available() -> bool:
-    try:
-        import captum.attr  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("captum") is not None
 
 
 def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Tensor,

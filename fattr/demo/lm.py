@@ -28,10 +28,6 @@ METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "fe
            "shapley_value_sampling")
 
 
-def token_names() -> List[str]:
-    return [f"v{i}" for i in range(N_VALUES)] + [f"@{i}" for i in range(N_ITEMS)] + [";", "->"]
-
-
 def make_batch(n: int, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(prompts (n, T_in), answers (n, 2), deciding prompt position (n, 2))``."""
     items = torch.randint(N_VALUES, (n, N_ITEMS), generator=generator)
@@ -119,7 +115,7 @@ def picture(path: Path, evaluated: Dict[str, Any], example: int = 0) -> None:
     from matplotlib.figure import Figure
 
     from fattr.viz import token_matrix
-    names = token_names()
+    names = [f"v{i}" for i in range(N_VALUES)] + [f"@{i}" for i in range(N_ITEMS)] + [";", "->"]
     tokens_in = [names[i] for i in evaluated["prompts"][example].tolist()]
     tokens_out = [names[i] for i in evaluated["answers"][example].tolist()]
     fig = Figure(figsize=(3.2 * len(METHODS), 2.6))

@@ -30,12 +30,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import as_args
 from ..baselines import format_baselines
-from ..delta import row_totals
+from ..delta import delta_at
 from ..errors import check_optional_positive_int
-from ..gradients import outputs
-from ..targets import as_target
 
 _RENAMED = {"additional_forward_args": "args", "return_convergence_delta": "return_delta"}
 
@@ -97,7 +95,8 @@ class Attribution:
     """Captum's ``Attribution`` interface on a fattr function.
 
     A class is one row: its fattr function and Captum's flags and signatures, as class keywords
-    (``class Saliency(Attribution, fn=saliency, init=captum("forward_func"), attribute=captum(...))``).
+    (``class Saliency(Attribution, fn=saliency, attribute=captum(...))``; ``init`` defaults to
+    ``captum("forward_func")``, or ``captum("forward_func", "layer", device_ids=None)`` for a layer method).
     The constructor keeps ``forward_func`` (or ``model``) and ``layer``, refuses ``device_ids``,
     passes ``multiply_by_inputs`` and the other options (``eps``) to each call and keeps the
     ``held`` ones (Lime's models) as attributes read at each call; ``attribute`` makes one
@@ -124,6 +123,8 @@ class Attribution:
             setattr(cls, key, value)
         if fn is not None:
             cls.fn = staticmethod(fn)
+            if init is None:  # Captum's most common constructors
+                init = captum("forward_func", "layer", device_ids=None) if cls.layer_method else captum("forward_func")
         if init is not None:
             setattr(cls, "__init__", _with_signature(init, Attribution._setup, cls, "__init__"))
             cls._captum_defaults = {k: p.default for k, p in init.parameters.items()}
@@ -223,10 +224,6 @@ class Attribution:
         """
         xs, _ = structure.as_tuple(end_point, "end_point")
         attrs, _ = structure.as_tuple(attributions, "attributions")
-        n = xs[0].shape[0]
-        starts = tuple(b.expand_as(x) for b, x in zip(format_baselines(start_point, xs, "start_point"), xs))
-        args = as_args(additional_forward_args)
-        rows = tuple(torch.cat([x, s]) for x, s in zip(xs, starts))
-        out = outputs(self.forward_func, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2))
-        out = out.detach().to(torch.float64)
-        return row_totals([a.detach() for a in attrs]) - (out[:n] - out[n:])
+        with torch.no_grad():
+            return delta_at(self.forward_func, xs, format_baselines(start_point, xs, "start_point"), attrs, target,
+                            as_args(additional_forward_args))

@@ -35,13 +35,12 @@ _DELTA = dict(return_convergence_delta=False)
 
 # --------------------------------------------------------------------------- input attribution
 
-class Saliency(Attribution, fn=saliency, init=captum("forward_func"),
+class Saliency(Attribution, fn=saliency,
                attribute=captum("inputs", target=None, abs=True, additional_forward_args=None)):
     """Captum's ``Saliency`` on :func:`fattr.saliency`."""
 
 
-class InputXGradient(Attribution, fn=input_x_gradient, multiplies=True, init=captum("forward_func"),
-                     attribute=captum("inputs", **_TARGET)):
+class InputXGradient(Attribution, fn=input_x_gradient, multiplies=True, attribute=captum("inputs", **_TARGET)):
     """Captum's ``InputXGradient`` on :func:`fattr.input_x_gradient`."""
 
 
@@ -71,7 +70,6 @@ class DeepLiftShap(Attribution, fn=deeplift_shap, delta=True, init=captum("model
 
 class LayerActivation(Attribution, fn=layer_activation, layer_method=True,
                       multiplies=True,  # Captum's flag (ablation and activations are global)
-                      init=captum("forward_func", "layer", device_ids=None),
                       attribute=captum("inputs", additional_forward_args=None, attribute_to_layer_input=False)):
     """Captum's ``LayerActivation`` on :func:`fattr.layer_activation`."""
 
@@ -85,21 +83,18 @@ class LayerGradientXActivation(
 
 
 class LayerGradCam(Attribution, fn=layer_grad_cam, layer_method=True,
-                   init=captum("forward_func", "layer", device_ids=None),
                    attribute=captum("inputs", **_TARGET, attribute_to_layer_input=False, relu_attributions=False,
                                     attr_dim_summation=True, grad_kwargs=None)):
     """Captum's ``LayerGradCam`` on :func:`fattr.layer_grad_cam`."""
 
 
 class InternalInfluence(Attribution, fn=internal_influence, layer_method=True,
-                        init=captum("forward_func", "layer", device_ids=None),
                         attribute=captum("inputs", baselines=None, **_TARGET, **_PATH,
                                          attribute_to_layer_input=False, grad_kwargs=None)):
     """Captum's ``InternalInfluence`` on :func:`fattr.internal_influence`."""
 
 
 class LayerConductance(Attribution, fn=layer_conductance, layer_method=True, delta=True, multiplies=True,
-                       init=captum("forward_func", "layer", device_ids=None),
                        attribute=captum("inputs", baselines=None, **_TARGET, **_PATH, **_DELTA,
                                         attribute_to_layer_input=False, grad_kwargs=None)):
     """Captum's ``LayerConductance`` on :func:`fattr.layer_conductance`."""
@@ -121,7 +116,6 @@ class LayerGradientShap(Attribution, fn=layer_gradient_shap, layer_method=True, 
 
 class LayerFeatureAblation(Attribution, fn=layer_feature_ablation, layer_method=True,
                            multiplies=True,  # Captum's flag (ablation and activations are global)
-                           init=captum("forward_func", "layer", device_ids=None),
                            attribute=captum("inputs", layer_baselines=None, **_TARGET, layer_mask=None,
                                             attribute_to_layer_input=False, perturbations_per_eval=1)):
     """Captum's ``LayerFeatureAblation`` on :func:`fattr.layer_feature_ablation`."""

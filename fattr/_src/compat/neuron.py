@@ -18,7 +18,6 @@ _DEEPLIFT = dict(_ARGS, custom_attribution_func=None)
 
 
 class NeuronGradient(Attribution, fn=neuron_gradient, layer_method=True,
-                     init=captum("forward_func", "layer", device_ids=None),
                      attribute=captum("inputs", "neuron_selector", **_ARGS)):
     """Captum's ``NeuronGradient`` on :func:`fattr.neuron_gradient`."""
 
@@ -64,7 +63,6 @@ class NeuronDeconvolution(Attribution, fn=neuron_deconvolution, layer_method=Tru
 
 class NeuronFeatureAblation(Attribution, fn=neuron_feature_ablation, layer_method=True,
                             multiplies=True,  # Captum's flag (ablation is global)
-                            init=captum("forward_func", "layer", device_ids=None),
                             attribute=captum("inputs", "neuron_selector", baselines=None, additional_forward_args=None,
                                              feature_mask=None, attribute_to_neuron_input=False,
                                              perturbations_per_eval=1)):

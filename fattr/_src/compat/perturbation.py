@@ -36,27 +36,25 @@ _SAMPLED = dict(_MASKED, n_samples=25, perturbations_per_eval=1)
 
 
 class FeatureAblation(Attribution, fn=feature_ablation, multiplies=True, captum_future=True,
-                      init=captum("forward_func"),
                       attribute=captum("inputs", **_MASKED, perturbations_per_eval=1, show_progress=False,
                                        kwargs=KWARGS)):
     """Captum's ``FeatureAblation`` on :func:`fattr.feature_ablation` (``**kwargs`` are ignored, as in
     Captum, where only its subclasses use them)."""
 
 
-class Occlusion(Attribution, fn=occlusion, multiplies=True, init=captum("forward_func"),
+class Occlusion(Attribution, fn=occlusion, multiplies=True,
                 attribute=captum("inputs", "sliding_window_shapes", strides=None, baselines=None, target=None,
                                  additional_forward_args=None, perturbations_per_eval=1, show_progress=False)):
     """Captum's ``Occlusion`` on :func:`fattr.occlusion`."""
 
 
 class ShapleyValueSampling(Attribution, fn=shapley_value_sampling, multiplies=True, stochastic=True,
-                           captum_future=True, init=captum("forward_func"),
-                           attribute=captum("inputs", **_SAMPLED, show_progress=False)):
+                           captum_future=True, attribute=captum("inputs", **_SAMPLED, show_progress=False)):
     """Captum's ``ShapleyValueSampling`` on :func:`fattr.shapley_value_sampling` (feature orders drawn
     from torch's global generator)."""
 
 
-class ShapleyValues(Attribution, fn=shapley_values, multiplies=True, captum_future=True, init=captum("forward_func"),
+class ShapleyValues(Attribution, fn=shapley_values, multiplies=True, captum_future=True,
                     attribute=captum("inputs", **_MASKED, perturbations_per_eval=1, show_progress=False)):
     """Captum's ``ShapleyValues`` on :func:`fattr.shapley_values` (each of the ``2^n`` coalitions
     evaluated once)."""
@@ -70,7 +68,7 @@ class Lime(Attribution, fn=lime, stochastic=True, held=("interpretable_model", "
     read from the instance at each call, so they can be replaced after construction as in Captum."""
 
 
-class KernelShap(Attribution, fn=kernel_shap, stochastic=True, init=captum("forward_func"),
+class KernelShap(Attribution, fn=kernel_shap, stochastic=True,
                  attribute=captum("inputs", **_SAMPLED, return_input_shape=True, show_progress=False)):
     """Captum's ``KernelShap`` on :func:`fattr.kernel_shap` (coalitions from torch's global generator)."""
 

@@ -33,11 +33,9 @@ def _item(value: Any) -> Shown:
     """A dataset item, described for a message (shapes and dtypes, never values)."""
     if isinstance(value, dict):
         return Shown(f"a dict with keys {sorted(map(str, value))[:8]}")
-    if isinstance(value, list):
-        return Shown(f"a list ({', '.join(_item(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})")
-    if isinstance(value, tuple):
-        return Shown(f"a tuple of {len(value)} ({', '.join(_item(v) for v in value[:4])}"
-                     f"{', ...' if len(value) > 4 else ''})")
+    if isinstance(value, (list, tuple)):
+        kind = "a list" if isinstance(value, list) else f"a tuple of {len(value)}"
+        return Shown(f"{kind} ({', '.join(_item(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})")
     return Shown(describe(value))
 
 
@@ -89,13 +87,6 @@ def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
     return labels
 
 
-def _predicted(output: torch.Tensor) -> torch.Tensor:
-    if output.dim() != 2:
-        fail("target", "'predicted' for a model whose output is (batch, classes)",
-             Shown(f"an output of shape {tuple(output.shape)}"), "Give a callable target instead.")
-    return output.argmax(1)
-
-
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach()
     if t.dtype == torch.bfloat16:
@@ -140,14 +131,17 @@ class Job:
             extra = as_args(options.get("args", ()), options["kwargs"])
         rule = self.target
         output = None
-        if self.save_output or self.metrics or rule == "predicted" or (callable(rule) and not isinstance(rule, str)):
+        if self.save_output or self.metrics or rule == "predicted" or callable(rule):
             with torch.no_grad():
                 output = call(self.model, xs, extra)
         if rule == "label":
             target: Any = _labels(labels, rows, item).to(self.device)
         elif rule == "predicted":
             assert output is not None
-            target = _predicted(output)
+            if output.dim() != 2:
+                fail("target", "'predicted' for a model whose output is (batch, classes)",
+                     Shown(f"an output of shape {tuple(output.shape)}"), "Give a callable target instead.")
+            target = output.argmax(1)
         elif callable(rule):
             target = rule(output, batch)
         else:
@@ -175,10 +169,8 @@ class Job:
                 values["delta"] = _numpy(d.reshape(rows) if d.shape[1] == 1 else d)
             if target is not None:
                 normal = as_target(target, rows, self.device)
-                if normal.rows is not None:
-                    t_rows = normal.rows
-                else:
-                    t_rows = torch.tensor(normal.static, dtype=torch.long).reshape(1, -1).expand(rows, -1)
+                t_rows = normal.rows if normal.rows is not None else \
+                    torch.tensor(normal.static, dtype=torch.long).reshape(1, -1).expand(rows, -1)
                 values["target"] = _numpy(t_rows.reshape(rows) if t_rows.shape[1] == 1 else t_rows)
             if self.save_output and output is not None:
                 values["output"] = _numpy(output)

@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import Shown, fail
 from ..noise_tunnel import noise_tunnel
-from ..registry import REGISTRY, MethodSpec
+from ..registry import REGISTRY, MethodSpec, spec_of
 from ..saliency import saliency
 
 # The code object of every function noise_tunnel returns: how a tunnel is recognised.
@@ -46,17 +46,6 @@ class Method:
     def stochastic(self) -> bool:
         return self.tunnel is not None or self.spec.stochastic
 
-    @property
-    def has_delta(self) -> bool:
-        return self.spec.delta
-
-
-def _registered(fn: Any) -> Optional[MethodSpec]:
-    for spec in REGISTRY.values():
-        if spec.fn is fn:
-            return spec
-    return None
-
 
 def _tunnel_settings(fn: Any) -> Optional[Tuple[Any, Dict[str, Any]]]:
     """``(wrapped method, settings)`` when ``fn`` was made by ``noise_tunnel``."""
@@ -82,16 +71,14 @@ def resolve(method: Any) -> Method:
     if not callable(method):
         fail("method", "a registered fattr method or its name", method, kind=TypeError)
     tunnel = _tunnel_settings(method)
-    spec = _registered(method)
+    spec = spec_of(method)
     if tunnel is not None:
-        inner, settings = tunnel
-        inner_spec = _registered(inner)
-        if inner_spec is None:
+        inner, tunnel_settings = tunnel
+        spec = spec_of(inner)
+        if spec is None:
             fail("method", "a noise_tunnel of a registered fattr method", Shown(f"a noise_tunnel of {inner!r}"),
                  f"Registered methods: {_known()}.", kind=TypeError)
-        name = f"noise_tunnel({inner_spec.name})"
-        spec = inner_spec
-        tunnel_settings: Optional[Dict[str, Any]] = settings
+        name = f"noise_tunnel({spec.name})"
     elif spec is not None:
         name, tunnel_settings = spec.name, None
     else:
@@ -105,15 +92,9 @@ def resolve(method: Any) -> Method:
 def with_defaults(method: Method, options: Mapping[str, Any]) -> Dict[str, Any]:
     """Every keyword argument of the method the job does not pass itself: ``options``, else its default
     (so that a value given explicitly and the same default describe the same job)."""
-    found: Dict[str, Any] = {}
-    for name, parameter in inspect.signature(method.fn).parameters.items():
-        if name in RESERVED:
-            continue
-        if name in options:
-            found[name] = options[name]
-        elif parameter.default is not inspect.Parameter.empty:
-            found[name] = parameter.default
-    return found
+    parameters = inspect.signature(method.fn).parameters.items()
+    return {name: options[name] if name in options else p.default for name, p in parameters
+            if name not in RESERVED and (name in options or p.default is not p.empty)}
 
 
 def check_options(method: Method, options: Mapping[str, Any]) -> None:

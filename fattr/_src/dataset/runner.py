@@ -21,7 +21,7 @@ from torch.utils import _pytree as pytree
 from torch.utils.data import DataLoader, default_collate
 
 from ..base import ModelLike, TargetLike
-from ..errors import Shown, check_bool, check_callable, fail
+from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from . import manifest as manifest_mod
 from . import methods, sharding
 from .chunk import Job, check_layout, layout_of
@@ -34,29 +34,17 @@ _PER_EXAMPLE_OPTIONS = ("baselines", "layer_baselines", "args", "kwargs")
 
 # ----------------------------------------------------------------------------- argument checks
 
-def _check_dataset(dataset: Any) -> int:
-    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
-        fail("dataset", "a map-style dataset (with __getitem__ and __len__)", dataset, kind=TypeError)
-    n = len(dataset)
-    if n == 0:
-        fail("dataset", "at least one example", Shown("an empty dataset"))
-    return n
-
-
 def _check_target(target: Any, spec_targeted: bool, name: str) -> None:
     if target is None:
         return
     if not spec_targeted:
         fail("target", f"None ({name} attributes no output)", target)
-    if isinstance(target, str):
-        if target not in TARGET_RULES:
-            fail("target", "None, an int, a tuple, 'label', 'predicted' or a callable (output, batch) -> target",
-                 target)
-        return
-    if isinstance(target, bool) or not (isinstance(target, (int, tuple)) or callable(target)):
-        fail("target", "None, an int, a tuple, 'label', 'predicted' or a callable (output, batch) -> target",
-             target, "Per-example targets come from the dataset (target='label') or from a callable.",
-             kind=TypeError)
+    expected = "None, an int, a tuple, 'label', 'predicted' or a callable (output, batch) -> target"
+    if isinstance(target, str) and target not in TARGET_RULES:
+        fail("target", expected, target)
+    if isinstance(target, bool) or not (isinstance(target, (int, tuple, str)) or callable(target)):
+        fail("target", expected, target, "Per-example targets come from the dataset (target='label') or from a "
+             "callable.", kind=TypeError)
 
 
 def _check_per_example(options: Mapping[str, Any], method: methods.Method) -> None:
@@ -88,10 +76,7 @@ def _check_metrics(metrics: Any) -> Dict[str, Callable[..., Any]]:
 
 def _on_device(model: Any, device: torch.device) -> Any:
     """``model`` itself when it is on ``device`` already, else a copy moved there (the user's stays)."""
-    if not isinstance(model, nn.Module):
-        return model
-    tensors = list(model.parameters()) + list(model.buffers())
-    if all(t.device == device for t in tensors):
+    if not isinstance(model, nn.Module) or all(t.device == device for t in [*model.parameters(), *model.buffers()]):
         return model
     return copy.deepcopy(model).to(device)
 
@@ -206,9 +191,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
     """
     m = methods.resolve(method)
     methods.check_options(m, method_kwargs)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        fail("batch_size", "a positive int", batch_size, kind=TypeError if not isinstance(batch_size, int) else
-             ValueError)
+    batch_size = check_positive_int("batch_size", batch_size)
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         fail("num_workers", "a non-negative int", num_workers, kind=TypeError)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -223,7 +206,11 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
     _check_target(target, m.spec.targeted, m.name)
     _check_per_example(method_kwargs, m)
     metric_fns = _check_metrics(metrics)
-    n = _check_dataset(dataset)
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        fail("dataset", "a map-style dataset (with __getitem__ and __len__)", dataset, kind=TypeError)
+    n = len(dataset)
+    if n == 0:
+        fail("dataset", "at least one example", Shown("an empty dataset"))
     ranks = sharding.join()
     try:
         dev = torch.device(device) if device is not None else sharding.default_device(model, ranks)
@@ -280,10 +267,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
         # rank 0 computed chunk 0 on its own when it created the store: it takes the smallest share
         mine = sharding.assign(pending, (ranks.rank - int(created)) % ranks.world, ranks.world)
         sizes = [sharding.bounds(c, n, batch_size) for c in range(sharding.n_chunks(n, batch_size))]
-
-        def examples_done() -> int:
-            return sum(sizes[c][1] - sizes[c][0] for c in done_chunks(out))
-
+        examples_done = lambda: sum(sizes[c][1] - sizes[c][0] for c in done_chunks(out))  # noqa: E731
         with Progress(examples_done, n, f"fattr {m.name}", enabled=progress and ranks.rank == 0):
             if mine:
                 for chunk, batch in zip(mine, loader(mine)):

@@ -64,7 +64,8 @@ class Ranks:
             return value
         import torch.distributed as dist
         box = [value]
-        dist.broadcast_object_list(box, src=self._global(0), group=self.group)
+        dist.broadcast_object_list(box, src=0 if self.group is None else dist.get_global_rank(self.group, 0),
+                                   group=self.group)
         return box[0]
 
     def barrier(self) -> None:
@@ -82,20 +83,11 @@ class Ranks:
         if self.created:
             dist.destroy_process_group()
 
-    def _global(self, rank: int) -> int:
-        if self.group is None:
-            return rank
-        import torch.distributed as dist
-        return dist.get_global_rank(self.group, rank)
-
 
 def join() -> Ranks:
     """The :class:`Ranks` of this process: the initialised default group, ``torchrun``'s environment, or one process."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - builds without distributed support
-        return Ranks()
-    if not dist.is_available():
+    import torch.distributed as dist
+    if not dist.is_available():  # a build without distributed support
         return Ranks()
     created = False
     if not dist.is_initialized():

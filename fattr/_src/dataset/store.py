@@ -72,26 +72,22 @@ def create(out: str, manifest: Mapping[str, Any]) -> None:
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.", suffix=".partial", dir=parent)
+    layout = manifest["layout"]
+    n, batch_size = layout["n"], layout["batch_size"]
+    config = {"write_empty_chunks": True}  # every chunk has its file, zeros included
     try:
-        _populate(zarr, tmp, manifest)
+        group = zarr.open_group(tmp, mode="a", attributes={"fattr": dict(manifest)})
+        for name, spec in layout["arrays"].items():
+            shape = tuple(spec["shape"])
+            parent, _, leaf = name.rpartition("/")
+            where = group.require_group(parent) if parent else group
+            where.create_array(leaf, shape=(n,) + shape, chunks=(batch_size,) + shape, dtype=spec["dtype"],
+                               fill_value=0, config=config)
+        group.create_array("done", shape=(sharding.n_chunks(n, batch_size),), chunks=(1,), dtype="uint8",
+                           fill_value=0, config=config)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _populate(zarr: Any, out: str, manifest: Mapping[str, Any]) -> None:
-    layout = manifest["layout"]
-    n, batch_size = layout["n"], layout["batch_size"]
-    group = zarr.open_group(out, mode="a", attributes={"fattr": dict(manifest)})
-    config = {"write_empty_chunks": True}  # every chunk has its file, zeros included
-    for name, spec in layout["arrays"].items():
-        shape = tuple(spec["shape"])
-        parent, _, leaf = name.rpartition("/")
-        where = group.require_group(parent) if parent else group
-        where.create_array(leaf, shape=(n,) + shape, chunks=(batch_size,) + shape, dtype=spec["dtype"],
-                           fill_value=0, config=config)
-    group.create_array("done", shape=(sharding.n_chunks(n, batch_size),), chunks=(1,), dtype="uint8",
-                       fill_value=0, config=config)
 
 
 def done_chunks(out: str) -> Set[int]:
@@ -172,10 +168,8 @@ class Field:
     def __getitem__(self, index: Index) -> Any:
         rows, single = _indices(index, len(self._store))
         self._store._check_computed(rows)
-        values = []
-        for array in self._arrays:
-            v = array[int(rows[0])] if single else (array.oindex[rows] if rows.size else array[0:0])
-            values.append(torch.from_numpy(np.array(v)))
+        values = [torch.from_numpy(np.array(a[int(rows[0])] if single else (a.oindex[rows] if rows.size else a[0:0])))
+                  for a in self._arrays]
         return tuple(values) if self._structure == "tuple" else values[0]
 
     def to_numpy(self) -> Any:
@@ -254,28 +248,18 @@ class AttributionStore:
         return (f"AttributionStore({self.path!r}: {self._manifest['identity']['method']}, {self._n} examples, "
                 f"{len(self.missing())} not computed)")
 
-    def _extra(self, name: str) -> Field:
+    def _extra(self, name: str, why: str) -> Field:
         if name not in self._extras:
-            why = {"delta": "the method was run without return_delta=True, or has no delta",
-                   "target": "the job ran with target=None",
-                   "output": "the job ran without save_output=True"}[name]
             raise AttributeError(f"this store has no {name}: {why}")
         return self._extras[name]
 
-    @property
-    def delta(self) -> Field:
-        """The completeness delta of each example (``return_delta=True``), ``(N,)`` or ``(N, k)``."""
-        return self._extra("delta")
-
-    @property
-    def target(self) -> Field:
-        """The target each example was attributed for, int64 ``(N,)`` (``(N, d)`` for tuple targets)."""
-        return self._extra("target")
-
-    @property
-    def output(self) -> Field:
-        """The model's output for each example (``save_output=True``)."""
-        return self._extra("output")
+    delta = property(lambda self: self._extra("delta", "the method was run without return_delta=True, or has no "
+                                              "delta"),
+                     doc="The completeness delta of each example (``return_delta=True``), ``(N,)`` or ``(N, k)``.")
+    target = property(lambda self: self._extra("target", "the job ran with target=None"),
+                      doc="The target each example was attributed for, int64 ``(N,)`` (``(N, d)`` for tuple targets).")
+    output = property(lambda self: self._extra("output", "the job ran without save_output=True"),
+                      doc="The model's output for each example (``save_output=True``).")
 
     def to_numpy(self) -> Any:
         """All attributions as a numpy array (a tuple of arrays for several inputs)."""

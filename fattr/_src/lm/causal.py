@@ -51,10 +51,6 @@ def takes(model: Any, name: str) -> bool:
     return name in params
 
 
-def takes_position_ids(model: Any) -> bool:
-    return takes(model, "position_ids")
-
-
 def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor], keep: Optional[int] = None,
                *, lock: bool = True) -> Tensor:
     """``model(ids, attention_mask=mask[, position_ids=positions][, logits_to_keep=keep])``'s logits
@@ -115,15 +111,11 @@ class Prompts:
     @property
     def n_logits(self) -> int:
         """Positions the model returns logits for."""
-        return self.keep if self.keep is not None else self.n_in + self.n_out
+        return self.keep if self.keep is not None else self.full_ids.shape[1]
 
     @property
     def n_in(self) -> int:
         return self.ids.shape[1]
-
-    @property
-    def n_out(self) -> int:
-        return self.target.shape[1]
 
     def model_args(self) -> Tuple[Tensor, ...]:
         """What :func:`causal_lm` takes after the ids."""
@@ -138,11 +130,6 @@ class Prompts:
         """``(B, T_out, T_in)`` attributions in left-padded order, back in the caller's order."""
         inverse = torch.argsort(self.order, dim=1)
         return attr.gather(2, inverse[:, None, :].expand_as(attr))
-
-    def with_prompt(self, ids: Tensor) -> Tensor:
-        """Full sequences with prompts ``ids`` ``(N, T_in)`` (N a multiple of B, step-major)."""
-        k = ids.shape[0] // self.target.shape[0]
-        return torch.cat([ids, self.target.repeat(k, 1)], dim=1)
 
 
 def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool,

@@ -83,7 +83,7 @@ def integrated_gradients(e: Embedded, baselines: Any, n_steps: int, method: Any,
     alphas, weights = quadrature(method, n_steps, dtype=emb.dtype, device=emb.device)
     b, n_in = emb.shape[0], e.prompts.n_in
     step = chunk_size or n_steps
-    total: Optional[Tensor] = None
+    total: Any = 0  # the sum of the chunks' parts
     for start in range(0, n_steps, step):
         a, w = alphas[start:start + step], weights[start:start + step]
         k = a.shape[0]
@@ -94,8 +94,7 @@ def integrated_gradients(e: Embedded, baselines: Any, n_steps: int, method: Any,
             return (per.reshape(per.shape[0], k, b, -1) * w[None, :, None, None]).sum(1)
 
         _, part = e.gradients(points, k, select, (delta, w), contract, cotangent_chunk)
-        total = part if total is None else total + part
-    assert total is not None
+        total = total + part
     return _prompt_part(total, n_in)
 
 
@@ -122,7 +121,7 @@ def gradient_shap(e: Embedded, baselines: Any, n_samples: int, stdevs: float, ch
     noise = (normal(generator, (n_samples,) + tuple(emb.shape), dtype=emb.dtype, device=emb.device) * stdevs
              if stdevs > 0 else torch.zeros((n_samples,) + tuple(emb.shape), dtype=emb.dtype, device=emb.device))
     step = chunk_size or n_samples
-    total: Optional[Tensor] = None
+    total: Any = 0  # the sum of the chunks' parts
     for start in range(0, n_samples, step):
         a, z = alphas[start:start + step], noise[start:start + step]
         k = a.shape[0]
@@ -135,6 +134,5 @@ def gradient_shap(e: Embedded, baselines: Any, n_samples: int, stdevs: float, ch
             return per.reshape(per.shape[0], k, b, -1).sum(1) / n_samples
 
         _, part = e.gradients(points, k, select, (diff,), contract, cotangent_chunk)
-        total = part if total is None else total + part
-    assert total is not None
+        total = total + part
     return _prompt_part(total, n_in)

@@ -21,9 +21,7 @@ def _batched(values: Values, prompts: Tensor, per_eval: Optional[int]) -> Tensor
     """``(K, B, T_in) -> (K, B, T_out)``, ``per_eval`` copies of the batch per call."""
     k = prompts.shape[0]
     step = per_eval or k
-    parts = [values(fold(prompts[s:s + step])) for s in range(0, k, step)]
-    out = torch.cat(parts)
-    return out.reshape(k, prompts.shape[1], -1)
+    return torch.cat([values(fold(prompts[s:s + step])) for s in range(0, k, step)]).reshape(k, prompts.shape[1], -1)
 
 
 def to_tokens(per_feature: Tensor, groups: Tensor) -> Tensor:

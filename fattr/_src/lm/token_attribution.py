@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from ..base import BaselinesLike, LayerLike
+from ..diagnose import model_dtype
 from ..errors import Shown, check_callable, check_choice, check_nonnegative_float, check_optional_positive_int, \
     check_positive_int, fail
 from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
-from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes, \
-    takes_position_ids
+from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes
 from .generate import greedy
 from .result import TokenAttribution
 
@@ -46,22 +46,16 @@ def _mask(attention_mask: Any, shape: Tuple[int, ...]) -> Tensor:
     return attention_mask.long()
 
 
-def _layer(model: Any, layer: Any) -> Any:
+def _layer(model: Any, layer: Any, required: bool) -> Any:
+    """``layer``, else ``model.get_input_embeddings()`` (None if it has none and the method needs no layer)."""
     if layer is not None:
         return layer
     get = getattr(model, "get_input_embeddings", None)
     found = get() if callable(get) else None
-    if found is None:
+    if found is None and required:
         fail("layer", "the input-embedding module (the model has no get_input_embeddings())", Shown("None"),
              "Pass layer=the nn.Embedding that maps token ids to vectors.")
     return found
-
-
-def _vocabulary(model: Any, layer: Any) -> Optional[int]:
-    if isinstance(layer, nn.Embedding):
-        return layer.num_embeddings
-    size = getattr(getattr(model, "config", None), "vocab_size", None)
-    return size if isinstance(size, int) else None
 
 
 def _baseline_ids(baselines: Any, input_ids: Tensor, method: str) -> Any:
@@ -219,13 +213,14 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
         fail("model", f"an nn.Module for method={method!r} (gradient methods split the model at its embedding "
              "layer)", model, "Pass the module itself, or use a perturbation method with a plain callable.",
              kind=TypeError)
-    emb_layer = _layer(model, layer) if gradient_method else (layer if layer is not None else
-                                                              _optional_layer(model))
-    vocab = _vocabulary(model, emb_layer)
+    emb_layer = _layer(model, layer, gradient_method)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)  # the embedding's size, else the config's
+    vocab = emb_layer.num_embeddings if isinstance(emb_layer, nn.Embedding) else (
+        vocab if isinstance(vocab, int) else None)
     if vocab is not None:
         check_vocabulary(vocab, input_ids=input_ids, baselines=base if isinstance(base, Tensor) else
                          (torch.tensor([base]) if base is not None else None))
-    with_positions, with_keep = takes_position_ids(model), takes(model, "logits_to_keep")
+    with_positions, with_keep = takes(model, "position_ids"), takes(model, "logits_to_keep")
 
     if target_ids is None:
         new = check_positive_int("max_new_tokens", 25 if max_new_tokens is None else max_new_tokens)
@@ -242,8 +237,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
         target_mask = torch.ones_like(target_ids, dtype=torch.bool)
     target_ids = target_ids.to(input_ids.device)
     if b == 0:  # no prompts: no attributions
-        dtype = next((p.dtype for p in getattr(model, "parameters", lambda: iter(()))() if p.is_floating_point()),
-                     torch.get_default_dtype())
+        dtype = model_dtype(model if isinstance(model, nn.Module) else None) or torch.get_default_dtype()
         empty = torch.zeros((0, target_ids.shape[1], n_in), dtype=dtype, device=input_ids.device)
         return TokenAttribution(token_attr=empty, seq_attr=empty.sum(1), values=empty[:, :, 0],
                                 input_ids=input_ids, target_ids=target_ids, target_mask=target_mask)
@@ -264,7 +258,8 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     def values_of(ids: Tensor) -> Tensor:  # prompts (k*B, T_in), left-padded -> (k*B, T_out)
         k = ids.shape[0] // b
         positions = None if prompts.positions is None else prompts.positions.repeat(k, 1)
-        logits = call_model(model, prompts.with_prompt(ids), prompts.full_mask.repeat(k, 1), positions, prompts.keep)
+        full = torch.cat([ids, prompts.target.repeat(k, 1)], dim=1)  # prompt + target, step-major
+        logits = call_model(model, full, prompts.full_mask.repeat(k, 1), positions, prompts.keep)
         return select(logits, prompts.target.repeat(k, 1))
 
     values: Optional[Tensor] = None  # the step values at the prompts, from whichever pass gives them first
@@ -303,9 +298,3 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     token_attr = prompts.back(attr) * live[..., None]
     return TokenAttribution(token_attr=token_attr, seq_attr=token_attr.sum(1), values=values * live,
                             input_ids=input_ids, target_ids=target_ids, target_mask=target_mask)
-
-
-def _optional_layer(model: Any) -> Any:
-    get = getattr(model, "get_input_embeddings", None)
-    return get() if callable(get) else None
-

@@ -14,38 +14,10 @@ from .. import structure
 from ..arguments import as_args, tile_args
 from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..baselines import format_baselines
-from ..errors import check_callable, check_positive_int, fail
+from ..errors import check_callable, check_positive_int
 from ..gradients import outputs
+from ..perturbation.features import Features, group_ids
 from ..targets import as_target
-
-
-def _feature_ids(feature_mask: Any, xs: structure.Tensors, was_tuple: bool) -> Tuple[torch.Tensor, int]:
-    """``(1 or B, D)`` feature id of every element (all inputs' elements side by side), ids ``0..F-1``."""
-    n = xs[0].shape[0]
-    if feature_mask is None:
-        total = sum(x[0].numel() for x in xs)
-        return torch.arange(total, device=xs[0].device).reshape(1, total), total
-    masks = feature_mask if isinstance(feature_mask, tuple) else (feature_mask,)
-    if len(masks) != len(xs) or isinstance(feature_mask, tuple) != was_tuple:
-        fail("feature_mask", f"one integer tensor per input ({len(xs)})", feature_mask, kind=TypeError)
-    flat = []
-    batch = 1
-    for i, (m, x) in enumerate(zip(masks, xs)):
-        name = f"feature_mask[{i}]" if was_tuple else "feature_mask"
-        if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
-            fail(name, "an integer tensor (one feature id per input element)", m, kind=TypeError)
-        rows = m.shape[0] if m.dim() == x.dim() else 1
-        try:
-            m = torch.broadcast_to(m, (rows,) + tuple(x.shape[1:]))
-        except RuntimeError:
-            rows = -1
-        if rows not in (1, n):
-            fail(name, f"an integer tensor broadcastable to {tuple(x.shape)} (batch 1 or {n})", m)
-        batch = max(batch, rows)
-        flat.append(m.to(xs[0].device))
-    ids = torch.cat([m.expand((batch,) + tuple(m.shape[1:])).reshape(batch, -1) for m in flat], 1)
-    _, dense = torch.unique(ids, return_inverse=True)  # ids 0..F-1 in increasing order of the user's ids
-    return dense.reshape(ids.shape), int(dense.max()) + 1
 
 
 def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any, args: Any, kwargs: Any,
@@ -58,8 +30,11 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
     n, device = xs[0].shape[0], xs[0].device
     args = as_args(args, kwargs)
     tgt = as_target(target, n, device)
-    ids, n_features = _feature_ids(feature_mask, xs, was_tuple)
-    ids = ids.expand(n, -1)
+    features = Features.of(group_ids(feature_mask, xs))  # dense ids 0..F-1 in increasing order of the user's
+    batch = max(i.shape[0] for i in features.index)
+    ids = torch.cat([structure.flat(i.expand((batch,) + tuple(x.shape[1:]))) for i, x in zip(features.index, xs)],
+                    1).expand(n, -1)  # (B, D): the feature of every element, all inputs' elements side by side
+    n_features = features.n
     with torch.no_grad():  # the order is a discrete choice: no gradient flows through it
         scores = torch.zeros(n, n_features, dtype=torch.float64, device=device)
         scores.scatter_add_(1, ids, torch.cat([a.reshape(n, -1) for a in attrs], 1).to(torch.float64))

@@ -10,6 +10,7 @@ from torch import nn
 from .. import randomness, structure
 from ..base import InputsLike, TargetLike
 from ..errors import check_bool, check_callable, fail
+from ..layer.resolve import resolve
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:
@@ -96,25 +97,13 @@ def randomization_check(method: Callable[..., Any], model: nn.Module, inputs: In
     xs, _ = structure.as_tuple(inputs)
     n = xs[0].shape[0]
     gen = randomness.resolve(generator, xs[0].device)
-    names = {m: name for name, m in model.named_modules()}
     if layers is None:
         chosen: List[str] = [name for name, m in reversed(list(model.named_modules()))
                              if any(True for _ in m.parameters(recurse=False))]
-    else:
-        chosen = []
-        for i, layer in enumerate(layers):
-            if isinstance(layer, nn.Module):
-                if layer not in names:
-                    fail(f"layers[{i}]", "a submodule of model", layer)
-                chosen.append(names[layer])
-            elif isinstance(layer, str):
-                try:
-                    model.get_submodule(layer)
-                except AttributeError:
-                    fail(f"layers[{i}]", "the dotted name of a submodule of model", layer)
-                chosen.append(layer)
-            else:
-                fail(f"layers[{i}]", "an nn.Module or a dotted name", layer, kind=TypeError)
+    else:  # dotted names as given, modules by name
+        names = {m: name for name, m in model.named_modules()}
+        modules = resolve(model, list(layers), "layers")[0] if layers else ()
+        chosen = [layer if isinstance(layer, str) else names[m] for layer, m in zip(layers, modules)]
 
     def flat(attr: Any) -> torch.Tensor:
         items, _ = structure.as_tuple(attr, "method(...)")

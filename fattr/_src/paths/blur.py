@@ -7,7 +7,7 @@ per sigma and spatial axis so that all the path's images come from two batched p
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -15,20 +15,13 @@ from .. import structure
 from ..arguments import as_args
 from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..delta import completeness_delta
-from ..errors import check_bool, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
+from ..errors import check_bool, check_callable, check_choice, check_number, check_optional_positive_int, \
+    check_positive_int, fail
 from ..path import weighted_gradient_sum
 from ..structure import Tensors
 from ..targets import as_target
 
 TRUNCATE = 4.0  # scipy's default: taps up to int(4 sigma + 0.5) from the centre
-
-
-def _number(name: str, value: Any, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(name, "a positive number" if positive else "a non-negative number", value, kind=TypeError)
-    if value < 0 or (positive and value == 0):
-        fail(name, "a positive number" if positive else "a non-negative number", value)
-    return float(value)
 
 
 def radius(sigma: float) -> int:
@@ -127,11 +120,10 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
         if x.dim() < 3:
             fail(f"inputs[{i}]" if was_tuple else "inputs", "images (B, C, H, W): at least 3 dims, the last two "
                  "spatial", x)
-    max_sigma = _number("max_sigma", max_sigma, positive=True)
-    grad_step = _number("grad_step", grad_step, positive=True)
+    max_sigma = check_number("max_sigma", max_sigma, "a positive number", lambda v: v <= 0)
+    grad_step = check_number("grad_step", grad_step, "a positive number", lambda v: v <= 0)
     n_steps = check_positive_int("n_steps", n_steps)
-    if not isinstance(sqrt, bool):
-        fail("sqrt", "True or False", sqrt, kind=TypeError)
+    check_bool("sqrt", sqrt)
     velocity = check_choice("velocity", velocity, ("difference", "exact"))
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     n, device = xs[0].shape[0], xs[0].device
@@ -139,22 +131,17 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     tgt = as_target(target, n, device)
     if n == 0:  # checked like any batch, then nothing to compute
         return structure.empty_result(xs, was_tuple, return_delta)
-    if sqrt:
-        sigmas = [math.sqrt(float(i) * max_sigma / float(n_steps)) for i in range(n_steps + 1)]
-    else:
-        sigmas = [float(i) * max_sigma / float(n_steps) for i in range(n_steps + 1)]
+    sigmas = [float(i) * max_sigma / float(n_steps) for i in range(n_steps + 1)]
+    sigmas = [math.sqrt(s) for s in sigmas] if sqrt else sigmas
     nodes = sigmas[:n_steps]
     weights = torch.tensor([-(sigmas[i + 1] - sigmas[i]) for i in range(n_steps)], dtype=torch.float64)
     index = torch.arange(n_steps, dtype=torch.float64)  # alphas handed to the engine: the steps' indices
     fixed = radius(max_sigma) if velocity == "exact" else None
     mats = {}
     for size in {d for x in xs for d in x.shape[-2:]}:
-        m, dm = blur_matrices(nodes, size, fixed_radius=fixed, device=device)
-        if velocity == "difference":
-            ahead, _ = blur_matrices([s + grad_step for s in nodes], size, device=device)
-            mats[size] = (m, ahead)
-        else:
-            mats[size] = (m, dm)
+        m, dm = blur_matrices(nodes, size, fixed_radius=fixed, device=device)  # dm, or the blur a step ahead:
+        mats[size] = (m, dm if velocity == "exact" else blur_matrices([s + grad_step for s in nodes], size,
+                                                                        device=device)[0])
 
     def points(alphas: torch.Tensor, images: Tensors) -> Tuple[Tensors, Tensors]:
         k = alphas.to(torch.long).cpu()
@@ -162,13 +149,9 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
         for x in images:
             (rows, rows2), (cols, cols2) = mats[x.shape[-2]], mats[x.shape[-1]]
             rows, rows2, cols, cols2 = (t[k].to(x.dtype) for t in (rows, rows2, cols, cols2))
-            here = _blur(x, rows, cols)
-            if velocity == "difference":
-                v = (_blur(x, rows2, cols2) - here) / grad_step
-            else:
-                v = _blur(x, rows2, cols) + _blur(x, rows, cols2)
-            pts.append(here)
-            vel.append(v)
+            pts.append(_blur(x, rows, cols))
+            vel.append((_blur(x, rows2, cols2) - pts[-1]) / grad_step if velocity == "difference" else
+                       _blur(x, rows2, cols) + _blur(x, rows, cols2))
         return tuple(pts), tuple(vel)
 
     attr = weighted_gradient_sum(f, points, xs, index, weights, target=tgt, args=args, n_examples=n,
@@ -176,10 +159,6 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     result = structure.restore(tuple(a.to(x.dtype) for a, x in zip(attr, xs)), was_tuple)
     if not return_delta:
         return result
-    start = []
-    for x in xs:
-        rows, cols = (blur_matrices([sigmas[-1]], size, fixed_radius=fixed, device=device)[0].to(x.dtype)
-                      for size in x.shape[-2:])
-        start.append(_blur(x, rows, cols)[0])
-    return result, completeness_delta(f, inputs, structure.restore(tuple(start), was_tuple), result,
-                                      target=target, args=args)
+    start = tuple(_blur(x, *(blur_matrices([sigmas[-1]], size, fixed_radius=fixed, device=device)[0].to(x.dtype)
+                             for size in x.shape[-2:]))[0] for x in xs)  # the path's first images
+    return result, completeness_delta(f, inputs, structure.restore(start, was_tuple), result, target=target, args=args)

@@ -2,13 +2,13 @@
 partition projected on its own direction, so that only the output change of that step is attributed."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
 from .. import structure
 from ..arguments import as_args, tile_args
-from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
+from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_optional_positive_int, fail
@@ -100,7 +100,7 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
         zero = change.new_zeros((1, n))
         change = 0.5 * (torch.cat([zero, change]) + torch.cat([change, zero]))
 
-    total: Optional[Tensors] = None
+    total: Any = (0,) * len(xs)  # per input, the sum over the chunks
     for start in range(0, n_steps, step):
         a, d = alphas[start:start + step], change[start:start + step]
         k = a.shape[0]
@@ -112,8 +112,7 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
         nonzero = norm > 0
         scale = torch.where(nonzero, d / torch.where(nonzero, norm, torch.ones_like(norm)), torch.zeros_like(norm))
         terms = tuple((s * scale.reshape(scale.shape + (1,) * (s.dim() - 2))).sum(0) for s in squares)
-        total = terms if total is None else tuple(t + u for t, u in zip(total, terms))
-    assert total is not None  # n_steps >= 1
+        total = tuple(t + u for t, u in zip(total, terms))
     result = structure.restore(tuple(t.to(x.dtype) for t, x in zip(total, xs)), was_tuple)
     if not return_delta:
         return result

@@ -15,7 +15,7 @@ from ..errors import check_bool, check_callable, check_optional_positive_int, fa
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..targets import Target, as_target
-from ..delta import row_totals
+from ..delta import delta_at
 
 
 def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
@@ -130,8 +130,8 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
         empty = x.new_zeros((0,) + (shape + shape if feature_mask is None else (m, m)))
         return (empty, torch.zeros(0, dtype=torch.float64, device=device)) if return_delta else empty
 
-    grad_sum: Optional[torch.Tensor] = None
-    hess_sum: Optional[torch.Tensor] = None
+    grad_sum: Any = 0  # sums over the chunks
+    hess_sum: Any = 0
     step = t.shape[0] if chunk_size is None else chunk_size
     for start in range(0, t.shape[0], step):
         tk, wk = t[start:start + step], wt[start:start + step]
@@ -142,9 +142,7 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
         g = torch.tensordot(wk.to(device=device, dtype=acc), structure.unfold(g.to(acc), k), dims=1)
         hv = torch.tensordot((wk * tk).to(device=device, dtype=acc), hv.to(acc).reshape((m, k, n) + shape),
                              dims=([0], [1]))
-        grad_sum = g if grad_sum is None else grad_sum + g
-        hess_sum = hv if hess_sum is None else hess_sum + hv
-    assert grad_sum is not None and hess_sum is not None  # at least one node
+        grad_sum, hess_sum = grad_sum + g, hess_sum + hv
     dd = d.to(acc).reshape(n, n_feat)
     main = (dd * grad_sum.reshape(n, n_feat))  # (B, D): d_i * int int df/dx_i
     pairs = dd.unsqueeze(-1) * hess_sum.reshape(m, n, n_feat).permute(1, 2, 0)  # (B, D, M): d_i (H v_m)_i
@@ -156,12 +154,4 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
     gamma = gamma.to(x.dtype)
     if not return_delta:
         return gamma
-    return gamma, row_totals((gamma,)) - _change(f, x, base, tgt, args)
-
-
-def _change(f: Callable[..., Any], x: torch.Tensor, base: torch.Tensor, tgt: Target,
-            args: Tuple[Any, ...]) -> torch.Tensor:
-    """``f(x) - f(b)`` at the target, per example, in float64."""
-    n = x.shape[0]
-    out = tgt.tile(2).select(call(f, (torch.cat([x, base.expand_as(x)]),), tile_args(args, n, 2)), 2 * n)
-    return (out[:n] - out[n:]).to(torch.float64)
+    return gamma, delta_at(f, (x,), (base,), (gamma,), target, args)

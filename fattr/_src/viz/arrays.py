@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import Shown, check_choice, fail
+from ..errors import Shown, check_choice, check_number, fail
 
 METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling")
 SIGNS = ("all", "positive", "negative", "absolute_value")
@@ -35,13 +35,6 @@ def to_numpy(value: Any, name: str) -> np.ndarray:
     fail(name, "a tensor, a numpy array or a list of numbers", value, kind=TypeError)
 
 
-def _is_channels_first(shape: Tuple[int, ...], from_tensor: bool) -> bool:
-    first, last = shape[0] in _CHANNEL_COUNTS, shape[-1] in _CHANNEL_COUNTS
-    if first != last:
-        return first
-    return from_tensor
-
-
 def as_hwc(value: Any, name: str) -> np.ndarray:
     """One image as an ``(H, W, C)`` float64 array.
 
@@ -57,7 +50,8 @@ def as_hwc(value: Any, name: str) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     elif array.ndim == 3:
-        if _is_channels_first(array.shape, isinstance(value, torch.Tensor)):
+        first, last = array.shape[0] in _CHANNEL_COUNTS, array.shape[-1] in _CHANNEL_COUNTS
+        if first if first != last else isinstance(value, torch.Tensor):
             array = np.moveaxis(array, 0, -1)
     else:
         hint = "Pass one example (index the batch), or use fattr.viz.image_grid for a batch."
@@ -86,12 +80,10 @@ def display_image(value: Any, name: str, size: Optional[Tuple[int, int]] = None)
     if channels not in (1, 3):
         fail(name, "an image with 1 or 3 channels", Shown(f"{channels} channels"))
     low, high = float(image.min()), float(image.max())
-    if low >= 0.0 and high <= 1.0:
-        pass
-    elif low >= 0.0 and high <= 255.0:
-        image = image / 255.0
-    else:
+    if low < 0.0 or high > 255.0:
         image = (image - low) / (high - low)
+    elif high > 1.0:
+        image = image / 255.0
     return np.repeat(image, 3, axis=2) if channels == 1 else image
 
 
@@ -125,19 +117,11 @@ def normalize(attributions: np.ndarray, sign: str, outlier_perc: float) -> np.nd
 
 
 def check_outlier_perc(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail("outlier_perc", "a number in [0, 100)", value, kind=TypeError)
-    if not 0.0 <= value < 100.0:
-        fail("outlier_perc", "a number in [0, 100)", value)
-    return float(value)
+    return check_number("outlier_perc", value, "a number in [0, 100)", lambda v: not 0.0 <= v < 100.0)
 
 
 def check_unit(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(name, "a number in [0, 1]", value, kind=TypeError)
-    if not 0.0 <= value <= 1.0:
-        fail(name, "a number in [0, 1]", value)
-    return float(value)
+    return check_number(name, value, "a number in [0, 1]", lambda v: not 0.0 <= v <= 1.0)
 
 
 def check_method_and_sign(method: Any, sign: Any, original: Optional[Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import Shown, check_bool, fail
+from ..errors import Shown, check_bool, check_number, fail
 from . import mpl
 from .arrays import check_method_and_sign, check_outlier_perc, check_unit, display_image
 from .image import image
@@ -69,11 +69,9 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
     check_method_and_sign(method, sign, originals if method != "heat_map" else None)
     outlier_perc = check_outlier_perc(outlier_perc)
     alpha = check_unit("alpha", alpha)
-    check_bool("show_original", show_original)
-    check_bool("transpose", transpose)
-    check_bool("colorbar", colorbar)
-    if isinstance(cell_size, bool) or not isinstance(cell_size, (int, float)) or cell_size <= 0:
-        fail("cell_size", "a positive number of inches", cell_size)
+    for name, flag in (("show_original", show_original), ("transpose", transpose), ("colorbar", colorbar)):
+        check_bool(name, flag)
+    check_number("cell_size", cell_size, "a positive number of inches", lambda v: v <= 0)
     names = list(attributions)
     n = _rows(attributions[names[0]], f"attributions[{names[0]!r}]")
     for name in names[1:]:

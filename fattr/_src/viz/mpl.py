@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
+from ..errors import fail
+
 DIVERGING = "fattr_red_white_green"
 
 
@@ -24,8 +26,6 @@ def colormap(cmap: Any, sign: str) -> Any:
     """
     mpl = matplotlib()
     from matplotlib.colors import Colormap, LinearSegmentedColormap
-
-    from ..errors import fail
 
     if cmap is None:
         if sign == "all":
@@ -52,8 +52,6 @@ def new_axes(figsize: Tuple[float, float] = (3.0, 3.0)) -> Any:
 def check_axes(ax: Any) -> Any:
     matplotlib()
     from matplotlib.axes import Axes
-
-    from ..errors import fail
 
     if not isinstance(ax, Axes):
         fail("ax", "None or a matplotlib Axes", ax, kind=TypeError)

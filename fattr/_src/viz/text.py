@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..errors import Shown, fail
+from ..errors import Shown, check_number, fail
 from .arrays import to_numpy
 
 _STYLE = "font-family: sans-serif; line-height: 2.2; color: black;"
@@ -19,6 +19,14 @@ def color(value: float) -> str:
     if value >= 0:
         return f"hsl(120, 75%, {100 - round(50 * value)}%)"
     return f"hsl(0, 75%, {100 - round(40 * -value)}%)"
+
+
+def full_colour(values: np.ndarray, scale: Optional[float]) -> float:
+    """The attribution drawn at full colour: ``scale``, checked, or the largest ``|value|`` (1 for zeros)."""
+    if scale is not None:
+        return check_number("scale", scale, "None or a positive number", lambda v: not v > 0)
+    top = float(np.abs(values).max()) if values.size else 0.0
+    return top if top > 0 else 1.0
 
 
 def text(tokens: Sequence[str], attributions: Any, *, scale: Optional[float] = None) -> str:
@@ -56,15 +64,7 @@ def text(tokens: Sequence[str], attributions: Any, *, scale: Optional[float] = N
              "Sum embedding attributions over their last dim first." if values.ndim == 2 else "")
     if not np.isfinite(values).all():
         fail("attributions", "finite values", Shown("NaN or infinite entries"))
-    if scale is None:
-        top = float(np.abs(values).max()) if values.size else 0.0
-        scale = top if top > 0 else 1.0
-    elif isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        fail("scale", "None or a positive number", scale, kind=TypeError)
-    elif not scale > 0:
-        fail("scale", "None or a positive number", scale)
-    spans = []
-    for token, value in zip(tokens, values):
-        style = _TOKEN.format(color=color(value / scale))
-        spans.append(f'<span style="{style}" title="{value:+.4g}">{html.escape(token)}</span>')
+    top = full_colour(values, scale)
+    spans = [f'<span style="{_TOKEN.format(color=color(value / top))}" title="{value:+.4g}">{html.escape(token)}</span>'
+             for token, value in zip(tokens, values)]
     return f'<div class="fattr-text" style="{_STYLE}">' + " ".join(spans) + "</div>"

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import Shown, fail
 from . import mpl
 from .arrays import to_numpy
-from .text import color
+from .text import color, full_colour
 
 
 def _matrix(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str], example: int) -> np.ndarray:
@@ -29,15 +29,6 @@ def _matrix(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str], ex
         if len(tokens) != n:
             fail(name, f"{n} tokens (the attributions have {n} along this axis)", Shown(f"{len(tokens)} tokens"))
     return values
-
-
-def _scale(values: np.ndarray, scale: Optional[float]) -> float:
-    if scale is None:
-        top = float(np.abs(values).max()) if values.size else 0.0
-        return top if top > 0 else 1.0
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        fail("scale", "None or a positive number", scale)
-    return float(scale)
 
 
 def token_matrix(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str], ax: Any = None, *,
@@ -70,7 +61,7 @@ def token_matrix(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str
       ['the', 'cat', 'sat']
     """
     values = _matrix(result, tokens_in, tokens_out, example)
-    top = _scale(values, scale)
+    top = full_colour(values, scale)
     if ax is None:
         size = figsize or (max(3.0, 0.45 * len(tokens_in) + 1.5), max(2.0, 0.4 * len(tokens_out) + 1.2))
         ax = mpl.new_axes(size)
@@ -91,7 +82,7 @@ def token_html(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str],
     """The output x input table as self-contained HTML (inline styles, no scripts); each cell's
     value as a tooltip, colours as :func:`fattr.viz.text`'s."""
     values = _matrix(result, tokens_in, tokens_out, example)
-    top = _scale(values, scale)
+    top = full_colour(values, scale)
     head = "".join(f"<th>{html.escape(t)}</th>" for t in tokens_in)
     rows = []
     for token, row in zip(tokens_out, values):
