@@ -23,14 +23,10 @@ STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs
                     and s.name not in ("lime", "kernel_shap"))
 
 _SPLIT = "builds its split (fx capture, threading.Lock, fingerprint cache) inside the trace"
-_DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
 _DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
 # why each method fails under torch.compile(fullgraph=True) today (with the thread lock skipped under Dynamo)
 FAILS = {
     **{name: _SPLIT for name in DETERMINISTIC if SPECS[name].layer},  # layer and neuron methods, DeepLift's too
-    "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
-    "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
-    "deconvolution": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
     "guided_integrated_gradients": "data-dependent guard on the step's selected fraction",
     "feature_ablation": _DATA_DEPENDENT, "shapley_values": _DATA_DEPENDENT,
 }
@@ -114,8 +110,8 @@ _DONATED = ("a compiled segment's backward runs inside the engine's torch.autogr
             "'backward function was compiled with non-empty donated buffers'")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=_DONATED, strict=True))
-                                  for n in ("layer_deeplift", "deeplift")])
+@pytest.mark.parametrize("name", ["deeplift", pytest.param("layer_deeplift", marks=pytest.mark.xfail(
+    reason=_DONATED, strict=True))])
 def test_no_recompile_with_graph_breaks(name):
     """Without fullgraph (graph breaks allowed), a second call with the same shapes compiles nothing."""
     _fresh()
