@@ -51,8 +51,8 @@ def rule_pass(forward: Callable[[Tensors, Constant], Tensor], rows: Tensors) -> 
             level = retrieve_current_functorch_interpreter().level()
             return forward(points, lambda t: _unwrap_for_grad(t, level))
 
-        found = torch.func.vjp(inner, *rows)  # (out, vjp_fn)
-        out, vjp = found[0], found[1]
+        pair = torch.func.vjp(inner, *rows)  # (out, vjp_fn)
+        out, vjp = pair[0], pair[1]
         return out, tuple(vjp(torch.ones_like(out)))
     with torch.enable_grad():
         leaves = tuple(r.detach().requires_grad_() for r in rows)
