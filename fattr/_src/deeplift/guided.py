@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..arguments import split_args
 from ..calling import call
+from ..compiled import dynamo_tracing
 from ..recompute import checkpoint
 from ..structure import Tensors
 from ..targets import Target
@@ -120,7 +121,13 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     graph and differentiable on demand (:mod:`..recompute`); a model in training mode keeps the graph.
 
     Returns ``(gradients, unguided)``: the names of rectifier-like calls the rule left alone.
+
+    Under ``torch.compile`` with grad mode on the call runs outside the graph: Dynamo traces the rule's
+    ``autograd.Function`` but does not differentiate its backward again, so derivatives of the result
+    with respect to the parameters would be wrong (under ``no_grad`` it compiles).
     """
+    if dynamo_tracing() and torch.is_grad_enabled():
+        return _outside_dynamo(f, rows, target, args, deconvolution=deconvolution, model=model)
     arg_tensors, rebuild = split_args(args)
     k = len(rows)
     found: Dict[str, List[str]] = {}
@@ -132,6 +139,9 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
         return grads
 
     return checkpoint(run, tuple(rows) + arg_tensors, module=model, traceable=True), found["unguided"]
+
+
+_outside_dynamo = torch.compiler.disable(rule_gradients, reason="the rule's backward is differentiated again")
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:
