@@ -24,17 +24,15 @@ STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs
                     and s.name not in ("lime", "kernel_shap"))
 
 _DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
-_GUIDED = "the guided ReLU rule's TorchFunctionMode (inspect.Signature.bind in __torch_function__)"
+_GUIDED = ("as called, the ReLU rule (an autograd.Function's backward, which Dynamo does not differentiate "
+           "again) runs outside the graph (torch.compiler.disable); under no_grad it compiles")
 _DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
 # why each method fails under torch.compile(fullgraph=True) today (the split itself compiles: see below)
 FAILS = {
     "layer_deeplift": _DEEPLIFT, "layer_deeplift_shap": _DEEPLIFT, "neuron_deeplift": _DEEPLIFT,
     "neuron_deeplift_shap": _DEEPLIFT, "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED,
-    "neuron_deconvolution": _GUIDED,
+    "neuron_deconvolution": _GUIDED, "guided_backprop": _GUIDED, "deconvolution": _GUIDED,
     "layer_feature_ablation": _DATA_DEPENDENT, "neuron_feature_ablation": _DATA_DEPENDENT,
-    "deeplift": _DEEPLIFT, "deeplift_shap": _DEEPLIFT,
-    "guided_backprop": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
-    "deconvolution": "the ReLU rule's torch.autograd.grad (Dynamo does not trace autograd.grad)",
     "guided_integrated_gradients": "data-dependent guard on the step's selected fraction",
     "feature_ablation": _DATA_DEPENDENT, "shapley_values": _DATA_DEPENDENT,
 }
@@ -135,12 +133,7 @@ def test_fullgraph_on_a_cnn_with_max_pooling(name):
     assert out.requires_grad  # differentiable as called, like eager
 
 
-_DONATED = ("a compiled segment's backward runs inside the engine's torch.autograd.grad with retain/create_graph: "
-            "'backward function was compiled with non-empty donated buffers'")
-
-
-@pytest.mark.parametrize("name", ["layer_deeplift",
-                                  pytest.param("deeplift", marks=pytest.mark.xfail(reason=_DONATED, strict=True))])
+@pytest.mark.parametrize("name", ["deeplift", "layer_deeplift"])
 def test_no_recompile_with_graph_breaks(name):
     """Without fullgraph (graph breaks allowed), a second call with the same shapes compiles nothing."""
     _fresh()
@@ -151,6 +144,35 @@ def test_no_recompile_with_graph_breaks(name):
     graphs = counters["stats"]["unique_graphs"]
     torch.testing.assert_close(compiled(xs[1]), fn(xs[1]), rtol=1e-4, atol=1e-5)
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.parametrize("name", ["guided_backprop", "deconvolution"])
+def test_guided_rules_compile_under_no_grad(name):
+    """Under no_grad the ReLU rules' pass is one graph; as called it runs outside the graph (see _GUIDED)."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "cnn")
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    with torch.no_grad():
+        for x in xs:
+            torch.testing.assert_close(compiled(x), fn(x), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+@pytest.mark.parametrize("name,fullgraph", [("deeplift", True), ("deeplift_shap", True), ("guided_backprop", False)])
+def test_compiled_rule_methods_differentiate_like_eager(name, fullgraph):
+    """The rules' multipliers differentiated with respect to the parameters and inputs: compiled as eager."""
+    _fresh()
+    spec, model, layer, xs, dist = _case(name, "cnn")
+    x = xs[0].clone().requires_grad_()
+    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
+    sources = [x] + list(model.parameters())
+    want = torch.autograd.grad(fn(x).square().sum(), sources, allow_unused=True, materialize_grads=True)
+    got = torch.autograd.grad(torch.compile(fn, fullgraph=fullgraph)(x).square().sum(), sources, allow_unused=True,
+                              materialize_grads=True)
+    assert any(g.abs().sum() > 0 for g in want[1:])
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)

@@ -25,9 +25,8 @@ from torch.overrides import resolve_name
 Tensor = torch.Tensor
 
 
-@dataclass(frozen=True)
 class Call:
-    """A normalised call of a covered nonlinearity.
+    """A normalised call of a covered nonlinearity (a plain class: Dynamo traces its ``__init__``).
 
     Attributes:
       kind: ``"elementwise"``, ``"softmax"`` or ``"maxpool"``.
@@ -41,28 +40,47 @@ class Call:
       with_indices: the call returns ``(output, indices)`` (``"maxpool"`` only).
     """
 
-    kind: str
-    name: str
-    input: Tensor
-    inplace: bool
-    op: Callable[[Tensor], Any]
-    deriv: Optional[Callable[[Tensor, Tensor], Tensor]] = None
-    dim: int = -1
-    n_spatial: int = 0
-    with_indices: bool = False
+    def __init__(self, kind: str, name: str, input: Tensor, inplace: bool, op: Callable[[Tensor], Any],
+                 deriv: Optional[Callable[[Tensor, Tensor], Tensor]] = None, dim: int = -1, n_spatial: int = 0,
+                 with_indices: bool = False) -> None:
+        self.kind, self.name, self.input, self.inplace, self.op = kind, name, input, inplace, op
+        self.deriv, self.dim, self.n_spatial, self.with_indices = deriv, dim, n_spatial, with_indices
 
 
 @dataclass(frozen=True)
 class _Entry:
     kind: str
     name: str
-    signature: inspect.Signature
+    parameters: Tuple[Tuple[str, Any], ...]  # (name, default or _REQUIRED), in order
     build: Callable[[Dict[str, Any]], Dict[str, Any]]
     inplace: Optional[bool] = None  # None: read the ``inplace`` argument
 
 
-def _sig(fn: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(fn)
+_REQUIRED = inspect.Parameter.empty
+
+
+def _parameters(fn: Callable[..., Any]) -> Tuple[Tuple[str, Any], ...]:
+    return tuple((p.name, p.default) for p in inspect.signature(fn).parameters.values())
+
+
+def _bind(parameters: Tuple[Tuple[str, Any], ...], args: Tuple[Any, ...],
+          kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Every parameter's value, as ``inspect.Signature.bind`` and ``apply_defaults`` give it (plain Python,
+    which Dynamo traces); None where the call does not fit."""
+    if len(args) > len(parameters):
+        return None
+    bound = {name: value for (name, _), value in zip(parameters, args)}
+    names = [name for name, _ in parameters]
+    for name, value in kwargs.items():
+        if name in bound or name not in names:
+            return None
+        bound[name] = value
+    for name, default in parameters:
+        if name not in bound:
+            if default is _REQUIRED:
+                return None
+            bound[name] = default
+    return bound
 
 
 _COVERED: Dict[Any, _Entry] = {}
@@ -70,10 +88,10 @@ _COVERED: Dict[Any, _Entry] = {}
 
 def _add(kind: str, funcs: Dict[str, Any], signature: Callable[..., Any],
          build: Callable[[Dict[str, Any]], Dict[str, Any]], inplace: Optional[bool] = None) -> None:
-    sig = _sig(signature)
+    parameters = _parameters(signature)
     for name, func in funcs.items():
         if func is not None:
-            _COVERED[func] = _Entry(kind, name, sig, build, inplace)
+            _COVERED[func] = _Entry(kind, name, parameters, build, inplace)
 
 
 _T = torch.Tensor
@@ -196,12 +214,9 @@ def parse(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[
         return None
     if entry is None:
         return None
-    try:
-        bound = entry.signature.bind(*args, **kwargs)
-    except TypeError:
+    a = _bind(entry.parameters, args, kwargs)
+    if a is None:
         return None  # an overload we do not know (e.g. named dims): left to the plain op
-    bound.apply_defaults()
-    a = dict(bound.arguments)
     if not isinstance(a["input"], Tensor) or not a["input"].is_floating_point():
         return None
     inplace = entry.inplace if entry.inplace is not None else bool(a.get("inplace", False))
@@ -283,7 +298,7 @@ def _collect(names: Any) -> Dict[Any, str]:
         for label, space in _NAMESPACES:
             for attr in (name, name + "_") if not name.startswith("__") else (name,):
                 func = getattr(space, attr, None)
-                if func is None or func in _COVERED:
+                if not callable(func) or isinstance(func, type) or func in _COVERED:  # torch.cpu, torch.float
                     continue
                 try:
                     found.setdefault(func, f"{label}.{attr}")
@@ -311,6 +326,7 @@ _MASK_F = {torch.Tensor.masked_fill: "Tensor.masked_fill (input-dependent mask)"
            torch.Tensor.masked_fill_: "Tensor.masked_fill_ (input-dependent mask)",
            torch.masked_fill: "torch.masked_fill (input-dependent mask)"}
 _GETITEM = torch.Tensor.__getitem__
+_LINEAR_F = _collect(_LINEAR)
 
 
 def tensors_in(value: Any) -> Iterator[Tensor]:
@@ -371,6 +387,8 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
             return "F.batch_norm (batch statistics, training mode)" if training or running is None else None
         if func in _COVERED or func in _MULTIPLY_F or func in _MULTIPLY_ACC_F or func in _DIVIDE_F:
             return None  # covered by the rule, or linear here (the checks above found one dependent factor)
+        if func in _LINEAR_F:  # by identity first: Dynamo traces no string methods on a function's name
+            return None
     except TypeError:  # unhashable func
         return None
     if _is_property(func) or _short(func) in _LINEAR:

@@ -10,16 +10,16 @@
 So the cost is a forward pass over the baselines and a forward and backward pass over
 the inputs: less than Captum's forward and backward over both. Methods call
 :func:`multipliers_on_demand`: that run keeps no graph, and the result is differentiable on
-demand (:mod:`..recompute`). With grad mode on (the recomputation, or a model in training
-mode) the baselines' pass keeps its graph, the rules' coefficients are computed with theirs
-and the backward pass runs with ``create_graph``; after it, the rule functions switch to
-their ops' true derivatives, so an outer backward differentiates the multipliers exactly
+demand (:mod:`..recompute`). With grad mode on (the recomputation, a model in training
+mode, ``torch.compile``, ``torch.func`` transforms) the baselines' pass keeps its graph, the
+rules' coefficients are computed with theirs and the rule pass is a ``torch.func.vjp``, so an
+outer backward differentiates the multipliers exactly and Dynamo traces the whole call
 (see :mod:`.rules`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 
@@ -30,7 +30,7 @@ from ..recompute import checkpoint, reads
 from ..structure import Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
-from .rules import Phase
+from .rules import Constant, rule_pass
 
 Tensor = torch.Tensor
 
@@ -51,10 +51,6 @@ class Multipliers:
     uncovered: List[str]
 
 
-def _low_precision(t: Tensor) -> bool:
-    return t.dtype in (torch.float16, torch.bfloat16)
-
-
 def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs: Tensors, bs: Tensors,
                 target: Target, *, eps: float) -> Multipliers:
     """DeepLift multipliers of the selected output of ``forward_x`` with respect to ``xs``.
@@ -68,38 +64,31 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
       target: the normalised target for ``n_rows`` rows.
       eps: the rule falls back to the gradient where ``|x - ref| < eps``.
 
-    With grad mode on, the graph is kept so that the results are differentiable; without, the
+    With grad mode on, the results keep their graph (they are differentiable); without, the
     leaves the rule pass used are declared (:func:`..recompute.reads`).
     """
-    graph = torch.is_grad_enabled()
     for i, x in enumerate(xs):
         if not x.is_floating_point():
             fail(f"inputs[{i}]" if len(xs) > 1 else "inputs", "a floating-point tensor", x,
                  "DeepLift attributes to continuous values; embed integer inputs first.", kind=TypeError)
     n = xs[0].shape[0]
-    with torch.set_grad_enabled(graph):
-        with Recorder() as recorder:
-            out_b = forward_b(*(b.clone() for b in bs))
-        recorder.check_intact()
-        out_b = target.select(out_b, n)
-    phase = Phase()
-    try:
-        with torch.enable_grad():
-            leaves = tuple(x.detach().requires_grad_() for x in xs)
-            rows = tuple(x + (leaf - leaf.detach()) for x, leaf in zip(xs, leaves))  # x's values and graph
-            with Replayer(recorder.records, phase, graph, eps, rows) as replayer:
-                out_x = forward_x(*rows)
-            replayer.check_complete()
-            out_x = target.select(out_x, n)
-            total = out_x.sum(dtype=torch.float32) if _low_precision(out_x) else out_x.sum()
-            grads = torch.autograd.grad(total, leaves, create_graph=graph, allow_unused=True)
-    finally:
-        phase.multipliers = False  # from now on, the rule functions differentiate as their ops
-    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
-    reads(out_x, exclude=leaves)
-    if not graph:
-        out_x, out_b = out_x.detach(), out_b.detach()
-    return Multipliers(grads, out_x, out_b, replayer.uncovered)
+    recorder = Recorder()  # not ``with Recorder() as recorder``: under Dynamo that binds None
+    with recorder:
+        out_b = forward_b(*(b.clone() for b in bs))
+    recorder.check_intact()
+    out_b = target.select(out_b, n)
+    uncovered: List[str] = []
+
+    def forward(rows: Tensors, constant: Constant) -> Tensor:
+        replayer = Replayer(recorder.records, constant, eps, rows)
+        with replayer:
+            out = forward_x(*rows)
+        replayer.check_complete()
+        uncovered[:] = replayer.uncovered
+        return target.select(out, n)
+
+    out_x, grads = rule_pass(forward, tuple(xs))
+    return Multipliers(grads, out_x, out_b, uncovered)
 
 
 def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_x: Sequence[Any],
@@ -111,16 +100,17 @@ def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_
     tb, rebuild_b = split_args(rest_b)
     k, kx = len(xs), len(tx)
     module = module_of(model)
-    uncovered: List[str] = []
+    found: Dict[str, List[str]] = {}
 
     def run(tensors: Tensors) -> Tensors:
         rx, rb = rebuild_x(tensors[2 * k:2 * k + kx]), rebuild_b(tensors[2 * k + kx:])
         res = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb), tensors[:k], tensors[k:2 * k],
                           target, eps=eps)
-        uncovered[:] = res.uncovered
+        if "uncovered" not in found:  # the first run's (a recomputation under Dynamo must not write)
+            found["uncovered"] = res.uncovered
         if module is not None:  # the baselines' pass kept no graph to walk: count everything the model may read
             reads(module)
         return res.grads + (res.out_x, res.out_b)
 
-    values = checkpoint(run, tuple(xs) + tuple(bs) + tx + tb, module=module)
-    return Multipliers(tuple(values[:k]), values[k], values[k + 1], uncovered)
+    values = checkpoint(run, tuple(xs) + tuple(bs) + tx + tb, module=module, traceable=True)
+    return Multipliers(tuple(values[:k]), values[k], values[k + 1], found["uncovered"])

@@ -9,9 +9,10 @@ the same values whose backward is the rule's:
   with negative signals stopped on the way back as well as on the way forward;
 * deconvolution (Zeiler & Fergus, 2014): ``relu(grad)``, whatever the sign of ``x``.
 
-As in :mod:`.rules`, the backward depends on the call's :class:`.rules.Phase`: once the rule
-gradient is computed the functions differentiate as ReLU does, so an outer backward through the
-result (a training loss) sees the true derivatives of the forward pass. Rectifier-like calls the
+As in :mod:`.rules`, a ReLU call on ``x`` becomes ``relu(x0) + G(x - x0)``: ``G`` is an
+``autograd.Function`` (the identity, with the rule as its backward), differentiated by the rule
+pass only, so an outer backward through the result (a training loss) sees the true derivatives
+of the forward pass. Rectifier-like calls the
 rules do not change (ELU, LeakyReLU, GELU, SiLU, ...) keep their plain gradient and are named in a
 warning; smooth squashing functions (tanh, sigmoid, softmax) and pooling pass their gradient as in
 Captum, without a warning.
@@ -19,18 +20,19 @@ Captum, without a warning.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from ..arguments import split_args
 from ..calling import call
-from ..recompute import checkpoint, reads
+from ..compiled import dynamo_tracing
+from ..recompute import checkpoint
 from ..structure import Tensors
 from ..targets import Target
 from .catalog import named, parse
-from .rules import Phase
+from .rules import Constant, rule_pass
 
 Tensor = torch.Tensor
 
@@ -42,43 +44,48 @@ _UNGUIDED = named("gelu silu mish hardswish selu celu rrelu prelu threshold glu 
                   "logsigmoid".split())
 
 
-class _Rectified(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, phase: Phase, deconvolution: bool, x: Tensor) -> Tensor:
-        ctx.phase, ctx.deconvolution = phase, deconvolution
-        ctx.save_for_backward(x)
-        return torch.relu(x)
+class _Rule(torch.autograd.Function):
+    """The identity on ``d``; backward ``relu(grad) * mask`` (``mask`` None: ``relu(grad)``)."""
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tuple[Any, ...]:
-        (x,) = ctx.saved_tensors
-        if not ctx.phase.multipliers:  # an outer backward: ReLU's own derivative
-            return None, None, grad * (x > 0).to(grad.dtype)
+    def forward(d: Tensor, mask: Optional[Tensor]) -> Tensor:
+        return d.view_as(d)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        ctx.deconvolution = inputs[1] is None
+        ctx.save_for_backward(*inputs[1:] if inputs[1] is not None else ())
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], None]:
         if ctx.deconvolution:
-            return None, None, torch.relu(grad)
-        return None, None, torch.relu(grad) * (x > 0).to(grad.dtype)
+            return torch.relu(grad), None
+        (mask,) = ctx.saved_tensors
+        return torch.relu(grad) * mask, None
 
 
 class Guide(TorchFunctionMode):
     """Runs a forward pass with every ReLU call replaced by the rule's function.
 
     Args:
-      phase: the call's :class:`.rules.Phase` (which backward the functions use).
+      constant: the rule pass's ``x -> x0`` (:func:`.rules.rule_pass`).
       deconvolution: deconvolution's rule instead of guided backpropagation's.
     """
 
-    def __init__(self, phase: Phase, deconvolution: bool) -> None:
+    def __init__(self, constant: Constant, deconvolution: bool) -> None:
         super().__init__()
-        self.phase, self.deconvolution = phase, deconvolution
+        self.constant, self.deconvolution = constant, deconvolution
         self.unguided: List[str] = []
 
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         found = parse(func, args, kwargs)
         if found is not None and found.name in _RELU:
-            x = found.input
-            out = _Rectified.apply(self.phase, self.deconvolution, x.clone() if found.inplace else x)
-            return x.copy_(out) if found.inplace else out
+            x = found.input.clone() if found.inplace else found.input
+            x0 = self.constant(x)
+            mask = None if self.deconvolution else (x0 > 0).to(x.dtype)
+            out = torch.relu(x0) + _Rule.apply(x - x0, mask)
+            return found.input.copy_(out) if found.inplace else out
         name = found.name if found is not None and found.name in _OTHER_RECTIFIERS else _unguided(func)
         if name is not None and name not in self.unguided:
             self.unguided.append(name)
@@ -92,31 +99,20 @@ def _unguided(func: Any) -> Optional[str]:
         return None
 
 
-def _total(out: Tensor) -> Tensor:
-    return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
-
-
 def _pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any],
           deconvolution: bool) -> Tuple[Tensors, List[str]]:
     """Rule gradients of ``f(rows)[target]`` summed over rows; with grad mode on, differentiable."""
-    graph = torch.is_grad_enabled()
-    phase = Phase()
     n = rows[0].shape[0]
-    try:
-        with torch.enable_grad():
-            leaves = tuple(r.detach().requires_grad_() for r in rows)
-            points = tuple(r + (leaf - leaf.detach()) for r, leaf in zip(rows, leaves)) if graph else leaves
-            with Guide(phase, deconvolution) as guide:
-                out = target.select(call(f, points, args), n)
-            total = _total(out)
-            found: Sequence[Optional[Tensor]] = (
-                torch.autograd.grad(total, leaves, create_graph=graph, allow_unused=True) if total.requires_grad
-                else (None,) * len(leaves))
-    finally:
-        phase.multipliers = False  # from now on, the functions differentiate as ReLU
-    grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, rows))
-    reads(out, exclude=leaves)
-    return grads, guide.unguided
+    unguided: List[str] = []
+
+    def forward(points: Tensors, constant: Constant) -> Tensor:
+        guide = Guide(constant, deconvolution)
+        with guide:
+            out = target.select(call(f, points, args), n)
+        unguided[:] = guide.unguided
+        return out
+
+    return rule_pass(forward, rows)[1], unguided
 
 
 def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any], *,
@@ -125,17 +121,27 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     graph and differentiable on demand (:mod:`..recompute`); a model in training mode keeps the graph.
 
     Returns ``(gradients, unguided)``: the names of rectifier-like calls the rule left alone.
+
+    Under ``torch.compile`` with grad mode on the call runs outside the graph: Dynamo traces the rule's
+    ``autograd.Function`` but does not differentiate its backward again, so derivatives of the result
+    with respect to the parameters would be wrong (under ``no_grad`` it compiles).
     """
+    if dynamo_tracing() and torch.is_grad_enabled():
+        return _outside_dynamo(f, rows, target, args, deconvolution=deconvolution, model=model)
     arg_tensors, rebuild = split_args(args)
     k = len(rows)
-    unguided: List[str] = []
+    found: Dict[str, List[str]] = {}
 
     def run(tensors: Tensors) -> Tensors:
         grads, names = _pass(f, tensors[:k], target, rebuild(tensors[k:]), deconvolution)
-        unguided[:] = names
+        if "unguided" not in found:  # the first run's (a recomputation under Dynamo must not write)
+            found["unguided"] = names
         return grads
 
-    return checkpoint(run, tuple(rows) + arg_tensors, module=model), unguided
+    return checkpoint(run, tuple(rows) + arg_tensors, module=model, traceable=True), found["unguided"]
+
+
+_outside_dynamo = torch.compiler.disable(rule_gradients, reason="the rule's backward is differentiated again")
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:

@@ -44,10 +44,14 @@ class Record:
     name: str
     input: Tensor
     output: Any
-    versions: Tuple[int, ...]
+    versions: Tuple[int, ...]  # of the input, then of the output's tensors; () for copies
 
     def output_intact(self) -> bool:
-        return tuple(t._version for t in tensors_in(self.output)) == self.versions[1:]
+        return not self.versions or tuple(t._version for t in tensors_in(self.output)) == self.versions[1:]
+
+
+def _copy(output: Any) -> Any:
+    return tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
 
 
 class Recorder(TorchFunctionMode):
@@ -69,28 +73,26 @@ class Recorder(TorchFunctionMode):
         else:
             result = func(*args, **kwargs)
             output = result
-        versions = (x._version,) + tuple(t._version for t in tensors_in(output))
-        self.records.append(Record(call.kind, call.name, x, output, versions))
+        if is_compiling():  # Dynamo tracks no version counters: keep copies of what the rule will read
+            self.records.append(Record(call.kind, call.name, x.clone(), _copy(output), ()))
+        else:
+            versions = (x._version,) + tuple(t._version for t in tensors_in(output))
+            self.records.append(Record(call.kind, call.name, x, output, versions))
         return result
 
     def check_intact(self) -> None:
         """The model did not modify a recorded input in place after the nonlinearity read it.
 
-        Not checked under ``torch.compile``: Dynamo does not track version counters.
+        Under ``torch.compile`` the records are copies (Dynamo does not track version counters).
         """
         for r in self.records:
-            if not is_compiling() and r.input._version != r.versions[0]:
+            if r.versions and r.input._version != r.versions[0]:
                 fail("model", f"the input of {r.name} left unchanged after the call",
                      Shown("a later in-place update of it"),
                      "DeepLift needs the values each nonlinearity saw; use an out-of-place operation there.")
 
 
-def _is_inplace(func: Any) -> bool:
-    name = getattr(func, "__name__", "")
-    if name.startswith("__"):
-        return name == "__setitem__" or (name.startswith("__i") and name not in ("__init__", "__index__",
-                                                                                  "__int__", "__invert__"))
-    return name.endswith("_")
+_SETITEM = torch.Tensor.__setitem__  # in place and returns None; other in-place calls return the tensor
 
 
 class Replayer(TorchFunctionMode):
@@ -98,16 +100,15 @@ class Replayer(TorchFunctionMode):
 
     Args:
       refs: the baselines' records (from a :class:`Recorder`).
-      phase: the attribution call's :class:`.rules.Phase` (which backward the functions use).
-      graph: compute the rules' coefficients with the graph to the parameters.
+      constant: the rule pass's ``x -> x0`` (:func:`.rules.rule_pass`).
       eps: below this ``|x - ref|`` the multiplier is the plain gradient.
       sources: the tensors attributed to (for the dependence tracking).
     """
 
-    def __init__(self, refs: Sequence[Record], phase: rules.Phase, graph: bool, eps: float,
+    def __init__(self, refs: Sequence[Record], constant: rules.Constant, eps: float,
                  sources: Sequence[Tensor]) -> None:
         super().__init__()
-        self.refs, self.phase, self.graph, self.eps = refs, phase, graph, eps
+        self.refs, self.constant, self.eps = refs, constant, eps
         self.count = 0
         self.uncovered: List[str] = []
         self._dependent: Dict[int, Any] = {}
@@ -142,7 +143,7 @@ class Replayer(TorchFunctionMode):
                 if name is not None and name not in self.uncovered:
                     self.uncovered.append(name)
             result = func(*args, **kwargs)
-            if deps and args and _is_inplace(func):
+            if deps and func is _SETITEM:  # (in-place calls that return their tensor: marked below)
                 self._mark(args[0])
             if deps and "out" in kwargs:
                 self._mark(kwargs["out"])
@@ -164,7 +165,7 @@ class Replayer(TorchFunctionMode):
                  Shown(f"{call.name} on shape {tuple(x.shape)}"), _MISMATCH_HINT)
         work = x.clone() if call.inplace else x
         ref_out = ref.output if ref.output_intact() else None
-        out = rules.apply(self.phase, call, work, ref.input, ref_out, self.graph, self.eps)
+        out = rules.apply(call, work, self.constant(work), ref.input, ref_out, self.eps)
         if call.inplace:
             return x.copy_(out)
         return out
