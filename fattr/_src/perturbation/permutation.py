@@ -12,7 +12,7 @@ from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
-from .features import Features, features_of
+from .features import features_of
 from .progress import Progress
 
 
