@@ -258,3 +258,16 @@ def test_keyword_arguments_follow_the_args_pairing_rule(method):
     keywords = run(args=(), kwargs={"scale": scale, "mode": "sigmoid", "gain": 0.5})
     for a, b in zip(positional, keywords, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("contiguous", [False, True])
+def test_features_without_a_mask_are_every_element_numbered_across_inputs(contiguous):
+    """No mask: the dense numbering comes from the shapes alone (no value read, so it compiles with
+    fullgraph), and equals the numbering counted from the ids' values."""
+    from fattr._src.perturbation.features import Features, features_of, group_ids
+    xs = (torch.randn(2, 3, 2), torch.randn(2, 4))
+    got, want = features_of(None, xs, contiguous=contiguous), Features.of(group_ids(None, xs), contiguous)
+    assert got.n == want.n == 10
+    torch.testing.assert_close(got.ids, want.ids, rtol=0, atol=0)
+    for a, b in zip(got.index, want.index, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

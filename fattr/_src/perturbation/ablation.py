@@ -13,7 +13,7 @@ from ..errors import check_bool, check_positive_int
 from ..structure import Tensors
 from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
-from .features import Features, group_ids
+from .features import Features, features_of
 from .progress import Progress
 
 
@@ -71,7 +71,7 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
     args = as_args(args, kwargs)
     n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
-    features = Features.of(group_ids(feature_mask, xs))
+    features = features_of(feature_mask, xs)
     tgt = as_target(target, n, xs[0].device)
 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:

@@ -5,6 +5,10 @@ with a batch of 1 or of the input's batch; a tuple with one per input, ids may b
 shared across inputs). ``None`` makes every element its own feature, numbered
 consecutively across the inputs (Captum's default). :class:`Features` renumbers the
 ids densely and scatters per-feature values back to the inputs' shapes.
+
+The number of features sets the number of evaluations of ``f``: with ``None`` it is the
+number of elements per example, known from the shapes alone (so ``torch.compile(fullgraph=True)``
+traces it); a mask's features are counted from its values (a graph break under Dynamo).
 """
 from __future__ import annotations
 
@@ -50,6 +54,15 @@ def group_ids(mask: Any, tensors: Tensors, name: str = "feature_mask") -> Tensor
                  f"{t.shape[0]}", m)
         out.append(m)
     return tuple(out)
+
+
+def features_of(mask: Any, tensors: Tensors, name: str = "feature_mask", contiguous: bool = False) -> "Features":
+    """The features of ``mask`` (see :func:`group_ids` and :meth:`Features.of`)."""
+    ids = group_ids(mask, tensors, name)
+    if mask is None:  # already dense: nothing to read from the values
+        total = sum(example_size(t) for t in tensors)
+        return Features(ids, torch.arange(total, device=tensors[0].device))
+    return Features.of(ids, contiguous)
 
 
 @dataclass(frozen=True)

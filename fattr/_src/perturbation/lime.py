@@ -24,7 +24,7 @@ from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
 from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, reference, replace
-from .features import Features, group_ids
+from .features import Features, features_of
 from .linear import lasso, weighted_least_squares
 from .progress import Progress
 
@@ -150,7 +150,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     args = as_args(args, kwargs)
     n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
-    features = Features.of(group_ids(feature_mask, xs), contiguous=True)
+    features = features_of(feature_mask, xs, contiguous=True)
     tgt = as_target(target, n, xs[0].device)
     with torch.no_grad():  # Captum's test call: one value per example, or one for the whole batch?
         aggregate = reference(f, xs, tgt, args)[1]

@@ -12,7 +12,7 @@ from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
-from .features import Features, group_ids
+from .features import features_of
 from .progress import Progress
 
 
@@ -94,7 +94,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     args = as_args(args, kwargs)
     if perm_func is not None:
         check_callable("perm_func", perm_func)
-    features = Features.of(group_ids(feature_mask, xs))
+    features = features_of(feature_mask, xs)
     tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 

@@ -15,7 +15,7 @@ from ..errors import Shown, check_bool, check_positive_int, fail
 from ..structure import Tensors
 from ..targets import Target, as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
-from .features import Features, group_ids
+from .features import Features, features_of
 from .progress import Progress
 
 MAX_EXACT_FEATURES = 20
@@ -44,7 +44,7 @@ def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, fea
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
     check_bool("show_progress", show_progress)
     bases = format_baselines(baselines, xs)
-    features = Features.of(group_ids(feature_mask, xs))
+    features = features_of(feature_mask, xs)
     return xs, was_tuple, ppe, as_args(args, kwargs), bases, features, as_target(target, xs[0].shape[0], xs[0].device)
 
 
