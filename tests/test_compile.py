@@ -23,16 +23,12 @@ DETERMINISTIC = sorted(s.name for s in fattr.methods() if not s.stochastic and s
 STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs == "features"
                     and s.name not in ("lime", "kernel_shap"))
 
-_DEEPLIFT = "DeepLift's Recorder/Replayer (TorchFunctionMode) and torch.autograd.grad inside the trace"
 _GUIDED = ("as called, the ReLU rule (an autograd.Function's backward, which Dynamo does not differentiate "
            "again) runs outside the graph (torch.compiler.disable); under no_grad it compiles")
-_DATA_DEPENDENT = "data-dependent sizes (feature ids counted from the mask's values)"
-# why each method fails under torch.compile(fullgraph=True) today (the split itself compiles: see below)
+# why each method fails under torch.compile(fullgraph=True) today
 FAILS = {
-    "layer_deeplift": _DEEPLIFT, "layer_deeplift_shap": _DEEPLIFT, "neuron_deeplift": _DEEPLIFT,
-    "neuron_deeplift_shap": _DEEPLIFT, "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED,
-    "neuron_deconvolution": _GUIDED, "guided_backprop": _GUIDED, "deconvolution": _GUIDED,
-    "layer_feature_ablation": _DATA_DEPENDENT, "neuron_feature_ablation": _DATA_DEPENDENT,
+    "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED, "neuron_deconvolution": _GUIDED,
+    "guided_backprop": _GUIDED, "deconvolution": _GUIDED,
     # a static bound (ceil(D / (kth + 1)) + 2 passes, all run) traces, but unrolls n_steps x passes selections:
     # over 14 min to compile this 4-step mlp case as called on a loaded 2-core CPU
     "guided_integrated_gradients": "data-dependent number of selection passes per step (`bool(active.any())`)",

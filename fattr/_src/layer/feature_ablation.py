@@ -17,7 +17,7 @@ from ..errors import check_positive_int, fail
 from ..gradients import outputs
 from ..perturbation.ablation import ablate_each
 from ..perturbation.evaluate import Evaluator
-from ..perturbation.features import Features, group_ids, per_tensor
+from ..perturbation.features import features_of, per_tensor
 from ..perturbation.progress import Progress
 from ..recompute import checkpoint_aux, reads
 from ..structure import Tensors
@@ -101,7 +101,7 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
         acts, rest = lf.head(tensors[:m], rebuild(tensors[m:m + len(arg_tensors)]), gradient=False)
         given = rebuild_bases(tensors[m + len(arg_tensors):])
         bases = _baselines(given if many else given[0], acts)
-        features = Features.of(group_ids(layer_mask, acts, "layer_mask"))
+        features = features_of(layer_mask, acts, "layer_mask")
         with torch.enable_grad():  # (without grad in a graph-free pass: the tails' fast paths)
             reference = outputs(f, acts, tgt, rest)
         reads(reference)
