@@ -58,10 +58,15 @@ class _Rule(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], None]:
-        if ctx.deconvolution:
-            return torch.relu(grad), None
-        (mask,) = ctx.saved_tensors
-        return torch.relu(grad) * mask, None
+        # Dynamo traces a backward under no_grad whatever the caller's mode (``enable_grad=False`` in
+        # torch/_dynamo/variables/higher_order_ops.py, AutogradFunctionApplyVariable): the rule's result
+        # would be a constant of an outer differentiation (a loss through the attributions), whose second
+        # derivatives would be silently zero. Grad mode on records it; eager keeps the caller's mode.
+        with torch.set_grad_enabled(torch.is_grad_enabled() or dynamo_tracing()):
+            if ctx.deconvolution:
+                return torch.relu(grad), None
+            (mask,) = ctx.saved_tensors
+            return torch.relu(grad) * mask, None
 
 
 class Guide(TorchFunctionMode):
@@ -121,13 +126,7 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     graph and differentiable on demand (:mod:`..recompute`); a model in training mode keeps the graph.
 
     Returns ``(gradients, unguided)``: the names of rectifier-like calls the rule left alone.
-
-    Under ``torch.compile`` with grad mode on the call runs outside the graph: Dynamo traces the rule's
-    ``autograd.Function`` but does not differentiate its backward again, so derivatives of the result
-    with respect to the parameters would be wrong (under ``no_grad`` it compiles).
     """
-    if dynamo_tracing() and torch.is_grad_enabled():
-        return _outside_dynamo(f, rows, target, args, deconvolution=deconvolution, model=model)
     arg_tensors, rebuild = split_args(args)
     k = len(rows)
     found: Dict[str, List[str]] = {}
@@ -139,9 +138,6 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
         return grads
 
     return checkpoint(run, tuple(rows) + arg_tensors, module=model, traceable=True), found["unguided"]
-
-
-_outside_dynamo = torch.compiler.disable(rule_gradients, reason="the rule's backward is differentiated again")
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:
