@@ -174,6 +174,23 @@ def test_compiled_guided_backprop_keeping_its_graph_differentiates_like_eager(ow
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_guided_backprop_compiles_a_model_with_rectifiers_the_rule_leaves_alone():
+    """The warning naming them (Dynamo cannot trace ``warnings.warn``) is given as Dynamo traces the call."""
+    _fresh()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.randn(4, 6)
+    fn = lambda x: fattr.guided_backprop(model, x, target=torch.tensor([0, 1, 2, 0]))  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            with pytest.warns(UserWarning, match="leaves alone: F.gelu"):
+                got = compiled(x)
+            with pytest.warns(UserWarning, match="leaves alone: F.gelu"):
+                torch.testing.assert_close(got, fn(x), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 2
+
+
 @pytest.mark.parametrize("name", STOCHASTIC)
 def test_stochastic_methods_compile_and_match_eager_with_the_same_seed(name):
     """Dynamo cannot trace a torch.Generator: the graph may break at the draws, nowhere else needed."""

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..arguments import split_args
 from ..calling import call
-from ..compiled import dynamo_tracing
+from ..compiled import at_trace_time, dynamo_tracing
 from ..recompute import checkpoint
 from ..structure import Tensors
 from ..targets import Target
@@ -141,9 +141,15 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:
-    if names:
-        rule = "deconvolution" if deconvolution else "guided backpropagation"
-        warnings.warn(
-            f"fattr.{method}: the model applies rectifier-like operations that the {rule} rule (which "
-            f"modifies ReLU only, as Captum does) leaves alone: {', '.join(names)}. They pass their plain "
-            "gradient.", UserWarning, stacklevel=stacklevel)
+    if names and dynamo_tracing():  # Dynamo cannot trace warnings.warn: warned once, as it traces the call
+        at_trace_time(_warn, method, tuple(names), deconvolution, stacklevel)
+    elif names:
+        _warn(method, tuple(names), deconvolution, stacklevel + 1)
+
+
+def _warn(method: str, names: Tuple[str, ...], deconvolution: bool, stacklevel: int) -> None:
+    rule = "deconvolution" if deconvolution else "guided backpropagation"
+    warnings.warn(
+        f"fattr.{method}: the model applies rectifier-like operations that the {rule} rule (which "
+        f"modifies ReLU only, as Captum does) leaves alone: {', '.join(names)}. They pass their plain "
+        "gradient.", UserWarning, stacklevel=stacklevel)
