@@ -53,20 +53,16 @@ class _Rule(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.deconvolution = inputs[1] is None
-        ctx.save_for_backward(*inputs[1:] if inputs[1] is not None else ())
+        ctx.save_for_backward(inputs[1])
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], None]:
-        # Dynamo traces a backward under no_grad whatever the caller's mode (``enable_grad=False`` in
-        # torch/_dynamo/variables/higher_order_ops.py, AutogradFunctionApplyVariable): the rule's result
-        # would be a constant of an outer differentiation (a loss through the attributions), whose second
-        # derivatives would be silently zero. Grad mode on records it; eager keeps the caller's mode.
+        (mask,) = ctx.saved_tensors
+        # Dynamo traces a backward under no_grad (``enable_grad=False``, torch/_dynamo/variables/
+        # higher_order_ops.py): a loss through the attributions would see the rule's result as a constant,
+        # its second derivatives silently zero. Grad mode on records them; eager keeps the caller's mode.
         with torch.set_grad_enabled(torch.is_grad_enabled() or dynamo_tracing()):
-            if ctx.deconvolution:
-                return torch.relu(grad), None
-            (mask,) = ctx.saved_tensors
-            return torch.relu(grad) * mask, None
+            return (torch.relu(grad) if mask is None else torch.relu(grad) * mask), None
 
 
 class Guide(TorchFunctionMode):
