@@ -32,7 +32,10 @@ def submodules(module: nn.Module) -> Iterator[nn.Module]:
             stack += [c for c in m._modules.values() if c is not None]
 
 
-def _writes_buffers(module: nn.Module) -> bool:
+def writes_buffers(module: nn.Module) -> bool:
+    """Whether a call of ``module`` would write a buffer (one of its modules is in training mode)."""
+    if not module._modules:  # a leaf (most calls of a split's plan): no walk
+        return module.training and any(b is not None for b in module._buffers.values())
     return any(m.training and any(b is not None for b in m._buffers.values()) for m in submodules(module))
 
 
@@ -132,8 +135,10 @@ def explained(error: BaseException, f: Callable[..., Any], module: Optional[nn.M
 
 
 def _call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any]) -> Any:
+    if not args and not (isinstance(f, nn.Module) and writes_buffers(f)):  # the common case, unpacked
+        return f(*inputs)
     positional, keywords = unpack(args)
-    if isinstance(f, nn.Module) and _writes_buffers(f):
+    if isinstance(f, nn.Module) and writes_buffers(f):
         buffers = {name: b.clone() for name, b in f.named_buffers()}
         return torch.func.functional_call(f, buffers, tuple(inputs) + positional, keywords, strict=False)
     return f(*inputs, *positional, **keywords)

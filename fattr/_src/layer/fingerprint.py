@@ -100,17 +100,45 @@ def summary(value: Any) -> Hashable:
     return _value(value, [_MAX_ITEMS])
 
 
-def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable]) -> Hashable:
+def _token(obj: Any, pins: List[Any]) -> Hashable:
+    """``obj`` compared by identity: its id, with ``obj`` pinned (see :class:`Fingerprint`), or a
+    :class:`Same` for an object that cannot be referred to weakly."""
+    if type(obj) is types.FunctionType or isinstance(obj, (type, nn.Module)):
+        pins.append(obj)
+        return id(obj)
+    return Same(obj)
+
+
+def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
     """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
-    cls = type(m)
-    return (Same(cls), Same(cls.forward), m.training,
-            tuple(tuple(getattr(m, h, ())) for h in HOOKS),
+    cls, d = type(m), m.__dict__
+    return (_token(cls, pins), _token(cls.forward, pins), m.training,
+            tuple(tuple(d[h]) if h in d else () for h in HOOKS),
             tuple((k, p is None) for k, p in m._parameters.items()),
             tuple((k, b is None) for k, b in m._buffers.items()),
-            tuple((k, _value(v, budget, 0, memo)) for k, v in vars(m).items() if k not in _MODULE_STATE))
+            tuple((k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE))
 
 
-def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
+class Fingerprint:
+    """A fingerprint: ``key``, a tuple of plain values in which objects compared by identity appear as
+    their ids, and ``pins``, weak references to those objects. Two are equal when their keys are and
+    every pinned object of both is alive (an id then names the same object on both sides: a live
+    object's id is never reused). Cheaper than a :class:`Same` per module; holds no model alive."""
+
+    __slots__ = ("key", "pins")
+
+    def __init__(self, key: Tuple[Hashable, ...], pins: Sequence[Any]) -> None:
+        self.key, self.pins = key, tuple(map(weakref.ref, pins))
+
+    def __eq__(self, other: Any) -> bool:
+        return (type(other) is Fingerprint and self.key == other.key
+                and all(r() is not None for r in self.pins) and all(r() is not None for r in other.pins))
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Fingerprint:
     """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
 
     It covers the module tree (every registration: name and module identity), each
@@ -131,6 +159,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     layer_ids = {id(layer) for layer in layers}
     contains: Dict[int, bool] = {}
     parts: List[Hashable] = []
+    pins: List[Any] = []
     budget = [_MAX_ITEMS]
     memo: Dict[int, Hashable] = {}
 
@@ -142,17 +171,18 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
         traced = everything
         children: Tuple[Hashable, ...] = ()
         if m._modules:
-            listed: List[Tuple[str, Optional[Same]]] = []
+            listed: List[Tuple[str, Optional[int]]] = []
             for name, child in m._modules.items():
                 if child is None:
                     listed.append((name, None))
                 else:
-                    listed.append((name, Same(child)))
+                    pins.append(child)
+                    listed.append((name, id(child)))
                     if visit(child):
                         traced = True
             children = tuple(listed)
         if traced:
-            parts.append((children, _traced_state(m, budget, memo)))
+            parts.append((children, _traced_state(m, budget, memo, pins)))
         else:
             d = m.__dict__
             parts.append((children, (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True))
@@ -161,7 +191,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
 
     visit(model)
     parts.append(tuple(tuple(d) for d in global_hook_dicts()))
-    return tuple(parts)
+    return Fingerprint(tuple(parts), pins)
 
 
 def of_function(f: Any, roots: Sequence[nn.Module]) -> Hashable:

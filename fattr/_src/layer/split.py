@@ -39,7 +39,7 @@ from torch.utils import _pytree as pytree
 from ..base import LayerLike, ModelLike
 from ..errors import Shown, check_bool, fail
 from ..arguments import Keywords, as_args
-from ..calling import modules_of
+from ..calling import explained, modules_of
 from ..compiled import at_trace_time, dynamo_tracing
 from . import export, fingerprint, graph, locking, substitute
 from .capture import Untraceable
@@ -279,6 +279,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     owner = (id(model), tuple(id(m) for m in layers), to_input)
     last: List[Optional[Token]] = [None]
     anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
+    owner_module = _owner(roots)
 
     def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
@@ -385,7 +386,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if dynamo_tracing():  # found when Dynamo traces the call, a constant of the compiled code
             return run(at_trace_time(_found, find, *_described(values)), values)
         ticket, bound = find(values, memo)
-        return run(ticket, values, bound)
+        try:
+            return run(ticket, values, bound)
+        except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
+            explained(error, model, owner_module, values, ())
+            raise
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         return run_head(values, keywords, None)
@@ -415,7 +420,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         with locking.reading():
             return graph.run_tail(token.plan, model, acts, carried)
 
-    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots),
+    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=owner_module,
                  model=model, to_input=to_input, exportable=exportable, session=session)
 
 
