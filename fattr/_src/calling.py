@@ -10,7 +10,7 @@ this way; pass the module itself as ``f`` when it has buffers in training mode.)
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, List, Optional, Sequence, Set
 
 import torch
 from torch import nn
@@ -20,23 +20,25 @@ from .diagnose import explain
 from .tracing import is_compiling
 
 
-def submodules(module: nn.Module) -> Iterator[nn.Module]:
+def submodules(module: nn.Module) -> List[nn.Module]:
     """``module`` and its submodules, each once: a walk of ``_modules``, cheaper than ``modules()`` (it
     runs on every call)."""
-    stack, seen = [module], set()
+    found: List[nn.Module] = []
+    stack: List[Optional[nn.Module]] = [module]
+    seen: Set[int] = set()
     while stack:
         m = stack.pop()
-        if id(m) not in seen:
+        if m is not None and id(m) not in seen:
             seen.add(id(m))
-            yield m
-            stack += [c for c in m._modules.values() if c is not None]
+            found.append(m)
+            stack.extend(m._modules.values())
+    return found
 
 
 def writes_buffers(module: nn.Module) -> bool:
     """Whether a call of ``module`` would write a buffer (one of its modules is in training mode)."""
-    if not module._modules:  # a leaf (most calls of a split's plan): no walk
-        return module.training and any(b is not None for b in module._buffers.values())
-    return any(m.training and any(b is not None for b in m._buffers.values()) for m in submodules(module))
+    return any([m.training and m._buffers and any(b is not None for b in m._buffers.values())
+                for m in (submodules(module) if module._modules else (module,))])
 
 
 class Bound:

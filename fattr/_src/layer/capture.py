@@ -27,8 +27,11 @@ def has_hooks(m: nn.Module) -> bool:
     return any(len(getattr(m, attr, {})) for attr in HOOKS)
 
 
+_GLOBAL_HOOKS = tuple("_global" + attr for attr in HOOKS)
+
+
 def global_hook_dicts() -> List[Dict[Any, Any]]:
-    return [getattr(_module, "_global" + attr, {}) for attr in HOOKS]
+    return [getattr(_module, name, {}) for name in _GLOBAL_HOOKS]
 
 
 def global_hooks() -> bool:

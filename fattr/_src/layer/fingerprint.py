@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import numbers
+import operator
 import types
 import weakref
 from collections import OrderedDict
@@ -100,23 +101,21 @@ def summary(value: Any) -> Hashable:
     return _value(value, [_MAX_ITEMS])
 
 
-def _token(obj: Any, pins: List[Any]) -> Hashable:
-    """``obj`` compared by identity: its id, with ``obj`` pinned (see :class:`Fingerprint`), or a
-    :class:`Same` for an object that cannot be referred to weakly."""
-    if type(obj) is types.FunctionType or isinstance(obj, (type, nn.Module)):
-        pins.append(obj)
-        return id(obj)
-    return Same(obj)
-
-
 def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
-    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
+    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time);
+    its class and the class's ``forward`` by identity (pinned: see :class:`Fingerprint`)."""
     cls, d = type(m), m.__dict__
-    return (_token(cls, pins), _token(cls.forward, pins), m.training,
-            tuple(tuple(d[h]) if h in d else () for h in HOOKS),
-            tuple((k, p is None) for k, p in m._parameters.items()),
-            tuple((k, b is None) for k, b in m._buffers.items()),
-            tuple((k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE))
+    forward: Any = cls.forward
+    pins.append(cls)
+    if type(forward) is types.FunctionType:
+        pins.append(forward)
+        forward = id(forward)
+    else:  # (a builtin or a callable object: it may not be referred to weakly)
+        forward = Same(forward)
+    return (id(cls), forward, m.training, tuple([tuple(d[h]) if h in d else () for h in HOOKS]),
+            tuple([(k, p is None) for k, p in m._parameters.items()]),
+            tuple([(k, b is None) for k, b in m._buffers.items()]),
+            tuple([(k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE]))
 
 
 class Fingerprint:
@@ -132,7 +131,7 @@ class Fingerprint:
 
     def __eq__(self, other: Any) -> bool:
         return (type(other) is Fingerprint and self.key == other.key
-                and all(r() is not None for r in self.pins) and all(r() is not None for r in other.pins))
+                and None not in map(operator.call, self.pins) and None not in map(operator.call, other.pins))
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -190,7 +189,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
         return contains[key]
 
     visit(model)
-    parts.append(tuple(tuple(d) for d in global_hook_dicts()))
+    parts.append(tuple([tuple(d) for d in global_hook_dicts()]))
     return Fingerprint(tuple(parts), pins)
 
 

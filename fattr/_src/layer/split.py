@@ -267,11 +267,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                                      allow_list, exportable, side, listed, *(layer if listed else ()))
         return built
     is_module = isinstance(model, nn.Module)
-    with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
-        if is_module:
-            layers, was_list = resolve(model, layer, name, allow_list=allow_list)
-            roots: List[nn.Module] = [model]
-        else:
+    if is_module:
+        layers, was_list = resolve(model, layer, name, allow_list=allow_list)
+        roots: List[nn.Module] = [model]
+    else:
+        with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
             roots = modules_of(model)
             layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
