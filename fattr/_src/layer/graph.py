@@ -28,6 +28,7 @@ import builtins
 import functools
 import inspect
 import operator
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
@@ -137,29 +138,31 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 @functools.lru_cache(maxsize=256)
-def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
-    """For a forward taking only positional parameters: their names and defaults (else None)."""
+def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...], int]]:
+    """For a forward taking only positional parameters: their names, defaults and how many have none
+    (the fewest values a call passes); else None."""
     parameters = list(_signature(forward).parameters.values())
     if any(q.kind not in _POSITIONAL for q in parameters):
         return None
-    return tuple(q.name for q in parameters), tuple(q.default for q in parameters)
+    required = max([i + 1 for i, q in enumerate(parameters) if q.default is inspect.Parameter.empty], default=0)
+    return tuple(q.name for q in parameters), tuple(q.default for q in parameters), required
 
 
-def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
-    """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
+def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Bind ``values`` to ``model.forward``: its arguments by name, and the non-tensor scalars (flags,
+    modes) among them, which the graph bakes in."""
     forward = model.forward
-    own = getattr(forward, "__self__", None) is model and inspect.isfunction(getattr(forward, "__func__", None))
-    signature = _signature(forward.__func__) if own else inspect.signature(forward)  # type: ignore[attr-defined]
+    func = getattr(forward, "__func__", None)
+    own = isinstance(func, types.FunctionType) and getattr(forward, "__self__", None) is model
     positional, keywords = unpack(values)
-    simple = _positional_only(forward.__func__) if own and not keywords else None  # type: ignore[attr-defined]
-    if simple is not None and len(positional) <= len(simple[0]) and all(
-            d is not inspect.Parameter.empty for d in simple[1][len(positional):]):
+    simple = _positional_only(func) if own and not keywords else None
+    if simple is not None and simple[2] <= len(positional) <= len(simple[0]):
         # the common case (``forward(self, x)``) without inspect's general binding, which costs more per call
-        names, defaults = simple
+        names, defaults, _ = simple
         arguments = dict(zip(names, positional))
-        arguments.update((name, d) for name, d in zip(names[len(positional):], defaults[len(positional):]))
-        concrete = {name: v for name, v in arguments.items() if type(v) in _SPECIALISE}
-        return inspect.BoundArguments(signature, arguments), concrete
+        arguments.update(zip(names[len(positional):], defaults[len(positional):]))
+        return arguments, {name: v for name, v in arguments.items() if type(v) in _SPECIALISE}
+    signature = _signature(func) if own else inspect.signature(forward)
     try:
         bound = signature.bind(*positional, **keywords)
     except TypeError as e:
@@ -172,12 +175,12 @@ def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundAr
         if kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) \
                 and type(value) in _SPECIALISE:
             concrete[name] = value
-    return bound, concrete
+    return dict(bound.arguments), concrete
 
 
 def key(concrete: Dict[str, Any]) -> Tuple[Any, ...]:
     """A hashable key for a specialisation (``1``, ``1.0`` and ``True`` differ)."""
-    return tuple((name, type(v).__name__, v) for name, v in concrete.items())
+    return tuple([(name, type(v).__name__, v) for name, v in concrete.items()])
 
 
 def _named(node: Node) -> str:
@@ -511,22 +514,22 @@ def _tail_fn(p: Plan) -> Callable[..., Any]:
     return src.function("tail", ["activations", "r"], src.arg(p.output.args[0]))
 
 
-def _bind(p: Plan, bound: inspect.BoundArguments) -> List[Any]:
-    """The placeholders' values, in order."""
+def _bind(p: Plan, arguments: Dict[str, Any]) -> List[Any]:
+    """The placeholders' values, in order (``arguments`` by name, as :func:`specialise` binds them)."""
     values: List[Any] = []
     for ph in p.placeholders:
         name = _named(ph).lstrip("*")
-        if name in bound.arguments:
-            values.append(bound.arguments[name])
+        if name in arguments:
+            values.append(arguments[name])
         else:  # a specialised argument: fx names its placeholder "<name>_<k>"
             base = name.rsplit("_", 1)[0]
             values.append(p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None))
     return values
 
 
-def run_head(p: Plan, model: nn.Module, bound: inspect.BoundArguments) -> Tuple[List[Any], Tuple[Any, ...]]:
+def run_head(p: Plan, model: nn.Module, arguments: Dict[str, Any]) -> Tuple[List[Any], Tuple[Any, ...]]:
     """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s)."""
-    return p.head_fn(model, *_bind(p, bound))
+    return p.head_fn(model, *_bind(p, arguments))
 
 
 def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
