@@ -1,5 +1,5 @@
-"""What makes a split cheap per call stays correct: the generated head and tail, the remembered
-resolution of a layer, the pinned fingerprint, and one explanation per failed head.
+"""What makes a split cheap per call stays correct: the generated head and tail, the resolution of a
+layer, the pinned fingerprint, and one explanation per failed head.
 
 The head and tail are Python source generated once per plan (``graph._Source``): each test here
 compares them with the model on forwards whose graph holds every kind of argument the generator
@@ -8,6 +8,7 @@ writes (namedtuples, slices, lists, dicts, keywords, constants, attributes, ``no
 from __future__ import annotations
 
 import gc
+import weakref
 from collections import namedtuple
 import pytest
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 
 import fattr
 from conftest import _init, randn
-from fattr._src.layer import fingerprint, resolve
+from fattr._src.layer import fingerprint
 
 Pair = namedtuple("Pair", ["a", "b"])
 
@@ -68,8 +69,8 @@ def test_a_named_layer_replaced_in_the_model_is_the_new_module() -> None:
     model = _init(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), seed=1)
     x = randn(2, 3, seed=2)
     first = fattr.layer_activation(model, "0", x)
-    old = model[0]  # alive, so only the registration tells it is no longer the model's
-    model[0] = _init(nn.Linear(3, 4), seed=9)  # the remembered resolution no longer holds
+    old = model[0]  # alive: only its registration tells it is no longer the model's
+    model[0] = _init(nn.Linear(3, 4), seed=9)
     torch.testing.assert_close(fattr.layer_activation(model, "0", x), model[0](x), rtol=0, atol=0)
     assert not torch.equal(first, model[0](x)) and torch.equal(first, old(x))
 
@@ -85,26 +86,17 @@ def test_a_layer_removed_from_the_model_is_refused_again() -> None:
     torch.testing.assert_close(fattr.layer_activation(model, layer, x), model(x), rtol=0, atol=0)
 
 
-def test_resolutions_do_not_keep_models_alive() -> None:
+def test_a_fingerprint_naming_a_collected_object_equals_no_other() -> None:
+    """Ids name objects only while they live: a fingerprint whose object was collected is unequal to one
+    with the same ids (the id may have been reused by a new object)."""
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
-    resolve.resolve(model, "1")
-    resolve.resolve(model, model[0])
-    ref = __import__("weakref").ref(model)
-    del model
-    gc.collect()
-    assert ref() is None
-
-
-def test_a_fingerprint_with_a_collected_object_equals_nothing() -> None:
-    """Ids name objects only while they live: a pinned object that was collected makes the
-    fingerprint unequal even to one with the same key (its id may have been reused)."""
-    kept, gone = nn.Linear(1, 1), nn.Linear(1, 1)
-    a = fingerprint.Fingerprint((1, 2), [kept, gone])
-    b = fingerprint.Fingerprint((1, 2), [kept])
-    assert a == b and b == a
+    key, pins = fingerprint.fingerprint(model, (model[1],))
+    assert (key, pins) == fingerprint.fingerprint(model, (model[1],))
+    gone = nn.Linear(3, 4)
+    stale = (key, pins[:-1] + (weakref.ref(gone),))  # as if the last object pinned had been ``gone``
     del gone
     gc.collect()
-    assert a != b and b != a and fingerprint.Fingerprint((1, 2), [kept]) == b
+    assert stale[1][-1]() is None and stale != (key, pins) and (key, pins) != stale
 
 
 def test_fingerprint_changes_with_the_module_tree_and_modes() -> None:

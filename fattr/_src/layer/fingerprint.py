@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import functools
 import numbers
-import operator
 import types
 import weakref
 from collections import OrderedDict
@@ -103,7 +102,7 @@ def summary(value: Any) -> Hashable:
 
 def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
     """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time);
-    its class and the class's ``forward`` by identity (pinned: see :class:`Fingerprint`)."""
+    its class and the class's ``forward`` by identity (their ids, the objects added to ``pins``)."""
     cls, d = type(m), m.__dict__
     forward: Any = cls.forward
     pins.append(cls)
@@ -118,26 +117,7 @@ def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pi
             tuple([(k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE]))
 
 
-class Fingerprint:
-    """A fingerprint: ``key``, a tuple of plain values in which objects compared by identity appear as
-    their ids, and ``pins``, weak references to those objects. Two are equal when their keys are and
-    every pinned object of both is alive (an id then names the same object on both sides: a live
-    object's id is never reused). Cheaper than a :class:`Same` per module; holds no model alive."""
-
-    __slots__ = ("key", "pins")
-
-    def __init__(self, key: Tuple[Hashable, ...], pins: Sequence[Any]) -> None:
-        self.key, self.pins = key, tuple(map(weakref.ref, pins))
-
-    def __eq__(self, other: Any) -> bool:
-        return (type(other) is Fingerprint and self.key == other.key
-                and None not in map(operator.call, self.pins) and None not in map(operator.call, other.pins))
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-
-def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Fingerprint:
+def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
     """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
 
     It covers the module tree (every registration: name and module identity), each
@@ -147,7 +127,10 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     and buffers are ``None``, and every other instance attribute (an instance-level
     ``forward`` included): scalars by value, containers by content, tensors,
     modules and functions by identity. Parameter and buffer values are not in it:
-    head and tail read them at call time. Objects are referred to weakly. What
+    head and tail read them at call time. Objects are referred to weakly: modules, classes
+    and forwards appear as their ids, with a weak reference to each alongside, so two
+    fingerprints are equal when the ids are and the objects still live (a weak reference
+    to a collected object equals no other, and a live object's id is never reused). What
     the traced code reads from elsewhere (globals, class attributes other than
     ``forward``, the grad mode) is not covered.
 
@@ -167,19 +150,10 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
         if key in contains:  # registered twice (or a cycle)
             return contains[key]
         contains[key] = False
-        traced = everything
-        children: Tuple[Hashable, ...] = ()
-        if m._modules:
-            listed: List[Tuple[str, Optional[int]]] = []
-            for name, child in m._modules.items():
-                if child is None:
-                    listed.append((name, None))
-                else:
-                    pins.append(child)
-                    listed.append((name, id(child)))
-                    if visit(child):
-                        traced = True
-            children = tuple(listed)
+        children = tuple([(name, None if c is None else id(c)) for name, c in m._modules.items()])
+        live = [c for c in m._modules.values() if c is not None]
+        pins.extend(live)
+        traced = any([visit(c) for c in live]) or everything  # (every child visited)
         if traced:
             parts.append((children, _traced_state(m, budget, memo, pins)))
         else:
@@ -190,7 +164,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
 
     visit(model)
     parts.append(tuple([tuple(d) for d in global_hook_dicts()]))
-    return Fingerprint(tuple(parts), pins)
+    return tuple(parts), tuple(map(weakref.ref, pins))
 
 
 def of_function(f: Any, roots: Sequence[nn.Module]) -> Hashable:

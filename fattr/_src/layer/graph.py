@@ -437,9 +437,6 @@ class _Source:
             return f"slice({self.arg(a.start)}, {self.arg(a.stop)}, {self.arg(a.step)})"
         return self.const(a)
 
-    def module(self, n: Node) -> str:
-        return f"{self.const(_submodule(_named(n)))}(model)"
-
     def statement(self, n: Node, value: str) -> None:
         """``v<n> = value``, inside ``torch.no_grad()`` where the forward wrote it in such a block."""
         if n.meta.get(_NO_GRAD):
@@ -456,18 +453,13 @@ class _Source:
             rest = "".join(f"{self.arg(a)}, " for a in n.args[1:])
             self.statement(n, f"getattr({self.arg(n.args[0])}, {_named(n)!r})({rest}{kwargs})")
         elif n.op == "call_module":
-            self.statement(n, f"_call({self.module(n)}, ({args}), {self.arg(dict(n.kwargs))})")
-        elif n.op == "get_attr":
-            target = _named(n)
-            value = "model"
-            for atom in target.split("."):
-                value = f"getattr({value}, {atom!r})"
-            self.statement(n, self.const(self.p.constants[target]) if target in self.p.constants else value)
+            self.statement(n, f"_call({self.const(_submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
+        elif n.op == "get_attr":  # a constant of the trace, or an attribute of the live model
+            constant = self.p.constants.get(_named(n))
+            self.statement(n, self.const(constant) if constant is not None else
+                           f"{self.const(operator.attrgetter(_named(n)))}(model)")
         else:  # pragma: no cover
             raise RuntimeError(f"unexpected fx node {n.op}")
-
-    def free(self, nodes: Sequence[Node]) -> None:
-        self.lines += [f"{self.names[f]} = None" for f in nodes]
 
     def function(self, name: str, parameters: Sequence[str], result: str) -> Callable[..., Any]:
         body = "".join(f"    {line}\n" for line in self.lines + [f"return {result}"])
@@ -487,7 +479,7 @@ def _head_fn(p: Plan) -> Callable[..., Tuple[List[Any], Tuple[Any, ...]]]:
             src.node(n)
             if not p.to_input and n in cut:
                 src.lines.append(f"{cut[n]} = _clone({src.names[n]})")
-        src.free(frees)
+        src.lines += [f"{src.names[f]} = None" for f in frees]
     return src.function("head", [src.names[ph] for ph in p.placeholders],
                         f"[{', '.join(cut.values())}], ({''.join(src.names[r] + ', ' for r in p.rest)})")
 
@@ -506,16 +498,18 @@ def _tail_fn(p: Plan) -> Callable[..., Any]:
         if n in substituted:  # the layer, on the given activation
             a = substituted[n]
             src.lines.append(f"{a} = {own}({a})")
-            src.statement(n, f"_call({src.module(n)}, {a} if type({a}) is tuple else ({a},), "
-                             f"{src.arg(dict(n.kwargs))})")
+            src.statement(n, f"_call({src.const(_submodule(_named(n)))}(model), {a} if isinstance({a}, tuple) "
+                             f"else ({a},), {src.arg(dict(n.kwargs))})")
         else:
             src.node(n)
-        src.free(frees)
+        src.lines += [f"{src.names[f]} = None" for f in frees]
     return src.function("tail", ["activations", "r"], src.arg(p.output.args[0]))
 
 
-def _bind(p: Plan, arguments: Dict[str, Any]) -> List[Any]:
-    """The placeholders' values, in order (``arguments`` by name, as :func:`specialise` binds them)."""
+def run_head(p: Plan, model: nn.Module, arguments: Dict[str, Any]) -> Tuple[List[Any], Tuple[Any, ...]]:
+    """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s;
+    ``arguments`` by name, as :func:`specialise` binds them). ``p.tail_fn(model, activations, rest)`` is
+    the model's output with the cut values replaced by ``activations``."""
     values: List[Any] = []
     for ph in p.placeholders:
         name = _named(ph).lstrip("*")
@@ -524,14 +518,4 @@ def _bind(p: Plan, arguments: Dict[str, Any]) -> List[Any]:
         else:  # a specialised argument: fx names its placeholder "<name>_<k>"
             base = name.rsplit("_", 1)[0]
             values.append(p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None))
-    return values
-
-
-def run_head(p: Plan, model: nn.Module, arguments: Dict[str, Any]) -> Tuple[List[Any], Tuple[Any, ...]]:
-    """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s)."""
-    return p.head_fn(model, *_bind(p, arguments))
-
-
-def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
-    """``model``'s output with the cut values replaced by ``activations`` (neither is modified)."""
-    return p.tail_fn(model, activations, rest)
+    return p.head_fn(model, *values)

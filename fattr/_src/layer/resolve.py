@@ -1,14 +1,12 @@
 """Which modules ``layer`` names: a submodule of the model, its dotted name, or a list of them."""
 from __future__ import annotations
 
-import threading
-import weakref
-from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, List, Tuple
 
 from torch import nn
 
+from ..calling import submodules
 from ..errors import Shown, fail
-from . import locking
 
 _HINT = "Pass a submodule of the model or its dotted name, e.g. 'body.1.conv2' (see model.named_modules())."
 
@@ -21,70 +19,18 @@ def _one(model: nn.Module, layer: Any, name: str) -> nn.Module:
             fail(name, "the dotted name of a submodule of the model", Shown(repr(layer)), _HINT)
     if not isinstance(layer, nn.Module):
         fail(name, "an nn.Module inside the model or its dotted name", layer, _HINT, kind=TypeError)
-    if not any(m is layer for m in model.modules()):
+    if not any([m is layer for m in submodules(model)]):
         fail(name, "a submodule of the model", Shown(f"a {type(layer).__name__} that is not inside the model"), _HINT)
     return layer
-
-
-# model (weakly) -> {(layer spec, allow_list): (per module (path atoms, weak reference), was_list)}
-_RESOLVED: "weakref.WeakKeyDictionary[nn.Module, Dict[Hashable, Any]]" = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
-def _spec(layer: Any) -> Optional[Hashable]:
-    """A key for ``layer``: names as they are, modules by id (checked by identity on use); None: not kept."""
-    if isinstance(layer, str):
-        return layer
-    if isinstance(layer, nn.Module):
-        return id(layer)
-    if isinstance(layer, (list, tuple)):
-        keys = tuple(_spec(item) for item in layer)
-        return None if None in keys else ("list",) + keys
-    return None
-
-
-def _at(model: nn.Module, atoms: Sequence[str]) -> Optional[nn.Module]:
-    m: Optional[nn.Module] = model
-    for atom in atoms:
-        m = m._modules.get(atom) if m is not None else None
-    return m
 
 
 def resolve(model: nn.Module, layer: Any, name: str = "layer", *,
             allow_list: bool = True) -> Tuple[Tuple[nn.Module, ...], bool]:
     """``(modules, was_list)``: the module(s) ``layer`` names inside ``model``.
 
-    A resolution is remembered per model (weakly) and reused while every module is still
-    registered where it was found (a walk of a few ``_modules`` dicts instead of a scan of the model).
-
     Raises ``ValueError`` naming ``name`` for a module or name not in the model,
     ``TypeError`` for anything else.
     """
-    key = (_spec(layer), allow_list)
-    try:
-        with _LOCK:
-            kept = _RESOLVED.get(model, {}).get(key) if key[0] is not None else None
-    except TypeError:  # a model that cannot be a weak key (unhashable)
-        key, kept = (None, allow_list), None
-    if kept is not None:
-        items = layer if kept[1] else [layer]
-        found = [ref() for _, ref in kept[0]]
-        if all(m is not None and _at(model, atoms) is m and (isinstance(item, str) or item is m)
-               for (atoms, _), m, item in zip(kept[0], found, items)):
-            return tuple(found), kept[1]
-    with locking.reading():  # not while torch.export swaps submodules
-        modules, was_list = _resolve(model, layer, name, allow_list)
-        items = layer if was_list else [layer]
-        paths = [item.split(".") if isinstance(item, str) else registrations(model, m)[0].split(".")
-                 for item, m in zip(items, modules)]
-    if key[0] is not None:
-        with _LOCK:
-            _RESOLVED.setdefault(model, {})[key] = (
-                tuple(([a for a in atoms if a], weakref.ref(m)) for atoms, m in zip(paths, modules)), was_list)
-    return modules, was_list
-
-
-def _resolve(model: nn.Module, layer: Any, name: str, allow_list: bool) -> Tuple[Tuple[nn.Module, ...], bool]:
     if not isinstance(model, nn.Module):
         fail("model", "a torch.nn.Module (layer methods split the module at the layer)", model, kind=TypeError)
     if isinstance(layer, (list, tuple)) and not isinstance(layer, str):

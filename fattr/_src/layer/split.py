@@ -267,16 +267,16 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                                      allow_list, exportable, side, listed, *(layer if listed else ()))
         return built
     is_module = isinstance(model, nn.Module)
-    if is_module:
-        layers, was_list = resolve(model, layer, name, allow_list=allow_list)
-        roots: List[nn.Module] = [model]
-    else:
-        with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
+    with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
+        if is_module:
+            layers, was_list = resolve(model, layer, name, allow_list=allow_list)
+            roots: List[nn.Module] = [model]
+        else:
             roots = modules_of(model)
             layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
-    owner = (id(model), tuple(id(m) for m in layers), to_input)
+    owner = (id(model), tuple([id(m) for m in layers]), to_input)
     last: List[Optional[Token]] = [None]
     anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
     owner_module = _owner(roots)
@@ -318,23 +318,19 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
-        token = _checked_token(k, make)
-        if memo is not None:
-            memo[k] = token
-        return token
-
-    def _checked_token(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
             fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
         except fingerprint.Uncacheable:
             fp = None
         hit = recent.get(k)
-        if hit is not None and hit[0] == fp:
-            return hit[1]
-        token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
-        if len(recent) >= _MAX_PLANS:
-            recent.clear()
-        recent[k] = (fp, token)
+        token = hit[1] if hit is not None and hit[0] == fp else None
+        if token is None:
+            token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
+            if len(recent) >= _MAX_PLANS:
+                recent.clear()
+            recent[k] = (fp, token)
+        if memo is not None:
+            memo[k] = token
         return token
 
     def checked(values: Tuple[Any, ...], memo: Optional[Dict[Hashable, Token]]) -> Tuple[Token, Any]:
@@ -418,7 +414,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if len(carried) != len(token.plan.rest):
             fail("rest", "the rest tuple returned by this split's head", rest)
         with locking.reading():
-            return graph.run_tail(token.plan, model, acts, carried)
+            return token.plan.tail_fn(model, acts, carried)
 
     return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=owner_module,
                  model=model, to_input=to_input, exportable=exportable, session=session)
