@@ -61,8 +61,8 @@ def _select(kth: int, x: Tensor, grad: Tensor, active: Tensor, end: Tensor, x_ma
         threshold = masked.kthvalue(kth + 1, dim=1, keepdim=True).values  # O(D), not a sort
         selected = (masked <= threshold) & (masked != inf) & moving[:, None]
         l1_s = ((x - x_max).abs() * selected).sum(1)
-        gamma = torch.where(l1_s > 0, (l1_current - l1_target) / torch.where(l1_s > 0, l1_s, 1.0), inf)
-        far = (gamma > 1.0)[:, None]  # the selected features reach x_max, and the step goes on
+        # the step size gamma > 1 (infinite with nothing to move): the selected reach x_max, the step goes on
+        far = (((l1_current - l1_target) / l1_s > 1.0) | (l1_s == 0))[:, None]
         hit = selected & far
         return torch.where(hit, x_max, x), reached | hit, partial | (selected & ~far), moving & far[:, 0]
 
