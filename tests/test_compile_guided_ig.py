@@ -8,6 +8,7 @@ Compiling takes about a minute per grad mode on a 2-core CPU (it grows with ``n_
 """
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -58,3 +59,11 @@ def test_input_derivatives_are_finite_and_match_finite_differences():
     for max_dist in (0.02, 0.1, 1.0):
         fn = lambda x: fattr.guided_integrated_gradients(model, x, base, 5, max_dist=max_dist, target=1)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (randn(3, 10, seed=5).requires_grad_(),), eps=1e-7, atol=1e-6)
+
+
+def test_a_step_that_cannot_reach_its_target_raises():
+    """NaN gradients select no feature, so no pass moves one: the passes stop at their bound and say so
+    (compiled too, by an assertion in the graph: checked by hand, it costs a minute of compiling)."""
+    f = lambda x: (x * float("nan")).sum(1, keepdim=True)  # noqa: E731
+    with pytest.raises(RuntimeError, match="a step did not reach its L1 target"):
+        fattr.guided_integrated_gradients(f, randn(2, 5), n_steps=3, target=0)

@@ -43,7 +43,7 @@ def _passes(one_pass: Callable[..., State], state: State, limit: int) -> State:
         if not bool(state[-1].any()):
             return state
         state = one_pass(*state)
-    raise RuntimeError(STUCK)  # pragma: no cover
+    raise RuntimeError(STUCK)  # NaN gradients select nothing
 
 
 def _select(kth: int, x: Tensor, grad: Tensor, active: Tensor, end: Tensor, x_max: Tensor, l1_target: Tensor
