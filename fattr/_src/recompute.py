@@ -46,11 +46,6 @@ class _Local(threading.local):
 _local = _Local()
 
 
-def _sequence_nr(node: Any) -> int:
-    number = getattr(node, "_sequence_nr", None)
-    return number() if number is not None else 1 << 62  # unknown: treat as created during the call
-
-
 class _Reads:
     """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown), since a
     point in this thread's autograd history (nodes created later have larger sequence numbers)."""
@@ -60,8 +55,10 @@ class _Reads:
     skip: Set[int]
 
     def __init__(self) -> None:
-        """Made with grad mode on (the anchor's view gets a node)."""
-        self.since, self.found, self.skip = _sequence_nr(_ANCHOR.view(()).grad_fn), {}, set()
+        """Made with grad mode on, so that the anchor's view gets a node (without one, every node counts
+        as older than the call: unknown)."""
+        anchor = _ANCHOR.view(()).grad_fn
+        self.since, self.found, self.skip = anchor._sequence_nr() if anchor is not None else 1 << 62, {}, set()
 
     def walk(self, output: Tensor) -> None:
         """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
@@ -77,7 +74,7 @@ class _Reads:
                 variable = getattr(node, "variable")
                 if id(variable) not in skip:
                     found[id(variable)] = variable
-            elif _sequence_nr(node) < since:
+            elif node._sequence_nr() < since:
                 self.found = None
                 return
             else:
