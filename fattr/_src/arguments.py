@@ -98,16 +98,12 @@ def tile_args(args: Tuple[Any, ...], n_examples: int, k: int) -> Tuple[Any, ...]
     return map_args(lambda a: tile(a, k) if is_per_example(a, n_examples) else a, args)
 
 
-def _no_args(tensors: Tensors) -> Tuple[Any, ...]:
-    return ()
-
-
 def split_args(args: Sequence[Any]) -> Tuple[Tensors, Callable[[Tensors], Tuple[Any, ...]]]:
     """``(tensors, rebuild)``: the tensors among ``args`` (keyword values included), and
     ``rebuild(new_tensors) -> args`` with them replaced (the tensors are what a computation over
     ``args`` may be differentiated by)."""
     if not args:
-        return (), _no_args
+        return (), lambda tensors: ()
     found = tuple(v for v in values(args) if isinstance(v, torch.Tensor))
 
     def rebuild(tensors: Tensors) -> Tuple[Any, ...]:

@@ -54,7 +54,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     n_tensors = len(tensors)
     total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
-        a, w = alphas[start:start + step], weights[start:start + step]
+        a, w = (alphas, weights) if step >= n_steps else (alphas[start:start + step], weights[start:start + step])
 
         def chunk(inputs: Tensors, a: torch.Tensor = a, w: torch.Tensor = w) -> Tensors:
             k = a.shape[0]
@@ -69,7 +69,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 flat = g.reshape(k, -1).to(acc)  # (k, B * ...): the steps' gradients, step-major
                 if vel is not None:
                     flat = flat * vel[i].reshape(k, -1).to(acc)
-                w_acc = w.to(device=g.device, dtype=acc)  # a no-op when the caller's weights match
+                w_acc = w if w.dtype is acc and w.device == g.device else w.to(device=g.device, dtype=acc)
                 terms.append(torch.mm(w_acc.reshape(1, k), flat).reshape((g.shape[0] // k,) + g.shape[1:]))
             return tuple(terms)
 

@@ -140,7 +140,7 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
         if target.dim() == 0 or (target.dim() == 1 and target.numel() == 1):
             if is_compiling():  # reading the value would break the graph
                 return _per_example(target.reshape(1, 1).expand(n_examples, 1), device)
-            return Target(static=(int(target.reshape(())),))  # the same index for every example
+            return Target(static=(int(target),))  # the same index for every example
         if target.dim() == 1:
             if target.numel() != n_examples:
                 fail("target", f"a 1-D tensor with {n_examples} entries (one per example)", target, _HELP)
