@@ -104,13 +104,9 @@ _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, O
 
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once)."""
-    read: List[Tensor] = []
-    for m in submodules(module):
-        read += [t for t in m._parameters.values() if t is not None and t.requires_grad]
-        read += [t for t in m._buffers.values() if t is not None and t.requires_grad]
-        read += [t for t in m.__dict__.values() if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
-    return read
+    modules (each module once; one pass over them: it runs on every call of a layer method)."""
+    return [t for m in submodules(module) for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
+            if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
 
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
