@@ -23,7 +23,7 @@ import torch
 from .cases import Case
 
 if TYPE_CHECKING:  # benchmarks.pairs imports this module at its end: import from it only when called
-    from .pairs import Builder, Fn, Pair, Settings
+    from .pairs import Fn, Pair, Settings
 
 FEATURES_PER_SIDE = 4      # 4 x 4 = 16 features
 SURROGATE_SAMPLES = 50     # LIME / KernelSHAP samples per example

@@ -85,7 +85,6 @@ def _gauss_legendre(n: int) -> Any:
 def _rows(c: Dict[str, Any]) -> Dict[str, Dict[str, Callable[[], Any]]]:
     from captum import attr as ca
     f, ids, mask, target, kw = c["f"], c["ids"], c["mask"], c["target"], {"attention_mask": c["mask"]}
-    b = ids.shape[0]
     base = torch.zeros_like(ids)
     alphas, weights = _gauss_legendre(N_STEPS)
 
