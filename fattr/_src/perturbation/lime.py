@@ -133,9 +133,9 @@ def _fit_user_model(model: Any, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
 
 
 def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
-               feature_mask: Any, n_samples: int, perturbations_per_eval: int, return_input_shape: bool,
-               interpretable_model: Any, similarity_func: Any, perturb_func: Any, generator: Any,
-               show_progress: bool, kernel_shap: bool) -> Attributions:
+               feature_mask: Any, n_features: Any, n_samples: int, perturbations_per_eval: int,
+               return_input_shape: bool, interpretable_model: Any, similarity_func: Any, perturb_func: Any,
+               generator: Any, show_progress: bool, kernel_shap: bool) -> Attributions:
     xs, was_tuple = structure.as_tuple(inputs)
     s = check_positive_int("n_samples", n_samples)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
@@ -150,7 +150,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     args = as_args(args, kwargs)
     n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
-    features = features_of(feature_mask, xs, contiguous=True)
+    features = features_of(feature_mask, xs, contiguous=True, n_features=n_features)
     tgt = as_target(target, n, xs[0].device)
     with torch.no_grad():  # Captum's test call: one value per example, or one for the whole batch?
         aggregate = reference(f, xs, tgt, args)[1]
@@ -211,8 +211,9 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
 
 
 def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
-         args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None, n_samples: int = 25,
-         perturbations_per_eval: int = 1, return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
+         args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+         n_features: Optional[int] = None, n_samples: int = 25, perturbations_per_eval: int = 1,
+         return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
          similarity_func: Optional[Callable[..., Any]] = None, perturb_func: Optional[Callable[..., Any]] = None,
          generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """LIME (Captum's ``Lime``): the coefficients of a weighted linear surrogate of ``f`` around each example.
@@ -234,6 +235,11 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: interpretable features: integer ids broadcastable to each input (every id from
         the smallest to the largest is a feature, as in Captum). None: every element.
+      n_features: the number of interpretable features, given statically (no count from the mask's
+        values): the ids are then the features' indices, in ``[0, n_features)``, and the samples, the
+        fit and the coefficients have ``n_features`` columns; an id without elements is a column that
+        changes nothing, drawn and fitted all the same (with ids ``0 .. n_features - 1`` present the
+        default's result).
       n_samples: samples per example.
       perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       return_input_shape: attributions shaped like the inputs (else ``(B, n_features)`` coefficients).
@@ -260,15 +266,16 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
       ...            generator=torch.Generator().manual_seed(0)).shape
       torch.Size([5, 4])
     """
-    return _surrogate("lime", f, inputs, baselines, target, args, kwargs, feature_mask, n_samples,
+    return _surrogate("lime", f, inputs, baselines, target, args, kwargs, feature_mask, n_features, n_samples,
                       perturbations_per_eval, return_input_shape, interpretable_model, similarity_func,
                       perturb_func, generator, show_progress, kernel_shap=False)
 
 
 def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                 args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                n_samples: int = 25, perturbations_per_eval: int = 1, return_input_shape: bool = True,
-                generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
+                n_features: Optional[int] = None, n_samples: int = 25, perturbations_per_eval: int = 1,
+                return_input_shape: bool = True, generator: Optional[torch.Generator] = None,
+                show_progress: bool = False) -> Result:
     """Kernel SHAP (Captum's ``KernelShap``): Shapley values as a weighted linear regression.
 
     LIME with the Shapley kernel: the samples are the full and the empty coalition, then
@@ -285,6 +292,7 @@ def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = Non
       baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: interpretable features (integer ids, every id from the smallest to the largest).
+      n_features: as in :func:`fattr.lime`.
       n_samples: samples per example (the first two are the full and the empty coalition).
       perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       return_input_shape: attributions shaped like the inputs (else ``(B, n_features)``).
@@ -302,6 +310,6 @@ def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = Non
       >>> bool(torch.allclose(attr, x * w, atol=1e-4))     # a linear f: the exact Shapley values
       True
     """
-    return _surrogate("kernel_shap", f, inputs, baselines, target, args, kwargs, feature_mask, n_samples,
+    return _surrogate("kernel_shap", f, inputs, baselines, target, args, kwargs, feature_mask, n_features, n_samples,
                       perturbations_per_eval, return_input_shape, None, None, None, generator, show_progress,
                       kernel_shap=True)
