@@ -51,11 +51,10 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
       args: extra positional arguments of ``f``; kwargs: extra keyword arguments.
       feature_mask: integer feature ids broadcastable to each input (a batch of 1 or B; a tuple,
         one per input; ids may be shared across inputs). None: every element its own feature.
-      n_features: the number of features, given statically so that a masked call traces into one
-        graph (``torch.compile(fullgraph=True)``): the ids of ``feature_mask`` are then the features'
-        indices and must lie in ``[0, n_features)``; an id without elements is a feature that changes
-        nothing (its ablation is evaluated all the same). None: the features are counted from the
-        mask's values.
+      n_features: the number of features, given statically so that a masked call compiles into one
+        graph (``torch.compile(fullgraph=True)``): the mask's ids are then the features' indices, in
+        ``[0, n_features)``; an id without elements changes nothing (its ablation is still evaluated).
+        None: counted from the mask's values.
       perturbations_per_eval: ablated copies of the batch evaluated in one call of ``f``.
       show_progress: a progress bar on stderr.
 
@@ -82,10 +81,7 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
-        progress = Progress(-(-features.n // ppe), "feature_ablation", show_progress)
-        try:
+        with Progress(-(-features.n // ppe), "feature_ablation", show_progress) as progress:
             return ablate_each(Evaluator(f, tgt, args_, n, aggregate), xs_, bases_, features, ref, ppe, progress)
-        finally:
-            progress.close()
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)

@@ -3,14 +3,13 @@
 A feature mask holds one integer id per input element (broadcastable to the input,
 with a batch of 1 or of the input's batch; a tuple with one per input, ids may be
 shared across inputs). ``None`` makes every element its own feature, numbered
-consecutively across the inputs (Captum's default). :class:`Features` renumbers the
-ids densely and scatters per-feature values back to the inputs' shapes.
+consecutively across the inputs (Captum's default). :class:`Features` numbers the features
+``0 .. n-1`` and scatters per-feature values back to the inputs' shapes.
 
 The number of features sets the number of evaluations of ``f``: with ``None`` it is the
 number of elements per example, known from the shapes alone (so ``torch.compile(fullgraph=True)``
-traces it); a mask's features are counted from its values (a graph break under Dynamo) unless
-the caller gives ``n_features``: the ids then are the feature indices, ``0 .. n_features - 1``,
-and only their range is checked (see :func:`features_of`).
+traces it); a mask's features are counted from its values (a graph break under Dynamo), unless
+``n_features`` gives their number (see :func:`features_of`).
 """
 from __future__ import annotations
 
@@ -62,11 +61,10 @@ def features_of(mask: Any, tensors: Tensors, name: str = "feature_mask", contigu
                 n_features: Any = None) -> "Features":
     """The features of ``mask`` (see :func:`group_ids` and :meth:`Features.of`).
 
-    With ``n_features`` (an int) the ids are the features' indices as given: exactly ``n_features``
-    features, whatever ids are present (an id without elements is a feature that changes nothing),
-    so that every shape depends on ``n_features`` alone. The ids must lie in ``[0, n_features)``:
-    eagerly a ``ValueError`` naming ``name`` and ``n_features`` with the smallest and largest id found;
-    under ``torch.compile`` an assert in the graph that fails when the graph runs (a ``RuntimeError``).
+    With ``n_features`` the ids are the features' indices: exactly ``n_features`` features, present
+    or not, so that every shape depends on ``n_features`` alone. The ids must lie in ``[0, n_features)``:
+    eagerly a ``ValueError`` naming both with the smallest and largest id found; under ``torch.compile``
+    an assert in the graph, which fails when the graph runs (a ``RuntimeError``).
     """
     ids = group_ids(mask, tensors, name)
     if n_features is not None:
@@ -79,16 +77,12 @@ def features_of(mask: Any, tensors: Tensors, name: str = "feature_mask", contigu
 
 
 def _check_range(ids: Tensors, n: int, name: str) -> None:
-    flat = torch.cat([m.reshape(-1) for m in ids])
-    if flat.numel() == 0:
-        return
-    if torch.compiler.is_compiling():  # a value check Dynamo traces: it fails at run time, never silently
-        torch._assert_async(((flat >= 0) & (flat < n)).all(), f"{name}: expected ids in [0, n_features) = "
+    every = torch.cat([m.reshape(-1) for m in ids])
+    if torch.compiler.is_compiling():  # a value check Dynamo traces: it fails when the graph runs, never silently
+        torch._assert_async(((every >= 0) & (every < n)).all(), f"{name}: expected ids in [0, n_features) = "
                             f"[0, {n}), got an id outside that range.")
-        return
-    lo, hi = int(flat.min()), int(flat.max())
-    if lo < 0 or hi >= n:
-        fail(name, f"ids in [0, n_features) = [0, {n})", Shown(f"ids from {lo} to {hi}"),
+    elif every.numel() and not (int(every.min()) >= 0 and int(every.max()) < n):
+        fail(name, f"ids in [0, n_features) = [0, {n})", Shown(f"ids from {int(every.min())} to {int(every.max())}"),
              "Give n_features above the largest id, or leave it None to count the features from the mask.")
 
 
@@ -118,10 +112,6 @@ class Features:
         ids = torch.unique(flat)  # sorted
         return Features(tuple(torch.searchsorted(ids, m) for m in ids_per_tensor), int(ids.shape[0]))
 
-    def expand(self, tensors: Tensors) -> Tensors:
-        """The index of every element, expanded to the tensors' shapes."""
-        return tuple(i.expand(t.shape) for i, t in zip(self.index, tensors))
-
     def scatter(self, values: torch.Tensor, tensors: Tensors) -> Tensors:
         """``values`` ``(R, n)`` (one row per example, or per output in aggregate mode) given to every
         element of each feature: tensors ``(R, *t.shape[1:])``."""
@@ -143,13 +133,10 @@ class Features:
     def kept(self, keep: torch.Tensor) -> Tensors:
         """Per tensor, whether each element keeps its input value, from ``keep`` ``(p, n)`` (shared by
         the examples) or ``(p, B, n)`` (per example), boolean: ``(p, 1 or B, ...)``."""
+        keep = keep if keep.dim() == 3 else keep.unsqueeze(1)  # (p, 1 or B, n)
         out = []
         for i in self.index:
-            rest = tuple(i.shape[1:])
-            if keep.dim() == 2:
-                out.append(keep[:, i.reshape(-1)].reshape((keep.shape[0],) + tuple(i.shape)))
-            else:
-                p, b = keep.shape[:2]
-                ids = flat(i).unsqueeze(0).expand(p, b, -1)
-                out.append(keep.gather(2, ids).reshape((p, b) + rest))
+            p, b = keep.shape[0], i.shape[0] if keep.shape[1] == 1 else keep.shape[1]
+            ids = flat(i).unsqueeze(0).expand(p, b, -1)
+            out.append(keep.expand(p, b, -1).gather(2, ids).reshape((p, b) + tuple(i.shape[1:])))
         return tuple(out)

@@ -67,9 +67,8 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
       inputs: a tensor ``(B, ...)`` with ``B >= 2`` (or ``B == 0``: empty attributions), or a tuple of them.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: integer feature ids broadcastable to each input. None: every element.
-      n_features: the number of features, given statically (no count from the mask's values): the ids
-        are then the features' indices, in ``[0, n_features)``; feature ``i`` is shuffled by the ``i``-th
-        permutation drawn, so an id without elements changes nothing but the draws the others get.
+      n_features: as in :func:`fattr.feature_ablation`; feature ``i`` gets the ``i``-th permutation drawn,
+        so an id without elements changes only which draws the others get.
       perturbations_per_eval: shuffled copies of the batch per call (1 in aggregate mode).
       generator: the ``torch.Generator`` the permutations are drawn from.
       perm_func: Captum's ``perm_func(x, feature_mask) -> x_perturbed`` instead of the shuffles: called
@@ -113,11 +112,8 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
             shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
             return replace(xs_, shuffled, selected)
 
-        progress = Progress(-(-features.n // ppe), "feature_permutation", show_progress)
-        try:
+        with Progress(-(-features.n // ppe), "feature_permutation", show_progress) as progress:
             outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
-        finally:
-            progress.close()
         return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
 
     return structure.restore(differentiable(compute, f, xs, (), tgt, args), was_tuple)

@@ -72,12 +72,9 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
       baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: integer feature ids broadcastable to each input (a tuple for tuple inputs).
-      n_features: the number of features, given statically so that a masked call traces into one
-        graph (``torch.compile(fullgraph=True)``): the ids of ``feature_mask`` are then the features'
-        indices and must lie in ``[0, n_features)``. An id without elements is a null player: the
-        Shapley values of the others are unchanged, and the estimate has the same distribution, but the
-        orders are drawn over ``n_features`` features (other draws than without it). None: the
-        features are counted from the mask's values.
+      n_features: as in :func:`fattr.feature_ablation`. An id without elements is a null player: the
+        estimates of the others keep their distribution, but the orders are drawn over ``n_features``
+        features (other draws than without it).
       n_samples: the number of random orders.
       perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       generator: the ``torch.Generator`` the orders are drawn from.
@@ -108,12 +105,9 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
-        progress = Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress)
-        try:
+        with Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress) as progress:
             empty = _coalitions(evaluate, xs_, bases_, features, keep[:0].new_zeros(1, f_count), 1, progress)
             middle = _coalitions(evaluate, xs_, bases_, features, keep, ppe, progress).to(ref.device)
-        finally:
-            progress.close()
         r = ref.shape[0]
         chain = torch.cat([empty.to(ref.device).expand(s, r).unsqueeze(1),
                            middle.reshape(s, f_count - 1, r), ref.expand(s, r).unsqueeze(1)], dim=1)
@@ -143,8 +137,8 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
     Args:
       f, inputs, baselines, target, args, kwargs, feature_mask, show_progress: as in
         :func:`fattr.shapley_value_sampling`.
-      n_features: as there: an id without elements is a null player (the exact values of the others
-        are unchanged; it doubles the evaluations).
+      n_features: as in :func:`fattr.feature_ablation`; an id without elements is a null player (the
+        values of the others are unchanged; each doubles the evaluations).
       perturbations_per_eval: coalitions (copies of the batch) per call of ``f``.
 
     Returns:
@@ -179,11 +173,8 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
-        progress = Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress)
-        try:
+        with Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress) as progress:
             values = _coalitions(evaluate, xs_, bases_, features, keep[:-1], ppe, progress).to(ref.device)
-        finally:
-            progress.close()
         values = torch.cat([values, ref.unsqueeze(0)])  # the full coalition is x itself
         without = ~keep  # (2^m, m): pairs (c, j) with j not in c
         gains = values[codes.unsqueeze(1) | bit] - values.unsqueeze(1)  # (2^m, m, R)
