@@ -64,7 +64,8 @@ def features_of(mask: Any, tensors: Tensors, name: str = "feature_mask", contigu
     With ``n_features`` the ids are the features' indices: exactly ``n_features`` features, present
     or not, so that every shape depends on ``n_features`` alone. The ids must lie in ``[0, n_features)``:
     eagerly a ``ValueError`` naming both with the smallest and largest id found; under ``torch.compile``
-    an assert in the graph, which fails when the graph runs (a ``RuntimeError``).
+    an assert in the graph (``torch._assert_async``), which fails when the graph runs: a ``RuntimeError``
+    on CPU, a device-side assert on CUDA (reported at a later synchronisation).
     """
     ids = group_ids(mask, tensors, name)
     if n_features is not None:
