@@ -71,8 +71,7 @@ def _optimal(a: Tensor, r: Tensor, alpha: float, beta: Tensor, active: Tensor, s
 
 
 def _fista(a: Tensor, r: Tensor, alpha: float, max_iter: int) -> Tuple[Tensor, Tensor]:
-    """FISTA's iterate ``beta`` and, per example, whether it is optimal once polished on its support (``a``
-    and ``r`` detached: no graph)."""
+    """FISTA's iterate and, per example, whether it is optimal polished on its support (``a``, ``r`` detached)."""
     lipschitz = torch.linalg.matrix_norm(a, ord=2).unsqueeze(1) ** 2  # (B, 1)
     step = 1.0 / lipschitz.clamp(min=torch.finfo(a.dtype).tiny)
     beta = torch.zeros(a.shape[0], a.shape[2], dtype=a.dtype, device=a.device)
@@ -91,8 +90,7 @@ def _fista(a: Tensor, r: Tensor, alpha: float, max_iter: int) -> Tuple[Tensor, T
     return beta, _optimal(a, r, alpha, _polish(a, r, alpha, active, sign), active, sign).unsqueeze(1)
 
 
-# Dynamo cannot trace a loop that stops on the data: it ran the loop eagerly and each helper as its own compiled
-# frame (guards on every call, ~1.5x slower); outside Dynamo, the loop is plain eager code
+# a loop stopping on the data: Dynamo ran it eagerly with each helper a compiled frame (guarded every call)
 _fista_eagerly = torch.compiler.disable(_fista, reason="FISTA's loop stops on the data")
 
 
