@@ -5,7 +5,7 @@ the split model, with the layer's activation as its input."""
 from __future__ import annotations
 
 from numbers import Number
-from typing import Any, List, Tuple, cast
+from typing import Any, List, Optional, Tuple, cast
 
 import torch
 
@@ -49,7 +49,7 @@ def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
 def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLike,
                            layer_baselines: BaselinesLike = None, *, target: TargetLike = None, args: ArgsLike = (),
                            kwargs: KwargsLike = None, layer_mask: FeatureMaskLike = None,
-                           perturbations_per_eval: int = 1,
+                           n_features: Optional[int] = None, perturbations_per_eval: int = 1,
                            attribute_to_layer_input: bool = False) -> ResultOrList:
     """Feature ablation at a layer (Captum's LayerFeatureAblation).
 
@@ -71,6 +71,8 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
       layer_mask: integer group ids broadcastable to the activation (neurons with
         the same id are ablated together; ids may be shared across the tensors of
         a tuple activation). None: every neuron on its own.
+      n_features: the number of groups, given statically (as in :func:`fattr.feature_ablation`): the
+        ids of ``layer_mask`` must then lie in ``[0, n_features)``.
       perturbations_per_eval: ablations evaluated together in one tail call.
       attribute_to_layer_input: ablate the layer's input instead of its output.
 
@@ -101,7 +103,7 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
         acts, rest = lf.head(tensors[:m], rebuild(tensors[m:m + len(arg_tensors)]), gradient=False)
         given = rebuild_bases(tensors[m + len(arg_tensors):])
         bases = _baselines(given if many else given[0], acts)
-        features = features_of(layer_mask, acts, "layer_mask")
+        features = features_of(layer_mask, acts, "layer_mask", n_features=n_features)
         with torch.enable_grad():  # (without grad in a graph-free pass: the tails' fast paths)
             reference = outputs(f, acts, tgt, rest)
         reads(reference)

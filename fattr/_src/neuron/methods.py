@@ -280,8 +280,8 @@ def neuron_deconvolution(model: ModelLike, layer: LayerLike, inputs: InputsLike,
 
 def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
                             neuron_selector: NeuronSelectorLike, args: ArgsLike = (), kwargs: KwargsLike = None,
-                            feature_mask: FeatureMaskLike = None, perturbations_per_eval: int = 1,
-                            attribute_to_neuron_input: bool = False) -> ResultOrList:
+                            feature_mask: FeatureMaskLike = None, n_features: Optional[int] = None,
+                            perturbations_per_eval: int = 1, attribute_to_neuron_input: bool = False) -> ResultOrList:
     """Neuron feature ablation (Captum's NeuronFeatureAblation): :func:`fattr.feature_ablation` of one neuron.
 
     Each input feature (element, or group of ``feature_mask``) in turn is replaced by its baseline;
@@ -293,7 +293,7 @@ def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLi
       baselines: what an ablated feature is replaced by (None: zeros, a number, a tensor, or a tuple).
       {selector}
       {args}
-      feature_mask, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
+      feature_mask, n_features, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
       {neuron_input}
 
     Returns:
@@ -306,7 +306,8 @@ def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLi
       torch.Size([5, 3])
     """
     return _attribute(feature_ablation, model, layer, inputs, neuron_selector, attribute_to_neuron_input, args,
-                      kwargs, baselines, feature_mask=feature_mask, perturbations_per_eval=perturbations_per_eval)
+                      kwargs, baselines, feature_mask=feature_mask, n_features=n_features,
+                      perturbations_per_eval=perturbations_per_eval)
 
 
 for _f in (neuron_gradient, neuron_integrated_gradients, neuron_gradient_shap, neuron_deeplift, neuron_deeplift_shap,

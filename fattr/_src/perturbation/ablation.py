@@ -1,7 +1,7 @@
 """Feature ablation: replace each feature by its baseline and measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
@@ -29,7 +29,8 @@ def ablate_each(evaluate: Evaluator, xs: Tensors, bases: Sequence[torch.Tensor],
 
 def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                      args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                     perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
+                     n_features: Optional[int] = None, perturbations_per_eval: int = 1,
+                     show_progress: bool = False) -> Result:
     """Feature ablation (Captum's ``FeatureAblation``).
 
     Each feature (each input element, or each group of ``feature_mask``) in turn is
@@ -50,6 +51,10 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
       args: extra positional arguments of ``f``; kwargs: extra keyword arguments.
       feature_mask: integer feature ids broadcastable to each input (a batch of 1 or B; a tuple,
         one per input; ids may be shared across inputs). None: every element its own feature.
+      n_features: the number of features, given statically so that a masked call compiles into one
+        graph (``torch.compile(fullgraph=True)``): the mask's ids are then the features' indices, in
+        ``[0, n_features)``; an id without elements changes nothing (its ablation is still evaluated).
+        None: counted from the mask's values.
       perturbations_per_eval: ablated copies of the batch evaluated in one call of ``f``.
       show_progress: a progress bar on stderr.
 
@@ -71,15 +76,12 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
     args = as_args(args, kwargs)
     n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
-    features = features_of(feature_mask, xs)
+    features = features_of(feature_mask, xs, n_features=n_features)
     tgt = as_target(target, n, xs[0].device)
 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
-        progress = Progress(-(-features.n // ppe), "feature_ablation", show_progress)
-        try:
+        with Progress(-(-features.n // ppe), "feature_ablation", show_progress) as progress:
             return ablate_each(Evaluator(f, tgt, args_, n, aggregate), xs_, bases_, features, ref, ppe, progress)
-        finally:
-            progress.close()
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)

@@ -24,7 +24,7 @@ from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
 from ..targets import as_target
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, reference, replace
-from .features import Features, features_of
+from .features import features_of
 from .linear import lasso, weighted_least_squares
 from .progress import Progress
 
@@ -63,23 +63,18 @@ def _example(xs: Tensors, b: int, was_tuple: bool) -> Any:
     return structure.restore(tuple(x[b:b + 1] for x in xs), was_tuple)
 
 
-def _user_samples(perturb_func: Callable[..., Any], xs: Tensors, bases: Tensors, features: Features,
-                  rows: int, n_samples: int, was_tuple: bool, generator: torch.Generator) -> torch.Tensor:
-    """Samples from a Captum-style ``perturb_func(original_inp, **kwargs) -> (1, n_features)`` (or a generator
+def _user_samples(perturb_func: Callable[..., Any], xs: Tensors, n_features: int, rows: int, n_samples: int,
+                  was_tuple: bool, extra: Dict[str, Any]) -> torch.Tensor:
+    """Samples from a Captum-style ``perturb_func(original_inp, **extra) -> (1, n_features)`` (or a generator
     function of such samples), called per example and sample as in Captum."""
     out = []
-    extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
-                 was_tuple), num_interp_features=features.n, generator=generator)
     for b in range(rows):
         original = _example(xs, b, was_tuple) if rows == xs[0].shape[0] else structure.restore(xs, was_tuple)
-        if inspect.isgeneratorfunction(perturb_func):
-            it = perturb_func(original, **extra)
-            draws = [next(it) for _ in range(n_samples)]
-        else:
-            draws = [perturb_func(original, **extra) for _ in range(n_samples)]
+        it = perturb_func(original, **extra) if inspect.isgeneratorfunction(perturb_func) else None
+        draws = [perturb_func(original, **extra) if it is None else next(it) for _ in range(n_samples)]
         for d in draws:
-            if not isinstance(d, torch.Tensor) or d.numel() != features.n:
-                fail("perturb_func", f"to return a binary tensor of {features.n} interpretable features", d)
+            if not isinstance(d, torch.Tensor) or d.numel() != n_features:
+                fail("perturb_func", f"to return a binary tensor of {n_features} interpretable features", d)
         out.append(torch.stack([d.reshape(-1).to(device="cpu") != 0 for d in draws]))
     return torch.stack(out)
 
@@ -87,12 +82,9 @@ def _user_samples(perturb_func: Callable[..., Any], xs: Tensors, bases: Tensors,
 def _cosine_similarity(xs: Tensors, rows: Tensors, aggregate: bool) -> torch.Tensor:
     """``exp(-d^2 / (2 width^2))`` of the cosine distance between each perturbed copy and the input
     (inputs flattened and concatenated per example; the whole batch in aggregate mode): ``(p, R)``."""
-    if aggregate:
-        original = torch.cat([flat(x, 0) for x in xs], dim=-1).unsqueeze(0)
-        perturbed = torch.cat([flat(r) for r in rows], dim=-1)
-    else:
-        original = torch.cat([flat(x) for x in xs], dim=-1).unsqueeze(0)
-        perturbed = torch.cat([flat(r, 2) for r in rows], dim=-1)
+    lead = 0 if aggregate else 1
+    original = torch.cat([flat(x, lead) for x in xs], dim=-1).unsqueeze(0)
+    perturbed = torch.cat([flat(r, lead + 1) for r in rows], dim=-1)
     distance = 1 - torch.nn.functional.cosine_similarity(original, perturbed, dim=-1)  # (p,), or (p, B)
     similarity = torch.exp(-(distance ** 2) / (2 * KERNEL_WIDTH ** 2))
     return similarity.unsqueeze(1) if aggregate else similarity
@@ -133,9 +125,9 @@ def _fit_user_model(model: Any, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
 
 
 def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any,
-               feature_mask: Any, n_samples: int, perturbations_per_eval: int, return_input_shape: bool,
-               interpretable_model: Any, similarity_func: Any, perturb_func: Any, generator: Any,
-               show_progress: bool, kernel_shap: bool) -> Attributions:
+               feature_mask: Any, n_features: Any, n_samples: int, perturbations_per_eval: int,
+               return_input_shape: bool, interpretable_model: Any, similarity_func: Any, perturb_func: Any,
+               generator: Any, show_progress: bool, kernel_shap: bool) -> Attributions:
     xs, was_tuple = structure.as_tuple(inputs)
     s = check_positive_int("n_samples", n_samples)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
@@ -150,22 +142,22 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     args = as_args(args, kwargs)
     n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
-    features = features_of(feature_mask, xs, contiguous=True)
+    features = features_of(feature_mask, xs, contiguous=True, n_features=n_features)
     tgt = as_target(target, n, xs[0].device)
     with torch.no_grad():  # Captum's test call: one value per example, or one for the whole batch?
         aggregate = reference(f, xs, tgt, args)[1]
     check_aggregate_ppe(aggregate, ppe)
     rows = 1 if aggregate else n
     g = randomness.resolve(generator, xs[0].device)
+    extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
+                 was_tuple), num_interp_features=features.n)
     if perturb_func is not None:
-        z = _user_samples(perturb_func, xs, bases, features, rows, s, was_tuple, g)
+        z = _user_samples(perturb_func, xs, features.n, rows, s, was_tuple, dict(extra, generator=g))
     elif kernel_shap:
         z = kernel_shap_samples(g, rows, s, features.n)
     else:
         z = bernoulli_samples(g, rows, s, features.n)
     z = z.to(xs[0].device).transpose(0, 1)  # (samples, R, features)
-    extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
-                 was_tuple), num_interp_features=features.n)
 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate_: bool) -> Tensors:
         evaluate = Evaluator(f, tgt, args_, n, aggregate_)
@@ -184,11 +176,8 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
                 weights.append(_user_similarity(similarity_func, xs_, out, zs, extra, was_tuple, aggregate_))
             return out
 
-        progress = Progress(-(-s // ppe), name, show_progress)
-        try:
+        with Progress(-(-s // ppe), name, show_progress) as progress:
             y = in_chunks(evaluate, perturbed, s, ppe, progress).to(ref.device)  # (samples, R)
-        finally:
-            progress.close()
         dtype = y.dtype if y.dtype.is_floating_point else torch.get_default_dtype()
         if aggregate_ and y.shape[1] != 1:
             fail("f", "one value for the whole batch (a surrogate model fits one output)",
@@ -211,8 +200,9 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
 
 
 def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
-         args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None, n_samples: int = 25,
-         perturbations_per_eval: int = 1, return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
+         args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
+         n_features: Optional[int] = None, n_samples: int = 25, perturbations_per_eval: int = 1,
+         return_input_shape: bool = True, interpretable_model: Optional[Any] = None,
          similarity_func: Optional[Callable[..., Any]] = None, perturb_func: Optional[Callable[..., Any]] = None,
          generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """LIME (Captum's ``Lime``): the coefficients of a weighted linear surrogate of ``f`` around each example.
@@ -234,6 +224,9 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: interpretable features: integer ids broadcastable to each input (every id from
         the smallest to the largest is a feature, as in Captum). None: every element.
+      n_features: as in :func:`fattr.feature_ablation`: the interpretable features are then the ids
+        ``0 .. n_features - 1`` (the default's when all are present); an id without elements is a
+        column of the samples and of the fit that changes nothing, drawn and fitted all the same.
       n_samples: samples per example.
       perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       return_input_shape: attributions shaped like the inputs (else ``(B, n_features)`` coefficients).
@@ -260,15 +253,16 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
       ...            generator=torch.Generator().manual_seed(0)).shape
       torch.Size([5, 4])
     """
-    return _surrogate("lime", f, inputs, baselines, target, args, kwargs, feature_mask, n_samples,
+    return _surrogate("lime", f, inputs, baselines, target, args, kwargs, feature_mask, n_features, n_samples,
                       perturbations_per_eval, return_input_shape, interpretable_model, similarity_func,
                       perturb_func, generator, show_progress, kernel_shap=False)
 
 
 def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                 args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                n_samples: int = 25, perturbations_per_eval: int = 1, return_input_shape: bool = True,
-                generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
+                n_features: Optional[int] = None, n_samples: int = 25, perturbations_per_eval: int = 1,
+                return_input_shape: bool = True, generator: Optional[torch.Generator] = None,
+                show_progress: bool = False) -> Result:
     """Kernel SHAP (Captum's ``KernelShap``): Shapley values as a weighted linear regression.
 
     LIME with the Shapley kernel: the samples are the full and the empty coalition, then
@@ -285,6 +279,7 @@ def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = Non
       baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: interpretable features (integer ids, every id from the smallest to the largest).
+      n_features: as in :func:`fattr.lime`.
       n_samples: samples per example (the first two are the full and the empty coalition).
       perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       return_input_shape: attributions shaped like the inputs (else ``(B, n_features)``).
@@ -302,6 +297,6 @@ def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = Non
       >>> bool(torch.allclose(attr, x * w, atol=1e-4))     # a linear f: the exact Shapley values
       True
     """
-    return _surrogate("kernel_shap", f, inputs, baselines, target, args, kwargs, feature_mask, n_samples,
+    return _surrogate("kernel_shap", f, inputs, baselines, target, args, kwargs, feature_mask, n_features, n_samples,
                       perturbations_per_eval, return_input_shape, None, None, None, generator, show_progress,
                       kernel_shap=True)

@@ -70,6 +70,30 @@ def _optimal(a: Tensor, r: Tensor, alpha: float, beta: Tensor, active: Tensor, s
     return signs & outside & inside
 
 
+def _fista(a: Tensor, r: Tensor, alpha: float, max_iter: int) -> Tuple[Tensor, Tensor]:
+    """FISTA's iterate and, per example, whether it is optimal polished on its support (``a``, ``r`` detached)."""
+    lipschitz = torch.linalg.matrix_norm(a, ord=2).unsqueeze(1) ** 2  # (B, 1)
+    step = 1.0 / lipschitz.clamp(min=torch.finfo(a.dtype).tiny)
+    beta = torch.zeros(a.shape[0], a.shape[2], dtype=a.dtype, device=a.device)
+    z, t, check = beta, 1.0, 10
+    for i in range(1, max_iter + 1):
+        new = _soft(z - step * _mv(a.transpose(1, 2), _mv(a, z) - r), step * alpha)
+        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        z = new + ((t - 1) / t_new) * (new - beta)
+        beta, t = new, t_new
+        if i == check or i == max_iter:
+            check *= 2
+            active, sign = beta != 0, torch.sign(beta)
+            if bool(_optimal(a, r, alpha, _polish(a, r, alpha, active, sign), active, sign).all()):
+                break
+    active, sign = beta != 0, torch.sign(beta)
+    return beta, _optimal(a, r, alpha, _polish(a, r, alpha, active, sign), active, sign).unsqueeze(1)
+
+
+# a loop stopping on the data: Dynamo ran it eagerly with each helper a compiled frame (guarded every call)
+_fista_eagerly = torch.compiler.disable(_fista, reason="FISTA's loop stops on the data")
+
+
 def lasso(x: Tensor, y: Tensor, w: Tensor, alpha: float, *, max_iter: int = 1000) -> Tensor:
     """Coefficients ``(B, F)`` of the weighted lasso fits with intercept (see the module docstring).
 
@@ -78,26 +102,10 @@ def lasso(x: Tensor, y: Tensor, w: Tensor, alpha: float, *, max_iter: int = 1000
     solution is then the exact minimiser. Examples not there after ``max_iter`` iterations keep
     FISTA's iterate (as scikit-learn stops at its ``max_iter=1000``; an underdetermined fit, fewer
     samples than features, may have many minimisers). Every step works on the ``samples x features``
-    design (no ``features x features`` Gram matrix), in float64; returned in ``y``'s dtype."""
-    dtype = y.dtype
+    design (no ``features x features`` Gram matrix), in float64; returned in ``y``'s dtype. Under
+    ``torch.compile`` FISTA runs eagerly (its loop stops on the data), the polished solution compiles."""
     a, r = _scaled(x.double(), y.double(), w.double())
-    with torch.no_grad():
-        ad, rd = a.detach(), r.detach()
-        lipschitz = torch.linalg.matrix_norm(ad, ord=2).unsqueeze(1) ** 2  # (B, 1)
-        step = 1.0 / lipschitz.clamp(min=torch.finfo(ad.dtype).tiny)
-        beta = torch.zeros(ad.shape[0], ad.shape[2], dtype=ad.dtype, device=ad.device)
-        z, t, check = beta, 1.0, 10
-        for i in range(1, max_iter + 1):
-            new = _soft(z - step * _mv(ad.transpose(1, 2), _mv(ad, z) - rd), step * alpha)
-            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            z = new + ((t - 1) / t_new) * (new - beta)
-            beta, t = new, t_new
-            if i == check or i == max_iter:
-                check *= 2
-                active, sign = beta != 0, torch.sign(beta)
-                if bool(_optimal(ad, rd, alpha, _polish(ad, rd, alpha, active, sign), active, sign).all()):
-                    break
-        active, sign = beta != 0, torch.sign(beta)
-        exact = _optimal(ad, rd, alpha, _polish(ad, rd, alpha, active, sign), active, sign).unsqueeze(1)
+    beta, exact = _fista_eagerly(a.detach(), r.detach(), alpha, max_iter)
+    active, sign = beta != 0, torch.sign(beta)
     # differentiable: the exact solution on its support (the lasso's derivative with the support fixed)
-    return torch.where(exact, _polish(a, r, alpha, active, sign), beta).to(dtype)
+    return torch.where(exact, _polish(a, r, alpha, active, sign), beta).to(y.dtype)

@@ -127,9 +127,8 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, n, aggregate)
         totals = [math.prod(c) for _, _, c in windows]
-        progress = Progress(sum(-(-t // ppe) for t in totals), "occlusion", show_progress)
         out = []
-        try:
+        with Progress(sum(-(-t // ppe) for t in totals), "occlusion", show_progress) as progress:
             for i, ((window, step, counts), total) in enumerate(zip(windows, totals)):
                 x = xs_[i]
 
@@ -142,8 +141,6 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
                 summed = changes.t() @ boxes  # (R, E)
                 covered = boxes.sum(0)
                 out.append((summed / covered).reshape((ref.shape[0],) + tuple(x.shape[1:])))
-        finally:
-            progress.close()
         return tuple(out)
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)

@@ -47,8 +47,9 @@ def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) ->
 
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
                         kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                        perturbations_per_eval: int = 1, generator: Optional[torch.Generator] = None,
-                        perm_func: Optional[Callable[..., Any]] = None, show_progress: bool = False) -> Result:
+                        n_features: Optional[int] = None, perturbations_per_eval: int = 1,
+                        generator: Optional[torch.Generator] = None, perm_func: Optional[Callable[..., Any]] = None,
+                        show_progress: bool = False) -> Result:
     """Permutation feature importance (Captum's ``FeaturePermutation``).
 
     Each feature in turn has its values shuffled across the examples of the batch (a random
@@ -66,6 +67,8 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
       inputs: a tensor ``(B, ...)`` with ``B >= 2`` (or ``B == 0``: empty attributions), or a tuple of them.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: integer feature ids broadcastable to each input. None: every element.
+      n_features: as in :func:`fattr.feature_ablation`; feature ``i`` gets the ``i``-th permutation drawn,
+        so an id without elements changes only which draws the others get.
       perturbations_per_eval: shuffled copies of the batch per call (1 in aggregate mode).
       generator: the ``torch.Generator`` the permutations are drawn from.
       perm_func: Captum's ``perm_func(x, feature_mask) -> x_perturbed`` instead of the shuffles: called
@@ -94,7 +97,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     args = as_args(args, kwargs)
     if perm_func is not None:
         check_callable("perm_func", perm_func)
-    features = features_of(feature_mask, xs)
+    features = features_of(feature_mask, xs, n_features=n_features)
     tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
@@ -109,11 +112,8 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
             shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
             return replace(xs_, shuffled, selected)
 
-        progress = Progress(-(-features.n // ppe), "feature_permutation", show_progress)
-        try:
+        with Progress(-(-features.n // ppe), "feature_permutation", show_progress) as progress:
             outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
-        finally:
-            progress.close()
         return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
 
     return structure.restore(differentiable(compute, f, xs, (), tgt, args), was_tuple)

@@ -7,34 +7,30 @@ from typing import Any
 
 
 class Progress:
-    """Counts evaluations of ``f``; draws nothing unless ``enabled``."""
+    """Counts evaluations of ``f``; draws nothing unless ``enabled``. A context manager: the bar closes on exit."""
 
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
-        self.total, self.desc, self.done = total, desc, 0
+        self.total, self.desc, self.done, self.enabled = total, desc, 0, enabled
         self._bar: Any = None
-        self.enabled = enabled
         if enabled:
             try:
-                tqdm = importlib.import_module("tqdm.auto").tqdm
+                self._bar = importlib.import_module("tqdm.auto").tqdm(total=total, desc=desc, file=sys.stderr)
             except ImportError:  # pragma: no cover - tqdm is optional
-                self._bar = None
-            else:
-                self._bar = tqdm(total=total, desc=desc, file=sys.stderr)
+                pass
 
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(n)
-        else:  # pragma: no cover - tqdm is optional
-            sys.stderr.write(f"\r{self.desc}: {self.done}/{self.total}")
-            sys.stderr.flush()
+    def __enter__(self) -> "Progress":
+        return self
 
-    def close(self) -> None:
-        if not self.enabled:
-            return
+    def __exit__(self, *_: Any) -> None:
         if self._bar is not None:
             self._bar.close()
-        else:  # pragma: no cover - tqdm is optional
+        elif self.enabled:  # pragma: no cover - tqdm is optional
             sys.stderr.write("\n")
+
+    def update(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.update(1)
+        elif self.enabled:  # pragma: no cover - tqdm is optional
+            sys.stderr.write(f"\r{self.desc}: {self.done}/{self.total}")
+            sys.stderr.flush()

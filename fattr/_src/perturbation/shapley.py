@@ -37,20 +37,21 @@ def _coalitions(evaluate: Evaluator, xs: Tensors, bases: Tensors, features: Feat
     return in_chunks(evaluate, rows, keep.shape[0], ppe, progress)
 
 
-def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, feature_mask: Any,
+def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, feature_mask: Any, n_features: Any,
            perturbations_per_eval: int, show_progress: bool
            ) -> Tuple[Tensors, bool, int, Tuple[Any, ...], Tensors, Features, Target]:
     xs, was_tuple = structure.as_tuple(inputs)
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
     check_bool("show_progress", show_progress)
     bases = format_baselines(baselines, xs)
-    features = features_of(feature_mask, xs)
+    features = features_of(feature_mask, xs, n_features=n_features)
     return xs, was_tuple, ppe, as_args(args, kwargs), bases, features, as_target(target, xs[0].shape[0], xs[0].device)
 
 
 def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
                            target: TargetLike = None, args: ArgsLike = (), kwargs: KwargsLike = None,
-                           feature_mask: FeatureMaskLike = None, n_samples: int = 25, perturbations_per_eval: int = 1,
+                           feature_mask: FeatureMaskLike = None, n_features: Optional[int] = None,
+                           n_samples: int = 25, perturbations_per_eval: int = 1,
                            generator: Optional[torch.Generator] = None, show_progress: bool = False) -> Result:
     """Shapley value sampling (Captum's ``ShapleyValueSampling``).
 
@@ -71,6 +72,9 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
       baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
       target: the output to attribute; args, kwargs: extra arguments of ``f``.
       feature_mask: integer feature ids broadcastable to each input (a tuple for tuple inputs).
+      n_features: as in :func:`fattr.feature_ablation`. An id without elements is a null player: the
+        estimates of the others keep their distribution, but the orders are drawn over ``n_features``
+        features (other draws than without it).
       n_samples: the number of random orders.
       perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       generator: the ``torch.Generator`` the orders are drawn from.
@@ -89,7 +93,7 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
       True
     """
     xs, was_tuple, ppe, args, bases, features, tgt = _setup(inputs, baselines, target, args, kwargs, feature_mask,
-                                                             perturbations_per_eval, show_progress)
+                                                             n_features, perturbations_per_eval, show_progress)
     s = check_positive_int("n_samples", n_samples)
     f_count = features.n
     orders = permutations(randomness.resolve(generator, xs[0].device), s, f_count).to(xs[0].device)
@@ -101,12 +105,9 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
-        progress = Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress)
-        try:
+        with Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress) as progress:
             empty = _coalitions(evaluate, xs_, bases_, features, keep[:0].new_zeros(1, f_count), 1, progress)
             middle = _coalitions(evaluate, xs_, bases_, features, keep, ppe, progress).to(ref.device)
-        finally:
-            progress.close()
         r = ref.shape[0]
         chain = torch.cat([empty.to(ref.device).expand(s, r).unsqueeze(1),
                            middle.reshape(s, f_count - 1, r), ref.expand(s, r).unsqueeze(1)], dim=1)
@@ -121,7 +122,8 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
 
 def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
                    args: ArgsLike = (), kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
-                   perturbations_per_eval: int = 1, show_progress: bool = False) -> Result:
+                   n_features: Optional[int] = None, perturbations_per_eval: int = 1,
+                   show_progress: bool = False) -> Result:
     """Exact Shapley values of the features (Captum's ``ShapleyValues``).
 
     The game is ``v(S) = f(x_S, baseline_rest)[target]``; each feature gets
@@ -135,6 +137,8 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
     Args:
       f, inputs, baselines, target, args, kwargs, feature_mask, show_progress: as in
         :func:`fattr.shapley_value_sampling`.
+      n_features: as in :func:`fattr.feature_ablation`; an id without elements is a null player (the
+        values of the others are unchanged; each doubles the evaluations).
       perturbations_per_eval: coalitions (copies of the batch) per call of ``f``.
 
     Returns:
@@ -150,11 +154,12 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
       True
     """
     xs, was_tuple, ppe, args, bases, features, tgt = _setup(inputs, baselines, target, args, kwargs, feature_mask,
-                                                             perturbations_per_eval, show_progress)
+                                                             n_features, perturbations_per_eval, show_progress)
     m = features.n
     if m > MAX_EXACT_FEATURES:
-        fail("feature_mask", f"at most {MAX_EXACT_FEATURES} features for exact Shapley values (2^n evaluations); "
-             "group elements into features or use shapley_value_sampling", Shown(f"{m} features"))
+        fail("feature_mask" if n_features is None else "n_features", f"at most {MAX_EXACT_FEATURES} features for "
+             "exact Shapley values (2^n evaluations); group elements into features or use shapley_value_sampling",
+             Shown(f"{m} features"))
     if m > 12:
         warnings.warn(f"shapley_values: {m} features need {2 ** m} evaluations of f", stacklevel=2)
     device = xs[0].device
@@ -168,11 +173,8 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
-        progress = Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress)
-        try:
+        with Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress) as progress:
             values = _coalitions(evaluate, xs_, bases_, features, keep[:-1], ppe, progress).to(ref.device)
-        finally:
-            progress.close()
         values = torch.cat([values, ref.unsqueeze(0)])  # the full coalition is x itself
         without = ~keep  # (2^m, m): pairs (c, j) with j not in c
         gains = values[codes.unsqueeze(1) | bit] - values.unsqueeze(1)  # (2^m, m, R)
