@@ -23,12 +23,8 @@ DETERMINISTIC = sorted(s.name for s in fattr.methods() if not s.stochastic and s
 STOCHASTIC = sorted(s.name for s in fattr.methods() if s.stochastic and s.inputs == "features"
                     and s.name not in ("lime", "kernel_shap"))
 
-_GUIDED = ("as called, the ReLU rule (an autograd.Function's backward, which Dynamo does not differentiate "
-           "again) runs outside the graph (torch.compiler.disable); under no_grad it compiles")
 # why each method fails under torch.compile(fullgraph=True) today
 FAILS = {
-    "guided_grad_cam": _GUIDED, "neuron_guided_backprop": _GUIDED, "neuron_deconvolution": _GUIDED,
-    "guided_backprop": _GUIDED, "deconvolution": _GUIDED,
     # a static bound (ceil(D / (kth + 1)) + 2 passes, all run) traces, but unrolls n_steps x passes selections:
     # over 14 min to compile this 4-step mlp case as called on a loaded 2-core CPU
     "guided_integrated_gradients": "data-dependent number of selection passes per step (`bool(active.any())`)",
@@ -143,33 +139,56 @@ def test_no_recompile_with_graph_breaks(name):
     assert counters["stats"]["unique_graphs"] == graphs
 
 
-@pytest.mark.parametrize("name", ["guided_backprop", "deconvolution"])
-def test_guided_rules_compile_under_no_grad(name):
-    """Under no_grad the ReLU rules' pass is one graph; as called it runs outside the graph (see _GUIDED)."""
-    _fresh()
-    spec, model, layer, xs, dist = _case(name, "cnn")
-    fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
-    compiled = torch.compile(fn, fullgraph=True)
-    with torch.no_grad():
-        for x in xs:
-            torch.testing.assert_close(compiled(x), fn(x), rtol=1e-4, atol=1e-5)
-    assert counters["stats"]["unique_graphs"] == 1
-
-
-@pytest.mark.parametrize("name,fullgraph", [("deeplift", True), ("deeplift_shap", True), ("guided_backprop", False)])
-def test_compiled_rule_methods_differentiate_like_eager(name, fullgraph):
-    """The rules' multipliers differentiated with respect to the parameters and inputs: compiled as eager."""
+@pytest.mark.parametrize("name", ["deeplift", "deeplift_shap", "guided_backprop", "deconvolution"])
+def test_compiled_rule_methods_differentiate_like_eager(name):
+    """The rules differentiated with respect to the parameters and inputs: compiled as eager. For the ReLU
+    rules these are derivatives through the rule's backward (Dynamo traces a backward under no_grad)."""
     _fresh()
     spec, model, layer, xs, dist = _case(name, "cnn")
     x = xs[0].clone().requires_grad_()
     fn = lambda x: _call(spec, model, layer, x, dist)  # noqa: E731
     sources = [x] + list(model.parameters())
     want = torch.autograd.grad(fn(x).square().sum(), sources, allow_unused=True, materialize_grads=True)
-    got = torch.autograd.grad(torch.compile(fn, fullgraph=fullgraph)(x).square().sum(), sources, allow_unused=True,
+    got = torch.autograd.grad(torch.compile(fn, fullgraph=True)(x).square().sum(), sources, allow_unused=True,
                               materialize_grads=True)
     assert any(g.abs().sum() > 0 for g in want[1:])
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("owner", ["training", "function"])
+def test_compiled_guided_backprop_keeping_its_graph_differentiates_like_eager(owner):
+    """A model in training mode, or a plain function of one, keeps the graph at once (no recomputing node):
+    the parameters' gradients of a loss through guided backprop, second derivatives through the ReLU rule,
+    come from the compiled training graph and match eager's."""
+    _fresh()
+    spec, model, layer, xs, dist = _case("guided_backprop", "cnn")
+    f = model.train() if owner == "training" else (lambda x: model(x))  # noqa: E731 (no BatchNorm: same values)
+    fn = lambda x: _call(spec, f, layer, x, dist)  # noqa: E731
+    params = list(model.parameters())
+    want = torch.autograd.grad(fn(xs[0]).square().sum(), params, allow_unused=True, materialize_grads=True)
+    got = torch.autograd.grad(torch.compile(fn, fullgraph=True)(xs[0]).square().sum(), params, allow_unused=True,
+                              materialize_grads=True)
+    assert want[2].abs().sum() > 0 and want[4].abs().sum() > 0  # weights after a ReLU: through the rule
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_guided_backprop_compiles_a_model_with_rectifiers_the_rule_leaves_alone():
+    """The warning naming them (Dynamo cannot trace ``warnings.warn``) is given as Dynamo traces the call."""
+    _fresh()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.randn(4, 6)
+    fn = lambda x: fattr.guided_backprop(model, x, target=torch.tensor([0, 1, 2, 0]))  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            with pytest.warns(UserWarning, match="leaves alone: F.gelu"):
+                got = compiled(x)
+            with pytest.warns(UserWarning, match="leaves alone: F.gelu"):
+                torch.testing.assert_close(got, fn(x), rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 2
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)

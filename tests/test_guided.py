@@ -215,6 +215,42 @@ def test_backward_signals_through_relus_are_non_negative(seed: int) -> None:
     close(fattr.guided_backprop(model, x, target=1), expected.detach(), 1e-12)
 
 
+@pytest.mark.parametrize("deconvolution", [False, True], ids=["guided", "deconvolution"])
+@pytest.mark.parametrize("mode", ["recomputed", "training", "func"])
+def test_differentiable_through_the_rule_like_the_closed_form(deconvolution: bool, mode: str) -> None:
+    """The rule's result as a function of the parameters (a loss through it): its gradient is the closed
+    form's, second derivatives through ``relu(grad)`` included. As called (a recomputing node), in training
+    mode (the graph kept at once) and under ``torch.func.grad`` (the rule pass traced by functorch)."""
+    model, x, t = relu_mlp(3), randn(4, 5, seed=4), 1
+    params = dict(model.named_parameters())
+
+    def closed_form(p: Any) -> torch.Tensor:
+        h1 = x @ p["0.weight"].T + p["0.bias"]
+        h2 = torch.relu(h1) @ p["2.weight"].T + p["2.bias"]
+        s2 = torch.relu(p["4.weight"][t]).expand(4, 6)
+        s1 = torch.relu(s2 * (1.0 if deconvolution else (h2 > 0)) @ p["2.weight"])
+        return (s1 * (1.0 if deconvolution else (h1 > 0))) @ p["0.weight"]
+
+    def loss(p: Any) -> torch.Tensor:
+        method = fattr.deconvolution if deconvolution else fattr.guided_backprop
+        f = lambda z: torch.func.functional_call(model, p, (z,))  # noqa: E731
+        return (method(f if mode == "func" else model, x, target=t) * x.cos()).square().sum()
+
+    want = torch.func.grad(lambda p: (closed_form(p) * x.cos()).square().sum())(params)
+    if mode == "func":
+        got = torch.func.grad(loss)(params)
+    else:
+        model.train(mode == "training")
+        got = dict(zip(params, torch.autograd.grad(loss(params), list(params.values()), allow_unused=True,
+                                                   materialize_grads=True)))
+    assert want["2.weight"].abs().sum() > 0 and want["4.weight"].abs().sum() > 0  # through the rule
+    for name in params:
+        if want[name].abs().max() > 0:
+            close(got[name], want[name], 1e-10)
+        else:  # the biases of the last two layers: the rules' results do not depend on them
+            assert torch.equal(got[name], want[name])
+
+
 def test_3d_model_tuple_target_and_no_grad() -> None:
     model, x = _init(Relu3D(), 8), randn(B, 5, seed=9)
     with torch.no_grad():

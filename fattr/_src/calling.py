@@ -10,7 +10,7 @@ this way; pass the module itself as ``f`` when it has buffers in training mode.)
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, List, Optional, Sequence, Set
 
 import torch
 from torch import nn
@@ -20,20 +20,25 @@ from .diagnose import explain
 from .tracing import is_compiling
 
 
-def submodules(module: nn.Module) -> Iterator[nn.Module]:
+def submodules(module: nn.Module) -> List[nn.Module]:
     """``module`` and its submodules, each once: a walk of ``_modules``, cheaper than ``modules()`` (it
     runs on every call)."""
-    stack, seen = [module], set()
+    found: List[nn.Module] = []
+    stack: List[Optional[nn.Module]] = [module]
+    seen: Set[int] = set()
     while stack:
         m = stack.pop()
-        if id(m) not in seen:
+        if m is not None and id(m) not in seen:
             seen.add(id(m))
-            yield m
-            stack += [c for c in m._modules.values() if c is not None]
+            found.append(m)
+            stack.extend(m._modules.values())
+    return found
 
 
-def _writes_buffers(module: nn.Module) -> bool:
-    return any(m.training and any(b is not None for b in m._buffers.values()) for m in submodules(module))
+def writes_buffers(module: nn.Module) -> bool:
+    """Whether a call of ``module`` would write a buffer (one of its modules is in training mode)."""
+    return any([m.training and m._buffers and any(b is not None for b in m._buffers.values())
+                for m in (submodules(module) if module._modules else (module,))])
 
 
 class Bound:
@@ -132,8 +137,10 @@ def explained(error: BaseException, f: Callable[..., Any], module: Optional[nn.M
 
 
 def _call(f: Callable[..., Any], inputs: Sequence[torch.Tensor], args: Sequence[Any]) -> Any:
+    if not args and not (isinstance(f, nn.Module) and writes_buffers(f)):  # the common case, unpacked
+        return f(*inputs)
     positional, keywords = unpack(args)
-    if isinstance(f, nn.Module) and _writes_buffers(f):
+    if isinstance(f, nn.Module) and writes_buffers(f):
         buffers = {name: b.clone() for name, b in f.named_buffers()}
         return torch.func.functional_call(f, buffers, tuple(inputs) + positional, keywords, strict=False)
     return f(*inputs, *positional, **keywords)

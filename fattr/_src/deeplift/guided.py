@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..arguments import split_args
 from ..calling import call
-from ..compiled import dynamo_tracing
+from ..compiled import at_trace_time, dynamo_tracing
 from ..recompute import checkpoint
 from ..structure import Tensors
 from ..targets import Target
@@ -53,15 +53,16 @@ class _Rule(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.deconvolution = inputs[1] is None
-        ctx.save_for_backward(*inputs[1:] if inputs[1] is not None else ())
+        ctx.save_for_backward(inputs[1])
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tuple[Optional[Tensor], None]:
-        if ctx.deconvolution:
-            return torch.relu(grad), None
         (mask,) = ctx.saved_tensors
-        return torch.relu(grad) * mask, None
+        # Dynamo traces a backward under no_grad (``enable_grad=False``, torch/_dynamo/variables/
+        # higher_order_ops.py): a loss through the attributions would see the rule's result as a constant,
+        # its second derivatives silently zero. Grad mode on records them; eager keeps the caller's mode.
+        with torch.set_grad_enabled(torch.is_grad_enabled() or dynamo_tracing()):
+            return (torch.relu(grad) if mask is None else torch.relu(grad) * mask), None
 
 
 class Guide(TorchFunctionMode):
@@ -121,13 +122,7 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     graph and differentiable on demand (:mod:`..recompute`); a model in training mode keeps the graph.
 
     Returns ``(gradients, unguided)``: the names of rectifier-like calls the rule left alone.
-
-    Under ``torch.compile`` with grad mode on the call runs outside the graph: Dynamo traces the rule's
-    ``autograd.Function`` but does not differentiate its backward again, so derivatives of the result
-    with respect to the parameters would be wrong (under ``no_grad`` it compiles).
     """
-    if dynamo_tracing() and torch.is_grad_enabled():
-        return _outside_dynamo(f, rows, target, args, deconvolution=deconvolution, model=model)
     arg_tensors, rebuild = split_args(args)
     k = len(rows)
     found: Dict[str, List[str]] = {}
@@ -141,13 +136,16 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     return checkpoint(run, tuple(rows) + arg_tensors, module=model, traceable=True), found["unguided"]
 
 
-_outside_dynamo = torch.compiler.disable(rule_gradients, reason="the rule's backward is differentiated again")
-
-
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:
-    if names:
-        rule = "deconvolution" if deconvolution else "guided backpropagation"
-        warnings.warn(
-            f"fattr.{method}: the model applies rectifier-like operations that the {rule} rule (which "
-            f"modifies ReLU only, as Captum does) leaves alone: {', '.join(names)}. They pass their plain "
-            "gradient.", UserWarning, stacklevel=stacklevel)
+    if names and dynamo_tracing():  # Dynamo cannot trace warnings.warn: warned once, as it traces the call
+        at_trace_time(_warn, method, tuple(names), deconvolution, stacklevel)
+    elif names:
+        _warn(method, tuple(names), deconvolution, stacklevel + 1)
+
+
+def _warn(method: str, names: Tuple[str, ...], deconvolution: bool, stacklevel: int) -> None:
+    rule = "deconvolution" if deconvolution else "guided backpropagation"
+    warnings.warn(
+        f"fattr.{method}: the model applies rectifier-like operations that the {rule} rule (which "
+        f"modifies ReLU only, as Captum does) leaves alone: {', '.join(names)}. They pass their plain "
+        "gradient.", UserWarning, stacklevel=stacklevel)

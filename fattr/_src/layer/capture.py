@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module
 from torch.utils import _pytree as pytree
 
 
@@ -26,9 +27,11 @@ def has_hooks(m: nn.Module) -> bool:
     return any(len(getattr(m, attr, {})) for attr in HOOKS)
 
 
+_GLOBAL_HOOKS = tuple("_global" + attr for attr in HOOKS)
+
+
 def global_hook_dicts() -> List[Dict[Any, Any]]:
-    from torch.nn.modules import module as module_mod
-    return [getattr(module_mod, "_global" + attr, {}) for attr in HOOKS]
+    return [getattr(_module, name, {}) for name in _GLOBAL_HOOKS]
 
 
 def global_hooks() -> bool:

@@ -100,14 +100,21 @@ def summary(value: Any) -> Hashable:
     return _value(value, [_MAX_ITEMS])
 
 
-def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable]) -> Hashable:
-    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time)."""
-    cls = type(m)
-    return (Same(cls), Same(cls.forward), m.training,
-            tuple(tuple(getattr(m, h, ())) for h in HOOKS),
-            tuple((k, p is None) for k, p in m._parameters.items()),
-            tuple((k, b is None) for k, b in m._buffers.items()),
-            tuple((k, _value(v, budget, 0, memo)) for k, v in vars(m).items() if k not in _MODULE_STATE))
+def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
+    """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time);
+    its class and the class's ``forward`` by identity (their ids, the objects added to ``pins``)."""
+    cls, d = type(m), m.__dict__
+    forward: Any = cls.forward
+    pins.append(cls)
+    if type(forward) is types.FunctionType:
+        pins.append(forward)
+        forward = id(forward)
+    else:  # (a builtin or a callable object: it may not be referred to weakly)
+        forward = Same(forward)
+    return (id(cls), forward, m.training, tuple([tuple(d[h]) if h in d else () for h in HOOKS]),
+            tuple([(k, p is None) for k, p in m._parameters.items()]),
+            tuple([(k, b is None) for k, b in m._buffers.items()]),
+            tuple([(k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE]))
 
 
 def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
@@ -120,7 +127,10 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     and buffers are ``None``, and every other instance attribute (an instance-level
     ``forward`` included): scalars by value, containers by content, tensors,
     modules and functions by identity. Parameter and buffer values are not in it:
-    head and tail read them at call time. Objects are referred to weakly. What
+    head and tail read them at call time. Objects are referred to weakly: modules, classes
+    and forwards appear as their ids, with a weak reference to each alongside, so two
+    fingerprints are equal when the ids are and the objects still live (a weak reference
+    to a collected object equals no other, and a live object's id is never reused). What
     the traced code reads from elsewhere (globals, class attributes other than
     ``forward``, the grad mode) is not covered.
 
@@ -131,6 +141,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     layer_ids = {id(layer) for layer in layers}
     contains: Dict[int, bool] = {}
     parts: List[Hashable] = []
+    pins: List[Any] = []
     budget = [_MAX_ITEMS]
     memo: Dict[int, Hashable] = {}
 
@@ -139,20 +150,12 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
         if key in contains:  # registered twice (or a cycle)
             return contains[key]
         contains[key] = False
-        traced = everything
-        children: Tuple[Hashable, ...] = ()
-        if m._modules:
-            listed: List[Tuple[str, Optional[Same]]] = []
-            for name, child in m._modules.items():
-                if child is None:
-                    listed.append((name, None))
-                else:
-                    listed.append((name, Same(child)))
-                    if visit(child):
-                        traced = True
-            children = tuple(listed)
+        children = tuple([(name, None if c is None else id(c)) for name, c in m._modules.items()])
+        live = [c for c in m._modules.values() if c is not None]
+        pins.extend(live)
+        traced = any([visit(c) for c in live]) or everything  # (every child visited)
         if traced:
-            parts.append((children, _traced_state(m, budget, memo)))
+            parts.append((children, _traced_state(m, budget, memo, pins)))
         else:
             d = m.__dict__
             parts.append((children, (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True))
@@ -160,8 +163,8 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
         return contains[key]
 
     visit(model)
-    parts.append(tuple(tuple(d) for d in global_hook_dicts()))
-    return tuple(parts)
+    parts.append(tuple([tuple(d) for d in global_hook_dicts()]))
+    return tuple(parts), tuple(map(weakref.ref, pins))
 
 
 def of_function(f: Any, roots: Sequence[nn.Module]) -> Hashable:

@@ -25,10 +25,10 @@ and use :mod:`.substitute` instead.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import functools
 import inspect
 import operator
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, cast
 
@@ -37,7 +37,7 @@ from torch import fx, nn
 from torch.fx.node import Node, map_arg
 
 from ..arguments import as_args, unpack
-from ..calling import call
+from ..calling import call, writes_buffers
 from ..errors import Shown, fail
 from . import locking
 from .capture import Untraceable, attributes_kept, clone, global_hooks, has_hooks
@@ -138,29 +138,31 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 @functools.lru_cache(maxsize=256)
-def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
-    """For a forward taking only positional parameters: their names and defaults (else None)."""
+def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...], int]]:
+    """For a forward taking only positional parameters: their names, defaults and how many have none
+    (the fewest values a call passes); else None."""
     parameters = list(_signature(forward).parameters.values())
     if any(q.kind not in _POSITIONAL for q in parameters):
         return None
-    return tuple(q.name for q in parameters), tuple(q.default for q in parameters)
+    required = max([i + 1 for i, q in enumerate(parameters) if q.default is inspect.Parameter.empty], default=0)
+    return tuple(q.name for q in parameters), tuple(q.default for q in parameters), required
 
 
-def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
-    """Bind ``values`` to ``model.forward``; the non-tensor scalars (flags, modes) the graph bakes in."""
+def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Bind ``values`` to ``model.forward``: its arguments by name, and the non-tensor scalars (flags,
+    modes) among them, which the graph bakes in."""
     forward = model.forward
-    own = getattr(forward, "__self__", None) is model and inspect.isfunction(getattr(forward, "__func__", None))
-    signature = _signature(forward.__func__) if own else inspect.signature(forward)  # type: ignore[attr-defined]
+    func = getattr(forward, "__func__", None)
+    own = isinstance(func, types.FunctionType) and getattr(forward, "__self__", None) is model
     positional, keywords = unpack(values)
-    simple = _positional_only(forward.__func__) if own and not keywords else None  # type: ignore[attr-defined]
-    if simple is not None and len(positional) <= len(simple[0]) and all(
-            d is not inspect.Parameter.empty for d in simple[1][len(positional):]):
+    simple = _positional_only(func) if own and not keywords else None
+    if simple is not None and simple[2] <= len(positional) <= len(simple[0]):
         # the common case (``forward(self, x)``) without inspect's general binding, which costs more per call
-        names, defaults = simple
+        names, defaults, _ = simple
         arguments = dict(zip(names, positional))
-        arguments.update((name, d) for name, d in zip(names[len(positional):], defaults[len(positional):]))
-        concrete = {name: v for name, v in arguments.items() if type(v) in _SPECIALISE}
-        return inspect.BoundArguments(signature, arguments), concrete
+        arguments.update(zip(names[len(positional):], defaults[len(positional):]))
+        return arguments, {name: v for name, v in arguments.items() if type(v) in _SPECIALISE}
+    signature = _signature(func) if own else inspect.signature(forward)
     try:
         bound = signature.bind(*positional, **keywords)
     except TypeError as e:
@@ -173,12 +175,12 @@ def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[inspect.BoundAr
         if kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) \
                 and type(value) in _SPECIALISE:
             concrete[name] = value
-    return bound, concrete
+    return dict(bound.arguments), concrete
 
 
 def key(concrete: Dict[str, Any]) -> Tuple[Any, ...]:
     """A hashable key for a specialisation (``1``, ``1.0`` and ``True`` differ)."""
-    return tuple((name, type(v).__name__, v) for name, v in concrete.items())
+    return tuple([(name, type(v).__name__, v) for name, v in concrete.items()])
 
 
 def _named(node: Node) -> str:
@@ -240,21 +242,14 @@ class Plan:
     output: Node
     tail_mutates: bool  # the tail may modify a tensor in place: it works on copies of what it is given
     watched: Tuple[Tuple[str, str, Any], ...] = ()  # (module path, attribute, value): see :func:`watch`
-    head_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
-    tail_steps: List[Callable[[nn.Module, Dict[Node, Any]], Any]] = field(default_factory=list)
-    cut_loads: Dict[Node, Tuple[Loader, Loader]] = field(default_factory=dict)  # a cut's (args, kwargs)
-    cut_no_grad: Set[Node] = field(default_factory=set)  # cuts written inside a torch.no_grad() block
-    output_load: Loader = field(default=lambda env: None)
+    head_fn: Callable[..., Tuple[List[Any], Tuple[Any, ...]]] = field(init=False, repr=False)
+    tail_fn: Callable[..., Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # each node made into a function of (model, env) once: interpreting the node (its kind, its
-        # arguments' structure, the no_grad flag) per call is a large share of a small model's cost,
-        # and Dynamo does not trace torch.fx's Node (its args, map_arg)
-        self.head_steps = [_step(self, n) if n in self.head_nodes else _unused for n in self.head_schedule]
-        self.tail_steps = [_step(self, n) for n in self.tail_nodes]
-        self.cut_loads = {c: (_loader(c.args), _loader(c.kwargs)) for c in self.cuts}
-        self.cut_no_grad = {c for c in self.cuts if c.meta.get(_NO_GRAD)}
-        self.output_load = _loader(self.output.args[0])
+        # head and tail made into straight-line Python once (:class:`_Source`): interpreting the nodes
+        # (their kind, their arguments' structure, the no_grad flag) per call is a large share of a
+        # small model's cost, and Dynamo does not trace torch.fx's Node (its args, map_arg)
+        self.head_fn, self.tail_fn = _head_fn(self), _tail_fn(self)
 
 
 def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
@@ -391,60 +386,11 @@ def watch(p: Plan, model: nn.Module) -> None:
 
 # ---------------------------------------------------------------------------- evaluation
 
-def _same(value: Any) -> Any:
-    return value
-
-
-def call_module(m: nn.Module, args: Sequence[Any], kwargs: Dict[str, Any]) -> Any:
+def call_module(m: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
     """``m(*args, **kwargs)`` without writing its buffers (BatchNorm in training mode)."""
-    return call(m, tuple(args), as_args((), kwargs) if kwargs else ())
-
-
-def _fetch(p: Plan, model: nn.Module, target: str) -> Any:
-    if target in p.constants:
-        return p.constants[target]
-    obj: Any = model
-    for atom in target.split("."):
-        obj = getattr(obj, atom)
-    return obj
-
-
-def _unused(model: nn.Module, env: Dict[Node, Any]) -> Any:  # pragma: no cover - never called
-    raise RuntimeError("not a head node")
-
-
-Loader = Callable[[Dict[Node, Any]], Any]
-
-
-def _loader(args: Any) -> Loader:
-    """``map_arg(args, env.__getitem__)`` as a function of ``env``; a node or a flat tuple without
-    containers (the common cases) is read directly."""
-    if isinstance(args, Node):
-        return lambda env: env[args]
-    if isinstance(args, tuple) and not any(isinstance(a, (tuple, list, dict, slice)) for a in args):
-        if not any(isinstance(a, Node) for a in args):
-            return lambda env: args
-        marked = tuple((isinstance(a, Node), a) for a in args)
-        return lambda env: tuple(env[a] if is_node else a for is_node, a in marked)
-    if isinstance(args, dict) and not args:
-        return lambda env: {}
-    return lambda env: _mapped(args, env)
-
-
-def _mapped(a: Any, env: Dict[Node, Any]) -> Any:
-    """``map_arg(a, env.__getitem__)`` in plain Python (containers rebuilt as tuples, lists, dicts, slices)."""
-    if isinstance(a, Node):
-        return env[a]
-    if isinstance(a, tuple):
-        items = tuple(_mapped(x, env) for x in a)
-        return type(a)(*items) if hasattr(a, "_fields") else items  # a namedtuple keeps its type
-    if isinstance(a, list):
-        return [_mapped(x, env) for x in a]
-    if isinstance(a, dict):
-        return {k: _mapped(v, env) for k, v in a.items()}
-    if isinstance(a, slice):
-        return slice(_mapped(a.start, env), _mapped(a.stop, env), _mapped(a.step, env))
-    return a
+    if kwargs or writes_buffers(m):
+        return call(m, args, as_args((), kwargs) if kwargs else ())
+    return m(*args)  # (the split's callers explain a failure: :func:`..calling.explained`)
 
 
 def _submodule(target: str) -> Callable[[nn.Module], nn.Module]:
@@ -462,90 +408,114 @@ def _submodule(target: str) -> Callable[[nn.Module], nn.Module]:
     return get
 
 
-def _step(p: Plan, n: Node) -> Callable[[nn.Module, Dict[Node, Any]], Any]:
-    """``n`` evaluated against the live model and the values so far (its kind, arguments and grad mode resolved once)."""
-    args, kwargs = _loader(n.args), _loader(n.kwargs)
-    run: Callable[[nn.Module, Dict[Node, Any]], Any]
-    if n.op == "call_function":
-        fn = cast(Callable[..., Any], n.target)
-        run = lambda model, env: fn(*args(env), **kwargs(env))  # noqa: E731
-    elif n.op == "call_method":
-        name = _named(n)
+class _Source:
+    """A plan's head or tail as Python source: a statement per node, each value a local ``v<k>``, each
+    object that is not a container (a target, a constant, a submodule getter) a global ``c<k>``."""
 
-        def run(model: nn.Module, env: Dict[Node, Any]) -> Any:
-            values = args(env)
-            return getattr(values[0], name)(*values[1:], **kwargs(env))
-    elif n.op == "call_module":
-        get = _submodule(_named(n))
-        run = lambda model, env: call_module(get(model), args(env), kwargs(env))  # noqa: E731
-    elif n.op == "get_attr":
-        run = lambda model, env: _fetch(p, model, _named(n))  # noqa: E731
-    else:  # pragma: no cover
-        raise RuntimeError(f"unexpected fx node {n.op}")
-    if not n.meta.get(_NO_GRAD):
-        return run
+    def __init__(self, p: Plan, nodes: Sequence[Node]) -> None:
+        self.p, self.lines = p, []  # type: ignore[var-annotated]
+        self.globals: Dict[str, Any] = {"_no_grad": torch.no_grad, "_clone": clone, "_call": call_module}
+        self.names = {n: f"v{k}" for k, n in enumerate(nodes)}
 
-    def without_grad(model: nn.Module, env: Dict[Node, Any]) -> Any:  # written inside a torch.no_grad() block
-        with torch.no_grad():
-            return run(model, env)
-    return without_grad
+    def const(self, value: Any) -> str:
+        name = f"c{len(self.globals)}"
+        self.globals[name] = value
+        return name
+
+    def arg(self, a: Any) -> str:
+        """The expression of ``a`` (``map_arg``'s result: containers rebuilt, a namedtuple with its type)."""
+        if isinstance(a, Node):
+            return self.names[a]
+        if isinstance(a, (tuple, list)):
+            items = "".join(f"{self.arg(x)}, " for x in a)
+            if isinstance(a, list):
+                return f"[{items}]"
+            return f"{self.const(type(a))}({items})" if hasattr(a, "_fields") else f"({items})"
+        if isinstance(a, dict):
+            return "{" + "".join(f"{self.const(k)}: {self.arg(v)}, " for k, v in a.items()) + "}"
+        if isinstance(a, slice):
+            return f"slice({self.arg(a.start)}, {self.arg(a.stop)}, {self.arg(a.step)})"
+        return self.const(a)
+
+    def statement(self, n: Node, value: str) -> None:
+        """``v<n> = value``, inside ``torch.no_grad()`` where the forward wrote it in such a block."""
+        if n.meta.get(_NO_GRAD):
+            self.lines += ["with _no_grad():", f"    {self.names[n]} = {value}"]
+        else:
+            self.lines.append(f"{self.names[n]} = {value}")
+
+    def node(self, n: Node) -> None:
+        args = "".join(f"{self.arg(a)}, " for a in n.args)
+        kwargs = "".join(f"**{{{k!r}: {self.arg(v)}}}, " for k, v in n.kwargs.items())
+        if n.op == "call_function":
+            self.statement(n, f"{self.const(n.target)}({args}{kwargs})")
+        elif n.op == "call_method":
+            rest = "".join(f"{self.arg(a)}, " for a in n.args[1:])
+            self.statement(n, f"getattr({self.arg(n.args[0])}, {_named(n)!r})({rest}{kwargs})")
+        elif n.op == "call_module":
+            self.statement(n, f"_call({self.const(_submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
+        elif n.op == "get_attr":  # a constant of the trace, or an attribute of the live model
+            constant = self.p.constants.get(_named(n))
+            self.statement(n, self.const(constant) if constant is not None else
+                           f"{self.const(operator.attrgetter(_named(n)))}(model)")
+        else:  # pragma: no cover
+            raise RuntimeError(f"unexpected fx node {n.op}")
+
+    def function(self, name: str, parameters: Sequence[str], result: str) -> Callable[..., Any]:
+        body = "".join(f"    {line}\n" for line in self.lines + [f"return {result}"])
+        exec(compile(f"def {name}({', '.join(['model', *parameters])}):\n{body}", f"<fattr {name}>", "exec"),
+             self.globals)
+        return cast(Callable[..., Any], self.globals[name])
 
 
-def _bind(p: Plan, bound: inspect.BoundArguments) -> Dict[Node, Any]:
-    env: Dict[Node, Any] = {}
+def _head_fn(p: Plan) -> Callable[..., Tuple[List[Any], Tuple[Any, ...]]]:
+    """``head(model, *placeholder values) -> (activations, rest)``: one activation per cut (cloned)."""
+    src = _Source(p, p.placeholders + p.head_schedule)
+    cut = {c: f"a{i}" for i, c in enumerate(p.cuts)}
+    for n, frees in zip(p.head_schedule, p.head_frees):
+        if p.to_input and n in cut:  # the layer's positional arguments
+            src.lines.append(f"{cut[n]} = _clone({src.arg(n.args[0] if len(n.args) == 1 else tuple(n.args))})")
+        if n in p.head_nodes:
+            src.node(n)
+            if not p.to_input and n in cut:
+                src.lines.append(f"{cut[n]} = _clone({src.names[n]})")
+        src.lines += [f"{src.names[f]} = None" for f in frees]
+    return src.function("head", [src.names[ph] for ph in p.placeholders],
+                        f"[{', '.join(cut.values())}], ({''.join(src.names[r] + ', ' for r in p.rest)})")
+
+
+def _tail_fn(p: Plan) -> Callable[..., Any]:
+    """``tail(model, activations, rest) -> output``, the cut values replaced by ``activations``. Neither
+    ``activations`` nor ``rest`` is modified: a tail that may work in place gets copies."""
+    src = _Source(p, list(p.rest) + list(p.cuts) + p.tail_nodes)
+    own = "_clone" if p.tail_mutates else ""
+    acts = [f"a{i}" for i in range(len(p.cuts))]
+    src.lines += [f"{', '.join(acts)}, = activations"] + [f"{src.names[r]} = {own}(r[{i}])" for i, r in enumerate(p.rest)]
+    if not p.to_input:
+        src.lines += [f"{src.names[c]} = {own}({a})" for c, a in zip(p.cuts, acts)]
+    substituted = dict(zip(p.cuts, acts)) if p.to_input else {}
+    for n, frees in zip(p.tail_nodes, p.tail_frees):
+        if n in substituted:  # the layer, on the given activation
+            a = substituted[n]
+            src.lines.append(f"{a} = {own}({a})")
+            src.statement(n, f"_call({src.const(_submodule(_named(n)))}(model), {a} if isinstance({a}, tuple) "
+                             f"else ({a},), {src.arg(dict(n.kwargs))})")
+        else:
+            src.node(n)
+        src.lines += [f"{src.names[f]} = None" for f in frees]
+    return src.function("tail", ["activations", "r"], src.arg(p.output.args[0]))
+
+
+def run_head(p: Plan, model: nn.Module, arguments: Dict[str, Any]) -> Tuple[List[Any], Tuple[Any, ...]]:
+    """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s;
+    ``arguments`` by name, as :func:`specialise` binds them). ``p.tail_fn(model, activations, rest)`` is
+    the model's output with the cut values replaced by ``activations``."""
+    values: List[Any] = []
     for ph in p.placeholders:
         name = _named(ph).lstrip("*")
-        if name in bound.arguments:
-            env[ph] = bound.arguments[name]
+        if name in arguments:
+            values.append(arguments[name])
         else:  # a specialised argument: fx names its placeholder "<name>_<k>"
             base = name.rsplit("_", 1)[0]
-            env[ph] = p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None)
-    return env
-
-
-def _positional(p: Plan, n: Node, env: Dict[Node, Any]) -> Any:
-    values = p.cut_loads[n][0](env)
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def run_head(p: Plan, model: nn.Module, bound: inspect.BoundArguments) -> Tuple[List[Any], Tuple[Any, ...]]:
-    """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s)."""
-    env = _bind(p, bound)
-    captured: Dict[Node, Any] = {}
-    cuts, to_input, head_nodes = p.cuts, p.to_input, p.head_nodes
-    for n, step, frees in zip(p.head_schedule, p.head_steps, p.head_frees):
-        if to_input and n in cuts:
-            captured[n] = clone(_positional(p, n, env))
-        if n in head_nodes:
-            env[n] = step(model, env)
-            if not to_input and n in cuts:
-                captured[n] = clone(env[n])
-        for f in frees:
-            env.pop(f, None)
-    return [captured[c] for c in p.cuts], tuple(env[r] for r in p.rest)
-
-
-def run_tail(p: Plan, model: nn.Module, activations: Sequence[Any], rest: Sequence[Any]) -> Any:
-    """``model``'s output with the cut values replaced by ``activations``.
-
-    Neither ``activations`` nor ``rest`` is modified: a tail that may work in place gets copies.
-    """
-    own = clone if p.tail_mutates else _same
-    env: Dict[Node, Any] = {r: own(v) for r, v in zip(p.rest, rest)}
-    substitute: Dict[Node, Any] = {}
-    for c, a in zip(p.cuts, activations):
-        if p.to_input:
-            substitute[c] = own(a)
-        else:
-            env[c] = own(a)
-    for n, step, frees in zip(p.tail_nodes, p.tail_steps, p.tail_frees):
-        if n in substitute:
-            a = substitute[n]
-            args = a if isinstance(a, tuple) else (a,)
-            with torch.no_grad() if n in p.cut_no_grad else contextlib.nullcontext():
-                env[n] = call_module(model.get_submodule(_named(n)), args, p.cut_loads[n][1](env))
-        else:
-            env[n] = step(model, env)
-        for f in frees:
-            env.pop(f, None)
-    return p.output_load(env)
+            values.append(p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None))
+    return p.head_fn(model, *values)

@@ -38,16 +38,16 @@ def heads(lf: LayerFunction, batches: Sequence[Tensors], args: Tuple[Any, ...], 
     m, owner = len(batches), lf.model
     if dynamo_tracing():  # no lock or memory of models under Dynamo (a compiled graph fuses the calls anyway)
         return [lf.head(batch, args) for batch in batches]
-    key = (tuple(id(layer) for layer in lf.split.layers), lf.split.to_input)
+    key = (tuple([id(layer) for layer in lf.split.layers]), lf.split.to_input)
     with _LOCK:
         known = owner is not None and key in _SEPARATE.get(owner, ())
     if (m == 1 or owner is None or owner.training or known
-            or any(b.shape != x.shape for batch in batches[1:] for b, x in zip(batch, batches[0]))
-            or any(t.dim() > 0 and t.shape[0] == m * n for t in split_args(args)[0])):
+            or any([b.shape != x.shape for batch in batches[1:] for b, x in zip(batch, batches[0])])
+            or any([t.dim() > 0 and t.shape[0] == m * n for t in split_args(args)[0]])):
         return [lf.head(batch, args) for batch in batches]
-    acts, rest = lf.head(tuple(torch.cat(rows) for rows in zip(*batches)), tile_args(args, n, m))
-    if any(isinstance(r, torch.Tensor) and r.dim() > 0 and r.shape[0] == m * n for r in rest):
+    acts, rest = lf.head(tuple([torch.cat(rows) for rows in zip(*batches)]), tile_args(args, n, m))
+    if any([isinstance(r, torch.Tensor) and r.dim() > 0 and r.shape[0] == m * n for r in rest]):
         with _LOCK:
             _SEPARATE.setdefault(owner, set()).add(key)
         return [lf.head(batch, args) for batch in batches]
-    return [(tuple(a[i * n:(i + 1) * n] for a in acts), rest) for i in range(m)]
+    return [(tuple([a[i * n:(i + 1) * n] for a in acts]), rest) for i in range(m)]

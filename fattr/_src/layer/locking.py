@@ -24,7 +24,8 @@ from typing import Any, ContextManager, Iterator
 
 from ..compiled import dynamo_tracing
 
-_condition = threading.Condition(threading.Lock())
+_lock = threading.Lock()
+_condition = threading.Condition(_lock)  # readers take ``_lock`` itself: a C context manager, no Python frames
 _readers = 0  # threads holding a read
 _writing = False
 _waiting = 0  # traces waiting for the readers to finish
@@ -43,7 +44,7 @@ class _Reading:
     def __enter__(self) -> None:
         global _readers
         if not _local.depth:
-            with _condition:
+            with _lock:
                 while _writing:
                     _condition.wait()
                 _readers += 1
@@ -53,7 +54,7 @@ class _Reading:
         global _readers
         _local.depth -= 1
         if not _local.depth:
-            with _condition:
+            with _lock:
                 _readers -= 1
                 if _waiting:  # (notify_all is Python code: only when a trace waits)
                     _condition.notify_all()

@@ -5,6 +5,7 @@ from typing import Any, List, Tuple
 
 from torch import nn
 
+from ..calling import submodules
 from ..errors import Shown, fail
 
 _HINT = "Pass a submodule of the model or its dotted name, e.g. 'body.1.conv2' (see model.named_modules())."
@@ -18,7 +19,7 @@ def _one(model: nn.Module, layer: Any, name: str) -> nn.Module:
             fail(name, "the dotted name of a submodule of the model", Shown(repr(layer)), _HINT)
     if not isinstance(layer, nn.Module):
         fail(name, "an nn.Module inside the model or its dotted name", layer, _HINT, kind=TypeError)
-    if not any(m is layer for m in model.modules()):
+    if not any([m is layer for m in submodules(model)]):
         fail(name, "a submodule of the model", Shown(f"a {type(layer).__name__} that is not inside the model"), _HINT)
     return layer
 

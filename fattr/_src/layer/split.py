@@ -39,7 +39,7 @@ from torch.utils import _pytree as pytree
 from ..base import LayerLike, ModelLike
 from ..errors import Shown, check_bool, fail
 from ..arguments import Keywords, as_args
-from ..calling import modules_of
+from ..calling import explained, modules_of
 from ..compiled import at_trace_time, dynamo_tracing
 from . import export, fingerprint, graph, locking, substitute
 from .capture import Untraceable
@@ -276,9 +276,10 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
-    owner = (id(model), tuple(id(m) for m in layers), to_input)
+    owner = (id(model), tuple([id(m) for m in layers]), to_input)
     last: List[Optional[Token]] = [None]
     anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
+    owner_module = _owner(roots)
 
     def make_fx(concrete: Dict[str, Any]) -> Token:
         try:
@@ -317,23 +318,19 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
-        token = _checked_token(k, make)
-        if memo is not None:
-            memo[k] = token
-        return token
-
-    def _checked_token(k: Hashable, make: Callable[[], Token]) -> Token:
         try:
             fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
         except fingerprint.Uncacheable:
             fp = None
         hit = recent.get(k)
-        if hit is not None and hit[0] == fp:
-            return hit[1]
-        token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
-        if len(recent) >= _MAX_PLANS:
-            recent.clear()
-        recent[k] = (fp, token)
+        token = hit[1] if hit is not None and hit[0] == fp else None
+        if token is None:
+            token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
+            if len(recent) >= _MAX_PLANS:
+                recent.clear()
+            recent[k] = (fp, token)
+        if memo is not None:
+            memo[k] = token
         return token
 
     def checked(values: Tuple[Any, ...], memo: Optional[Dict[Hashable, Token]]) -> Tuple[Token, Any]:
@@ -385,7 +382,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if dynamo_tracing():  # found when Dynamo traces the call, a constant of the compiled code
             return run(at_trace_time(_found, find, *_described(values)), values)
         ticket, bound = find(values, memo)
-        return run(ticket, values, bound)
+        try:
+            return run(ticket, values, bound)
+        except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
+            explained(error, model, owner_module, values, ())
+            raise
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
         return run_head(values, keywords, None)
@@ -413,9 +414,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if len(carried) != len(token.plan.rest):
             fail("rest", "the rest tuple returned by this split's head", rest)
         with locking.reading():
-            return graph.run_tail(token.plan, model, acts, carried)
+            return token.plan.tail_fn(model, acts, carried)
 
-    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=_owner(roots),
+    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=owner_module,
                  model=model, to_input=to_input, exportable=exportable, session=session)
 
 

@@ -53,6 +53,7 @@ class LayerFunction:
 
     split: Split
     name: str
+    model: Optional[nn.Module] = field(init=False)  # the module whose parameters and training mode count
     _run_head: Callable[..., Tuple[Any, Tuple[Any, ...]]] = field(init=False, repr=False, compare=False)
 
     def __init__(self, model: Any, layer: Any, attribute_to_layer_input: bool, *, name: str = "layer",
@@ -60,14 +61,10 @@ class LayerFunction:
         object.__setattr__(self, "split", build(model, layer, attribute_to_layer_input, name=name,
                                                 allow_list=allow_list, exportable=exportable))
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "model", self.split.owner)
         # the heads of one LayerFunction (one attribution call) check the model's fingerprint once
         session = self.split.session
         object.__setattr__(self, "_run_head", session() if session is not None else self.split.head)
-
-    @property
-    def model(self) -> Optional[nn.Module]:
-        """The module whose parameters and training mode count."""
-        return self.split.owner
 
     def head(self, inputs: Tensors, args: Sequence[Any], *, gradient: bool = True) -> Tuple[Tensors, Tuple[Any, ...]]:
         """``(activations, rest_leaves)`` for ``inputs`` (B rows): flat activation tensors, each ``(B, ...)``;
@@ -83,11 +80,11 @@ class LayerFunction:
         def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # without grad: inference fast paths
             flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
             reads(self.model)  # None (a function whose modules fattr cannot see): unknown, the graph is kept
-            return flat + tuple(t for t in leaves if isinstance(t, torch.Tensor)), (len(flat), leaves, packing)
+            return flat + tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (len(flat), leaves, packing)
 
         values, (n_flat, leaves, packing) = checkpoint_aux(run, tuple(inputs) + arg_tensors, module=self.model)
         carried = iter(values[n_flat:])
-        return values[:n_flat], tuple(next(carried) if isinstance(t, torch.Tensor) else t for t in leaves) + (packing,)
+        return values[:n_flat], tuple([next(carried) if isinstance(t, torch.Tensor) else t for t in leaves]) + (packing,)
 
     def _head(self, inputs: Tensors, args: Sequence[Any], gradient: bool
               ) -> Tuple[Tensors, Tuple[Any, ...], Packing]:
@@ -103,7 +100,7 @@ class LayerFunction:
         for i, a in enumerate(activation if self.split.was_list else [activation]):
             is_tuple, label = isinstance(a, (tuple, list)), f"{self.name}[{i}]" if self.split.was_list else self.name
             items = list(a) if is_tuple else [a]
-            if not items or not all(isinstance(t, torch.Tensor) for t in items):
+            if not items or not all([isinstance(t, torch.Tensor) for t in items]):
                 fail(label, f"a layer whose {where} is a tensor or a tuple of tensors", a,
                      "Choose a layer with tensor activations (e.g. a submodule of this one).", kind=TypeError)
             for t in items:
@@ -117,7 +114,7 @@ class LayerFunction:
                          kind=TypeError)
             flat.extend(items)
             layout.append((is_tuple, len(items)))
-        if type(rest) is tuple and all(type(v) in _FLAT for v in rest):  # the common case, without pytree
+        if type(rest) is tuple and all([type(v) in _FLAT for v in rest]):  # the common case, without pytree
             return tuple(flat), rest, Packing(tuple(layout), None)
         leaves, spec = pytree.tree_flatten(rest)
         return tuple(flat), tuple(leaves), Packing(tuple(layout), spec)
@@ -129,7 +126,7 @@ class LayerFunction:
 
         def f(*values: Any) -> Any:
             packing = values[-1]
-            k = sum(n for _, n in packing.layout)
+            k = sum([n for _, n in packing.layout])
             packed = pack(packing.layout, values[:k])
             rest = (tuple(values[k:-1]) if packing.spec is None
                     else pytree.tree_unflatten(list(values[k:-1]), packing.spec))
