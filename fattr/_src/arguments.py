@@ -93,7 +93,7 @@ def tile(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def tile_args(args: Tuple[Any, ...], n_examples: int, k: int) -> Tuple[Any, ...]:
     """Tile the per-example tensors of ``args`` ``k`` times, step-major; leave the rest alone."""
-    if k == 1:
+    if k == 1 or not args:
         return args
     return map_args(lambda a: tile(a, k) if is_per_example(a, n_examples) else a, args)
 
@@ -102,6 +102,8 @@ def split_args(args: Sequence[Any]) -> Tuple[Tensors, Callable[[Tensors], Tuple[
     """``(tensors, rebuild)``: the tensors among ``args`` (keyword values included), and
     ``rebuild(new_tensors) -> args`` with them replaced (the tensors are what a computation over
     ``args`` may be differentiated by)."""
+    if not args:
+        return (), lambda tensors: ()
     found = tuple(v for v in values(args) if isinstance(v, torch.Tensor))
 
     def rebuild(tensors: Tensors) -> Tuple[Any, ...]:

@@ -22,7 +22,8 @@ def _on_device(baseline: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tens
         fail(name, f"a tensor with values, on the inputs' device ({x.device})",
              Shown(f"a {baseline.dtype} tensor of shape {tuple(baseline.shape)} on device meta (no values)"),
              f"Create the baselines on {x.device}, e.g. torch.zeros_like(inputs).")
-    return baseline.to(dtype=x.dtype, device=x.device)
+    same = baseline.dtype is x.dtype and baseline.device == x.device  # (the common case: no call)
+    return baseline if same else baseline.to(dtype=x.dtype, device=x.device)
 
 
 def _one(baseline: Any, x: torch.Tensor, name: str) -> torch.Tensor:

@@ -62,7 +62,7 @@ def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Se
         found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not total.requires_grad else
                                              torch.autograd.grad(total, leaves, allow_unused=True))
     recompute.reads(out, exclude=leaves)
-    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves))
+    return tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
 
 
 def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> Tensors:

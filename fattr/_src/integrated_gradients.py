@@ -74,13 +74,14 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
         k = len(ends) // 2
         pts = []
         for b, d in zip(ends[:k], ends[k:]):
-            pts.append(torch.addcmul(b, a.to(d.dtype).reshape((-1,) + (1,) * d.dim()), d))  # b + a * d
+            pts.append(torch.addcmul(b, (a if a.dtype is d.dtype else a.to(d.dtype)).reshape((-1,) + (1,) * d.dim()),
+                                     d))  # b + a * d
         return tuple(pts), None
 
     grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
                                   n_examples=n, chunk_size=chunk_size)
     if multiply_by_inputs:
-        attr = tuple((g * d.to(g.dtype)).to(x.dtype) for g, d, x in zip(grads, diffs, xs))
+        attr = tuple((g * d).to(x.dtype) for g, d, x in zip(grads, diffs, xs))  # in g's (the sum's) dtype
     else:
         attr = tuple(g.to(x.dtype) for g, x in zip(grads, xs))
     result = structure.restore(attr, was_tuple)

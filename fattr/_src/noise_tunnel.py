@@ -118,7 +118,8 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         gen = randomness.resolve(generator, device)
         return_delta = bool(arguments.get("return_delta", False))
         step = chunk_size or n_samples
-        sums: Any = None  # per leaf of the attributions: (sum, sum of squares) over the samples
+        sums: Any = None  # per leaf of the attributions: sums over the samples of the powers of the values
+        powers = {"smoothgrad": (1,), "smoothgrad_sq": (2,), "vargrad": (2, 1)}[kind]  # only those kind needs
         treedef, deltas = None, []
         for start in range(0, n_samples, step):
             k = min(step, n_samples - start)
@@ -142,11 +143,11 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                 deltas.append(delta.reshape(k, -1))
             leaves, treedef = pytree.tree_flatten(out)
             leaves = [structure.unfold(leaf, k).to(accumulation_dtype(leaf.dtype, leaf.device)) for leaf in leaves]
-            moments = [(leaf.sum(0), (leaf * leaf).sum(0)) for leaf in leaves]
-            sums = moments if sums is None else [(a + c, b + d) for (a, b), (c, d) in zip(sums, moments)]
+            moments = [[(leaf * leaf if p == 2 else leaf).sum(0) for p in powers] for leaf in leaves]
+            sums = moments if sums is None else [[a + b for a, b in zip(s, m)] for s, m in zip(sums, moments)]
         assert sums is not None and treedef is not None
-        means = [(s1 / n_samples, s2 / n_samples) for s1, s2 in sums]  # of the values and of their squares
-        reduced = [m if kind == "smoothgrad" else q if kind == "smoothgrad_sq" else q - m * m for m, q in means]
+        means = [[s / n_samples for s in leaf] for leaf in sums]
+        reduced = [m[0] - m[1] * m[1] if kind == "vargrad" else m[0] for m in means]
         dtypes = [leaf.dtype for leaf in pytree.tree_leaves(out)]
         result = pytree.tree_unflatten([r.to(d) for r, d in zip(reduced, dtypes)], treedef)
         if not return_delta:

@@ -30,9 +30,9 @@ def accumulation_dtype(dtype: torch.dtype, device: Optional[torch.device] = None
     sum of ``n`` terms loses ~``n * 6e-8`` relative accuracy: 5e-5 at 10 000 steps) on devices with
     float64 (not MPS), float32 for half-precision values, the values' own dtype otherwise. The result
     is cast back by the caller."""
-    if dtype == torch.float32:
-        return torch.float32 if device is not None and torch.device(device).type == "mps" else torch.float64
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    if dtype is torch.float32:
+        return torch.float32 if device is not None and getattr(device, "type", device) == "mps" else torch.float64
+    return torch.float32 if dtype is torch.float16 or dtype is torch.bfloat16 else dtype
 
 
 def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, alphas: torch.Tensor,
@@ -54,7 +54,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     n_tensors = len(tensors)
     total: Optional[Tensors] = None
     for start in range(0, n_steps, step):
-        a, w = alphas[start:start + step], weights[start:start + step]
+        a, w = (alphas, weights) if step >= n_steps else (alphas[start:start + step], weights[start:start + step])
 
         def chunk(inputs: Tensors, a: torch.Tensor = a, w: torch.Tensor = w) -> Tensors:
             k = a.shape[0]
@@ -65,13 +65,12 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                                   tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point)
             terms = []
             for i, g in enumerate(grads):
-                g = structure.unfold(g, k)
                 acc = accumulation_dtype(g.dtype, g.device)
-                g = g.to(acc)
+                flat = g.reshape(k, -1).to(acc)  # (k, B * ...): the steps' gradients, step-major
                 if vel is not None:
-                    g = g * vel[i].to(acc)
-                w_acc = w.to(device=g.device, dtype=acc)  # a no-op when the caller's weights match
-                terms.append(torch.mm(w_acc.reshape(1, k), g.reshape(k, -1)).reshape(g.shape[1:]))  # tensordot
+                    flat = flat * vel[i].reshape(k, -1).to(acc)
+                w_acc = w if w.dtype is acc and w.device == g.device else w.to(device=g.device, dtype=acc)
+                terms.append(torch.mm(w_acc.reshape(1, k), flat).reshape((g.shape[0] // k,) + g.shape[1:]))
             return tuple(terms)
 
         terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Tuple, TypeVar, Union, cast
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,7 +33,6 @@ from .tracing import is_compiling
 
 Rule = Callable[[int], Tuple[torch.Tensor, torch.Tensor]]
 Method = Union[str, Rule]
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 MAX_GAUSS_LEGENDRE = 20_000  # O(n^2) time: about a second at this size, once (cached)
@@ -42,16 +41,11 @@ _CACHE_SIZE = 16
 _TENSOR_CACHE_SIZE = 32
 
 
-def _assume_constant(fn: _F) -> _F:
-    mark = getattr(getattr(torch, "compiler", None), "assume_constant_result", None)
-    return cast(_F, mark(fn)) if mark is not None else fn
-
-
 _CACHE: "OrderedDict[Tuple[str, int], Tuple[Tuple[float, ...], Tuple[float, ...]]]" = OrderedDict()
 _LOCK = threading.Lock()
 
 
-@_assume_constant
+@torch.compiler.assume_constant_result  # type: ignore[untyped-decorator]
 def _nodes(method: str, n: int) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """Nodes and weights as Python floats (float64), cached (the last few rules); a constant for
     ``torch.compile``."""

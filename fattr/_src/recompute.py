@@ -29,6 +29,8 @@ from . import compiled, tracing
 from .twice import twice_differentiable
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
+_AUTOCAST = ("cpu", "cuda")
+_ACCUMULATE = getattr(torch._C._functions, "AccumulateGrad")  # the type of a leaf's node
 
 
 class _Local(threading.local):
@@ -45,11 +47,6 @@ class _Local(threading.local):
 _local = _Local()
 
 
-def _sequence_nr(node: Any) -> int:
-    number = getattr(node, "_sequence_nr", None)
-    return number() if number is not None else 1 << 62  # unknown: treat as created during the call
-
-
 class _Reads:
     """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown), since a
     point in this thread's autograd history (nodes created later have larger sequence numbers)."""
@@ -59,31 +56,33 @@ class _Reads:
     skip: Set[int]
 
     def __init__(self) -> None:
-        enabled = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(True)
-        try:
-            self.since, self.found, self.skip = _sequence_nr(_ANCHOR.view(()).grad_fn), {}, set()
-        finally:
-            torch._C._set_grad_enabled(enabled)
+        """Made with grad mode on, so that the anchor's view gets a node (without one, every node counts
+        as older than the call: unknown)."""
+        anchor = _ANCHOR.view(()).grad_fn
+        self.since, self.found, self.skip = anchor._sequence_nr() if anchor is not None else 1 << 62, {}, set()
 
     def walk(self, output: Tensor) -> None:
         """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
         (a closure over ``w * scale``: not an input the node can have). Sequence numbers count per thread:
         such a tensor from another thread goes unnoticed, but its leaves are still found."""
-        stack = [output.grad_fn] if output.grad_fn is not None else []
-        seen = set(stack)
-        while stack and self.found is not None:
+        node, found = output.grad_fn, self.found
+        if node is None or found is None:
+            return
+        skip, since, stack, seen = self.skip, self.since, [node], {node}
+        while stack:
             node = stack.pop()
-            if type(node).__name__ == "AccumulateGrad":  # the node of a leaf
+            if type(node) is _ACCUMULATE:  # the node of a leaf
                 variable = getattr(node, "variable")
-                if id(variable) not in self.skip:
-                    self.found[id(variable)] = variable
-            elif _sequence_nr(node) < self.since:
+                if id(variable) not in skip:
+                    found[id(variable)] = variable
+            elif node._sequence_nr() < since:
                 self.found = None
+                return
             else:
-                fresh = [c for c, _ in node.next_functions if c is not None and c not in seen]
-                seen.update(fresh)
-                stack.extend(fresh)
+                for child, _ in node.next_functions:
+                    if child is not None and child not in seen:
+                        seen.add(child)
+                        stack.append(child)
 
     def module(self, module: Optional[nn.Module]) -> None:
         """All ``module`` may read: its parameters, buffers and tensor attributes (a superset of what a
@@ -106,13 +105,9 @@ _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, O
 
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once)."""
-    read: List[Tensor] = []
-    for m in submodules(module):
-        read += [t for t in m._parameters.values() if t is not None and t.requires_grad]
-        read += [t for t in m._buffers.values() if t is not None and t.requires_grad]
-        read += [t for t in m.__dict__.values() if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
-    return read
+    modules (each module once; one pass over them: it runs on every call of a layer method)."""
+    return [t for m in submodules(module) for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
+            if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
 
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
@@ -163,13 +158,14 @@ class Context:
 
     def __init__(self) -> None:
         """The current states."""
-        self.cpu_rng: Tensor = torch.get_rng_state()
+        self.cpu_rng: Tensor = torch.default_generator.get_state()
         # every initialised CUDA device: the model may draw on one that no input lives on
         self.cuda_rng: Tuple[Tuple[int, Tensor], ...] = tuple(
             (i, torch.cuda.get_rng_state(i)) for i in range(torch.cuda.device_count())
         ) if torch.cuda.is_initialized() else ()
-        self.autocast: Tuple[Tuple[str, bool, torch.dtype], ...] = tuple(
-            (d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda"))
+        # the devices with autocast on, and its dtype (queried only for them)
+        self.autocast: Dict[str, torch.dtype] = {d: torch.get_autocast_dtype(d) for d in _AUTOCAST
+                                                 if torch.is_autocast_enabled(d)}
 
     @contextlib.contextmanager
     def restored(self) -> Iterator[None]:
@@ -178,9 +174,10 @@ class Context:
             torch.set_rng_state(self.cpu_rng)
             for i, state in self.cuda_rng:
                 torch.cuda.set_rng_state(state, i)
-            for device, enabled, dtype in self.autocast:
+            for device in _AUTOCAST:
+                enabled = device in self.autocast
                 if enabled or torch.is_autocast_enabled(device):  # (no CUDA autocast to leave off without CUDA)
-                    stack.enter_context(torch.autocast(device, dtype=dtype, enabled=enabled))
+                    stack.enter_context(torch.autocast(device, dtype=self.autocast.get(device), enabled=enabled))
             yield
 
 

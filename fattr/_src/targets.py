@@ -67,7 +67,7 @@ class Target:
                 if not -size <= i < size:
                     fail("target", f"indices in range for f's output of shape {tuple(output.shape)}",
                          Shown(repr(self.static)))
-            return output[(slice(None),) + self.static]
+            return output.select(1, self.static[0]) if width == 1 else output[(slice(None),) + self.static]
         rows = self.rows.to(output.device)  # type: ignore[union-attr]
         if self.bounds is not None:
             for (lo, hi), size in zip(self.bounds, output.shape[1:]):
@@ -138,7 +138,9 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
         if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
             fail("target", "an integer tensor", target, kind=TypeError)
         if target.dim() == 0 or (target.dim() == 1 and target.numel() == 1):
-            return _per_example(target.reshape(1, 1).expand(n_examples, 1), device)
+            if is_compiling():  # reading the value would break the graph
+                return _per_example(target.reshape(1, 1).expand(n_examples, 1), device)
+            return Target(static=(int(target),))  # the same index for every example
         if target.dim() == 1:
             if target.numel() != n_examples:
                 fail("target", f"a 1-D tensor with {n_examples} entries (one per example)", target, _HELP)

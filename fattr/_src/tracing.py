@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import torch
 
-
-def is_compiling() -> bool:
-    """True while Dynamo traces the caller (``torch.compile``)."""
-    is_compiling_ = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    if is_compiling_ is None:  # torch < 2.3
-        import torch._dynamo as dynamo
-        is_compiling_ = dynamo.is_compiling
-    return bool(is_compiling_())
-
-
-def in_functorch_transform() -> bool:
-    """True inside ``torch.func.vmap``, ``grad``, ``jvp``, ... (a functorch interpreter is active)."""
-    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
-    return peek is not None and peek() is not None
+# True while Dynamo traces the caller (``torch.compile``); torch's own function, not a wrapper: it runs on
+# every call, and Dynamo folds it to a constant
+is_compiling = torch.compiler.is_compiling
+_peek = torch._C._functorch.peek_interpreter_stack
 
 
 def is_traced() -> bool:
-    return is_compiling() or in_functorch_transform()
+    """True under ``torch.compile`` or inside ``torch.func.vmap``, ``grad``, ``jvp``, ... (a functorch
+    interpreter is active)."""
+    return is_compiling() or _peek() is not None

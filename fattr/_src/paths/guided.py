@@ -3,33 +3,72 @@
 The path is built as it is walked: at every step the features whose gradient is smallest move
 towards the input first, within ``max_dist`` of the straight line. Steps are sequential by
 definition (each depends on the gradient at the point the last one reached); every step is one
-gradient pass over all examples, and the selection runs on all examples at once.
+gradient pass over all examples, and the selection runs on all examples at once. A step's number
+of selection passes depends on the values: under ``torch.compile`` they are a ``while_loop`` that
+makes only the discrete choices, from which the step's positions are then recomputed with autograd.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable, Tuple
 
 import torch
+from torch._higher_order_ops.while_loop import while_loop
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
+from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensor, Tensors,
+                    WithDelta)
 from ..baselines import format_baselines
+from ..compiled import dynamo_tracing
 from ..delta import completeness_delta
-from ..errors import check_bool, check_callable, check_positive_int, fail
+from ..errors import check_bool, check_callable, check_number, check_positive_int
 from ..gradients import gradients
 from ..targets import as_target
 
 EPSILON = 1e-9  # PAIR's tolerance on the L1 distance reached by a step
+STUCK = "guided_integrated_gradients: a step did not reach its L1 target"
+State = Tuple[Tensor, ...]
 
 
-def _check_fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(name, "a number in [0, 1]", value, kind=TypeError)
-    if not 0.0 <= value <= 1.0:
-        fail(name, "a number in [0, 1]", value)
-    return float(value)
+def _passes(one_pass: Callable[..., State], state: State, limit: int) -> State:
+    """``state = one_pass(*state)`` while an example is active (``state[-1]``), at most ``limit`` times: under
+    Dynamo a ``while_loop`` (one traced body, not a graph break per pass), eagerly a Python loop."""
+    if dynamo_tracing():  # the loop also carries a pass counter
+        _, *out = while_loop(lambda i, *s: s[-1].any() & (i < limit), lambda i, *s: (i + 1, *one_pass(*s)),
+                             (torch.zeros((), dtype=torch.int64, device=state[0].device), *state))
+        torch._assert_async(~out[-1].any(), STUCK)
+        return tuple(out)
+    for _ in range(limit):
+        if not bool(state[-1].any()):
+            return state
+        state = one_pass(*state)
+    raise RuntimeError(STUCK)  # NaN gradients select nothing
+
+
+def _select(kth: int, x: Tensor, grad: Tensor, active: Tensor, end: Tensor, x_max: Tensor, l1_target: Tensor
+            ) -> State:
+    """A step's selection passes (PAIR's) from ``x`` (behind features already at ``x_min``), without a graph:
+    where a feature ends the step at ``x_max``, and where the last pass moved it part of the way there.
+    Every pass moves at least one feature to ``x_max``, or ends its example's step."""
+    inf, magnitude = torch.tensor(math.inf, dtype=x.dtype, device=x.device), grad.abs()
+
+    def one_pass(x: Tensor, reached: Tensor, partial: Tensor, active: Tensor) -> State:
+        l1_current = (x - end).abs().sum(1)
+        scale = torch.maximum(l1_target.abs(), l1_current.abs())
+        moving = active & ~((l1_target - l1_current).abs() <= torch.clamp(EPSILON * scale, min=EPSILON))
+        masked = torch.where(x == x_max, inf, magnitude)
+        threshold = masked.kthvalue(kth + 1, dim=1, keepdim=True).values  # O(D), not a sort
+        selected = (masked <= threshold) & (masked != inf) & moving[:, None]
+        l1_s = ((x - x_max).abs() * selected).sum(1)
+        # the step size gamma > 1 (infinite with nothing to move): the selected reach x_max, the step goes on
+        far = (((l1_current - l1_target) / l1_s > 1.0) | (l1_s == 0))[:, None]
+        hit = selected & far
+        return torch.where(hit, x_max, x), reached | hit, partial | (selected & ~far), moving & far[:, 0]
+
+    # separate tensors: a while_loop's carried state must not alias
+    start = (x, torch.zeros_like(x, dtype=torch.bool), torch.zeros_like(x, dtype=torch.bool), active)
+    return _passes(one_pass, start, x.shape[1] + 2)[1:3]
 
 
 def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 200,
@@ -83,8 +122,8 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("return_delta", return_delta)
     n_steps = check_positive_int("n_steps", n_steps)
-    fraction = _check_fraction("fraction", fraction)
-    max_dist = _check_fraction("max_dist", max_dist)
+    fraction, max_dist = (check_number(name, value, "a number in [0, 1]", lambda v: not 0.0 <= v <= 1.0)
+                          for name, value in (("fraction", fraction), ("max_dist", max_dist)))
     bases = format_baselines(baselines, xs)
     n, device = xs[0].shape[0], xs[0].device
     args = as_args(args, kwargs)
@@ -107,43 +146,27 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     live = l1_total != 0  # an input equal to its baseline gets zeros
     n_feat = end.shape[1]
     kth = int(math.floor(fraction * (n_feat - 1)))  # numpy's quantile(..., interpolation="lower")
-    inf = torch.tensor(math.inf, dtype=dtype, device=device)
-    safe_diff = torch.where(total_diff != 0, total_diff, torch.ones_like(total_diff))
+    on_line = total_diff != 0
+    safe_diff = torch.where(on_line, total_diff, 1.0)
     x = start
     attr = torch.zeros_like(end)
     for step in range(n_steps):
         grad = torch.cat([g.reshape(n, -1) for g in gradients(f, unflat(x), tgt, args)], 1).to(dtype)
-        magnitude = grad.detach().abs()
         alpha = (step + 1.0) / n_steps
         alpha_min, alpha_max = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
         x_min, x_max = start + total_diff * alpha_min, start + total_diff * alpha_max
         l1_target = l1_total * (1 - (step + 1) / n_steps)
-        active = live.clone()
-        for _ in range(n_feat + 2):  # every pass moves at least one feature to x_max, or ends the step
-            if not bool(active.any()):
-                break
-            x_old = x
-            x_alpha = torch.where(total_diff != 0, (x - start) / safe_diff, torch.full_like(x, alpha_max))
-            behind = (x_alpha < alpha_min) & active[:, None]
-            x = torch.where(behind, x_min, x)
-            l1_current = (x - end).abs().sum(1)
-            diff = (l1_target - l1_current).abs().detach()
-            scale = torch.maximum(l1_target.abs(), l1_current.abs()).detach()
-            close = active & (diff <= torch.clamp(EPSILON * scale, min=EPSILON))
-            moving = active & ~close
-            masked = torch.where(x.detach() == x_max.detach(), inf, magnitude)
-            threshold = masked.kthvalue(kth + 1, dim=1, keepdim=True).values  # O(D), not a sort
-            selected = (masked <= threshold) & (masked != inf)
-            l1_s = ((x - x_max).abs() * selected).sum(1)
-            gamma = torch.where(l1_s > 0, (l1_current - l1_target) / torch.where(l1_s > 0, l1_s, 1.0), inf)
-            far = (gamma > 1.0)[:, None]
-            moved = torch.where(far, torch.where(selected, x_max, x),
-                                torch.where(selected, x + (x_max - x) * gamma[:, None], x))
-            x = torch.where(moving[:, None], moved, x)
-            attr = attr + (x - x_old) * grad
-            active = moving & (gamma > 1.0)
-        else:
-            raise RuntimeError("guided_integrated_gradients: a step did not reach its L1 target")  # pragma: no cover
+        # the choices (behind the line, moved by the passes) are made without a graph, the positions
+        # then recomputed from them: differentiable, with no autograd through the while_loop
+        behind = torch.where(on_line, (x - start) / safe_diff, alpha_max) < alpha_min
+        x_new = torch.where(behind, x_min, x)  # (an example equal to its baseline has no feature behind)
+        reached, partial = _select(kth, *(t.detach() for t in (x_new, grad, live, end, x_max, l1_target)))
+        x_new = torch.where(reached, x_max, x_new)
+        l1_s = ((x_new - x_max).abs() * partial).sum(1)
+        gamma = ((x_new - end).abs().sum(1) - l1_target) / torch.where(l1_s > 0, l1_s, 1.0)
+        x_new = torch.where(partial, x_new + (x_max - x_new) * gamma[:, None], x_new)
+        attr = attr + (x_new - x) * grad
+        x = x_new
     result = structure.restore(unflat(attr), was_tuple)
     if not return_delta:
         return result

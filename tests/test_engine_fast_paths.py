@@ -1,0 +1,77 @@
+"""The engine's per-call shortcuts give what the general path gives.
+
+A one-element target tensor is read once into a static index; the recomputation's leaf walk
+recognises a leaf by its node's type; a checkpoint's bookkeeping made without grad mode means
+"unknown". References: plain indexing, ``torch.autograd`` with the graph kept.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import fattr
+from fattr._src import recompute
+from fattr._src.targets import as_target
+
+
+@pytest.mark.parametrize("index", [2, -1])
+@pytest.mark.parametrize("shape", [(), (1,)])
+def test_one_element_target_tensor_is_a_static_index(index, shape):
+    out = torch.randn(5, 4, dtype=torch.float64)
+    target = torch.tensor(index).reshape(shape)
+    got = as_target(target, 5)
+    assert got.static == (index,) and got.rows is None
+    torch.testing.assert_close(got.select(out, 5), out[:, index], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="target: expected indices in range"):
+        as_target(torch.tensor(7).reshape(shape), 5).select(out, 5)
+
+
+def test_one_element_target_tensor_attributes_like_an_int_and_a_list():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    want = fattr.integrated_gradients(model, x, target=[1] * 4, n_steps=6)
+    for target in (1, torch.tensor(1), torch.tensor([1])):
+        torch.testing.assert_close(fattr.integrated_gradients(model, x, target=target, n_steps=6), want,
+                                   rtol=0, atol=0)
+
+
+class _Scale(torch.autograd.Function):
+    """``2 x``, with an attribute named like a leaf node's on its context (the walk must not mistake it)."""
+
+    @staticmethod
+    def forward(x):
+        return 2 * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.variable = "not a leaf"
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad
+
+
+def test_walk_tells_leaves_by_node_type_not_by_attribute():
+    torch.manual_seed(1)
+    w = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+
+    def f(x):
+        return torch.tanh(_Scale.apply(x @ w))
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    got = torch.autograd.grad(fattr.saliency(f, x, target=1, abs=False).sum(), w)[0]
+    leaf = x.clone().requires_grad_()  # the reference: the gradient with its graph kept
+    slope = torch.autograd.grad(f(leaf)[:, 1].sum(), leaf, create_graph=True)[0]
+    want = torch.autograd.grad(slope.sum(), w)[0]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_reads_made_without_grad_mode_are_unknown():
+    w = torch.randn(3, requires_grad=True)
+    out = (w * 2).sum()  # a graph with an interior node
+    with torch.no_grad():
+        read = recompute._Reads()  # no node for the anchor: no point in history to compare with
+    read.walk(out)
+    assert read.found is None
