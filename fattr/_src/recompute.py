@@ -234,7 +234,7 @@ def keep_graph() -> Iterator[None]:
 
 
 def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, module: Any = None,
-               memory_first: bool = False, traceable: bool = False) -> Tensors:
+               memory_first: bool = False, traceable: bool = False, forward: bool = False) -> Tensors:
     """``fn(tensors)``, computed without a graph and differentiable on demand.
 
     Args:
@@ -249,6 +249,9 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
       traceable: ``fn`` with grad mode on can be traced by ``torch.compile(fullgraph=True)`` and
         ``torch.func`` transforms (``torch.func.grad`` inside) and without cannot: under tracing it runs
         with grad mode on, whatever the caller's.
+      forward: ``fn`` is a forward pass (no gradients inside): eagerly its graph is kept at once (recording
+        it costs less than the bookkeeping and a recomputation); compiled, its values still come from an
+        inference graph recomputed on demand (a kept graph would compile to a training graph).
 
     Returns:
       ``fn``'s values; with grad mode on, when they depend on tensors requiring grad, on one node
@@ -285,8 +288,8 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             return _graphed(fn, tensors)
         with torch.enable_grad() if traceable else contextlib.nullcontext():
             return tuple(v.detach() for v in fn(tensors))
-    if not torch.is_grad_enabled():
-        return tuple(fn(tensors))  # nothing to attach
+    if not torch.is_grad_enabled() or forward:
+        return tuple(fn(tensors))  # nothing to attach; or a forward pass, whose graph costs little
     if (_local.recomputing or owner is not None and owner.training) and not memory_first:
         return _graphed(fn, tensors)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
