@@ -45,6 +45,7 @@ from torch import nn
 from torch.nn.utils.stateless import _reparametrize_module
 
 from .base import Tensor, Tensors
+from .twice import twice_differentiable
 
 Recompute = Callable[[Tensors], Tensors]
 
@@ -98,6 +99,7 @@ class _Attached(torch.autograd.Function):
     def forward(ctx: Any, values: Tensors, recompute: Recompute,
                 *sources: Tensor) -> Tensors:
         ctx.recompute = recompute
+        ctx.floating = [i for i, v in enumerate(values) if v.is_floating_point() or v.is_complex()]
         ctx.save_for_backward(*sources)
         return tuple(v.clone() for v in values)
 
@@ -106,10 +108,19 @@ class _Attached(torch.autograd.Function):
         sources = ctx.saved_tensors
         # a zero that depends on the cotangents: the recomputation cannot run before the backward
         # (not ``c * 0``, which Inductor's joint-graph passes fold into a constant)
+        floating = [cotangents[i] for i in ctx.floating]  # (integer values, a mask in a head's rest: none)
+        if not floating:
+            return (None, None) + (None,) * len(sources)
         zero = torch.stack([c.reshape(-1)[:1].abs().neg().clamp(min=0).nan_to_num(0.0, 0.0, 0.0).sum().float()
-                            for c in cotangents]).sum()
-        vjp = torch.func.vjp(lambda *s: tuple(ctx.recompute(s)), *(s + zero.to(s.dtype) for s in sources))[1]
-        return (None, None) + tuple(vjp(tuple(cotangents)))
+                            for c in floating]).sum()
+
+        def recompute(*s: Tensor) -> Tensors:
+            values = ctx.recompute(s)
+            return tuple(values[i] for i in ctx.floating)
+
+        with twice_differentiable():  # the recomputed gradients are differentiated again
+            vjp = torch.func.vjp(recompute, *(s + zero.to(s.dtype) for s in sources))[1]
+            return (None, None) + tuple(vjp(tuple(floating)))
 
 
 def _parameters(owner: Any) -> Optional[Tuple[nn.Module, List[str], List[Tensor]]]:
@@ -139,7 +150,8 @@ def attached(compute: Recompute, tensors: Tensors, owner: Any) -> Optional[Tenso
             return tuple(compute(tuple(full)))
 
     sources = [tensors[i] for i in tracked] + params
-    probe = recompute(tuple(s.detach() for s in sources))  # unused: the compiled graph drops it
+    with twice_differentiable():  # (a mode: no fused fast path, which Dynamo lets detached parameters take)
+        probe = recompute(tuple(s.detach() for s in sources))  # unused: the compiled graph drops it
     if any(v is None or v.requires_grad for v in probe):  # something else requires grad
         return None
     values = tuple(v.detach() for v in compute(tensors))  # no graph leaves the call: an inference graph

@@ -26,6 +26,7 @@ from torch import nn
 from .base import Tensor, Tensors
 from .calling import module_of, submodules
 from . import compiled, tracing
+from .twice import twice_differentiable
 
 _ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
 _AUTOCAST = ("cpu", "cuda")
@@ -136,10 +137,17 @@ def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, into: Optional[_Rea
     local.reads, local.recomputing = into, into is None
     torch._C._set_grad_enabled(into is None)
     try:
-        return tuple(fn(tensors))
+        return tuple(fn(tensors)) if into is not None else _graphed(fn, tensors)
     finally:
         torch._C._set_grad_enabled(enabled)
         local.reads, local.recomputing = outer, recomputing
+
+
+def _graphed(fn: Callable[[Tensors], Tensors], tensors: Tensors) -> Tensors:
+    """``fn(tensors)`` keeping a graph that is differentiated twice (its values are gradients): attention
+    as composite operations (:mod:`.twice`)."""
+    with twice_differentiable():
+        return tuple(fn(tensors))
 
 
 class Context:
@@ -226,7 +234,7 @@ def keep_graph() -> Iterator[None]:
 
 
 def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, module: Any = None,
-               memory_first: bool = False, traceable: bool = False) -> Tensors:
+               memory_first: bool = False, traceable: bool = False, forward: bool = False) -> Tensors:
     """``fn(tensors)``, computed without a graph and differentiable on demand.
 
     Args:
@@ -241,6 +249,9 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
       traceable: ``fn`` with grad mode on can be traced by ``torch.compile(fullgraph=True)`` and
         ``torch.func`` transforms (``torch.func.grad`` inside) and without cannot: under tracing it runs
         with grad mode on, whatever the caller's.
+      forward: ``fn`` is a forward pass (no gradients inside): eagerly its graph is kept at once (recording
+        it costs less than the bookkeeping and a recomputation); compiled, its values still come from an
+        inference graph recomputed on demand (a kept graph would compile to a training graph).
 
     Returns:
       ``fn``'s values; with grad mode on, when they depend on tensors requiring grad, on one node
@@ -273,17 +284,19 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             values = compiled.attached(fn, tensors, owner)  # an inference graph, recomputed on demand
             if values is not None:
                 return values
+        if torch.is_grad_enabled():
+            return _graphed(fn, tensors)
         with torch.enable_grad() if traceable else contextlib.nullcontext():
-            values = tuple(fn(tensors))
-        return values if torch.is_grad_enabled() else tuple(v.detach() for v in values)
-    if not torch.is_grad_enabled() or ((_local.recomputing or owner is not None and owner.training)
-                                       and not memory_first):
-        return tuple(fn(tensors))  # nothing to attach; or about to be differentiated: the graph at once
+            return tuple(v.detach() for v in fn(tensors))
+    if not torch.is_grad_enabled() or forward:
+        return tuple(fn(tensors))  # nothing to attach; or a forward pass, whose graph costs little
+    if (_local.recomputing or owner is not None and owner.training) and not memory_first:
+        return _graphed(fn, tensors)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
     detached = tuple(t.detach() for t in tensors)
     values = _run(fn, detached, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
-        return tuple(fn(tensors))
+        return _graphed(fn, tensors)
     tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
     if not tracked and not read.found:
         return values

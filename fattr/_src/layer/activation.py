@@ -1,10 +1,17 @@
 """Layer activation: the layer's output (or input) for the given inputs."""
 from __future__ import annotations
 
+from typing import Any, List, Tuple
+
+import torch
+from torch.utils import _pytree as pytree
+
 from .. import structure
-from ..arguments import as_args
+from ..arguments import as_args, split_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList
 from ..calling import explained, module_of
+from ..recompute import checkpoint_aux, reads
+from ..structure import Tensors
 from .split import build
 
 
@@ -14,7 +21,8 @@ def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, 
 
     Only the part of the model the layer depends on runs. The result keeps the
     autograd graph (it is differentiable with respect to the parameters before
-    the layer); wrap the call in ``torch.no_grad()`` when that is not needed.
+    the layer); wrap the call in ``torch.no_grad()`` when that is not needed. Under
+    ``torch.compile`` it comes from an inference graph and is recomputed if differentiated.
 
     Args:
       model: the ``nn.Module``.
@@ -39,9 +47,19 @@ def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, 
     xs, _ = structure.as_tuple(inputs)
     s = build(model, layer, attribute_to_layer_input)
     args = as_args(args, kwargs)
+    arg_tensors, rebuild = split_args(args)
+    m = len(xs)
+
+    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[List[Any], Any]]:
+        activation, _ = s.head(*tensors[:m], *rebuild(tensors[m:]))
+        reads(s.owner)
+        leaves, spec = pytree.tree_flatten(activation)
+        return tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (leaves, spec)
+
     try:
-        activation, _ = s.head(*xs, *args)
+        values, (leaves, spec) = checkpoint_aux(run, tuple(xs) + arg_tensors, module=s.owner, forward=True)
     except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
         explained(error, model, module_of(model), xs, args)
         raise
-    return activation
+    computed = iter(values)
+    return pytree.tree_unflatten([next(computed) if isinstance(t, torch.Tensor) else t for t in leaves], spec)

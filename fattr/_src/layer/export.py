@@ -37,6 +37,7 @@ from torch.fx.node import Node
 from torch.utils import _pytree as pytree
 
 from ..arguments import unpack
+from ..compiled import dynamo_tracing
 from . import locking
 from .capture import Untraceable, attributes_kept, pack
 
@@ -344,11 +345,21 @@ def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module
     plan and root model: a plan is only used after the model's fingerprint (its module tree included)
     matched, so the modules at these paths are the ones found then."""
     key = id(names)
+    if dynamo_tracing():  # no lock under Dynamo: found while it traces, held by the compiled code
+        return _found_owners(names, roots)
     with _owners_lock:
         cache = _owners.get(roots[0]) if roots else None
         found = cache.get(key) if cache is not None else None
     if found is not None and found[0] is names:
         return found[1]
+    owners = _found_owners(names, roots)
+    if roots:
+        with _owners_lock:
+            _owners.setdefault(roots[0], {})[key] = [names, owners]
+    return owners
+
+
+def _found_owners(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module]) -> List[Any]:
     owners: List[Any] = []
     for kind, name in names:
         if kind == "CONSTANT":
@@ -357,9 +368,6 @@ def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module
         head, _, path = name.partition(".")
         module_path, _, attr = path.rpartition(".")
         owners.append((roots[int(head[1:])].get_submodule(module_path), attr))
-    if roots:
-        with _owners_lock:
-            _owners.setdefault(roots[0], {})[key] = [names, owners]
     return owners
 
 

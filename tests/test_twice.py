@@ -1,0 +1,115 @@
+"""Attributions through attention are differentiable again: fused attention has no second derivative.
+
+A training loss through an attribution differentiates its gradients again. PyTorch's fused CPU
+attention kernel cannot be differentiated twice, so recomputations (and passes keeping their graph)
+run attention as composite operations (``fattr._src.twice``). References here are independent: the
+same weights with Hugging Face's "eager" attention (plain operations), or PyTorch's math kernel chosen
+globally (``sdpa_kernel``: one thread, in the test only).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import fattr
+from fattr._src.twice import twice_differentiable
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("options", [{}, {"is_causal": True}, {"scale": 0.3}, {"mask": True}], ids=str)
+def test_composite_attention_matches_the_fused_kernel_and_is_twice_differentiable(options: Any) -> None:
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3))
+    if options.pop("mask", False):
+        mask = torch.rand(5, 5, generator=g) > 0.4
+        mask[:, 0] = True  # every query attends somewhere
+        options = {"attn_mask": mask}
+    expected = F.scaled_dot_product_attention(q, k, v, **options)
+    with twice_differentiable():
+        got = F.scaled_dot_product_attention(q, k, v, **options)
+        aten = torch.ops.aten.scaled_dot_product_attention.default(q, k, v, **options)
+        assert torch.autograd.gradgradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, **options),
+                                            (q, k, v))
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(aten, expected)
+
+
+def test_multi_head_attention_keeps_its_outputs() -> None:
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(2, 5, 8)
+    for need_weights in (False, True):
+        expected = mha(x, x, x, need_weights=need_weights)
+        with twice_differentiable():
+            got = mha(x, x, x, need_weights=need_weights)
+        torch.testing.assert_close(got[0], expected[0])
+        assert (got[1] is None) == (expected[1] is None)
+
+
+def _bert(attention: str) -> Any:
+    torch.manual_seed(0)
+    return transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=32, num_labels=3, attn_implementation=attention)).eval()
+
+
+def _ids() -> Any:
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[0, 5:] = 0
+    return torch.randint(3, 30, (2, 8), generator=g), mask
+
+
+def _loss_gradient(model: Any, compile: bool = False) -> Any:
+    ids, mask = _ids()
+    logits = lambda i, m: model(i, attention_mask=m).logits  # noqa: E731 (outside the compiled function)
+
+    def call(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return fattr.layer_integrated_gradients(logits, model.bert.embeddings, ids, args=(mask,), target=0, n_steps=4)
+
+    attr = (torch.compile(call, fullgraph=True) if compile else call)(ids, mask)
+    return attr, torch.autograd.grad(attr.pow(2).sum(), [model.classifier.weight, model.bert.pooler.dense.weight])
+
+
+def test_layer_ig_through_bert_sdpa_is_differentiable_like_plain_attention() -> None:
+    """The default (SDPA) model's attribution loss differentiates like the same weights with plain attention."""
+    attr, grads = _loss_gradient(_bert("sdpa"))
+    ref_attr, ref_grads = _loss_gradient(_bert("eager"))
+    torch.testing.assert_close(attr, ref_attr, rtol=1e-4, atol=1e-6)
+    for got, expected in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_compiled_layer_ig_through_bert_is_differentiable_like_eager() -> None:
+    """Compiled as called (fullgraph; the split is a torch.export plan, the mask a head output)."""
+    torch._dynamo.reset()
+    model = _bert("sdpa")
+    attr, grads = _loss_gradient(model)
+    got_attr, got_grads = _loss_gradient(model, compile=True)
+    torch.testing.assert_close(got_attr, attr, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(got_grads, grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_encoder_layer_attribution_is_differentiable() -> None:
+    """nn.TransformerEncoderLayer (nn.MultiheadAttention: the fused kernel by default); reference: the math
+    kernel chosen for the whole computation."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(50, 16), nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True),
+                          nn.Flatten(), nn.Linear(16 * 6, 2)).eval()
+    ids = torch.randint(0, 50, (2, 6), generator=torch.Generator().manual_seed(2))
+
+    def loss_gradient() -> Any:
+        attr = fattr.layer_integrated_gradients(model, "0", ids, target=0, n_steps=4)
+        return torch.autograd.grad(attr.pow(2).sum(), model[3].weight)[0]
+
+    got = loss_gradient()
+    with sdpa_kernel(SDPBackend.MATH):
+        expected = loss_gradient()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
