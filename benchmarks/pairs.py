@@ -427,7 +427,8 @@ PAIRS: List[Pair] = [
     Pair("layer_gradient_shap", "layer_gradient_shap", _floor_layer_gradient_shap, not_for=_NO_PATH,
          stochastic=True, statistical=True),
     Pair("layer_feature_ablation", "layer_feature_ablation", _floor_feature_ablation, one_target=True,
-         options=lambda c, s: {"layer_mask": c.layer_mask}),
+         options=lambda c, s: {"layer_mask": c.layer_mask} if c.layer_mask is None else
+         {"layer_mask": c.layer_mask, "n_features": int(c.layer_mask.max()) + 1}),
     Pair("layer_activation", "layer_activation", _floor_layer_activation),
     Pair("layer_gradient_x_activation", "layer_gradient_x_activation", _floor_layer_gxa),
     Pair("gradient_x_input", "gradient_x_input", _floor_input_x_gradient, not_for=_NO_TOKENS),

@@ -16,7 +16,7 @@ product: the cost of the model's forward passes and little else.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 import torch
 
@@ -48,6 +48,12 @@ def feature_mask(c: Case, per_side: int = FEATURES_PER_SIDE) -> torch.Tensor:
 
 def _n_features(mask: torch.Tensor) -> int:
     return int(mask.max()) + 1
+
+
+def _masked(mask: torch.Tensor) -> Dict[str, Any]:
+    """The mask and its feature count: ``n_features`` (fattr only: Captum's classes do not take it) makes
+    the number of model calls static, so the compiled rows are one graph."""
+    return {"feature_mask": mask, "n_features": _n_features(mask)}
 
 
 def _generator(c: Case, s: Settings) -> torch.Generator:
@@ -216,15 +222,15 @@ def _floor_feature_permutation(c: Case, s: Settings) -> Fn:
 def perturbation_pairs() -> List[Pair]:
     from .pairs import TOKENS, Pair
     no_tokens = (("transformer", TOKENS),)
-    mask = lambda c, s: {"feature_mask": feature_mask(c)}  # noqa: E731
-    surrogate = lambda c, s: {"feature_mask": feature_mask(c), "n_samples": SURROGATE_SAMPLES}  # noqa: E731
+    mask = lambda c, s: _masked(feature_mask(c))  # noqa: E731
+    surrogate = lambda c, s: dict(_masked(feature_mask(c)), n_samples=SURROGATE_SAMPLES)  # noqa: E731
     return [
         Pair("feature_ablation", "feature_ablation", _floor_feature_ablation, options=mask, not_for=no_tokens),
         Pair("occlusion", "occlusion", _floor_occlusion, not_for=no_tokens, options=lambda c, s: {
             "sliding_window_shapes": window(c)[0], "strides": window(c)[1], "baselines": 0.0}),
         Pair("shapley_value_sampling", "shapley_value_sampling", _floor_shapley_sampling, options=mask,
              captum_setup=_replay_orders, cpu_generator=True, not_for=no_tokens),
-        Pair("shapley_values", "shapley_values", options=lambda c, s: {"feature_mask": feature_mask(c, 2)},
+        Pair("shapley_values", "shapley_values", options=lambda c, s: _masked(feature_mask(c, 2)),
              not_for=no_tokens),
         Pair("lime", "lime", options=surrogate, captum_setup=_replay_samples(False), cpu_generator=True, not_for=no_tokens,
              rtol=LASSO_RTOL),

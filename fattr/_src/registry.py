@@ -55,7 +55,7 @@ from .lm.token_attribution import token_attribution
 # fattr keyword -> Captum keyword, for every Captum class
 _CAPTUM_NAMES = (("args", "additional_forward_args"), ("return_delta", "return_convergence_delta"))
 # fattr keywords Captum has no equivalent for (its internal_batch_size counts rows, chunk_size path points)
-_FATTR_ONLY = ("generator", "chunk_size")
+_FATTR_ONLY = ("generator", "chunk_size", "n_features")
 
 
 def _parameters(fn: Callable[..., Any]) -> Tuple[Tuple[str, ...], bool]:
