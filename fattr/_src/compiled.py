@@ -150,7 +150,9 @@ def attached(compute: Recompute, tensors: Tensors, owner: Any) -> Optional[Tenso
             return tuple(compute(tuple(full)))
 
     sources = [tensors[i] for i in tracked] + params
-    with twice_differentiable():  # (a mode: no fused fast path, which Dynamo lets detached parameters take)
+    # under the backward's mode too: Dynamo then knows the mode stack outside the autograd.Function, whose
+    # backward may push onto it (else "unsafe side effect: mutating TorchFunctionModeStackVariable")
+    with twice_differentiable():
         probe = recompute(tuple(s.detach() for s in sources))  # unused: the compiled graph drops it
     if any(v is None or v.requires_grad for v in probe):  # something else requires grad
         return None

@@ -10,7 +10,7 @@ from .. import structure
 from ..arguments import as_args, split_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList
 from ..calling import explained, module_of
-from ..recompute import checkpoint_aux, reads
+from ..recompute import checkpoint_aux
 from ..structure import Tensors
 from .split import build
 
@@ -51,8 +51,7 @@ def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, 
     m = len(xs)
 
     def run(tensors: Tensors) -> Tuple[Tensors, Tuple[List[Any], Any]]:
-        activation, _ = s.head(*tensors[:m], *rebuild(tensors[m:]))
-        reads(s.owner)
+        activation, _ = s.head(*tensors[:m], *rebuild(tensors[m:]))  # (forward=True: no leaves to name)
         leaves, spec = pytree.tree_flatten(activation)
         return tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (leaves, spec)
 
