@@ -360,22 +360,30 @@ def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module
 
 
 def _found_owners(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module]) -> List[Any]:
+    """Per name ``(module, attribute, registry)``: the registry is the module's ``_parameters`` or
+    ``_buffers`` holding it (read directly: ``getattr`` goes through ``nn.Module.__getattr__``), None
+    for a constant, a plain attribute, or one its class defines (a parametrization's property)."""
     owners: List[Any] = []
     for kind, name in names:
         if kind == "CONSTANT":
-            owners.append((None, name))
+            owners.append((None, name, None))
             continue
         head, _, path = name.partition(".")
         module_path, _, attr = path.rpartition(".")
-        owners.append((roots[int(head[1:])].get_submodule(module_path), attr))
+        module = roots[int(head[1:])].get_submodule(module_path)
+        registry = next((r for r in (module._parameters, module._buffers) if attr in r), None)
+        owners.append((module, attr, None if hasattr(type(module), attr) else registry))
     return owners
 
 
 def _state(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
            ) -> List[torch.Tensor]:
     """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
-    return [constants[attr] if module is None else getattr(module, attr)
-            for module, attr in _owner_modules(names, roots)]
+    if dynamo_tracing():  # (attribute reads, which Dynamo guards on)
+        return [constants[attr] if module is None else getattr(module, attr)
+                for module, attr, _ in _owner_modules(names, roots)]
+    return [constants[attr] if module is None else getattr(module, attr) if registry is None else registry[attr]
+            for module, attr, registry in _owner_modules(names, roots)]
 
 
 def matched(p: Plan, ours: Sequence[Any], theirs: Sequence[Any]) -> Plan:
