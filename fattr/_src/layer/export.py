@@ -50,7 +50,7 @@ class Root(nn.Module):
     def __init__(self, f: Callable[..., Any], modules: Sequence[nn.Module], spec: pytree.TreeSpec,
                  constants: Sequence[Any], where: Sequence[bool]) -> None:
         super().__init__()
-        self.f = f
+        object.__setattr__(self, "f", f)  # not registered: a module ``f`` is the child ``m0`` (one name per module)
         self.spec, self.constants, self.where = spec, list(constants), list(where)
         for i, m in enumerate(modules):
             self.add_module(f"m{i}", m)
