@@ -47,6 +47,8 @@ _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 w
 class Root(nn.Module):
     """The modules a function uses, registered as children ``m0, m1, ...`` (the export's root)."""
 
+    f: Callable[..., Any]
+
     def __init__(self, f: Callable[..., Any], modules: Sequence[nn.Module], spec: pytree.TreeSpec,
                  constants: Sequence[Any], where: Sequence[bool]) -> None:
         super().__init__()

@@ -144,12 +144,12 @@ def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
             d, cls = m.__dict__, type(m)
             if id(m) in traced:
                 attributes = {k: v for k, v in d.items() if k not in _MODULE_STATE}
-                entries.append((weakref.ref(m), cls, tuple(map(_version, _STATE(d))) + (_version(d),),
+                entries.append((weakref.ref(m), weakref.ref(cls), tuple(map(_version, _STATE(d))) + (_version(d),),
                                 _ref(cls.forward), _deep(attributes, memo)))
             else:
-                entries.append((weakref.ref(m), cls, (_version(d["_modules"]),), None, _inplace(m)))
+                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, _inplace(m)))
             stack.extend(reversed(m._modules.values()))
-    except KeyError:  # a module without nn.Module's own dicts
+    except (KeyError, TypeError):  # a module without nn.Module's own dicts (or with other mappings in their place)
         return None
     return tuple([weakref.ref(r) for r in roots]), tuple(entries), tuple([_version(d) for d in global_hook_dicts()])
 
@@ -161,8 +161,8 @@ def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
             or not all([r() is root for r, root in zip(refs, roots)])):
         return False
     try:
-        for ref, cls, versions, forward, extra in entries:
-            m = ref()
+        for ref, kind, versions, forward, extra in entries:
+            m, cls = ref(), kind()
             if m is None or type(m) is not cls:
                 return False
             d = m.__dict__
@@ -172,6 +172,6 @@ def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
             elif (tuple(map(_version, _STATE(d))) + (_version(d),) != versions or cls.forward is not forward()
                   or extra and not _all_same(d, extra)):
                 return False
-    except KeyError:  # a module's own dict removed
+    except (KeyError, TypeError):  # a module's own dict removed or replaced
         return False
     return True
