@@ -10,6 +10,7 @@ models torch.fx cannot trace (data-dependent control flow, forward side effects)
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Any, Callable, List, Tuple
 
 import pytest
@@ -254,7 +255,7 @@ def test_layer_is_the_model_itself() -> None:
     model, x = make_resnet(), randn(2, 2, 5, 5, seed=3)
     head, tail = fattr.split(model, model)
     act, rest = head(x)
-    assert not rest[-1].traced
+    assert rest[-1].kind == "export"  # torch.fx cannot cut at its root; torch.export can
     _equal(act, model(x))
     _equal(tail(act * 2, rest), model(x) * 2)
     head, tail = fattr.split(model, model, attribute_to_layer_input=True)
@@ -419,13 +420,14 @@ class ThreeStep(nn.Module):
 
 
 def test_a_forward_bound_to_the_instance_is_the_one_split() -> None:
-    """torch.fx traces the class's forward; an instance-level one takes the substitution path."""
+    """torch.fx traces the class's forward, so it refuses an instance-level one; torch.export calls the
+    module, so it captures the instance's."""
     import types
     model, x = _init(ThreeStep(), seed=4), randn(2, 3, seed=1)
     model.forward = types.MethodType(_scaled_forward, model)
     head, tail = fattr.split(model, "b")
     act, rest = head(x)
-    assert not rest[-1].traced and "instance" in rest[-1].reason
+    assert rest[-1].kind == "export"
     _equal(tail(act, rest), model(x))
     _equal(tail(act * 0, rest), model.c(torch.zeros_like(act)) * 3)
     assert "forward" in vars(model) and vars(model)["forward"].__self__ is model  # left as it was
@@ -473,3 +475,27 @@ def test_no_grad_blocks_of_the_forward_hold_in_head_and_tail(grad_mode: bool) ->
     assert not act.requires_grad  # computed inside the forward's no_grad block
     attr = fattr.layer_gradient_x_activation(model, "layer", x, target=1)
     torch.testing.assert_close(attr, act * model.out.weight[1].detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("as_function", [False, True])
+def test_a_hook_runs_at_every_call(as_function: bool) -> None:
+    """A hook may have side effects (a user collecting activations), so it must run at every head call:
+    torch.fx calls the hooked module (a leaf outside the layer's ancestors) as it is; torch.export would
+    inline the hook and run it once, at capture, so it refuses, and a function of the model falls back to
+    calling it."""
+    model, x = _init(ThreeStep(), seed=4), randn(2, 3, seed=1)
+    calls: List[int] = []
+    handle = model.a.register_forward_hook(lambda m, a, out: calls.append(1))
+    try:
+        f = (lambda x: model(x)) if as_function else model
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            act, rest = fattr.split(f, model.b).head(x)
+            assert len(calls) == 1
+            fattr.split(f, model.b).head(x)
+            assert len(calls) == 2
+        assert rest[-1].kind == ("substitute" if as_function else "fx")
+        assert any("hooks" in str(w.message) for w in caught) == as_function
+        _equal(act, torch.tanh(model.a(x)))
+    finally:
+        handle.remove()

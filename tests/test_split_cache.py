@@ -99,7 +99,7 @@ def uncached(f: Callable[[], Any]) -> Any:
     """``f()`` with the shared cache bypassed: every split traces afresh (the behaviour before the cache)."""
     real = fingerprint.fingerprint
 
-    def refuse(model: nn.Module, layers: Any) -> Any:
+    def refuse(model: nn.Module, layers: Any, **_: Any) -> Any:
         raise fingerprint.Uncacheable("test")
 
     fingerprint.fingerprint = refuse
@@ -301,7 +301,7 @@ def test_changes_to_the_model_retrace_and_give_correct_results(name: str, plans:
 
     # the control: with a fingerprint that never changes, the stale plan is wrong
     fresh = make_net()
-    monkeypatch.setattr(fingerprint, "fingerprint", lambda m, layers: ())
+    monkeypatch.setattr(fingerprint, "fingerprint", lambda m, layers, **_: ())
     lig(fresh)
     mutate(fresh)
     head, tail = fattr.split(fresh, "inner.layer")

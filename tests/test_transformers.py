@@ -333,3 +333,27 @@ def test_differentiable_with_respect_to_parameters_through_a_capture() -> None:
     for a, b in zip(captured, reference, strict=True):
         assert float(b.abs().max()) > 0
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_model_itself_is_captured(name: str) -> None:
+    """The Hugging Face module itself (its forward returns a ModelOutput), not a function of it: its layer
+    activation and split are captured (torch.fx cannot trace these models; torch.export does), and the
+    activation is the one a forward hook sees."""
+    model, kind = _model(name), MODELS[name][1]
+    module = MODELS[name][2]["block" if "block" in MODELS[name][2] else "mlp"](model)
+    xs = _function(name)[1]
+    kwargs = {"use_cache": False} if kind == "lm" else {}
+    seen: List[Any] = []
+    handle = module.register_forward_hook(lambda m, a, out: seen.append(out))
+    try:
+        model(*xs, **kwargs)
+    finally:
+        handle.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fattr.CaptureWarning)
+        ours = fattr.layer_activation(model, module, xs, kwargs=kwargs)
+        s = fattr.split(model, module)
+        s.head(*xs, **kwargs)
+    assert s.captured
+    torch.testing.assert_close(ours, seen[0], rtol=0, atol=0)

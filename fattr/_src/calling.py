@@ -111,7 +111,7 @@ def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
 
     add(f, 0)
     # keep the outermost: a module inside another found one is reached through it
-    inner = {id(sub) for m in found for sub in m.modules() if sub is not m}
+    inner = {id(sub) for m in found for sub in submodules(m) if sub is not m}
     return [m for m in found if id(m) not in inner]
 
 

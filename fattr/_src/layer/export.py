@@ -39,7 +39,7 @@ from torch.utils import _pytree as pytree
 from ..arguments import unpack
 from ..compiled import dynamo_tracing
 from . import locking
-from .capture import Untraceable, attributes_kept, pack
+from .capture import Untraceable, attributes_kept, global_hooks, has_hooks, pack
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
 
@@ -47,10 +47,12 @@ _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 w
 class Root(nn.Module):
     """The modules a function uses, registered as children ``m0, m1, ...`` (the export's root)."""
 
+    f: Callable[..., Any]
+
     def __init__(self, f: Callable[..., Any], modules: Sequence[nn.Module], spec: pytree.TreeSpec,
                  constants: Sequence[Any], where: Sequence[bool]) -> None:
         super().__init__()
-        self.f = f
+        object.__setattr__(self, "f", f)  # not registered: a module ``f`` is the child ``m0`` (one name per module)
         self.spec, self.constants, self.where = spec, list(constants), list(where)
         for i, m in enumerate(modules):
             self.add_module(f"m{i}", m)
@@ -116,6 +118,8 @@ def _region(nodes: List[Node], fqn: str) -> Set[Node]:
 def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], fqns: Sequence[str],
          to_input: bool) -> Plan:
     """Export ``root`` on ``tensors`` and cut the graph at the modules named ``fqns``."""
+    if global_hooks() or any(has_hooks(m) for m in root.modules()):  # an export would run them once, at capture
+        raise Untraceable("hooks are registered on modules whose forward would be traced")
     batch = torch.export.Dim("batch")
     examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
     dynamic = (tuple({0: batch} if b else None for b in batched),)
@@ -360,22 +364,30 @@ def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module
 
 
 def _found_owners(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module]) -> List[Any]:
+    """Per name ``(module, attribute, registry)``: the registry is the module's ``_parameters`` or
+    ``_buffers`` holding it (read directly: ``getattr`` goes through ``nn.Module.__getattr__``), None
+    for a constant, a plain attribute, or one its class defines (a parametrization's property)."""
     owners: List[Any] = []
     for kind, name in names:
         if kind == "CONSTANT":
-            owners.append((None, name))
+            owners.append((None, name, None))
             continue
         head, _, path = name.partition(".")
         module_path, _, attr = path.rpartition(".")
-        owners.append((roots[int(head[1:])].get_submodule(module_path), attr))
+        module = roots[int(head[1:])].get_submodule(module_path)
+        registry = next((r for r in (module._parameters, module._buffers) if attr in r), None)
+        owners.append((module, attr, None if hasattr(type(module), attr) else registry))
     return owners
 
 
 def _state(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
            ) -> List[torch.Tensor]:
     """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
-    return [constants[attr] if module is None else getattr(module, attr)
-            for module, attr in _owner_modules(names, roots)]
+    if dynamo_tracing():  # (attribute reads, which Dynamo guards on)
+        return [constants[attr] if module is None else getattr(module, attr)
+                for module, attr, _ in _owner_modules(names, roots)]
+    return [constants[attr] if module is None else getattr(module, attr) if registry is None else registry[attr]
+            for module, attr, registry in _owner_modules(names, roots)]
 
 
 def matched(p: Plan, ours: Sequence[Any], theirs: Sequence[Any]) -> Plan:

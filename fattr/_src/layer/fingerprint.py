@@ -12,7 +12,7 @@ import numbers
 import types
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -117,7 +117,8 @@ def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pi
             tuple([(k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE]))
 
 
-def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False) -> Tuple[Hashable, ...]:
+def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False,
+                traced_ids: Optional[Set[int]] = None) -> Tuple[Hashable, ...]:
     """A summary, compared with ``==``, of everything :func:`plan` reads from ``model`` for ``layers``.
 
     It covers the module tree (every registration: name and module identity), each
@@ -133,6 +134,8 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     to a collected object equals no other, and a live object's id is never reused). What
     the traced code reads from elsewhere (globals, class attributes other than
     ``forward``, the grad mode) is not covered.
+
+    ``traced_ids``, when given, receives the ids of the traced modules (for :func:`.watch.record`).
 
     Raises:
       Uncacheable: a traced module has an attribute of another type (a mutable
@@ -156,6 +159,8 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
         traced = any([visit(c) for c in live]) or everything  # (every child visited)
         if traced:
             parts.append((children, _traced_state(m, budget, memo, pins)))
+            if traced_ids is not None:
+                traced_ids.add(key)
         else:
             d = m.__dict__
             parts.append((children, (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True))
@@ -167,9 +172,9 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     return tuple(parts), tuple(map(weakref.ref, pins))
 
 
-def of_function(f: Any, roots: Sequence[nn.Module]) -> Hashable:
+def of_function(f: Any, roots: Sequence[nn.Module], traced_ids: Optional[Set[int]] = None) -> Hashable:
     """What an export of ``f`` reads from its modules (every module's forward is traced)."""
-    return tuple(fingerprint(root, (), everything=True) for root in roots)
+    return tuple(fingerprint(root, (), everything=True, traced_ids=traced_ids) for root in roots)
 
 
 def code_key(f: Any) -> Hashable:

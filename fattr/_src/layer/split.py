@@ -41,7 +41,7 @@ from ..errors import Shown, check_bool, fail
 from ..arguments import Keywords, as_args
 from ..calling import explained, modules_of
 from ..compiled import at_trace_time, dynamo_tracing
-from . import export, fingerprint, graph, locking, substitute
+from . import export, fingerprint, graph, locking, substitute, watch
 from .capture import Untraceable
 from .resolve import resolve, resolve_in
 
@@ -105,8 +105,8 @@ def _warn_fallback(f: Any, labels: Sequence[str], reason: str) -> None:
 
 _MAX_PLANS = 32  # per model (layers x specialisations); the least recently used is dropped first
 _lock = threading.Lock()
-# id(model) -> (weak reference to the model, {key: (fingerprint, token)})
-_plans: Dict[int, Tuple["weakref.ref[nn.Module]", Dict[Hashable, Tuple[Hashable, Token]]]] = {}
+# id(model) -> (weak reference to the model, {key: (fingerprint, token, watch)})
+_plans: Dict[int, Tuple["weakref.ref[nn.Module]", Dict[Hashable, Tuple[Hashable, Token, Optional[watch.Watch]]]]] = {}
 
 
 def _forget(model_id: int) -> Callable[[Any], None]:
@@ -117,16 +117,29 @@ def _forget(model_id: int) -> Callable[[Any], None]:
     return forget
 
 
-def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], Token]) -> Token:
-    """The cached token for ``(model, key)`` if its fingerprint is ``fp``; otherwise ``make()``, cached."""
+def _entry(model: nn.Module, key: Hashable) -> Optional[Tuple[Hashable, Token, Optional[watch.Watch]]]:
+    """The cached ``(fingerprint, token, watch)`` for ``(model, key)``, made the most recently used."""
     with _lock:
         entry = _plans.get(id(model))
         hit = entry[1].pop(key, None) if entry is not None and entry[0]() is model else None
         if hit is not None and entry is not None:
-            entry[1][key] = hit  # most recently used last
-    if hit is not None and hit[0] == fp:
-        return hit[1]
-    token = make()
+            entry[1][key] = hit
+    return hit
+
+
+def _unchanged(model: nn.Module, key: Hashable, roots: Sequence[nn.Module]) -> Optional[Token]:
+    """The cached token for ``(model, key)`` if nothing its fingerprint read has changed (:mod:`.watch`)."""
+    hit = _entry(model, key)
+    return hit[1] if hit is not None and hit[2] is not None and watch.unchanged(hit[2], roots) else None
+
+
+def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch.Watch],
+            make: Callable[[], Token]) -> Token:
+    """The cached token for ``(model, key)`` if its fingerprint is ``fp``; otherwise ``make()``, cached.
+    Either way ``noted``, the watch recorded with ``fp`` (before a capture, which may write the model's
+    dicts and restore them), is kept with it."""
+    hit = _entry(model, key)
+    token = hit[1] if hit is not None and hit[0] == fp else make()
     with _lock:
         entry = _plans.get(id(model))
         if entry is None or entry[0]() is not model:
@@ -137,7 +150,7 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, make: Callable[[], To
             _plans[id(model)] = entry
         plans = entry[1]
         plans.pop(key, None)
-        plans[key] = (fp, token)
+        plans[key] = (fp, token, noted)
         while len(plans) > _MAX_PLANS:
             del plans[next(iter(plans))]
     return token
@@ -312,23 +325,30 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
         return export.matched(plan, ours, theirs)
 
-    # this split's own plans, checked by fingerprint (None: uncacheable, kept for the split's life)
+    # this split's own plans when they are not shared (uncacheable: kept for the split's life)
     recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
 
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
-        try:
-            fp = fingerprint.of_function(model, roots) if not is_module else fingerprint.fingerprint(model, layers)
-        except fingerprint.Uncacheable:
-            fp = None
-        hit = recent.get(k)
-        token = hit[1] if hit is not None and hit[0] == fp else None
+        token = _unchanged(anchor, k, roots) if anchor is not None else None
         if token is None:
-            token = make() if fp is None or anchor is None else _shared(anchor, k, fp, make)
-            if len(recent) >= _MAX_PLANS:
-                recent.clear()
-            recent[k] = (fp, token)
+            traced: Set[int] = set()
+            try:
+                fp = (fingerprint.of_function(model, roots, traced) if not is_module
+                      else fingerprint.fingerprint(model, layers, traced_ids=traced))
+            except fingerprint.Uncacheable:
+                fp = None
+            if fp is not None and anchor is not None:
+                token = _shared(anchor, k, fp, watch.record(roots, traced), make)
+            else:
+                hit = recent.get(k)
+                token = hit[1] if hit is not None and hit[0] == fp else None
+                if token is None:
+                    token = make()
+                    if len(recent) >= _MAX_PLANS:
+                        recent.clear()
+                    recent[k] = (fp, token)
         if memo is not None:
             memo[k] = token
         return token

@@ -1,0 +1,177 @@
+"""A fingerprint re-checked in microseconds: the version tags of the dicts it read.
+
+CPython gives every dict a version tag (PEP 509) that changes whenever the dict is modified and is
+never shared by two dict states; torch.compile's guards read it, and so does this module, through
+the same function. :func:`record` notes, for everything a :func:`.fingerprint.fingerprint` read, the
+version of each dict it read (a module's ``__dict__``, its registrations, parameters, buffers and
+hooks, an attribute's ``__dict__`` such as a config's, a plain dict), the classes and ``forward``
+functions it compared by identity, and, for values without a version (a list, a set), their summary.
+:func:`unchanged` walks the modules again comparing those, which costs a small fraction of a
+fingerprint (a model with many modules and a config: 0.7 ms -> well under 0.1 ms).
+
+When :func:`unchanged` is true, the fingerprint would come out the same: every value it reads is
+inside a dict whose version is unchanged, or compared again. The converse does not hold (a dict
+written back with the same content has a new version): the caller then computes the fingerprint
+and records again. Where the version tags do not behave as this relies on (a Python without them),
+:func:`record` returns None and every check falls back to the fingerprint.
+"""
+from __future__ import annotations
+
+import enum
+import functools
+import numbers
+import operator
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from torch import nn
+
+from .capture import HOOKS, global_hook_dicts
+from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, summary
+
+try:  # (private to torch, as is the whole of torch.compile's guard machinery)
+    from torch._C._dynamo.guards import dict_version as _version
+except ImportError:  # pragma: no cover
+    _version = None  # type: ignore[assignment]
+
+Watch = Tuple[Any, ...]
+_Node = Optional[Tuple[Any, ...]]
+
+
+def _works() -> bool:
+    """Whether version tags change with every write this module relies on, and differ between dicts."""
+    if _version is None:  # pragma: no cover
+        return False
+    try:
+        m = nn.Module()
+        d = m.__dict__
+        seen = [_version(d)]
+        m.training = False
+        seen.append(_version(d))
+        setattr(m, "extra", 1)
+        seen.append(_version(d))
+        setattr(m, "extra", 2)
+        seen.append(_version(d))
+        delattr(m, "extra")
+        seen += [_version(d), _version({}), _version({})]
+        return len(set(seen)) == len(seen)
+    except Exception:  # pragma: no cover
+        return False
+
+
+_WORKS = _works()
+
+
+def _inplace(m: nn.Module) -> bool:
+    d = m.__dict__
+    return (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True
+
+
+def _ref(obj: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # a builtin function (its forward): holds no model
+        return lambda: obj
+
+
+def _value(v: Any, memo: Set[int]) -> _Node:
+    """How to check ``v`` again, beyond its identity (None: nothing more, its container's version covers it)."""
+    t = type(v)
+    if t in _SCALARS or isinstance(v, _BY_IDENTITY) or id(v) in memo:  # (an object seen earlier: checked there)
+        return None
+    memo.add(id(v))
+    if t is dict and all([type(k) in _SCALARS for k in v]):
+        return ("dict", _version(v), _deep(v, memo))
+    if t is tuple or t is frozenset or (isinstance(v, tuple) and hasattr(t, "_fields")):  # immutable containers
+        deep = tuple([(i, n) for i, x in enumerate(v) for n in [_value(x, memo)] if n is not None])
+        return ("items", deep) if deep else None
+    attributes = getattr(v, "__dict__", None)
+    if type(attributes) is dict and not isinstance(v, (numbers.Number, enum.Enum, functools.partial)):
+        return ("object", weakref.ref(t), _version(attributes), _deep(attributes, memo))
+    return ("content", summary(v))  # a list, a set, an OrderedDict, a partial, a number: summarised again
+
+
+def _deep(d: Dict[Any, Any], memo: Set[int]) -> Tuple[Tuple[Any, Tuple[Any, ...]], ...]:
+    return tuple([(k, n) for k, x in d.items() for n in [_value(x, memo)] if n is not None])
+
+
+def _same(v: Any, node: Tuple[Any, ...]) -> bool:
+    kind = node[0]
+    if kind == "dict":
+        return type(v) is dict and _version(v) == node[1] and _all_same(v, node[2])
+    if kind == "items":
+        items = tuple(v)
+        return all([_same(items[i], n) for i, n in node[1]])
+    if kind == "object":
+        attributes = getattr(v, "__dict__", None)
+        return (type(v) is node[1]() and type(attributes) is dict and _version(attributes) == node[2]
+                and _all_same(attributes, node[3]))
+    try:
+        return bool(summary(v) == node[1])
+    except Exception:  # (no longer summarisable: not the same)
+        return False
+
+
+def _all_same(d: Dict[Any, Any], deep: Tuple[Tuple[Any, Tuple[Any, ...]], ...]) -> bool:
+    return all([_same(d[k], n) for k, n in deep])
+
+
+_STATE = operator.itemgetter("_modules", "_parameters", "_buffers", *HOOKS)  # the dicts of a traced module
+
+
+def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
+    """The watch of a fingerprint of ``roots`` just computed; ``traced``: the ids of the modules whose
+    state it summarised (:func:`.fingerprint.fingerprint`'s ``traced_ids``). None: versions are not
+    usable, or a module lacks nn.Module's own dicts.
+
+    A flat list, one entry per module: whether the parents' registrations are unchanged is checked
+    at each parent, so the modules weakly referred to are the ones the tree still holds when every
+    entry holds. An untraced module: its registrations and ``inplace``; a traced one: its own dict,
+    registrations, parameters, buffers and hooks, its class's ``forward``, and its deep attributes.
+    """
+    if not _WORKS:
+        return None
+    memo: Set[int] = set()
+    entries: List[Tuple[Any, ...]] = []
+    stack: List[Any] = list(reversed(roots))
+    seen: Set[int] = set()
+    try:
+        while stack:
+            m = stack.pop()
+            if m is None or id(m) in seen:
+                continue
+            seen.add(id(m))
+            d, cls = m.__dict__, type(m)
+            if id(m) in traced:
+                attributes = {k: v for k, v in d.items() if k not in _MODULE_STATE}
+                entries.append((weakref.ref(m), weakref.ref(cls), tuple(map(_version, _STATE(d))) + (_version(d),),
+                                _ref(cls.forward), _deep(attributes, memo)))
+            else:
+                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, _inplace(m)))
+            stack.extend(reversed(m._modules.values()))
+    except (KeyError, TypeError):  # a module without nn.Module's own dicts (or with other mappings in their place)
+        return None
+    return tuple([weakref.ref(r) for r in roots]), tuple(entries), tuple([_version(d) for d in global_hook_dicts()])
+
+
+def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
+    """Whether the fingerprint :func:`record` watched would come out the same for ``roots`` now."""
+    refs, entries, hooks = watch
+    if (tuple([_version(d) for d in global_hook_dicts()]) != hooks or len(refs) != len(roots)
+            or not all([r() is root for r, root in zip(refs, roots)])):
+        return False
+    try:
+        for ref, kind, versions, forward, extra in entries:
+            m, cls = ref(), kind()
+            if m is None or type(m) is not cls:
+                return False
+            d = m.__dict__
+            if forward is None:
+                if _version(d["_modules"]) != versions[0] or _inplace(m) != extra:
+                    return False
+            elif (tuple(map(_version, _STATE(d))) + (_version(d),) != versions or cls.forward is not forward()
+                  or extra and not _all_same(d, extra)):
+                return False
+    except (KeyError, TypeError):  # a module's own dict removed or replaced
+        return False
+    return True
