@@ -1,19 +1,13 @@
-"""A fingerprint re-checked in microseconds: the version tags of the dicts it read.
+"""A fingerprint re-checked in microseconds, by the version tags of the dicts it read.
 
-CPython gives every dict a version tag (PEP 509) that changes whenever the dict is modified and is
-never shared by two dict states; torch.compile's guards read it, and so does this module, through
-the same function. :func:`record` notes, for everything a :func:`.fingerprint.fingerprint` read, the
-version of each dict it read (a module's ``__dict__``, its registrations, parameters, buffers and
-hooks, an attribute's ``__dict__`` such as a config's, a plain dict), the classes and ``forward``
-functions it compared by identity, and, for values without a version (a list, a set), their summary.
-:func:`unchanged` walks the modules again comparing those, which costs a small fraction of a
-fingerprint (a model with many modules and a config: 0.7 ms -> well under 0.1 ms).
-
-When :func:`unchanged` is true, the fingerprint would come out the same: every value it reads is
-inside a dict whose version is unchanged, or compared again. The converse does not hold (a dict
-written back with the same content has a new version): the caller then computes the fingerprint
-and records again. Where the version tags do not behave as this relies on (a Python without them),
-:func:`record` returns None and every check falls back to the fingerprint.
+CPython gives every dict a version tag (PEP 509; torch.compile's guards read it through the function used
+here) that changes at every write and is never shared by two dict states. :func:`record` notes the versions
+of the dicts a :func:`.fingerprint.fingerprint` read (a module's ``__dict__``, registrations, parameters,
+buffers and hooks; a config's ``__dict__``; a plain dict), the classes and ``forward`` functions it compared
+by identity, and the summary of values without a version (a list, a set). When :func:`unchanged` is true,
+the fingerprint would come out the same; a false answer may be spurious (a dict written back with the same
+content), and the caller then computes the fingerprint. Where the tags do not behave as this relies on,
+:func:`record` returns None: every check computes the fingerprint.
 """
 from __future__ import annotations
 
@@ -120,15 +114,10 @@ _STATE = operator.itemgetter("_modules", "_parameters", "_buffers", *HOOKS)  # t
 
 
 def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
-    """The watch of a fingerprint of ``roots`` just computed; ``traced``: the ids of the modules whose
-    state it summarised (:func:`.fingerprint.fingerprint`'s ``traced_ids``). None: versions are not
-    usable, or a module lacks nn.Module's own dicts.
-
-    A flat list, one entry per module: whether the parents' registrations are unchanged is checked
-    at each parent, so the modules weakly referred to are the ones the tree still holds when every
-    entry holds. An untraced module: its registrations and ``inplace``; a traced one: its own dict,
-    registrations, parameters, buffers and hooks, its class's ``forward``, and its deep attributes.
-    """
+    """The watch of a fingerprint of ``roots`` just computed (``traced``: the ids of the modules whose state it
+    summarised); None where versions are not usable. One entry per module, referred to weakly: the modules
+    are still those of the tree when every parent's registrations are unchanged. An untraced module: its
+    registrations and ``inplace``; a traced one: its own dicts, its class's ``forward``, its attributes."""
     if not _WORKS:
         return None
     memo: Set[int] = set()
