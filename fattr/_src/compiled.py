@@ -56,6 +56,18 @@ def dynamo_tracing() -> bool:
     return bool(torch.compiler.is_dynamo_compiling())
 
 
+def marked(xs: Tensors) -> Tensors:
+    """The inputs a ``torch.func`` transform hands its function, as Dynamo must see them: ``xs`` itself
+    eagerly; under Dynamo, a view of each (free), on which Dynamo reads ``requires_grad`` afresh.
+
+    ``torch.func.grad`` and ``vjp`` mark their inputs with an in-place ``requires_grad_()``, which Dynamo
+    does not carry over to the tensors it tracks: inside the function they read as not requiring grad
+    (torch 2.13). Code that branches on it then takes another path than eagerly: the inference fast paths
+    of ``nn.TransformerEncoderLayer`` and ``nn.MultiheadAttention`` run fused kernels that have no
+    derivative ("derivative for aten::_transformer_encoder_layer_fwd is not implemented")."""
+    return tuple(x.view_as(x) for x in xs) if dynamo_tracing() else xs
+
+
 _MAX_HELD = 1024  # results of :func:`at_trace_time`; the oldest is dropped first (its graphs then retrace)
 _keys = itertools.count()
 _lock = threading.Lock()
