@@ -32,7 +32,9 @@ once, as in eager mode: :func:`.recompute.checkpoint` decides that before callin
 The function a recomputation wraps is traced again for its backward, where Dynamo allows no
 side effect: it must be a function of its tensors. What cannot be traced at all (a cache
 lookup, a lock, a graph capture: a layer method's split) runs when Dynamo traces the call,
-by :func:`at_trace_time`, and the compiled code holds its result as a constant.
+by :func:`at_trace_time`, and the compiled code holds its result as a constant. Functions handed to a
+``torch.func`` transform see their inputs through :func:`marked`, so that Dynamo reads them as requiring
+grad, as eager code does (else torch's transformer layers take fused kernels without a derivative).
 """
 from __future__ import annotations
 
