@@ -52,6 +52,20 @@ def test_multi_head_attention_keeps_its_outputs() -> None:
         assert (got[1] is None) == (expected[1] is None)
 
 
+def test_multi_head_attention_forward_keeps_its_outputs_with_positional_arguments() -> None:
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2).eval()
+    x = torch.randn(5, 2, 8)
+    for need_weights in (False, True):
+        positional = (x, x, x, 8, 2, mha.in_proj_weight, mha.in_proj_bias, None, None, False, 0.0,
+                      mha.out_proj.weight, mha.out_proj.bias, False, None, need_weights)
+        expected = F.multi_head_attention_forward(*positional)
+        with twice_differentiable():
+            got = F.multi_head_attention_forward(*positional)
+        torch.testing.assert_close(got[0], expected[0])
+        assert (got[1] is None) == (expected[1] is None)
+
+
 def _bert(attention: str) -> Any:
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(transformers.BertConfig(

@@ -32,7 +32,9 @@ once, as in eager mode: :func:`.recompute.checkpoint` decides that before callin
 The function a recomputation wraps is traced again for its backward, where Dynamo allows no
 side effect: it must be a function of its tensors. What cannot be traced at all (a cache
 lookup, a lock, a graph capture: a layer method's split) runs when Dynamo traces the call,
-by :func:`at_trace_time`, and the compiled code holds its result as a constant.
+by :func:`at_trace_time`, and the compiled code holds its result as a constant. Functions handed to a
+``torch.func`` transform see their inputs through :func:`marked`, so that Dynamo reads them as requiring
+grad, as eager code does (else torch's transformer layers take fused kernels without a derivative).
 """
 from __future__ import annotations
 
@@ -54,6 +56,18 @@ def dynamo_tracing() -> bool:
     """True while Dynamo traces the caller in this thread. (``torch.compiler.is_compiling`` is also
     True in every thread while any thread runs ``torch.export``.)"""
     return bool(torch.compiler.is_dynamo_compiling())
+
+
+def marked(xs: Tensors) -> Tensors:
+    """The inputs a ``torch.func`` transform hands its function, as Dynamo must see them: ``xs`` itself
+    eagerly; under Dynamo, a view of each (free), on which Dynamo reads ``requires_grad`` afresh.
+
+    ``torch.func.grad`` and ``vjp`` mark their inputs with an in-place ``requires_grad_()``, which Dynamo
+    does not carry over to the tensors it tracks: inside the function they read as not requiring grad
+    (torch 2.13). Code that branches on it then takes another path than eagerly: the inference fast paths
+    of ``nn.TransformerEncoderLayer`` and ``nn.MultiheadAttention`` run fused kernels that have no
+    derivative ("derivative for aten::_transformer_encoder_layer_fwd is not implemented")."""
+    return tuple(x.view_as(x) for x in xs) if dynamo_tracing() else xs
 
 
 _MAX_HELD = 1024  # results of :func:`at_trace_time`; the oldest is dropped first (its graphs then retrace)

@@ -28,6 +28,7 @@ import torch
 from . import recompute
 from .arguments import split_args
 from .calling import call
+from .compiled import marked
 from .errors import fail
 from .structure import Tensors
 
@@ -97,7 +98,7 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], selec
                 reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
     """With the graph (``torch.func.vjp``): differentiable in whatever rows, args and ``f`` depend on."""
     n_rows = rows[0].shape[0]
-    found = torch.func.vjp(lambda *xs: _check_values(select(call(f, xs, args)), n_rows), *rows)
+    found = torch.func.vjp(lambda *xs: _check_values(select(call(f, marked(xs), args)), n_rows), *rows)
     values, vjp = found[0], found[1]
     m = values.shape[1]
     parts: List[Tensors] = []

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from . import recompute
+from . import compiled, recompute
 from .arguments import split_args
 from .calling import call
 from .structure import Tensors
@@ -45,7 +45,7 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequ
     n_rows = rows[0].shape[0]
 
     def total(*xs: Tensor) -> Tensor:
-        return _total(target.select(call(f, xs, args), n_rows))
+        return _total(target.select(call(f, compiled.marked(xs), args), n_rows))
 
     return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
 

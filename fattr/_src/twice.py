@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 _ATTENTION = (F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
 _MATH = torch.ops.aten._scaled_dot_product_attention_math.default
 _SDPA = ("attn_mask", "dropout_p", "is_causal")  # after query, key, value; scale and enable_gqa by keyword
-_MHA = inspect.signature(F.multi_head_attention_forward)
+_NEED_WEIGHTS = list(inspect.signature(F.multi_head_attention_forward).parameters).index("need_weights")
 
 
 class _Composite(TorchFunctionMode):
@@ -41,10 +41,14 @@ class _Composite(TorchFunctionMode):
                     ~mask, float("-inf"))
             return _MATH(q, k, v, **options)[0]
         if func is F.multi_head_attention_forward:  # torch's MHA: its weights path is plain operations
-            bound = _MHA.bind(*args, **kwargs)
-            wanted = bound.arguments.get("need_weights", True)
-            bound.arguments["need_weights"] = True
-            out, weights = func(*bound.args, **bound.kwargs)
+            # (by position, not ``inspect.Signature.bind``, which Dynamo cannot trace)
+            if len(args) > _NEED_WEIGHTS:
+                wanted = args[_NEED_WEIGHTS]
+                args = args[:_NEED_WEIGHTS] + (True,) + args[_NEED_WEIGHTS + 1:]
+            else:
+                wanted = kwargs.get("need_weights", True)
+                kwargs = {**kwargs, "need_weights": True}
+            out, weights = func(*args, **kwargs)
             return out, weights if wanted else None
         return func(*args, **kwargs)
 

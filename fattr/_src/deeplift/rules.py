@@ -30,6 +30,7 @@ import torch
 from torch._C._functorch import _unwrap_for_grad
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
+from ..compiled import marked
 from ..recompute import reads
 from ..structure import Tensors
 from .catalog import Call
@@ -49,7 +50,7 @@ def rule_pass(forward: Callable[[Tensors, Constant], Tensor], rows: Tensors) -> 
     if torch.is_grad_enabled():
         def inner(*points: Tensor) -> Tensor:
             level = retrieve_current_functorch_interpreter().level()
-            return forward(points, lambda t: _unwrap_for_grad(t, level))
+            return forward(marked(points), lambda t: _unwrap_for_grad(t, level))
 
         pair = torch.func.vjp(inner, *rows)  # (out, vjp_fn)
         out, vjp = pair[0], pair[1]

@@ -10,6 +10,7 @@ from ..arguments import as_args, split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
                     ResultOrList, TargetLike)
 from ..baselines import format_baselines
+from ..compiled import marked
 from ..errors import check_bool, check_optional_positive_int, fail
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
@@ -150,7 +151,7 @@ def _with_graph(neuron: Neuron, rows: Tensors, rows_args: Tuple[Any, ...], targe
     kept: List[Any] = []  # the activation's structure and ``rest`` without its tensors (local to this call)
 
     def head(*r: Tensor) -> Tuple[Tensors, Tensors]:
-        act, rest = neuron.split.head(*r, *rows_args)
+        act, rest = neuron.split.head(*marked(r), *rows_args)
         several = isinstance(act, (tuple, list))
         kept[:] = [several, tuple(_CARRIED if isinstance(v, Tensor) else v for v in rest)]
         return (tuple(act) if several else (act,)), tuple(v for v in rest if isinstance(v, Tensor))
@@ -162,6 +163,7 @@ def _with_graph(neuron: Neuron, rows: Tensors, rows_args: Tuple[Any, ...], targe
     argnums = tuple(range(len(acts)))
 
     def output(*a: Tensor) -> Tensor:
+        a = marked(a)
         return _total(target.select(neuron.split.tail(a if several else a[0], rest), n_rows))
 
     layer_grads = torch.func.grad(output, argnums=argnums)(*acts)

@@ -11,6 +11,7 @@ from ..arguments import as_args, tile_args
 from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines
 from ..calling import call
+from ..compiled import marked
 from ..errors import check_bool, check_callable, check_optional_positive_int, fail
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
@@ -46,7 +47,7 @@ def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch
     n_rows = rows.shape[0]
 
     def total(r: torch.Tensor) -> torch.Tensor:
-        return target.select(call(f, (r,), args), n_rows).sum()
+        return target.select(call(f, marked((r,)), args), n_rows).sum()
 
     g, pullback = torch.func.vjp(torch.func.grad(total), rows)[:2]
     (hv,) = torch.func.vmap(pullback)(tangents)
