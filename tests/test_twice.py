@@ -127,3 +127,25 @@ def test_torch_encoder_layer_attribution_is_differentiable() -> None:
     with sdpa_kernel(SDPBackend.MATH):
         expected = loss_gradient()
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_integrated_hessians_through_attention() -> None:
+    """Integrated Hessians differentiate twice: through nn.MultiheadAttention (fused kernel by default, no
+    second derivative) it needs the composite attention; reference: the math kernel chosen globally."""
+    torch.manual_seed(0)
+    attention, out = nn.MultiheadAttention(4, 2, batch_first=True).double().eval(), nn.Linear(12, 2).double()
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return out(attention(x, x, x, need_weights=False)[0].flatten(1))
+
+    x = torch.randn(2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(3).repeat_interleave(4).reshape(3, 4)  # one feature per token
+
+    def run() -> Any:
+        return fattr.integrated_hessians(f, x, target=1, n_steps=4, feature_mask=mask, return_delta=True)
+
+    got, delta = run()
+    with sdpa_kernel(SDPBackend.MATH):
+        expected, _ = run()
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    assert got.shape == (2, 3, 3) and bool(got.abs().max() > 0)

@@ -17,6 +17,7 @@ from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..targets import Target, as_target
 from ..delta import delta_at
+from ..twice import twice_differentiable
 
 
 def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +50,9 @@ def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch
     def total(r: torch.Tensor) -> torch.Tensor:
         return target.select(call(f, marked((r,)), args), n_rows).sum()
 
-    g, pullback = torch.func.vjp(torch.func.grad(total), rows)[:2]
-    (hv,) = torch.func.vmap(pullback)(tangents)
+    with twice_differentiable():  # (second derivatives: attention as composite operations)
+        g, pullback = torch.func.vjp(torch.func.grad(total), rows)[:2]
+        (hv,) = torch.func.vmap(pullback)(tangents)
     return g, hv
 
 
