@@ -94,4 +94,4 @@ def warn_uncovered(method: str, names: Sequence[str]) -> None:
             f"fattr.{method}: the model applies nonlinear operations that DeepLift's rescale rule does not cover "
             f"to input-dependent tensors: {', '.join(names)}. They get their plain gradient, so the attributions "
             "need not sum to f(inputs) - f(baselines) (return_delta=True shows by how much).",
-            UserWarning, stacklevel=3)
+            UserWarning, stacklevel=4)  # warn_uncovered <- _attribute <- the public method <- its caller

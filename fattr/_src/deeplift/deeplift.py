@@ -66,22 +66,8 @@ def deeplift(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike = No
       >>> attr.shape, bool(delta.abs().max() < 1e-12)
       (torch.Size([4, 3]), True)
     """
-    xs, was_tuple, custom, eps = _check(model, inputs, multiply_by_inputs, return_delta, custom_attribution_func, eps)
-    n = xs[0].shape[0]
-    bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-
-    def f(*values: Any) -> Any:
-        return call(model, values[:len(xs)], values[len(xs):])
-
-    res = multipliers_on_demand(f, xs, bs, args, args, tgt, eps=eps, model=model)
-    combine.warn_uncovered("deeplift", res.uncovered)
-    attrs = combine.attributions(res.grads, xs, bs, multiply_by_inputs, custom)
-    result = structure.restore(attrs, was_tuple)
-    if not return_delta:
-        return result
-    return result, combine.delta(attrs, res.out_x, res.out_b)
+    return _attribute("deeplift", model, inputs, baselines, False, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps)
 
 
 def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike, *, target: TargetLike = None,
@@ -117,30 +103,34 @@ def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike
       >>> attr.shape, delta.shape
       (torch.Size([4, 3]), torch.Size([40]))
     """
-    xs, was_tuple, custom, eps = _check(model, inputs, multiply_by_inputs, return_delta, custom_attribution_func, eps)
-    dist = format_distribution(baselines, xs, given=inputs)
-    n, m = xs[0].shape[0], dist[0].shape[0]
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-    pair_xs, pair_bs, pair_args, pair_tgt = combine.pairs(xs, dist, args, tgt)
-
-    def f(*values: Any) -> Any:
-        return call(model, values[:len(xs)], values[len(xs):])
-
-    res = multipliers_on_demand(f, pair_xs, pair_bs, pair_args, pair_args, pair_tgt, eps=eps, model=model)
-    combine.warn_uncovered("deeplift_shap", res.uncovered)
-    pair_attrs = combine.attributions(res.grads, pair_xs, pair_bs, multiply_by_inputs, custom)
-    result = structure.restore(combine.mean_over_baselines(pair_attrs, n, m), was_tuple)
-    if not return_delta:
-        return result
-    return result, combine.delta(pair_attrs, res.out_x, res.out_b)
+    return _attribute("deeplift_shap", model, inputs, baselines, True, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps)
 
 
-def _check(model: Any, inputs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any
-           ) -> tuple[structure.Tensors, bool, Optional[Callable[..., Any]], float]:
-    """The checks both methods make, in order: ``(xs, was_tuple, custom_attribution_func, eps)``."""
+def _attribute(name: str, model: Any, inputs: Any, baselines: Any, distribution: bool, target: Any, args: Any,
+               kwargs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any) -> Any:
+    """DeepLift against ``baselines``, or (``distribution``) against every baseline of a distribution: every
+    (example, baseline) pair one row of a single batched pass, the attributions averaged over the pairs."""
     check_callable("model", model)
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
-    return xs, was_tuple, combine.check_custom(custom), check_nonnegative_float("eps", eps)
+    custom, eps = combine.check_custom(custom), check_nonnegative_float("eps", eps)
+    n = xs[0].shape[0]
+    dist = format_distribution(baselines, xs, given=inputs) if distribution else format_baselines(baselines, xs)
+    args = as_args(args, kwargs)
+    tgt = as_target(target, n, xs[0].device)
+    if distribution:
+        rows, bs, args, tgt = combine.pairs(xs, dist, args, tgt)
+    else:
+        rows, bs = xs, tuple(b.expand_as(x) for b, x in zip(dist, xs))
+
+    def f(*values: Any) -> Any:
+        return call(model, values[:len(xs)], values[len(xs):])
+
+    res = multipliers_on_demand(f, rows, bs, args, args, tgt, eps=eps, model=model)
+    combine.warn_uncovered(name, res.uncovered)
+    attrs = combine.attributions(res.grads, rows, bs, multiply_by_inputs, custom)
+    result = structure.restore(combine.mean_over_baselines(attrs, n, dist[0].shape[0]) if distribution else attrs,
+                               was_tuple)
+    return (result, combine.delta(attrs, res.out_x, res.out_b)) if return_delta else result
