@@ -12,10 +12,8 @@ from fattr._src.integrated_gradients import integrated_gradients as integrated_g
 from fattr._src.noise_tunnel import noise_tunnel as noise_tunnel
 from fattr._src.path import path_attribution as path_attribution
 from fattr._src.quadrature import quadrature as quadrature
-from fattr._src.registry import MethodSpec as MethodSpec
-from fattr._src.registry import methods as methods
-from fattr._src.saliency import input_x_gradient as input_x_gradient
-from fattr._src.saliency import saliency as saliency
+from fattr._src.registry import MethodSpec as MethodSpec, methods as methods
+from fattr._src.saliency import input_x_gradient as input_x_gradient, saliency as saliency
 # layer attribution by splitting the model
 from fattr._src.layer.activation import layer_activation as layer_activation
 from fattr._src.layer.feature_ablation import layer_feature_ablation as layer_feature_ablation
@@ -23,17 +21,14 @@ from fattr._src.layer.grad_cam import layer_grad_cam as layer_grad_cam
 from fattr._src.layer.gradient_shap import layer_gradient_shap as layer_gradient_shap
 from fattr._src.layer.gradient_x_activation import layer_gradient_x_activation as layer_gradient_x_activation
 from fattr._src.layer.gradient_x_input import gradient_x_input as gradient_x_input
-from fattr._src.layer.integrated import internal_influence as internal_influence
-from fattr._src.layer.integrated import layer_conductance as layer_conductance
-from fattr._src.layer.integrated import layer_integrated_gradients as layer_integrated_gradients
+from fattr._src.layer.integrated import (internal_influence as internal_influence,
+                                         layer_conductance as layer_conductance,
+                                         layer_integrated_gradients as layer_integrated_gradients)
 from fattr._src.layer.interpolate import interpolate as interpolate
-from fattr._src.layer.split import CaptureWarning as CaptureWarning
-from fattr._src.layer.split import split as split
+from fattr._src.layer.split import CaptureWarning as CaptureWarning, split as split
 # DeepLift (rescale rule by function interception)
-from fattr._src.deeplift.deeplift import deeplift as deeplift
-from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
-from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
-from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
+from fattr._src.deeplift.deeplift import deeplift as deeplift, deeplift_shap as deeplift_shap
+from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift, layer_deeplift_shap as layer_deeplift_shap
 # research path methods on the path engine
 from fattr._src.paths.blur import blur_integrated_gradients as blur_integrated_gradients
 from fattr._src.paths.expected_gradients import expected_gradients as expected_gradients
@@ -46,26 +41,22 @@ from fattr._src.dataset.runner import attribute_dataset as attribute_dataset
 from fattr._src.dataset.store import AttributionStore as AttributionStore
 # perturbation methods (batched perturbed copies)
 from fattr._src.perturbation.ablation import feature_ablation as feature_ablation
-from fattr._src.perturbation.lime import kernel_shap as kernel_shap
-from fattr._src.perturbation.lime import lime as lime
+from fattr._src.perturbation.lime import kernel_shap as kernel_shap, lime as lime
 from fattr._src.perturbation.occlusion import occlusion as occlusion
 from fattr._src.perturbation.permutation import feature_permutation as feature_permutation
-from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
-from fattr._src.perturbation.shapley import shapley_values as shapley_values
+from fattr._src.perturbation.shapley import (shapley_value_sampling as shapley_value_sampling,
+                                             shapley_values as shapley_values)
 # rule-based gradients (ReLU rules by function interception)
-from fattr._src.deeplift.guided_backprop import deconvolution as deconvolution
-from fattr._src.deeplift.guided_backprop import guided_backprop as guided_backprop
-from fattr._src.deeplift.guided_backprop import guided_grad_cam as guided_grad_cam
+from fattr._src.deeplift.guided_backprop import (deconvolution as deconvolution, guided_backprop as guided_backprop,
+                                                 guided_grad_cam as guided_grad_cam)
 # neuron methods: an input-space method applied to one neuron of a layer
 from fattr._src.neuron.conductance import neuron_conductance as neuron_conductance
-from fattr._src.neuron.methods import neuron_deconvolution as neuron_deconvolution
-from fattr._src.neuron.methods import neuron_deeplift as neuron_deeplift
-from fattr._src.neuron.methods import neuron_deeplift_shap as neuron_deeplift_shap
-from fattr._src.neuron.methods import neuron_feature_ablation as neuron_feature_ablation
-from fattr._src.neuron.methods import neuron_gradient as neuron_gradient
-from fattr._src.neuron.methods import neuron_gradient_shap as neuron_gradient_shap
-from fattr._src.neuron.methods import neuron_guided_backprop as neuron_guided_backprop
-from fattr._src.neuron.methods import neuron_integrated_gradients as neuron_integrated_gradients
+from fattr._src.neuron.methods import (neuron_deconvolution as neuron_deconvolution, neuron_deeplift as neuron_deeplift,
+                                       neuron_deeplift_shap as neuron_deeplift_shap,
+                                       neuron_feature_ablation as neuron_feature_ablation,
+                                       neuron_gradient as neuron_gradient, neuron_gradient_shap as neuron_gradient_shap,
+                                       neuron_guided_backprop as neuron_guided_backprop,
+                                       neuron_integrated_gradients as neuron_integrated_gradients)
 # language models: token-by-token attribution of generated text
 from fattr._src.lm.result import TokenAttribution as TokenAttribution
 from fattr._src.lm.token_attribution import token_attribution as token_attribution
