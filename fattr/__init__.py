@@ -77,5 +77,68 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'fattr' has no attribute {name!r}")
 
 
-# the public names: every ``import ... as ...`` above (``viz`` and ``captum`` load on first use)
-__all__ = [name for name in globals() if not name.startswith("_") and name != "TYPE_CHECKING"]
+__all__ = [
+    "completeness_delta",
+    "gradient_shap",
+    "input_x_gradient",
+    "integrated_gradients",
+    "methods",
+    "MethodSpec",
+    "noise_tunnel",
+    "path_attribution",
+    "quadrature",
+    "saliency",
+    # layer attribution by splitting the model
+    "gradient_x_input",
+    "internal_influence",
+    "interpolate",
+    "layer_activation",
+    "layer_conductance",
+    "layer_feature_ablation",
+    "layer_grad_cam",
+    "layer_gradient_shap",
+    "layer_gradient_x_activation",
+    "layer_integrated_gradients",
+    "split",
+    "CaptureWarning",
+    # DeepLift (rescale rule by function interception)
+    "deeplift",
+    "deeplift_shap",
+    "layer_deeplift",
+    "layer_deeplift_shap",
+    # research path methods on the path engine
+    "blur_integrated_gradients",
+    "expected_gradients",
+    "guided_integrated_gradients",
+    "idgi",
+    "integrated_hessians",
+    "metrics",
+    # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
+    "attribute_dataset",
+    "AttributionStore",
+    # perturbation methods (batched perturbed copies)
+    "feature_ablation",
+    "feature_permutation",
+    "kernel_shap",
+    "lime",
+    "occlusion",
+    "shapley_value_sampling",
+    "shapley_values",
+    # rule-based gradients (ReLU rules by function interception)
+    "deconvolution",
+    "guided_backprop",
+    "guided_grad_cam",
+    # neuron methods: an input-space method applied to one neuron of a layer
+    "neuron_conductance",
+    "neuron_deconvolution",
+    "neuron_deeplift",
+    "neuron_deeplift_shap",
+    "neuron_feature_ablation",
+    "neuron_gradient",
+    "neuron_gradient_shap",
+    "neuron_guided_backprop",
+    "neuron_integrated_gradients",
+    # language models: token-by-token attribution of generated text
+    "token_attribution",
+    "TokenAttribution",
+]
