@@ -64,31 +64,17 @@ Example:
   >>> attr.shape, delta.shape, ig.has_convergence_delta(), ig.multiplies_by_inputs
   (torch.Size([4, 3]), torch.Size([4]), True, True)
 """
-from fattr._src.compat.base import Attribution as Attribution
-from fattr._src.compat.classes import (DeepLift as DeepLift, DeepLiftShap as DeepLiftShap, GradientShap as GradientShap,
-                                       InputXGradient as InputXGradient, IntegratedGradients as IntegratedGradients,
-                                       InternalInfluence as InternalInfluence, LayerActivation as LayerActivation,
-                                       LayerConductance as LayerConductance, LayerDeepLift as LayerDeepLift,
-                                       LayerDeepLiftShap as LayerDeepLiftShap,
-                                       LayerFeatureAblation as LayerFeatureAblation, LayerGradCam as LayerGradCam,
-                                       LayerGradientShap as LayerGradientShap,
-                                       LayerGradientXActivation as LayerGradientXActivation,
-                                       LayerIntegratedGradients as LayerIntegratedGradients, NoiseTunnel as NoiseTunnel,
-                                       Saliency as Saliency)
-from fattr._src.compat.guided import (Deconvolution as Deconvolution, GuidedBackprop as GuidedBackprop,
-                                      GuidedGradCam as GuidedGradCam)
-from fattr._src.compat.neuron import (NeuronConductance as NeuronConductance,
-                                      NeuronDeconvolution as NeuronDeconvolution, NeuronDeepLift as NeuronDeepLift,
-                                      NeuronDeepLiftShap as NeuronDeepLiftShap,
-                                      NeuronFeatureAblation as NeuronFeatureAblation, NeuronGradient as NeuronGradient,
-                                      NeuronGradientShap as NeuronGradientShap,
-                                      NeuronGuidedBackprop as NeuronGuidedBackprop,
-                                      NeuronIntegratedGradients as NeuronIntegratedGradients)
-from fattr._src.compat.perturbation import (FeatureAblation as FeatureAblation,
-                                            FeaturePermutation as FeaturePermutation, KernelShap as KernelShap,
-                                            Lime as Lime, Occlusion as Occlusion,
-                                            ShapleyValueSampling as ShapleyValueSampling,
-                                            ShapleyValues as ShapleyValues)
+from fattr._src.compat.base import Attribution
+from fattr._src.compat.classes import (DeepLift, DeepLiftShap, GradientShap, InputXGradient, IntegratedGradients,
+                                       InternalInfluence, LayerActivation, LayerConductance, LayerDeepLift,
+                                       LayerDeepLiftShap, LayerFeatureAblation, LayerGradCam, LayerGradientShap,
+                                       LayerGradientXActivation, LayerIntegratedGradients, NoiseTunnel, Saliency)
+from fattr._src.compat.guided import Deconvolution, GuidedBackprop, GuidedGradCam
+from fattr._src.compat.neuron import (NeuronConductance, NeuronDeconvolution, NeuronDeepLift, NeuronDeepLiftShap,
+                                      NeuronFeatureAblation, NeuronGradient, NeuronGradientShap, NeuronGuidedBackprop,
+                                      NeuronIntegratedGradients)
+from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, Lime, Occlusion,
+                                            ShapleyValueSampling, ShapleyValues)
 
 __all__ = [
     "Attribution",
