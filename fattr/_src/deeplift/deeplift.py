@@ -11,6 +11,7 @@ from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
 from ..targets import as_target
 from . import combine
+from ..layer.view import LayerFunction
 from .engine import multipliers_on_demand
 
 
@@ -108,13 +109,16 @@ def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike
 
 
 def _attribute(name: str, model: Any, inputs: Any, baselines: Any, distribution: bool, target: Any, args: Any,
-               kwargs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any) -> Any:
+               kwargs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any, layer: Any = None,
+               attribute_to_layer_input: Any = False) -> Any:
     """DeepLift against ``baselines``, or (``distribution``) against every baseline of a distribution: every
-    (example, baseline) pair one row of a single batched pass, the attributions averaged over the pairs."""
+    (example, baseline) pair one row of a single batched pass, the attributions averaged over the pairs. With a
+    ``layer``, the head runs on the inputs' and the baselines' rows and the rescale rule on the tail."""
     check_callable("model", model)
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
+    check_bool("attribute_to_layer_input", attribute_to_layer_input)
     custom, eps = combine.check_custom(custom), check_nonnegative_float("eps", eps)
     n = xs[0].shape[0]
     dist = format_distribution(baselines, xs, given=inputs) if distribution else format_baselines(baselines, xs)
@@ -124,13 +128,16 @@ def _attribute(name: str, model: Any, inputs: Any, baselines: Any, distribution:
         rows, bs, args, tgt = combine.pairs(xs, dist, args, tgt)
     else:
         rows, bs = xs, tuple(b.expand_as(x) for b, x in zip(dist, xs))
-
-    def f(*values: Any) -> Any:
-        return call(model, values[:len(xs)], values[len(xs):])
-
-    res = multipliers_on_demand(f, rows, bs, args, args, tgt, eps=eps, model=model)
+    if layer is None:
+        f: Callable[..., Any] = lambda *v: call(model, v[:len(xs)], v[len(xs):])  # noqa: E731
+        (acts_x, rest_x), (acts_b, rest_b), module = (rows, args), (bs, args), model
+    else:
+        lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
+        f, module = lf.function(), lf.model
+        (acts_x, rest_x), (acts_b, rest_b) = lf.head(rows, args), lf.head(bs, args)
+    res = multipliers_on_demand(f, acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=module)
     combine.warn_uncovered(name, res.uncovered)
-    attrs = combine.attributions(res.grads, rows, bs, multiply_by_inputs, custom)
-    result = structure.restore(combine.mean_over_baselines(attrs, n, dist[0].shape[0]) if distribution else attrs,
-                               was_tuple)
+    attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
+    mean = combine.mean_over_baselines(attrs, n, dist[0].shape[0]) if distribution else attrs
+    result = structure.restore(mean, was_tuple) if layer is None else lf.restore(mean, rest_x)
     return (result, combine.delta(attrs, res.out_x, res.out_b)) if return_delta else result

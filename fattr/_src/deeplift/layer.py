@@ -3,15 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from .. import structure
-from ..arguments import as_args
 from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike, WithDeltaOrList
-from ..baselines import format_baselines, format_distribution
-from ..errors import check_bool, check_callable, check_nonnegative_float
-from ..targets import as_target
-from ..layer.view import LayerFunction
-from . import combine
-from .engine import multipliers_on_demand
+from .deeplift import _attribute
 
 
 def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
@@ -55,8 +48,8 @@ def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, basel
       >>> attr.shape, bool(delta.abs().max() < 1e-12)
       (torch.Size([4, 8]), True)
     """
-    return _attribute("layer_deeplift", model, layer, inputs, baselines, False, target, args, kwargs,
-                      multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
+    return _attribute("layer_deeplift", model, inputs, baselines, False, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps, layer, attribute_to_layer_input)
 
 
 def layer_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike, *,
@@ -90,34 +83,5 @@ def layer_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
       >>> attr.shape, delta.shape
       (torch.Size([4, 8]), torch.Size([40]))
     """
-    return _attribute("layer_deeplift_shap", model, layer, inputs, baselines, True, target, args, kwargs,
-                      multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
-
-
-def _attribute(name: str, model: Any, layer: Any, inputs: Any, baselines: Any, distribution: bool, target: Any,
-               args: Any, kwargs: Any, multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any,
-               custom: Any, eps: Any) -> Any:
-    """The head on the inputs' and the baselines' rows (every (example, baseline) pair with ``distribution``),
-    then the rescale rule on the tail; a distribution's attributions are averaged over the pairs."""
-    check_callable("model", model)
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    check_bool("attribute_to_layer_input", attribute_to_layer_input)
-    custom, eps = combine.check_custom(custom), check_nonnegative_float("eps", eps)
-    xs, _ = structure.as_tuple(inputs)
-    n = xs[0].shape[0]
-    dist = format_distribution(baselines, xs, given=inputs) if distribution else format_baselines(baselines, xs)
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-    if distribution:
-        xs, bs, args, tgt = combine.pairs(xs, dist, args, tgt)
-    else:
-        bs = tuple(b.expand_as(x) for b, x in zip(dist, xs))
-    lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
-    acts_x, rest_x = lf.head(xs, args)
-    acts_b, rest_b = lf.head(bs, args)
-    res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=lf.model)
-    combine.warn_uncovered(name, res.uncovered)
-    attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
-    result = lf.restore(combine.mean_over_baselines(attrs, n, dist[0].shape[0]) if distribution else attrs, rest_x)
-    return (result, combine.delta(attrs, res.out_x, res.out_b)) if return_delta else result
+    return _attribute("layer_deeplift_shap", model, inputs, baselines, True, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps, layer, attribute_to_layer_input)
