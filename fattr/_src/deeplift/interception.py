@@ -127,13 +127,10 @@ class Replayer(TorchFunctionMode):
     def dependent(self, value: Any) -> bool:
         return any(self._has(t) for t in tensors_in(value))
 
-    def _any_dependent(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
-        return any(self.dependent(a) for a in args) or any(self.dependent(v) for v in kwargs.values())
-
     # ---- the pass
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        deps = self._any_dependent(args, kwargs)
+        deps = any(self.dependent(a) for a in args) or any(self.dependent(v) for v in kwargs.values())
         call = parse(func, args, kwargs)
         if call is not None:
             result = self._rule(call)
