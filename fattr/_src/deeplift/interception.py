@@ -50,10 +50,6 @@ class Record:
         return not self.versions or tuple(t._version for t in tensors_in(self.output)) == self.versions[1:]
 
 
-def _copy(output: Any) -> Any:
-    return tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
-
-
 class Recorder(TorchFunctionMode):
     """Runs the forward pass as is; ``records`` gets each covered nonlinearity's input and output."""
 
@@ -74,7 +70,8 @@ class Recorder(TorchFunctionMode):
             result = func(*args, **kwargs)
             output = result
         if is_compiling():  # Dynamo tracks no version counters: keep copies of what the rule will read
-            self.records.append(Record(call.kind, call.name, x.clone(), _copy(output), ()))
+            copy = tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
+            self.records.append(Record(call.kind, call.name, x.clone(), copy, ()))
         else:
             versions = (x._version,) + tuple(t._version for t in tensors_in(output))
             self.records.append(Record(call.kind, call.name, x, output, versions))
