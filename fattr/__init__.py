@@ -6,69 +6,53 @@ attribution objects, no hooks, no state. See the README for the conventions
 """
 from typing import TYPE_CHECKING
 
-from fattr._src.delta import completeness_delta as completeness_delta
-from fattr._src.gradient_shap import gradient_shap as gradient_shap
-from fattr._src.integrated_gradients import integrated_gradients as integrated_gradients
-from fattr._src.noise_tunnel import noise_tunnel as noise_tunnel
-from fattr._src.path import path_attribution as path_attribution
-from fattr._src.quadrature import quadrature as quadrature
-from fattr._src.registry import MethodSpec as MethodSpec
-from fattr._src.registry import methods as methods
-from fattr._src.saliency import input_x_gradient as input_x_gradient
-from fattr._src.saliency import saliency as saliency
+from fattr._src.delta import completeness_delta
+from fattr._src.gradient_shap import gradient_shap
+from fattr._src.integrated_gradients import integrated_gradients
+from fattr._src.noise_tunnel import noise_tunnel
+from fattr._src.path import path_attribution
+from fattr._src.quadrature import quadrature
+from fattr._src.registry import MethodSpec, methods
+from fattr._src.saliency import input_x_gradient, saliency
 # layer attribution by splitting the model
-from fattr._src.layer.activation import layer_activation as layer_activation
-from fattr._src.layer.feature_ablation import layer_feature_ablation as layer_feature_ablation
-from fattr._src.layer.grad_cam import layer_grad_cam as layer_grad_cam
-from fattr._src.layer.gradient_shap import layer_gradient_shap as layer_gradient_shap
-from fattr._src.layer.gradient_x_activation import layer_gradient_x_activation as layer_gradient_x_activation
-from fattr._src.layer.gradient_x_input import gradient_x_input as gradient_x_input
-from fattr._src.layer.integrated import internal_influence as internal_influence
-from fattr._src.layer.integrated import layer_conductance as layer_conductance
-from fattr._src.layer.integrated import layer_integrated_gradients as layer_integrated_gradients
-from fattr._src.layer.interpolate import interpolate as interpolate
-from fattr._src.layer.split import CaptureWarning as CaptureWarning
-from fattr._src.layer.split import split as split
+from fattr._src.layer.activation import layer_activation
+from fattr._src.layer.feature_ablation import layer_feature_ablation
+from fattr._src.layer.grad_cam import layer_grad_cam
+from fattr._src.layer.gradient_shap import layer_gradient_shap
+from fattr._src.layer.gradient_x_activation import layer_gradient_x_activation
+from fattr._src.layer.gradient_x_input import gradient_x_input
+from fattr._src.layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
+from fattr._src.layer.interpolate import interpolate
+from fattr._src.layer.split import CaptureWarning, split
 # DeepLift (rescale rule by function interception)
-from fattr._src.deeplift.deeplift import deeplift as deeplift
-from fattr._src.deeplift.deeplift import deeplift_shap as deeplift_shap
-from fattr._src.deeplift.layer import layer_deeplift as layer_deeplift
-from fattr._src.deeplift.layer import layer_deeplift_shap as layer_deeplift_shap
+from fattr._src.deeplift.deeplift import deeplift, deeplift_shap
+from fattr._src.deeplift.layer import layer_deeplift, layer_deeplift_shap
 # research path methods on the path engine
-from fattr._src.paths.blur import blur_integrated_gradients as blur_integrated_gradients
-from fattr._src.paths.expected_gradients import expected_gradients as expected_gradients
-from fattr._src.paths.guided import guided_integrated_gradients as guided_integrated_gradients
-from fattr._src.paths.idgi import idgi as idgi
-from fattr._src.paths.integrated_hessians import integrated_hessians as integrated_hessians
+from fattr._src.paths.blur import blur_integrated_gradients
+from fattr._src.paths.expected_gradients import expected_gradients
+from fattr._src.paths.guided import guided_integrated_gradients
+from fattr._src.paths.idgi import idgi
+from fattr._src.paths.integrated_hessians import integrated_hessians
 from fattr import metrics as metrics  # evaluation metrics: fattr.metrics.infidelity, ...deletion, ...
 # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
-from fattr._src.dataset.runner import attribute_dataset as attribute_dataset
-from fattr._src.dataset.store import AttributionStore as AttributionStore
+from fattr._src.dataset.runner import attribute_dataset
+from fattr._src.dataset.store import AttributionStore
 # perturbation methods (batched perturbed copies)
-from fattr._src.perturbation.ablation import feature_ablation as feature_ablation
-from fattr._src.perturbation.lime import kernel_shap as kernel_shap
-from fattr._src.perturbation.lime import lime as lime
-from fattr._src.perturbation.occlusion import occlusion as occlusion
-from fattr._src.perturbation.permutation import feature_permutation as feature_permutation
-from fattr._src.perturbation.shapley import shapley_value_sampling as shapley_value_sampling
-from fattr._src.perturbation.shapley import shapley_values as shapley_values
+from fattr._src.perturbation.ablation import feature_ablation
+from fattr._src.perturbation.lime import kernel_shap, lime
+from fattr._src.perturbation.occlusion import occlusion
+from fattr._src.perturbation.permutation import feature_permutation
+from fattr._src.perturbation.shapley import shapley_value_sampling, shapley_values
 # rule-based gradients (ReLU rules by function interception)
-from fattr._src.deeplift.guided_backprop import deconvolution as deconvolution
-from fattr._src.deeplift.guided_backprop import guided_backprop as guided_backprop
-from fattr._src.deeplift.guided_backprop import guided_grad_cam as guided_grad_cam
+from fattr._src.deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
 # neuron methods: an input-space method applied to one neuron of a layer
-from fattr._src.neuron.conductance import neuron_conductance as neuron_conductance
-from fattr._src.neuron.methods import neuron_deconvolution as neuron_deconvolution
-from fattr._src.neuron.methods import neuron_deeplift as neuron_deeplift
-from fattr._src.neuron.methods import neuron_deeplift_shap as neuron_deeplift_shap
-from fattr._src.neuron.methods import neuron_feature_ablation as neuron_feature_ablation
-from fattr._src.neuron.methods import neuron_gradient as neuron_gradient
-from fattr._src.neuron.methods import neuron_gradient_shap as neuron_gradient_shap
-from fattr._src.neuron.methods import neuron_guided_backprop as neuron_guided_backprop
-from fattr._src.neuron.methods import neuron_integrated_gradients as neuron_integrated_gradients
+from fattr._src.neuron.conductance import neuron_conductance
+from fattr._src.neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap,
+                                       neuron_feature_ablation, neuron_gradient, neuron_gradient_shap,
+                                       neuron_guided_backprop, neuron_integrated_gradients)
 # language models: token-by-token attribution of generated text
-from fattr._src.lm.result import TokenAttribution as TokenAttribution
-from fattr._src.lm.token_attribution import token_attribution as token_attribution
+from fattr._src.lm.result import TokenAttribution
+from fattr._src.lm.token_attribution import token_attribution
 
 __version__ = "0.1.0"
 

@@ -64,43 +64,17 @@ Example:
   >>> attr.shape, delta.shape, ig.has_convergence_delta(), ig.multiplies_by_inputs
   (torch.Size([4, 3]), torch.Size([4]), True, True)
 """
-from fattr._src.compat.base import Attribution as Attribution
-from fattr._src.compat.classes import DeepLift as DeepLift
-from fattr._src.compat.classes import DeepLiftShap as DeepLiftShap
-from fattr._src.compat.classes import GradientShap as GradientShap
-from fattr._src.compat.classes import InputXGradient as InputXGradient
-from fattr._src.compat.classes import IntegratedGradients as IntegratedGradients
-from fattr._src.compat.classes import InternalInfluence as InternalInfluence
-from fattr._src.compat.classes import LayerActivation as LayerActivation
-from fattr._src.compat.classes import LayerConductance as LayerConductance
-from fattr._src.compat.classes import LayerDeepLift as LayerDeepLift
-from fattr._src.compat.classes import LayerDeepLiftShap as LayerDeepLiftShap
-from fattr._src.compat.classes import LayerFeatureAblation as LayerFeatureAblation
-from fattr._src.compat.classes import LayerGradCam as LayerGradCam
-from fattr._src.compat.classes import LayerGradientShap as LayerGradientShap
-from fattr._src.compat.classes import LayerGradientXActivation as LayerGradientXActivation
-from fattr._src.compat.classes import LayerIntegratedGradients as LayerIntegratedGradients
-from fattr._src.compat.classes import NoiseTunnel as NoiseTunnel
-from fattr._src.compat.classes import Saliency as Saliency
-from fattr._src.compat.guided import Deconvolution as Deconvolution
-from fattr._src.compat.guided import GuidedBackprop as GuidedBackprop
-from fattr._src.compat.guided import GuidedGradCam as GuidedGradCam
-from fattr._src.compat.neuron import NeuronConductance as NeuronConductance
-from fattr._src.compat.neuron import NeuronDeconvolution as NeuronDeconvolution
-from fattr._src.compat.neuron import NeuronDeepLift as NeuronDeepLift
-from fattr._src.compat.neuron import NeuronDeepLiftShap as NeuronDeepLiftShap
-from fattr._src.compat.neuron import NeuronFeatureAblation as NeuronFeatureAblation
-from fattr._src.compat.neuron import NeuronGradient as NeuronGradient
-from fattr._src.compat.neuron import NeuronGradientShap as NeuronGradientShap
-from fattr._src.compat.neuron import NeuronGuidedBackprop as NeuronGuidedBackprop
-from fattr._src.compat.neuron import NeuronIntegratedGradients as NeuronIntegratedGradients
-from fattr._src.compat.perturbation import FeatureAblation as FeatureAblation
-from fattr._src.compat.perturbation import FeaturePermutation as FeaturePermutation
-from fattr._src.compat.perturbation import KernelShap as KernelShap
-from fattr._src.compat.perturbation import Lime as Lime
-from fattr._src.compat.perturbation import Occlusion as Occlusion
-from fattr._src.compat.perturbation import ShapleyValueSampling as ShapleyValueSampling
-from fattr._src.compat.perturbation import ShapleyValues as ShapleyValues
+from fattr._src.compat.base import Attribution
+from fattr._src.compat.classes import (DeepLift, DeepLiftShap, GradientShap, InputXGradient, IntegratedGradients,
+                                       InternalInfluence, LayerActivation, LayerConductance, LayerDeepLift,
+                                       LayerDeepLiftShap, LayerFeatureAblation, LayerGradCam, LayerGradientShap,
+                                       LayerGradientXActivation, LayerIntegratedGradients, NoiseTunnel, Saliency)
+from fattr._src.compat.guided import Deconvolution, GuidedBackprop, GuidedGradCam
+from fattr._src.compat.neuron import (NeuronConductance, NeuronDeconvolution, NeuronDeepLift, NeuronDeepLiftShap,
+                                      NeuronFeatureAblation, NeuronGradient, NeuronGradientShap, NeuronGuidedBackprop,
+                                      NeuronIntegratedGradients)
+from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, Lime, Occlusion,
+                                            ShapleyValueSampling, ShapleyValues)
 
 __all__ = [
     "Attribution",

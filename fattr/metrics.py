@@ -4,10 +4,9 @@
 - :func:`deletion`, :func:`insertion`: faithfulness curves and their areas.
 - :func:`randomization_check`: Adebayo et al.'s model-parameter randomisation sanity check.
 """
-from fattr._src.metrics.curves import deletion as deletion
-from fattr._src.metrics.curves import insertion as insertion
-from fattr._src.metrics.infidelity import infidelity as infidelity
-from fattr._src.metrics.randomization import randomization_check as randomization_check
-from fattr._src.metrics.sensitivity import sensitivity_max as sensitivity_max
+from fattr._src.metrics.curves import deletion, insertion
+from fattr._src.metrics.infidelity import infidelity
+from fattr._src.metrics.randomization import randomization_check
+from fattr._src.metrics.sensitivity import sensitivity_max
 
 __all__ = ["deletion", "infidelity", "insertion", "randomization_check", "sensitivity_max"]

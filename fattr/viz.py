@@ -11,11 +11,10 @@ module; the first access to ``fattr.viz`` does.
 - :func:`token_matrix`: a language model's output x prompt token attributions
   (:func:`fattr.token_attribution`) as a heat map.
 """
-from fattr._src.viz.arrays import METHODS as METHODS
-from fattr._src.viz.arrays import SIGNS as SIGNS
-from fattr._src.viz.grid import image_grid as image_grid
-from fattr._src.viz.image import image as image
-from fattr._src.viz.text import text as text
-from fattr._src.viz.token_matrix import token_matrix as token_matrix
+from fattr._src.viz.arrays import METHODS, SIGNS
+from fattr._src.viz.grid import image_grid
+from fattr._src.viz.image import image
+from fattr._src.viz.text import text
+from fattr._src.viz.token_matrix import token_matrix
 
 __all__ = ["image", "image_grid", "text", "token_matrix", "METHODS", "SIGNS"]

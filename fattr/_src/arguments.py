@@ -32,9 +32,6 @@ class Keywords:
         self.names = names
         self.values = values
 
-    def as_dict(self) -> Dict[str, Any]:
-        return dict(zip(self.names, self.values))
-
     def __repr__(self) -> str:
         return f"Keywords({', '.join(self.names)})"
 
@@ -61,7 +58,7 @@ def as_args(args: Any, kwargs: Any = None) -> Tuple[Any, ...]:
 def unpack(args: Sequence[Any]) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
     """``(positional, keyword)`` arguments for a call."""
     if args and isinstance(args[-1], Keywords):
-        return tuple(args[:-1]), args[-1].as_dict()
+        return tuple(args[:-1]), dict(zip(args[-1].names, args[-1].values))
     return tuple(args), {}
 
 

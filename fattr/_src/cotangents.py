@@ -53,10 +53,6 @@ def _basis(values: Tensor, cols: slice) -> Tensor:
     return eye[:, None, :].expand(eye.shape[0], n, m_all)
 
 
-def _identity(grads: Tensors, cols: slice, *operands: Tensor) -> Tensors:
-    return grads
-
-
 def _check_values(values: Any, n_rows: int) -> Tensor:
     if not isinstance(values, Tensor) or values.dim() != 2 or values.shape[0] != n_rows:
         fail("select", f"to return a tensor of shape ({n_rows}, M): M values per row", values,
@@ -133,7 +129,7 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
       when rows are independent examples).
     """
     chunk = cotangent_chunk if cotangent_chunk is not None else default_chunk(rows[0].device)
-    contract = reduce if reduce is not None else _identity
+    contract: Reduce = reduce if reduce is not None else (lambda grads, cols, *operands: grads)
     arg_tensors, rebuild = split_args(args)
     k, n_args = len(rows), len(arg_tensors)
     operands = tuple(operands)

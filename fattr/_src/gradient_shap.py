@@ -48,10 +48,7 @@ class Draws:
     args: Tuple[Any, ...]
     target: Target
     n_samples: int
-
-    @property
-    def n(self) -> int:
-        return self.xs[0].shape[0]
+    n: int  # examples
 
 
 def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
@@ -67,7 +64,7 @@ def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_i
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
     noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
-    return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, device), n_samples)
+    return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, device), n_samples, n)
 
 
 def sample_deltas(per_sample: Tensors, change: torch.Tensor, n_samples: int, n: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ under an outer ``torch.no_grad()``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -36,33 +36,41 @@ from .targets import Target
 Tensor = torch.Tensor
 
 
-def _total(out: Tensor) -> Tensor:
+def total_sum(out: Tensor) -> Tensor:
+    """``out.sum()``, accumulated in float32 for half-precision values."""
     low_precision = out.dtype in (torch.float16, torch.bfloat16)
     return out.sum(dtype=torch.float32) if low_precision else out.sum()
+
+
+def leaf_gradients(forward: Callable[[Tensors], Tensor], rows: Tensors) -> Tuple[Tensor, Tensors]:
+    """``forward(rows)`` (one value per row), detached, and its per-row gradients, without a graph: fresh
+    leaves, and the forward's graph, whose nodes outlive the backward pass, names what it read
+    (:func:`.recompute.reads`)."""
+    with torch.enable_grad():
+        leaves = tuple(r.detach().requires_grad_() for r in rows)
+        out = forward(leaves)
+        summed = total_sum(out)
+        found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not summed.requires_grad else
+                                             torch.autograd.grad(summed, leaves, allow_unused=True))
+    recompute.reads(out, exclude=leaves)
+    return out.detach(), tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
 
 
 def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
     n_rows = rows[0].shape[0]
 
     def total(*xs: Tensor) -> Tensor:
-        return _total(target.select(call(f, compiled.marked(xs), args), n_rows))
+        return total_sum(target.select(call(f, compiled.marked(xs), args), n_rows))
 
     return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
 
 
 def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
-    """Per-row gradients: with their graph when grad mode is on, else without it (fresh leaves; the
-    forward's graph, whose nodes outlive the backward pass, names what ``f`` read: :func:`.recompute.reads`)."""
+    """Per-row gradients: with their graph when grad mode is on, else without it (:func:`leaf_gradients`)."""
     if torch.is_grad_enabled():  # torch.func.grad: differentiable in whatever rows, args and f depend on
         return _with_graph(f, rows, target, args)
-    with torch.enable_grad():
-        leaves = tuple(r.detach().requires_grad_() for r in rows)
-        out = target.select(call(f, leaves, args), leaves[0].shape[0])
-        total = _total(out)
-        found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not total.requires_grad else
-                                             torch.autograd.grad(total, leaves, allow_unused=True))
-    recompute.reads(out, exclude=leaves)
-    return tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
+    _, grads = leaf_gradients(lambda leaves: target.select(call(f, leaves, args), leaves[0].shape[0]), rows)
+    return grads
 
 
 def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> Tensors:

@@ -11,7 +11,7 @@ from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, Ta
 from .baselines import format_baselines
 from .delta import completeness_delta
 from .errors import check_bool, check_callable, check_optional_positive_int
-from .path import accumulation_dtype, weighted_gradient_sum
+from .path import accumulation_dtype, line_points, weighted_gradient_sum
 from .quadrature import Method, rule
 from .structure import Tensors
 from .targets import as_target
@@ -72,11 +72,7 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
 
     def points(a: torch.Tensor, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
         k = len(ends) // 2
-        pts = []
-        for b, d in zip(ends[:k], ends[k:]):
-            pts.append(torch.addcmul(b, (a if a.dtype is d.dtype else a.to(d.dtype)).reshape((-1,) + (1,) * d.dim()),
-                                     d))  # b + a * d
-        return tuple(pts), None
+        return line_points(a, ends[:k], ends[k:]), None
 
     grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
                                   n_examples=n, chunk_size=chunk_size)

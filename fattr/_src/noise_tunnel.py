@@ -16,7 +16,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from . import randomness, structure
-from .arguments import is_per_example, tile
+from .arguments import tile, tile_args
 from .base import StdevsLike
 from .errors import Shown, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
 from .path import accumulation_dtype
@@ -48,9 +48,7 @@ def _tile_target(target: Any, n: int, k: int) -> Any:
 
 
 def _tile_tree(value: Any, n: int, k: int) -> Any:
-    if isinstance(value, tuple):
-        return tuple(tile(v, k) if is_per_example(v, n) else v for v in value)
-    return tile(value, k) if is_per_example(value, n) else value
+    return tile_args(value, n, k) if isinstance(value, tuple) else tile_args((value,), n, k)[0]
 
 
 def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samples: int = 5,

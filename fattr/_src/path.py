@@ -35,6 +35,12 @@ def accumulation_dtype(dtype: torch.dtype, device: Optional[torch.device] = None
     return torch.float32 if dtype is torch.float16 or dtype is torch.bfloat16 else dtype
 
 
+def line_points(alphas: torch.Tensor, bases: Tensors, diffs: Tensors) -> Tensors:
+    """``(K, B, ...)`` per input: ``bases + alphas[k] * diffs`` (alphas cast to each input's dtype)."""
+    return tuple(torch.addcmul(b, (alphas if alphas.dtype is d.dtype else alphas.to(d.dtype)).reshape(
+        (-1,) + (1,) * d.dim()), d) for b, d in zip(bases, diffs))
+
+
 def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, alphas: torch.Tensor,
                           weights: torch.Tensor, *, target: Target, args: Tuple[Any, ...],
                           n_examples: int, chunk_size: Optional[int]) -> Tensors:

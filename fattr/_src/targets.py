@@ -60,8 +60,9 @@ class Target:
             return output.reshape(n_rows)
         width = self.static is not None and len(self.static) or self.rows.shape[1]  # type: ignore[union-attr]
         if width != output.dim() - 1:
+            shown = repr(self.static) if self.static is not None else describe(self.rows)
             fail("target", f"{output.dim() - 1} index(es) per example for f's output of shape "
-                 f"{tuple(output.shape)}", Shown(self._show()), _HELP)
+                 f"{tuple(output.shape)}", Shown(shown), _HELP)
         if self.static is not None:
             for i, size in zip(self.static, output.shape[1:]):
                 if not -size <= i < size:
@@ -78,9 +79,6 @@ class Target:
                 return _gather(output, rows)
         index = (torch.arange(n_rows, device=output.device),) + tuple(rows.unbind(1))
         return output[index]
-
-    def _show(self) -> str:
-        return repr(self.static) if self.static is not None else describe(self.rows)
 
 
 def _output_hint(output: Any) -> str:

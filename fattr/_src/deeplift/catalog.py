@@ -94,8 +94,6 @@ def _add(kind: str, funcs: Dict[str, Any], signature: Callable[..., Any],
             _COVERED[func] = _Entry(kind, name, parameters, build, inplace)
 
 
-_T = torch.Tensor
-
 # ---- elementwise: the rescale rule m = (f(x) - f(x')) / (x - x')
 def _where_pos(a: Tensor, low: Any, fa: Tensor) -> Tensor:
     return torch.where(a > 0, torch.ones_like(fa), low)
@@ -137,8 +135,8 @@ def _softplus(a: Dict[str, Any]) -> Dict[str, Any]:
 
 # ``deriv(x, f(x))`` is the op's own derivative (as autograd computes it), used where ``|x - ref| < eps``.
 _add("elementwise", {"F.relu": F.relu}, lambda input, inplace=False: 0, _relu)
-_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": _T.relu}, lambda input: 0, _relu, inplace=False)
-_add("elementwise", {"torch.relu_": torch.relu_, "Tensor.relu_": _T.relu_}, lambda input: 0, _relu, inplace=True)
+_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": Tensor.relu}, lambda input: 0, _relu, inplace=False)
+_add("elementwise", {"torch.relu_": torch.relu_, "Tensor.relu_": Tensor.relu_}, lambda input: 0, _relu, inplace=True)
 _add("elementwise", {"F.elu": F.elu}, lambda input, alpha=1.0, inplace=False: 0, _elu)
 _add("elementwise", {"F.elu_": F.elu_}, lambda input, alpha=1.0: 0, _elu, inplace=True)
 _add("elementwise", {"F.leaky_relu": F.leaky_relu}, lambda input, negative_slope=0.01, inplace=False: 0, _leaky)
@@ -148,12 +146,12 @@ _add("elementwise", {"F.hardtanh": F.hardtanh}, lambda input, min_val=-1.0, max_
 _add("elementwise", {"F.hardtanh_": F.hardtanh_}, lambda input, min_val=-1.0, max_val=1.0: 0,
      lambda a: _hardtanh(a["min_val"], a["max_val"]), inplace=True)
 _add("elementwise", {"F.relu6": F.relu6}, lambda input, inplace=False: 0, lambda a: _hardtanh(0.0, 6.0))
-_add("elementwise", {"torch.sigmoid": torch.sigmoid, "Tensor.sigmoid": _T.sigmoid,
+_add("elementwise", {"torch.sigmoid": torch.sigmoid, "Tensor.sigmoid": Tensor.sigmoid,
                      "torch.special.expit": torch.special.expit}, lambda input: 0, _sigmoid, inplace=False)
-_add("elementwise", {"torch.sigmoid_": torch.sigmoid_, "Tensor.sigmoid_": _T.sigmoid_}, lambda input: 0, _sigmoid,
+_add("elementwise", {"torch.sigmoid_": torch.sigmoid_, "Tensor.sigmoid_": Tensor.sigmoid_}, lambda input: 0, _sigmoid,
      inplace=True)
-_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": _T.tanh}, lambda input: 0, _tanh, inplace=False)
-_add("elementwise", {"torch.tanh_": torch.tanh_, "Tensor.tanh_": _T.tanh_}, lambda input: 0, _tanh, inplace=True)
+_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": Tensor.tanh}, lambda input: 0, _tanh, inplace=False)
+_add("elementwise", {"torch.tanh_": torch.tanh_, "Tensor.tanh_": Tensor.tanh_}, lambda input: 0, _tanh, inplace=True)
 _add("elementwise", {"F.softplus": F.softplus}, lambda input, beta=1.0, threshold=20.0: 0, _softplus,
      inplace=False)
 
@@ -169,7 +167,7 @@ def _softmax(a: Dict[str, Any]) -> Dict[str, Any]:
 
 _add("softmax", {"F.softmax": F.softmax}, lambda input, dim=None, _stacklevel=3, dtype=None: 0, _softmax,
      inplace=False)
-_add("softmax", {"torch.softmax": torch.softmax, "Tensor.softmax": _T.softmax,
+_add("softmax", {"torch.softmax": torch.softmax, "Tensor.softmax": Tensor.softmax,
                  "torch.special.softmax": torch.special.softmax}, lambda input, dim, dtype=None: 0, _softmax,
      inplace=False)
 
@@ -292,7 +290,9 @@ _RPOWER = ["__rpow__"]
 _NAMESPACES = (("torch", torch), ("Tensor", torch.Tensor), ("F", F), ("torch.special", torch.special))
 
 
-def _collect(names: Any) -> Dict[Any, str]:
+def named(names: Any) -> Dict[Any, str]:
+    """The torch callables called ``names`` (in torch, Tensor, F, torch.special) that the rule does not cover,
+    with their display names (other interception rules use it to name what they leave alone)."""
     found: Dict[Any, str] = {}
     for name in names:
         for label, space in _NAMESPACES:
@@ -307,26 +307,20 @@ def _collect(names: Any) -> Dict[Any, str]:
     return found
 
 
-def named(names: Any) -> Dict[Any, str]:
-    """The torch callables called ``names`` (in torch, Tensor, F, torch.special) that the rule does not cover,
-    with their display names (other interception rules use it to name what they leave alone)."""
-    return _collect(names)
-
-
-_UNARY_F = _collect(_UNARY)
-_MULTIPLY_F = _collect(_MULTIPLY)
-_MULTIPLY_ACC_F = _collect(_MULTIPLY_ACC)
-_DIVIDE_F = _collect(_DIVIDE)
-_RDIVIDE_F = _collect(_RDIVIDE)
-_POWER_F = _collect(_POWER)
-_RPOWER_F = _collect(_RPOWER)
+_UNARY_F = named(_UNARY)
+_MULTIPLY_F = named(_MULTIPLY)
+_MULTIPLY_ACC_F = named(_MULTIPLY_ACC)
+_DIVIDE_F = named(_DIVIDE)
+_RDIVIDE_F = named(_RDIVIDE)
+_POWER_F = named(_POWER)
+_RPOWER_F = named(_RPOWER)
 _WHERE_F = {torch.where: "torch.where (input-dependent condition)",
             torch.Tensor.where: "Tensor.where (input-dependent condition)"}
 _MASK_F = {torch.Tensor.masked_fill: "Tensor.masked_fill (input-dependent mask)",
            torch.Tensor.masked_fill_: "Tensor.masked_fill_ (input-dependent mask)",
            torch.masked_fill: "torch.masked_fill (input-dependent mask)"}
 _GETITEM = torch.Tensor.__getitem__
-_LINEAR_F = _collect(_LINEAR)
+_LINEAR_F = named(_LINEAR)
 
 
 def tensors_in(value: Any) -> Iterator[Tensor]:
@@ -385,17 +379,10 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
             training = args[5] if len(args) > 5 else kwargs.get("training", False)
             running = args[1] if len(args) > 1 else kwargs.get("running_mean")
             return "F.batch_norm (batch statistics, training mode)" if training or running is None else None
-        if func in _COVERED or func in _MULTIPLY_F or func in _MULTIPLY_ACC_F or func in _DIVIDE_F:
-            return None  # covered by the rule, or linear here (the checks above found one dependent factor)
-        if func in _LINEAR_F:  # by identity first: Dynamo traces no string methods on a function's name
+        if func in _COVERED or func in _LINEAR_F:  # by identity first: Dynamo traces no string methods on names
             return None
     except TypeError:  # unhashable func
         return None
-    if _is_property(func) or _short(func) in _LINEAR:
+    if getattr(func, "__name__", "") == "__get__" or _short(func) in _LINEAR:  # ``__get__``: x.shape, x.T
         return None
     return f"{_display(func)} (not known to be linear)"
-
-
-def _is_property(func: Any) -> bool:
-    """A tensor attribute read (``x.shape``, ``x.T``): no computation of its own to cover."""
-    return getattr(func, "__name__", "") == "__get__"

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
-from ..arguments import is_per_example, map_args
+from ..arguments import is_per_example, map_args, tile
 from ..delta import row_totals
 from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
@@ -73,11 +73,6 @@ def repeat_rows(x: Tensor, m: int) -> Tensor:
     return x.repeat_interleave(m, dim=0) if m > 1 else x
 
 
-def tile_rows(x: Tensor, n: int) -> Tensor:
-    """The whole batch ``n`` times: ``(m, ...) -> (n*m, ...)`` (row ``i*m + j`` is row ``j``)."""
-    return x.repeat((n,) + (1,) * (x.dim() - 1)) if n != 1 else x  # n = 0: no rows (an empty batch)
-
-
 def pairs(xs: Tensors, dist: Tensors, args: Tuple[Any, ...], target: Target
           ) -> Tuple[Tensors, Tensors, Tuple[Any, ...], Target]:
     """Every (example, baseline) pair as one row, example first (row ``i*m + j``: example ``i``, baseline
@@ -85,7 +80,7 @@ def pairs(xs: Tensors, dist: Tensors, args: Tuple[Any, ...], target: Target
     n, m = xs[0].shape[0], dist[0].shape[0]
     pair_args = map_args(lambda a: repeat_rows(a, m) if is_per_example(a, n) else a, args)
     pair_target = target if target.rows is None else Target(rows=repeat_rows(target.rows, m), bounds=target.bounds)
-    return (tuple(repeat_rows(x, m) for x in xs), tuple(tile_rows(d, n) for d in dist), pair_args, pair_target)
+    return (tuple(repeat_rows(x, m) for x in xs), tuple(tile(d, n) for d in dist), pair_args, pair_target)
 
 
 def warn_uncovered(method: str, names: Sequence[str]) -> None:
@@ -94,4 +89,4 @@ def warn_uncovered(method: str, names: Sequence[str]) -> None:
             f"fattr.{method}: the model applies nonlinear operations that DeepLift's rescale rule does not cover "
             f"to input-dependent tensors: {', '.join(names)}. They get their plain gradient, so the attributions "
             "need not sum to f(inputs) - f(baselines) (return_delta=True shows by how much).",
-            UserWarning, stacklevel=3)
+            UserWarning, stacklevel=4)  # warn_uncovered <- _attribute <- the public method <- its caller

@@ -11,6 +11,7 @@ from ..calling import call
 from ..errors import check_bool, check_callable, check_nonnegative_float
 from ..targets import as_target
 from . import combine
+from ..layer.view import LayerFunction
 from .engine import multipliers_on_demand
 
 
@@ -66,22 +67,8 @@ def deeplift(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike = No
       >>> attr.shape, bool(delta.abs().max() < 1e-12)
       (torch.Size([4, 3]), True)
     """
-    xs, was_tuple, custom, eps = _check(model, inputs, multiply_by_inputs, return_delta, custom_attribution_func, eps)
-    n = xs[0].shape[0]
-    bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-
-    def f(*values: Any) -> Any:
-        return call(model, values[:len(xs)], values[len(xs):])
-
-    res = multipliers_on_demand(f, xs, bs, args, args, tgt, eps=eps, model=model)
-    combine.warn_uncovered("deeplift", res.uncovered)
-    attrs = combine.attributions(res.grads, xs, bs, multiply_by_inputs, custom)
-    result = structure.restore(attrs, was_tuple)
-    if not return_delta:
-        return result
-    return result, combine.delta(attrs, res.out_x, res.out_b)
+    return _attribute("deeplift", model, inputs, baselines, False, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps)
 
 
 def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike, *, target: TargetLike = None,
@@ -117,30 +104,40 @@ def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike
       >>> attr.shape, delta.shape
       (torch.Size([4, 3]), torch.Size([40]))
     """
-    xs, was_tuple, custom, eps = _check(model, inputs, multiply_by_inputs, return_delta, custom_attribution_func, eps)
-    dist = format_distribution(baselines, xs, given=inputs)
-    n, m = xs[0].shape[0], dist[0].shape[0]
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-    pair_xs, pair_bs, pair_args, pair_tgt = combine.pairs(xs, dist, args, tgt)
-
-    def f(*values: Any) -> Any:
-        return call(model, values[:len(xs)], values[len(xs):])
-
-    res = multipliers_on_demand(f, pair_xs, pair_bs, pair_args, pair_args, pair_tgt, eps=eps, model=model)
-    combine.warn_uncovered("deeplift_shap", res.uncovered)
-    pair_attrs = combine.attributions(res.grads, pair_xs, pair_bs, multiply_by_inputs, custom)
-    result = structure.restore(combine.mean_over_baselines(pair_attrs, n, m), was_tuple)
-    if not return_delta:
-        return result
-    return result, combine.delta(pair_attrs, res.out_x, res.out_b)
+    return _attribute("deeplift_shap", model, inputs, baselines, True, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps)
 
 
-def _check(model: Any, inputs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any
-           ) -> tuple[structure.Tensors, bool, Optional[Callable[..., Any]], float]:
-    """The checks both methods make, in order: ``(xs, was_tuple, custom_attribution_func, eps)``."""
+def _attribute(name: str, model: Any, inputs: Any, baselines: Any, distribution: bool, target: Any, args: Any,
+               kwargs: Any, multiply_by_inputs: Any, return_delta: Any, custom: Any, eps: Any, layer: Any = None,
+               attribute_to_layer_input: Any = False) -> Any:
+    """DeepLift against ``baselines``, or (``distribution``) against every baseline of a distribution: every
+    (example, baseline) pair one row of a single batched pass, the attributions averaged over the pairs. With a
+    ``layer``, the head runs on the inputs' and the baselines' rows and the rescale rule on the tail."""
     check_callable("model", model)
     xs, was_tuple = structure.as_tuple(inputs)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
-    return xs, was_tuple, combine.check_custom(custom), check_nonnegative_float("eps", eps)
+    check_bool("attribute_to_layer_input", attribute_to_layer_input)
+    custom, eps = combine.check_custom(custom), check_nonnegative_float("eps", eps)
+    n = xs[0].shape[0]
+    dist = format_distribution(baselines, xs, given=inputs) if distribution else format_baselines(baselines, xs)
+    args = as_args(args, kwargs)
+    tgt = as_target(target, n, xs[0].device)
+    if distribution:
+        rows, bs, args, tgt = combine.pairs(xs, dist, args, tgt)
+    else:
+        rows, bs = xs, tuple(b.expand_as(x) for b, x in zip(dist, xs))
+    if layer is None:
+        f: Callable[..., Any] = lambda *v: call(model, v[:len(xs)], v[len(xs):])  # noqa: E731
+        (acts_x, rest_x), (acts_b, rest_b), module = (rows, args), (bs, args), model
+    else:
+        lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
+        f, module = lf.function(), lf.model
+        (acts_x, rest_x), (acts_b, rest_b) = lf.head(rows, args), lf.head(bs, args)
+    res = multipliers_on_demand(f, acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=module)
+    combine.warn_uncovered(name, res.uncovered)
+    attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
+    mean = combine.mean_over_baselines(attrs, n, dist[0].shape[0]) if distribution else attrs
+    result = structure.restore(mean, was_tuple) if layer is None else lf.restore(mean, rest_x)
+    return (result, combine.delta(attrs, res.out_x, res.out_b)) if return_delta else result

@@ -50,10 +50,6 @@ class Record:
         return not self.versions or tuple(t._version for t in tensors_in(self.output)) == self.versions[1:]
 
 
-def _copy(output: Any) -> Any:
-    return tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
-
-
 class Recorder(TorchFunctionMode):
     """Runs the forward pass as is; ``records`` gets each covered nonlinearity's input and output."""
 
@@ -74,7 +70,8 @@ class Recorder(TorchFunctionMode):
             result = func(*args, **kwargs)
             output = result
         if is_compiling():  # Dynamo tracks no version counters: keep copies of what the rule will read
-            self.records.append(Record(call.kind, call.name, x.clone(), _copy(output), ()))
+            copy = tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
+            self.records.append(Record(call.kind, call.name, x.clone(), copy, ()))
         else:
             versions = (x._version,) + tuple(t._version for t in tensors_in(output))
             self.records.append(Record(call.kind, call.name, x, output, versions))
@@ -127,13 +124,10 @@ class Replayer(TorchFunctionMode):
     def dependent(self, value: Any) -> bool:
         return any(self._has(t) for t in tensors_in(value))
 
-    def _any_dependent(self, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
-        return any(self.dependent(a) for a in args) or any(self.dependent(v) for v in kwargs.values())
-
     # ---- the pass
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        deps = self._any_dependent(args, kwargs)
+        deps = any(self.dependent(a) for a in args) or any(self.dependent(v) for v in kwargs.values())
         call = parse(func, args, kwargs)
         if call is not None:
             result = self._rule(call)

@@ -1,36 +1,10 @@
 """DeepLift and DeepLiftSHAP at a layer: the rescale rule on the tail of the split model."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
-from .. import structure
-from ..arguments import as_args
 from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, TargetLike, WithDeltaOrList
-from ..baselines import format_baselines, format_distribution
-from ..errors import check_bool, check_callable, check_nonnegative_float
-from ..structure import Tensors
-from ..targets import Target, as_target
-from ..layer.view import LayerFunction
-from . import combine
-from .engine import Multipliers, multipliers_on_demand
-
-
-def _run(model: ModelLike, layer: Any, xs: Tensors, bs: Tensors, args: Tuple[Any, ...], tgt: Target, eps: float,
-         attribute_to_layer_input: bool) -> Tuple[LayerFunction, Tensors, Tensors, Tuple[Any, ...], Multipliers]:
-    """The head on the inputs' and the baselines' rows, then the engine on the tail."""
-    lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
-    acts_x, rest_x = lf.head(xs, args)
-    acts_b, rest_b = lf.head(bs, args)
-    res = multipliers_on_demand(lf.function(), acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=lf.model)
-    return lf, acts_x, acts_b, rest_x, res
-
-
-def _check(multiply_by_inputs: Any, return_delta: Any, attribute_to_layer_input: Any, custom: Any,
-           eps: Any) -> Tuple[Optional[Callable[..., Any]], float]:
-    check_bool("multiply_by_inputs", multiply_by_inputs)
-    check_bool("return_delta", return_delta)
-    check_bool("attribute_to_layer_input", attribute_to_layer_input)
-    return combine.check_custom(custom), check_nonnegative_float("eps", eps)
+from .deeplift import _attribute
 
 
 def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
@@ -74,20 +48,8 @@ def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, basel
       >>> attr.shape, bool(delta.abs().max() < 1e-12)
       (torch.Size([4, 8]), True)
     """
-    check_callable("model", model)
-    custom, eps = _check(multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
-    xs, _ = structure.as_tuple(inputs)
-    n = xs[0].shape[0]
-    bs = tuple(b.expand_as(x) for b, x in zip(format_baselines(baselines, xs), xs))
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-    lf, acts_x, acts_b, rest_x, res = _run(model, layer, xs, bs, args, tgt, eps, attribute_to_layer_input)
-    combine.warn_uncovered("layer_deeplift", res.uncovered)
-    attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
-    result = lf.restore(attrs, rest_x)
-    if not return_delta:
-        return result
-    return result, combine.delta(attrs, res.out_x, res.out_b)
+    return _attribute("layer_deeplift", model, inputs, baselines, False, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps, layer, attribute_to_layer_input)
 
 
 def layer_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike, *,
@@ -121,20 +83,5 @@ def layer_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
       >>> attr.shape, delta.shape
       (torch.Size([4, 8]), torch.Size([40]))
     """
-    check_callable("model", model)
-    custom, eps = _check(multiply_by_inputs, return_delta, attribute_to_layer_input, custom_attribution_func, eps)
-    xs, _ = structure.as_tuple(inputs)
-    dist = format_distribution(baselines, xs, given=inputs)
-    n, m = xs[0].shape[0], dist[0].shape[0]
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
-    pair_xs, pair_bs, pair_args, pair_tgt = combine.pairs(xs, dist, args, tgt)
-    lf, acts_x, acts_b, rest_x, res = _run(model, layer, pair_xs, pair_bs, pair_args, pair_tgt, eps,
-                                   attribute_to_layer_input)
-    combine.warn_uncovered("layer_deeplift_shap", res.uncovered)
-    pair_attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
-    result = lf.restore(combine.mean_over_baselines(pair_attrs, n, m), rest_x)
-    if not return_delta:
-        return result
-    return result, combine.delta(pair_attrs, res.out_x, res.out_b)
-
+    return _attribute("layer_deeplift_shap", model, inputs, baselines, True, target, args, kwargs, multiply_by_inputs,
+                      return_delta, custom_attribution_func, eps, layer, attribute_to_layer_input)

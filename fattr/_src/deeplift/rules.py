@@ -24,23 +24,19 @@ Where ``|x - ref| < eps`` the multiplier is the op's own gradient at ``x`` (Capt
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch._C._functorch import _unwrap_for_grad
 from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
 from ..compiled import marked
-from ..recompute import reads
+from ..gradients import leaf_gradients
 from ..structure import Tensors
 from .catalog import Call
 
 Tensor = torch.Tensor
 Constant = Callable[[Tensor], Tensor]  # x -> x0: x as a constant of the rule pass's differentiation
-
-
-def _total(out: Tensor) -> Tensor:
-    return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
 
 
 def rule_pass(forward: Callable[[Tensors, Constant], Tensor], rows: Tensors) -> Tuple[Tensor, Tensors]:
@@ -55,14 +51,7 @@ def rule_pass(forward: Callable[[Tensors, Constant], Tensor], rows: Tensors) -> 
         pair = torch.func.vjp(inner, *rows)  # (out, vjp_fn)
         out, vjp = pair[0], pair[1]
         return out, tuple(vjp(torch.ones_like(out)))
-    with torch.enable_grad():
-        leaves = tuple(r.detach().requires_grad_() for r in rows)
-        out = forward(leaves, Tensor.detach)
-        found: Sequence[Optional[Tensor]] = (
-            torch.autograd.grad(_total(out), leaves, allow_unused=True) if out.requires_grad
-            else (None,) * len(leaves))
-    reads(out, exclude=leaves)
-    return out.detach(), tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, rows))
+    return leaf_gradients(lambda leaves: forward(leaves, Tensor.detach), rows)
 
 
 def _safe(d_in: Tensor, small: Tensor) -> Tensor:

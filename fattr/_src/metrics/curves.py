@@ -18,6 +18,7 @@ from ..errors import check_callable, check_positive_int
 from ..gradients import outputs
 from ..perturbation.features import Features, group_ids
 from ..targets import as_target
+from .randomization import ranks
 
 
 def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any, args: Any, kwargs: Any,
@@ -38,9 +39,7 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
     with torch.no_grad():  # the order is a discrete choice: no gradient flows through it
         scores = torch.zeros(n, n_features, dtype=torch.float64, device=device)
         scores.scatter_add_(1, ids, torch.cat([a.reshape(n, -1) for a in attrs], 1).to(torch.float64))
-        order = torch.argsort(-scores, dim=1, stable=True)  # highest first, ties by feature index
-        rank = torch.empty_like(order).scatter_(1, order, torch.arange(n_features, device=device).expand(n, -1))
-        element_rank = rank.gather(1, ids)  # (B, D): the rank of each element's feature
+        element_rank = ranks(-scores).gather(1, ids)  # (B, D): each element's feature's rank, highest first
     counts = torch.tensor([(k * n_features) // n_steps for k in range(n_steps + 1)], device=device)
     changed = element_rank.unsqueeze(0) < counts.reshape(-1, 1, 1)  # (K, B, D): features moved at point k
     if not delete:

@@ -13,17 +13,16 @@ from ..errors import check_bool, check_callable, fail
 from ..layer.resolve import resolve
 
 
-def _ranks(values: torch.Tensor) -> torch.Tensor:
-    """Ranks along dim 1 (0 = smallest; ties by position), as float64."""
+def ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks along dim 1 (0 = smallest; ties by position), int64."""
     order = torch.argsort(values, dim=1, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(values.shape[1], device=values.device).expand_as(order))
-    return ranks.to(torch.float64)
+    positions = torch.arange(values.shape[1], device=values.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, positions)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation of the rows of two ``(B, D)`` tensors (ties ranked by position)."""
-    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ranks(a).to(torch.float64), ranks(b).to(torch.float64)
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     denom = (ra.norm(dim=1) * rb.norm(dim=1))
     return (ra * rb).sum(1) / torch.where(denom == 0, torch.ones_like(denom), denom)

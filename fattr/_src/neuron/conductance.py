@@ -12,6 +12,7 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, 
 from ..baselines import format_baselines
 from ..compiled import marked
 from ..errors import check_bool, check_optional_positive_int, fail
+from ..gradients import total_sum
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..recompute import checkpoint, reads
@@ -120,7 +121,7 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
             act, rest = neuron.split.head(*leaves, *rows_args)
             acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
             out = target.select(neuron.split.tail(act, rest), n_rows)
-            layer_grads = torch.autograd.grad(_total(out), acts, retain_graph=True, allow_unused=True)
+            layer_grads = torch.autograd.grad(total_sum(out), acts, retain_graph=True, allow_unused=True)
             layer_grads = tuple(torch.zeros_like(y) if g is None else g for g, y in zip(layer_grads, acts))
             # the selector's cotangent of <dF/dy, y>: dF/dy on the selected neurons (for any selector)
             probes = tuple(y.detach().requires_grad_() for y in acts)
@@ -134,10 +135,6 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
         return grads
 
     return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner, traceable=True)
-
-
-def _total(out: Tensor) -> Tensor:
-    return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
 
 
 _CARRIED = object()  # where a tensor of the head's ``rest`` was
@@ -164,7 +161,7 @@ def _with_graph(neuron: Neuron, rows: Tensors, rows_args: Tuple[Any, ...], targe
 
     def output(*a: Tensor) -> Tensor:
         a = marked(a)
-        return _total(target.select(neuron.split.tail(a if several else a[0], rest), n_rows))
+        return total_sum(target.select(neuron.split.tail(a if several else a[0], rest), n_rows))
 
     layer_grads = torch.func.grad(output, argnums=argnums)(*acts)
 

@@ -39,22 +39,13 @@ class Neuron:
         self.split = build(model, layer, attribute_to_neuron_input, allow_list=False, exportable=exportable,
                            side="attribute_to_neuron_input")
 
-    @property
-    def count(self) -> int:
-        return len(self.selectors)
-
-    def activation(self, values: Tuple[Any, ...], keywords: Any) -> Any:
-        """The layer's activation for ``f``-style arguments (inputs, then args, then keywords)."""
-        act, _ = self.split.head(*as_args(values, keywords))
-        return act
-
     def function(self) -> Callable[..., Tensor]:
         """``g(*inputs, *args, **kwargs)``: ``(n_rows,)`` for one selector, ``(n_rows, K)`` for a list."""
         selectors: List[Selector] = self.selectors
         single = not self.was_list
 
         def g(*values: Any, **keywords: Any) -> Tensor:
-            act = self.activation(values, keywords)
+            act, _ = self.split.head(*as_args(values, keywords))  # the layer's activation
             n = values[0].shape[0]
             if single:
                 return selectors[0](act, n)
@@ -67,7 +58,7 @@ class Neuron:
               ) -> Tuple[Tensors, Tuple[Any, ...], Optional[Tensors], Tensor]:
         """``(inputs, args, baselines, target)`` with every example repeated once per selector, block-major
         (``baselines`` too when they are per example: None and numbers mean zeros and constants)."""
-        n, k = xs[0].shape[0], self.count
+        n, k = xs[0].shape[0], len(self.selectors)
         bases = None
         if per_example_baselines:
             bases = tuple(tile(b.expand_as(x), k) for b, x in zip(format_baselines(baselines, xs), xs))
@@ -77,6 +68,6 @@ class Neuron:
     def untile(self, result: Any, was_tuple: bool) -> List[Attributions]:
         """Per selector, its block of the rows, in the inputs' structure."""
         parts, _ = structure.as_tuple(result)
-        k = self.count
+        k = len(self.selectors)
         blocks = [structure.unfold(p, k) for p in parts]
         return [structure.restore(tuple(b[s] for b in blocks), was_tuple) for s in range(k)]

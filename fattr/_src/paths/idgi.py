@@ -13,10 +13,9 @@ from ..baselines import format_baselines
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_optional_positive_int, fail
 from ..gradients import gradients, outputs
-from ..path import accumulation_dtype
+from ..path import accumulation_dtype, line_points
 from ..quadrature import quadrature
 from ..targets import as_target
-from .straight import line_points
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 

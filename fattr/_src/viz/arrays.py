@@ -26,12 +26,11 @@ def to_numpy(value: Any, name: str) -> np.ndarray:
     """A float64 numpy copy of a tensor, an array or a (nested) list of numbers."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64).numpy()
-    if isinstance(value, (np.ndarray, list, tuple)) or np.isscalar(value):
-        try:
-            array = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            fail(name, "a tensor, a numpy array or a list of numbers", value, kind=TypeError)
-        return array
+    try:
+        if isinstance(value, (np.ndarray, list, tuple)) or np.isscalar(value):
+            return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
     fail(name, "a tensor, a numpy array or a list of numbers", value, kind=TypeError)
 
 
