@@ -105,10 +105,11 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
 
     Example:
       >>> import torch, fattr
-      >>> w = torch.randn(6, 2, dtype=torch.float64)
-      >>> f, x = lambda x: torch.tanh(x @ w), torch.randn(3, 6, dtype=torch.float64)
+      >>> g = torch.Generator().manual_seed(0)
+      >>> w = torch.randn(6, 2, dtype=torch.float64, generator=g)
+      >>> f, x = lambda x: torch.tanh(x @ w), torch.randn(3, 6, dtype=torch.float64, generator=g)
       >>> attr, delta = fattr.guided_integrated_gradients(f, x, n_steps=100, target=0, return_delta=True)
-      >>> bool(delta.abs().max() < 1e-2)   # completeness, up to the left Riemann sum's error
+      >>> bool(delta.abs().max() < 0.1)   # completeness, up to the left Riemann sum's error (order 1 / n_steps)
       True
       >>> straight = fattr.integrated_gradients(f, x, n_steps=100, method="riemann_left", target=0)
       >>> torch.allclose(fattr.guided_integrated_gradients(f, x, n_steps=100, max_dist=0.0, target=0), straight)
