@@ -75,3 +75,18 @@ def test_reads_made_without_grad_mode_are_unknown():
         read = recompute._Reads()  # no node for the anchor: no point in history to compare with
     read.walk(out)
     assert read.found is None
+
+
+def test_a_path_closing_over_a_tensor_names_it():
+    """Only the path reads ``x`` (the engine's tensors are empty): its gradient comes through ``reads``."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double().eval()
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    attr = fattr.path_attribution(model, lambda a: x * a ** 2, n_steps=4, method="riemann_left", target=0)
+    got = torch.autograd.grad(attr.square().sum(), x)[0]
+    want = 0  # the reference: the left Riemann sum with its graph kept
+    for a in (0.0, 0.25, 0.5, 0.75):
+        point = x * a ** 2
+        slope = torch.autograd.grad(model(point)[:, 0].sum(), point, create_graph=True)[0]
+        want = want + 0.25 * slope * 2 * a * x
+    torch.testing.assert_close(got, torch.autograd.grad(want.square().sum(), x)[0], rtol=1e-12, atol=1e-12)

@@ -55,12 +55,15 @@ def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Se
     forward's graph, whose nodes outlive the backward pass, names what ``f`` read: :func:`.recompute.reads`)."""
     if torch.is_grad_enabled():  # torch.func.grad: differentiable in whatever rows, args and f depend on
         return _with_graph(f, rows, target, args)
-    with torch.enable_grad():
+    torch._C._set_grad_enabled(True)  # (not a context manager: this runs on every call)
+    try:
         leaves = tuple(r.detach().requires_grad_() for r in rows)
         out = target.select(call(f, leaves, args), leaves[0].shape[0])
         total = _total(out)
         found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not total.requires_grad else
                                              torch.autograd.grad(total, leaves, allow_unused=True))
+    finally:
+        torch._C._set_grad_enabled(False)
     recompute.reads(out, exclude=leaves)
     return tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
 

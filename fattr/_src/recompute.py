@@ -277,8 +277,8 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
     # detached after it under no_grad. Under Dynamo with grad mode on, fn of a module's call keeps the eager
     # cost model: values from an inference graph, recomputed in backward (.compiled).
-    owner = module_of(module)
     if tracing.is_traced() or _local.keep:
+        owner = module_of(module)
         if (torch.is_grad_enabled() and compiled.dynamo_tracing()
                 and not (owner is not None and owner.training and not memory_first)):
             values = compiled.attached(fn, tensors, owner)  # an inference graph, recomputed on demand
@@ -290,6 +290,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             return tuple(v.detach() for v in fn(tensors))
     if not torch.is_grad_enabled() or forward:
         return tuple(fn(tensors))  # nothing to attach; or a forward pass, whose graph costs little
+    owner = module_of(module)
     if (_local.recomputing or owner is not None and owner.training) and not memory_first:
         return _graphed(fn, tensors)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
