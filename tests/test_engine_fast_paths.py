@@ -90,3 +90,29 @@ def test_a_path_closing_over_a_tensor_names_it():
         slope = torch.autograd.grad(model(point)[:, 0].sum(), point, create_graph=True)[0]
         want = want + 0.25 * slope * 2 * a * x
     torch.testing.assert_close(got, torch.autograd.grad(want.square().sum(), x)[0], rtol=1e-12, atol=1e-12)
+
+
+class _Logged(torch.Tensor):
+    """A tensor subclass that records the ``torch.autograd.grad`` calls it takes part in."""
+
+    grads: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.autograd.grad:
+            cls.grads.append(func)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_tensor_subclasses_take_the_public_gradient_path():
+    """The gradient pass calls the autograd engine directly for plain tensors only; a subclass's
+    ``__torch_function__`` still sees ``torch.autograd.grad``."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double().eval()
+    x = torch.randn(2, 3, dtype=torch.float64)
+    _Logged.grads.clear()
+    got = fattr.saliency(model, x.as_subclass(_Logged), target=0, abs=False)
+    assert len(_Logged.grads) == 1
+    leaf = x.clone().requires_grad_()
+    want = torch.autograd.grad(model(leaf)[:, 0].sum(), leaf)[0]
+    torch.testing.assert_close(got.as_subclass(torch.Tensor), want, rtol=0, atol=0)
