@@ -1,8 +1,8 @@
 """The engine's per-call shortcuts give what the general path gives.
 
 A one-element target tensor is read once into a static index; the recomputation's leaf walk
-recognises a leaf by its node's type; a checkpoint's bookkeeping made without grad mode means
-"unknown". References: plain indexing, ``torch.autograd`` with the graph kept.
+recognises a leaf by its node's type and a graph made before the call by its sequence numbers.
+References: plain indexing, ``torch.autograd`` with the graph kept.
 """
 from __future__ import annotations
 
@@ -68,12 +68,15 @@ def test_walk_tells_leaves_by_node_type_not_by_attribute():
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_reads_made_without_grad_mode_are_unknown():
+def test_reads_tell_graphs_made_before_them_from_those_made_after():
     w = torch.randn(3, requires_grad=True)
-    out = (w * 2).sum()  # a graph with an interior node
+    before = (w * 2).sum()  # a graph with interior nodes, made before the reads
     with torch.no_grad():
-        read = recompute._Reads()  # no node for the anchor: no point in history to compare with
-    read.walk(out)
+        read = recompute._Reads()  # (grad mode does not matter)
+    after = (w * 3).sum()
+    read.walk(after)
+    assert read.found == {id(w): w}
+    read.walk(before)
     assert read.found is None
 
 

@@ -28,7 +28,7 @@ from .calling import module_of, submodules
 from . import compiled, tracing
 from .twice import twice_differentiable
 
-_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
+_next_node = torch._C._autograd._get_sequence_nr  # the sequence number this thread's next autograd node gets
 _AUTOCAST = ("cpu", "cuda")
 _ACCUMULATE = getattr(torch._C._functions, "AccumulateGrad")  # the type of a leaf's node
 
@@ -56,10 +56,7 @@ class _Reads:
     skip: Set[int]
 
     def __init__(self) -> None:
-        """Made with grad mode on, so that the anchor's view gets a node (without one, every node counts
-        as older than the call: unknown)."""
-        anchor = _ANCHOR.view(()).grad_fn
-        self.since, self.found, self.skip = anchor._sequence_nr() if anchor is not None else 1 << 62, {}, set()
+        self.since, self.found, self.skip = _next_node(), {}, set()
 
     def walk(self, output: Tensor) -> None:
         """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
