@@ -219,6 +219,11 @@ class _Recomputed(torch.autograd.Function):
         return none + tuple(grads)
 
 
+# Function.apply without its Python layer, which serves functorch transforms only (never active here: a
+# recomputing node is made outside them, the policy in :func:`checkpoint`) and costs ~20 calls per call
+_attach = super(torch.autograd.Function, _Recomputed).apply
+
+
 @contextlib.contextmanager
 def keep_graph() -> Iterator[None]:
     """Every :func:`checkpoint` in this block (this thread) takes the policy under tracing: a switch for tests."""
@@ -305,7 +310,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             full[i] = s
         return _run(fn, tuple(full), None)
 
-    return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked),
+    return _attach(again, context, tuple(v.detach() for v in values), len(tracked),
                              *(tensors[i] for i in tracked), *read.found.values())
 
 
