@@ -219,8 +219,7 @@ class _Recomputed(torch.autograd.Function):
         return none + tuple(grads)
 
 
-# Function.apply without its Python layer, which serves functorch transforms only (never active here: a
-# recomputing node is made outside them, the policy in :func:`checkpoint`) and costs ~20 calls per call
+# Function.apply without its Python layer (~20 calls), which serves functorch transforms: never active here
 _attach = super(torch.autograd.Function, _Recomputed).apply
 
 
@@ -311,7 +310,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         return _run(fn, tuple(full), None)
 
     return _attach(again, context, tuple(v.detach() for v in values), len(tracked),
-                             *(tensors[i] for i in tracked), *read.found.values())
+                   *(tensors[i] for i in tracked), *read.found.values())
 
 
 def checkpoint_aux(fn: Callable[[Tensors], Tuple[Tensors, Any]], tensors: Sequence[Tensor],
