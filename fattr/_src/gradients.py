@@ -44,8 +44,8 @@ def _total(out: Tensor) -> Tensor:
 
 def _vjp(total: Tensor, leaves: Tensors) -> Sequence[Optional[Tensor]]:
     """``torch.autograd.grad(total, leaves, allow_unused=True)`` without its argument handling (~30 calls) for
-    plain tensors; tensor subclasses take the public path."""
-    if type(total) is not Tensor or torch._C._has_torch_function(leaves):
+    plain real tensors; tensor subclasses (and complex totals: its error) take the public path."""
+    if type(total) is not Tensor or not total.is_floating_point() or torch._C._has_torch_function(leaves):
         return torch.autograd.grad(total, leaves, allow_unused=True)
     return _run_backward((total,), (torch.ones_like(total),), False, False, leaves, True, accumulate_grad=False)
 
