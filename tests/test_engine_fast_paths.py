@@ -119,3 +119,8 @@ def test_tensor_subclasses_take_the_public_gradient_path():
     leaf = x.clone().requires_grad_()
     want = torch.autograd.grad(model(leaf)[:, 0].sum(), leaf)[0]
     torch.testing.assert_close(got.as_subclass(torch.Tensor), want, rtol=0, atol=0)
+
+
+def test_a_complex_output_is_refused_as_torch_refuses_it():
+    with pytest.raises(RuntimeError, match="real scalar outputs"):
+        fattr.saliency(lambda x: (x * (1 + 1j)).sum(1, keepdim=True), torch.randn(2, 3))
