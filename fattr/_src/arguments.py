@@ -99,9 +99,10 @@ def split_args(args: Sequence[Any]) -> Tuple[Tensors, Callable[[Tensors], Tuple[
     """``(tensors, rebuild)``: the tensors among ``args`` (keyword values included), and
     ``rebuild(new_tensors) -> args`` with them replaced (the tensors are what a computation over
     ``args`` may be differentiated by)."""
-    if not args:
-        return (), lambda tensors: ()
-    found = tuple(v for v in values(args) if isinstance(v, torch.Tensor))
+    found = tuple(v for v in values(args) if isinstance(v, torch.Tensor)) if args else ()
+    if not found:  # nothing to replace
+        kept = tuple(args)
+        return (), lambda tensors: kept
 
     def rebuild(tensors: Tensors) -> Tuple[Any, ...]:
         it = iter(tensors)

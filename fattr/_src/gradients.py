@@ -34,6 +34,7 @@ from .structure import Tensors
 from .targets import Target
 
 Tensor = torch.Tensor
+_run_backward = torch.autograd.graph._engine_run_backward  # what torch.autograd.grad calls
 
 
 def total_sum(out: Tensor) -> Tensor:
@@ -42,16 +43,27 @@ def total_sum(out: Tensor) -> Tensor:
     return out.sum(dtype=torch.float32) if low_precision else out.sum()
 
 
+def _vjp(total: Tensor, leaves: Tensors) -> Sequence[Optional[Tensor]]:
+    """``torch.autograd.grad(total, leaves, allow_unused=True)`` without its argument handling (~30 calls) for
+    plain real tensors; tensor subclasses (and complex totals: its error) take the public path."""
+    if type(total) is not Tensor or not total.is_floating_point() or torch._C._has_torch_function(leaves):
+        return torch.autograd.grad(total, leaves, allow_unused=True)
+    return _run_backward((total,), (torch.ones_like(total),), False, False, leaves, True, accumulate_grad=False)
+
+
 def leaf_gradients(forward: Callable[[Tensors], Tensor], rows: Tensors) -> Tuple[Tensor, Tensors]:
     """``forward(rows)`` (one value per row), detached, and its per-row gradients, without a graph: fresh
     leaves, and the forward's graph, whose nodes outlive the backward pass, names what it read
     (:func:`.recompute.reads`)."""
-    with torch.enable_grad():
+    enabled = torch.is_grad_enabled()
+    torch._C._set_grad_enabled(True)  # (not a context manager: this runs on every call)
+    try:
         leaves = tuple(r.detach().requires_grad_() for r in rows)
         out = forward(leaves)
         summed = total_sum(out)
-        found: Sequence[Optional[Tensor]] = ((None,) * len(leaves) if not summed.requires_grad else
-                                             torch.autograd.grad(summed, leaves, allow_unused=True))
+        found: Sequence[Optional[Tensor]] = (None,) * len(leaves) if not summed.requires_grad else _vjp(summed, leaves)
+    finally:
+        torch._C._set_grad_enabled(enabled)
     recompute.reads(out, exclude=leaves)
     return out.detach(), tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
 

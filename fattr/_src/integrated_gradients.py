@@ -1,7 +1,7 @@
 """Integrated Gradients: the path integral on the straight line from baseline to input."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -14,7 +14,7 @@ from .errors import check_bool, check_callable, check_optional_positive_int
 from .path import accumulation_dtype, line_points, weighted_gradient_sum
 from .quadrature import Method, rule
 from .structure import Tensors
-from .targets import as_target
+from .targets import Target, as_target
 
 
 def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 50,
@@ -60,10 +60,19 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
-    bases = format_baselines(baselines, xs)
-    n = xs[0].shape[0]
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
+    bases, args = format_baselines(baselines, xs), as_args(args, kwargs)
+    tgt = as_target(target, xs[0].shape[0], xs[0].device)
+    attr = integrate(f, xs, bases, n_steps, method, tgt, args, chunk_size, multiply_by_inputs)
+    result = structure.restore(attr, was_tuple)
+    if not return_delta:
+        return result
+    return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
+
+
+def integrate(f: Callable[..., Any], xs: Tensors, bases: Tensors, n_steps: int, method: Method, tgt: Target,
+              args: Tuple[Any, ...], chunk_size: Optional[int], multiply_by_inputs: bool) -> Tensors:
+    """:func:`integrated_gradients` of checked arguments (its callers checked them: layer IG calls it on the
+    tail with every call): flat attributions, one per input."""
     device, dtype = xs[0].device, xs[0].dtype  # the nodes in the inputs' dtype, the weights in the sum's:
     one = all(x.dtype == dtype for x in xs)    # cast once (cached), not per chunk; mixed dtypes: float64
     alphas, weights = rule(method, n_steps, dtype=dtype if one else torch.float64, device=device,
@@ -75,12 +84,7 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
         return line_points(a, ends[:k], ends[k:]), None
 
     grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
-                                  n_examples=n, chunk_size=chunk_size)
+                                  n_examples=xs[0].shape[0], chunk_size=chunk_size)
     if multiply_by_inputs:
-        attr = tuple((g * d).to(x.dtype) for g, d, x in zip(grads, diffs, xs))  # in g's (the sum's) dtype
-    else:
-        attr = tuple(g.to(x.dtype) for g, x in zip(grads, xs))
-    result = structure.restore(attr, was_tuple)
-    if not return_delta:
-        return result
-    return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
+        return tuple((g * d).to(x.dtype) for g, d, x in zip(grads, diffs, xs))  # in g's (the sum's) dtype
+    return tuple(g.to(x.dtype) for g, x in zip(grads, xs))

@@ -49,7 +49,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     ``points(alphas, tensors)`` builds the path points from ``tensors`` (the inputs, the
     baselines: whatever the result is differentiated with respect to), under the chunk's grad
     mode: without grad in a graph-free pass (a path that closes over other tensors enables grad
-    to build them, so that their graph names what they read: :func:`.recompute.reads`). Each chunk's share
+    to build them, and names what they read: :func:`.recompute.reads`). Each chunk's share
     is computed without a graph and is differentiable on demand (:mod:`.recompute`), so
     memory follows ``chunk_size`` whether or not the result is differentiated later.
     Returned per input in the accumulation dtype, shaped like one batch ``(B, ...)``.
@@ -65,7 +65,6 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
         def chunk(inputs: Tensors, a: torch.Tensor = a, w: torch.Tensor = w) -> Tensors:
             k = a.shape[0]
             pts, vel, *carried = points(a, inputs[:n_tensors])  # carried: per-point args (a split's rest)
-            reads(*pts, *(vel or ()))  # a path may close over tensors that require grad (path_attribution)
             per_point = tuple(carried[0]) if carried else ()
             grads = gradient_pass(f, tuple(structure.fold(p) for p in pts), target.tile(k),
                                   tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point)
@@ -143,6 +142,7 @@ def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensor
     def points(a: torch.Tensor, _: Tensors) -> Tuple[Tensors, Tensors]:
         with torch.enable_grad():  # path may close over tensors that require grad
             pts, vel = torch.func.vmap(tangent_point)(a.to(dtype=torch.float64, device=device))
+        reads(*pts, *vel)  # their graphs name what they read
         for p, ref in zip(pts, probe_t):
             if p.shape[1:] != ref.shape:
                 fail("path", f"points of one shape for every alpha, {tuple(ref.shape)}", p[0])

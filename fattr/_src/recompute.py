@@ -28,7 +28,7 @@ from .calling import module_of, submodules
 from . import compiled, tracing
 from .twice import twice_differentiable
 
-_ANCHOR = torch.zeros((), requires_grad=True)  # never changed: each _Reads makes a new node from it
+_next_node = torch._C._autograd._get_sequence_nr  # the sequence number this thread's next autograd node gets
 _AUTOCAST = ("cpu", "cuda")
 _ACCUMULATE = getattr(torch._C._functions, "AccumulateGrad")  # the type of a leaf's node
 
@@ -56,10 +56,7 @@ class _Reads:
     skip: Set[int]
 
     def __init__(self) -> None:
-        """Made with grad mode on, so that the anchor's view gets a node (without one, every node counts
-        as older than the call: unknown)."""
-        anchor = _ANCHOR.view(()).grad_fn
-        self.since, self.found, self.skip = anchor._sequence_nr() if anchor is not None else 1 << 62, {}, set()
+        self.since, self.found, self.skip = _next_node(), {}, set()
 
     def walk(self, output: Tensor) -> None:
         """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
@@ -222,6 +219,10 @@ class _Recomputed(torch.autograd.Function):
         return none + tuple(grads)
 
 
+# Function.apply without its Python layer (~20 calls), which serves functorch transforms: never active here
+_attach = super(torch.autograd.Function, _Recomputed).apply
+
+
 @contextlib.contextmanager
 def keep_graph() -> Iterator[None]:
     """Every :func:`checkpoint` in this block (this thread) takes the policy under tracing: a switch for tests."""
@@ -277,8 +278,8 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
     # detached after it under no_grad. Under Dynamo with grad mode on, fn of a module's call keeps the eager
     # cost model: values from an inference graph, recomputed in backward (.compiled).
-    owner = module_of(module)
     if tracing.is_traced() or _local.keep:
+        owner = module_of(module)
         if (torch.is_grad_enabled() and compiled.dynamo_tracing()
                 and not (owner is not None and owner.training and not memory_first)):
             values = compiled.attached(fn, tensors, owner)  # an inference graph, recomputed on demand
@@ -290,6 +291,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             return tuple(v.detach() for v in fn(tensors))
     if not torch.is_grad_enabled() or forward:
         return tuple(fn(tensors))  # nothing to attach; or a forward pass, whose graph costs little
+    owner = module_of(module)
     if (_local.recomputing or owner is not None and owner.training) and not memory_first:
         return _graphed(fn, tensors)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
@@ -307,8 +309,8 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             full[i] = s
         return _run(fn, tuple(full), None)
 
-    return _Recomputed.apply(again, context, tuple(v.detach() for v in values), len(tracked),
-                             *(tensors[i] for i in tracked), *read.found.values())
+    return _attach(again, context, tuple(v.detach() for v in values), len(tracked),
+                   *(tensors[i] for i in tracked), *read.found.values())
 
 
 def checkpoint_aux(fn: Callable[[Tensors], Tuple[Tensors, Any]], tensors: Sequence[Tensor],

@@ -50,4 +50,5 @@ def heads(lf: LayerFunction, batches: Sequence[Tensors], args: Tuple[Any, ...], 
         with _LOCK:
             _SEPARATE.setdefault(owner, set()).add(key)
         return [lf.head(batch, args) for batch in batches]
-    return [(tuple([a[i * n:(i + 1) * n] for a in acts]), rest) for i in range(m)]
+    parts = [a.tensor_split(m) for a in acts]  # (one op per activation: m views of n rows)
+    return [(tuple([p[i] for p in parts]), rest) for i in range(m)]

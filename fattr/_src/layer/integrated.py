@@ -15,7 +15,7 @@ All three take *input-space* baselines, as Captum does:
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, cast
+from typing import Any, List, Optional, Tuple
 
 import torch
 
@@ -26,7 +26,7 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, 
 from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
-from ..integrated_gradients import integrated_gradients
+from ..integrated_gradients import integrate
 from ..path import weighted_gradient_sum
 from ..recompute import checkpoint_aux
 from ..quadrature import Method, rule
@@ -86,17 +86,17 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     check_bool("return_delta", return_delta)
     xs, _ = structure.as_tuple(inputs)
     args = as_args(args, kwargs)
+    chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
     f, n, m = lf.function(), xs[0].shape[0], len(xs)
     arg_tensors, rebuild = split_args(args)
+    tgt = as_target(target, n, xs[0].device)
 
     def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # heads, path (and delta): one checkpoint
         (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (tensors[:m], tensors[m:2 * m]), rebuild(tensors[2 * m:]), n)
-        attr = cast(Tensors, integrated_gradients(f, acts_x, acts_b, n_steps, method, target=target, args=rest_x,
-                                                  chunk_size=chunk_size, multiply_by_inputs=multiply_by_inputs))
+        attr = integrate(f, acts_x, acts_b, n_steps, method, tgt, rest_x, chunk_size, multiply_by_inputs)
         if not return_delta:
             return attr, rest_x[-1:]
-        tgt = as_target(target, n, xs[0].device)  # (the head named the model's parameters: :func:`..recompute.reads`)
         return attr + (outputs(f, acts_x, tgt, rest_x).to(torch.float64)
                        - outputs(f, acts_b, tgt, rest_b).to(torch.float64),), rest_x[-1:]
 
