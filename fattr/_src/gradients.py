@@ -97,5 +97,9 @@ def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequen
 
 
 def outputs(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> torch.Tensor:
-    """``f(rows)[target]``, one value per row."""
-    return target.select(call(f, rows, args), rows[0].shape[0])
+    """``f(rows)[target]``, one value per row: a forward pass (:func:`.recompute.checkpoint`'s ``forward``:
+    compiled, from an inference graph, recomputed if it is differentiated)."""
+    arg_tensors, rebuild = split_args(args)
+    k = len(rows)
+    return recompute.checkpoint(lambda ts: (target.select(call(f, ts[:k], rebuild(ts[k:])), rows[0].shape[0]),),
+                                tuple(rows) + arg_tensors, module=f, forward=True)[0]
