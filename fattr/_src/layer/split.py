@@ -4,10 +4,11 @@ Tracing and partitioning a model costs milliseconds, more than a layer method on
 a small model, so plans are shared across splits and calls: a process-wide cache
 keyed by the model (referred to weakly: a model is never kept alive by it, and
 nothing is stored on it), the layers, ``attribute_to_layer_input`` and the
-specialisation. Every ``head`` call recomputes :func:`.fingerprint.fingerprint` and
-retraces when it differs from the plan's (a submodule replaced, ``train()`` /
-``eval()``, a hook added, a Python attribute such as a flag changed). Parameter
-and buffer values are not part of it: they are read at call time.
+specialisation. Every ``head`` call checks the model against the plan's
+:func:`.fingerprint.fingerprint` (cheaply first: :mod:`.watch`) and retraces when it
+differs (a submodule replaced, ``train()`` / ``eval()``, a hook added, a Python
+attribute such as a flag changed). Parameter and buffer values are not part of it:
+they are read at call time.
 
 A head call is two parts: ``find`` (the plan for these values: caches, fingerprint,
 ``last``, the fallback's warning, all its side effects) and ``run`` (the plan run on
