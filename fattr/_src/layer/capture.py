@@ -38,6 +38,12 @@ def global_hooks() -> bool:
     return any(len(d) for d in global_hook_dicts())
 
 
+def refuse_hooks(traced: Iterable[nn.Module]) -> None:
+    """:class:`Untraceable` when a hook would be traced (run once, at capture, not at every call)."""
+    if global_hooks() or any(has_hooks(m) for m in traced):
+        raise Untraceable("hooks are registered on modules whose forward would be traced")
+
+
 def _same_value(a: Any, b: Any) -> bool:
     """``a is b``, or equal plain values (not tensors) of one type."""
     if a is b:

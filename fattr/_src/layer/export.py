@@ -39,7 +39,7 @@ from torch.utils import _pytree as pytree
 from ..arguments import unpack
 from ..compiled import dynamo_tracing
 from . import locking
-from .capture import Untraceable, attributes_kept, global_hooks, has_hooks, pack
+from .capture import Untraceable, attributes_kept, pack, refuse_hooks
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
 
@@ -118,8 +118,7 @@ def _region(nodes: List[Node], fqn: str) -> Set[Node]:
 def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], fqns: Sequence[str],
          to_input: bool) -> Plan:
     """Export ``root`` on ``tensors`` and cut the graph at the modules named ``fqns``."""
-    if global_hooks() or any(has_hooks(m) for m in root.modules()):  # an export would run them once, at capture
-        raise Untraceable("hooks are registered on modules whose forward would be traced")
+    refuse_hooks(root.modules())  # (an export traces every module's forward)
     batch = torch.export.Dim("batch")
     examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
     dynamic = (tuple({0: batch} if b else None for b in batched),)

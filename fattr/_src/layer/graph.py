@@ -40,7 +40,7 @@ from ..arguments import as_args, unpack
 from ..calling import call, writes_buffers
 from ..errors import Shown, fail
 from . import locking
-from .capture import Untraceable, attributes_kept, clone, global_hooks, has_hooks
+from .capture import Untraceable, attributes_kept, clone, refuse_hooks
 from .resolve import registrations
 
 
@@ -109,8 +109,7 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     if any(layer is model for layer in layers):
         raise Untraceable("the layer is the model itself")
     ancestors = _ancestors(model, layers)
-    if global_hooks() or any(has_hooks(m) for m in model.modules() if id(m) in ancestors):
-        raise Untraceable("hooks are registered on modules whose forward would be traced")
+    refuse_hooks(m for m in model.modules() if id(m) in ancestors)
     if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
         raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
     tracer = _Tracer(ancestors)
