@@ -19,14 +19,14 @@ outer backward differentiates the multipliers exactly and Dynamo traces the whol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
 
 from ..calling import module_of
 from ..errors import fail
 from ..arguments import split_args
-from ..recompute import checkpoint, reads
+from ..recompute import checkpoint_aux, reads
 from ..structure import Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
@@ -100,17 +100,14 @@ def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_
     tb, rebuild_b = split_args(rest_b)
     k, kx = len(xs), len(tx)
     module = module_of(model)
-    found: Dict[str, List[str]] = {}
 
-    def run(tensors: Tensors) -> Tensors:
+    def run(tensors: Tensors) -> Tuple[Tensors, List[str]]:
         rx, rb = rebuild_x(tensors[2 * k:2 * k + kx]), rebuild_b(tensors[2 * k + kx:])
         res = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb), tensors[:k], tensors[k:2 * k],
                           target, eps=eps)
-        if "uncovered" not in found:  # the first run's (a recomputation under Dynamo must not write)
-            found["uncovered"] = res.uncovered
         if module is not None:  # the baselines' pass kept no graph to walk: count everything the model may read
             reads(module)
-        return res.grads + (res.out_x, res.out_b)
+        return res.grads + (res.out_x, res.out_b), res.uncovered
 
-    values = checkpoint(run, tuple(xs) + tuple(bs) + tx + tb, module=module, traceable=True)
-    return Multipliers(tuple(values[:k]), values[k], values[k + 1], found["uncovered"])
+    values, uncovered = checkpoint_aux(run, tuple(xs) + tuple(bs) + tx + tb, module=module, traceable=True)
+    return Multipliers(tuple(values[:k]), values[k], values[k + 1], uncovered)

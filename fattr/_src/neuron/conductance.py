@@ -85,7 +85,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
     tgt = as_target(target, n, xs[0].device)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
 
-    total: Optional[List[Tensor]] = None
+    total: Any = (0,) * len(xs)  # per input, the sum over the chunks
     step = alphas.shape[0] if chunk_size is None else chunk_size
     for start in range(0, alphas.shape[0], step):
         a, w = alphas[start:start + step], weights[start:start + step]
@@ -95,12 +95,9 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
         density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k), model)
         terms = [torch.tensordot(w.to(accumulation_dtype(d.dtype)),
                                  structure.unfold(d, k).to(accumulation_dtype(d.dtype)), dims=1) for d in density]
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-    assert total is not None
-    attr = []
-    for t, x, b in zip(total, xs, bases):
-        attr.append((t * (x - b).to(t.dtype) if multiply_by_inputs else t).to(x.dtype))
-    return structure.restore(tuple(attr), was_tuple)
+        total = tuple(t + s for t, s in zip(total, terms))
+    return structure.restore(tuple((t * (x - b).to(t.dtype) if multiply_by_inputs else t).to(x.dtype)
+                                   for t, x, b in zip(total, xs, bases)), was_tuple)
 
 
 def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: ModelLike) -> Tensors:

@@ -10,18 +10,14 @@ batched pass.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List
 
 import torch
 
-from .. import structure
-from ..arguments import as_args, tile, tile_args
-from ..base import Attributions
-from ..baselines import format_baselines
+from ..arguments import as_args
 from ..calling import Bound, module_of
 from ..errors import check_bool, check_callable
 from ..layer.split import build
-from ..structure import Tensors
 from .selector import Selector, as_selectors
 
 Tensor = torch.Tensor
@@ -52,22 +48,3 @@ class Neuron:
             return torch.stack([s(act, n) for s in selectors], dim=1)
 
         return Bound(g, module_of(self.model))  # whose training mode counts
-
-    # ---- several selectors: one block of rows per selector
-    def tiled(self, xs: Tensors, args: Tuple[Any, ...], baselines: Any = None, per_example_baselines: bool = False
-              ) -> Tuple[Tensors, Tuple[Any, ...], Optional[Tensors], Tensor]:
-        """``(inputs, args, baselines, target)`` with every example repeated once per selector, block-major
-        (``baselines`` too when they are per example: None and numbers mean zeros and constants)."""
-        n, k = xs[0].shape[0], len(self.selectors)
-        bases = None
-        if per_example_baselines:
-            bases = tuple(tile(b.expand_as(x), k) for b, x in zip(format_baselines(baselines, xs), xs))
-        target = torch.arange(k, device=xs[0].device).repeat_interleave(n)
-        return tuple(tile(x, k) for x in xs), tile_args(args, n, k), bases, target
-
-    def untile(self, result: Any, was_tuple: bool) -> List[Attributions]:
-        """Per selector, its block of the rows, in the inputs' structure."""
-        parts, _ = structure.as_tuple(result)
-        k = len(self.selectors)
-        blocks = [structure.unfold(p, k) for p in parts]
-        return [structure.restore(tuple(b[s] for b in blocks), was_tuple) for s in range(k)]

@@ -45,16 +45,12 @@ class Selector:
 
     def __call__(self, activation: Any, n_rows: int) -> Tensor:
         """The selected value of every row: shape ``(n_rows,)``."""
-        if self.fn is not None:
-            return self._call(activation, n_rows)
-        assert self.index is not None
-        if not isinstance(activation, Tensor):
-            fail("layer", "a layer with one activation tensor for an index neuron_selector",
-                 activation, "Pass a callable neuron_selector for a layer with several tensors.")
-        return _index(activation, self.index, self.name)
-
-    def _call(self, activation: Any, n_rows: int) -> Tensor:
-        assert self.fn is not None
+        if self.fn is None:
+            assert self.index is not None
+            if not isinstance(activation, Tensor):
+                fail("layer", "a layer with one activation tensor for an index neuron_selector",
+                     activation, "Pass a callable neuron_selector for a layer with several tensors.")
+            return _index(activation, self.index, self.name)
         out = self.fn(activation)
         if not isinstance(out, Tensor):
             fail(self.name, "a callable returning a tensor", out, kind=TypeError)
