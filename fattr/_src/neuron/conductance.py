@@ -12,7 +12,7 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, 
 from ..baselines import format_baselines
 from ..compiled import marked
 from ..errors import check_bool, check_optional_positive_int, fail
-from ..gradients import total_sum
+from ..gradients import leaf_gradients, total_sum
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..recompute import checkpoint, reads
@@ -109,27 +109,22 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
     select = neuron.selectors[0]
 
     def run(tensors: Tensors) -> Tensors:
-        if torch.is_grad_enabled():  # with its graph: torch.func (which torch.compile traces, too)
-            return _with_graph(neuron, tensors[:m], rebuild(tensors[m:]), target, select)
         rows_args = rebuild(tensors[m:])
-        with torch.enable_grad():
-            leaves = tuple(t.detach().requires_grad_() for t in tensors[:m])
+        if torch.is_grad_enabled():  # with its graph: torch.func (which torch.compile traces, too)
+            return _with_graph(neuron, tensors[:m], rows_args, target, select)
+
+        def weighted(leaves: Tensors) -> Tensor:
+            """``select(y * dF/dy)``, ``dF/dy`` a constant: its gradient is the density, for any selector."""
             n_rows = leaves[0].shape[0]
             act, rest = neuron.split.head(*leaves, *rows_args)
             acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
             out = target.select(neuron.split.tail(act, rest), n_rows)
+            reads(out, exclude=leaves)  # the layer gradient depends on what the tail reads, too
             layer_grads = torch.autograd.grad(total_sum(out), acts, retain_graph=True, allow_unused=True)
-            layer_grads = tuple(torch.zeros_like(y) if g is None else g for g, y in zip(layer_grads, acts))
-            # the selector's cotangent of <dF/dy, y>: dF/dy on the selected neurons (for any selector)
-            probes = tuple(y.detach().requires_grad_() for y in acts)
-            products = tuple(p * g for p, g in zip(probes, layer_grads))
-            weighted = select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
-            cotangents = torch.autograd.grad(weighted.sum(), probes, allow_unused=True)
-            cotangents = tuple(torch.zeros_like(y) if c is None else c for c, y in zip(cotangents, acts))
-            found = torch.autograd.grad(acts, leaves, cotangents, allow_unused=True)
-        grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, leaves))
-        reads(out, exclude=leaves)
-        return grads
+            products = tuple(y * (torch.zeros_like(y) if g is None else g) for g, y in zip(layer_grads, acts))
+            return select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
+
+        return leaf_gradients(weighted, tensors[:m])[1]
 
     return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner, traceable=True)
 
