@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import resolve_name
 
-Tensor = torch.Tensor
+from ..base import Tensor
 
 
 class Call:

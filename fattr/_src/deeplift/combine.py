@@ -11,10 +11,8 @@ from ..arguments import is_per_example, map_args, tile
 from ..delta import row_totals
 from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
-from ..structure import Tensors
+from ..base import Tensor, Tensors
 from ..targets import Target
-
-Tensor = torch.Tensor
 
 
 def check_custom(func: Any) -> Optional[Callable[..., Any]]:

@@ -21,18 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, List, Sequence, Tuple
 
-import torch
-
 from ..calling import module_of
 from ..errors import fail
 from ..arguments import split_args
 from ..recompute import checkpoint_aux, reads
-from ..structure import Tensors
+from ..base import Tensor, Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
 from .rules import Constant, rule_pass
-
-Tensor = torch.Tensor
 
 
 @dataclass

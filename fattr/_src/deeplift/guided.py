@@ -29,12 +29,11 @@ from ..arguments import split_args
 from ..calling import call
 from ..compiled import at_trace_time, dynamo_tracing
 from ..recompute import checkpoint_aux
-from ..structure import Tensors
+from ..base import Tensor, Tensors
 from ..targets import Target
 from .catalog import named, parse
 from .rules import Constant, rule_pass
 
-Tensor = torch.Tensor
 
 _RELU = frozenset({"F.relu", "torch.relu", "Tensor.relu", "torch.relu_", "Tensor.relu_"})
 # rectifier-like calls the rules leave alone: named in the warning

@@ -25,12 +25,12 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..base import Tensor
 from ..errors import Shown, fail
 from ..tracing import is_compiling
 from . import rules
 from .catalog import Call, parse, tensors_in, uncovered
 
-Tensor = torch.Tensor
 
 _MISMATCH_HINT = ("DeepLift pairs the nonlinearities of the inputs' and the baselines' forward passes in call "
                   "order; the model must not branch on its input values.")

@@ -32,10 +32,9 @@ from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
 from ..compiled import marked
 from ..gradients import leaf_gradients
-from ..structure import Tensors
+from ..base import Tensor, Tensors
 from .catalog import Call
 
-Tensor = torch.Tensor
 Constant = Callable[[Tensor], Tensor]  # x -> x0: x as a constant of the rule pass's differentiation
 
 

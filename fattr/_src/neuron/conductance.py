@@ -8,7 +8,7 @@ import torch
 from .. import structure
 from ..arguments import as_args, split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
-                    ResultOrList, TargetLike)
+                    ResultOrList, TargetLike, Tensor, Tensors)
 from ..baselines import format_baselines
 from ..compiled import marked
 from ..errors import check_bool, check_optional_positive_int, fail
@@ -16,11 +16,8 @@ from ..gradients import leaf_gradients, total_sum
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..recompute import checkpoint, reads
-from ..structure import Tensors
 from ..targets import Target, as_target
 from .function import Neuron
-
-Tensor = torch.Tensor
 
 
 def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,

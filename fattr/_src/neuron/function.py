@@ -15,12 +15,11 @@ from typing import Any, Callable, List
 import torch
 
 from ..arguments import as_args
+from ..base import Tensor
 from ..calling import Bound, module_of
 from ..errors import check_bool, check_callable
 from ..layer.split import build
 from .selector import Selector, as_selectors
-
-Tensor = torch.Tensor
 
 
 class Neuron:

@@ -21,9 +21,9 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 
 from .. import structure
+from ..base import Tensor
 from ..errors import Shown, describe, fail
 
-Tensor = torch.Tensor
 Index = Tuple[Union[int, slice], ...]
 
 _HELP = ("Pass an int (a column of a 2-D activation), a tuple of ints and slices (one per dim after "

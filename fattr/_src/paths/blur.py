@@ -13,12 +13,11 @@ import torch
 
 from .. import structure
 from ..arguments import as_args
-from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
+from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
 from ..delta import completeness_delta
 from ..errors import check_bool, check_callable, check_choice, check_number, check_optional_positive_int, \
     check_positive_int, fail
 from ..path import weighted_gradient_sum
-from ..structure import Tensors
 from ..targets import as_target
 
 TRUNCATE = 4.0  # scipy's default: taps up to int(4 sigma + 0.5) from the centre
