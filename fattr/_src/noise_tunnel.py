@@ -28,15 +28,8 @@ def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
     """The parameters ``method``'s registry entry declares per example (:attr:`.MethodSpec.per_example`);
     none for a method that is not registered."""
     from .registry import spec_of  # the registry builds tunnels itself: look it up at call time
-    current: Any = method
-    seen = set()
-    while current is not None and id(current) not in seen:  # through functools.wraps wrappers
-        seen.add(id(current))
-        spec = spec_of(current)
-        if spec is not None:
-            return spec.per_example
-        current = getattr(current, "__wrapped__", None)
-    return ()
+    spec = spec_of(inspect.unwrap(method, stop=lambda f: spec_of(f) is not None))  # through functools.wraps
+    return spec.per_example if spec is not None else ()
 
 
 def _tile_target(target: Any, n: int, k: int) -> Any:

@@ -189,14 +189,10 @@ class MethodSpec:
                 after = (baselines,)
             elif baselines is not None:
                 kwargs["baselines"] = baselines
-        fn = self.fn
+        fn, stochastic = self.fn, self.stochastic
 
-        if self.stochastic:
-            def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
-                return fn(*before, inputs, *after, generator=generator, **kwargs)
-        else:
-            def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
-                return fn(*before, inputs, *after, **kwargs)
+        def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
+            return fn(*before, inputs, *after, **({"generator": generator} if stochastic else {}), **kwargs)
         return bound
 
     def call(self, model: Callable[..., Any], inputs: Any, *, generator: Optional[torch.Generator] = None,

@@ -126,22 +126,18 @@ class Attribution:
             if init is None:  # Captum's most common constructors
                 init = captum("forward_func", "layer", device_ids=None) if cls.layer_method else captum("forward_func")
         if init is not None:
-            setattr(cls, "__init__", _with_signature(init, Attribution._setup, cls, "__init__"))
+            setattr(cls, "__init__", _with_signature(init, Attribution.__init__, cls, "__init__"))
             cls._captum_defaults = {k: p.default for k, p in init.parameters.items()}
         if attribute is not None:
             setattr(cls, "attribute", _with_signature(attribute, Attribution._call, cls, "attribute"))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Captum's constructor in each class (``init=``); a class written by hand without it gets
-        ``(forward_func, layer=None, *, multiply_by_inputs=None, device_ids=None, **options)``."""
-        self._setup(*args, **kwargs)
-
     def attribute(self, *args: Any, **kwargs: Any) -> Any:  # replaced by Captum's in each class
         raise NotImplementedError(f"{type(self).__name__}.attribute")  # pragma: no cover
 
-    def _setup(self, forward_func: Any = None, layer: Any = None, *, model: Any = None, device_ids: Any = None,
-               multiply_by_inputs: Optional[bool] = None, memory_efficient: bool = False, **options: Any) -> None:
-        """Captum's constructor (``memory_efficient`` accepted: fattr never keeps more than one gradient pass)."""
+    def __init__(self, forward_func: Any = None, layer: Any = None, *, model: Any = None, device_ids: Any = None,
+                 multiply_by_inputs: Optional[bool] = None, memory_efficient: bool = False, **options: Any) -> None:
+        """Captum's constructor, with each class's signature (``init=``) (``memory_efficient`` accepted: fattr
+        never keeps more than one gradient pass)."""
         unsupported(type(self).__name__, device_ids=device_ids)
         self.forward_func = forward_func if model is None else model
         if model is not None:
