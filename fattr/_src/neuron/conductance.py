@@ -1,7 +1,7 @@
 """Neuron conductance: the flow of the model's output through one neuron, per input feature."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, cast
+from typing import Any, Optional, Tuple
 
 import torch
 
@@ -11,11 +11,12 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, 
                     ResultOrList, TargetLike, Tensor, Tensors)
 from ..baselines import format_baselines
 from ..compiled import marked
+from ..deeplift.rules import Constant, rule_pass
 from ..errors import check_bool, check_optional_positive_int, fail
-from ..gradients import leaf_gradients, total_sum
+from ..gradients import total_sum
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
-from ..recompute import checkpoint, reads
+from ..recompute import checkpoint
 from ..targets import Target, as_target
 from .function import Neuron
 
@@ -98,65 +99,32 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
 
 
 def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: ModelLike) -> Tensors:
-    """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: one forward pass of the model and three partial
-    backward passes (the layer gradient, the selector, the head), computed without a graph and
-    differentiable on demand (:mod:`..recompute`)."""
+    """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: the rule pass (:func:`..deeplift.rules.rule_pass`)
+    of ``select(y * dF/dy)``, its layer gradient ``dF/dy`` (``torch.func.grad`` of the tail) a constant of the
+    pass's differentiation, for any selector. Computed without a graph and differentiable on demand
+    (:mod:`..recompute`), or with its graph when grad mode is on."""
     arg_tensors, rebuild = split_args(args)
-    m = len(points)
+    m, n_rows = len(points), points[0].shape[0]
     select = neuron.selectors[0]
 
     def run(tensors: Tensors) -> Tensors:
         rows_args = rebuild(tensors[m:])
-        if torch.is_grad_enabled():  # with its graph: torch.func (which torch.compile traces, too)
-            return _with_graph(neuron, tensors[:m], rows_args, target, select)
 
-        def weighted(leaves: Tensors) -> Tensor:
-            """``select(y * dF/dy)``, ``dF/dy`` a constant: its gradient is the density, for any selector."""
-            n_rows = leaves[0].shape[0]
-            act, rest = neuron.split.head(*leaves, *rows_args)
-            acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
-            out = target.select(neuron.split.tail(act, rest), n_rows)
-            reads(out, exclude=leaves)  # the layer gradient depends on what the tail reads, too
-            layer_grads = torch.autograd.grad(total_sum(out), acts, retain_graph=True, allow_unused=True)
-            products = tuple(y * (torch.zeros_like(y) if g is None else g) for g, y in zip(layer_grads, acts))
-            return select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
+        def forward(rows: Tensors, constant: Constant) -> Tensor:
+            act, rest = neuron.split.head(*rows, *rows_args)
+            several = isinstance(act, (tuple, list))
+            acts = tuple(act) if several else (act,)
+            fixed = tuple(constant(v) if isinstance(v, Tensor) else v for v in rest)
 
-        return leaf_gradients(weighted, tensors[:m])[1]
+            def output(*a: Tensor) -> Tensor:
+                a = marked(a)
+                return total_sum(target.select(neuron.split.tail(a if several else a[0], fixed), n_rows))
+
+            layer_grads = torch.func.grad(output, argnums=tuple(range(len(acts))))(*(constant(y) for y in acts))
+            products = tuple(y * g for y, g in zip(acts, layer_grads))
+            selected: Tensor = select(products if several else products[0], n_rows)
+            return selected
+
+        return rule_pass(forward, tensors[:m])[1]
 
     return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner, traceable=True)
-
-
-_CARRIED = object()  # where a tensor of the head's ``rest`` was
-
-
-def _with_graph(neuron: Neuron, rows: Tensors, rows_args: Tuple[Any, ...], target: Target, select: Any) -> Tensors:
-    """The densities with their graph: the head's vjp, pulled back from the selector's cotangent of the
-    layer gradient (both ``torch.func.grad``), so the result is differentiable in whatever the rows,
-    the args and the model depend on."""
-    n_rows = rows[0].shape[0]
-    kept: List[Any] = []  # the activation's structure and ``rest`` without its tensors (local to this call)
-
-    def head(*r: Tensor) -> Tuple[Tensors, Tensors]:
-        act, rest = neuron.split.head(*marked(r), *rows_args)
-        several = isinstance(act, (tuple, list))
-        kept[:] = [several, tuple(_CARRIED if isinstance(v, Tensor) else v for v in rest)]
-        return (tuple(act) if several else (act,)), tuple(v for v in rest if isinstance(v, Tensor))
-
-    acts, pull, carried = cast(Any, torch.func.vjp(head, *rows, has_aux=True))  # with the aux: three values
-    several, template = kept
-    it = iter(carried)
-    rest = tuple(next(it) if v is _CARRIED else v for v in template)
-    argnums = tuple(range(len(acts)))
-
-    def output(*a: Tensor) -> Tensor:
-        a = marked(a)
-        return total_sum(target.select(neuron.split.tail(a if several else a[0], rest), n_rows))
-
-    layer_grads = torch.func.grad(output, argnums=argnums)(*acts)
-
-    def weighted(*p: Tensor) -> Tensor:
-        products = tuple(q * g for q, g in zip(p, layer_grads))
-        selected: Tensor = select(products if several else products[0], n_rows)
-        return selected.sum()
-
-    return tuple(pull(torch.func.grad(weighted, argnums=argnums)(*acts)))
