@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from .. import structure
-from ..arguments import as_args
+from ..arguments import boundary
 from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines, format_distribution
 from ..calling import call
-from ..errors import check_bool, check_callable, check_nonnegative_float
-from ..targets import as_target
+from ..errors import check_bool, check_nonnegative_float
 from . import combine
 from ..layer.view import LayerFunction
 from .engine import multipliers_on_demand
@@ -114,16 +113,13 @@ def _attribute(name: str, model: Any, inputs: Any, baselines: Any, distribution:
     """DeepLift against ``baselines``, or (``distribution``) against every baseline of a distribution: every
     (example, baseline) pair one row of a single batched pass, the attributions averaged over the pairs. With a
     ``layer``, the head runs on the inputs' and the baselines' rows and the rescale rule on the tail."""
-    check_callable("model", model)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
     check_bool("attribute_to_layer_input", attribute_to_layer_input)
     custom, eps = combine.check_custom(custom), check_nonnegative_float("eps", eps)
     n = xs[0].shape[0]
     dist = format_distribution(baselines, xs, given=inputs) if distribution else format_baselines(baselines, xs)
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, xs[0].device)
     if distribution:
         rows, bs, args, tgt = combine.pairs(xs, dist, args, tgt)
     else:
