@@ -6,7 +6,7 @@ from typing import Any, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, split_args, tile_args
+from ..arguments import boundary, split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
                     ResultOrList, TargetLike, Tensor, Tensors)
 from ..baselines import format_baselines
@@ -17,7 +17,7 @@ from ..gradients import total_sum
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..recompute import checkpoint
-from ..targets import Target, as_target
+from ..targets import Target
 from .function import Neuron
 
 
@@ -72,15 +72,13 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
     """
     check_bool("multiply_by_inputs", multiply_by_inputs)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input)
     if neuron.was_list:
         fail("neuron_selector", "one selector (neuron_conductance takes a single neuron)", neuron_selector,
              kind=TypeError)
     bases = format_baselines(baselines, xs)
-    args = as_args(args, kwargs)
     n = xs[0].shape[0]
-    tgt = as_target(target, n, xs[0].device)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
 
     total: Any = (0,) * len(xs)  # per input, the sum over the chunks
