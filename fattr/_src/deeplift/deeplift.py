@@ -131,9 +131,10 @@ def _attribute(name: str, model: Any, inputs: Any, baselines: Any, distribution:
         lf = LayerFunction(model, layer, attribute_to_layer_input, exportable=False)  # the rules see torch functions
         f, module = lf.function(), lf.model
         (acts_x, rest_x), (acts_b, rest_b) = lf.head(rows, args), lf.head(bs, args)
-    res = multipliers_on_demand(f, acts_x, acts_b, rest_x, rest_b, tgt, eps=eps, model=module)
-    combine.warn_uncovered(name, res.uncovered)
-    attrs = combine.attributions(res.grads, acts_x, acts_b, multiply_by_inputs, custom)
+    grads, out_x, out_b, uncovered = multipliers_on_demand(f, acts_x, acts_b, rest_x, rest_b, tgt, eps=eps,
+                                                          model=module)
+    combine.warn_uncovered(name, uncovered)
+    attrs = combine.attributions(grads, acts_x, acts_b, multiply_by_inputs, custom)
     mean = combine.mean_over_baselines(attrs, n, dist[0].shape[0]) if distribution else attrs
     result = structure.restore(mean, was_tuple) if layer is None else lf.restore(mean, rest_x)
-    return (result, combine.delta(attrs, res.out_x, res.out_b)) if return_delta else result
+    return (result, combine.delta(attrs, out_x, out_b)) if return_delta else result

@@ -4,9 +4,7 @@ The model is split at the layer (:func:`..layer.split.build`); only the head (th
 model up to the layer) runs, and the selector picks the neuron of every row. Every neuron method
 is an input-space method applied to this function, so it inherits that method's batching,
 chunking, purity and differentiability. Several selectors at once (a list) give a function with
-one column per selector; the inputs are then tiled once per selector (block ``s`` of the rows
-belongs to selector ``s``) and each block's column is its target, so all neurons go through one
-batched pass.
+one column per selector (:func:`.methods._attribute` tiles the inputs once per selector).
 """
 from __future__ import annotations
 
