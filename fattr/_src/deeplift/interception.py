@@ -117,12 +117,9 @@ class Replayer(TorchFunctionMode):
         for t in tensors_in(value):
             self._dependent[id(t)] = weakref.ref(t)
 
-    def _has(self, t: Tensor) -> bool:
-        ref = self._dependent.get(id(t))
-        return ref is not None and ref() is t
-
     def dependent(self, value: Any) -> bool:
-        return any(self._has(t) for t in tensors_in(value))
+        refs = ((t, self._dependent.get(id(t))) for t in tensors_in(value))
+        return any(ref is not None and ref() is t for t, ref in refs)
 
     # ---- the pass
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
