@@ -127,4 +127,3 @@ def apply(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Any, eps: flo
         return softmax(call, x, x0, ref, ref_out, eps)
     out, idx = maxpool(call, x, x0, ref, ref_out, eps)
     return (out, idx) if call.with_indices else out
-

@@ -168,4 +168,3 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     if not return_delta:
         return result
     return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
-
