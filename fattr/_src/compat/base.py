@@ -185,11 +185,15 @@ class Attribution:
     def _positional(self) -> Tuple[Any, ...]:
         return (self.forward_func, self.layer) if self.layer_method else (self.forward_func,)
 
-    def _translate(self, inputs: Any, captum: Dict[str, Any], rows: Optional[int] = None) -> Dict[str, Any]:
-        """fattr's keyword arguments for Captum's ``captum`` ones and the constructor's options, the held ones
-        read at each call (one still at Captum's default is left to fattr's: None)."""
+    def _current_options(self) -> Dict[str, Any]:
+        """The constructor's options as fattr keyword arguments, the held ones read at each call (one
+        still at Captum's default is left to fattr's: None)."""
         held = {k: getattr(self, k) for k in self.held}
-        out = {**self._options, **{k: None if v is self._captum_defaults.get(k) else v for k, v in held.items()}}
+        return {**self._options, **{k: None if v is self._captum_defaults.get(k) else v for k, v in held.items()}}
+
+    def _translate(self, inputs: Any, captum: Dict[str, Any], rows: Optional[int] = None) -> Dict[str, Any]:
+        """fattr's keyword arguments for Captum's ``captum`` ones (and the constructor's options)."""
+        out = self._current_options()
         for name, value in captum.items():
             if name == "grad_kwargs":  # reaches here from NoiseTunnel
                 unsupported(type(self).__name__, grad_kwargs=value)
