@@ -14,8 +14,7 @@ def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any,
                      kwargs: Any) -> Tuple[Tensors, Tensors, bool]:
     xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     structure.require_floating(xs)
-    grads = gradients(f, xs, tgt, args)
-    return xs, grads, was_tuple
+    return xs, gradients(f, xs, tgt, args), was_tuple
 
 
 def saliency(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),

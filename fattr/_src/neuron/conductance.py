@@ -120,8 +120,7 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
 
             layer_grads = torch.func.grad(output, argnums=tuple(range(len(acts))))(*(constant(y) for y in acts))
             products = tuple(y * g for y, g in zip(acts, layer_grads))
-            selected: Tensor = select(products if several else products[0], n_rows)
-            return selected
+            return select(products if several else products[0], n_rows)
 
         return rule_pass(forward, tensors[:m])[1]
 
