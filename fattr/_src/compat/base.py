@@ -54,13 +54,6 @@ def examples(inputs: Any) -> int:
     return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
 
 
-def chunk_size(internal_batch_size: Any, rows: int) -> Optional[int]:
-    """Captum's ``internal_batch_size`` (rows per batch: steps x examples) as fattr's ``chunk_size``
-    (path points, each ``rows`` rows): at least one point per batch, as Captum does."""
-    ibs = check_optional_positive_int("internal_batch_size", internal_batch_size)
-    return None if ibs is None else max(1, ibs // max(rows, 1))
-
-
 KWARGS = object()  # in :func:`captum`, marks Captum's ``**kwargs`` (accepted and ignored, as Captum does)
 
 
@@ -197,8 +190,10 @@ class Attribution:
         for name, value in captum.items():
             if name == "grad_kwargs":  # reaches here from NoiseTunnel
                 unsupported(type(self).__name__, grad_kwargs=value)
-            elif name == "internal_batch_size":
-                out["chunk_size"] = chunk_size(value, examples(inputs) if rows is None else rows)
+            elif name == "internal_batch_size":  # Captum counts rows (points x examples), fattr path points
+                ibs = check_optional_positive_int(name, value)
+                per_point = examples(inputs) if rows is None else rows
+                out["chunk_size"] = None if ibs is None else max(1, ibs // max(per_point, 1))  # >= 1, as Captum
             else:
                 out[_RENAMED.get(name, name)] = value
         if out.get("args") is None and "args" in out:

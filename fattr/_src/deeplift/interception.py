@@ -67,8 +67,7 @@ class Recorder(TorchFunctionMode):
             output = call.op(x)  # (out, indices), whatever the call returns
             result = output if call.with_indices else output[0]
         else:
-            result = func(*args, **kwargs)
-            output = result
+            result = output = func(*args, **kwargs)
         if is_compiling():  # Dynamo tracks no version counters: keep copies of what the rule will read
             copy = tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
             self.records.append(Record(call.kind, call.name, x.clone(), copy, ()))
@@ -157,9 +156,7 @@ class Replayer(TorchFunctionMode):
         work = x.clone() if call.inplace else x
         ref_out = ref.output if ref.output_intact() else None
         out = rules.apply(call, work, self.constant(work), ref.input, ref_out, self.eps)
-        if call.inplace:
-            return x.copy_(out)
-        return out
+        return x.copy_(out) if call.inplace else out
 
     def check_complete(self) -> None:
         """Every recorded nonlinearity of the baselines' pass was met in this pass."""
