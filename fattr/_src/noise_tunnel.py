@@ -144,8 +144,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         if not return_delta:
             return result
         # rows of every chunk are sample-major; report example first
-        delta = torch.cat(deltas).reshape(n_samples, n, -1).transpose(0, 1).reshape(-1)
-        return result, delta
+        return result, torch.cat(deltas).reshape(n_samples, n, -1).transpose(0, 1).reshape(-1)
 
     tunnel.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
         *signature.parameters.values(),

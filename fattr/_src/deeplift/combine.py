@@ -35,9 +35,7 @@ def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: b
                  custom: Optional[Callable[..., Any]]) -> Tensors:
     """``grads * (xs - bs)``, ``grads``, or ``custom(grads[, xs[, bs]])`` (tuples of equal length)."""
     if custom is None:
-        if not multiply_by_inputs:
-            return tuple(grads)
-        return tuple(g * (x - b) for g, x, b in zip(grads, xs, bs))
+        return tuple(g * (x - b) for g, x, b in zip(grads, xs, bs)) if multiply_by_inputs else tuple(grads)
     count = len(inspect.signature(custom).parameters)
     out = custom(*(tuple(grads), tuple(xs), tuple(bs))[:count])
     if isinstance(out, Tensor) and len(xs) == 1:

@@ -45,8 +45,8 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
 
     Returns ``(grads, out_x, out_b, uncovered)``: the multipliers, one tensor per attributed tensor (rows as
     given); the selected outputs on the inputs' and the baselines' rows, shape ``(n_rows,)``; the names of the
-    nonlinear calls the rule could not see (for a warning). With grad mode on, the results keep their graph (they are differentiable); without, the
-    leaves the rule pass used are declared (:func:`..recompute.reads`).
+    nonlinear calls the rule could not see (for a warning). With grad mode on, the results keep their graph
+    (they are differentiable); without, the leaves the rule pass used are declared (:func:`..recompute.reads`).
     """
     for i, x in enumerate(xs):
         if not x.is_floating_point():

@@ -77,10 +77,8 @@ class Recorder(TorchFunctionMode):
         return result
 
     def check_intact(self) -> None:
-        """The model did not modify a recorded input in place after the nonlinearity read it.
-
-        Under ``torch.compile`` the records are copies (Dynamo does not track version counters).
-        """
+        """The model did not modify a recorded input in place after the nonlinearity read it (under
+        ``torch.compile`` the records are copies, with no versions to compare)."""
         for r in self.records:
             if r.versions and r.input._version != r.versions[0]:
                 fail("model", f"the input of {r.name} left unchanged after the call",

@@ -40,8 +40,6 @@ class Neuron:
         def g(*values: Any, **keywords: Any) -> Tensor:
             act, _ = self.split.head(*as_args(values, keywords))  # the layer's activation
             n = values[0].shape[0]
-            if single:
-                return selectors[0](act, n)
-            return torch.stack([s(act, n) for s in selectors], dim=1)
+            return selectors[0](act, n) if single else torch.stack([s(act, n) for s in selectors], dim=1)
 
         return Bound(g, module_of(self.model))  # whose training mode counts

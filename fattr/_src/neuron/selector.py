@@ -57,9 +57,7 @@ class Selector:
         if out.dim() >= 1 and out.shape[0] == n_rows and out[0].numel() == 1:
             return out.reshape(n_rows)
         if out.numel() == 1:
-            if n_rows == 1:
-                return out.reshape(1)
-            return _per_row(self.fn, activation)
+            return out.reshape(1) if n_rows == 1 else _per_row(self.fn, activation)
         fail(self.name, f"a callable returning one value per example (shape ({n_rows},)) or one value",
              describe(out), _HELP)
 

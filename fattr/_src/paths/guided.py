@@ -141,8 +141,7 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     total_diff = end - start
     l1_total = total_diff.abs().sum(1)  # (B,)
     live = l1_total != 0  # an input equal to its baseline gets zeros
-    n_feat = end.shape[1]
-    kth = int(math.floor(fraction * (n_feat - 1)))  # numpy's quantile(..., interpolation="lower")
+    kth = int(math.floor(fraction * (end.shape[1] - 1)))  # numpy's quantile(..., interpolation="lower")
     on_line = total_diff != 0
     safe_diff = torch.where(on_line, total_diff, 1.0)
     x = start
