@@ -23,8 +23,7 @@ from fattr._src.layer.gradient_x_input import gradient_x_input
 from fattr._src.layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
 from fattr._src.layer.interpolate import interpolate
 from fattr._src.layer.split import CaptureWarning, split
-from fattr._src.deeplift.deeplift import deeplift, deeplift_shap
-from fattr._src.deeplift.layer import layer_deeplift, layer_deeplift_shap
+from fattr._src.deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
 from fattr._src.paths.blur import blur_integrated_gradients
 from fattr._src.paths.expected_gradients import expected_gradients
 from fattr._src.paths.guided import guided_integrated_gradients

@@ -26,8 +26,7 @@ from .layer.gradient_shap import layer_gradient_shap
 from .layer.gradient_x_activation import layer_gradient_x_activation
 from .layer.gradient_x_input import gradient_x_input
 from .layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
-from .deeplift.deeplift import deeplift, deeplift_shap
-from .deeplift.layer import layer_deeplift, layer_deeplift_shap
+from .deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
 from .paths.blur import blur_integrated_gradients
 from .paths.expected_gradients import expected_gradients
 from .paths.guided import guided_integrated_gradients
