@@ -14,7 +14,6 @@ from fattr._src.path import path_attribution
 from fattr._src.quadrature import quadrature
 from fattr._src.registry import MethodSpec, methods
 from fattr._src.saliency import input_x_gradient, saliency
-# layer attribution by splitting the model
 from fattr._src.layer.activation import layer_activation
 from fattr._src.layer.feature_ablation import layer_feature_ablation
 from fattr._src.layer.grad_cam import layer_grad_cam
@@ -24,33 +23,25 @@ from fattr._src.layer.gradient_x_input import gradient_x_input
 from fattr._src.layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
 from fattr._src.layer.interpolate import interpolate
 from fattr._src.layer.split import CaptureWarning, split
-# DeepLift (rescale rule by function interception)
-from fattr._src.deeplift.deeplift import deeplift, deeplift_shap
-from fattr._src.deeplift.layer import layer_deeplift, layer_deeplift_shap
-# research path methods on the path engine
+from fattr._src.deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
 from fattr._src.paths.blur import blur_integrated_gradients
 from fattr._src.paths.expected_gradients import expected_gradients
 from fattr._src.paths.guided import guided_integrated_gradients
 from fattr._src.paths.idgi import idgi
 from fattr._src.paths.integrated_hessians import integrated_hessians
 from fattr import metrics as metrics  # evaluation metrics: fattr.metrics.infidelity, ...deletion, ...
-# whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
 from fattr._src.dataset.runner import attribute_dataset
 from fattr._src.dataset.store import AttributionStore
-# perturbation methods (batched perturbed copies)
 from fattr._src.perturbation.ablation import feature_ablation
 from fattr._src.perturbation.lime import kernel_shap, lime
 from fattr._src.perturbation.occlusion import occlusion
 from fattr._src.perturbation.permutation import feature_permutation
 from fattr._src.perturbation.shapley import shapley_value_sampling, shapley_values
-# rule-based gradients (ReLU rules by function interception)
 from fattr._src.deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
-# neuron methods: an input-space method applied to one neuron of a layer
 from fattr._src.neuron.conductance import neuron_conductance
 from fattr._src.neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap,
                                        neuron_feature_ablation, neuron_gradient, neuron_gradient_shap,
                                        neuron_guided_backprop, neuron_integrated_gradients)
-# language models: token-by-token attribution of generated text
 from fattr._src.lm.result import TokenAttribution
 from fattr._src.lm.token_attribution import token_attribution
 
@@ -71,67 +62,28 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "completeness_delta",
-    "gradient_shap",
-    "input_x_gradient",
-    "integrated_gradients",
-    "methods",
-    "MethodSpec",
-    "noise_tunnel",
-    "path_attribution",
-    "quadrature",
-    "saliency",
+    "completeness_delta", "gradient_shap", "input_x_gradient", "integrated_gradients", "methods", "MethodSpec",
+    "noise_tunnel", "path_attribution", "quadrature", "saliency",
     # layer attribution by splitting the model
-    "gradient_x_input",
-    "internal_influence",
-    "interpolate",
-    "layer_activation",
-    "layer_conductance",
-    "layer_feature_ablation",
-    "layer_grad_cam",
-    "layer_gradient_shap",
-    "layer_gradient_x_activation",
-    "layer_integrated_gradients",
-    "split",
-    "CaptureWarning",
+    "gradient_x_input", "internal_influence", "interpolate", "layer_activation", "layer_conductance",
+    "layer_feature_ablation", "layer_grad_cam", "layer_gradient_shap", "layer_gradient_x_activation",
+    "layer_integrated_gradients", "split", "CaptureWarning",
     # DeepLift (rescale rule by function interception)
-    "deeplift",
-    "deeplift_shap",
-    "layer_deeplift",
-    "layer_deeplift_shap",
+    "deeplift", "deeplift_shap", "layer_deeplift", "layer_deeplift_shap",
     # research path methods on the path engine
-    "blur_integrated_gradients",
-    "expected_gradients",
-    "guided_integrated_gradients",
-    "idgi",
-    "integrated_hessians",
+    "blur_integrated_gradients", "expected_gradients", "guided_integrated_gradients", "idgi", "integrated_hessians",
     "metrics",
     # whole datasets: sharded over torch.distributed ranks, into a resumable on-disk store
-    "attribute_dataset",
-    "AttributionStore",
+    "attribute_dataset", "AttributionStore",
     # perturbation methods (batched perturbed copies)
-    "feature_ablation",
-    "feature_permutation",
-    "kernel_shap",
-    "lime",
-    "occlusion",
-    "shapley_value_sampling",
+    "feature_ablation", "feature_permutation", "kernel_shap", "lime", "occlusion", "shapley_value_sampling",
     "shapley_values",
     # rule-based gradients (ReLU rules by function interception)
-    "deconvolution",
-    "guided_backprop",
-    "guided_grad_cam",
+    "deconvolution", "guided_backprop", "guided_grad_cam",
     # neuron methods: an input-space method applied to one neuron of a layer
-    "neuron_conductance",
-    "neuron_deconvolution",
-    "neuron_deeplift",
-    "neuron_deeplift_shap",
-    "neuron_feature_ablation",
-    "neuron_gradient",
-    "neuron_gradient_shap",
-    "neuron_guided_backprop",
+    "neuron_conductance", "neuron_deconvolution", "neuron_deeplift", "neuron_deeplift_shap",
+    "neuron_feature_ablation", "neuron_gradient", "neuron_gradient_shap", "neuron_guided_backprop",
     "neuron_integrated_gradients",
     # language models: token-by-token attribution of generated text
-    "token_attribution",
-    "TokenAttribution",
+    "token_attribution", "TokenAttribution",
 ]

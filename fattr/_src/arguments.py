@@ -18,9 +18,10 @@ from typing import Any, Callable, Dict, Iterator, Sequence, Tuple
 import torch
 from torch.utils import _pytree as pytree
 
+from . import structure
 from .base import Tensors
-from .errors import fail
-
+from .errors import check_callable, fail
+from .targets import Target, as_target
 
 
 class Keywords:
@@ -109,3 +110,12 @@ def split_args(args: Sequence[Any]) -> Tuple[Tensors, Callable[[Tensors], Tuple[
         return map_args(lambda a: next(it) if isinstance(a, torch.Tensor) else a, args)
 
     return found, rebuild
+
+
+def boundary(f: Any, inputs: Any, target: Any, args: Any, kwargs: Any, name: str = "f"
+             ) -> Tuple[Tensors, bool, Target, Tuple[Any, ...]]:
+    """The conventions every method shares, checked and normalised once at its boundary: ``(inputs, was_tuple,
+    target, args)``, ``f`` (named ``name``) checked callable, ``kwargs`` joined to ``args`` (:func:`as_args`)."""
+    check_callable(name, f)
+    xs, was_tuple = structure.as_tuple(inputs)
+    return xs, was_tuple, as_target(target, xs[0].shape[0], xs[0].device), as_args(args, kwargs)

@@ -105,4 +105,3 @@ def _rows(baselines: Any, inputs: Tensors, name: str) -> Optional[Tensors]:
             fail(label, f"rows of shape {tuple(x.shape[1:])} like the input's examples", b)
         out.append(_on_device(b, x, label))
     return tuple(out)
-

@@ -30,9 +30,8 @@ from .arguments import split_args
 from .calling import call
 from .compiled import marked
 from .errors import fail
-from .structure import Tensors
+from .base import Tensor, Tensors
 
-Tensor = torch.Tensor
 Select = Callable[[Any], Tensor]
 Reduce = Callable[..., Tensors]  # (grads, cols, *operands) -> tensors
 

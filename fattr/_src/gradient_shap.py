@@ -18,28 +18,12 @@ from .targets import Target, as_target
 from .delta import row_totals
 
 
-def sample_points(gen: torch.Generator, xs: Tensors, dist: Tensors, n_samples: int,
-                  sds: Tuple[float, ...]) -> Tuple[Tensors, Tensors, Tensors]:
-    """GradientSHAP's draws, all from ``gen``, each ``(n_samples, B, ...)`` per input.
-
-    Returns ``(noisy, starts, points)``: the inputs plus Gaussian noise (``sds``),
-    one baseline row drawn uniformly per (sample, example) and shared by all inputs,
-    and ``start + alpha * (noisy - start)`` with ``alpha ~ U[0, 1]``.
-    """
-    n, device = xs[0].shape[0], xs[0].device
-    noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
-                  if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
-    rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)
-    alpha = randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
-    starts = tuple(d[rows] for d in dist)
-    points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
-                   for s, xn, x in zip(starts, noisy, xs))
-    return noisy, starts, points
-
-
 @dataclass(frozen=True)
 class Draws:
-    """A GradientSHAP call's draws and conventions, shared by the input and layer variants."""
+    """A GradientSHAP call's draws and conventions, shared by the input and layer variants: each draw
+    ``(n_samples, B, ...)`` per input, all from the generator. ``noisy``: the inputs plus Gaussian noise
+    (``stdevs``); ``starts``: one baseline row drawn uniformly per (sample, example), shared by all inputs;
+    ``points``: ``start + alpha * (noisy - start)`` with ``alpha ~ U[0, 1]``."""
 
     xs: Tensors
     noisy: Tensors
@@ -53,7 +37,7 @@ class Draws:
 
 def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
          generator: Any, target: Any, args: Any, kwargs: Any) -> Draws:
-    """Check a GradientSHAP call's arguments and make its draws (:func:`sample_points`)."""
+    """Check a GradientSHAP call's arguments and make its draws."""
     xs, _ = structure.as_tuple(inputs)
     structure.require_floating(xs)
     n_samples = check_positive_int("n_samples", n_samples)
@@ -63,7 +47,13 @@ def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_i
     dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
     gen = randomness.resolve(generator, device)
-    noisy, starts, points = sample_points(gen, xs, dist, n_samples, sds)
+    noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
+                  if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
+    rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)
+    alpha = randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
+    starts = tuple(d[rows] for d in dist)
+    points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
+                   for s, xn, x in zip(starts, noisy, xs))
     return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, device), n_samples, n)
 
 

@@ -28,15 +28,8 @@ def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
     """The parameters ``method``'s registry entry declares per example (:attr:`.MethodSpec.per_example`);
     none for a method that is not registered."""
     from .registry import spec_of  # the registry builds tunnels itself: look it up at call time
-    current: Any = method
-    seen = set()
-    while current is not None and id(current) not in seen:  # through functools.wraps wrappers
-        seen.add(id(current))
-        spec = spec_of(current)
-        if spec is not None:
-            return spec.per_example
-        current = getattr(current, "__wrapped__", None)
-    return ()
+    spec = spec_of(inspect.unwrap(method, stop=lambda f: spec_of(f) is not None))  # through functools.wraps
+    return spec.per_example if spec is not None else ()
 
 
 def _tile_target(target: Any, n: int, k: int) -> Any:
@@ -151,8 +144,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         if not return_delta:
             return result
         # rows of every chunk are sample-major; report example first
-        delta = torch.cat(deltas).reshape(n_samples, n, -1).transpose(0, 1).reshape(-1)
-        return result, delta
+        return result, torch.cat(deltas).reshape(n_samples, n, -1).transpose(0, 1).reshape(-1)
 
     tunnel.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
         *signature.parameters.values(),

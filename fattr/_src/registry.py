@@ -19,7 +19,6 @@ from .gradient_shap import gradient_shap
 from .integrated_gradients import integrated_gradients
 from .noise_tunnel import noise_tunnel
 from .saliency import input_x_gradient, saliency
-# layer attribution by splitting the model
 from .layer.activation import layer_activation
 from .layer.feature_ablation import layer_feature_ablation
 from .layer.grad_cam import layer_grad_cam
@@ -27,28 +26,22 @@ from .layer.gradient_shap import layer_gradient_shap
 from .layer.gradient_x_activation import layer_gradient_x_activation
 from .layer.gradient_x_input import gradient_x_input
 from .layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
-# DeepLift (rescale rule by function interception)
-from .deeplift.deeplift import deeplift, deeplift_shap
-from .deeplift.layer import layer_deeplift, layer_deeplift_shap
-# research path methods on the path engine
+from .deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
 from .paths.blur import blur_integrated_gradients
 from .paths.expected_gradients import expected_gradients
 from .paths.guided import guided_integrated_gradients
 from .paths.idgi import idgi
 from .paths.integrated_hessians import integrated_hessians
-# perturbation methods (batched perturbed copies)
 from .perturbation.ablation import feature_ablation
 from .perturbation.lime import kernel_shap, lime
 from .perturbation.occlusion import occlusion
 from .perturbation.permutation import feature_permutation
 from .perturbation.shapley import shapley_value_sampling, shapley_values
-# rule-based gradients (ReLU rules by function interception) and neuron methods
 from .deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
 from .neuron.conductance import neuron_conductance
 from .neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_gradient,
                              neuron_feature_ablation, neuron_gradient_shap, neuron_guided_backprop,
                              neuron_integrated_gradients)
-# language models: token-by-token attribution of generated text
 from .lm.token_attribution import token_attribution
 
 
@@ -189,14 +182,10 @@ class MethodSpec:
                 after = (baselines,)
             elif baselines is not None:
                 kwargs["baselines"] = baselines
-        fn = self.fn
+        fn, stochastic = self.fn, self.stochastic
 
-        if self.stochastic:
-            def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
-                return fn(*before, inputs, *after, generator=generator, **kwargs)
-        else:
-            def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
-                return fn(*before, inputs, *after, **kwargs)
+        def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
+            return fn(*before, inputs, *after, **({"generator": generator} if stochastic else {}), **kwargs)
         return bound
 
     def call(self, model: Callable[..., Any], inputs: Any, *, generator: Optional[torch.Generator] = None,

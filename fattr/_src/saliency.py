@@ -4,20 +4,17 @@ from __future__ import annotations
 from typing import Any, Callable, Tuple
 
 from . import structure
-from .arguments import as_args
+from .arguments import boundary
 from .base import ArgsLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike, Tensors
-from .errors import check_bool, check_callable
+from .errors import check_bool
 from .gradients import gradients
-from .targets import as_target
 
 
 def _input_gradients(f: Callable[..., Any], inputs: Any, target: Any, args: Any,
                      kwargs: Any) -> Tuple[Tensors, Tensors, bool]:
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     structure.require_floating(xs)
-    grads = gradients(f, xs, as_target(target, xs[0].shape[0], xs[0].device), as_args(args, kwargs))
-    return xs, grads, was_tuple
+    return xs, gradients(f, xs, tgt, args), was_tuple
 
 
 def saliency(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),

@@ -54,13 +54,6 @@ def examples(inputs: Any) -> int:
     return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
 
 
-def chunk_size(internal_batch_size: Any, rows: int) -> Optional[int]:
-    """Captum's ``internal_batch_size`` (rows per batch: steps x examples) as fattr's ``chunk_size``
-    (path points, each ``rows`` rows): at least one point per batch, as Captum does."""
-    ibs = check_optional_positive_int("internal_batch_size", internal_batch_size)
-    return None if ibs is None else max(1, ibs // max(rows, 1))
-
-
 KWARGS = object()  # in :func:`captum`, marks Captum's ``**kwargs`` (accepted and ignored, as Captum does)
 
 
@@ -126,22 +119,18 @@ class Attribution:
             if init is None:  # Captum's most common constructors
                 init = captum("forward_func", "layer", device_ids=None) if cls.layer_method else captum("forward_func")
         if init is not None:
-            setattr(cls, "__init__", _with_signature(init, Attribution._setup, cls, "__init__"))
+            setattr(cls, "__init__", _with_signature(init, Attribution.__init__, cls, "__init__"))
             cls._captum_defaults = {k: p.default for k, p in init.parameters.items()}
         if attribute is not None:
             setattr(cls, "attribute", _with_signature(attribute, Attribution._call, cls, "attribute"))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Captum's constructor in each class (``init=``); a class written by hand without it gets
-        ``(forward_func, layer=None, *, multiply_by_inputs=None, device_ids=None, **options)``."""
-        self._setup(*args, **kwargs)
-
     def attribute(self, *args: Any, **kwargs: Any) -> Any:  # replaced by Captum's in each class
         raise NotImplementedError(f"{type(self).__name__}.attribute")  # pragma: no cover
 
-    def _setup(self, forward_func: Any = None, layer: Any = None, *, model: Any = None, device_ids: Any = None,
-               multiply_by_inputs: Optional[bool] = None, memory_efficient: bool = False, **options: Any) -> None:
-        """Captum's constructor (``memory_efficient`` accepted: fattr never keeps more than one gradient pass)."""
+    def __init__(self, forward_func: Any = None, layer: Any = None, *, model: Any = None, device_ids: Any = None,
+                 multiply_by_inputs: Optional[bool] = None, memory_efficient: bool = False, **options: Any) -> None:
+        """Captum's constructor, with each class's signature (``init=``) (``memory_efficient`` accepted: fattr
+        never keeps more than one gradient pass)."""
         unsupported(type(self).__name__, device_ids=device_ids)
         self.forward_func = forward_func if model is None else model
         if model is not None:
@@ -201,8 +190,10 @@ class Attribution:
         for name, value in captum.items():
             if name == "grad_kwargs":  # reaches here from NoiseTunnel
                 unsupported(type(self).__name__, grad_kwargs=value)
-            elif name == "internal_batch_size":
-                out["chunk_size"] = chunk_size(value, examples(inputs) if rows is None else rows)
+            elif name == "internal_batch_size":  # Captum counts rows (points x examples), fattr path points
+                ibs = check_optional_positive_int(name, value)
+                per_point = examples(inputs) if rows is None else rows
+                out["chunk_size"] = None if ibs is None else max(1, ibs // max(per_point, 1))  # >= 1, as Captum
             else:
                 out[_RENAMED.get(name, name)] = value
         if out.get("args") is None and "args" in out:

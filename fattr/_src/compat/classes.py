@@ -12,8 +12,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..deeplift.deeplift import deeplift, deeplift_shap
-from ..deeplift.layer import layer_deeplift, layer_deeplift_shap
+from ..deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
 from ..errors import fail
 from ..gradient_shap import gradient_shap
 from ..integrated_gradients import integrated_gradients

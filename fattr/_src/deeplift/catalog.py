@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import resolve_name
 
-Tensor = torch.Tensor
+from ..base import Tensor
 
 
 class Call:
@@ -212,10 +212,8 @@ def parse(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[
         return None
     if entry is None:
         return None
-    a = _bind(entry.parameters, args, kwargs)
-    if a is None:
-        return None  # an overload we do not know (e.g. named dims): left to the plain op
-    if not isinstance(a["input"], Tensor) or not a["input"].is_floating_point():
+    a = _bind(entry.parameters, args, kwargs)  # None: an overload we do not know (named dims), left to the op
+    if a is None or not isinstance(a["input"], Tensor) or not a["input"].is_floating_point():
         return None
     inplace = entry.inplace if entry.inplace is not None else bool(a.get("inplace", False))
     return Call(kind=entry.kind, name=entry.name, input=a["input"], inplace=inplace, **entry.build(a))

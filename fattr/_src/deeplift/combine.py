@@ -11,10 +11,8 @@ from ..arguments import is_per_example, map_args, tile
 from ..delta import row_totals
 from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
-from ..structure import Tensors
+from ..base import Tensor, Tensors
 from ..targets import Target
-
-Tensor = torch.Tensor
 
 
 def check_custom(func: Any) -> Optional[Callable[..., Any]]:
@@ -37,9 +35,7 @@ def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: b
                  custom: Optional[Callable[..., Any]]) -> Tensors:
     """``grads * (xs - bs)``, ``grads``, or ``custom(grads[, xs[, bs]])`` (tuples of equal length)."""
     if custom is None:
-        if not multiply_by_inputs:
-            return tuple(grads)
-        return tuple(g * (x - b) for g, x, b in zip(grads, xs, bs))
+        return tuple(g * (x - b) for g, x, b in zip(grads, xs, bs)) if multiply_by_inputs else tuple(grads)
     count = len(inspect.signature(custom).parameters)
     out = custom(*(tuple(grads), tuple(xs), tuple(bs))[:count])
     if isinstance(out, Tensor) and len(xs) == 1:

@@ -18,41 +18,20 @@ outer backward differentiates the multipliers exactly and Dynamo traces the whol
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence
-
-import torch
+from typing import Any, Callable, List, Sequence, Tuple
 
 from ..calling import module_of
 from ..errors import fail
 from ..arguments import split_args
-from ..recompute import checkpoint, reads
-from ..structure import Tensors
+from ..recompute import checkpoint_aux, reads
+from ..base import Tensor, Tensors
 from ..targets import Target
 from .interception import Recorder, Replayer
 from .rules import Constant, rule_pass
 
-Tensor = torch.Tensor
-
-
-@dataclass
-class Multipliers:
-    """What one engine run gives.
-
-    Attributes:
-      grads: multipliers, one tensor per attributed tensor (rows as given).
-      out_x, out_b: the selected outputs on the inputs' and the baselines' rows, shape ``(n_rows,)``.
-      uncovered: names of the nonlinear calls the rule could not see (for a warning).
-    """
-
-    grads: Tensors
-    out_x: Tensor
-    out_b: Tensor
-    uncovered: List[str]
-
 
 def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs: Tensors, bs: Tensors,
-                target: Target, *, eps: float) -> Multipliers:
+                target: Target, *, eps: float) -> Tuple[Tensors, Tensor, Tensor, List[str]]:
     """DeepLift multipliers of the selected output of ``forward_x`` with respect to ``xs``.
 
     Args:
@@ -64,8 +43,10 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
       target: the normalised target for ``n_rows`` rows.
       eps: the rule falls back to the gradient where ``|x - ref| < eps``.
 
-    With grad mode on, the results keep their graph (they are differentiable); without, the
-    leaves the rule pass used are declared (:func:`..recompute.reads`).
+    Returns ``(grads, out_x, out_b, uncovered)``: the multipliers, one tensor per attributed tensor (rows as
+    given); the selected outputs on the inputs' and the baselines' rows, shape ``(n_rows,)``; the names of the
+    nonlinear calls the rule could not see (for a warning). With grad mode on, the results keep their graph
+    (they are differentiable); without, the leaves the rule pass used are declared (:func:`..recompute.reads`).
     """
     for i, x in enumerate(xs):
         if not x.is_floating_point():
@@ -88,11 +69,12 @@ def multipliers(forward_x: Callable[..., Any], forward_b: Callable[..., Any], xs
         return target.select(out, n)
 
     out_x, grads = rule_pass(forward, tuple(xs))
-    return Multipliers(grads, out_x, out_b, uncovered)
+    return grads, out_x, out_b, uncovered
 
 
 def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_x: Sequence[Any],
-                          rest_b: Sequence[Any], target: Target, *, eps: float, model: Any) -> Multipliers:
+                          rest_b: Sequence[Any], target: Target, *, eps: float, model: Any
+                          ) -> Tuple[Tensors, Tensor, Tensor, List[str]]:
     """:func:`multipliers` of ``f(*rows, *rest)`` (``rest_x`` for the inputs' rows, ``rest_b`` for
     the baselines'), computed without a graph and differentiable on demand (:mod:`..recompute`);
     a model in training mode keeps the graph at once."""
@@ -100,17 +82,14 @@ def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_
     tb, rebuild_b = split_args(rest_b)
     k, kx = len(xs), len(tx)
     module = module_of(model)
-    found: Dict[str, List[str]] = {}
 
-    def run(tensors: Tensors) -> Tensors:
+    def run(tensors: Tensors) -> Tuple[Tensors, List[str]]:
         rx, rb = rebuild_x(tensors[2 * k:2 * k + kx]), rebuild_b(tensors[2 * k + kx:])
-        res = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb), tensors[:k], tensors[k:2 * k],
-                          target, eps=eps)
-        if "uncovered" not in found:  # the first run's (a recomputation under Dynamo must not write)
-            found["uncovered"] = res.uncovered
+        grads, out_x, out_b, uncovered = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb),
+                                                     tensors[:k], tensors[k:2 * k], target, eps=eps)
         if module is not None:  # the baselines' pass kept no graph to walk: count everything the model may read
             reads(module)
-        return res.grads + (res.out_x, res.out_b)
+        return grads + (out_x, out_b), uncovered
 
-    values = checkpoint(run, tuple(xs) + tuple(bs) + tx + tb, module=module, traceable=True)
-    return Multipliers(tuple(values[:k]), values[k], values[k + 1], found["uncovered"])
+    values, uncovered = checkpoint_aux(run, tuple(xs) + tuple(bs) + tx + tb, module=module, traceable=True)
+    return tuple(values[:k]), values[k], values[k + 1], uncovered

@@ -20,7 +20,7 @@ Captum, without a warning.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -28,13 +28,12 @@ from torch.overrides import TorchFunctionMode
 from ..arguments import split_args
 from ..calling import call
 from ..compiled import at_trace_time, dynamo_tracing
-from ..recompute import checkpoint
-from ..structure import Tensors
+from ..recompute import checkpoint_aux
+from ..base import Tensor, Tensors
 from ..targets import Target
 from .catalog import named, parse
 from .rules import Constant, rule_pass
 
-Tensor = torch.Tensor
 
 _RELU = frozenset({"F.relu", "torch.relu", "Tensor.relu", "torch.relu_", "Tensor.relu_"})
 # rectifier-like calls the rules leave alone: named in the warning
@@ -100,22 +99,6 @@ def _unguided(func: Any) -> Optional[str]:
         return None
 
 
-def _pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any],
-          deconvolution: bool) -> Tuple[Tensors, List[str]]:
-    """Rule gradients of ``f(rows)[target]`` summed over rows; with grad mode on, differentiable."""
-    n = rows[0].shape[0]
-    unguided: List[str] = []
-
-    def forward(points: Tensors, constant: Constant) -> Tensor:
-        guide = Guide(constant, deconvolution)
-        with guide:
-            out = target.select(call(f, points, args), n)
-        unguided[:] = guide.unguided
-        return out
-
-    return rule_pass(forward, rows)[1], unguided
-
-
 def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any], *,
                    deconvolution: bool, model: Any) -> Tuple[Tensors, List[str]]:
     """Per-row guided-backprop (or deconvolution) gradients of ``f(rows)[target]``, computed without a
@@ -124,16 +107,22 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
     Returns ``(gradients, unguided)``: the names of rectifier-like calls the rule left alone.
     """
     arg_tensors, rebuild = split_args(args)
-    k = len(rows)
-    found: Dict[str, List[str]] = {}
+    k, n = len(rows), rows[0].shape[0]
 
-    def run(tensors: Tensors) -> Tensors:
-        grads, names = _pass(f, tensors[:k], target, rebuild(tensors[k:]), deconvolution)
-        if "unguided" not in found:  # the first run's (a recomputation under Dynamo must not write)
-            found["unguided"] = names
-        return grads
+    def run(tensors: Tensors) -> Tuple[Tensors, List[str]]:
+        rest = rebuild(tensors[k:])
+        unguided: List[str] = []
 
-    return checkpoint(run, tuple(rows) + arg_tensors, module=model, traceable=True), found["unguided"]
+        def forward(points: Tensors, constant: Constant) -> Tensor:
+            guide = Guide(constant, deconvolution)
+            with guide:
+                out = target.select(call(f, points, rest), n)
+            unguided[:] = guide.unguided
+            return out
+
+        return rule_pass(forward, tensors[:k])[1], unguided
+
+    return checkpoint_aux(run, tuple(rows) + arg_tensors, module=model, traceable=True)
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:

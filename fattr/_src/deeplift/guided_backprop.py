@@ -4,22 +4,18 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .. import structure
-from ..arguments import as_args
+from ..arguments import boundary
 from ..base import ArgsLike, Attributions, InputsLike, KwargsLike, LayerLike, ModelLike, Result, TargetLike
 from ..errors import check_bool, check_callable, fail
 from ..layer.grad_cam import layer_grad_cam
 from ..layer.interpolate import interpolate
-from ..targets import as_target
 from .guided import rule_gradients, warn_unguided
 
 
 def _rule(method: str, deconvolution: bool, model: Callable[..., Any], inputs: Any, target: Any, args: Any,
           kwargs: Any) -> Attributions:
-    check_callable("model", model)
-    xs, was_tuple = structure.as_tuple(inputs)
-    tgt = as_target(target, xs[0].shape[0], xs[0].device)
-    grads, unguided = rule_gradients(model, xs, tgt, as_args(args, kwargs), deconvolution=deconvolution,
-                                     model=model)
+    xs, was_tuple, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
+    grads, unguided = rule_gradients(model, xs, tgt, args, deconvolution=deconvolution, model=model)
     warn_unguided(method, unguided, deconvolution)
     return structure.restore(grads, was_tuple)
 

@@ -25,12 +25,12 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..base import Tensor
 from ..errors import Shown, fail
 from ..tracing import is_compiling
 from . import rules
 from .catalog import Call, parse, tensors_in, uncovered
 
-Tensor = torch.Tensor
 
 _MISMATCH_HINT = ("DeepLift pairs the nonlinearities of the inputs' and the baselines' forward passes in call "
                   "order; the model must not branch on its input values.")
@@ -67,8 +67,7 @@ class Recorder(TorchFunctionMode):
             output = call.op(x)  # (out, indices), whatever the call returns
             result = output if call.with_indices else output[0]
         else:
-            result = func(*args, **kwargs)
-            output = result
+            result = output = func(*args, **kwargs)
         if is_compiling():  # Dynamo tracks no version counters: keep copies of what the rule will read
             copy = tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
             self.records.append(Record(call.kind, call.name, x.clone(), copy, ()))
@@ -78,10 +77,8 @@ class Recorder(TorchFunctionMode):
         return result
 
     def check_intact(self) -> None:
-        """The model did not modify a recorded input in place after the nonlinearity read it.
-
-        Under ``torch.compile`` the records are copies (Dynamo does not track version counters).
-        """
+        """The model did not modify a recorded input in place after the nonlinearity read it (under
+        ``torch.compile`` the records are copies, with no versions to compare)."""
         for r in self.records:
             if r.versions and r.input._version != r.versions[0]:
                 fail("model", f"the input of {r.name} left unchanged after the call",
@@ -117,12 +114,9 @@ class Replayer(TorchFunctionMode):
         for t in tensors_in(value):
             self._dependent[id(t)] = weakref.ref(t)
 
-    def _has(self, t: Tensor) -> bool:
-        ref = self._dependent.get(id(t))
-        return ref is not None and ref() is t
-
     def dependent(self, value: Any) -> bool:
-        return any(self._has(t) for t in tensors_in(value))
+        refs = ((t, self._dependent.get(id(t))) for t in tensors_in(value))
+        return any(ref is not None and ref() is t for t, ref in refs)
 
     # ---- the pass
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
@@ -160,9 +154,7 @@ class Replayer(TorchFunctionMode):
         work = x.clone() if call.inplace else x
         ref_out = ref.output if ref.output_intact() else None
         out = rules.apply(call, work, self.constant(work), ref.input, ref_out, self.eps)
-        if call.inplace:
-            return x.copy_(out)
-        return out
+        return x.copy_(out) if call.inplace else out
 
     def check_complete(self) -> None:
         """Every recorded nonlinearity of the baselines' pass was met in this pass."""

@@ -32,10 +32,9 @@ from torch._functorch.pyfunctorch import retrieve_current_functorch_interpreter
 
 from ..compiled import marked
 from ..gradients import leaf_gradients
-from ..structure import Tensors
+from ..base import Tensor, Tensors
 from .catalog import Call
 
-Tensor = torch.Tensor
 Constant = Callable[[Tensor], Tensor]  # x -> x0: x as a constant of the rule pass's differentiation
 
 
@@ -128,4 +127,3 @@ def apply(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Any, eps: flo
         return softmax(call, x, x0, ref, ref_out, eps)
     out, idx = maxpool(call, x, x0, ref, ref_out, eps)
     return (out, idx) if call.with_indices else out
-

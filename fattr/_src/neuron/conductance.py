@@ -1,26 +1,24 @@
 """Neuron conductance: the flow of the model's output through one neuron, per input feature."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, cast
+from typing import Any, Optional, Tuple
 
 import torch
 
 from .. import structure
-from ..arguments import as_args, split_args, tile_args
+from ..arguments import boundary, split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
-                    ResultOrList, TargetLike)
+                    ResultOrList, TargetLike, Tensor, Tensors)
 from ..baselines import format_baselines
 from ..compiled import marked
+from ..deeplift.rules import Constant, rule_pass
 from ..errors import check_bool, check_optional_positive_int, fail
 from ..gradients import total_sum
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
-from ..recompute import checkpoint, reads
-from ..structure import Tensors
-from ..targets import Target, as_target
+from ..recompute import checkpoint
+from ..targets import Target
 from .function import Neuron
-
-Tensor = torch.Tensor
 
 
 def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
@@ -74,18 +72,16 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
     """
     check_bool("multiply_by_inputs", multiply_by_inputs)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input)
     if neuron.was_list:
         fail("neuron_selector", "one selector (neuron_conductance takes a single neuron)", neuron_selector,
              kind=TypeError)
     bases = format_baselines(baselines, xs)
-    args = as_args(args, kwargs)
     n = xs[0].shape[0]
-    tgt = as_target(target, n, xs[0].device)
     alphas, weights = quadrature(method, n_steps, device=xs[0].device)
 
-    total: Optional[List[Tensor]] = None
+    total: Any = (0,) * len(xs)  # per input, the sum over the chunks
     step = alphas.shape[0] if chunk_size is None else chunk_size
     for start in range(0, alphas.shape[0], step):
         a, w = alphas[start:start + step], weights[start:start + step]
@@ -95,79 +91,37 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
         density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k), model)
         terms = [torch.tensordot(w.to(accumulation_dtype(d.dtype)),
                                  structure.unfold(d, k).to(accumulation_dtype(d.dtype)), dims=1) for d in density]
-        total = terms if total is None else [t + s for t, s in zip(total, terms)]
-    assert total is not None
-    attr = []
-    for t, x, b in zip(total, xs, bases):
-        attr.append((t * (x - b).to(t.dtype) if multiply_by_inputs else t).to(x.dtype))
-    return structure.restore(tuple(attr), was_tuple)
+        total = tuple(t + s for t, s in zip(total, terms))
+    return structure.restore(tuple((t * (x - b).to(t.dtype) if multiply_by_inputs else t).to(x.dtype)
+                                   for t, x, b in zip(total, xs, bases)), was_tuple)
 
 
 def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: ModelLike) -> Tensors:
-    """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: one forward pass of the model and three partial
-    backward passes (the layer gradient, the selector, the head), computed without a graph and
-    differentiable on demand (:mod:`..recompute`)."""
+    """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: the rule pass (:func:`..deeplift.rules.rule_pass`)
+    of ``select(y * dF/dy)``, its layer gradient ``dF/dy`` (``torch.func.grad`` of the tail) a constant of the
+    pass's differentiation, for any selector. Computed without a graph and differentiable on demand
+    (:mod:`..recompute`), or with its graph when grad mode is on."""
     arg_tensors, rebuild = split_args(args)
-    m = len(points)
+    m, n_rows = len(points), points[0].shape[0]
     select = neuron.selectors[0]
 
     def run(tensors: Tensors) -> Tensors:
-        if torch.is_grad_enabled():  # with its graph: torch.func (which torch.compile traces, too)
-            return _with_graph(neuron, tensors[:m], rebuild(tensors[m:]), target, select)
         rows_args = rebuild(tensors[m:])
-        with torch.enable_grad():
-            leaves = tuple(t.detach().requires_grad_() for t in tensors[:m])
-            n_rows = leaves[0].shape[0]
-            act, rest = neuron.split.head(*leaves, *rows_args)
-            acts = tuple(act) if isinstance(act, (tuple, list)) else (act,)
-            out = target.select(neuron.split.tail(act, rest), n_rows)
-            layer_grads = torch.autograd.grad(total_sum(out), acts, retain_graph=True, allow_unused=True)
-            layer_grads = tuple(torch.zeros_like(y) if g is None else g for g, y in zip(layer_grads, acts))
-            # the selector's cotangent of <dF/dy, y>: dF/dy on the selected neurons (for any selector)
-            probes = tuple(y.detach().requires_grad_() for y in acts)
-            products = tuple(p * g for p, g in zip(probes, layer_grads))
-            weighted = select(products if isinstance(act, (tuple, list)) else products[0], n_rows)
-            cotangents = torch.autograd.grad(weighted.sum(), probes, allow_unused=True)
-            cotangents = tuple(torch.zeros_like(y) if c is None else c for c, y in zip(cotangents, acts))
-            found = torch.autograd.grad(acts, leaves, cotangents, allow_unused=True)
-        grads = tuple(torch.zeros_like(r) if g is None else g for g, r in zip(found, leaves))
-        reads(out, exclude=leaves)
-        return grads
+
+        def forward(rows: Tensors, constant: Constant) -> Tensor:
+            act, rest = neuron.split.head(*rows, *rows_args)
+            several = isinstance(act, (tuple, list))
+            acts = tuple(act) if several else (act,)
+            fixed = tuple(constant(v) if isinstance(v, Tensor) else v for v in rest)
+
+            def output(*a: Tensor) -> Tensor:
+                a = marked(a)
+                return total_sum(target.select(neuron.split.tail(a if several else a[0], fixed), n_rows))
+
+            layer_grads = torch.func.grad(output, argnums=tuple(range(len(acts))))(*(constant(y) for y in acts))
+            products = tuple(y * g for y, g in zip(acts, layer_grads))
+            return select(products if several else products[0], n_rows)
+
+        return rule_pass(forward, tensors[:m])[1]
 
     return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner, traceable=True)
-
-
-_CARRIED = object()  # where a tensor of the head's ``rest`` was
-
-
-def _with_graph(neuron: Neuron, rows: Tensors, rows_args: Tuple[Any, ...], target: Target, select: Any) -> Tensors:
-    """The densities with their graph: the head's vjp, pulled back from the selector's cotangent of the
-    layer gradient (both ``torch.func.grad``), so the result is differentiable in whatever the rows,
-    the args and the model depend on."""
-    n_rows = rows[0].shape[0]
-    kept: List[Any] = []  # the activation's structure and ``rest`` without its tensors (local to this call)
-
-    def head(*r: Tensor) -> Tuple[Tensors, Tensors]:
-        act, rest = neuron.split.head(*marked(r), *rows_args)
-        several = isinstance(act, (tuple, list))
-        kept[:] = [several, tuple(_CARRIED if isinstance(v, Tensor) else v for v in rest)]
-        return (tuple(act) if several else (act,)), tuple(v for v in rest if isinstance(v, Tensor))
-
-    acts, pull, carried = cast(Any, torch.func.vjp(head, *rows, has_aux=True))  # with the aux: three values
-    several, template = kept
-    it = iter(carried)
-    rest = tuple(next(it) if v is _CARRIED else v for v in template)
-    argnums = tuple(range(len(acts)))
-
-    def output(*a: Tensor) -> Tensor:
-        a = marked(a)
-        return total_sum(target.select(neuron.split.tail(a if several else a[0], rest), n_rows))
-
-    layer_grads = torch.func.grad(output, argnums=argnums)(*acts)
-
-    def weighted(*p: Tensor) -> Tensor:
-        products = tuple(q * g for q, g in zip(p, layer_grads))
-        selected: Tensor = select(products if several else products[0], n_rows)
-        return selected.sum()
-
-    return tuple(pull(torch.func.grad(weighted, argnums=argnums)(*acts)))

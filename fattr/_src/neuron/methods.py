@@ -12,9 +12,10 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args
+from ..arguments import as_args, tile, tile_args
 from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike,
                     NeuronSelectorLike, ResultOrList, StdevsLike)
+from ..baselines import format_baselines
 from ..deeplift.deeplift import deeplift, deeplift_shap
 from ..deeplift.guided_backprop import deconvolution, guided_backprop
 from ..gradient_shap import gradient_shap
@@ -31,7 +32,9 @@ _INTERCEPTING = (deeplift, deeplift_shap, guided_backprop, deconvolution)
 def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: Any, neuron_selector: Any,
                attribute_to_neuron_input: bool, args: Any, kwargs: Any, baselines: Any = _ABSENT,
                distribution: bool = False, **options: Any) -> ResultOrList:
-    """``core(neuron_function, inputs, [baselines,] ...)``; for a list of selectors, one batched call."""
+    """``core(neuron_function, inputs, [baselines,] ...)``. A list of selectors is one batched call: every
+    example repeated once per selector, block-major (block ``s`` of the rows, with target ``s``, belongs to
+    selector ``s``; per-example baselines too, a distribution as given), then one result per block."""
     # the rules of DeepLift and guided backprop intercept torch functions, which an exported graph has not
     neuron = Neuron(model, layer, neuron_selector, attribute_to_neuron_input, exportable=core not in _INTERCEPTING)
     g = neuron.function()
@@ -40,14 +43,17 @@ def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: A
         single = (inputs, baselines) if with_baselines else (inputs,)
         return core(g, *single, args=args, kwargs=kwargs, **options)
     xs, was_tuple = structure.as_tuple(inputs)
-    txs, targs, tbases, target = neuron.tiled(xs, as_args(args, kwargs), baselines,
-                                              with_baselines and not distribution)
-    positional: Tuple[Any, ...] = (structure.restore(txs, was_tuple),)
-    if tbases is not None:
-        positional += (structure.restore(tbases, was_tuple),)
+    n, k = xs[0].shape[0], len(neuron.selectors)
+    positional: Tuple[Any, ...] = (structure.restore(tuple(tile(x, k) for x in xs), was_tuple),)
+    if with_baselines and not distribution:  # None and numbers mean zeros and constants
+        bases = tuple(tile(b.expand_as(x), k) for b, x in zip(format_baselines(baselines, xs), xs))
+        positional += (structure.restore(bases, was_tuple),)
     elif with_baselines:
         positional += (baselines,)
-    return neuron.untile(core(g, *positional, target=target, args=targs, **options), was_tuple)
+    target = torch.arange(k, device=xs[0].device).repeat_interleave(n)
+    out = core(g, *positional, target=target, args=tile_args(as_args(args, kwargs), n, k), **options)
+    blocks = [structure.unfold(p, k) for p in structure.as_tuple(out)[0]]
+    return [structure.restore(tuple(b[s] for b in blocks), was_tuple) for s in range(k)]
 
 
 # the Args and Returns lines every neuron method shares, substituted into the docstrings below

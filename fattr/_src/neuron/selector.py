@@ -21,9 +21,9 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 
 from .. import structure
+from ..base import Tensor
 from ..errors import Shown, describe, fail
 
-Tensor = torch.Tensor
 Index = Tuple[Union[int, slice], ...]
 
 _HELP = ("Pass an int (a column of a 2-D activation), a tuple of ints and slices (one per dim after "
@@ -45,25 +45,19 @@ class Selector:
 
     def __call__(self, activation: Any, n_rows: int) -> Tensor:
         """The selected value of every row: shape ``(n_rows,)``."""
-        if self.fn is not None:
-            return self._call(activation, n_rows)
-        assert self.index is not None
-        if not isinstance(activation, Tensor):
-            fail("layer", "a layer with one activation tensor for an index neuron_selector",
-                 activation, "Pass a callable neuron_selector for a layer with several tensors.")
-        return _index(activation, self.index, self.name)
-
-    def _call(self, activation: Any, n_rows: int) -> Tensor:
-        assert self.fn is not None
+        if self.fn is None:
+            assert self.index is not None
+            if not isinstance(activation, Tensor):
+                fail("layer", "a layer with one activation tensor for an index neuron_selector",
+                     activation, "Pass a callable neuron_selector for a layer with several tensors.")
+            return _index(activation, self.index, self.name)
         out = self.fn(activation)
         if not isinstance(out, Tensor):
             fail(self.name, "a callable returning a tensor", out, kind=TypeError)
         if out.dim() >= 1 and out.shape[0] == n_rows and out[0].numel() == 1:
             return out.reshape(n_rows)
         if out.numel() == 1:
-            if n_rows == 1:
-                return out.reshape(1)
-            return _per_row(self.fn, activation)
+            return out.reshape(1) if n_rows == 1 else _per_row(self.fn, activation)
         fail(self.name, f"a callable returning one value per example (shape ({n_rows},)) or one value",
              describe(out), _HELP)
 

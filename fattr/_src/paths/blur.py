@@ -12,14 +12,11 @@ from typing import List, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args
-from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
+from ..arguments import boundary
+from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
 from ..delta import completeness_delta
-from ..errors import check_bool, check_callable, check_choice, check_number, check_optional_positive_int, \
-    check_positive_int, fail
+from ..errors import check_bool, check_choice, check_number, check_optional_positive_int, check_positive_int, fail
 from ..path import weighted_gradient_sum
-from ..structure import Tensors
-from ..targets import as_target
 
 TRUNCATE = 4.0  # scipy's default: taps up to int(4 sigma + 0.5) from the centre
 
@@ -113,8 +110,7 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     References:
       Xu, Venugopalan, Sundararajan. "Attribution in Scale and Space". CVPR 2020.
     """
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     check_bool("return_delta", return_delta)
     for i, x in enumerate(xs):
         if x.dim() < 3:
@@ -127,8 +123,6 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     velocity = check_choice("velocity", velocity, ("difference", "exact"))
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     n, device = xs[0].shape[0], xs[0].device
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
     if n == 0:  # checked like any batch, then nothing to compute
         return structure.empty_result(xs, was_tuple, return_delta)
     sigmas = [float(i) * max_sigma / float(n_steps) for i in range(n_steps + 1)]

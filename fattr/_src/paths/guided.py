@@ -16,15 +16,14 @@ import torch
 from torch._higher_order_ops.while_loop import while_loop
 
 from .. import structure
-from ..arguments import as_args
+from ..arguments import boundary
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensor, Tensors,
                     WithDelta)
 from ..baselines import format_baselines
 from ..compiled import dynamo_tracing
 from ..delta import completeness_delta
-from ..errors import check_bool, check_callable, check_number, check_positive_int
+from ..errors import check_bool, check_number, check_positive_int
 from ..gradients import gradients
-from ..targets import as_target
 
 EPSILON = 1e-9  # PAIR's tolerance on the L1 distance reached by a step
 STUCK = "guided_integrated_gradients: a step did not reach its L1 target"
@@ -119,16 +118,13 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
       Kapishnikov, Venugopalan, Avci, Wedin, Terry, Bolukbasi. "Guided Integrated Gradients: an
       Adaptive Path Method for Removing Noise". CVPR 2021.
     """
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     check_bool("return_delta", return_delta)
     n_steps = check_positive_int("n_steps", n_steps)
     fraction, max_dist = (check_number(name, value, "a number in [0, 1]", lambda v: not 0.0 <= v <= 1.0)
                           for name, value in (("fraction", fraction), ("max_dist", max_dist)))
     bases = format_baselines(baselines, xs)
-    n, device = xs[0].shape[0], xs[0].device
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
+    n = xs[0].shape[0]
     if n == 0:  # checked like any batch, then nothing to compute
         return structure.empty_result(xs, was_tuple, return_delta)
     sizes = [structure.example_size(x) for x in xs]
@@ -145,8 +141,7 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     total_diff = end - start
     l1_total = total_diff.abs().sum(1)  # (B,)
     live = l1_total != 0  # an input equal to its baseline gets zeros
-    n_feat = end.shape[1]
-    kth = int(math.floor(fraction * (n_feat - 1)))  # numpy's quantile(..., interpolation="lower")
+    kth = int(math.floor(fraction * (end.shape[1] - 1)))  # numpy's quantile(..., interpolation="lower")
     on_line = total_diff != 0
     safe_diff = torch.where(on_line, total_diff, 1.0)
     x = start
@@ -172,4 +167,3 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     if not return_delta:
         return result
     return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
-

@@ -7,15 +7,14 @@ from typing import Any, Optional
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import boundary, tile_args
 from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines
 from ..delta import completeness_delta
-from ..errors import check_bool, check_callable, check_optional_positive_int, fail
+from ..errors import check_bool, check_optional_positive_int, fail
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype, line_points
 from ..quadrature import quadrature
-from ..targets import as_target
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 
@@ -65,8 +64,7 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
       Yang, Wang, Bilen. "IDGI: A Framework to Eliminate Explanation Noise from Integrated
       Gradients". CVPR 2023.
     """
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     check_bool("return_delta", return_delta)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     if not isinstance(method, str):
@@ -79,8 +77,6 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
         fail("n_steps", "at least 2 for riemann_trapezoid (one segment between two nodes)", n_steps)
     bases = format_baselines(baselines, xs)
     n, device = xs[0].shape[0], xs[0].device
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
     alphas, _ = quadrature(method, n_steps, device=device)
     if n == 0:  # checked like any batch, then nothing to compute
         return structure.empty_result(xs, was_tuple, return_delta)

@@ -7,15 +7,15 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import boundary, tile_args
 from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines
 from ..calling import call
 from ..compiled import marked
-from ..errors import check_bool, check_callable, check_optional_positive_int, fail
+from ..errors import check_bool, check_optional_positive_int, fail
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
-from ..targets import Target, as_target
+from ..targets import Target
 from ..delta import delta_at
 from ..twice import twice_differentiable
 
@@ -108,16 +108,13 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
       Janizek, Sturmfels, Lee. "Explaining Explanations: Axiomatic Feature Interactions for Deep
       Networks". JMLR 22(104), 2021.
     """
-    check_callable("f", f)
     if isinstance(inputs, tuple):
         fail("inputs", "one tensor (integrated_hessians does not take tuples of inputs)", inputs, kind=TypeError)
-    (x,), _ = structure.as_tuple(inputs)
+    (x,), _, tgt, args = boundary(f, inputs, target, args, kwargs)
     check_bool("return_delta", return_delta)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     (base,) = format_baselines(baselines, (x,))
     n, device, shape = x.shape[0], x.device, tuple(x.shape[1:])
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
     a, w = quadrature(method, n_steps, device=device)
     t, wt = (a[:, None] * a[None, :]).reshape(-1), (w[:, None] * w[None, :]).reshape(-1)
     d = x - base
@@ -155,6 +152,4 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
         member = groups.to(acc).reshape(m, -1, n_feat).expand(m, n, n_feat)  # (M, B, D)
         gamma = torch.einsum("gbi,bih->bgh", member, pairs) + torch.diag_embed(torch.einsum("gbi,bi->bg", member, main))
     gamma = gamma.to(x.dtype)
-    if not return_delta:
-        return gamma
-    return gamma, delta_at(f, (x,), (base,), (gamma,), target, args)
+    return (gamma, delta_at(f, (x,), (base,), (gamma,), target, args)) if return_delta else gamma
