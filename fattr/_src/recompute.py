@@ -160,6 +160,7 @@ def _graphed(fn: Callable[[Tensors], Tensors], tensors: Tensors, owner: Optional
     values = tuple(fn(tensors))
     if not _undifferentiable(values, since):
         return values
+    del values  # (its graph, before the second one is made)
     _ATTENDING.update(members)
     with context.restored(), twice_differentiable():
         return tuple(fn(tensors))
