@@ -66,11 +66,11 @@ def test_multi_head_attention_forward_keeps_its_outputs_with_positional_argument
         assert (got[1] is None) == (expected[1] is None)
 
 
-def _bert(attention: str) -> Any:
+def _bert(attention: str, **config: Any) -> Any:
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(transformers.BertConfig(
         vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32, num_labels=3, attn_implementation=attention)).eval()
+        max_position_embeddings=32, num_labels=3, attn_implementation=attention, **config)).eval()
 
 
 def _ids() -> Any:
@@ -149,3 +149,75 @@ def test_integrated_hessians_through_attention() -> None:
         expected, _ = run()
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
     assert got.shape == (2, 3, 3) and bool(got.abs().max() > 0)
+
+
+def _entered(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Counts the passes that run under the composite mode (``recompute``'s use of it)."""
+    from fattr._src import recompute
+    entered: list = []
+
+    def counted() -> Any:
+        entered.append(1)
+        return twice_differentiable()
+
+    monkeypatch.setattr(recompute, "twice_differentiable", counted)
+    return entered
+
+
+def test_a_model_without_attention_keeps_its_graph_without_the_composite_mode(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    """The mode costs a Python call per operation (it more than doubled a small training-mode call); a model
+    without attention never needs it, and its attribution still differentiates as before."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2)).double()  # training mode: graph at once
+    x = torch.randn(3, 5, dtype=torch.float64)
+    entered = _entered(monkeypatch)
+    attr = fattr.integrated_gradients(model, x, target=1, n_steps=8)
+    layer = fattr.layer_integrated_gradients(model, "1", x, target=1, n_steps=8)
+    (g,) = torch.autograd.grad((attr.pow(2).sum() + layer.pow(2).sum()), model[0].weight)
+    assert entered == []
+    w = model[0].weight.detach().requires_grad_()
+
+    def reference(w: torch.Tensor) -> torch.Tensor:  # the same attributions written with torch.func
+        def f(v: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(model, {"0.weight": w}, (v,))[:, 1].sum()
+
+        nodes, weights = fattr.quadrature("gausslegendre", 8, dtype=torch.float64)
+        grads = sum(wk * torch.func.grad(f)(a * x) for a, wk in zip(nodes, weights))
+        pre = lambda v: torch.tanh(torch.nn.functional.linear(v, w, model[0].bias))  # noqa: E731
+        tail = lambda h: model[2](h)[:, 1].sum()  # noqa: E731
+        act = pre(x)
+        layer_grads = sum(wk * torch.func.grad(tail)(a * act + (1 - a) * pre(torch.zeros_like(x)))
+                          for a, wk in zip(nodes, weights))
+        return (grads * x).pow(2).sum() + (layer_grads * (act - pre(torch.zeros_like(x)))).pow(2).sum()
+
+    torch.testing.assert_close(g, torch.autograd.grad(reference(w), w)[0])
+
+
+def test_attention_in_training_mode_reruns_under_the_composite_mode_with_the_same_dropout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training-mode BERT (dropout on its hidden states; none on attention, which would take the math
+    kernel): its kept graph holds the fused kernel's backward, so the pass runs again under the composite
+    mode, drawing the same dropout masks; from then on the model runs under the mode at once. Reference:
+    the math kernel chosen globally, from the same random state."""
+    model = _bert("sdpa", attention_probs_dropout_prob=0.0).train()
+    entered = _entered(monkeypatch)
+
+    def loss_gradient() -> Any:
+        torch.manual_seed(5)
+        return _loss_gradient(model)
+
+    got_attr, got_grads = loss_gradient()
+    after = torch.rand(1)
+    assert len(entered) >= 1
+    first = len(entered)
+    with sdpa_kernel(SDPBackend.MATH):
+        attr, grads = loss_gradient()
+        expected_after = torch.rand(1)
+    torch.testing.assert_close(got_attr, attr, rtol=1e-4, atol=1e-6)
+    for got, expected in zip(got_grads, grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert torch.equal(after, expected_after)  # the rerun left the random state as one run would
+    again_attr, _ = loss_gradient()
+    torch.testing.assert_close(again_attr, got_attr)
+    assert len(entered) - first >= 1

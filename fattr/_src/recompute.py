@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -126,25 +127,59 @@ def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
             into.module(source)
 
 
-def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, into: Optional[_Reads]) -> Tensors:
-    """``fn(tensors)``: without grad, its :func:`reads` going ``into``; or (``into`` None) a recomputation,
-    with grad, every checkpoint inside keeping its graph at once."""
+def _run(fn: Callable[[Tensors], Tensors], tensors: Tensors, into: Optional[_Reads],
+         owner: Optional[nn.Module] = None) -> Tensors:
+    """``fn(tensors)``: without grad, its :func:`reads` going ``into``; or (``into`` None) a recomputation
+    of ``owner``'s computation, with grad, every checkpoint inside keeping its graph at once."""
     local, enabled = _local, torch.is_grad_enabled()
     outer, recomputing = local.reads, local.recomputing
     local.reads, local.recomputing = into, into is None
     torch._C._set_grad_enabled(into is None)
     try:
-        return tuple(fn(tensors)) if into is not None else _graphed(fn, tensors)
+        return tuple(fn(tensors)) if into is not None else _graphed(fn, tensors, owner)
     finally:
         torch._C._set_grad_enabled(enabled)
         local.reads, local.recomputing = outer, recomputing
 
 
-def _graphed(fn: Callable[[Tensors], Tensors], tensors: Tensors) -> Tensors:
-    """``fn(tensors)`` keeping a graph that is differentiated twice (its values are gradients): attention
-    as composite operations (:mod:`.twice`)."""
-    with twice_differentiable():
+_ATTENDING: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # owners whose kept graphs needed composite attention
+
+
+def _graphed(fn: Callable[[Tensors], Tensors], tensors: Tensors, owner: Optional[nn.Module] = None) -> Tensors:
+    """``fn(tensors)`` keeping a graph that is differentiated twice (its values are gradients), attention
+    as composite operations (:mod:`.twice`) where the fused kernel has no second derivative. The mode costs
+    a Python call per operation (more than doubling a small model's pass), so given the ``owner`` (the
+    module whose computation it is; eagerly only) the pass runs without it first, and again under it, with
+    the same random and autocast states, only when its graph has a step without a derivative; an owner
+    found so runs under the mode from then on. Without one (tracing, a function) the mode is always on."""
+    members: List[nn.Module] = [] if owner is None else list(owner) if type(owner) is nn.ModuleList else [owner]
+    if not members or any(m in _ATTENDING for m in members):  # (a ModuleList: a function's modules, .calling)
+        with twice_differentiable():
+            return tuple(fn(tensors))
+    context, since = Context(), _next_node()
+    values = tuple(fn(tensors))
+    if not _undifferentiable(values, since):
+        return values
+    del values  # (its graph, before the second one is made)
+    _ATTENDING.update(members)
+    with context.restored(), twice_differentiable():
         return tuple(fn(tensors))
+
+
+def _undifferentiable(values: Sequence[Any], since: int) -> bool:
+    """Whether the graphs of ``values`` made since ``since`` hold a step without a derivative."""
+    stack = [v.grad_fn for v in values if isinstance(v, Tensor) and v.grad_fn is not None]
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        if type(node).__name__ == "NotImplemented":
+            return True
+        if node._sequence_nr() >= since:
+            for child, _ in node.next_functions:
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+    return False
 
 
 class Context:
@@ -293,12 +328,12 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         return tuple(fn(tensors))  # nothing to attach; or a forward pass, whose graph costs little
     owner = module_of(module)
     if (_local.recomputing or owner is not None and owner.training) and not memory_first:
-        return _graphed(fn, tensors)  # about to be differentiated: the graph at once
+        return _graphed(fn, tensors, owner)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
     detached = tuple(t.detach() for t in tensors)
     values = _run(fn, detached, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
-        return _graphed(fn, tensors)
+        return _graphed(fn, tensors, owner)
     tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
     if not tracked and not read.found:
         return values
@@ -307,7 +342,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         full = list(detached)
         for i, s in zip(tracked, stand_ins):
             full[i] = s
-        return _run(fn, tuple(full), None)
+        return _run(fn, tuple(full), None, owner)
 
     return _attach(again, context, tuple(v.detach() for v in values), len(tracked),
                    *(tensors[i] for i in tracked), *read.found.values())
