@@ -39,7 +39,7 @@ from torch.utils import _pytree as pytree
 from ..arguments import unpack
 from ..compiled import dynamo_tracing
 from . import locking
-from .capture import Untraceable, attributes_kept, pack, refuse_hooks
+from .capture import Untraceable, attributes_kept, pack, refuse_hooks, tail_and_rest, upstream
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
 
@@ -216,19 +216,9 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
     for n in nodes:
         if any(a in below or a in cut_set for a in n.all_input_nodes):
             below.add(n)
-
-    tail_set: Set[Node] = set()
-    rest_set: Set[Node] = set()
-    stack = [a for a in out_values if isinstance(a, Node)]
-    while stack:
-        n = stack.pop()
-        if n in tail_set or n in rest_set or n in cut_set:
-            continue
-        if n in state or n in below or meta[n] or n not in data:
-            tail_set.add(n)
-            stack.extend(n.all_input_nodes)
-        else:
-            rest_set.add(n)
+    tail_set, rest_set = tail_and_rest([a for a in out_values if isinstance(a, Node)], cut_set.__contains__,
+                                       lambda n: n in state or n in below or meta[n] or n not in data,
+                                       lambda n: n.all_input_nodes)
     rest = sorted(rest_set, key=index.__getitem__)
     symbol = _batch_symbol(user)
     batched = []
@@ -248,13 +238,7 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
                               f"shared by head and tail in place ({n.target})")
 
     # the head: what the cuts and the rest need
-    head_set: Set[Node] = set()
-    stack = list(cuts) + list(rest)
-    while stack:
-        n = stack.pop()
-        if n not in head_set:
-            head_set.add(n)
-            stack.extend(n.all_input_nodes)
+    head_set = upstream(list(cuts) + rest)
     head_state = [n for n in placeholders if n in state and n in head_set]
     head = _module(gm, [n for n in nodes if n in head_set], head_state + user, list(cuts) + rest)
     tail_state = [n for n in placeholders if n in state and n in tail_set]

@@ -40,7 +40,8 @@ from ..arguments import as_args, unpack
 from ..calling import call, writes_buffers
 from ..errors import Shown, fail
 from . import locking
-from .capture import Untraceable, attributes_kept, clone, refuse_hooks
+from .capture import (Untraceable, attributes_kept, check_called_once, clone, refuse_hooks,
+                      tail_and_rest, upstream)
 from .resolve import registrations
 
 
@@ -276,11 +277,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     cuts = []
     for layer, label in zip(layers, labels):
         calls = [n for n in nodes if n.op == "call_module" and model.get_submodule(n.target) is layer]
-        if len(calls) != 1:
-            what = "is never called" if not calls else f"is called {len(calls)} times"
-            fail(label, "a layer that runs exactly once in the model's forward pass",
-                 Shown(f"a {type(layer).__name__} that {what}"),
-                 "Attribute to a module used once (e.g. wrap one of the calls in its own module).")
+        check_called_once(label, layer, len(calls))
         cuts.append(calls[0])
     cut_set = set(cuts)
 
@@ -316,18 +313,9 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
 
     # statements: calls whose result is unused (in-place updates, asserts) still run, on their side
     statements = [n for n in nodes if n.op.startswith("call_") and not n.users and n not in cut_set]
-    tail_set: Set[Node] = set()
-    rest_set: Set[Node] = set()
-    stack = list(output.all_input_nodes) + [n for n in statements if n in below]
-    while stack:
-        n = stack.pop()
-        if n in tail_set or n in rest_set or (not to_input and n in cut_set):
-            continue
-        if n in below or meta[n] or n not in data:
-            tail_set.add(n)
-            stack.extend(tail_reads(n))
-        else:
-            rest_set.add(n)
+    tail_set, rest_set = tail_and_rest(list(output.all_input_nodes) + [n for n in statements if n in below],
+                                       lambda n: not to_input and n in cut_set,
+                                       lambda n: n in below or meta[n] or n not in data, tail_reads)
     rest = tuple(sorted(rest_set, key=index.__getitem__))
 
     targets: List[Node] = list(rest) + [n for n in statements if n not in below]
@@ -336,13 +324,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
             map_arg(c.args, targets.append)
         else:
             targets.append(c)
-    head_set: Set[Node] = set()
-    stack = targets
-    while stack:
-        n = stack.pop()
-        if n not in head_set:
-            head_set.add(n)
-            stack.extend(n.all_input_nodes)
+    head_set = upstream(targets)
     head_schedule = [n for n in nodes if (n in head_set and n.op != "placeholder") or (to_input and n in cut_set)]
     head_nodes = {n for n in head_set if n.op != "placeholder"}
 
