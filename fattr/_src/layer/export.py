@@ -105,19 +105,14 @@ class Plan:
     layouts: Tuple[Tuple[bool, int], ...]  # per layer: (a tuple of values, how many)
 
 
-def _region(nodes: List[Node], fqn: str) -> Set[Node]:
-    """The nodes of the layer's own call (its qualified name in their module stack)."""
-    out = set()
-    for n in nodes:
-        stack = n.meta.get("nn_module_stack") or {}
-        if any(path == fqn for path, _ in stack.values()):
-            out.add(n)
-    return out
-
-
-def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], fqns: Sequence[str],
-         to_input: bool) -> Plan:
-    """Export ``root`` on ``tensors`` and cut the graph at the modules named ``fqns``."""
+def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[Any], n: int,
+            fqns: Sequence[str], to_input: bool) -> Plan:
+    """The plan of ``f`` called on ``values`` (inputs, then args with keywords), exported and cut at ``fqns``."""
+    leaves, spec = pytree.tree_flatten(tuple(values))
+    tensors = [v for v in leaves if isinstance(v, torch.Tensor)]
+    batched = [t.dim() > 0 and t.shape[0] == n for t in tensors]
+    root = Root(f, roots, spec, [v for v in leaves if not isinstance(v, torch.Tensor)],
+                [isinstance(v, torch.Tensor) for v in leaves])
     refuse_hooks(root.modules())  # (an export traces every module's forward)
     batch = torch.export.Dim("batch")
     examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
@@ -171,7 +166,7 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
     layouts: List[Tuple[bool, int]] = []
     for fqn in fqns:
         call = calls.get(fqn)
-        region = _region(nodes, fqn)
+        region = {n for n in nodes if any(path == fqn for path, _ in (n.meta.get("nn_module_stack") or {}).values())}
         if not region:
             raise Untraceable(f"the export kept no call of {fqn!r}")
         if call is None:  # the call's arguments could not be kept (a cache object): cut where its values leave
@@ -220,7 +215,8 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
                                        lambda n: n in state or n in below or meta[n] or n not in data,
                                        lambda n: n.all_input_nodes)
     rest = sorted(rest_set, key=index.__getitem__)
-    symbol = _batch_symbol(user)
+    symbol = next((v.shape[0] for v in map(_val, user) if isinstance(v, torch.Tensor) and v.dim() > 0
+                   and isinstance(v.shape[0], torch.SymInt)), None)
     batched = []
     for n in rest:
         v = _val(n)
@@ -265,14 +261,6 @@ def _written(n: Node) -> List[Node]:
     return written
 
 
-def _batch_symbol(user: Sequence[Node]) -> Any:
-    for n in user:
-        v = _val(n)
-        if isinstance(v, torch.Tensor) and v.dim() > 0 and isinstance(v.shape[0], torch.SymInt):
-            return v.shape[0]
-    return None
-
-
 def _module(gm: fx.GraphModule, nodes: Sequence[Node], inputs: Sequence[Node], outputs: Sequence[Any],
             single: bool = False) -> fx.GraphModule:
     """A graph module computing ``outputs`` from ``inputs`` by ``nodes`` (copied from ``gm``'s graph)."""
@@ -311,16 +299,6 @@ class Shared:
 
     def __init__(self, value: torch.Tensor) -> None:
         self.value = value
-
-
-def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[Any], n: int,
-            fqns: Sequence[str], to_input: bool) -> Plan:
-    """The plan of ``f`` called on ``values`` (inputs, then args with keywords), cut at ``fqns``."""
-    leaves, spec = pytree.tree_flatten(tuple(values))
-    where = [isinstance(v, torch.Tensor) for v in leaves]
-    tensors = [v for v in leaves if isinstance(v, torch.Tensor)]
-    root = Root(f, roots, spec, [v for v in leaves if not isinstance(v, torch.Tensor)], where)
-    return plan(root, tensors, [t.dim() > 0 and t.shape[0] == n for t in tensors], fqns, to_input)
 
 
 _owners: "weakref.WeakKeyDictionary[nn.Module, Dict[int, List[Any]]]" = weakref.WeakKeyDictionary()

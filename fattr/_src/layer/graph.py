@@ -168,14 +168,8 @@ def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[Dict[str, Any],
     except TypeError as e:
         fail("inputs", f"inputs, args and kwargs that model.forward{signature} takes",
              Shown(f"{len(positional)} positional values and keywords {sorted(keywords)} ({e})"), kind=TypeError)
-    bound.apply_defaults()
-    concrete = {}
-    for name, value in bound.arguments.items():
-        kind = signature.parameters[name].kind
-        if kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) \
-                and type(value) in _SPECIALISE:
-            concrete[name] = value
-    return dict(bound.arguments), concrete
+    bound.apply_defaults()  # (``*args`` and ``**kwargs`` bind a tuple and a dict: never specialised)
+    return dict(bound.arguments), {name: v for name, v in bound.arguments.items() if type(v) in _SPECIALISE}
 
 
 def key(concrete: Dict[str, Any]) -> Tuple[Any, ...]:
@@ -208,20 +202,12 @@ def _is_inplace(node: Node, model: nn.Module) -> bool:
     return False
 
 
-def _opaque(m: nn.Module) -> bool:
-    """A module whose forward fattr cannot see into and that is not one of torch.nn's own."""
-    return any(not type(sub).__module__.startswith("torch.nn.") for sub in m.modules())
-
-
 def _may_mutate(node: Node, model: nn.Module) -> bool:
-    """Whether ``node`` may modify a tensor in place (an opaque module might)."""
+    """Whether ``node`` may modify a tensor in place (a module fattr cannot see into, not torch.nn's own, might)."""
     if _is_inplace(node, model):
         return True
-    return node.op == "call_module" and _opaque(model.get_submodule(_named(node)))
-
-
-def _mutated(node: Node) -> Any:
-    return node.args[0] if node.args else None
+    return node.op == "call_module" and any(not type(sub).__module__.startswith("torch.nn.")
+                                            for sub in model.get_submodule(_named(node)).modules())
 
 
 @dataclass
@@ -300,7 +286,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     for n in nodes[first:]:
         if n in cut_set:  # the layer itself runs in the head (output) or on the substituted input
             continue
-        target = _mutated(n)
+        target = n.args[0] if n.args else None
         if _is_inplace(n, model) and not (isinstance(target, Node) and (target in below or target in cut_set)):
             raise Untraceable("the forward modifies, after the layer, a tensor computed before it")
 
