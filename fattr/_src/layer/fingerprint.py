@@ -100,6 +100,12 @@ def summary(value: Any) -> Hashable:
     return _value(value, [_MAX_ITEMS])
 
 
+def inplace(m: nn.Module) -> bool:
+    """Whether ``m`` (untraced) works in place: the flag the in-place check reads."""
+    d = m.__dict__
+    return (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True
+
+
 def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
     """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time);
     its class and the class's ``forward`` by identity (their ids, the objects added to ``pins``)."""
@@ -162,8 +168,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
             if traced_ids is not None:
                 traced_ids.add(key)
         else:
-            d = m.__dict__
-            parts.append((children, (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True))
+            parts.append((children, inplace(m)))
         contains[key] = traced or key in layer_ids
         return contains[key]
 
@@ -172,8 +177,8 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     return tuple(parts), tuple(map(weakref.ref, pins))
 
 
-def of_function(f: Any, roots: Sequence[nn.Module], traced_ids: Optional[Set[int]] = None) -> Hashable:
-    """What an export of ``f`` reads from its modules (every module's forward is traced)."""
+def of_function(roots: Sequence[nn.Module], traced_ids: Optional[Set[int]] = None) -> Hashable:
+    """What an export of a function reads from its modules ``roots`` (every module's forward is traced)."""
     return tuple(fingerprint(root, (), everything=True, traced_ids=traced_ids) for root in roots)
 
 

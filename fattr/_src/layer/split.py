@@ -336,7 +336,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if token is None:
             traced: Set[int] = set()
             try:
-                fp = (fingerprint.of_function(model, roots, traced) if not is_module
+                fp = (fingerprint.of_function(roots, traced) if not is_module
                       else fingerprint.fingerprint(model, layers, traced_ids=traced))
             except fingerprint.Uncacheable:
                 fp = None

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from torch import nn
 
 from .capture import HOOKS, global_hook_dicts
-from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, summary
+from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, inplace, summary
 
 try:  # (private to torch, as is the whole of torch.compile's guard machinery)
     from torch._C._dynamo.guards import dict_version as _version
@@ -54,11 +54,6 @@ def _works() -> bool:
 
 
 _WORKS = _works()
-
-
-def _inplace(m: nn.Module) -> bool:
-    d = m.__dict__
-    return (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True
 
 
 def _ref(obj: Any) -> Callable[[], Any]:
@@ -136,7 +131,7 @@ def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
                 entries.append((weakref.ref(m), weakref.ref(cls), tuple(map(_version, _STATE(d))) + (_version(d),),
                                 _ref(cls.forward), _deep(attributes, memo)))
             else:
-                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, _inplace(m)))
+                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, inplace(m)))
             stack.extend(reversed(m._modules.values()))
     except (KeyError, TypeError):  # a module without nn.Module's own dicts (or with other mappings in their place)
         return None
@@ -156,7 +151,7 @@ def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
                 return False
             d = m.__dict__
             if forward is None:
-                if _version(d["_modules"]) != versions[0] or _inplace(m) != extra:
+                if _version(d["_modules"]) != versions[0] or inplace(m) != extra:
                     return False
             elif (tuple(map(_version, _STATE(d))) + (_version(d),) != versions or cls.forward is not forward()
                   or extra and not _all_same(d, extra)):
