@@ -78,12 +78,8 @@ def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
             return
         if depth > 2 or isinstance(obj, (str, bytes, int, float, bool, torch.Tensor, type(None))):
             return
-        if isinstance(obj, (list, tuple)):
-            for item in obj[:16]:
-                add(item, depth + 1)
-            return
-        if isinstance(obj, dict):
-            for item in list(obj.values())[:16]:
+        if isinstance(obj, (list, tuple, dict)):
+            for item in list(obj.values() if isinstance(obj, dict) else obj)[:16]:
                 add(item, depth + 1)
             return
         owner = getattr(obj, "__self__", None)

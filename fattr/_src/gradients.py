@@ -68,19 +68,13 @@ def leaf_gradients(forward: Callable[[Tensors], Tensor], rows: Tensors) -> Tuple
     return out.detach(), tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
 
 
-def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
-    n_rows = rows[0].shape[0]
-
-    def total(*xs: Tensor) -> Tensor:
-        return total_sum(target.select(call(f, compiled.marked(xs), args), n_rows))
-
-    return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
-
-
 def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
     """Per-row gradients: with their graph when grad mode is on, else without it (:func:`leaf_gradients`)."""
     if torch.is_grad_enabled():  # torch.func.grad: differentiable in whatever rows, args and f depend on
-        return _with_graph(f, rows, target, args)
+        def total(*xs: Tensor) -> Tensor:
+            return total_sum(target.select(call(f, compiled.marked(xs), args), rows[0].shape[0]))
+
+        return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
     _, grads = leaf_gradients(lambda leaves: target.select(call(f, leaves, args), leaves[0].shape[0]), rows)
     return grads
 

@@ -123,8 +123,6 @@ def trace(model: nn.Module, layers: Sequence[nn.Module],
     return graph, tracer.constants
 
 
-# ---------------------------------------------------------------------------- fingerprint
-
 _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format)
 
