@@ -310,8 +310,8 @@ def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module
     plan and root model: a plan is only used after the model's fingerprint (its module tree included)
     matched, so the modules at these paths are the ones found then."""
     key = id(names)
-    if dynamo_tracing():  # no lock under Dynamo: found while it traces, held by the compiled code
-        return _found_owners(names, roots)
+    if dynamo_tracing():  # no lock: found while Dynamo traces, held by the compiled code; read by getattr (guarded)
+        return [(module, attr, None) for module, attr, _ in _found_owners(names, roots)]
     with _owners_lock:
         cache = _owners.get(roots[0]) if roots else None
         found = cache.get(key) if cache is not None else None
@@ -344,9 +344,6 @@ def _found_owners(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module]
 def _state(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
            ) -> List[torch.Tensor]:
     """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
-    if dynamo_tracing():  # (attribute reads, which Dynamo guards on)
-        return [constants[attr] if module is None else getattr(module, attr)
-                for module, attr, _ in _owner_modules(names, roots)]
     return [constants[attr] if module is None else getattr(module, attr) if registry is None else registry[attr]
             for module, attr, registry in _owner_modules(names, roots)]
 

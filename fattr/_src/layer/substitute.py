@@ -15,6 +15,7 @@ inputs and args themselves.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from torch import nn
@@ -28,15 +29,15 @@ _CAPTURE = object()
 _local = threading.local()
 
 
+@dataclass(eq=False)
 class _Swap:
     """One layer's part of one run: records its activation, or substitutes the given one."""
 
-    __slots__ = ("layer", "to_input", "activation", "captured", "calls")
-
-    def __init__(self, layer: nn.Module, to_input: bool, activation: Any = _CAPTURE) -> None:
-        self.layer, self.to_input, self.activation = layer, to_input, activation
-        self.captured: Any = None
-        self.calls = 0
+    layer: nn.Module
+    to_input: bool
+    activation: Any = _CAPTURE
+    captured: Any = None
+    calls: int = 0
 
 
 def _mine(swap: _Swap) -> bool:

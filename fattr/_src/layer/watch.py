@@ -38,16 +38,12 @@ def _works() -> bool:
         return False
     try:
         m = nn.Module()
-        d = m.__dict__
-        seen = [_version(d)]
-        m.training = False
-        seen.append(_version(d))
-        setattr(m, "extra", 1)
-        seen.append(_version(d))
-        setattr(m, "extra", 2)
-        seen.append(_version(d))
-        delattr(m, "extra")
-        seen += [_version(d), _version({}), _version({})]
+        seen = [_version(m.__dict__)]
+        for change in (lambda: setattr(m, "training", False), lambda: setattr(m, "extra", 1),
+                       lambda: setattr(m, "extra", 2), lambda: delattr(m, "extra")):
+            change()
+            seen.append(_version(m.__dict__))
+        seen += [_version({}), _version({})]
         return len(set(seen)) == len(seen)
     except Exception:  # pragma: no cover
         return False
