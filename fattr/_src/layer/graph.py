@@ -42,6 +42,7 @@ from ..errors import Shown, fail
 from . import locking
 from .capture import (Untraceable, attributes_kept, check_called_once, clone, refuse_hooks,
                       tail_and_rest, upstream)
+from .fingerprint import _MODULE_STATE
 from .resolve import registrations
 
 
@@ -269,10 +270,9 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     meta: Dict[Node, bool] = {}
     data: Set[Node] = set()
     for n in nodes:
-        is_meta = ((n.op == "call_method" and n.target in _META_METHODS)
+        meta[n] = ((n.op == "call_method" and n.target in _META_METHODS)
                    or (n.op == "call_function" and n.target is builtins.getattr and len(n.args) > 1
                        and n.args[1] in _META_ATTRS))
-        meta[n] = is_meta
         if n.op == "placeholder" or any(a in data and not meta[a] for a in n.all_input_nodes):
             data.add(n)
     below: Set[Node] = set(cuts) if to_input else set()
@@ -303,11 +303,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     rest = tuple(sorted(rest_set, key=index.__getitem__))
 
     targets: List[Node] = list(rest) + [n for n in statements if n not in below]
-    for c in cuts:
-        if to_input:
-            map_arg(c.args, targets.append)
-        else:
-            targets.append(c)
+    map_arg(tuple(c.args for c in cuts) if to_input else tuple(cuts), targets.append)  # what the cuts need
     head_set = upstream(targets)
     head_schedule = [n for n in nodes if (n in head_set and n.op != "placeholder") or (to_input and n in cut_set)]
     head_nodes = {n for n in head_set if n.op != "placeholder"}
@@ -329,7 +325,6 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
 
 
 _WATCHED = (bool, int, float, str, type(None))
-_MODULE_STATE = frozenset(vars(nn.Module()))
 
 
 def _watched(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Tuple[str, str, Any], ...]:

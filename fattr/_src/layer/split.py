@@ -144,11 +144,7 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
     with _lock:
         entry = _plans.get(id(model))
         if entry is None or entry[0]() is not model:
-            try:
-                entry = (weakref.ref(model, _forget(id(model))), {})
-            except TypeError:  # pragma: no cover - nn.Module supports weak references
-                return token
-            _plans[id(model)] = entry
+            entry = _plans[id(model)] = (weakref.ref(model, _forget(id(model))), {})
         plans = entry[1]
         plans.pop(key, None)
         plans[key] = (fp, token, noted)
@@ -344,12 +340,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                 token = _shared(anchor, k, fp, watch.record(roots, traced), make)
             else:
                 hit = recent.get(k)
-                token = hit[1] if hit is not None and hit[0] == fp else None
-                if token is None:
-                    token = make()
+                if hit is None or hit[0] != fp:
                     if len(recent) >= _MAX_PLANS:
                         recent.clear()
-                    recent[k] = (fp, token)
+                    hit = recent[k] = (fp, make())
+                token = hit[1]
         if memo is not None:
             memo[k] = token
         return token

@@ -39,9 +39,10 @@ def _works() -> bool:
     try:
         m = nn.Module()
         seen = [_version(m.__dict__)]
-        for change in (lambda: setattr(m, "training", False), lambda: setattr(m, "extra", 1),
-                       lambda: setattr(m, "extra", 2), lambda: delattr(m, "extra")):
-            change()
+        writes: List[Callable[[], None]] = [lambda: setattr(m, "training", False), lambda: setattr(m, "extra", 1),
+                                            lambda: setattr(m, "extra", 2), lambda: delattr(m, "extra")]
+        for write in writes:
+            write()
             seen.append(_version(m.__dict__))
         seen += [_version({}), _version({})]
         return len(set(seen)) == len(seen)
