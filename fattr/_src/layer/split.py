@@ -304,23 +304,20 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         fqns = export.qualified_names(roots, layers)
         if fqns is None:
             return Token("substitute", reason="the layer is not inside a module the function exposes")
-        try:
-            plan = export.capture(model, roots, values, n, fqns, to_input)
-            return Token("export", _verified(plan, values))
-        except Untraceable as e:
-            return Token("substitute", reason=str(e))
-
-    def _verified(plan: export.Plan, values: Tuple[Any, ...]) -> export.Plan:
-        """``plan``, checked once against the model itself: its head gives the layer's activation (the
-        structure a tuple-returning layer has, and the values, drawing the same random numbers)."""
         devices = sorted({t.device.index or 0 for t in pytree.tree_leaves(values)
                           if isinstance(t, torch.Tensor) and t.device.type == "cuda"})
-        with torch.no_grad(), torch.random.fork_rng(devices=devices), locking.reading():
-            state = torch.get_rng_state()
-            ours, _ = export.run_head(plan, roots, values)
-            torch.set_rng_state(state)
-            theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
-        return export.matched(plan, ours, theirs)
+        try:
+            plan = export.capture(model, roots, values, n, fqns, to_input)
+            # checked once against the model itself: its head gives the layer's activation (the structure
+            # a tuple-returning layer has, and the values, drawing the same random numbers)
+            with torch.no_grad(), torch.random.fork_rng(devices=devices), locking.reading():
+                state = torch.get_rng_state()
+                ours, _ = export.run_head(plan, roots, values)
+                torch.set_rng_state(state)
+                theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
+            return Token("export", export.matched(plan, ours, theirs))
+        except Untraceable as e:
+            return Token("substitute", reason=str(e))
 
     # this split's own plans when they are not shared (uncacheable: kept for the split's life)
     recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
