@@ -128,12 +128,6 @@ def _entry(model: nn.Module, key: Hashable) -> Optional[Tuple[Hashable, Token, O
     return hit
 
 
-def _unchanged(model: nn.Module, key: Hashable, roots: Sequence[nn.Module]) -> Optional[Token]:
-    """The cached token for ``(model, key)`` if nothing its fingerprint read has changed (:mod:`.watch`)."""
-    hit = _entry(model, key)
-    return hit[1] if hit is not None and hit[2] is not None and watch.unchanged(hit[2], roots) else None
-
-
 def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch.Watch],
             make: Callable[[], Token]) -> Token:
     """The cached token for ``(model, key)`` if its fingerprint is ``fp``; otherwise ``make()``, cached.
@@ -325,7 +319,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
-        token = _unchanged(anchor, k, roots) if anchor is not None else None
+        was = _entry(anchor, k) if anchor is not None else None  # (used if nothing its fingerprint read changed)
+        token = was[1] if was is not None and was[2] is not None and watch.unchanged(was[2], roots) else None
         if token is None:
             traced: Set[int] = set()
             try:
