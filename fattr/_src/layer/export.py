@@ -291,14 +291,12 @@ def qualified_names(roots: Sequence[nn.Module], layers: Sequence[nn.Module]) -> 
     return tuple(names)
 
 
+@dataclass(eq=False)
 class Shared:
     """A value of ``rest`` without a batch dimension whose first size happens to be the batch size:
     hidden from the per-example rule (it must not be tiled with the examples)."""
 
-    __slots__ = ("value",)
-
-    def __init__(self, value: torch.Tensor) -> None:
-        self.value = value
+    value: torch.Tensor
 
 
 _owners: "weakref.WeakKeyDictionary[nn.Module, Dict[int, List[Any]]]" = weakref.WeakKeyDictionary()

@@ -102,28 +102,6 @@ def _ancestors(model: nn.Module, layers: Sequence[nn.Module]) -> Set[int]:
     return ids
 
 
-def trace(model: nn.Module, layers: Sequence[nn.Module],
-          concrete: Dict[str, Any]) -> Tuple[fx.Graph, Dict[str, torch.Tensor]]:
-    """The graph of ``model`` with every module outside the layers' ancestry as a leaf.
-
-    ``concrete`` holds the non-tensor arguments (flags, modes) the graph is specialised to.
-    """
-    if any(layer is model for layer in layers):
-        raise Untraceable("the layer is the model itself")
-    ancestors = _ancestors(model, layers)
-    refuse_hooks(m for m in model.modules() if id(m) in ancestors)
-    if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
-        raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
-    tracer = _Tracer(ancestors)
-    with attributes_kept(model.modules()):
-        try:
-            with locking.writing(), torch.enable_grad():
-                graph = tracer.trace(model, concrete_args=dict(concrete) or None)
-        except Exception as e:  # any failure to trace means: use the substitution path
-            raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
-    return graph, tracer.constants
-
-
 _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format)
 
@@ -253,8 +231,22 @@ def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[
 
 def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
          concrete: Dict[str, Any]) -> Plan:
-    """Trace ``model`` and partition its graph at ``layers``; :class:`Untraceable` when unusable."""
-    graph, constants = trace(model, layers, concrete)
+    """Trace ``model`` with every module outside the layers' ancestry as a leaf, specialised to ``concrete``
+    (the non-tensor arguments: flags, modes), and partition its graph at ``layers``; :class:`Untraceable`
+    when unusable."""
+    if any(layer is model for layer in layers):
+        raise Untraceable("the layer is the model itself")
+    ancestors = _ancestors(model, layers)
+    refuse_hooks(m for m in model.modules() if id(m) in ancestors)
+    if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
+        raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
+    tracer = _Tracer(ancestors)
+    with attributes_kept(model.modules()):
+        try:
+            with locking.writing(), torch.enable_grad():
+                graph = tracer.trace(model, concrete_args=dict(concrete) or None)
+        except Exception as e:  # any failure to trace means: use the substitution path
+            raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
     nodes = list(graph.nodes)
     index = {n: i for i, n in enumerate(nodes)}
     placeholders = [n for n in nodes if n.op == "placeholder"]
@@ -318,19 +310,18 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     out_reads = list(output.all_input_nodes)
     tail_frees = _frees(tail_nodes + [output], lambda n: out_reads if n is output else tail_reads(n), set())[:-1]
     return Plan(concrete=dict(concrete), placeholders=placeholders,
-                constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
+                constants=tracer.constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
                 head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
                 rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output,
-                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes), watched=_watched(model, layers))
+                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes), watched=_watched(model, ancestors))
 
 
 _WATCHED = (bool, int, float, str, type(None))
 
 
-def _watched(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Tuple[str, str, Any], ...]:
-    """The scalar attributes (``training`` included) of the modules whose forward was traced: the
-    values a traced graph may have baked in (``if self.flag:``), by module path."""
-    ancestors = _ancestors(model, layers)
+def _watched(model: nn.Module, ancestors: Set[int]) -> Tuple[Tuple[str, str, Any], ...]:
+    """The scalar attributes (``training`` included) of the modules whose forward was traced (``ancestors``):
+    the values a traced graph may have baked in (``if self.flag:``), by module path."""
     return tuple((path, name, v) for path, m in model.named_modules() if id(m) in ancestors
                  for name, v in [("training", m.training)] + list(vars(m).items())
                  if name not in _MODULE_STATE - {"training"} and type(v) in _WATCHED and v == v)
@@ -414,12 +405,10 @@ class _Source:
             self.statement(n, f"getattr({self.arg(n.args[0])}, {_named(n)!r})({rest}{kwargs})")
         elif n.op == "call_module":
             self.statement(n, f"_call({self.const(_submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
-        elif n.op == "get_attr":  # a constant of the trace, or an attribute of the live model
+        else:  # get_attr (no schedule holds a placeholder or the output): the trace's constant or the model's
             constant = self.p.constants.get(_named(n))
             self.statement(n, self.const(constant) if constant is not None else
                            f"{self.const(operator.attrgetter(_named(n)))}(model)")
-        else:  # pragma: no cover
-            raise RuntimeError(f"unexpected fx node {n.op}")
 
     def function(self, name: str, parameters: Sequence[str], result: str) -> Callable[..., Any]:
         body = "".join(f"    {line}\n" for line in self.lines + [f"return {result}"])
