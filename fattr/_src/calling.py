@@ -85,10 +85,8 @@ def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
         owner = getattr(obj, "__self__", None)
         if owner is not None and not inspect.ismodule(owner):
             add(owner, depth + 1)
-        if hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial
-            add(obj.func, depth + 1)
-            add(obj.args, depth + 1)
-            add(getattr(obj, "keywords", {}), depth + 1)
+        if hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial: each part one level down
+            add([obj.func, obj.args, getattr(obj, "keywords", {})], depth)
         code = getattr(obj, "__code__", None)
         if code is not None:
             for cell in getattr(obj, "__closure__", None) or ():

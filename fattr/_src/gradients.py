@@ -39,8 +39,7 @@ _run_backward = torch.autograd.graph._engine_run_backward  # what torch.autograd
 
 def total_sum(out: Tensor) -> Tensor:
     """``out.sum()``, accumulated in float32 for half-precision values."""
-    low_precision = out.dtype in (torch.float16, torch.bfloat16)
-    return out.sum(dtype=torch.float32) if low_precision else out.sum()
+    return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
 
 
 def _vjp(total: Tensor, leaves: Tensors) -> Sequence[Optional[Tensor]]:

@@ -83,12 +83,8 @@ def signature(values: Sequence[Any], n: int) -> Tuple[Any, ...]:
     return tuple(parts)
 
 
-def _val(n: Node) -> Any:
-    return n.meta.get("val")
-
-
 def _is_tensor_valued(n: Node) -> bool:
-    return any(isinstance(v, torch.Tensor) for v in pytree.tree_leaves(_val(n)))
+    return any(isinstance(v, torch.Tensor) for v in pytree.tree_leaves(n.meta.get("val")))
 
 
 @dataclass(frozen=True)
@@ -215,11 +211,11 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
                                        lambda n: n in state or n in below or meta[n] or n not in data,
                                        lambda n: n.all_input_nodes)
     rest = sorted(rest_set, key=index.__getitem__)
-    symbol = next((v.shape[0] for v in map(_val, user) if isinstance(v, torch.Tensor) and v.dim() > 0
-                   and isinstance(v.shape[0], torch.SymInt)), None)
+    symbol = next((t.shape[0] for t in pytree.tree_leaves([n.meta.get("val") for n in user])
+                   if isinstance(t, torch.Tensor) and t.dim() > 0 and isinstance(t.shape[0], torch.SymInt)), None)
     batched = []
     for n in rest:
-        v = _val(n)
+        v = n.meta.get("val")
         sizes = list(v.shape) if isinstance(v, torch.Tensor) else []
         symbolic = [not isinstance(s, int) for s in sizes]
         if any(symbolic[1:]) or (symbolic and symbolic[0] and str(sizes[0]) != str(symbol)):

@@ -60,7 +60,7 @@ _MAX_ITEMS = 20000  # attribute values per fingerprint; a model with more is not
 _MAX_DEPTH = 8
 
 
-def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, Hashable]] = None) -> Hashable:
+def _value(v: Any, budget: List[int], depth: int, memo: Dict[int, Hashable]) -> Hashable:
     """A comparable summary of an attribute value holding no strong reference to anything mutable.
 
     Scalars by value; tensors, modules, classes and functions by identity; containers by content;
@@ -75,7 +75,6 @@ def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, H
         return (t, v)
     if isinstance(v, _BY_IDENTITY):
         return Same(v)
-    memo = {} if memo is None else memo
     if t in _CONTAINERS or (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
         if isinstance(v, dict):
             return (t, tuple((_value(k, budget, depth + 1, memo), _value(x, budget, depth + 1, memo))
@@ -97,7 +96,7 @@ def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, H
 
 def summary(value: Any) -> Hashable:
     """:func:`_value` of one value, with a fresh budget."""
-    return _value(value, [_MAX_ITEMS])
+    return _value(value, [_MAX_ITEMS], 0, {})
 
 
 def inplace(m: nn.Module) -> bool:
