@@ -36,7 +36,7 @@ from torch import fx, nn
 from torch.fx.node import Node
 from torch.utils import _pytree as pytree
 
-from ..arguments import unpack
+from ..arguments import is_per_example, unpack
 from ..compiled import dynamo_tracing
 from . import locking
 from .capture import Untraceable, attributes_kept, pack, refuse_hooks, tail_and_rest, upstream
@@ -363,12 +363,10 @@ def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tupl
     """``(activations, rest)``: one activation per layer (a tuple when the layer gives several)."""
     tensors = [v for v in pytree.tree_leaves(tuple(values)) if isinstance(v, torch.Tensor)]
     out = p.head(*_state(p.head_state, roots, p.constants), *tensors)
-    cut, rest = list(out[:p.n_cuts]), list(out[p.n_cuts:])
     n = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else -1
-    for i, batched in enumerate(p.rest_batched):
-        if not batched and isinstance(rest[i], torch.Tensor) and rest[i].dim() > 0 and rest[i].shape[0] == n:
-            rest[i] = Shared(rest[i])
-    return pack(p.layouts, [t.clone() for t in cut]), tuple(rest)
+    rest = tuple(Shared(r) if not batched and is_per_example(r, n) else r
+                 for r, batched in zip(out[p.n_cuts:], p.rest_batched))
+    return pack(p.layouts, [t.clone() for t in out[:p.n_cuts]]), rest
 
 
 def run_tail(p: Plan, roots: Sequence[nn.Module], activations: Sequence[Any], rest: Sequence[Any]) -> Any:

@@ -29,10 +29,8 @@ def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
     out = []
     for i, (b, a) in enumerate(zip(per_tensor(layer_baselines, acts, "layer_baselines"), acts)):
         name = f"layer_baselines[{i}]" if isinstance(layer_baselines, tuple) else "layer_baselines"
-        if b is None:
-            b = torch.zeros((), dtype=a.dtype, device=a.device)
-        elif isinstance(b, Number) and not isinstance(b, bool):
-            b = torch.tensor(b, dtype=a.dtype, device=a.device)
+        if b is None or (isinstance(b, Number) and not isinstance(b, bool)):
+            b = torch.tensor(0 if b is None else b, dtype=a.dtype, device=a.device)
         elif not isinstance(b, torch.Tensor):
             fail(name, "None, a number or a tensor in the layer's activation space", b, kind=TypeError)
         b = b.to(a.dtype)

@@ -405,12 +405,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         return lambda *values, **keywords: run_head(values, keywords, memo)
 
     def tail(activation: Any, rest: Any) -> Any:
-        if was_list:
-            if not isinstance(activation, (list, tuple)) or len(activation) != len(layers):
-                fail("activation", f"a list of {len(layers)} activations, one per layer", activation)
-            acts = list(activation)
-        else:
-            acts = [activation]
+        if was_list and (not isinstance(activation, (list, tuple)) or len(activation) != len(layers)):
+            fail("activation", f"a list of {len(layers)} activations, one per layer", activation)
+        acts = list(activation) if was_list else [activation]
         if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Ticket) or rest[-1].owner != owner:
             fail("rest", "the rest tuple returned by this split's head", rest)
         token, carried = rest[-1].token, rest[:-1]
