@@ -154,31 +154,21 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
 _TENSOR = "<fattr: a tensor>"
 
 
+def _each(values: Sequence[Any], fn: Callable[[Any], Any]) -> Tuple[Any, ...]:
+    """``fn`` of each value, and of each value of a :class:`Keywords` among them."""
+    return tuple([Keywords(v.names, _each(v.values, fn)) if isinstance(v, Keywords) else fn(v) for v in values])
+
+
 def _described(values: Sequence[Any]) -> Tuple[Any, ...]:
     """``values`` with each tensor replaced by its (static) shape, dtype and device: constants Dynamo
     can hand to a function it runs rather than traces."""
-    out: List[Any] = []
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            out.append((_TENSOR, tuple(v.shape), v.dtype, v.device))
-        elif isinstance(v, Keywords):
-            out.append(Keywords(v.names, _described(v.values)))
-        else:
-            out.append(v)
-    return tuple(out)
+    return _each(values, lambda v: (_TENSOR, tuple(v.shape), v.dtype, v.device) if isinstance(v, torch.Tensor) else v)
 
 
 def _examples(described: Sequence[Any]) -> Tuple[Any, ...]:
     """Zeros in place of the tensors :func:`_described` replaced (what a capture reads: shapes and dtypes)."""
-    out: List[Any] = []
-    for d in described:
-        if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR:
-            out.append(torch.zeros(d[1], dtype=d[2], device=d[3]))
-        elif isinstance(d, Keywords):
-            out.append(Keywords(d.names, _examples(d.values)))
-        else:
-            out.append(d)
-    return tuple(out)
+    return _each(described, lambda d: torch.zeros(d[1], dtype=d[2], device=d[3])
+                 if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR else d)
 
 
 def _found(find: Callable[..., Tuple["Ticket", Any]], *described: Any) -> "Ticket":
