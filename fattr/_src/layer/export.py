@@ -245,10 +245,8 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
 def _written(n: Node) -> List[Node]:
     """The values an in-place ATen op writes (its arguments marked as written in its schema)."""
     schema = getattr(n.target, "_schema", None) if n.op == "call_function" else None
-    if schema is None or not schema.is_mutable:
-        return []
-    if n.target is torch.ops.aten.detach_.default:  # changes autograd metadata only
-        return []
+    if schema is None or not schema.is_mutable or n.target is torch.ops.aten.detach_.default:
+        return []  # (detach_ changes autograd metadata only)
     written: List[Node] = []
     for i, arg in enumerate(schema.arguments):
         if arg.alias_info is not None and arg.alias_info.is_write:

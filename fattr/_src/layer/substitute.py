@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, List, Sequence, Tuple
 
 from torch import nn
 
@@ -69,11 +69,7 @@ def _hooks(swap: _Swap) -> Tuple[Callable[..., Any], Callable[..., Any]]:
 
 
 def _modules(f: Callable[..., Any], swaps: Sequence[_Swap]) -> List[nn.Module]:
-    seen: Dict[int, nn.Module] = {}
-    for root in modules_of(f) + [s.layer for s in swaps]:
-        for m in root.modules():
-            seen.setdefault(id(m), m)
-    return list(seen.values())
+    return list({id(m): m for root in modules_of(f) + [s.layer for s in swaps] for m in root.modules()}.values())
 
 
 def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], labels: Sequence[str]) -> Any:
