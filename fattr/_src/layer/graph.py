@@ -72,7 +72,7 @@ class _Tracer(fx.Tracer):
 
     def create_node(self, *args: Any, **kwargs: Any) -> Node:
         # fx records no context managers: note the nodes created inside ``torch.no_grad()`` blocks
-        # (the trace runs with grad enabled) so that they run without grad again (see _step)
+        # (the trace runs with grad enabled) so that they run without grad again (:meth:`_Source.statement`)
         node = super().create_node(*args, **kwargs)
         if not torch.is_grad_enabled():
             node.meta[_NO_GRAD] = True
@@ -111,15 +111,12 @@ def _signature(forward: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(functools.partial(forward, None))  # as a method: without ``self``
 
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
-
 @functools.lru_cache(maxsize=256)
 def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...], int]]:
     """For a forward taking only positional parameters: their names, defaults and how many have none
     (the fewest values a call passes); else None."""
     parameters = list(_signature(forward).parameters.values())
-    if any(q.kind not in _POSITIONAL for q in parameters):
+    if any(q.kind not in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD) for q in parameters):
         return None
     required = max([i + 1 for i, q in enumerate(parameters) if q.default is inspect.Parameter.empty], default=0)
     return tuple(q.name for q in parameters), tuple(q.default for q in parameters), required
