@@ -191,7 +191,6 @@ def code_key(f: Any) -> Hashable:
         return Same(f)
     try:
         cells = tuple(c.cell_contents for c in (getattr(f, "__closure__", None) or ()))
-        return (Same(code), summary((cells, getattr(f, "__defaults__", None),
-                                                  getattr(f, "__kwdefaults__", None))))
+        return (Same(code), summary((cells, getattr(f, "__defaults__", None), getattr(f, "__kwdefaults__", None))))
     except (Uncacheable, ValueError):
         return Same(f)
