@@ -31,7 +31,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple, cast
 
 import torch
 from torch import nn
@@ -257,9 +257,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
     if dynamo_tracing():  # built when Dynamo traces the call (see above): a constant of the compiled code
         listed = isinstance(layer, (list, tuple))
-        built: Split = at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
-                                     allow_list, exportable, side, listed, *(layer if listed else ()))
-        return built
+        return cast(Split, at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
+                                         allow_list, exportable, side, listed, *(layer if listed else ())))
     is_module = isinstance(model, nn.Module)
     with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
         if is_module:
