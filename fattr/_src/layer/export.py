@@ -113,7 +113,6 @@ def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[
     batch = torch.export.Dim("batch")
     examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
     dynamic = (tuple({0: batch} if b else None for b in batched),)
-    ep = None
     for preserve in (tuple(fqns), ()):  # the layers' calls kept whole if their arguments allow it
         # an export runs the model's code under process-wide patches (like torch.fx): alone (see .locking)
         with locking.writing(), attributes_kept(root.modules()), warnings.catch_warnings():

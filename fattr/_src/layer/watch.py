@@ -29,7 +29,6 @@ except ImportError:  # pragma: no cover
     _version = None  # type: ignore[assignment]
 
 Watch = Tuple[Any, ...]
-_Node = Optional[Tuple[Any, ...]]
 
 
 def _works() -> bool:
@@ -60,7 +59,7 @@ def _ref(obj: Any) -> Callable[[], Any]:
         return lambda: obj
 
 
-def _value(v: Any, memo: Set[int]) -> _Node:
+def _value(v: Any, memo: Set[int]) -> Optional[Tuple[Any, ...]]:
     """How to check ``v`` again, beyond its identity (None: nothing more, its container's version covers it)."""
     t = type(v)
     if t in _SCALARS or isinstance(v, _BY_IDENTITY) or id(v) in memo:  # (an object seen earlier: checked there)
