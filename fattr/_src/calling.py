@@ -78,21 +78,15 @@ def modules_of(f: Callable[..., Any]) -> List[nn.Module]:
             return
         if depth > 2 or isinstance(obj, (str, bytes, int, float, bool, torch.Tensor, type(None))):
             return
-        if isinstance(obj, (list, tuple)):
-            for item in obj[:16]:
-                add(item, depth + 1)
-            return
-        if isinstance(obj, dict):
-            for item in list(obj.values())[:16]:
+        if isinstance(obj, (list, tuple, dict)):
+            for item in list(obj.values() if isinstance(obj, dict) else obj)[:16]:
                 add(item, depth + 1)
             return
         owner = getattr(obj, "__self__", None)
         if owner is not None and not inspect.ismodule(owner):
             add(owner, depth + 1)
-        if hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial
-            add(obj.func, depth + 1)
-            add(obj.args, depth + 1)
-            add(getattr(obj, "keywords", {}), depth + 1)
+        if hasattr(obj, "func") and hasattr(obj, "args"):  # functools.partial: each part one level down
+            add([obj.func, obj.args, getattr(obj, "keywords", {})], depth)
         code = getattr(obj, "__code__", None)
         if code is not None:
             for cell in getattr(obj, "__closure__", None) or ():

@@ -39,8 +39,7 @@ _run_backward = torch.autograd.graph._engine_run_backward  # what torch.autograd
 
 def total_sum(out: Tensor) -> Tensor:
     """``out.sum()``, accumulated in float32 for half-precision values."""
-    low_precision = out.dtype in (torch.float16, torch.bfloat16)
-    return out.sum(dtype=torch.float32) if low_precision else out.sum()
+    return out.sum(dtype=torch.float32) if out.dtype in (torch.float16, torch.bfloat16) else out.sum()
 
 
 def _vjp(total: Tensor, leaves: Tensors) -> Sequence[Optional[Tensor]]:
@@ -68,19 +67,13 @@ def leaf_gradients(forward: Callable[[Tensors], Tensor], rows: Tensors) -> Tuple
     return out.detach(), tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
 
 
-def _with_graph(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
-    n_rows = rows[0].shape[0]
-
-    def total(*xs: Tensor) -> Tensor:
-        return total_sum(target.select(call(f, compiled.marked(xs), args), n_rows))
-
-    return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
-
-
 def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:
     """Per-row gradients: with their graph when grad mode is on, else without it (:func:`leaf_gradients`)."""
     if torch.is_grad_enabled():  # torch.func.grad: differentiable in whatever rows, args and f depend on
-        return _with_graph(f, rows, target, args)
+        def total(*xs: Tensor) -> Tensor:
+            return total_sum(target.select(call(f, compiled.marked(xs), args), rows[0].shape[0]))
+
+        return tuple(torch.func.grad(total, argnums=tuple(range(len(rows))))(*rows))
     _, grads = leaf_gradients(lambda leaves: target.select(call(f, leaves, args), leaves[0].shape[0]), rows)
     return grads
 

@@ -7,26 +7,22 @@ the substitution fallback (:mod:`.substitute`).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Set, Tuple
 
 import torch
 from torch import nn
+from torch.fx.node import Node
 from torch.nn.modules import module as _module
 from torch.utils import _pytree as pytree
+
+from ..errors import Shown, fail
 
 
 class Untraceable(Exception):
     """The model's graph cannot be used for this split; the reason is the message."""
 
 
-
 HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-def has_hooks(m: nn.Module) -> bool:
-    return any(len(getattr(m, attr, {})) for attr in HOOKS)
-
-
 _GLOBAL_HOOKS = tuple("_global" + attr for attr in HOOKS)
 
 
@@ -34,14 +30,19 @@ def global_hook_dicts() -> List[Dict[Any, Any]]:
     return [getattr(_module, name, {}) for name in _GLOBAL_HOOKS]
 
 
-def global_hooks() -> bool:
-    return any(len(d) for d in global_hook_dicts())
-
-
 def refuse_hooks(traced: Iterable[nn.Module]) -> None:
     """:class:`Untraceable` when a hook would be traced (run once, at capture, not at every call)."""
-    if global_hooks() or any(has_hooks(m) for m in traced):
+    if any(global_hook_dicts()) or any(getattr(m, attr, None) for m in traced for attr in HOOKS):
         raise Untraceable("hooks are registered on modules whose forward would be traced")
+
+
+def check_called_once(label: str, layer: nn.Module, calls: int) -> None:
+    """A ValueError naming ``label`` unless ``layer`` ran exactly once in the forward pass."""
+    if calls != 1:
+        what = "is never called" if not calls else f"is called {calls} times"
+        fail(label, "a layer that runs exactly once in the model's forward pass",
+             Shown(f"a {type(layer).__name__} that {what}"),
+             "Attribute to a module used once (e.g. wrap one of the calls in its own module).")
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -92,3 +93,34 @@ def pack(layouts: Iterable[Tuple[bool, int]], flat: Sequence[Any]) -> List[Any]:
         out.append(tuple(flat[i:i + k]) if is_tuple else flat[i])
         i += k
     return out
+
+
+def upstream(targets: Iterable[Node]) -> Set[Node]:
+    """``targets`` and every node they read, directly or through each other."""
+    found: Set[Node] = set()
+    stack = list(targets)
+    while stack:
+        n = stack.pop()
+        if n not in found:
+            found.add(n)
+            stack.extend(n.all_input_nodes)
+    return found
+
+
+def tail_and_rest(start: Iterable[Node], skip: Callable[[Node], bool], recomputed: Callable[[Node], bool],
+                  reads: Callable[[Node], Iterable[Node]]) -> Tuple[Set[Node], Set[Node]]:
+    """From what the output needs (``start``) back to the cut (``skip``): the nodes the tail computes
+    (``recomputed``) and the values it reads from the head (the rest, where the walk stops)."""
+    tail: Set[Node] = set()
+    rest: Set[Node] = set()
+    stack = list(start)
+    while stack:
+        n = stack.pop()
+        if n in tail or n in rest or skip(n):
+            continue
+        if recomputed(n):
+            tail.add(n)
+            stack.extend(reads(n))
+        else:
+            rest.add(n)
+    return tail, rest

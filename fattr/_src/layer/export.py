@@ -36,10 +36,10 @@ from torch import fx, nn
 from torch.fx.node import Node
 from torch.utils import _pytree as pytree
 
-from ..arguments import unpack
+from ..arguments import is_per_example, unpack
 from ..compiled import dynamo_tracing
 from . import locking
-from .capture import Untraceable, attributes_kept, pack, refuse_hooks
+from .capture import Untraceable, attributes_kept, pack, refuse_hooks, tail_and_rest, upstream
 
 _EXPORT_BATCH = 2  # examples in the tensors given to the export (a batch of 1 would be specialised)
 
@@ -83,12 +83,8 @@ def signature(values: Sequence[Any], n: int) -> Tuple[Any, ...]:
     return tuple(parts)
 
 
-def _val(n: Node) -> Any:
-    return n.meta.get("val")
-
-
 def _is_tensor_valued(n: Node) -> bool:
-    return any(isinstance(v, torch.Tensor) for v in pytree.tree_leaves(_val(n)))
+    return any(isinstance(v, torch.Tensor) for v in pytree.tree_leaves(n.meta.get("val")))
 
 
 @dataclass(frozen=True)
@@ -105,24 +101,18 @@ class Plan:
     layouts: Tuple[Tuple[bool, int], ...]  # per layer: (a tuple of values, how many)
 
 
-def _region(nodes: List[Node], fqn: str) -> Set[Node]:
-    """The nodes of the layer's own call (its qualified name in their module stack)."""
-    out = set()
-    for n in nodes:
-        stack = n.meta.get("nn_module_stack") or {}
-        if any(path == fqn for path, _ in stack.values()):
-            out.add(n)
-    return out
-
-
-def plan(root: Root, tensors: Sequence[torch.Tensor], batched: Sequence[bool], fqns: Sequence[str],
-         to_input: bool) -> Plan:
-    """Export ``root`` on ``tensors`` and cut the graph at the modules named ``fqns``."""
+def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[Any], n: int,
+            fqns: Sequence[str], to_input: bool) -> Plan:
+    """The plan of ``f`` called on ``values`` (inputs, then args with keywords), exported and cut at ``fqns``."""
+    leaves, spec = pytree.tree_flatten(tuple(values))
+    tensors = [v for v in leaves if isinstance(v, torch.Tensor)]
+    batched = [t.dim() > 0 and t.shape[0] == n for t in tensors]
+    root = Root(f, roots, spec, [v for v in leaves if not isinstance(v, torch.Tensor)],
+                [isinstance(v, torch.Tensor) for v in leaves])
     refuse_hooks(root.modules())  # (an export traces every module's forward)
     batch = torch.export.Dim("batch")
     examples = tuple(torch.cat([t[:1]] * _EXPORT_BATCH) if b else t for t, b in zip(tensors, batched))
     dynamic = (tuple({0: batch} if b else None for b in batched),)
-    ep = None
     for preserve in (tuple(fqns), ()):  # the layers' calls kept whole if their arguments allow it
         # an export runs the model's code under process-wide patches (like torch.fx): alone (see .locking)
         with locking.writing(), attributes_kept(root.modules()), warnings.catch_warnings():
@@ -171,7 +161,7 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
     layouts: List[Tuple[bool, int]] = []
     for fqn in fqns:
         call = calls.get(fqn)
-        region = _region(nodes, fqn)
+        region = {n for n in nodes if any(path == fqn for path, _ in (n.meta.get("nn_module_stack") or {}).values())}
         if not region:
             raise Untraceable(f"the export kept no call of {fqn!r}")
         if call is None:  # the call's arguments could not be kept (a cache object): cut where its values leave
@@ -216,24 +206,15 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
     for n in nodes:
         if any(a in below or a in cut_set for a in n.all_input_nodes):
             below.add(n)
-
-    tail_set: Set[Node] = set()
-    rest_set: Set[Node] = set()
-    stack = [a for a in out_values if isinstance(a, Node)]
-    while stack:
-        n = stack.pop()
-        if n in tail_set or n in rest_set or n in cut_set:
-            continue
-        if n in state or n in below or meta[n] or n not in data:
-            tail_set.add(n)
-            stack.extend(n.all_input_nodes)
-        else:
-            rest_set.add(n)
+    tail_set, rest_set = tail_and_rest([a for a in out_values if isinstance(a, Node)], cut_set.__contains__,
+                                       lambda n: n in state or n in below or meta[n] or n not in data,
+                                       lambda n: n.all_input_nodes)
     rest = sorted(rest_set, key=index.__getitem__)
-    symbol = _batch_symbol(user)
+    symbol = next((t.shape[0] for t in pytree.tree_leaves([n.meta.get("val") for n in user])
+                   if isinstance(t, torch.Tensor) and t.dim() > 0 and isinstance(t.shape[0], torch.SymInt)), None)
     batched = []
     for n in rest:
-        v = _val(n)
+        v = n.meta.get("val")
         sizes = list(v.shape) if isinstance(v, torch.Tensor) else []
         symbolic = [not isinstance(s, int) for s in sizes]
         if any(symbolic[1:]) or (symbolic and symbolic[0] and str(sizes[0]) != str(symbol)):
@@ -248,13 +229,7 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
                               f"shared by head and tail in place ({n.target})")
 
     # the head: what the cuts and the rest need
-    head_set: Set[Node] = set()
-    stack = list(cuts) + list(rest)
-    while stack:
-        n = stack.pop()
-        if n not in head_set:
-            head_set.add(n)
-            stack.extend(n.all_input_nodes)
+    head_set = upstream(list(cuts) + rest)
     head_state = [n for n in placeholders if n in state and n in head_set]
     head = _module(gm, [n for n in nodes if n in head_set], head_state + user, list(cuts) + rest)
     tail_state = [n for n in placeholders if n in state and n in tail_set]
@@ -269,24 +244,14 @@ def _partition(ep: Any, fqns: Sequence[str], to_input: bool) -> Plan:
 def _written(n: Node) -> List[Node]:
     """The values an in-place ATen op writes (its arguments marked as written in its schema)."""
     schema = getattr(n.target, "_schema", None) if n.op == "call_function" else None
-    if schema is None or not schema.is_mutable:
-        return []
-    if n.target is torch.ops.aten.detach_.default:  # changes autograd metadata only
-        return []
+    if schema is None or not schema.is_mutable or n.target is torch.ops.aten.detach_.default:
+        return []  # (detach_ changes autograd metadata only)
     written: List[Node] = []
     for i, arg in enumerate(schema.arguments):
         if arg.alias_info is not None and arg.alias_info.is_write:
             value = n.args[i] if i < len(n.args) else n.kwargs.get(arg.name)
             written.extend(v for v in pytree.tree_leaves(value) if isinstance(v, Node))
     return written
-
-
-def _batch_symbol(user: Sequence[Node]) -> Any:
-    for n in user:
-        v = _val(n)
-        if isinstance(v, torch.Tensor) and v.dim() > 0 and isinstance(v.shape[0], torch.SymInt):
-            return v.shape[0]
-    return None
 
 
 def _module(gm: fx.GraphModule, nodes: Sequence[Node], inputs: Sequence[Node], outputs: Sequence[Any],
@@ -319,24 +284,12 @@ def qualified_names(roots: Sequence[nn.Module], layers: Sequence[nn.Module]) -> 
     return tuple(names)
 
 
+@dataclass(eq=False)
 class Shared:
     """A value of ``rest`` without a batch dimension whose first size happens to be the batch size:
     hidden from the per-example rule (it must not be tiled with the examples)."""
 
-    __slots__ = ("value",)
-
-    def __init__(self, value: torch.Tensor) -> None:
-        self.value = value
-
-
-def capture(f: Callable[..., Any], roots: Sequence[nn.Module], values: Sequence[Any], n: int,
-            fqns: Sequence[str], to_input: bool) -> Plan:
-    """The plan of ``f`` called on ``values`` (inputs, then args with keywords), cut at ``fqns``."""
-    leaves, spec = pytree.tree_flatten(tuple(values))
-    where = [isinstance(v, torch.Tensor) for v in leaves]
-    tensors = [v for v in leaves if isinstance(v, torch.Tensor)]
-    root = Root(f, roots, spec, [v for v in leaves if not isinstance(v, torch.Tensor)], where)
-    return plan(root, tensors, [t.dim() > 0 and t.shape[0] == n for t in tensors], fqns, to_input)
+    value: torch.Tensor
 
 
 _owners: "weakref.WeakKeyDictionary[nn.Module, Dict[int, List[Any]]]" = weakref.WeakKeyDictionary()
@@ -348,8 +301,8 @@ def _owner_modules(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module
     plan and root model: a plan is only used after the model's fingerprint (its module tree included)
     matched, so the modules at these paths are the ones found then."""
     key = id(names)
-    if dynamo_tracing():  # no lock under Dynamo: found while it traces, held by the compiled code
-        return _found_owners(names, roots)
+    if dynamo_tracing():  # no lock: found while Dynamo traces, held by the compiled code; read by getattr (guarded)
+        return [(module, attr, None) for module, attr, _ in _found_owners(names, roots)]
     with _owners_lock:
         cache = _owners.get(roots[0]) if roots else None
         found = cache.get(key) if cache is not None else None
@@ -382,9 +335,6 @@ def _found_owners(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module]
 def _state(names: Tuple[Tuple[str, str], ...], roots: Sequence[nn.Module], constants: Dict[str, torch.Tensor]
            ) -> List[torch.Tensor]:
     """The live parameters, buffers and constants a graph reads, by qualified name (``m<i>.<path>``)."""
-    if dynamo_tracing():  # (attribute reads, which Dynamo guards on)
-        return [constants[attr] if module is None else getattr(module, attr)
-                for module, attr, _ in _owner_modules(names, roots)]
     return [constants[attr] if module is None else getattr(module, attr) if registry is None else registry[attr]
             for module, attr, registry in _owner_modules(names, roots)]
 
@@ -410,12 +360,10 @@ def run_head(p: Plan, roots: Sequence[nn.Module], values: Sequence[Any]) -> Tupl
     """``(activations, rest)``: one activation per layer (a tuple when the layer gives several)."""
     tensors = [v for v in pytree.tree_leaves(tuple(values)) if isinstance(v, torch.Tensor)]
     out = p.head(*_state(p.head_state, roots, p.constants), *tensors)
-    cut, rest = list(out[:p.n_cuts]), list(out[p.n_cuts:])
     n = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else -1
-    for i, batched in enumerate(p.rest_batched):
-        if not batched and isinstance(rest[i], torch.Tensor) and rest[i].dim() > 0 and rest[i].shape[0] == n:
-            rest[i] = Shared(rest[i])
-    return pack(p.layouts, [t.clone() for t in cut]), tuple(rest)
+    rest = tuple(Shared(r) if not batched and is_per_example(r, n) else r
+                 for r, batched in zip(out[p.n_cuts:], p.rest_batched))
+    return pack(p.layouts, [t.clone() for t in out[:p.n_cuts]]), rest
 
 
 def run_tail(p: Plan, roots: Sequence[nn.Module], activations: Sequence[Any], rest: Sequence[Any]) -> Any:

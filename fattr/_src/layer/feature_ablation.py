@@ -25,24 +25,19 @@ from ..targets import as_target
 from .view import LayerFunction
 
 
-def _broadcast(t: torch.Tensor, act: torch.Tensor, name: str, what: str) -> torch.Tensor:
-    try:
-        return torch.broadcast_to(t.to(act.device), act.shape)
-    except RuntimeError:
-        fail(name, f"{what} broadcastable to the layer's activation of shape {tuple(act.shape)}", t)
-
-
 def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
     out = []
     for i, (b, a) in enumerate(zip(per_tensor(layer_baselines, acts, "layer_baselines"), acts)):
         name = f"layer_baselines[{i}]" if isinstance(layer_baselines, tuple) else "layer_baselines"
-        if b is None:
-            b = torch.zeros((), dtype=a.dtype, device=a.device)
-        elif isinstance(b, Number) and not isinstance(b, bool):
-            b = torch.tensor(b, dtype=a.dtype, device=a.device)
+        if b is None or (isinstance(b, Number) and not isinstance(b, bool)):
+            b = torch.tensor(0 if b is None else b, dtype=a.dtype, device=a.device)
         elif not isinstance(b, torch.Tensor):
             fail(name, "None, a number or a tensor in the layer's activation space", b, kind=TypeError)
-        out.append(_broadcast(b.to(a.dtype), a, name, "a tensor"))
+        b = b.to(a.dtype)
+        try:
+            out.append(torch.broadcast_to(b.to(a.device), a.shape))
+        except RuntimeError:
+            fail(name, f"a tensor broadcastable to the layer's activation of shape {tuple(a.shape)}", b)
     return out
 
 

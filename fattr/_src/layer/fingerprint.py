@@ -60,7 +60,7 @@ _MAX_ITEMS = 20000  # attribute values per fingerprint; a model with more is not
 _MAX_DEPTH = 8
 
 
-def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, Hashable]] = None) -> Hashable:
+def _value(v: Any, budget: List[int], depth: int, memo: Dict[int, Hashable]) -> Hashable:
     """A comparable summary of an attribute value holding no strong reference to anything mutable.
 
     Scalars by value; tensors, modules, classes and functions by identity; containers by content;
@@ -75,7 +75,6 @@ def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, H
         return (t, v)
     if isinstance(v, _BY_IDENTITY):
         return Same(v)
-    memo = {} if memo is None else memo
     if t in _CONTAINERS or (isinstance(v, tuple) and hasattr(t, "_fields")):  # namedtuples too
         if isinstance(v, dict):
             return (t, tuple((_value(k, budget, depth + 1, memo), _value(x, budget, depth + 1, memo))
@@ -97,7 +96,13 @@ def _value(v: Any, budget: List[int], depth: int = 0, memo: Optional[Dict[int, H
 
 def summary(value: Any) -> Hashable:
     """:func:`_value` of one value, with a fresh budget."""
-    return _value(value, [_MAX_ITEMS])
+    return _value(value, [_MAX_ITEMS], 0, {})
+
+
+def inplace(m: nn.Module) -> bool:
+    """Whether ``m`` (untraced) works in place: the flag the in-place check reads."""
+    d = m.__dict__
+    return (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True
 
 
 def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
@@ -162,8 +167,7 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
             if traced_ids is not None:
                 traced_ids.add(key)
         else:
-            d = m.__dict__
-            parts.append((children, (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True))
+            parts.append((children, inplace(m)))
         contains[key] = traced or key in layer_ids
         return contains[key]
 
@@ -172,8 +176,8 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     return tuple(parts), tuple(map(weakref.ref, pins))
 
 
-def of_function(f: Any, roots: Sequence[nn.Module], traced_ids: Optional[Set[int]] = None) -> Hashable:
-    """What an export of ``f`` reads from its modules (every module's forward is traced)."""
+def of_function(roots: Sequence[nn.Module], traced_ids: Optional[Set[int]] = None) -> Hashable:
+    """What an export of a function reads from its modules ``roots`` (every module's forward is traced)."""
     return tuple(fingerprint(root, (), everything=True, traced_ids=traced_ids) for root in roots)
 
 
@@ -187,7 +191,6 @@ def code_key(f: Any) -> Hashable:
         return Same(f)
     try:
         cells = tuple(c.cell_contents for c in (getattr(f, "__closure__", None) or ()))
-        return (Same(code), summary((cells, getattr(f, "__defaults__", None),
-                                                  getattr(f, "__kwdefaults__", None))))
+        return (Same(code), summary((cells, getattr(f, "__defaults__", None), getattr(f, "__kwdefaults__", None))))
     except (Uncacheable, ValueError):
         return Same(f)

@@ -42,8 +42,6 @@ def gradient_x_input(model: ModelLike, inputs: InputsLike, *, target: TargetLike
     args = as_args(args, kwargs)
     if layer is None:
         return input_x_gradient(model, inputs, target=target, args=args)
-    if isinstance(layer, (list, tuple)):
-        if not layer:
-            fail("layer", "None, a layer, or a non-empty list of layers", layer)
-        return layer_gradient_x_activation(model, list(layer), inputs, target=target, args=args)
+    if isinstance(layer, (list, tuple)) and not layer:
+        fail("layer", "None, a layer, or a non-empty list of layers", layer)
     return layer_gradient_x_activation(model, layer, inputs, target=target, args=args)

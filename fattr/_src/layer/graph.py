@@ -40,7 +40,9 @@ from ..arguments import as_args, unpack
 from ..calling import call, writes_buffers
 from ..errors import Shown, fail
 from . import locking
-from .capture import Untraceable, attributes_kept, clone, refuse_hooks
+from .capture import (Untraceable, attributes_kept, check_called_once, clone, refuse_hooks,
+                      tail_and_rest, upstream)
+from .fingerprint import _MODULE_STATE
 from .resolve import registrations
 
 
@@ -70,7 +72,7 @@ class _Tracer(fx.Tracer):
 
     def create_node(self, *args: Any, **kwargs: Any) -> Node:
         # fx records no context managers: note the nodes created inside ``torch.no_grad()`` blocks
-        # (the trace runs with grad enabled) so that they run without grad again (see _step)
+        # (the trace runs with grad enabled) so that they run without grad again (:meth:`_Source.statement`)
         node = super().create_node(*args, **kwargs)
         if not torch.is_grad_enabled():
             node.meta[_NO_GRAD] = True
@@ -100,30 +102,6 @@ def _ancestors(model: nn.Module, layers: Sequence[nn.Module]) -> Set[int]:
     return ids
 
 
-def trace(model: nn.Module, layers: Sequence[nn.Module],
-          concrete: Dict[str, Any]) -> Tuple[fx.Graph, Dict[str, torch.Tensor]]:
-    """The graph of ``model`` with every module outside the layers' ancestry as a leaf.
-
-    ``concrete`` holds the non-tensor arguments (flags, modes) the graph is specialised to.
-    """
-    if any(layer is model for layer in layers):
-        raise Untraceable("the layer is the model itself")
-    ancestors = _ancestors(model, layers)
-    refuse_hooks(m for m in model.modules() if id(m) in ancestors)
-    if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
-        raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
-    tracer = _Tracer(ancestors)
-    with attributes_kept(model.modules()):
-        try:
-            with locking.writing(), torch.enable_grad():
-                graph = tracer.trace(model, concrete_args=dict(concrete) or None)
-        except Exception as e:  # any failure to trace means: use the substitution path
-            raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
-    return graph, tracer.constants
-
-
-# ---------------------------------------------------------------------------- fingerprint
-
 _SPECIALISE = (bool, int, float, complex, str, type(None), torch.dtype, torch.device, torch.layout,
                torch.memory_format)
 
@@ -133,15 +111,12 @@ def _signature(forward: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(functools.partial(forward, None))  # as a method: without ``self``
 
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
-
 @functools.lru_cache(maxsize=256)
 def _positional_only(forward: Callable[..., Any]) -> Optional[Tuple[Tuple[str, ...], Tuple[Any, ...], int]]:
     """For a forward taking only positional parameters: their names, defaults and how many have none
     (the fewest values a call passes); else None."""
     parameters = list(_signature(forward).parameters.values())
-    if any(q.kind not in _POSITIONAL for q in parameters):
+    if any(q.kind not in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD) for q in parameters):
         return None
     required = max([i + 1 for i, q in enumerate(parameters) if q.default is inspect.Parameter.empty], default=0)
     return tuple(q.name for q in parameters), tuple(q.default for q in parameters), required
@@ -167,14 +142,8 @@ def specialise(model: nn.Module, values: Sequence[Any]) -> Tuple[Dict[str, Any],
     except TypeError as e:
         fail("inputs", f"inputs, args and kwargs that model.forward{signature} takes",
              Shown(f"{len(positional)} positional values and keywords {sorted(keywords)} ({e})"), kind=TypeError)
-    bound.apply_defaults()
-    concrete = {}
-    for name, value in bound.arguments.items():
-        kind = signature.parameters[name].kind
-        if kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) \
-                and type(value) in _SPECIALISE:
-            concrete[name] = value
-    return dict(bound.arguments), concrete
+    bound.apply_defaults()  # (``*args`` and ``**kwargs`` bind a tuple and a dict: never specialised)
+    return dict(bound.arguments), {name: v for name, v in bound.arguments.items() if type(v) in _SPECIALISE}
 
 
 def key(concrete: Dict[str, Any]) -> Tuple[Any, ...]:
@@ -207,20 +176,12 @@ def _is_inplace(node: Node, model: nn.Module) -> bool:
     return False
 
 
-def _opaque(m: nn.Module) -> bool:
-    """A module whose forward fattr cannot see into and that is not one of torch.nn's own."""
-    return any(not type(sub).__module__.startswith("torch.nn.") for sub in m.modules())
-
-
 def _may_mutate(node: Node, model: nn.Module) -> bool:
-    """Whether ``node`` may modify a tensor in place (an opaque module might)."""
+    """Whether ``node`` may modify a tensor in place (a module fattr cannot see into, not torch.nn's own, might)."""
     if _is_inplace(node, model):
         return True
-    return node.op == "call_module" and _opaque(model.get_submodule(_named(node)))
-
-
-def _mutated(node: Node) -> Any:
-    return node.args[0] if node.args else None
+    return node.op == "call_module" and any(not type(sub).__module__.startswith("torch.nn.")
+                                            for sub in model.get_submodule(_named(node)).modules())
 
 
 @dataclass
@@ -267,8 +228,22 @@ def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[
 
 def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], to_input: bool,
          concrete: Dict[str, Any]) -> Plan:
-    """Trace ``model`` and partition its graph at ``layers``; :class:`Untraceable` when unusable."""
-    graph, constants = trace(model, layers, concrete)
+    """Trace ``model`` with every module outside the layers' ancestry as a leaf, specialised to ``concrete``
+    (the non-tensor arguments: flags, modes), and partition its graph at ``layers``; :class:`Untraceable`
+    when unusable."""
+    if any(layer is model for layer in layers):
+        raise Untraceable("the layer is the model itself")
+    ancestors = _ancestors(model, layers)
+    refuse_hooks(m for m in model.modules() if id(m) in ancestors)
+    if any("forward" in vars(m) for m in model.modules() if id(m) in ancestors):
+        raise Untraceable("a forward is set on a module instance (torch.fx traces the class's)")
+    tracer = _Tracer(ancestors)
+    with attributes_kept(model.modules()):
+        try:
+            with locking.writing(), torch.enable_grad():
+                graph = tracer.trace(model, concrete_args=dict(concrete) or None)
+        except Exception as e:  # any failure to trace means: use the substitution path
+            raise Untraceable(f"torch.fx could not trace the model ({type(e).__name__}: {e})") from e
     nodes = list(graph.nodes)
     index = {n: i for i, n in enumerate(nodes)}
     placeholders = [n for n in nodes if n.op == "placeholder"]
@@ -276,11 +251,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     cuts = []
     for layer, label in zip(layers, labels):
         calls = [n for n in nodes if n.op == "call_module" and model.get_submodule(n.target) is layer]
-        if len(calls) != 1:
-            what = "is never called" if not calls else f"is called {len(calls)} times"
-            fail(label, "a layer that runs exactly once in the model's forward pass",
-                 Shown(f"a {type(layer).__name__} that {what}"),
-                 "Attribute to a module used once (e.g. wrap one of the calls in its own module).")
+        check_called_once(label, layer, len(calls))
         cuts.append(calls[0])
     cut_set = set(cuts)
 
@@ -288,10 +259,9 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     meta: Dict[Node, bool] = {}
     data: Set[Node] = set()
     for n in nodes:
-        is_meta = ((n.op == "call_method" and n.target in _META_METHODS)
+        meta[n] = ((n.op == "call_method" and n.target in _META_METHODS)
                    or (n.op == "call_function" and n.target is builtins.getattr and len(n.args) > 1
                        and n.args[1] in _META_ATTRS))
-        meta[n] = is_meta
         if n.op == "placeholder" or any(a in data and not meta[a] for a in n.all_input_nodes):
             data.add(n)
     below: Set[Node] = set(cuts) if to_input else set()
@@ -303,7 +273,7 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     for n in nodes[first:]:
         if n in cut_set:  # the layer itself runs in the head (output) or on the substituted input
             continue
-        target = _mutated(n)
+        target = n.args[0] if n.args else None
         if _is_inplace(n, model) and not (isinstance(target, Node) and (target in below or target in cut_set)):
             raise Untraceable("the forward modifies, after the layer, a tensor computed before it")
 
@@ -316,33 +286,14 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
 
     # statements: calls whose result is unused (in-place updates, asserts) still run, on their side
     statements = [n for n in nodes if n.op.startswith("call_") and not n.users and n not in cut_set]
-    tail_set: Set[Node] = set()
-    rest_set: Set[Node] = set()
-    stack = list(output.all_input_nodes) + [n for n in statements if n in below]
-    while stack:
-        n = stack.pop()
-        if n in tail_set or n in rest_set or (not to_input and n in cut_set):
-            continue
-        if n in below or meta[n] or n not in data:
-            tail_set.add(n)
-            stack.extend(tail_reads(n))
-        else:
-            rest_set.add(n)
+    tail_set, rest_set = tail_and_rest(list(output.all_input_nodes) + [n for n in statements if n in below],
+                                       lambda n: not to_input and n in cut_set,
+                                       lambda n: n in below or meta[n] or n not in data, tail_reads)
     rest = tuple(sorted(rest_set, key=index.__getitem__))
 
     targets: List[Node] = list(rest) + [n for n in statements if n not in below]
-    for c in cuts:
-        if to_input:
-            map_arg(c.args, targets.append)
-        else:
-            targets.append(c)
-    head_set: Set[Node] = set()
-    stack = targets
-    while stack:
-        n = stack.pop()
-        if n not in head_set:
-            head_set.add(n)
-            stack.extend(n.all_input_nodes)
+    map_arg(tuple(c.args for c in cuts) if to_input else tuple(cuts), targets.append)  # what the cuts need
+    head_set = upstream(targets)
     head_schedule = [n for n in nodes if (n in head_set and n.op != "placeholder") or (to_input and n in cut_set)]
     head_nodes = {n for n in head_set if n.op != "placeholder"}
 
@@ -356,20 +307,18 @@ def plan(model: nn.Module, layers: Sequence[nn.Module], labels: Sequence[str], t
     out_reads = list(output.all_input_nodes)
     tail_frees = _frees(tail_nodes + [output], lambda n: out_reads if n is output else tail_reads(n), set())[:-1]
     return Plan(concrete=dict(concrete), placeholders=placeholders,
-                constants=constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
+                constants=tracer.constants, cuts=tuple(cuts), to_input=to_input, head_schedule=head_schedule,
                 head_nodes=head_nodes, head_frees=_frees(head_schedule, head_reads, set(rest)),
                 rest=rest, tail_nodes=tail_nodes, tail_frees=tail_frees, output=output,
-                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes), watched=_watched(model, layers))
+                tail_mutates=any(_may_mutate(n, model) for n in tail_nodes), watched=_watched(model, ancestors))
 
 
 _WATCHED = (bool, int, float, str, type(None))
-_MODULE_STATE = frozenset(vars(nn.Module()))
 
 
-def _watched(model: nn.Module, layers: Sequence[nn.Module]) -> Tuple[Tuple[str, str, Any], ...]:
-    """The scalar attributes (``training`` included) of the modules whose forward was traced: the
-    values a traced graph may have baked in (``if self.flag:``), by module path."""
-    ancestors = _ancestors(model, layers)
+def _watched(model: nn.Module, ancestors: Set[int]) -> Tuple[Tuple[str, str, Any], ...]:
+    """The scalar attributes (``training`` included) of the modules whose forward was traced (``ancestors``):
+    the values a traced graph may have baked in (``if self.flag:``), by module path."""
     return tuple((path, name, v) for path, m in model.named_modules() if id(m) in ancestors
                  for name, v in [("training", m.training)] + list(vars(m).items())
                  if name not in _MODULE_STATE - {"training"} and type(v) in _WATCHED and v == v)
@@ -453,12 +402,10 @@ class _Source:
             self.statement(n, f"getattr({self.arg(n.args[0])}, {_named(n)!r})({rest}{kwargs})")
         elif n.op == "call_module":
             self.statement(n, f"_call({self.const(_submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
-        elif n.op == "get_attr":  # a constant of the trace, or an attribute of the live model
+        else:  # get_attr (no schedule holds a placeholder or the output): the trace's constant or the model's
             constant = self.p.constants.get(_named(n))
             self.statement(n, self.const(constant) if constant is not None else
                            f"{self.const(operator.attrgetter(_named(n)))}(model)")
-        else:  # pragma: no cover
-            raise RuntimeError(f"unexpected fx node {n.op}")
 
     def function(self, name: str, parameters: Sequence[str], result: str) -> Callable[..., Any]:
         body = "".join(f"    {line}\n" for line in self.lines + [f"return {result}"])

@@ -8,10 +8,8 @@ All three take *input-space* baselines, as Captum does:
   the input's values. The head runs on the inputs and the baselines (one call
   where :func:`.heads.heads` allows), the tail once per step.
 * **internal influence** and **layer conductance** follow the straight line in
-  *input* space, so they run the head at every step: internal influence
-  integrates the layer gradient along it, conductance sums
-  ``grad(a_k) * (act(a_{k+1}) - act(a_k))`` over ``n_steps + 1`` nodes
-  (Captum's rule: the nodes of ``method``, its weights unused).
+  *input* space, so they run the head at every step (:func:`_on_input_path`; their
+  formulas in their docstrings).
 """
 from __future__ import annotations
 

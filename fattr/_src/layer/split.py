@@ -31,7 +31,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Set, Tuple, cast
 
 import torch
 from torch import nn
@@ -128,12 +128,6 @@ def _entry(model: nn.Module, key: Hashable) -> Optional[Tuple[Hashable, Token, O
     return hit
 
 
-def _unchanged(model: nn.Module, key: Hashable, roots: Sequence[nn.Module]) -> Optional[Token]:
-    """The cached token for ``(model, key)`` if nothing its fingerprint read has changed (:mod:`.watch`)."""
-    hit = _entry(model, key)
-    return hit[1] if hit is not None and hit[2] is not None and watch.unchanged(hit[2], roots) else None
-
-
 def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch.Watch],
             make: Callable[[], Token]) -> Token:
     """The cached token for ``(model, key)`` if its fingerprint is ``fp``; otherwise ``make()``, cached.
@@ -144,11 +138,7 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
     with _lock:
         entry = _plans.get(id(model))
         if entry is None or entry[0]() is not model:
-            try:
-                entry = (weakref.ref(model, _forget(id(model))), {})
-            except TypeError:  # pragma: no cover - nn.Module supports weak references
-                return token
-            _plans[id(model)] = entry
+            entry = _plans[id(model)] = (weakref.ref(model, _forget(id(model))), {})
         plans = entry[1]
         plans.pop(key, None)
         plans[key] = (fp, token, noted)
@@ -164,31 +154,21 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
 _TENSOR = "<fattr: a tensor>"
 
 
+def _each(values: Sequence[Any], fn: Callable[[Any], Any]) -> Tuple[Any, ...]:
+    """``fn`` of each value, and of each value of a :class:`Keywords` among them."""
+    return tuple([Keywords(v.names, _each(v.values, fn)) if isinstance(v, Keywords) else fn(v) for v in values])
+
+
 def _described(values: Sequence[Any]) -> Tuple[Any, ...]:
     """``values`` with each tensor replaced by its (static) shape, dtype and device: constants Dynamo
     can hand to a function it runs rather than traces."""
-    out: List[Any] = []
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            out.append((_TENSOR, tuple(v.shape), v.dtype, v.device))
-        elif isinstance(v, Keywords):
-            out.append(Keywords(v.names, _described(v.values)))
-        else:
-            out.append(v)
-    return tuple(out)
+    return _each(values, lambda v: (_TENSOR, tuple(v.shape), v.dtype, v.device) if isinstance(v, torch.Tensor) else v)
 
 
 def _examples(described: Sequence[Any]) -> Tuple[Any, ...]:
     """Zeros in place of the tensors :func:`_described` replaced (what a capture reads: shapes and dtypes)."""
-    out: List[Any] = []
-    for d in described:
-        if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR:
-            out.append(torch.zeros(d[1], dtype=d[2], device=d[3]))
-        elif isinstance(d, Keywords):
-            out.append(Keywords(d.names, _examples(d.values)))
-        else:
-            out.append(d)
-    return tuple(out)
+    return _each(described, lambda d: torch.zeros(d[1], dtype=d[2], device=d[3])
+                 if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR else d)
 
 
 def _found(find: Callable[..., Tuple["Ticket", Any]], *described: Any) -> "Ticket":
@@ -277,9 +257,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
     if dynamo_tracing():  # built when Dynamo traces the call (see above): a constant of the compiled code
         listed = isinstance(layer, (list, tuple))
-        built: Split = at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
-                                     allow_list, exportable, side, listed, *(layer if listed else ()))
-        return built
+        return cast(Split, at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
+                                         allow_list, exportable, side, listed, *(layer if listed else ())))
     is_module = isinstance(model, nn.Module)
     with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
         if is_module:
@@ -308,23 +287,20 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         fqns = export.qualified_names(roots, layers)
         if fqns is None:
             return Token("substitute", reason="the layer is not inside a module the function exposes")
-        try:
-            plan = export.capture(model, roots, values, n, fqns, to_input)
-            return Token("export", _verified(plan, values))
-        except Untraceable as e:
-            return Token("substitute", reason=str(e))
-
-    def _verified(plan: export.Plan, values: Tuple[Any, ...]) -> export.Plan:
-        """``plan``, checked once against the model itself: its head gives the layer's activation (the
-        structure a tuple-returning layer has, and the values, drawing the same random numbers)."""
         devices = sorted({t.device.index or 0 for t in pytree.tree_leaves(values)
                           if isinstance(t, torch.Tensor) and t.device.type == "cuda"})
-        with torch.no_grad(), torch.random.fork_rng(devices=devices), locking.reading():
-            state = torch.get_rng_state()
-            ours, _ = export.run_head(plan, roots, values)
-            torch.set_rng_state(state)
-            theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
-        return export.matched(plan, ours, theirs)
+        try:
+            plan = export.capture(model, roots, values, n, fqns, to_input)
+            # checked once against the model itself: its head gives the layer's activation (the structure
+            # a tuple-returning layer has, and the values, drawing the same random numbers)
+            with torch.no_grad(), torch.random.fork_rng(devices=devices), locking.reading():
+                state = torch.get_rng_state()
+                ours, _ = export.run_head(plan, roots, values)
+                torch.set_rng_state(state)
+                theirs, _ = substitute.run_head(model, layers, labels, to_input, values)
+            return Token("export", export.matched(plan, ours, theirs))
+        except Untraceable as e:
+            return Token("substitute", reason=str(e))
 
     # this split's own plans when they are not shared (uncacheable: kept for the split's life)
     recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
@@ -332,11 +308,12 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
-        token = _unchanged(anchor, k, roots) if anchor is not None else None
+        was = _entry(anchor, k) if anchor is not None else None  # (used if nothing its fingerprint read changed)
+        token = was[1] if was is not None and was[2] is not None and watch.unchanged(was[2], roots) else None
         if token is None:
             traced: Set[int] = set()
             try:
-                fp = (fingerprint.of_function(model, roots, traced) if not is_module
+                fp = (fingerprint.of_function(roots, traced) if not is_module
                       else fingerprint.fingerprint(model, layers, traced_ids=traced))
             except fingerprint.Uncacheable:
                 fp = None
@@ -344,12 +321,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                 token = _shared(anchor, k, fp, watch.record(roots, traced), make)
             else:
                 hit = recent.get(k)
-                token = hit[1] if hit is not None and hit[0] == fp else None
-                if token is None:
-                    token = make()
+                if hit is None or hit[0] != fp:
                     if len(recent) >= _MAX_PLANS:
                         recent.clear()
-                    recent[k] = (fp, token)
+                    hit = recent[k] = (fp, make())
+                token = hit[1]
         if memo is not None:
             memo[k] = token
         return token
@@ -418,12 +394,9 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         return lambda *values, **keywords: run_head(values, keywords, memo)
 
     def tail(activation: Any, rest: Any) -> Any:
-        if was_list:
-            if not isinstance(activation, (list, tuple)) or len(activation) != len(layers):
-                fail("activation", f"a list of {len(layers)} activations, one per layer", activation)
-            acts = list(activation)
-        else:
-            acts = [activation]
+        if was_list and (not isinstance(activation, (list, tuple)) or len(activation) != len(layers)):
+            fail("activation", f"a list of {len(layers)} activations, one per layer", activation)
+        acts = list(activation) if was_list else [activation]
         if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Ticket) or rest[-1].owner != owner:
             fail("rest", "the rest tuple returned by this split's head", rest)
         token, carried = rest[-1].token, rest[:-1]

@@ -15,29 +15,29 @@ inputs and args themselves.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, List, Sequence, Tuple
 
 from torch import nn
 
 from ..calling import call, modules_of
-from ..errors import Shown, fail
 from ..arguments import as_args, unpack
 from . import locking
-from .capture import attributes_kept, clone
+from .capture import attributes_kept, check_called_once, clone
 
 _CAPTURE = object()
 _local = threading.local()
 
 
+@dataclass(eq=False)
 class _Swap:
     """One layer's part of one run: records its activation, or substitutes the given one."""
 
-    __slots__ = ("layer", "to_input", "activation", "captured", "calls")
-
-    def __init__(self, layer: nn.Module, to_input: bool, activation: Any = _CAPTURE) -> None:
-        self.layer, self.to_input, self.activation = layer, to_input, activation
-        self.captured: Any = None
-        self.calls = 0
+    layer: nn.Module
+    to_input: bool
+    activation: Any = _CAPTURE
+    captured: Any = None
+    calls: int = 0
 
 
 def _mine(swap: _Swap) -> bool:
@@ -68,21 +68,8 @@ def _hooks(swap: _Swap) -> Tuple[Callable[..., Any], Callable[..., Any]]:
     return pre, post
 
 
-def _check_calls(swaps: Sequence[_Swap], labels: Sequence[str]) -> None:
-    for swap, label in zip(swaps, labels):
-        if swap.calls != 1:
-            what = "is never called" if not swap.calls else f"is called {swap.calls} times"
-            fail(label, "a layer that runs exactly once in the model's forward pass",
-                 Shown(f"a {type(swap.layer).__name__} that {what}"),
-                 "Attribute to a module used once (e.g. wrap one of the calls in its own module).")
-
-
 def _modules(f: Callable[..., Any], swaps: Sequence[_Swap]) -> List[nn.Module]:
-    seen: Dict[int, nn.Module] = {}
-    for root in modules_of(f) + [s.layer for s in swaps]:
-        for m in root.modules():
-            seen.setdefault(id(m), m)
-    return list(seen.values())
+    return list({id(m): m for root in modules_of(f) + [s.layer for s in swaps] for m in root.modules()}.values())
 
 
 def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], labels: Sequence[str]) -> Any:
@@ -103,7 +90,8 @@ def _run(f: Callable[..., Any], swaps: List[_Swap], values: Sequence[Any], label
         for handle in handles:
             handle.remove()
         _local.active = active
-    _check_calls(swaps, labels)
+    for swap, label in zip(swaps, labels):
+        check_called_once(label, swap.layer, swap.calls)
     return out
 
 

@@ -12,7 +12,6 @@ read it from the head's result: a :class:`LayerFunction` is a value, never chang
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch

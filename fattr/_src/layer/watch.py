@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 from torch import nn
 
 from .capture import HOOKS, global_hook_dicts
-from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, summary
+from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, inplace, summary
 
 try:  # (private to torch, as is the whole of torch.compile's guard machinery)
     from torch._C._dynamo.guards import dict_version as _version
@@ -29,7 +29,6 @@ except ImportError:  # pragma: no cover
     _version = None  # type: ignore[assignment]
 
 Watch = Tuple[Any, ...]
-_Node = Optional[Tuple[Any, ...]]
 
 
 def _works() -> bool:
@@ -38,27 +37,19 @@ def _works() -> bool:
         return False
     try:
         m = nn.Module()
-        d = m.__dict__
-        seen = [_version(d)]
-        m.training = False
-        seen.append(_version(d))
-        setattr(m, "extra", 1)
-        seen.append(_version(d))
-        setattr(m, "extra", 2)
-        seen.append(_version(d))
-        delattr(m, "extra")
-        seen += [_version(d), _version({}), _version({})]
+        seen = [_version(m.__dict__)]
+        writes: List[Callable[[], None]] = [lambda: setattr(m, "training", False), lambda: setattr(m, "extra", 1),
+                                            lambda: setattr(m, "extra", 2), lambda: delattr(m, "extra")]
+        for write in writes:
+            write()
+            seen.append(_version(m.__dict__))
+        seen += [_version({}), _version({})]
         return len(set(seen)) == len(seen)
     except Exception:  # pragma: no cover
         return False
 
 
 _WORKS = _works()
-
-
-def _inplace(m: nn.Module) -> bool:
-    d = m.__dict__
-    return (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True
 
 
 def _ref(obj: Any) -> Callable[[], Any]:
@@ -68,7 +59,7 @@ def _ref(obj: Any) -> Callable[[], Any]:
         return lambda: obj
 
 
-def _value(v: Any, memo: Set[int]) -> _Node:
+def _value(v: Any, memo: Set[int]) -> Optional[Tuple[Any, ...]]:
     """How to check ``v`` again, beyond its identity (None: nothing more, its container's version covers it)."""
     t = type(v)
     if t in _SCALARS or isinstance(v, _BY_IDENTITY) or id(v) in memo:  # (an object seen earlier: checked there)
@@ -136,7 +127,7 @@ def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
                 entries.append((weakref.ref(m), weakref.ref(cls), tuple(map(_version, _STATE(d))) + (_version(d),),
                                 _ref(cls.forward), _deep(attributes, memo)))
             else:
-                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, _inplace(m)))
+                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, inplace(m)))
             stack.extend(reversed(m._modules.values()))
     except (KeyError, TypeError):  # a module without nn.Module's own dicts (or with other mappings in their place)
         return None
@@ -156,7 +147,7 @@ def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
                 return False
             d = m.__dict__
             if forward is None:
-                if _version(d["_modules"]) != versions[0] or _inplace(m) != extra:
+                if _version(d["_modules"]) != versions[0] or inplace(m) != extra:
                     return False
             elif (tuple(map(_version, _STATE(d))) + (_version(d),) != versions or cls.forward is not forward()
                   or extra and not _all_same(d, extra)):
