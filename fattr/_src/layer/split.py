@@ -151,24 +151,24 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
 # Dynamo cannot trace a capture, a lock or a cache, and must not see a mutation inside the function a
 # compiled recomputation wraps: see the module docstring.
 
-_TENSOR = "<fattr: a tensor>"
-
-
-def _each(values: Sequence[Any], fn: Callable[[Any], Any]) -> Tuple[Any, ...]:
-    """``fn`` of each value, and of each value of a :class:`Keywords` among them."""
-    return tuple([Keywords(v.names, _each(v.values, fn)) if isinstance(v, Keywords) else fn(v) for v in values])
+_TENSOR, _KEYWORDS = "<fattr: a tensor>", "<fattr: keywords>"
 
 
 def _described(values: Sequence[Any]) -> Tuple[Any, ...]:
-    """``values`` with each tensor replaced by its (static) shape, dtype and device: constants Dynamo
-    can hand to a function it runs rather than traces."""
-    return _each(values, lambda v: (_TENSOR, tuple(v.shape), v.dtype, v.device) if isinstance(v, torch.Tensor) else v)
+    """``values`` with each tensor replaced by its (static) shape, dtype and device, and each
+    :class:`Keywords` by a plain tuple (Dynamo hands over an object made in the traced call without its
+    slots): constants Dynamo can hand to a function it runs rather than traces."""
+    return tuple([(_KEYWORDS, v.names, _described(v.values)) if isinstance(v, Keywords)
+                  else (_TENSOR, tuple(v.shape), v.dtype, v.device) if isinstance(v, torch.Tensor) else v
+                  for v in values])
 
 
 def _examples(described: Sequence[Any]) -> Tuple[Any, ...]:
-    """Zeros in place of the tensors :func:`_described` replaced (what a capture reads: shapes and dtypes)."""
-    return _each(described, lambda d: torch.zeros(d[1], dtype=d[2], device=d[3])
-                 if isinstance(d, tuple) and len(d) == 4 and d[0] == _TENSOR else d)
+    """The values :func:`_described` described, zeros in place of the tensors (what a capture reads:
+    shapes and dtypes)."""
+    tag = lambda d: d[0] if isinstance(d, tuple) and d and isinstance(d[0], str) else None  # noqa: E731
+    return tuple([torch.zeros(d[1], dtype=d[2], device=d[3]) if tag(d) == _TENSOR
+                  else Keywords(d[1], _examples(d[2])) if tag(d) == _KEYWORDS else d for d in described])
 
 
 def _found(find: Callable[..., Tuple["Ticket", Any]], *described: Any) -> "Ticket":
