@@ -21,12 +21,13 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
-from ..arguments import split_args, tile_args
+from .. import structure
+from ..arguments import as_args, split_args, tile_args
 from ..calling import call
-from ..errors import fail
+from ..errors import check_bool, check_positive_int, fail
 from ..recompute import checkpoint, reads
 from ..structure import Tensors, fold
-from ..targets import Target
+from ..targets import Target, as_target
 from .progress import Progress
 
 
@@ -66,6 +67,15 @@ def reference(f: Callable[..., Any], xs: Tensors, target: Target, args: Sequence
         if isinstance(out, torch.Tensor) or (isinstance(out, Number) and not isinstance(out, bool)):
             return _aggregate(lambda *_: out, xs, ()), True
     return target.select(out, n), False
+
+
+def prepare(inputs: Any, target: Any, args: Any, kwargs: Any, perturbations_per_eval: Any, show_progress: Any
+            ) -> Tuple[Tensors, bool, int, Tuple[Any, ...], Target]:
+    """The arguments every perturbation method takes, checked: ``(xs, was_tuple, ppe, args, target)``."""
+    xs, was_tuple = structure.as_tuple(inputs)
+    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
+    check_bool("show_progress", show_progress)
+    return xs, was_tuple, ppe, as_args(args, kwargs), as_target(target, xs[0].shape[0], xs[0].device)
 
 
 def check_aggregate_ppe(aggregate: bool, perturbations_per_eval: int) -> None:

@@ -6,12 +6,10 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from .. import randomness, structure
-from ..arguments import as_args
 from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
-from ..errors import check_bool, check_callable, check_positive_int, fail
+from ..errors import check_callable, fail
 from ..structure import Tensors
-from ..targets import as_target
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
 from .features import features_of
 from .progress import Progress
 
@@ -88,17 +86,13 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
       >>> attr.shape, attr[0, 1].item(), attr[0, 3].item()
       (torch.Size([1, 4]), 0.0, 0.0)
     """
-    xs, was_tuple = structure.as_tuple(inputs)
-    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    check_bool("show_progress", show_progress)
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
     n = xs[0].shape[0]
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
-    args = as_args(args, kwargs)
     if perm_func is not None:
         check_callable("perm_func", perm_func)
     features = features_of(feature_mask, xs, n_features=n_features)
-    tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
     def compute(xs_: Tensors, _: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
