@@ -8,7 +8,7 @@ import torch
 from .. import randomness, structure
 from ..base import InputsLike
 from ..errors import check_callable, check_nonnegative_float, check_positive_int, fail
-from .perturbations import positional_count, repeat_args, repeat_target, sample_chunks, takes_generator
+from .perturbations import repeat_args, repeat_target, sample_chunks, takes_generator, takes_two
 
 # keyword arguments of explanation_func that hold one entry per example (repeated with the inputs)
 PER_EXAMPLE = ("args", "kwargs", "baselines", "additional_forward_args")
@@ -95,7 +95,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
             perturbed = perturbed if was_tuple else perturbed[0]
         else:
             extra = {"generator": generator} if generator is not None and takes_generator(perturb_func) else {}
-            perturbed = (perturb_func(call_inputs, perturb_radius, **extra) if positional_count(perturb_func) > 1
+            perturbed = (perturb_func(call_inputs, perturb_radius, **extra) if takes_two(perturb_func)
                          else perturb_func(call_inputs, **extra))
         got, _ = structure.as_tuple(perturbed, "perturb_func(inputs)")
         if len(got) != len(xs) or any(g.shape != e.shape for g, e in zip(got, expanded)):
