@@ -90,11 +90,8 @@ def _groups(feature_mask: Any, prompts: Prompts) -> Tuple[Any, ...]:
             fail("feature_mask", f"a tensor of shape {shape} or (1, {shape[1]}), like input_ids", feature_mask)
         groups = prompts.left(feature_mask.expand(shape).long())
     pads = prompts.mask == 0
-    ids, inverse = torch.unique(torch.where(pads, groups.min() - 1, groups), return_inverse=True)
-    if bool(pads.any()):  # the pads' id is the smallest: index 0
-        inverse = inverse - 1
-    n = ids.numel() - int(bool(pads.any()))
-    return torch.where(pads, torch.full_like(inverse, -1), inverse), n
+    ids = torch.unique(groups[~pads])  # sorted: a feature's index is its id's rank
+    return torch.where(pads, -1, torch.searchsorted(ids, groups.contiguous())), ids.numel()
 
 
 def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[Tensor] = None, *,
