@@ -86,12 +86,9 @@ def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Te
     if attribute.keywords.get("return_convergence_delta"):
         theirs, captum_delta = theirs
         result.delta = float(captum_delta.detach().abs().double().mean())
-    if isinstance(ours, (tuple, list)) != isinstance(theirs, (tuple, list)):
-        ours = ours[0] if isinstance(ours, (tuple, list)) and len(ours) == 1 else ours
-        theirs = theirs[0] if isinstance(theirs, (tuple, list)) and len(theirs) == 1 else theirs
-    pairs = list(zip(ours, theirs)) if isinstance(ours, (tuple, list)) else [(ours, theirs)]
+    ours, theirs = (v if isinstance(v, (tuple, list)) else (v,) for v in (ours, theirs))
     diff = top = 0.0
-    for a, b in pairs:
+    for a, b in zip(ours, theirs):
         if a.shape != b.shape:
             result.note = f"shapes differ: {tuple(a.shape)} vs Captum {tuple(b.shape)}"
             return result

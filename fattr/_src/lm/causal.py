@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -58,11 +58,8 @@ def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor
     ``logits_to_keep``: the read-out, ``(T, E) x (E, V)``, then runs on those positions only).
     ``lock``: run under the reader side of the tracing lock (False inside a split, which holds it
     already, or traces this very call)."""
-    keywords: Dict[str, Any] = {"attention_mask": mask}
-    if positions is not None:
-        keywords["position_ids"] = positions
-    if keep is not None:
-        keywords["logits_to_keep"] = keep
+    optional = {"position_ids": positions, "logits_to_keep": keep}
+    keywords = {"attention_mask": mask, **{k: v for k, v in optional.items() if v is not None}}
     with locking.reading() if lock else contextlib.nullcontext():  # not while another thread traces (fx)
         return logits_of(call(model, (ids,), as_args((), keywords)))
 

@@ -45,7 +45,7 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
     changed = element_rank.unsqueeze(0) < counts.reshape(-1, 1, 1)  # (K, B, D): features moved at point k
     if not delete:
         changed = ~changed
-    masks = changed.split([structure.example_size(x) for x in xs], dim=2)  # per input, (K, B, its elements)
+    masks = torch.split(changed, [structure.example_size(x) for x in xs], dim=2)  # per input, (K, B, its elements)
     rows = tuple(structure.fold(torch.where(m.reshape((k,) + tuple(x.shape)), b.expand_as(x), x.unsqueeze(0)))
                  for m, x, b in zip(masks, xs, bases))
     curve = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
