@@ -83,7 +83,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
     norm = torch.norm(expl, p=norm_ord, dim=1)
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)
 
-    best: Optional[torch.Tensor] = None
+    worst = []  # per chunk of samples, (B,)
     for k in sample_chunks(n_perturb_samples, n, max_examples_per_batch):
         expanded = tuple(x.repeat_interleave(k, dim=0) for x in xs)
         call_inputs = expanded if was_tuple else expanded[0]
@@ -105,7 +105,5 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
                            repeat_args(v, n, k) if name in PER_EXAMPLE else v) for name, v in kwargs.items()}
         expl_p = _flat(explanation_func(perturbed, **repeated), n * k, "explanation_func(perturbed inputs)")
         change = torch.norm(expl.repeat_interleave(k, dim=0) - expl_p, p=norm_ord, dim=1)
-        worst = (change / norm.repeat_interleave(k, dim=0)).reshape(n, k).amax(1)
-        best = worst if best is None else torch.maximum(best, worst)
-    assert best is not None  # n_perturb_samples >= 1
-    return best
+        worst.append((change / norm.repeat_interleave(k, dim=0)).reshape(n, k).amax(1))
+    return torch.stack(worst).amax(0)
