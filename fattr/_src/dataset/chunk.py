@@ -126,8 +126,7 @@ class Job:
             clash = sorted(set(shared) & set(item_kwargs))
             if clash:
                 fail("kwargs", "names the dataset's items do not give", Shown(f"{clash} in both"), kind=TypeError)
-            options = dict(self.options)
-            options["kwargs"] = {**shared, **{k: v.to(self.device) for k, v in item_kwargs.items()}}
+            options = dict(self.options, kwargs={**shared, **{k: v.to(self.device) for k, v in item_kwargs.items()}})
             extra = as_args(options.get("args", ()), options["kwargs"])
         rule = self.target
         output = None

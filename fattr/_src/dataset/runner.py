@@ -263,7 +263,6 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
             except ValueError as e:
                 raise ValueError(f"rank {ranks.rank} differs from rank 0: {e}") from None
         writer = Writer(out)
-        layout = read_manifest(out)["layout"]  # type: ignore[index]
         # rank 0 computed chunk 0 on its own when it created the store: it takes the smallest share
         mine = sharding.assign(pending, (ranks.rank - int(created)) % ranks.world, ranks.world)
         sizes = [sharding.bounds(c, n, batch_size) for c in range(sharding.n_chunks(n, batch_size))]
@@ -272,7 +271,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
             if mine:
                 for chunk, batch in zip(mine, loader(mine)):
                     values = job.compute(chunk, batch)
-                    check_layout(values, layout, chunk)
+                    check_layout(values, writer.layout, chunk)
                     writer.write(chunk, values)
             ranks.barrier()
         return AttributionStore(out)

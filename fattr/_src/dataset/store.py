@@ -113,9 +113,9 @@ class Writer:
     def __init__(self, out: str) -> None:
         zarr = require_zarr()
         self.group = zarr.open_group(out, mode="r+")
-        layout = dict(self.group.attrs["fattr"])["layout"]
-        self.n, self.batch_size = layout["n"], layout["batch_size"]
-        self.arrays = {name: self.group[name] for name in layout["arrays"]}
+        self.layout = dict(self.group.attrs["fattr"])["layout"]
+        self.n, self.batch_size = self.layout["n"], self.layout["batch_size"]
+        self.arrays = {name: self.group[name] for name in self.layout["arrays"]}
         self.done = self.group["done"]
 
     def write(self, chunk: int, values: Mapping[str, np.ndarray]) -> None:
