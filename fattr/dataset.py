@@ -98,9 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from fattr._src.dataset.runner import attribute_dataset
 
     method: Any = load(args.method, "method", build=False) if ":" in args.method else args.method
-    target: Any = args.target
-    if target is not None and target not in ("label", "predicted"):
-        target = value(target)
+    target = None if args.target is None else value(args.target)  # 'label' and 'predicted' stay strings
     store = attribute_dataset(method, load(args.model, "model"), load(args.dataset, "dataset"), args.out,
                               batch_size=args.batch_size, target=target, num_workers=args.num_workers,
                               resume=args.resume, progress=args.progress, device=args.device,
