@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..arguments import as_args
 from ..calling import call
 from ..errors import Shown, fail
 from ..layer import locking
 
-Tensor = torch.Tensor
 Step = Union[str, Callable[[Tensor, Tensor], Tensor]]
 STEPS = ("log_prob", "prob", "logit", "contrast")
 

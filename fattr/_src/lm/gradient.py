@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Tuple
 
 import torch
+from torch import Tensor
 
 from ..arguments import tile_args
 from ..cotangents import output_gradients
@@ -27,7 +28,6 @@ from ..randomness import normal, uniform
 from ..structure import fold
 from .causal import Prompts, causal_lm
 
-Tensor = torch.Tensor
 Select = Callable[[Tensor, Tensor], Tensor]  # (logits, target rows) -> (N, T_out)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+from torch import Tensor
 
 from ..structure import fold
 
-Tensor = torch.Tensor
 Values = Callable[[Tensor], Tensor]  # prompts (k*B, T_in) -> step values (k*B, T_out)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..base import BaselinesLike, LayerLike
 from ..diagnose import model_dtype
@@ -17,7 +17,6 @@ from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids,
 from .generate import greedy
 from .result import TokenAttribution
 
-Tensor = torch.Tensor
 METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "feature_ablation",
            "shapley_value_sampling")
 GRADIENT_METHODS = METHODS[:3]

@@ -16,8 +16,7 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
-
-Tensor = torch.Tensor
+from torch import Tensor
 
 
 def _centred(x: Tensor, y: Tensor, w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
