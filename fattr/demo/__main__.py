@@ -42,8 +42,6 @@ def run(args: argparse.Namespace) -> None:
         raise DemoError(f"{e.name} is missing: the demo needs pip install 'fattr[demo]' (or run make demo)")
     import torch
 
-    import fattr
-
     if args.threads < 1:
         raise DemoError(f"--threads: expected a positive int, got {args.threads}")
     threads = torch.get_num_threads()
