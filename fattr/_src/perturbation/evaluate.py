@@ -91,10 +91,9 @@ def replace(xs: Tensors, bases: Sequence[torch.Tensor], selected: Sequence[Optio
     for x, b, s in zip(xs, bases, selected):
         if s is None:
             out.append(x.unsqueeze(0))
-            continue
-        b = b if b.dim() > x.dim() else b.unsqueeze(0)
-        shape = (s.shape[0],) + tuple(x.shape)
-        out.append(torch.where(s, b, x.unsqueeze(0)).expand(shape))
+        else:
+            b = b if b.dim() > x.dim() else b.unsqueeze(0)
+            out.append(torch.where(s, b, x.unsqueeze(0)).expand((s.shape[0],) + tuple(x.shape)))
     p = max(r.shape[0] for r in out)
     return tuple(r.expand((p,) + tuple(r.shape[1:])) for r in out)
 
