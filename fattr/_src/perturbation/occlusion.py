@@ -131,9 +131,8 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
 
                 changes = ref.unsqueeze(0) - in_chunks(evaluate, rows, total, ppe, progress).to(ref.device)
                 boxes = _boxes(x, window, step, counts, 0, total).flatten(1).to(changes.dtype)  # (windows, E)
-                summed = changes.t() @ boxes  # (R, E)
-                covered = boxes.sum(0)
-                out.append((summed / covered).reshape((ref.shape[0],) + tuple(x.shape[1:])))
+                mean = (changes.t() @ boxes) / boxes.sum(0)  # (R, E): over the windows covering each element
+                out.append(mean.reshape((ref.shape[0],) + tuple(x.shape[1:])))
         return tuple(out)
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
