@@ -246,9 +246,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
             try:
                 pending, created = _open(out, identity, resume, job, loader)
                 message = ("ok", pending, identity, created)
-            except BaseException as e:  # every rank raises rank 0's error
-                if not ranks.distributed:
-                    raise
+            except BaseException as e:  # every rank raises rank 0's error (the broadcast: a no-op on one process)
                 ranks.broadcast(("error", type(e).__name__, str(e), False))
                 raise
         message = ranks.broadcast(message)
