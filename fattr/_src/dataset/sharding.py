@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import torch
 
@@ -89,19 +89,16 @@ def join() -> Ranks:
     import torch.distributed as dist
     if not dist.is_available():  # a build without distributed support
         return Ranks()
-    created = False
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
             return Ranks()
         dist.init_process_group(backend="gloo")
-        created = True
     world = dist.get_world_size()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if world == 1:
         return Ranks(0, 1, local, None, created)
-    group: Optional[Any] = None
-    if dist.get_backend() != "gloo":
-        group = dist.new_group(backend="gloo")
+    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None  # NCCL: coordinate over gloo
     return Ranks(dist.get_rank(), world, local, group, created)
 
 
