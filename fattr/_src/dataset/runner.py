@@ -32,8 +32,6 @@ TARGET_RULES = ("label", "predicted")  # the target rules of a dataset job, besi
 _PER_EXAMPLE_OPTIONS = ("baselines", "layer_baselines", "args", "kwargs")
 
 
-# ----------------------------------------------------------------------------- argument checks
-
 def _check_target(target: Any, spec_targeted: bool, name: str) -> None:
     if target is None:
         return
@@ -71,8 +69,6 @@ def _check_metrics(metrics: Any) -> Dict[str, Callable[..., Any]]:
         check_callable(f"metrics[{key!r}]", fn)
     return dict(metrics)
 
-
-# ----------------------------------------------------------------------------- the job
 
 def _on_device(model: Any, device: torch.device) -> Any:
     """``model`` itself when it is on ``device`` already, else a copy moved there (the user's stays)."""
