@@ -103,8 +103,7 @@ def in_chunks(evaluate: Evaluator, rows: Callable[[int, int], Tensors], total: i
     """``evaluate`` on ``rows(start, stop)`` for ``total`` perturbations, ``ppe`` per call: ``(total, ...)``."""
     outs = []
     for start in range(0, total, ppe):
-        stop = min(start + ppe, total)
-        outs.append(evaluate(rows(start, stop)))
+        outs.append(evaluate(rows(start, min(start + ppe, total))))
         progress.update()
     if not outs:  # inputs without elements: nothing to perturb
         return torch.zeros((0, evaluate.n))

@@ -18,8 +18,7 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
     """``(n_features, n_examples)``: a random permutation of the examples per feature, never the identity
     (drawn again where it is, as Captum does); for no examples, the only (empty) permutation."""
     def draw(k: int) -> torch.Tensor:
-        u = randomness.uniform(generator, (k, n_examples), dtype=torch.float64, device=generator.device)
-        return u.argsort(dim=1)
+        return randomness.uniform(generator, (k, n_examples), dtype=torch.float64, device=generator.device).argsort(1)
 
     perms = draw(n_features)
     if n_examples == 0:  # nothing to shuffle, and no other permutation to draw
@@ -34,13 +33,8 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
 
 def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:
     """Per input ``(p, B, ...)``: ``perm_func(x, mask)`` for each feature of the chunk that the input holds."""
-    out = []
-    for x, s in zip(xs, selected):
-        copies = []
-        for mask in s:  # (1 or B, ...) per feature
-            copies.append(perm_func(x, mask) if bool(mask.any()) else x)
-        out.append(torch.stack([c.expand_as(x) for c in copies]))
-    return tuple(out)
+    return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
+                 for x, s in zip(xs, selected))  # a mask per feature, (1 or B, ...)
 
 
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
