@@ -49,9 +49,7 @@ def value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         pass
-    if ":" in text:
-        return load(text, "option", build=False)
-    return text
+    return load(text, "option", build=False) if ":" in text else text
 
 
 def options(pairs: List[str]) -> Dict[str, Any]:

@@ -89,9 +89,7 @@ def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.cpu().numpy()
+    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()  # numpy has no bfloat16
 
 
 class Job:
