@@ -12,15 +12,13 @@ from ..structure import Tensors
 from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
 from .features import features_of
 from .progress import Progress
+from .shapley import permutations
 
 
 def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> torch.Tensor:
     """``(n_features, n_examples)``: a random permutation of the examples per feature, never the identity
     (drawn again where it is, as Captum does); for no examples, the only (empty) permutation."""
-    def draw(k: int) -> torch.Tensor:
-        return randomness.uniform(generator, (k, n_examples), dtype=torch.float64, device=generator.device).argsort(1)
-
-    perms = draw(n_features)
+    perms = permutations(generator, n_features, n_examples)
     if n_examples == 0:  # nothing to shuffle, and no other permutation to draw
         return perms
     identity = torch.arange(n_examples, device=perms.device)
@@ -28,7 +26,7 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         same = (perms == identity).all(1)
         if not bool(same.any()):
             return perms
-        perms[same] = draw(int(same.sum()))
+        perms[same] = permutations(generator, int(same.sum()), n_examples)
 
 
 def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:

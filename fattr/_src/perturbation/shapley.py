@@ -20,7 +20,8 @@ MAX_EXACT_FEATURES = 20
 
 
 def permutations(generator: torch.Generator, n_samples: int, n_features: int) -> torch.Tensor:
-    """``(n_samples, n_features)`` uniformly random feature orders, drawn from ``generator``."""
+    """``(n_samples, n_features)`` uniformly random orders of ``n_features`` items (features, or examples to
+    shuffle: :func:`.permutation.shuffles`), drawn from ``generator``."""
     u = randomness.uniform(generator, (n_samples, n_features), dtype=torch.float64, device=generator.device)
     return u.argsort(dim=1)
 
