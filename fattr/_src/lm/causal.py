@@ -184,6 +184,4 @@ def check_vocabulary(vocab: int, **ids: Optional[Tensor]) -> None:
 def eos_ids(model: Any) -> Tuple[int, ...]:
     """End-of-sequence ids from ``model.config.eos_token_id`` (an int or a list), if any."""
     eos = getattr(getattr(model, "config", None), "eos_token_id", None)
-    if eos is None:
-        return ()
-    return tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+    return () if eos is None else tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
