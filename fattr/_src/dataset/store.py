@@ -214,9 +214,8 @@ class AttributionStore:
         manifest = read_manifest(out)
         if manifest is None:
             fail("out", "a fattr dataset store", Shown(f"{out!r}, which is missing or empty"))
-        zarr = require_zarr()
         self.path = out
-        self._group = zarr.open_group(out, mode="r")
+        self._group = require_zarr().open_group(out, mode="r")
         self._manifest = manifest
         layout = manifest["layout"]
         self._n, self._batch_size = int(layout["n"]), int(layout["batch_size"])
