@@ -49,9 +49,7 @@ def value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         pass
-    if ":" in text:
-        return load(text, "option", build=False)
-    return text
+    return load(text, "option", build=False) if ":" in text else text
 
 
 def options(pairs: List[str]) -> Dict[str, Any]:
@@ -98,9 +96,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from fattr._src.dataset.runner import attribute_dataset
 
     method: Any = load(args.method, "method", build=False) if ":" in args.method else args.method
-    target: Any = args.target
-    if target is not None and target not in ("label", "predicted"):
-        target = value(target)
+    target = None if args.target is None else value(args.target)  # 'label' and 'predicted' stay strings
     store = attribute_dataset(method, load(args.model, "model"), load(args.dataset, "dataset"), args.out,
                               batch_size=args.batch_size, target=target, num_workers=args.num_workers,
                               resume=args.resume, progress=args.progress, device=args.device,

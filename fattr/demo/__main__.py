@@ -42,8 +42,6 @@ def run(args: argparse.Namespace) -> None:
         raise DemoError(f"{e.name} is missing: the demo needs pip install 'fattr[demo]' (or run make demo)")
     import torch
 
-    import fattr
-
     if args.threads < 1:
         raise DemoError(f"--threads: expected a positive int, got {args.threads}")
     threads = torch.get_num_threads()
@@ -59,7 +57,7 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
 
     import fattr
 
-    from . import captum_ref, figures, metrics, prior, report
+    from . import captum_ref, figures, lm, metrics, prior, report
     from .attribute import image_methods, run_all
     from .data import load, one_per_class
     from .model import LAYER, make_model
@@ -131,7 +129,6 @@ def _steps(args: argparse.Namespace, log: Callable[[str], None], start: float) -
                  repeats=repeats, metrics=metrics_table)
     log(f"wrote {out / 'attributions.png'}, {out / 'prior.png'}, {out / 'report.md'}")
     # language models: a tiny causal transformer explained token by token (fattr.token_attribution)
-    from . import lm
     log("language model: training a tiny causal transformer on positional recall")
     with open(out / "report.md", "a") as f:
         f.write(lm.run(out, quick, seed, log))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -86,6 +86,21 @@ def picture(attr: Any, size: Tuple[int, int]) -> Tuple[Optional[torch.Tensor], s
     return fattr.interpolate(summed, size, mode="bilinear"), f"{channels}, {upsampled}" if channels else upsampled
 
 
+def timed(fn: Callable[[], Any], repeats: int) -> Tuple[Any, float]:
+    """``fn()``'s first result and the best time of ``repeats`` calls (a call over 0.5 s is not repeated), so
+    that one-off warm-up costs do not count."""
+    first: Any = None
+    times: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+        first = out if len(times) == 1 else first
+        if times[-1] > 0.5:  # slow enough to time once
+            break
+    return first, min(times)
+
+
 def image_methods() -> list:
     """The registered methods that take tensors (not a language model's token ids: see ``lm``)."""
     return [spec for spec in fattr.methods() if spec.inputs == "features"]
@@ -95,9 +110,8 @@ def run_all(model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Te
             distribution: torch.Tensor, seed: int, log: Any = print, repeats: int = 3) -> list:
     """Call every registered method on ``x``; failures are recorded, not raised.
 
-    The time is the best of ``repeats`` identical calls (same seed; a call over
-    0.5 s is not repeated), so one-off warm-up costs do not count; the
-    attributions are those of the first call.
+    The time is the best of ``repeats`` identical calls (same seed, :func:`timed`); the attributions are those
+    of the first call.
     """
     layer = model.get_submodule(layer_name)
     size = tuple(x.shape[-2:])
@@ -105,17 +119,9 @@ def run_all(model: nn.Module, layer_name: str, x: torch.Tensor, target: torch.Te
     for i, spec in enumerate(image_methods()):
         outcome = Outcome(spec.name, spec)
         try:
-            times = []
-            for r in range(repeats):
-                generator = torch.Generator().manual_seed(seed + i)
-                start = time.perf_counter()
-                result = call(spec, model, layer, x, target, distribution, generator)
-                times.append(time.perf_counter() - start)
-                if r == 0:
-                    attr, delta = result
-                if times[-1] > 0.5:  # slow enough to time once
-                    break
-            outcome.seconds = min(times)
+            (attr, delta), outcome.seconds = timed(
+                lambda: call(spec, model, layer, x, target, distribution, torch.Generator().manual_seed(seed + i)),
+                repeats)
             outcome.attributions = attr
             if delta is not None:
                 outcome.delta = float(delta.detach().abs().to(torch.float64).mean())

@@ -8,15 +8,14 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.util
-import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from .attribute import options as image_options
+from .attribute import options as image_options, timed
 
 # the registry's neuron selector is a region of two channels: Captum's NeuronConductance defines a region's
 # conductance differently, and its NeuronFeatureAblation takes no region
@@ -65,33 +64,21 @@ def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Te
         warnings.simplefilter("ignore")
         attribute = spec.captum_call(captum.attr, twin, layer=twin.get_submodule(layer_name), target=target,
                                      **options)
-        times: List[float] = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            try:
-                theirs = attribute(x.clone())
-            except AssertionError:
-                if times or attribute.keywords.get("perturbations_per_eval", 1) == 1:
-                    raise
-                # Captum 0.9 rejects per-example targets with perturbations_per_eval > 1 (results do not
-                # depend on it)
-                attribute = functools.partial(attribute, perturbations_per_eval=1)
-                result.note = "Captum run with perturbations_per_eval=1 (it rejects per-example targets otherwise)"
-                start = time.perf_counter()
-                theirs = attribute(x.clone())
-            times.append(time.perf_counter() - start)
-            if times[-1] > 0.5:  # slow enough to time once
-                break
-        result.seconds = min(times)
+        try:
+            theirs, result.seconds = timed(lambda: attribute(x.clone()), repeats)
+        except AssertionError:
+            if attribute.keywords.get("perturbations_per_eval", 1) == 1:
+                raise
+            # Captum 0.9 rejects per-example targets with perturbations_per_eval > 1 (results do not depend on it)
+            attribute = functools.partial(attribute, perturbations_per_eval=1)
+            result.note = "Captum run with perturbations_per_eval=1 (it rejects per-example targets otherwise)"
+            theirs, result.seconds = timed(lambda: attribute(x.clone()), repeats)
     if attribute.keywords.get("return_convergence_delta"):
         theirs, captum_delta = theirs
         result.delta = float(captum_delta.detach().abs().double().mean())
-    if isinstance(ours, (tuple, list)) != isinstance(theirs, (tuple, list)):
-        ours = ours[0] if isinstance(ours, (tuple, list)) and len(ours) == 1 else ours
-        theirs = theirs[0] if isinstance(theirs, (tuple, list)) and len(theirs) == 1 else theirs
-    pairs = list(zip(ours, theirs)) if isinstance(ours, (tuple, list)) else [(ours, theirs)]
+    ours, theirs = (v if isinstance(v, (tuple, list)) else (v,) for v in (ours, theirs))
     diff = top = 0.0
-    for a, b in pairs:
+    for a, b in zip(ours, theirs):
         if a.shape != b.shape:
             result.note = f"shapes differ: {tuple(a.shape)} vs Captum {tuple(b.shape)}"
             return result

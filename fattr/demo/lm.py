@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 import fattr
+from fattr._src.lm.token_attribution import METHODS  # every method of token_attribution
 
 N_ITEMS, N_VALUES, N_QUERIES = 6, 10, 2
 SEP, ARROW = N_VALUES + N_ITEMS, N_VALUES + N_ITEMS + 1
 VOCAB = N_VALUES + N_ITEMS + 2
 T_IN = N_ITEMS + 1 + N_QUERIES + 1  # items, ';', asked positions, '->'
-METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "feature_ablation",
-           "shapley_value_sampling")
 
 
 def make_batch(n: int, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -89,9 +89,7 @@ def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.cpu().numpy()
+    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()  # numpy has no bfloat16
 
 
 class Job:
@@ -126,8 +124,7 @@ class Job:
             clash = sorted(set(shared) & set(item_kwargs))
             if clash:
                 fail("kwargs", "names the dataset's items do not give", Shown(f"{clash} in both"), kind=TypeError)
-            options = dict(self.options)
-            options["kwargs"] = {**shared, **{k: v.to(self.device) for k, v in item_kwargs.items()}}
+            options = dict(self.options, kwargs={**shared, **{k: v.to(self.device) for k, v in item_kwargs.items()}})
             extra = as_args(options.get("args", ()), options["kwargs"])
         rule = self.target
         output = None

@@ -33,14 +33,12 @@ class Method:
       name: its name in the manifest (``"integrated_gradients"``, ``"noise_tunnel(saliency)"``).
       spec: the registry entry of the method (of the wrapped method for a tunnel).
       tunnel: the noise tunnel's settings (``kind``, ``n_samples``, ``stdevs``, ``chunk_size``), or None.
-      parameters: the names of the keyword arguments it takes.
     """
 
     fn: Any
     name: str
     spec: MethodSpec
     tunnel: Optional[Dict[str, Any]]
-    parameters: Tuple[str, ...]
 
     @property
     def stochastic(self) -> bool:
@@ -85,8 +83,7 @@ def resolve(method: Any) -> Method:
         fail("method", "a registered fattr method (fattr.methods() lists them) or a noise_tunnel of one",
              Shown(repr(getattr(method, "__name__", method))[:120]), f"Registered methods: {_known()}.",
              kind=TypeError)
-    parameters = tuple(inspect.signature(method).parameters)
-    return Method(method, name, spec, tunnel_settings, parameters)
+    return Method(method, name, spec, tunnel_settings)
 
 
 def with_defaults(method: Method, options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -99,14 +96,15 @@ def with_defaults(method: Method, options: Mapping[str, Any]) -> Dict[str, Any]:
 
 def check_options(method: Method, options: Mapping[str, Any]) -> None:
     """The method's own keyword arguments: names it takes, none the job passes itself."""
+    parameters = inspect.signature(method.fn).parameters
     for key in options:
         if key == "generator":
             fail("generator", "no generator (each chunk draws from its own generator, seeded from seed=)",
                  Shown("a generator"), "Pass seed=<int> to attribute_dataset instead.", kind=TypeError)
         if key in RESERVED:
             fail(key, "no value: attribute_dataset passes it itself", Shown(f"{key}=..."), kind=TypeError)
-        if key not in method.parameters:
-            fail(key, f"a keyword argument of {method.name} ({', '.join(p for p in method.parameters if p not in RESERVED)})",
+        if key not in parameters:
+            fail(key, f"a keyword argument of {method.name} ({', '.join(p for p in parameters if p not in RESERVED)})",
                  Shown(f"{key}=..."), kind=TypeError)
     if method.spec.baselines == "distribution" and "baselines" not in options:
         fail("baselines", f"baseline rows for {method.name} (a distribution method)", Shown("nothing"),

@@ -3,55 +3,14 @@
 Every rank marks its finished chunks in the store; rank 0 counts the marks from a
 background thread every ``interval`` seconds, so the bar covers the whole job with
 no collective call between ranks (a slow rank never holds the others up). The bar
-is tqdm's when tqdm is installed, a plain line on stderr otherwise.
+is :func:`..perturbation.progress.bar`: tqdm's when tqdm is installed, a plain line on stderr otherwise.
 """
 from __future__ import annotations
 
-import sys
 import threading
-import time
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional
 
-
-def _clock(seconds: float) -> str:
-    seconds = int(max(0.0, seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-class _Line:
-    """A tqdm-like bar without tqdm: one line on ``stream`` at most every ``every`` seconds."""
-
-    def __init__(self, total: int, initial: int, desc: str, stream: TextIO, every: float = 2.0) -> None:
-        self.total, self.n, self.desc, self.stream, self.every = total, initial, desc, stream, every
-        self._start, self._start_n, self._last = time.perf_counter(), initial, 0.0
-
-    def update(self, k: int) -> None:
-        self.n += k
-        now = time.perf_counter()
-        if now - self._last >= self.every or self.n >= self.total:
-            self._print(now)
-
-    def _print(self, now: float) -> None:
-        self._last = now
-        elapsed = now - self._start
-        rate = (self.n - self._start_n) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.n) / rate if rate > 0 else float("nan")
-        pct = 100.0 * self.n / self.total if self.total else 100.0
-        eta_s = _clock(eta) if eta == eta else "?"
-        self.stream.write(f"{self.desc}: {self.n}/{self.total} examples ({pct:.1f}%), {rate:.1f} examples/s, "
-                          f"elapsed {_clock(elapsed)}, ETA {eta_s}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self._print(time.perf_counter())
-
-
-def _bar(total: int, initial: int, desc: str) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _Line(total, initial, desc, sys.stderr)
-    return tqdm(total=total, initial=initial, desc=desc, unit="ex", dynamic_ncols=True)
+from ..perturbation.progress import bar
 
 
 class Progress:
@@ -71,7 +30,7 @@ class Progress:
     def __enter__(self) -> "Progress":
         if self.enabled:
             self._shown = self._done()
-            self._bar = _bar(self.total, self._shown, self.desc)
+            self._bar = bar(self.total, self.desc, initial=self._shown, unit="examples")
             self._thread = threading.Thread(target=self._run, name="fattr-progress", daemon=True)
             self._thread.start()
         return self

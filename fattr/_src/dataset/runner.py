@@ -32,8 +32,6 @@ TARGET_RULES = ("label", "predicted")  # the target rules of a dataset job, besi
 _PER_EXAMPLE_OPTIONS = ("baselines", "layer_baselines", "args", "kwargs")
 
 
-# ----------------------------------------------------------------------------- argument checks
-
 def _check_target(target: Any, spec_targeted: bool, name: str) -> None:
     if target is None:
         return
@@ -71,8 +69,6 @@ def _check_metrics(metrics: Any) -> Dict[str, Callable[..., Any]]:
         check_callable(f"metrics[{key!r}]", fn)
     return dict(metrics)
 
-
-# ----------------------------------------------------------------------------- the job
 
 def _on_device(model: Any, device: torch.device) -> Any:
     """``model`` itself when it is on ``device`` already, else a copy moved there (the user's stays)."""
@@ -246,9 +242,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
             try:
                 pending, created = _open(out, identity, resume, job, loader)
                 message = ("ok", pending, identity, created)
-            except BaseException as e:  # every rank raises rank 0's error
-                if not ranks.distributed:
-                    raise
+            except BaseException as e:  # every rank raises rank 0's error (the broadcast: a no-op on one process)
                 ranks.broadcast(("error", type(e).__name__, str(e), False))
                 raise
         message = ranks.broadcast(message)
@@ -263,7 +257,6 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
             except ValueError as e:
                 raise ValueError(f"rank {ranks.rank} differs from rank 0: {e}") from None
         writer = Writer(out)
-        layout = read_manifest(out)["layout"]  # type: ignore[index]
         # rank 0 computed chunk 0 on its own when it created the store: it takes the smallest share
         mine = sharding.assign(pending, (ranks.rank - int(created)) % ranks.world, ranks.world)
         sizes = [sharding.bounds(c, n, batch_size) for c in range(sharding.n_chunks(n, batch_size))]
@@ -272,7 +265,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
             if mine:
                 for chunk, batch in zip(mine, loader(mine)):
                     values = job.compute(chunk, batch)
-                    check_layout(values, layout, chunk)
+                    check_layout(values, writer.layout, chunk)
                     writer.write(chunk, values)
             ranks.barrier()
         return AttributionStore(out)

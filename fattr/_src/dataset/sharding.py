@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 
 
 def n_chunks(n: int, batch_size: int) -> int:
@@ -62,7 +63,6 @@ class Ranks:
         """Rank 0's ``value`` on every rank."""
         if not self.distributed:
             return value
-        import torch.distributed as dist
         box = [value]
         dist.broadcast_object_list(box, src=0 if self.group is None else dist.get_global_rank(self.group, 0),
                                    group=self.group)
@@ -70,14 +70,10 @@ class Ranks:
 
     def barrier(self) -> None:
         if self.distributed:
-            import torch.distributed as dist
             dist.barrier(group=self.group)
 
     def close(self) -> None:
         """Destroy what :func:`join` created: the gloo group, the default group."""
-        if self.group is None and not self.created:
-            return
-        import torch.distributed as dist
         if self.group is not None:
             dist.destroy_process_group(self.group)
         if self.created:
@@ -86,22 +82,18 @@ class Ranks:
 
 def join() -> Ranks:
     """The :class:`Ranks` of this process: the initialised default group, ``torchrun``'s environment, or one process."""
-    import torch.distributed as dist
     if not dist.is_available():  # a build without distributed support
         return Ranks()
-    created = False
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
             return Ranks()
         dist.init_process_group(backend="gloo")
-        created = True
     world = dist.get_world_size()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if world == 1:
         return Ranks(0, 1, local, None, created)
-    group: Optional[Any] = None
-    if dist.get_backend() != "gloo":
-        group = dist.new_group(backend="gloo")
+    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None  # NCCL: coordinate over gloo
     return Ranks(dist.get_rank(), world, local, group, created)
 
 

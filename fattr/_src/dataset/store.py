@@ -57,8 +57,7 @@ def read_manifest(out: str) -> Optional[Dict[str, Any]]:
     if not os.path.isfile(os.path.join(out, "zarr.json")):
         fail("out", "a new or empty directory, or a fattr dataset store", Shown(f"{out!r}, which holds other files"),
              "Choose another out.")
-    zarr = require_zarr()
-    attrs = dict(zarr.open_group(out, mode="r").attrs)
+    attrs = dict(require_zarr().open_group(out, mode="r").attrs)
     if "fattr" not in attrs:
         fail("out", "a fattr dataset store", Shown(f"the zarr group {out!r} without a fattr manifest"),
              "Choose another out.")
@@ -111,11 +110,10 @@ class Writer:
     """Writes whole chunks into an existing store (each rank its own chunks)."""
 
     def __init__(self, out: str) -> None:
-        zarr = require_zarr()
-        self.group = zarr.open_group(out, mode="r+")
-        layout = dict(self.group.attrs["fattr"])["layout"]
-        self.n, self.batch_size = layout["n"], layout["batch_size"]
-        self.arrays = {name: self.group[name] for name in layout["arrays"]}
+        self.group = require_zarr().open_group(out, mode="r+")
+        self.layout = dict(self.group.attrs["fattr"])["layout"]
+        self.n, self.batch_size = self.layout["n"], self.layout["batch_size"]
+        self.arrays = {name: self.group[name] for name in self.layout["arrays"]}
         self.done = self.group["done"]
 
     def write(self, chunk: int, values: Mapping[str, np.ndarray]) -> None:
@@ -216,9 +214,8 @@ class AttributionStore:
         manifest = read_manifest(out)
         if manifest is None:
             fail("out", "a fattr dataset store", Shown(f"{out!r}, which is missing or empty"))
-        zarr = require_zarr()
         self.path = out
-        self._group = zarr.open_group(out, mode="r")
+        self._group = require_zarr().open_group(out, mode="r")
         self._manifest = manifest
         layout = manifest["layout"]
         self._n, self._batch_size = int(layout["n"]), int(layout["batch_size"])
@@ -280,8 +277,7 @@ class AttributionStore:
         """``(indices, attributions)`` chunk by chunk (or ``batch_size`` examples at a time), in index order."""
         step = batch_size or self._batch_size
         for start in range(0, self._n, step):
-            rows = torch.arange(start, min(self._n, start + step))
-            yield rows, self[start:start + step]
+            yield torch.arange(start, min(self._n, start + step)), self[start:start + step]
 
     def _check_computed(self, rows: np.ndarray) -> None:
         if self.complete or not rows.size:

@@ -16,17 +16,16 @@ from __future__ import annotations
 import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..arguments import as_args
 from ..calling import call
 from ..errors import Shown, fail
 from ..layer import locking
 
-Tensor = torch.Tensor
 Step = Union[str, Callable[[Tensor, Tensor], Tensor]]
 STEPS = ("log_prob", "prob", "logit", "contrast")
 
@@ -58,11 +57,8 @@ def call_model(model: Any, ids: Tensor, mask: Tensor, positions: Optional[Tensor
     ``logits_to_keep``: the read-out, ``(T, E) x (E, V)``, then runs on those positions only).
     ``lock``: run under the reader side of the tracing lock (False inside a split, which holds it
     already, or traces this very call)."""
-    keywords: Dict[str, Any] = {"attention_mask": mask}
-    if positions is not None:
-        keywords["position_ids"] = positions
-    if keep is not None:
-        keywords["logits_to_keep"] = keep
+    optional = {"position_ids": positions, "logits_to_keep": keep}
+    keywords = {"attention_mask": mask, **{k: v for k, v in optional.items() if v is not None}}
     with locking.reading() if lock else contextlib.nullcontext():  # not while another thread traces (fx)
         return logits_of(call(model, (ids,), as_args((), keywords)))
 
@@ -188,6 +184,4 @@ def check_vocabulary(vocab: int, **ids: Optional[Tensor]) -> None:
 def eos_ids(model: Any) -> Tuple[int, ...]:
     """End-of-sequence ids from ``model.config.eos_token_id`` (an int or a list), if any."""
     eos = getattr(getattr(model, "config", None), "eos_token_id", None)
-    if eos is None:
-        return ()
-    return tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
+    return () if eos is None else tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))

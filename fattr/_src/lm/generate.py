@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import Any, Tuple
 
 import torch
+from torch import Tensor
 
 from .causal import call_model, check_logits, positions_from
-
-Tensor = torch.Tensor
 
 
 def greedy(model: Any, ids: Tensor, mask: Tensor, max_new_tokens: int, eos: Tuple[int, ...], pad_id: int,

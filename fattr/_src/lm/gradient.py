@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Tuple
 
 import torch
+from torch import Tensor
 
 from ..arguments import tile_args
 from ..cotangents import output_gradients
@@ -27,7 +28,6 @@ from ..randomness import normal, uniform
 from ..structure import fold
 from .causal import Prompts, causal_lm
 
-Tensor = torch.Tensor
 Select = Callable[[Tensor, Tensor], Tensor]  # (logits, target rows) -> (N, T_out)
 
 
@@ -76,26 +76,31 @@ def _prompt_part(per_position: Tensor, n_in: int) -> Tensor:
     return per_position[..., :n_in].permute(1, 0, 2)
 
 
+def _weighted(e: Embedded, points: Tensor, diff: Tensor, w: Tensor, select: Select,
+              cotangent_chunk: Optional[int]) -> Tensor:
+    """``sum_j w_j grad(points_j) . diff_j`` over the ``k = len(w)`` points of each prompt (``points`` and
+    ``diff`` folded step-major), summed over the embedding dimension: ``(T_out, B, T)``."""
+    k, b = w.shape[0], e.emb.shape[0]
+
+    def contract(grads: Tensor, diff: Tensor, w: Tensor) -> Tensor:  # (m, k*B, T, E) -> (m, B, T)
+        per = (grads * diff).sum(-1)
+        return (per.reshape(per.shape[0], k, b, -1) * w[None, :, None, None]).sum(1)
+
+    return e.gradients(points, k, select, (diff, w), contract, cotangent_chunk)[1]
+
+
 def integrated_gradients(e: Embedded, baselines: Any, n_steps: int, method: Any, chunk_size: Optional[int],
                          select: Select, cotangent_chunk: Optional[int]) -> Tensor:
     emb = e.emb
     delta = (emb - e.baseline(baselines)) * e.where
     alphas, weights = quadrature(method, n_steps, dtype=emb.dtype, device=emb.device)
-    b, n_in = emb.shape[0], e.prompts.n_in
     step = chunk_size or n_steps
     total: Any = 0  # the sum of the chunks' parts
     for start in range(0, n_steps, step):
         a, w = alphas[start:start + step], weights[start:start + step]
-        k = a.shape[0]
         points = fold(emb[None] - (1 - a)[:, None, None, None] * delta[None])
-
-        def contract(grads: Tensor, delta: Tensor, w: Tensor, k: int = k) -> Tensor:  # (m, k*B, T, E) -> (m, B, T)
-            per = (grads * delta.repeat(k, 1, 1)).sum(-1)
-            return (per.reshape(per.shape[0], k, b, -1) * w[None, :, None, None]).sum(1)
-
-        _, part = e.gradients(points, k, select, (delta, w), contract, cotangent_chunk)
-        total = total + part
-    return _prompt_part(total, n_in)
+        total = total + _weighted(e, points, delta.repeat(a.shape[0], 1, 1), w, select, cotangent_chunk)
+    return _prompt_part(total, e.prompts.n_in)
 
 
 def gradient_x_activation(e: Embedded, select: Select, cotangent_chunk: Optional[int]) -> Tuple[Tensor, Tensor]:
@@ -116,23 +121,15 @@ def gradient_shap(e: Embedded, baselines: Any, n_samples: int, stdevs: float, ch
     embeddings ``(n_samples, B, T, E)`` (Captum's GradientShap, in embedding space)."""
     emb = e.emb
     base = e.baseline(baselines) * e.where + emb * (1 - e.where)
-    b, n_in = emb.shape[0], e.prompts.n_in
-    alphas = uniform(generator, (n_samples, b), dtype=emb.dtype, device=emb.device)
+    alphas = uniform(generator, (n_samples, emb.shape[0]), dtype=emb.dtype, device=emb.device)
     noise = (normal(generator, (n_samples,) + tuple(emb.shape), dtype=emb.dtype, device=emb.device) * stdevs
              if stdevs > 0 else torch.zeros((n_samples,) + tuple(emb.shape), dtype=emb.dtype, device=emb.device))
     step = chunk_size or n_samples
     total: Any = 0  # the sum of the chunks' parts
     for start in range(0, n_samples, step):
         a, z = alphas[start:start + step], noise[start:start + step]
-        k = a.shape[0]
         ends = emb[None] + z * e.where[None]  # noisy inputs, (k, B, T, E)
-        diff = fold(ends - base[None])
         points = fold(base[None] + a[..., None, None] * (ends - base[None]))
-
-        def contract(grads: Tensor, diff: Tensor, k: int = k) -> Tensor:
-            per = (grads * diff).sum(-1)
-            return per.reshape(per.shape[0], k, b, -1).sum(1) / n_samples
-
-        _, part = e.gradients(points, k, select, (diff,), contract, cotangent_chunk)
-        total = total + part
-    return _prompt_part(total, n_in)
+        w = a.new_full((a.shape[0],), 1 / n_samples)  # the mean over the samples
+        total = total + _weighted(e, points, fold(ends - base[None]), w, select, cotangent_chunk)
+    return _prompt_part(total, e.prompts.n_in)

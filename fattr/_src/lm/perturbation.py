@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+from torch import Tensor
 
 from ..structure import fold
 
-Tensor = torch.Tensor
 Values = Callable[[Tensor], Tensor]  # prompts (k*B, T_in) -> step values (k*B, T_out)
 
 
@@ -58,7 +58,5 @@ def shapley_value_sampling(values: Values, ids: Tensor, base: Tensor, groups: Te
     states = _batched(values, prompts.reshape((-1,) + tuple(ids.shape)), per_eval)
     states = states.reshape(n_samples, n_features + 1, ids.shape[0], -1)  # (S, F+1, B, T_out)
     gains = states[:, 1:] - states[:, :-1]  # (S, F, B, T_out): gain of the feature at each rank
-    per_feature = torch.zeros_like(gains[0])
-    for s in range(n_samples):  # n_samples index_adds of (F, B, T_out): bookkeeping, not model calls
-        per_feature = per_feature.index_add(0, perms[s], gains[s])
+    per_feature = torch.zeros_like(gains[0]).index_add(0, perms.reshape(-1), gains.flatten(0, 1))  # in sample order
     return to_tokens((per_feature / n_samples).permute(1, 2, 0), groups)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..base import BaselinesLike, LayerLike
 from ..diagnose import model_dtype
@@ -17,7 +17,6 @@ from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids,
 from .generate import greedy
 from .result import TokenAttribution
 
-Tensor = torch.Tensor
 METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "feature_ablation",
            "shapley_value_sampling")
 GRADIENT_METHODS = METHODS[:3]
@@ -90,11 +89,8 @@ def _groups(feature_mask: Any, prompts: Prompts) -> Tuple[Any, ...]:
             fail("feature_mask", f"a tensor of shape {shape} or (1, {shape[1]}), like input_ids", feature_mask)
         groups = prompts.left(feature_mask.expand(shape).long())
     pads = prompts.mask == 0
-    ids, inverse = torch.unique(torch.where(pads, groups.min() - 1, groups), return_inverse=True)
-    if bool(pads.any()):  # the pads' id is the smallest: index 0
-        inverse = inverse - 1
-    n = ids.numel() - int(bool(pads.any()))
-    return torch.where(pads, torch.full_like(inverse, -1), inverse), n
+    ids = torch.unique(groups[~pads])  # sorted: a feature's index is its id's rank
+    return torch.where(pads, -1, torch.searchsorted(ids, groups.contiguous())), ids.numel()
 
 
 def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[Tensor] = None, *,

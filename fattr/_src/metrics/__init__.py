@@ -1,2 +1,1 @@
-"""Evaluation metrics of attributions, every perturbation batched: infidelity, sensitivity_max,
-deletion and insertion curves, the model-parameter randomisation check."""
+"""Implementation of :mod:`fattr.metrics`: every perturbation batched, differentiable where defined."""

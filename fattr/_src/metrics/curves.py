@@ -40,19 +40,15 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
         scores = torch.zeros(n, n_features, dtype=torch.float64, device=device)
         scores.scatter_add_(1, ids, torch.cat([a.reshape(n, -1) for a in attrs], 1).to(torch.float64))
         element_rank = ranks(-scores).gather(1, ids)  # (B, D): each element's feature's rank, highest first
-    counts = torch.tensor([(k * n_features) // n_steps for k in range(n_steps + 1)], device=device)
+    k = n_steps + 1
+    counts = torch.tensor([(i * n_features) // n_steps for i in range(k)], device=device)
     changed = element_rank.unsqueeze(0) < counts.reshape(-1, 1, 1)  # (K, B, D): features moved at point k
     if not delete:
         changed = ~changed
-    rows = []
-    start = 0
-    for x, b in zip(xs, bases):
-        size = structure.example_size(x)
-        mask = changed[:, :, start:start + size].reshape((n_steps + 1,) + tuple(x.shape))
-        rows.append(structure.fold(torch.where(mask, b.expand_as(x).unsqueeze(0), x.unsqueeze(0))))
-        start += size
-    k = n_steps + 1
-    curve = outputs(f, tuple(rows), tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
+    masks = torch.split(changed, [structure.example_size(x) for x in xs], dim=2)  # per input, (K, B, its elements)
+    rows = tuple(structure.fold(torch.where(m.reshape((k,) + tuple(x.shape)), b.expand_as(x), x.unsqueeze(0)))
+                 for m, x, b in zip(masks, xs, bases))
+    curve = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
     auc = (curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / n_steps
     return curve, auc
 

@@ -11,7 +11,7 @@ from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import outputs
 from ..targets import as_target
-from .perturbations import (example_major_to_step_major, repeat_rows, sample_chunks, takes_generator)
+from .perturbations import repeat_rows, sample_chunks, takes_generator
 
 
 def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLike, attributions: Attributions, *,
@@ -100,7 +100,8 @@ def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLik
             if len(items) != len(xs) or any(t.shape != e.shape for t, e in zip(items, expanded)):
                 fail("perturb_func", f"{name} shaped like the repeated inputs "
                      f"{', '.join(str(tuple(e.shape)) for e in expanded)}", got[0] if name == "perturbations" else got[1])
-        rows = tuple(example_major_to_step_major(p, n, k) for p in perturbed)
+        # example-major (Captum's layout) to step-major rows (fattr's folding)
+        rows = tuple(p.reshape((n, k) + tuple(p.shape[1:])).transpose(0, 1).reshape(p.shape) for p in perturbed)
         f_p = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()  # (B, k)
         change = f_x[:, None] - f_p
         dot = sum((a.unsqueeze(1) * p.reshape((n, k) + tuple(a.shape[1:]))).reshape(n, k, -1).sum(-1)

@@ -24,11 +24,7 @@ def sample_chunks(n_samples: int, n_examples: int, max_examples_per_batch: Optio
     max_examples_per_batch = check_optional_positive_int("max_examples_per_batch", max_examples_per_batch)
     per = n_samples if max_examples_per_batch is None else min(max(max_examples_per_batch // n_examples, 1),
                                                                n_samples)
-    sizes, done = [], 0
-    while done < n_samples:
-        sizes.append(min(per, n_samples - done))
-        done += sizes[-1]
-    return sizes
+    return [min(per, n_samples - start) for start in range(0, n_samples, per)]
 
 
 def repeat_rows(value: Any, n_examples: int, k: int) -> Any:
@@ -64,18 +60,11 @@ def takes_generator(fn: Callable[..., Any]) -> bool:
     return "generator" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def positional_count(fn: Callable[..., Any]) -> int:
-    """How many positional parameters ``fn`` declares (Captum's check for a second argument)."""
+def takes_two(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` declares a second positional parameter (Captum's check for a second argument)."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return 1
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
-        return 1 << 30
-    return sum(p.kind in kinds for p in parameters)
-
-
-def example_major_to_step_major(t: torch.Tensor, n_examples: int, k: int) -> torch.Tensor:
-    """``(B*k, ...)`` example-major rows -> ``(k*B, ...)`` step-major (fattr's folding)."""
-    return t.reshape((n_examples, k) + tuple(t.shape[1:])).transpose(0, 1).reshape(t.shape)
+        return False
+    positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    return positional > 1 or any(p.kind is p.VAR_POSITIONAL for p in parameters)

@@ -8,7 +8,7 @@ import torch
 from .. import randomness, structure
 from ..base import InputsLike
 from ..errors import check_callable, check_nonnegative_float, check_positive_int, fail
-from .perturbations import positional_count, repeat_args, repeat_target, sample_chunks, takes_generator
+from .perturbations import repeat_args, repeat_target, sample_chunks, takes_generator, takes_two
 
 # keyword arguments of explanation_func that hold one entry per example (repeated with the inputs)
 PER_EXAMPLE = ("args", "kwargs", "baselines", "additional_forward_args")
@@ -83,7 +83,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
     norm = torch.norm(expl, p=norm_ord, dim=1)
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)
 
-    best: Optional[torch.Tensor] = None
+    worst = []  # per chunk of samples, (B,)
     for k in sample_chunks(n_perturb_samples, n, max_examples_per_batch):
         expanded = tuple(x.repeat_interleave(k, dim=0) for x in xs)
         call_inputs = expanded if was_tuple else expanded[0]
@@ -95,7 +95,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
             perturbed = perturbed if was_tuple else perturbed[0]
         else:
             extra = {"generator": generator} if generator is not None and takes_generator(perturb_func) else {}
-            perturbed = (perturb_func(call_inputs, perturb_radius, **extra) if positional_count(perturb_func) > 1
+            perturbed = (perturb_func(call_inputs, perturb_radius, **extra) if takes_two(perturb_func)
                          else perturb_func(call_inputs, **extra))
         got, _ = structure.as_tuple(perturbed, "perturb_func(inputs)")
         if len(got) != len(xs) or any(g.shape != e.shape for g, e in zip(got, expanded)):
@@ -105,7 +105,5 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
                            repeat_args(v, n, k) if name in PER_EXAMPLE else v) for name, v in kwargs.items()}
         expl_p = _flat(explanation_func(perturbed, **repeated), n * k, "explanation_func(perturbed inputs)")
         change = torch.norm(expl.repeat_interleave(k, dim=0) - expl_p, p=norm_ord, dim=1)
-        worst = (change / norm.repeat_interleave(k, dim=0)).reshape(n, k).amax(1)
-        best = worst if best is None else torch.maximum(best, worst)
-    assert best is not None  # n_perturb_samples >= 1
-    return best
+        worst.append((change / norm.repeat_interleave(k, dim=0)).reshape(n, k).amax(1))
+    return torch.stack(worst).amax(0)

@@ -6,13 +6,10 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args
 from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
-from ..errors import check_bool, check_positive_int
 from ..structure import Tensors
-from ..targets import as_target
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
 from .features import Features, features_of
 from .progress import Progress
 
@@ -70,18 +67,14 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
       ...                        perturbations_per_eval=2).shape
       torch.Size([5, 4])
     """
-    xs, was_tuple = structure.as_tuple(inputs)
-    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    check_bool("show_progress", show_progress)
-    args = as_args(args, kwargs)
-    n = xs[0].shape[0]
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
     bases = format_baselines(baselines, xs)
     features = features_of(feature_mask, xs, n_features=n_features)
-    tgt = as_target(target, n, xs[0].device)
 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
         with Progress(-(-features.n // ppe), "feature_ablation", show_progress) as progress:
-            return ablate_each(Evaluator(f, tgt, args_, n, aggregate), xs_, bases_, features, ref, ppe, progress)
+            return ablate_each(Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate), xs_, bases_, features, ref, ppe,
+                               progress)
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)

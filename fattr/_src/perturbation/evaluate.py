@@ -21,12 +21,13 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
-from ..arguments import split_args, tile_args
+from .. import structure
+from ..arguments import as_args, split_args, tile_args
 from ..calling import call
-from ..errors import fail
+from ..errors import check_bool, check_positive_int, fail
 from ..recompute import checkpoint, reads
 from ..structure import Tensors, fold
-from ..targets import Target
+from ..targets import Target, as_target
 from .progress import Progress
 
 
@@ -68,6 +69,15 @@ def reference(f: Callable[..., Any], xs: Tensors, target: Target, args: Sequence
     return target.select(out, n), False
 
 
+def prepare(inputs: Any, target: Any, args: Any, kwargs: Any, perturbations_per_eval: Any, show_progress: Any
+            ) -> Tuple[Tensors, bool, int, Tuple[Any, ...], Target]:
+    """The arguments every perturbation method takes, checked: ``(xs, was_tuple, ppe, args, target)``."""
+    xs, was_tuple = structure.as_tuple(inputs)
+    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
+    check_bool("show_progress", show_progress)
+    return xs, was_tuple, ppe, as_args(args, kwargs), as_target(target, xs[0].shape[0], xs[0].device)
+
+
 def check_aggregate_ppe(aggregate: bool, perturbations_per_eval: int) -> None:
     if aggregate and perturbations_per_eval > 1:
         fail("perturbations_per_eval", "1 when f returns one value for the whole batch (aggregate mode: "
@@ -81,10 +91,9 @@ def replace(xs: Tensors, bases: Sequence[torch.Tensor], selected: Sequence[Optio
     for x, b, s in zip(xs, bases, selected):
         if s is None:
             out.append(x.unsqueeze(0))
-            continue
-        b = b if b.dim() > x.dim() else b.unsqueeze(0)
-        shape = (s.shape[0],) + tuple(x.shape)
-        out.append(torch.where(s, b, x.unsqueeze(0)).expand(shape))
+        else:
+            b = b if b.dim() > x.dim() else b.unsqueeze(0)
+            out.append(torch.where(s, b, x.unsqueeze(0)).expand((s.shape[0],) + tuple(x.shape)))
     p = max(r.shape[0] for r in out)
     return tuple(r.expand((p,) + tuple(r.shape[1:])) for r in out)
 
@@ -94,8 +103,7 @@ def in_chunks(evaluate: Evaluator, rows: Callable[[int, int], Tensors], total: i
     """``evaluate`` on ``rows(start, stop)`` for ``total`` perturbations, ``ppe`` per call: ``(total, ...)``."""
     outs = []
     for start in range(0, total, ppe):
-        stop = min(start + ppe, total)
-        outs.append(evaluate(rows(start, stop)))
+        outs.append(evaluate(rows(start, min(start + ppe, total))))
         progress.update()
     if not outs:  # inputs without elements: nothing to perturb
         return torch.zeros((0, evaluate.n))

@@ -13,6 +13,7 @@ traces it); a mask's features are counted from its values (a graph break under D
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, List
 
@@ -36,12 +37,9 @@ def per_tensor(value: Any, tensors: Tensors, name: str) -> List[Any]:
 def group_ids(mask: Any, tensors: Tensors, name: str = "feature_mask") -> Tensors:
     """Group ids per tensor, with as many dims as the tensor and a batch dim of 1 or B (not expanded)."""
     if mask is None:  # every element its own group, numbered across the tensors
-        out, offset = [], 0
-        for t in tensors:
-            size = example_size(t)
-            out.append(torch.arange(offset, offset + size, device=t.device).reshape((1,) + tuple(t.shape[1:])))
-            offset += size
-        return tuple(out)
+        starts = itertools.accumulate((example_size(t) for t in tensors), initial=0)
+        return tuple(torch.arange(s, s + example_size(t), device=t.device).reshape((1,) + tuple(t.shape[1:]))
+                     for s, t in zip(starts, tensors))
     out = []
     for i, (m, t) in enumerate(zip(per_tensor(mask, tensors, name), tensors)):
         label = f"{name}[{i}]" if isinstance(mask, tuple) else name
@@ -119,11 +117,10 @@ class Features:
         r = values.shape[0]
         out = []
         for i, t in zip(self.index, tensors):
-            shape = (r,) + tuple(t.shape[1:])
             if i.shape[0] != 1 and i.shape[0] != r:
                 fail("feature_mask", f"a batch of 1 when f returns {r} value(s) for the whole batch", i)
             ids = flat(i.expand((i.shape[0],) + tuple(t.shape[1:]))).expand(r, -1)
-            out.append(values.gather(1, ids).reshape(shape))
+            out.append(values.gather(1, ids).reshape((r,) + tuple(t.shape[1:])))
         return tuple(out)
 
     def selected(self, start: int, stop: int) -> Tensors:

@@ -16,34 +16,27 @@ from __future__ import annotations
 from typing import Tuple
 
 import torch
+from torch import Tensor
 
-Tensor = torch.Tensor
 
-
-def _centred(x: Tensor, y: Tensor, w: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def _scaled(x: Tensor, y: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(A, r)`` with the weighted squared loss ``|A beta - r|^2 / 2`` (the lasso's, and a multiple of the least
+    squares'): rows centred on the weighted means (the intercept) and scaled by ``sqrt(w / sum w)``."""
     total = w.sum(1, keepdim=True)
     xm = (w.unsqueeze(2) * x).sum(1, keepdim=True) / total.unsqueeze(2)
     ym = (w * y).sum(1, keepdim=True) / total
-    return x - xm, y - ym, total
+    root = (w.clamp(min=0) / total).sqrt()
+    return root.unsqueeze(2) * (x - xm), root * (y - ym)
 
 
 def weighted_least_squares(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
     """Coefficients ``(B, F)`` of the weighted least-squares fits with intercept."""
-    xc, yc, _ = _centred(x, y, w)
-    root = w.clamp(min=0).sqrt()
-    design = root.unsqueeze(2) * xc
-    return (torch.linalg.pinv(design) @ (root * yc).unsqueeze(2)).squeeze(2)
+    a, r = _scaled(x, y, w)
+    return (torch.linalg.pinv(a) @ r.unsqueeze(2)).squeeze(2)
 
 
 def _soft(v: Tensor, t: Tensor) -> Tensor:
     return torch.sign(v) * (v.abs() - t).clamp(min=0)
-
-
-def _scaled(x: Tensor, y: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(A, r)`` with the lasso's loss ``|A beta - r|^2 / 2``: centred rows scaled by ``sqrt(w / sum w)``."""
-    xc, yc, total = _centred(x, y, w)
-    root = (w.clamp(min=0) / total).sqrt()
-    return root.unsqueeze(2) * xc, root * yc
 
 
 def _mv(a: Tensor, v: Tensor) -> Tensor:

@@ -7,13 +7,11 @@ from typing import Any, List, Tuple, Union
 import torch
 
 from .. import structure
-from ..arguments import as_args
 from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
-from ..errors import check_bool, check_positive_int, fail
+from ..errors import fail
 from ..structure import Tensors
-from ..targets import as_target
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
 from .progress import Progress
 
 Shape = Tuple[int, ...]
@@ -114,18 +112,13 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
       ...                 perturbations_per_eval=4).shape
       torch.Size([2, 1, 8, 8])
     """
-    xs, was_tuple = structure.as_tuple(inputs)
-    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    check_bool("show_progress", show_progress)
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
     windows = _windows(sliding_window_shapes, strides, xs)
-    args = as_args(args, kwargs)
-    n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
-    tgt = as_target(target, n, xs[0].device)
 
     def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
         check_aggregate_ppe(aggregate, ppe)
-        evaluate = Evaluator(f, tgt, args_, n, aggregate)
+        evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
         totals = [math.prod(c) for _, _, c in windows]
         out = []
         with Progress(sum(-(-t // ppe) for t in totals), "occlusion", show_progress) as progress:
@@ -138,9 +131,8 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
 
                 changes = ref.unsqueeze(0) - in_chunks(evaluate, rows, total, ppe, progress).to(ref.device)
                 boxes = _boxes(x, window, step, counts, 0, total).flatten(1).to(changes.dtype)  # (windows, E)
-                summed = changes.t() @ boxes  # (R, E)
-                covered = boxes.sum(0)
-                out.append((summed / covered).reshape((ref.shape[0],) + tuple(x.shape[1:])))
+                mean = (changes.t() @ boxes) / boxes.sum(0)  # (R, E): over the windows covering each element
+                out.append(mean.reshape((ref.shape[0],) + tuple(x.shape[1:])))
         return tuple(out)
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)

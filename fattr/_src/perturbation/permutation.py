@@ -6,24 +6,19 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from .. import randomness, structure
-from ..arguments import as_args
 from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
-from ..errors import check_bool, check_callable, check_positive_int, fail
+from ..errors import check_callable, fail
 from ..structure import Tensors
-from ..targets import as_target
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
 from .features import features_of
 from .progress import Progress
+from .shapley import permutations
 
 
 def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> torch.Tensor:
     """``(n_features, n_examples)``: a random permutation of the examples per feature, never the identity
     (drawn again where it is, as Captum does); for no examples, the only (empty) permutation."""
-    def draw(k: int) -> torch.Tensor:
-        u = randomness.uniform(generator, (k, n_examples), dtype=torch.float64, device=generator.device)
-        return u.argsort(dim=1)
-
-    perms = draw(n_features)
+    perms = permutations(generator, n_features, n_examples)
     if n_examples == 0:  # nothing to shuffle, and no other permutation to draw
         return perms
     identity = torch.arange(n_examples, device=perms.device)
@@ -31,18 +26,13 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         same = (perms == identity).all(1)
         if not bool(same.any()):
             return perms
-        perms[same] = draw(int(same.sum()))
+        perms[same] = permutations(generator, int(same.sum()), n_examples)
 
 
 def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:
     """Per input ``(p, B, ...)``: ``perm_func(x, mask)`` for each feature of the chunk that the input holds."""
-    out = []
-    for x, s in zip(xs, selected):
-        copies = []
-        for mask in s:  # (1 or B, ...) per feature
-            copies.append(perm_func(x, mask) if bool(mask.any()) else x)
-        out.append(torch.stack([c.expand_as(x) for c in copies]))
-    return tuple(out)
+    return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
+                 for x, s in zip(xs, selected))  # a mask per feature, (1 or B, ...)
 
 
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
@@ -88,17 +78,13 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
       >>> attr.shape, attr[0, 1].item(), attr[0, 3].item()
       (torch.Size([1, 4]), 0.0, 0.0)
     """
-    xs, was_tuple = structure.as_tuple(inputs)
-    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    check_bool("show_progress", show_progress)
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
     n = xs[0].shape[0]
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
-    args = as_args(args, kwargs)
     if perm_func is not None:
         check_callable("perm_func", perm_func)
     features = features_of(feature_mask, xs, n_features=n_features)
-    tgt = as_target(target, n, xs[0].device)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
     def compute(xs_: Tensors, _: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:

@@ -8,13 +8,11 @@ from typing import Any, Optional, Tuple
 import torch
 
 from .. import randomness, structure
-from ..arguments import as_args
 from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
-from ..errors import Shown, check_bool, check_positive_int, fail
+from ..errors import Shown, check_positive_int, fail
 from ..structure import Tensors
-from ..targets import Target, as_target
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, replace
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
 from .features import Features, features_of
 from .progress import Progress
 
@@ -22,7 +20,8 @@ MAX_EXACT_FEATURES = 20
 
 
 def permutations(generator: torch.Generator, n_samples: int, n_features: int) -> torch.Tensor:
-    """``(n_samples, n_features)`` uniformly random feature orders, drawn from ``generator``."""
+    """``(n_samples, n_features)`` uniformly random orders of ``n_features`` items (features, or examples to
+    shuffle: :func:`.permutation.shuffles`), drawn from ``generator``."""
     u = randomness.uniform(generator, (n_samples, n_features), dtype=torch.float64, device=generator.device)
     return u.argsort(dim=1)
 
@@ -35,17 +34,6 @@ def _coalitions(evaluate: Evaluator, xs: Tensors, bases: Tensors, features: Feat
         return replace(xs, bases, [~k for k in features.kept(keep[start:stop])])
 
     return in_chunks(evaluate, rows, keep.shape[0], ppe, progress)
-
-
-def _setup(inputs: Any, baselines: Any, target: Any, args: Any, kwargs: Any, feature_mask: Any, n_features: Any,
-           perturbations_per_eval: int, show_progress: bool
-           ) -> Tuple[Tensors, bool, int, Tuple[Any, ...], Tensors, Features, Target]:
-    xs, was_tuple = structure.as_tuple(inputs)
-    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    check_bool("show_progress", show_progress)
-    bases = format_baselines(baselines, xs)
-    features = features_of(feature_mask, xs, n_features=n_features)
-    return xs, was_tuple, ppe, as_args(args, kwargs), bases, features, as_target(target, xs[0].shape[0], xs[0].device)
 
 
 def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *,
@@ -92,8 +80,9 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
       >>> bool(torch.allclose(attr.sum(1), model(x)[:, 2] - model(torch.zeros(1, 4))[0, 2], atol=1e-5))
       True
     """
-    xs, was_tuple, ppe, args, bases, features, tgt = _setup(inputs, baselines, target, args, kwargs, feature_mask,
-                                                             n_features, perturbations_per_eval, show_progress)
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
+    bases = format_baselines(baselines, xs)
+    features = features_of(feature_mask, xs, n_features=n_features)
     s = check_positive_int("n_samples", n_samples)
     f_count = features.n
     orders = permutations(randomness.resolve(generator, xs[0].device), s, f_count).to(xs[0].device)
@@ -153,8 +142,9 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
       >>> bool(torch.allclose(attr.sum(1), model(x)[:, 0] - model(torch.zeros(1, 3))[0, 0], atol=1e-5))
       True
     """
-    xs, was_tuple, ppe, args, bases, features, tgt = _setup(inputs, baselines, target, args, kwargs, feature_mask,
-                                                             n_features, perturbations_per_eval, show_progress)
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
+    bases = format_baselines(baselines, xs)
+    features = features_of(feature_mask, xs, n_features=n_features)
     m = features.n
     if m > MAX_EXACT_FEATURES:
         fail("feature_mask" if n_features is None else "n_features", f"at most {MAX_EXACT_FEATURES} features for "

@@ -111,10 +111,8 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
         for j, column in enumerate(columns):
             ax = axes[j, i] if transpose else axes[i, j]
             if column == "image":
-                picture = display_image(originals[i], f"originals[{i}]")
-                ax.imshow(picture, vmin=0.0, vmax=1.0, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+                ax.imshow(display_image(originals[i], f"originals[{i}]"), vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.set(xticks=[], yticks=[])
             else:
                 original = None if method == "heat_map" else originals[i]
                 image(attributions[column][i], original, method=method, sign=sign, outlier_perc=outlier_perc,

@@ -73,8 +73,7 @@ def image(attributions: Any, original: Any = None, *, method: str = "blended_hea
     else:
         assert picture is not None
         ax.imshow(np.concatenate([picture, scaled[:, :, None]], axis=2), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
     if title is not None:
         ax.set_title(title)
     return ax

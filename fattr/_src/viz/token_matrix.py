@@ -62,11 +62,8 @@ def token_matrix(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str
     """
     values = _matrix(result, tokens_in, tokens_out, example)
     top = full_colour(values, scale)
-    if ax is None:
-        size = figsize or (max(3.0, 0.45 * len(tokens_in) + 1.5), max(2.0, 0.4 * len(tokens_out) + 1.2))
-        ax = mpl.new_axes(size)
-    else:
-        ax = mpl.check_axes(ax)
+    size = figsize or (max(3.0, 0.45 * len(tokens_in) + 1.5), max(2.0, 0.4 * len(tokens_out) + 1.2))
+    ax = mpl.new_axes(size) if ax is None else mpl.check_axes(ax)
     image = ax.imshow(values, cmap=mpl.colormap(cmap, "all"), vmin=-top, vmax=top, aspect="auto",
                       interpolation="nearest")
     ax.set_xticks(range(len(tokens_in)), list(tokens_in), rotation=90)
