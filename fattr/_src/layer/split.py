@@ -166,9 +166,12 @@ def _described(values: Sequence[Any]) -> Tuple[Any, ...]:
 def _examples(described: Sequence[Any]) -> Tuple[Any, ...]:
     """The values :func:`_described` described, zeros in place of the tensors (what a capture reads:
     shapes and dtypes)."""
-    tag = lambda d: d[0] if isinstance(d, tuple) and d and isinstance(d[0], str) else None  # noqa: E731
-    return tuple([torch.zeros(d[1], dtype=d[2], device=d[3]) if tag(d) == _TENSOR
-                  else Keywords(d[1], _examples(d[2])) if tag(d) == _KEYWORDS else d for d in described])
+    return tuple([torch.zeros(d[1], dtype=d[2], device=d[3]) if _tag(d) == _TENSOR
+                  else Keywords(d[1], _examples(d[2])) if _tag(d) == _KEYWORDS else d for d in described])
+
+
+def _tag(d: Any) -> Optional[str]:
+    return d[0] if isinstance(d, tuple) and d and isinstance(d[0], str) else None
 
 
 def _found(find: Callable[..., Tuple["Ticket", Any]], *described: Any) -> "Ticket":
