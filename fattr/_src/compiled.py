@@ -20,11 +20,12 @@ which the recomputation substitutes (``_reparametrize_module``). Two details mat
   them), or AOTAutograd's partitioner, which does not recompute convolutions and
   matrix products in a backward, would hoist the recomputation into the forward graph
   and save its activations: the training graph again;
-* before relying on the parameters, the computation is traced once more with the
-  inputs and parameters detached: if its values still require grad, it reads something
-  else requiring grad (a closure over a tensor ``w``, a buffer requiring grad), and the
-  computation is traced with its graph as before. That trace is unused, so the compiled
-  graph drops it (it costs compile time only).
+* the values are computed from the inputs and parameters detached (substituted as in the
+  recomputation): if they still require grad, the computation reads something else
+  requiring grad (a closure over a tensor ``w``, a buffer requiring grad), and it is
+  traced with its graph as before. Dynamo knows ``requires_grad`` as it traces, so this
+  is decided then, and the values are computed once (a probe computed besides them ran
+  for real wherever the graph breaks, across LIME's eager lasso loop: the fit twice).
 
 A model in training mode (the values are about to be differentiated) keeps its graph at
 once, as in eager mode: :func:`.recompute.checkpoint` decides that before calling here.
@@ -164,13 +165,13 @@ def attached(compute: Recompute, tensors: Tensors, owner: Any) -> Optional[Tenso
             return tuple(compute(tuple(full)))
 
     sources = [tensors[i] for i in tracked] + params
-    # under the backward's mode too: Dynamo then knows the mode stack outside the autograd.Function, whose
-    # backward may push onto it (else "unsafe side effect: mutating TorchFunctionModeStackVariable")
+    # the backward's mode entered once here: Dynamo then knows the mode stack outside the autograd.Function,
+    # whose backward pushes onto it (else "unsafe side effect: mutating TorchFunctionModeStackVariable")
     with twice_differentiable():
-        probe = recompute(tuple(s.detach() for s in sources))  # unused: the compiled graph drops it
-    if any(v is None or v.requires_grad for v in probe):  # something else requires grad
+        pass
+    values = recompute(tuple(s.detach() for s in sources))
+    if any(v is None or v.requires_grad for v in values):  # something else requires grad
         return None
-    values = tuple(v.detach() for v in compute(tensors))  # no graph leaves the call: an inference graph
     if not sources:
         return values
     return tuple(_Attached.apply(values, recompute, *sources))  # type: ignore[no-untyped-call]
