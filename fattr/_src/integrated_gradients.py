@@ -6,15 +6,15 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from . import structure
-from .arguments import as_args
+from .arguments import boundary
 from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from .baselines import format_baselines
 from .delta import completeness_delta
-from .errors import check_bool, check_callable, check_optional_positive_int
+from .errors import check_bool, check_optional_positive_int
 from .path import accumulation_dtype, line_points, weighted_gradient_sum
 from .quadrature import Method, rule
 from .structure import Tensors
-from .targets import Target, as_target
+from .targets import Target
 
 
 def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_steps: int = 50,
@@ -54,14 +54,12 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
       >>> attr.shape, delta.shape
       (torch.Size([4, 3]), torch.Size([4]))
     """
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     structure.require_floating(xs)
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
-    bases, args = format_baselines(baselines, xs), as_args(args, kwargs)
-    tgt = as_target(target, xs[0].shape[0], xs[0].device)
+    bases = format_baselines(baselines, xs)
     attr = integrate(f, xs, bases, n_steps, method, tgt, args, chunk_size, multiply_by_inputs)
     result = structure.restore(attr, was_tuple)
     if not return_delta:

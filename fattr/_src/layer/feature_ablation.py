@@ -9,8 +9,7 @@ from typing import Any, List, Optional, Tuple, cast
 
 import torch
 
-from .. import structure
-from ..arguments import as_args, split_args
+from ..arguments import boundary, split_args
 from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike,
                     ResultOrList, TargetLike)
 from ..errors import check_positive_int, fail
@@ -21,7 +20,6 @@ from ..perturbation.features import Features, features_of, per_tensor
 from ..perturbation.progress import Progress
 from ..recompute import checkpoint_aux, reads
 from ..structure import Tensors
-from ..targets import as_target
 from .view import LayerFunction
 
 
@@ -101,12 +99,11 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
       ...                              perturbations_per_eval=2).shape
       torch.Size([5, 4])
     """
-    xs, _ = structure.as_tuple(inputs)
+    xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    args = as_args(args, kwargs)
     n, m = xs[0].shape[0], len(xs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    tgt, f = as_target(target, n, xs[0].device), lf.function()
+    f = lf.function()
     arg_tensors, rebuild = split_args(args)
     many = isinstance(layer_baselines, tuple)
     base_tensors, rebuild_bases = split_args(cast(Tuple[Any, ...], layer_baselines) if many else (layer_baselines,))

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .. import structure
-from ..arguments import as_args
+from ..arguments import boundary
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool
 from ..gradients import gradients
-from ..targets import as_target
 from .view import LayerFunction
 
 
@@ -46,10 +44,10 @@ def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, ta
     """
     check_bool("relu_attributions", relu_attributions)
     check_bool("attr_dim_summation", attr_dim_summation)
-    xs, _ = structure.as_tuple(inputs)
+    xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    acts, rest = lf.head(xs, as_args(args, kwargs))
-    grads = gradients(lf.function(), acts, as_target(target, xs[0].shape[0], xs[0].device), rest)
+    acts, rest = lf.head(xs, args)
+    grads = gradients(lf.function(), acts, tgt, rest)
     out = []
     for g, a in zip(grads, acts):
         weights = g.mean(dim=tuple(range(2, g.dim())), keepdim=True) if g.dim() > 2 else g

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence, Tuple, cast
 
-from .. import structure
-from ..arguments import as_args, split_args
+from ..arguments import boundary, split_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
-from ..errors import check_bool, check_callable, fail
+from ..errors import check_bool, fail
 from ..gradients import gradient_pass
 from ..recompute import checkpoint_aux
 from ..structure import Tensors
-from ..targets import as_target
 from .view import LayerFunction
 
 
@@ -43,14 +41,11 @@ def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: Inpu
       >>> attr.shape
       torch.Size([5, 4])
     """
-    check_callable("model", model)
     check_bool("multiply_by_inputs", multiply_by_inputs)
-    xs, _ = structure.as_tuple(inputs)
-    args, many = as_args(args, kwargs), isinstance(layer, (list, tuple))
+    xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
+    many, m, out = isinstance(layer, (list, tuple)), len(xs), []
     if many and not layer:
         fail("layer", "a non-empty list of modules or dotted names", layer)
-    out = []
-    tgt, m = as_target(target, xs[0].shape[0], xs[0].device), len(xs)
     arg_tensors, rebuild = split_args(args)
     for i, item in enumerate(cast(Sequence[Any], layer) if many else [layer]):  # each layer on its own, the others left free
         lf = LayerFunction(model, item, attribute_to_layer_input, name=f"layer[{i}]" if many else "layer")

@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, is_per_example, split_args, tile_args
+from ..arguments import boundary, is_per_example, split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike,
                     WithDeltaOrList)
 from ..baselines import format_baselines
@@ -29,7 +29,7 @@ from ..path import weighted_gradient_sum
 from ..recompute import checkpoint_aux
 from ..quadrature import Method, rule
 from ..structure import Tensors
-from ..targets import Target, as_target
+from ..targets import Target
 from .heads import heads
 from .view import LayerFunction
 from ..delta import row_totals
@@ -82,13 +82,11 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     """
     check_bool("multiply_by_inputs", multiply_by_inputs)
     check_bool("return_delta", return_delta)
-    xs, _ = structure.as_tuple(inputs)
-    args = as_args(args, kwargs)
+    xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
     f, n, m = lf.function(), xs[0].shape[0], len(xs)
     arg_tensors, rebuild = split_args(args)
-    tgt = as_target(target, n, xs[0].device)
 
     def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # heads, path (and delta): one checkpoint
         (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (tensors[:m], tensors[m:2 * m]), rebuild(tensors[2 * m:]), n)
@@ -113,13 +111,12 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     input-space path points ``b + a_k (x - b)`` (the split's ``rest`` carried per point); with
     ``differences``, over ``n_steps + 1`` nodes, each gradient times ``act(next node) - act(node)``.
     ``(attributions, flat attributions, inputs, target, args)``."""
-    xs, _ = structure.as_tuple(inputs)
+    xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     structure.require_floating(xs)  # the path interpolates the inputs: integer ids cannot be
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
-    bases, args = format_baselines(baselines, xs), as_args(args, kwargs)
+    bases = format_baselines(baselines, xs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
-    tgt = as_target(target, n, xs[0].device)
     one = all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
     nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device,
                           dtype=xs[0].dtype if one else torch.float64, weights_dtype=torch.float64)

@@ -11,26 +11,22 @@ from typing import Any, Callable, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import boundary, tile_args
 from ..base import ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..baselines import format_baselines
-from ..errors import check_callable, check_positive_int
+from ..errors import check_positive_int
 from ..gradients import outputs
 from ..perturbation.features import Features, group_ids
-from ..targets import as_target
 from .randomization import ranks
 
 
 def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any, args: Any, kwargs: Any,
            baselines: Any, n_steps: int, feature_mask: Any, delete: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     attrs = structure.like_inputs(attributions, xs, was_tuple)
     n_steps = check_positive_int("n_steps", n_steps)
     bases = format_baselines(baselines, xs)
     n, device = xs[0].shape[0], xs[0].device
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
     features = Features.of(group_ids(feature_mask, xs))  # dense ids 0..F-1 in increasing order of the user's
     batch = max(i.shape[0] for i in features.index)
     ids = torch.cat([structure.flat(i.expand((batch,) + tuple(x.shape[1:]))) for i, x in zip(features.index, xs)],

@@ -6,11 +6,10 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import structure
-from ..arguments import as_args, tile_args
+from ..arguments import boundary, tile_args
 from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import outputs
-from ..targets import as_target
 from .perturbations import repeat_rows, sample_chunks, takes_generator
 
 
@@ -66,17 +65,14 @@ def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLik
       Yeh, Hsieh, Suggala, Inouye, Ravikumar. "On the (In)fidelity and Sensitivity of Explanations".
       NeurIPS 2019.
     """
-    check_callable("f", f)
     check_callable("perturb_func", perturb_func)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     attrs = structure.like_inputs(attributions, xs, was_tuple)
     n_perturb_samples = check_positive_int("n_perturb_samples", n_perturb_samples)
     check_bool("normalize", normalize)
     if generator is not None and not isinstance(generator, torch.Generator):
         fail("generator", "None or a torch.Generator", generator, kind=TypeError)
-    n, device = xs[0].shape[0], xs[0].device
-    args = as_args(args, kwargs)
-    tgt = as_target(target, n, device)
+    n = xs[0].shape[0]
     bases = None if baselines is None else (baselines if isinstance(baselines, tuple) else (baselines,))
     if bases is not None and len(bases) != len(xs):
         fail("baselines", f"one baseline per input ({len(xs)})", baselines)

@@ -16,14 +16,12 @@ import numpy as np
 import torch
 
 from .. import randomness, structure
-from ..arguments import as_args
 from ..base import (ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result,
                     TargetLike)
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
-from ..targets import as_target
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, reference, replace
+from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, reference, replace
 from .features import features_of
 from .linear import lasso, weighted_least_squares
 from .progress import Progress
@@ -128,22 +126,18 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
                feature_mask: Any, n_features: Any, n_samples: int, perturbations_per_eval: int,
                return_input_shape: bool, interpretable_model: Any, similarity_func: Any, perturb_func: Any,
                generator: Any, show_progress: bool, kernel_shap: bool) -> Attributions:
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, ppe, args, tgt = prepare(inputs, target, args, kwargs, perturbations_per_eval, show_progress)
     s = check_positive_int("n_samples", n_samples)
-    ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
     check_bool("return_input_shape", return_input_shape)
-    check_bool("show_progress", show_progress)
     for label, fn in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
         if fn is not None:
             check_callable(label, fn)
     if interpretable_model is not None and not hasattr(interpretable_model, "fit"):
         fail("interpretable_model", "None, a Captum Model (fit, representation) or an estimator with "
              "fit(X, y, sample_weight) and coef_", interpretable_model, kind=TypeError)
-    args = as_args(args, kwargs)
     n = xs[0].shape[0]
     bases = format_baselines(baselines, xs)
     features = features_of(feature_mask, xs, contiguous=True, n_features=n_features)
-    tgt = as_target(target, n, xs[0].device)
     with torch.no_grad():  # Captum's test call: one value per example, or one for the whole batch?
         aggregate = reference(f, xs, tgt, args)[1]
     check_aggregate_ppe(aggregate, ppe)
