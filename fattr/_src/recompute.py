@@ -148,7 +148,7 @@ _ATTENDING: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # owners whose kep
 def _graphed(fn: Callable[[Tensors], Tensors], tensors: Tensors, owner: Optional[nn.Module] = None) -> Tensors:
     """``fn(tensors)`` keeping a graph that is differentiated twice (its values are gradients), attention
     as composite operations (:mod:`.twice`) where the fused kernel has no second derivative. The mode costs
-    a Python call per operation (more than doubling a small model's pass), so given the ``owner`` (the
+    a Python call per operation (a fifth of a small model's kept pass), so given the ``owner`` (the
     module whose computation it is; eagerly only) the pass runs without it first, and again under it, with
     the same random and autocast states, only when its graph has a step without a derivative; an owner
     found so runs under the mode from then on. Without one (tracing, a function) the mode is always on."""
