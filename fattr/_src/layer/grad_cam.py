@@ -1,12 +1,16 @@
 """Grad-CAM at a layer: channel-averaged gradients weighting the activation."""
 from __future__ import annotations
 
+from typing import Any, Tuple
+
 import torch.nn.functional as F
 
-from ..arguments import boundary
+from ..arguments import boundary, split_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool
-from ..gradients import gradients
+from ..gradients import gradient_pass
+from ..recompute import checkpoint_aux
+from ..structure import Tensors
 from .view import LayerFunction
 
 
@@ -46,11 +50,16 @@ def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, ta
     check_bool("attr_dim_summation", attr_dim_summation)
     xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    acts, rest = lf.head(xs, args)
-    grads = gradients(lf.function(), acts, tgt, rest)
-    out = []
-    for g, a in zip(grads, acts):
-        weights = g.mean(dim=tuple(range(2, g.dim())), keepdim=True) if g.dim() > 2 else g
-        cam = (weights * a).sum(dim=1, keepdim=True) if attr_dim_summation else weights * a
-        out.append(F.relu(cam) if relu_attributions else cam)
-    return lf.restore(tuple(out), rest)
+    arg_tensors, rebuild = split_args(args)
+    m = len(xs)
+
+    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:
+        acts, rest = lf.head(tensors[:m], rebuild(tensors[m:]))  # head and gradients: one checkpoint
+        out = []
+        for g, a in zip(gradient_pass(lf.function(), acts, tgt, rest), acts):
+            weights = g.mean(dim=tuple(range(2, g.dim())), keepdim=True) if g.dim() > 2 else g
+            cam = (weights * a).sum(dim=1, keepdim=True) if attr_dim_summation else weights * a
+            out.append(F.relu(cam) if relu_attributions else cam)
+        return tuple(out), rest[-1:]
+
+    return lf.restore(*checkpoint_aux(run, tuple(xs) + arg_tensors, module=lf.model, traceable=True))
