@@ -110,13 +110,14 @@ def in_chunks(evaluate: Evaluator, rows: Callable[[int, int], Tensors], total: i
     return torch.cat(outs)
 
 
-Compute = Callable[[Tensors, Tensors, Tuple[Any, ...], torch.Tensor, bool], Tensors]
+Compute = Callable[[Tensors, Tensors, Evaluator, torch.Tensor], Tensors]
 
 
 def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: Tensors, target: Target,
-                   args: Tuple[Any, ...]) -> Tensors:
-    """``compute(xs, bases, args, reference, aggregate)`` without a graph, differentiable on demand with
-    respect to the inputs, baselines, tensor args and whatever ``f`` reads (its parameters)."""
+                   args: Tuple[Any, ...], ppe: int) -> Tensors:
+    """``compute(xs, bases, evaluate, reference)`` without a graph, differentiable on demand with respect
+    to the inputs, baselines, tensor args and whatever ``f`` reads (its parameters); ``evaluate`` is ``f``
+    on copies of the batch, ``ppe`` (``perturbations_per_eval``) of them per call."""
     arg_tensors, rebuild = split_args(args)
     k, kb = len(xs), len(bases)
 
@@ -125,6 +126,7 @@ def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: 
         with torch.enable_grad():
             ref, aggregate = reference(f, xs_, target, args_)
         reads(ref)
-        return compute(xs_, bases_, args_, ref, aggregate)
+        check_aggregate_ppe(aggregate, ppe)
+        return compute(xs_, bases_, Evaluator(f, target, args_, xs_[0].shape[0], aggregate), ref)
 
     return checkpoint(run, tuple(xs) + tuple(bases) + arg_tensors, module=f)

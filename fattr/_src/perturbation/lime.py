@@ -10,7 +10,7 @@ is fitted per example, as Captum does.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -153,8 +153,8 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
         z = bernoulli_samples(g, rows, s, features.n)
     z = z.to(xs[0].device).transpose(0, 1)  # (samples, R, features)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate_: bool) -> Tensors:
-        evaluate = Evaluator(f, tgt, args_, n, aggregate_)
+    def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
+        aggregate_ = evaluate.aggregate
         weights: List[torch.Tensor] = []
 
         def perturbed(start: int, stop: int) -> Tensors:
@@ -189,7 +189,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
             return (coef,)
         return features.scatter(coef, xs_)
 
-    out = differentiable(compute, f, xs, bases, tgt, args)
+    out = differentiable(compute, f, xs, bases, tgt, args, ppe)
     return out[0] if not return_input_shape else structure.restore(out, was_tuple)
 
 

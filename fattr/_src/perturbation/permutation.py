@@ -1,7 +1,7 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -9,7 +9,7 @@ from .. import randomness, structure
 from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..errors import check_callable, fail
 from ..structure import Tensors
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
+from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
 from .features import features_of
 from .progress import Progress
 from .shapley import permutations
@@ -87,10 +87,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     features = features_of(feature_mask, xs, n_features=n_features)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
-    def compute(xs_: Tensors, _: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
-        check_aggregate_ppe(aggregate, ppe)
-        evaluate = Evaluator(f, tgt, args_, n, aggregate)
-
+    def compute(xs_: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         def rows(start: int, stop: int) -> Tensors:
             selected = features.selected(start, stop)
             if perm_func is not None:
@@ -102,4 +99,4 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
             outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
         return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
 
-    return structure.restore(differentiable(compute, f, xs, (), tgt, args), was_tuple)
+    return structure.restore(differentiable(compute, f, xs, (), tgt, args, ppe), was_tuple)
