@@ -306,7 +306,7 @@ def named(names: Any) -> Dict[Any, str]:
 
 
 _UNARY_F = named(_UNARY)
-_MULTIPLY_F = named(_MULTIPLY)
+_MULTIPLY_F = named(_MULTIPLY + _MULTIPLY_ACC)
 _MULTIPLY_ACC_F = named(_MULTIPLY_ACC)
 _DIVIDE_F = named(_DIVIDE)
 _RDIVIDE_F = named(_RDIVIDE)
@@ -342,12 +342,9 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
         if func in _UNARY_F:
             return _UNARY_F[func]
         if func in _MULTIPLY_F:
-            operands = [t for a in list(args) + list(kwargs.values()) for t in tensors_in(a)]
+            factors = list(args[1:]) if func in _MULTIPLY_ACC_F else list(args) + list(kwargs.values())
+            operands = [t for a in factors for t in tensors_in(a)]
             return _MULTIPLY_F[func] + " of two input-dependent tensors" \
-                if sum(map(dependent, operands)) >= 2 else None
-        if func in _MULTIPLY_ACC_F:
-            operands = [t for a in list(args[1:]) for t in tensors_in(a)]
-            return _MULTIPLY_ACC_F[func] + " of two input-dependent tensors" \
                 if sum(map(dependent, operands)) >= 2 else None
         if func in _DIVIDE_F:
             divisor = args[1] if len(args) > 1 else kwargs.get("other")
