@@ -10,7 +10,7 @@ from ..arguments import boundary, tile_args
 from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import outputs
-from .perturbations import like_repeated, repeat_rows, sample_chunks, takes_generator
+from .perturbations import repeat_rows, sample_chunks, takes_generator
 
 
 def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLike, attributions: Attributions, *,
@@ -90,8 +90,12 @@ def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLik
             got = perturb_func(call_inputs, b if was_tuple else b[0], **extra)
         if not (isinstance(got, tuple) and len(got) == 2):
             fail("perturb_func", "to return (perturbations, perturbed_inputs)", got, kind=TypeError)
-        perturbations = like_repeated(got[0], expanded, "perturbations", "perturbations")
-        perturbed = like_repeated(got[1], expanded, "perturbed inputs", "perturbed inputs")
+        perturbations, _ = structure.as_tuple(got[0], "perturbations")
+        perturbed, _ = structure.as_tuple(got[1], "perturbed inputs")
+        for name, items, shown in (("perturbations", perturbations, got[0]), ("perturbed inputs", perturbed, got[1])):
+            if len(items) != len(xs) or any(t.shape != e.shape for t, e in zip(items, expanded)):
+                fail("perturb_func", f"{name} shaped like the repeated inputs "
+                     f"{', '.join(str(tuple(e.shape)) for e in expanded)}", shown)
         # example-major (Captum's layout) to step-major rows (fattr's folding)
         rows = tuple(p.reshape((n, k) + tuple(p.shape[1:])).transpose(0, 1).reshape(p.shape) for p in perturbed)
         f_p = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()  # (B, k)

@@ -14,10 +14,8 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from .. import structure
 from ..arguments import is_per_example, map_args
-from ..base import Tensors
-from ..errors import check_optional_positive_int, fail
+from ..errors import check_optional_positive_int
 
 
 def sample_chunks(n_samples: int, n_examples: int, max_examples_per_batch: Optional[int]) -> List[int]:
@@ -27,16 +25,6 @@ def sample_chunks(n_samples: int, n_examples: int, max_examples_per_batch: Optio
     per = n_samples if max_examples_per_batch is None else min(max(max_examples_per_batch // n_examples, 1),
                                                                n_samples)
     return [min(per, n_samples - start) for start in range(0, n_samples, per)]
-
-
-def like_repeated(got: Any, expanded: Tensors, name: str, label: str) -> Tensors:
-    """What ``perturb_func`` returned (``got``, called ``label``) as a tuple, refused unless shaped like the
-    repeated inputs ``expanded``."""
-    items, _ = structure.as_tuple(got, label)
-    if len(items) != len(expanded) or any(t.shape != e.shape for t, e in zip(items, expanded)):
-        fail("perturb_func", f"{name} shaped like the repeated inputs "
-             f"{', '.join(str(tuple(e.shape)) for e in expanded)}", got)
-    return items
 
 
 def repeat_rows(value: Any, n_examples: int, k: int) -> Any:

@@ -7,8 +7,8 @@ import torch
 
 from .. import randomness, structure
 from ..base import InputsLike
-from ..errors import check_callable, check_nonnegative_float, check_positive_int
-from .perturbations import like_repeated, repeat_args, repeat_target, sample_chunks, takes_generator, takes_two
+from ..errors import check_callable, check_nonnegative_float, check_positive_int, fail
+from .perturbations import repeat_args, repeat_target, sample_chunks, takes_generator, takes_two
 
 # keyword arguments of explanation_func that hold one entry per example (repeated with the inputs)
 PER_EXAMPLE = ("args", "kwargs", "baselines", "additional_forward_args")
@@ -97,7 +97,10 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
             extra = {"generator": generator} if generator is not None and takes_generator(perturb_func) else {}
             perturbed = (perturb_func(call_inputs, perturb_radius, **extra) if takes_two(perturb_func)
                          else perturb_func(call_inputs, **extra))
-        like_repeated(perturbed, expanded, "perturbed inputs", "perturb_func(inputs)")
+        got, _ = structure.as_tuple(perturbed, "perturb_func(inputs)")
+        if len(got) != len(xs) or any(g.shape != e.shape for g, e in zip(got, expanded)):
+            fail("perturb_func", "perturbed inputs shaped like the repeated inputs "
+                 f"{', '.join(str(tuple(e.shape)) for e in expanded)}", perturbed)
         repeated = {name: (repeat_target(v, n, k) if name == "target" else
                            repeat_args(v, n, k) if name in PER_EXAMPLE else v) for name, v in kwargs.items()}
         expl_p = _flat(explanation_func(perturbed, **repeated), n * k, "explanation_func(perturbed inputs)")
