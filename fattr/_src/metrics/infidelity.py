@@ -6,11 +6,11 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import structure
-from ..arguments import boundary, tile_args
+from ..arguments import boundary, repeat_rows, tile_args
 from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import outputs
-from .perturbations import repeat_rows, sample_chunks, takes_generator
+from .perturbations import sample_chunks, takes_generator
 
 
 def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLike, attributions: Attributions, *,

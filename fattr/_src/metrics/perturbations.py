@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from ..arguments import is_per_example, map_args
+from ..arguments import map_args, repeat_rows
 from ..errors import check_optional_positive_int
 
 
@@ -25,13 +25,6 @@ def sample_chunks(n_samples: int, n_examples: int, max_examples_per_batch: Optio
     per = n_samples if max_examples_per_batch is None else min(max(max_examples_per_batch // n_examples, 1),
                                                                n_samples)
     return [min(per, n_samples - start) for start in range(0, n_samples, per)]
-
-
-def repeat_rows(value: Any, n_examples: int, k: int) -> Any:
-    """``value`` with a per-example tensor repeated example-major ``k`` times; anything else as is."""
-    if is_per_example(value, n_examples):
-        return value.repeat_interleave(k, dim=0)
-    return value
 
 
 def repeat_target(target: Any, n_examples: int, k: int) -> Any:
