@@ -248,8 +248,8 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     prompts = prepare(input_ids, mask, target_ids, with_positions, with_keep)
 
     def select(logits: Tensor, target: Tensor) -> Tensor:
-        k = target.shape[0] // b
-        return step_values(logits, target, prompts.n_logits, with_keep, step, None if foil is None else foil.repeat(k, 1))
+        foils = None if foil is None else foil.repeat(target.shape[0] // b, 1)
+        return step_values(logits, target, prompts.n_logits, with_keep, step, foils)
 
     def values_of(ids: Tensor) -> Tensor:  # prompts (k*B, T_in), left-padded -> (k*B, T_out)
         k = ids.shape[0] // b

@@ -36,8 +36,9 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
     with the quadrature rule ``method`` (Captum's default ``"riemann_trapezoid"``, with
     fattr's textbook weights: Captum's sum to ``(n-1)/n`` and scale its result by that). All
     steps are one batched forward pass of the model and three partial backward passes: the
-    layer gradient ``dF/dy``, then ``d <dF/dy, y>_neuron / dx`` through the head. For a region or a callable selector the result is the sum of the selected neurons'
-    conductances, ``sum_j dF/dy_j * dy_j/dx`` (Captum multiplies the summed gradients by the
+    layer gradient ``dF/dy``, then ``d <dF/dy, y>_neuron / dx`` through the head. For a region or
+    a callable selector the result is the sum of the selected neurons' conductances,
+    ``sum_j dF/dy_j * dy_j/dx`` (Captum multiplies the summed gradients by the
     summed neuron gradients instead; the two agree for one neuron). Summed over the features,
     the conductances of all neurons of a layer every path crosses give ``F(x) - F(b)``.
 
