@@ -32,14 +32,6 @@ def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
     return spec.per_example if spec is not None else ()
 
 
-def _tile_target(target: Any, n: int, k: int) -> Any:
-    if isinstance(target, list):
-        return target * k
-    if isinstance(target, torch.Tensor) and target.dim() > 0 and target.shape[0] == n and target.numel() > 1:
-        return tile(target, k)
-    return target
-
-
 def _tile_tree(value: Any, n: int, k: int) -> Any:
     return tile_args(value, n, k) if isinstance(value, tuple) else tile_args((value,), n, k)[0]
 
@@ -119,8 +111,11 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                           for x, sd in zip(xs, sds))
             call = dict(arguments)
             call["inputs"] = structure.restore(noisy, was_tuple)
-            if "target" in call:
-                call["target"] = _tile_target(call["target"], n, k)
+            target = call.get("target")
+            if isinstance(target, list):
+                call["target"] = target * k
+            elif isinstance(target, torch.Tensor) and target.dim() > 0 and target.shape[0] == n and target.numel() > 1:
+                call["target"] = tile(target, k)
             if isinstance(call.get("kwargs"), dict):
                 call["kwargs"] = {name: _tile_tree(v, n, k) for name, v in call["kwargs"].items()}
             for name in dict.fromkeys(("args", *repeated)):  # each once

@@ -29,12 +29,6 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         perms[same] = permutations(generator, int(same.sum()), n_examples)
 
 
-def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:
-    """Per input ``(p, B, ...)``: ``perm_func(x, mask)`` for each feature of the chunk that the input holds."""
-    return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
-                 for x, s in zip(xs, selected))  # a mask per feature, (1 or B, ...)
-
-
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
                         kwargs: KwargsLike = None, feature_mask: FeatureMaskLike = None,
                         n_features: Optional[int] = None, perturbations_per_eval: int = 1,
@@ -90,8 +84,9 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     def compute(xs_: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         def rows(start: int, stop: int) -> Tensors:
             selected = features.selected(start, stop)
-            if perm_func is not None:
-                return _user_rows(perm_func, xs_, selected)
+            if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
+                return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
+                             for x, s in zip(xs_, selected))  # a mask per feature, (1 or B, ...)
             shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
             return replace(xs_, shuffled, selected)
 
