@@ -1,6 +1,6 @@
 """One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature:
-the gradient, path, DeepLift and layer classes and ``NoiseTunnel`` here; the perturbation, ReLU-rule
-and neuron classes in :mod:`.perturbation`, :mod:`.guided` and :mod:`.neuron`.
+the gradient, path, DeepLift, ReLU-rule and layer classes and ``NoiseTunnel`` here; the perturbation
+and neuron classes in :mod:`.perturbation` and :mod:`.neuron`.
 
 Each class is one row (:class:`.base.Attribution`): the fattr function, Captum's flags, and
 Captum's signatures written as :func:`.base.captum` ``(required names, name=default, ...)``;
@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 
 from ..deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
+from ..deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
 from ..errors import fail
 from ..gradient_shap import gradient_shap
 from ..integrated_gradients import integrated_gradients
@@ -63,6 +64,21 @@ class DeepLift(Attribution, fn=deeplift, delta=True, init=captum("model", multip
 class DeepLiftShap(Attribution, fn=deeplift_shap, delta=True, init=captum("model", multiply_by_inputs=True),
                    attribute=captum("inputs", "baselines", **_TARGET, **_DELTA, custom_attribution_func=None)):
     """Captum's ``DeepLiftShap`` on :func:`fattr.deeplift_shap`."""
+
+
+class GuidedBackprop(Attribution, fn=guided_backprop, init=captum("model"), attribute=captum("inputs", **_TARGET)):
+    """Captum's ``GuidedBackprop`` on :func:`fattr.guided_backprop` (every ReLU call, modules reused or
+    functional included; no hooks left on the model)."""
+
+
+class Deconvolution(Attribution, fn=deconvolution, init=captum("model"), attribute=captum("inputs", **_TARGET)):
+    """Captum's ``Deconvolution`` on :func:`fattr.deconvolution`."""
+
+
+class GuidedGradCam(Attribution, fn=guided_grad_cam, layer_method=True,
+                    init=captum("model", "layer", device_ids=None),
+                    attribute=captum("inputs", **_TARGET, interpolate_mode="nearest", attribute_to_layer_input=False)):
+    """Captum's ``GuidedGradCam`` on :func:`fattr.guided_grad_cam`."""
 
 
 # --------------------------------------------------------------------------- layer attribution

@@ -13,8 +13,7 @@ from ..errors import Shown, check_callable, check_choice, check_nonnegative_floa
 from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
-from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes
-from .generate import greedy
+from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, greedy, prepare, step_values, takes
 from .result import TokenAttribution
 
 METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "feature_ablation",
