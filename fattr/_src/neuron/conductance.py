@@ -18,7 +18,7 @@ from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..recompute import checkpoint
 from ..targets import Target
-from .function import Neuron
+from .selector import Neuron
 
 
 def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
