@@ -69,10 +69,10 @@ from fattr._src.compat.classes import (Deconvolution, DeepLift, DeepLiftShap, Gr
                                        GuidedGradCam, InputXGradient, IntegratedGradients, InternalInfluence,
                                        LayerActivation, LayerConductance, LayerDeepLift, LayerDeepLiftShap,
                                        LayerFeatureAblation, LayerGradCam, LayerGradientShap, LayerGradientXActivation,
-                                       LayerIntegratedGradients, NoiseTunnel, Saliency)
-from fattr._src.compat.neuron import (NeuronConductance, NeuronDeconvolution, NeuronDeepLift, NeuronDeepLiftShap,
-                                      NeuronFeatureAblation, NeuronGradient, NeuronGradientShap, NeuronGuidedBackprop,
-                                      NeuronIntegratedGradients)
+                                       LayerIntegratedGradients, NeuronConductance, NeuronDeconvolution,
+                                       NeuronDeepLift, NeuronDeepLiftShap, NeuronFeatureAblation, NeuronGradient,
+                                       NeuronGradientShap, NeuronGuidedBackprop, NeuronIntegratedGradients,
+                                       NoiseTunnel, Saliency)
 from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, Lime, Occlusion,
                                             ShapleyValueSampling, ShapleyValues)
 
