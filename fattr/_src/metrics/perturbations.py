@@ -27,7 +27,7 @@ def sample_chunks(n_samples: int, n_examples: int, max_examples_per_batch: Optio
     return [min(per, n_samples - start) for start in range(0, n_samples, per)]
 
 
-def repeat_target(target: Any, n_examples: int, k: int) -> Any:
+def repeat_target(target: Any, k: int) -> Any:
     """A target in the user's grammar for the example-major repeated batch."""
     if isinstance(target, list):
         return [t for t in target for _ in range(k)]

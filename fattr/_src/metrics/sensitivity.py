@@ -101,7 +101,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
         if len(got) != len(xs) or any(g.shape != e.shape for g, e in zip(got, expanded)):
             fail("perturb_func", "perturbed inputs shaped like the repeated inputs "
                  f"{', '.join(str(tuple(e.shape)) for e in expanded)}", perturbed)
-        repeated = {name: (repeat_target(v, n, k) if name == "target" else
+        repeated = {name: (repeat_target(v, k) if name == "target" else
                            repeat_args(v, n, k) if name in PER_EXAMPLE else v) for name, v in kwargs.items()}
         expl_p = _flat(explanation_func(perturbed, **repeated), n * k, "explanation_func(perturbed inputs)")
         change = torch.norm(expl.repeat_interleave(k, dim=0) - expl_p, p=norm_ord, dim=1)

@@ -89,7 +89,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
         k = a.shape[0]
         points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
                        for x, b in zip(xs, bases))
-        density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k), model)
+        density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k))
         terms = [torch.tensordot(w.to(accumulation_dtype(d.dtype)),
                                  structure.unfold(d, k).to(accumulation_dtype(d.dtype)), dims=1) for d in density]
         total = tuple(t + s for t, s in zip(total, terms))
@@ -97,7 +97,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
                                    for t, x, b in zip(total, xs, bases)), was_tuple)
 
 
-def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: ModelLike) -> Tensors:
+def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target) -> Tensors:
     """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: the rule pass (:func:`..deeplift.rules.rule_pass`)
     of ``select(y * dF/dy)``, its layer gradient ``dF/dy`` (``torch.func.grad`` of the tail) a constant of the
     pass's differentiation, for any selector. Computed without a graph and differentiable on demand

@@ -49,7 +49,7 @@ def _windows(sliding_window_shapes: Any, strides: Any, xs: Tensors) -> List[Tupl
         if not _is_ints(s) or len(s) != len(dims) or any(v < 1 for v in s):
             fail("strides" + label, f"a positive int or {len(dims)} positive ints", s)
         counts = []
-        for d, (size, wd, sd) in enumerate(zip(dims, w, s)):
+        for size, wd, sd in zip(dims, w, s):
             if wd > size:
                 fail("sliding_window_shapes" + label, f"windows no larger than the input's {dims}", w)
             if sd > wd and size > wd:
