@@ -147,7 +147,7 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     x = start
     attr = torch.zeros_like(end)
     for step in range(n_steps):
-        grad = torch.cat([g.reshape(n, -1) for g in gradients(f, unflat(x), tgt, args)], 1).to(dtype)
+        grad = flat(gradients(f, unflat(x), tgt, args)).to(dtype)
         alpha = (step + 1.0) / n_steps
         alpha_min, alpha_max = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
         x_min, x_max = start + total_diff * alpha_min, start + total_diff * alpha_max
