@@ -42,8 +42,7 @@ from fattr._src.neuron.conductance import neuron_conductance
 from fattr._src.neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap,
                                        neuron_feature_ablation, neuron_gradient, neuron_gradient_shap,
                                        neuron_guided_backprop, neuron_integrated_gradients)
-from fattr._src.lm.result import TokenAttribution
-from fattr._src.lm.token_attribution import token_attribution
+from fattr._src.lm.token_attribution import TokenAttribution, token_attribution
 
 __version__ = "0.1.0"
 

@@ -65,14 +65,14 @@ Example:
   (torch.Size([4, 3]), torch.Size([4]), True, True)
 """
 from fattr._src.compat.base import Attribution
-from fattr._src.compat.classes import (DeepLift, DeepLiftShap, GradientShap, InputXGradient, IntegratedGradients,
-                                       InternalInfluence, LayerActivation, LayerConductance, LayerDeepLift,
-                                       LayerDeepLiftShap, LayerFeatureAblation, LayerGradCam, LayerGradientShap,
-                                       LayerGradientXActivation, LayerIntegratedGradients, NoiseTunnel, Saliency)
-from fattr._src.compat.guided import Deconvolution, GuidedBackprop, GuidedGradCam
-from fattr._src.compat.neuron import (NeuronConductance, NeuronDeconvolution, NeuronDeepLift, NeuronDeepLiftShap,
-                                      NeuronFeatureAblation, NeuronGradient, NeuronGradientShap, NeuronGuidedBackprop,
-                                      NeuronIntegratedGradients)
+from fattr._src.compat.classes import (Deconvolution, DeepLift, DeepLiftShap, GradientShap, GuidedBackprop,
+                                       GuidedGradCam, InputXGradient, IntegratedGradients, InternalInfluence,
+                                       LayerActivation, LayerConductance, LayerDeepLift, LayerDeepLiftShap,
+                                       LayerFeatureAblation, LayerGradCam, LayerGradientShap, LayerGradientXActivation,
+                                       LayerIntegratedGradients, NeuronConductance, NeuronDeconvolution,
+                                       NeuronDeepLift, NeuronDeepLiftShap, NeuronFeatureAblation, NeuronGradient,
+                                       NeuronGradientShap, NeuronGuidedBackprop, NeuronIntegratedGradients,
+                                       NoiseTunnel, Saliency)
 from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, Lime, Occlusion,
                                             ShapleyValueSampling, ShapleyValues)
 

@@ -89,6 +89,12 @@ def tile(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.unsqueeze(0).expand((k,) + tuple(x.shape)).reshape((k * x.shape[0],) + tuple(x.shape[1:]))
 
 
+def repeat_rows(value: Any, n_examples: int, k: int) -> Any:
+    """``value`` with a per-example tensor repeated ``k`` times example-major (each row ``k`` times in a row:
+    row ``b*k + s`` is example ``b``), the order Captum's metrics and the SHAP pairs use; anything else as is."""
+    return value.repeat_interleave(k, dim=0) if k > 1 and is_per_example(value, n_examples) else value
+
+
 def tile_args(args: Tuple[Any, ...], n_examples: int, k: int) -> Tuple[Any, ...]:
     """Tile the per-example tensors of ``args`` ``k`` times, step-major; leave the rest alone."""
     if k == 1 or not args:

@@ -60,7 +60,7 @@ def _check_values(values: Any, n_rows: int) -> Tensor:
 
 
 def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
-           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
+           reduce: Reduce, operands: Tensors) -> Tuple[Tensor, List[Tensors]]:
     """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph;
     the forward's graph, whose nodes outlive the backward, names what ``f`` read (:func:`.recompute.reads`)."""
     leaves = tuple(r.detach().requires_grad_() for r in rows)
@@ -84,13 +84,12 @@ def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Se
             full = tuple(torch.zeros((k,) + tuple(x.shape), dtype=x.dtype, device=x.device) if g is None else g
                          for g, x in zip(found, leaves))
             parts.append(tuple(t.detach() for t in reduce(full, cols, *operands)))
-    reduced = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ()
     recompute.reads(values, exclude=leaves)
-    return values.detach(), reduced
+    return values.detach(), parts
 
 
 def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Select, chunk: int,
-                reduce: Reduce, operands: Tensors) -> Tuple[Tensor, Tensors]:
+                reduce: Reduce, operands: Tensors) -> Tuple[Tensor, List[Tensors]]:
     """With the graph (``torch.func.vjp``): differentiable in whatever rows, args and ``f`` depend on."""
     n_rows = rows[0].shape[0]
     found = torch.func.vjp(lambda *xs: _check_values(select(call(f, marked(xs), args)), n_rows), *rows)
@@ -102,8 +101,7 @@ def _with_graph(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], selec
         basis = _basis(values, cols)
         grads = torch.func.vmap(vjp)(basis) if chunk > 1 else tuple(g.unsqueeze(0) for g in vjp(basis[0]))
         parts.append(tuple(reduce(tuple(grads), cols, *operands)))
-    reduced = tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ()
-    return values, reduced
+    return values, parts
 
 
 def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args: Sequence[Any] = (), *,
@@ -135,9 +133,9 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
 
     def run(tensors: Tensors) -> Tensors:
         xs, rest, operands_ = tensors[:k], rebuild(tensors[k:k + n_args]), tensors[k + n_args:]
-        values, reduced = (_with_graph if torch.is_grad_enabled() else _plain)(f, xs, rest, select, chunk,
-                                                                               contract, operands_)
-        return (values,) + reduced
+        values, parts = (_with_graph if torch.is_grad_enabled() else _plain)(f, xs, rest, select, chunk,
+                                                                             contract, operands_)
+        return (values,) + (tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ())
 
     out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f, traceable=True)
     return out[0], tuple(out[1:])

@@ -6,12 +6,11 @@ from typing import Any, Sequence, Tuple
 import torch
 
 from . import structure
-from .arguments import as_args, tile_args
+from .arguments import boundary, tile_args
 from .base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from .baselines import format_baselines
-from .errors import check_callable
 from .gradients import outputs
-from .targets import as_target
+from .targets import Target
 
 
 def completeness_delta(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike, attributions: Attributions, *,
@@ -39,19 +38,18 @@ def completeness_delta(f: ModelLike, inputs: InputsLike, baselines: BaselinesLik
       >>> fattr.completeness_delta(f, x, None, attr).abs().max() < 1e-6
       tensor(True)
     """
-    check_callable("f", f)
-    xs, was_tuple = structure.as_tuple(inputs)
+    xs, was_tuple, tgt, args = boundary(f, inputs, target, args, kwargs)
     attrs = structure.like_inputs(attributions, xs, was_tuple)
-    return delta_at(f, xs, format_baselines(baselines, xs), attrs, target, as_args(args, kwargs))
+    return delta_at(f, xs, format_baselines(baselines, xs), attrs, tgt, args)
 
 
 def delta_at(f: ModelLike, xs: Sequence[torch.Tensor], bases: Sequence[torch.Tensor],
-             attributions: Sequence[torch.Tensor], target: TargetLike, args: Tuple[Any, ...]) -> torch.Tensor:
-    """:func:`completeness_delta` of formatted arguments (``attributions`` of any shapes): one forward
+             attributions: Sequence[torch.Tensor], target: Target, args: Tuple[Any, ...]) -> torch.Tensor:
+    """:func:`completeness_delta` of normalised arguments (``attributions`` of any shapes): one forward
     over the inputs and baselines together."""
     n = xs[0].shape[0]
     rows = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(xs, bases))
-    out = outputs(f, rows, as_target(target, n, xs[0].device).tile(2), tile_args(args, n, 2)).to(torch.float64)
+    out = outputs(f, rows, target.tile(2), tile_args(args, n, 2)).to(torch.float64)
     return row_totals(attributions) - (out[:n] - out[n:])
 
 

@@ -33,10 +33,7 @@ def model_dtype(module: Optional[nn.Module]) -> Optional[torch.dtype]:
     """The dtype of the module's first floating-point parameter (or buffer); None if it has none."""
     if module is None:
         return None
-    for t in list(module.parameters()) + list(module.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return None
+    return next((t.dtype for t in [*module.parameters(), *module.buffers()] if t.is_floating_point()), None)
 
 
 def _dtype_mismatch(error: BaseException, module: Optional[nn.Module],

@@ -33,7 +33,8 @@ def describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return f"a tuple of {len(value)} ({', '.join(describe(v) for v in value[:4])}{', ...' if len(value) > 4 else ''})"
+        more = ", ..." if len(value) > 4 else ""
+        return f"a tuple of {len(value)} ({', '.join(describe(v) for v in value[:4])}{more})"
     if isinstance(value, list):
         return f"a list of length {len(value)}"
     kind = type(value).__name__

@@ -9,7 +9,7 @@ from . import structure
 from .arguments import boundary
 from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from .baselines import format_baselines
-from .delta import completeness_delta
+from .delta import delta_at
 from .errors import check_bool, check_optional_positive_int
 from .path import accumulation_dtype, line_points, weighted_gradient_sum
 from .quadrature import Method, rule
@@ -62,9 +62,7 @@ def integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesL
     bases = format_baselines(baselines, xs)
     attr = integrate(f, xs, bases, n_steps, method, tgt, args, chunk_size, multiply_by_inputs)
     result = structure.restore(attr, was_tuple)
-    if not return_delta:
-        return result
-    return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
+    return (result, delta_at(f, xs, bases, attr, tgt, args)) if return_delta else result
 
 
 def integrate(f: Callable[..., Any], xs: Tensors, bases: Tensors, n_steps: int, method: Method, tgt: Target,

@@ -24,22 +24,6 @@ from .path import accumulation_dtype
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
 
-def declared_per_example(method: Callable[..., Any]) -> Tuple[str, ...]:
-    """The parameters ``method``'s registry entry declares per example (:attr:`.MethodSpec.per_example`);
-    none for a method that is not registered."""
-    from .registry import spec_of  # the registry builds tunnels itself: look it up at call time
-    spec = spec_of(inspect.unwrap(method, stop=lambda f: spec_of(f) is not None))  # through functools.wraps
-    return spec.per_example if spec is not None else ()
-
-
-def _tile_target(target: Any, n: int, k: int) -> Any:
-    if isinstance(target, list):
-        return target * k
-    if isinstance(target, torch.Tensor) and target.dim() > 0 and target.shape[0] == n and target.numel() > 1:
-        return tile(target, k)
-    return target
-
-
 def _tile_tree(value: Any, n: int, k: int) -> Any:
     return tile_args(value, n, k) if isinstance(value, tuple) else tile_args((value,), n, k)[0]
 
@@ -101,7 +85,11 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         except TypeError as e:
             raise TypeError(f"{getattr(method, '__name__', 'method')}: {e}") from None
         arguments = dict(bound.arguments)
-        repeated = tuple(per_example) if per_example is not None else declared_per_example(method)
+        repeated: Tuple[str, ...] = tuple(per_example or ())
+        if per_example is None:  # what the method's registry entry declares (none for an unregistered method)
+            from .registry import spec_of  # the registry builds tunnels itself: look it up at call time
+            spec = spec_of(inspect.unwrap(method, stop=lambda f: spec_of(f) is not None))  # through functools.wraps
+            repeated = spec.per_example if spec is not None else ()
         xs, was_tuple = structure.as_tuple(arguments["inputs"])
         structure.require_floating(xs)  # noise on integer inputs (token ids) would be truncated away
         n, device = xs[0].shape[0], xs[0].device
@@ -119,8 +107,11 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
                           for x, sd in zip(xs, sds))
             call = dict(arguments)
             call["inputs"] = structure.restore(noisy, was_tuple)
-            if "target" in call:
-                call["target"] = _tile_target(call["target"], n, k)
+            target = call.get("target")
+            if isinstance(target, list):
+                call["target"] = target * k
+            elif isinstance(target, torch.Tensor) and target.dim() > 0 and target.shape[0] == n and target.numel() > 1:
+                call["target"] = tile(target, k)
             if isinstance(call.get("kwargs"), dict):
                 call["kwargs"] = {name: _tile_tree(v, n, k) for name, v in call["kwargs"].items()}
             for name in dict.fromkeys(("args", *repeated)):  # each once

@@ -162,8 +162,7 @@ def rule(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float64,
     a named rule's tensors are cached per ``(method, n_steps, dtypes, device)`` (the last few) and
     shared between calls, so they must never be modified in place. A callable ``method`` is called
     every time (not cached); under ``torch.compile`` nothing is cached."""
-    if weights_dtype is None:
-        weights_dtype = dtype
+    weights_dtype = dtype if weights_dtype is None else weights_dtype
     if isinstance(method, str) and not isinstance(n_steps, bool) and isinstance(n_steps, int) \
             and not is_compiling():
         where = torch.device("cpu") if device is None else torch.device(device)

@@ -161,8 +161,7 @@ class MethodSpec:
           >>> lig(torch.randn(5, 3)).shape
           torch.Size([5, 4])
         """
-        kwargs = dict(self.options)
-        kwargs.update(options)
+        kwargs = {**dict(self.options), **options}
         if chunk_size is not None:
             if not self.chunked:
                 raise TypeError(f"{self.name} takes no chunk_size; got chunk_size={chunk_size!r}")
@@ -212,8 +211,7 @@ class MethodSpec:
         """
         if self.captum is None:
             raise ValueError(f"{self.name} has no Captum counterpart (MethodSpec.captum is None)")
-        kwargs = dict(self.options)
-        kwargs.update(options)
+        kwargs = {**dict(self.options), **options}
         if self.baselines != "none" or baselines is not None:
             kwargs["baselines"] = baselines
         if self.targeted and target is not None:

@@ -35,5 +35,6 @@ def table(model: nn.Module, x: torch.Tensor, target: torch.Tensor, outcomes: Seq
             insertion = fattr.metrics.insertion(model, x, attr, target=target, n_steps=N_STEPS)[1].mean()
             infidelity = fattr.metrics.infidelity(model, perturb, x, attr, target=target, n_perturb_samples=N_PERTURB,
                                                   normalize=True, generator=torch.Generator().manual_seed(seed))
-        lines.append(f"| `{o.name}` | {float(deletion):.2f} | {float(insertion):.2f} | {float(infidelity.mean()):.4f} |")
+        lines.append(f"| `{o.name}` | {float(deletion):.2f} | {float(insertion):.2f} | "
+                     f"{float(infidelity.mean()):.4f} |")
     return "\n".join(lines)

@@ -85,7 +85,8 @@ in {train_seconds:.1f} s: **held-out accuracy {accuracy:.1%}**.
 
 ## Attribution methods
 Every method in `fattr.methods()` ({len(outcomes)}), each one function call on {n_digits} held-out digits
-for their true class; layer methods at `{layer}`. Times are the best of {repeats} identical call(s) (wall clock; calls over 0.5 s run once).
+for their true class; layer methods at `{layer}`. Times are the best of {repeats} identical call(s) (wall
+clock; calls over 0.5 s run once).
 The completeness delta is `sum(attributions) - (f(x) - f(baseline))` per example, from `return_delta=True`
 where the method offers it; for the SHAP methods it is per example and baseline sample (for GradientSHAP a
 one-point estimate per sample, so large by nature: only its mean over samples is an attribution). {captum_line}

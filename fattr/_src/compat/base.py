@@ -34,6 +34,7 @@ from ..arguments import as_args
 from ..baselines import format_baselines
 from ..delta import delta_at
 from ..errors import check_optional_positive_int
+from ..targets import as_target
 
 _RENAMED = {"additional_forward_args": "args", "return_convergence_delta": "return_delta"}
 
@@ -216,5 +217,5 @@ class Attribution:
         xs, _ = structure.as_tuple(end_point, "end_point")
         attrs, _ = structure.as_tuple(attributions, "attributions")
         with torch.no_grad():
-            return delta_at(self.forward_func, xs, format_baselines(start_point, xs, "start_point"), attrs, target,
-                            as_args(additional_forward_args))
+            return delta_at(self.forward_func, xs, format_baselines(start_point, xs, "start_point"), attrs,
+                            as_target(target, xs[0].shape[0], xs[0].device), as_args(additional_forward_args))

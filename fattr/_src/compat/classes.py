@@ -1,6 +1,6 @@
 """One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature:
-the gradient, path, DeepLift and layer classes and ``NoiseTunnel`` here; the perturbation, ReLU-rule
-and neuron classes in :mod:`.perturbation`, :mod:`.guided` and :mod:`.neuron`.
+the gradient, path, DeepLift, ReLU-rule, layer and neuron classes and ``NoiseTunnel`` here; the
+perturbation classes in :mod:`.perturbation`.
 
 Each class is one row (:class:`.base.Attribution`): the fattr function, Captum's flags, and
 Captum's signatures written as :func:`.base.captum` ``(required names, name=default, ...)``;
@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 
 from ..deeplift.deeplift import deeplift, deeplift_shap, layer_deeplift, layer_deeplift_shap
+from ..deeplift.guided_backprop import deconvolution, guided_backprop, guided_grad_cam
 from ..errors import fail
 from ..gradient_shap import gradient_shap
 from ..integrated_gradients import integrated_gradients
@@ -22,6 +23,10 @@ from ..layer.grad_cam import layer_grad_cam
 from ..layer.gradient_shap import layer_gradient_shap
 from ..layer.gradient_x_activation import layer_gradient_x_activation
 from ..layer.integrated import internal_influence, layer_conductance, layer_integrated_gradients
+from ..neuron.conductance import neuron_conductance
+from ..neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deeplift_shap, neuron_feature_ablation,
+                              neuron_gradient, neuron_gradient_shap, neuron_guided_backprop,
+                              neuron_integrated_gradients)
 from ..noise_tunnel import noise_tunnel
 from ..saliency import input_x_gradient, saliency
 from .base import Attribution, captum, examples, unsupported
@@ -30,6 +35,9 @@ from .base import Attribution, captum, examples, unsupported
 _PATH = dict(n_steps=50, method="gausslegendre", internal_batch_size=None)
 _TARGET = dict(target=None, additional_forward_args=None)
 _DELTA = dict(return_convergence_delta=False)
+_NEURON = dict(additional_forward_args=None, attribute_to_neuron_input=False)  # the last ones of most neuron classes
+_NEURON_DEEPLIFT = dict(_NEURON, custom_attribution_func=None)
+_NEURON_PATH = dict(additional_forward_args=None, **_PATH, attribute_to_neuron_input=False)
 
 
 # --------------------------------------------------------------------------- input attribution
@@ -63,6 +71,21 @@ class DeepLift(Attribution, fn=deeplift, delta=True, init=captum("model", multip
 class DeepLiftShap(Attribution, fn=deeplift_shap, delta=True, init=captum("model", multiply_by_inputs=True),
                    attribute=captum("inputs", "baselines", **_TARGET, **_DELTA, custom_attribution_func=None)):
     """Captum's ``DeepLiftShap`` on :func:`fattr.deeplift_shap`."""
+
+
+class GuidedBackprop(Attribution, fn=guided_backprop, init=captum("model"), attribute=captum("inputs", **_TARGET)):
+    """Captum's ``GuidedBackprop`` on :func:`fattr.guided_backprop` (every ReLU call, modules reused or
+    functional included; no hooks left on the model)."""
+
+
+class Deconvolution(Attribution, fn=deconvolution, init=captum("model"), attribute=captum("inputs", **_TARGET)):
+    """Captum's ``Deconvolution`` on :func:`fattr.deconvolution`."""
+
+
+class GuidedGradCam(Attribution, fn=guided_grad_cam, layer_method=True,
+                    init=captum("model", "layer", device_ids=None),
+                    attribute=captum("inputs", **_TARGET, interpolate_mode="nearest", attribute_to_layer_input=False)):
+    """Captum's ``GuidedGradCam`` on :func:`fattr.guided_grad_cam`."""
 
 
 # --------------------------------------------------------------------------- layer attribution
@@ -132,6 +155,70 @@ class LayerDeepLiftShap(Attribution, fn=layer_deeplift_shap, layer_method=True, 
                         attribute=captum("inputs", "baselines", **_TARGET, **_DELTA, attribute_to_layer_input=False,
                                          custom_attribution_func=None)):
     """Captum's ``LayerDeepLiftShap`` on :func:`fattr.layer_deeplift_shap`."""
+
+
+# --------------------------------------------------------------------------- neuron attribution
+# Captum's ``neuron_selector`` is the second positional argument of ``attribute``; fattr's functions take it
+# as the keyword ``neuron_selector=``. Like Captum's, ``forward_func`` may be any callable that calls the layer.
+
+class NeuronGradient(Attribution, fn=neuron_gradient, layer_method=True,
+                     attribute=captum("inputs", "neuron_selector", **_NEURON)):
+    """Captum's ``NeuronGradient`` on :func:`fattr.neuron_gradient`."""
+
+
+class NeuronIntegratedGradients(Attribution, fn=neuron_integrated_gradients, layer_method=True,
+                                init=captum("forward_func", "layer", device_ids=None, multiply_by_inputs=True),
+                                attribute=captum("inputs", "neuron_selector", baselines=None, **_NEURON_PATH)):
+    """Captum's ``NeuronIntegratedGradients`` on :func:`fattr.neuron_integrated_gradients`."""
+
+
+class NeuronGradientShap(Attribution, fn=neuron_gradient_shap, layer_method=True, stochastic=True,
+                         init=captum("forward_func", "layer", device_ids=None, multiply_by_inputs=True),
+                         attribute=captum("inputs", "neuron_selector", "baselines", n_samples=5, stdevs=0.0,
+                                          **_NEURON)):
+    """Captum's ``NeuronGradientShap`` on :func:`fattr.neuron_gradient_shap` (draws from torch's global RNG)."""
+
+
+class NeuronDeepLift(Attribution, fn=neuron_deeplift, layer_method=True,
+                     init=captum("model", "layer", multiply_by_inputs=True),
+                     attribute=captum("inputs", "neuron_selector", baselines=None, **_NEURON_DEEPLIFT)):
+    """Captum's ``NeuronDeepLift`` on :func:`fattr.neuron_deeplift`."""
+
+
+class NeuronDeepLiftShap(Attribution, fn=neuron_deeplift_shap, layer_method=True,
+                         init=captum("model", "layer", multiply_by_inputs=True),
+                         attribute=captum("inputs", "neuron_selector", "baselines", **_NEURON_DEEPLIFT)):
+    """Captum's ``NeuronDeepLiftShap`` on :func:`fattr.neuron_deeplift_shap`."""
+
+
+class NeuronGuidedBackprop(Attribution, fn=neuron_guided_backprop, layer_method=True,
+                           init=captum("model", "layer", device_ids=None),
+                           attribute=captum("inputs", "neuron_selector", **_NEURON)):
+    """Captum's ``NeuronGuidedBackprop`` on :func:`fattr.neuron_guided_backprop`."""
+
+
+class NeuronDeconvolution(Attribution, fn=neuron_deconvolution, layer_method=True,
+                          init=captum("model", "layer", device_ids=None),
+                          attribute=captum("inputs", "neuron_selector", **_NEURON)):
+    """Captum's ``NeuronDeconvolution`` on :func:`fattr.neuron_deconvolution`."""
+
+
+class NeuronFeatureAblation(Attribution, fn=neuron_feature_ablation, layer_method=True,
+                            multiplies=True,  # Captum's flag (ablation is global)
+                            attribute=captum("inputs", "neuron_selector", baselines=None, additional_forward_args=None,
+                                             feature_mask=None, attribute_to_neuron_input=False,
+                                             perturbations_per_eval=1)):
+    """Captum's ``NeuronFeatureAblation`` on :func:`fattr.neuron_feature_ablation`."""
+
+
+class NeuronConductance(Attribution, fn=neuron_conductance, layer_method=True,
+                        init=captum("forward_func", "layer", device_ids=None, multiply_by_inputs=True),
+                        attribute=captum("inputs", "neuron_selector", baselines=None, target=None,
+                                         additional_forward_args=None, n_steps=50, method="riemann_trapezoid",
+                                         internal_batch_size=None, attribute_to_neuron_input=False, grad_kwargs=None)):
+    """Captum's ``NeuronConductance`` on :func:`fattr.neuron_conductance` (textbook trapezoid weights:
+    Captum's default rule gives ``(n-1)/n`` of fattr's value; a region or callable selector gets the sum
+    of its neurons' conductances)."""
 
 
 # --------------------------------------------------------------------------- noise tunnel

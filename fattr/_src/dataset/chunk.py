@@ -24,11 +24,6 @@ from ..targets import as_target
 from . import methods, sharding
 
 
-def _chunk_seed(seed: int, chunk: int) -> int:
-    digest = hashlib.sha256(f"fattr.dataset:{seed}:{chunk}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def _item(value: Any) -> Shown:
     """A dataset item, described for a message (shapes and dtypes, never values)."""
     if isinstance(value, dict):
@@ -148,7 +143,9 @@ class Job:
         if self.method.spec.targeted:
             kwargs["target"] = target
         if self.method.stochastic:
-            kwargs["generator"] = torch.Generator(device=self.device).manual_seed(_chunk_seed(self.seed, chunk))
+            digest = hashlib.sha256(f"fattr.dataset:{self.seed}:{chunk}".encode()).digest()  # the chunk's own seed
+            seed = int.from_bytes(digest[:8], "little") >> 1
+            kwargs["generator"] = torch.Generator(device=self.device).manual_seed(seed)
         with torch.no_grad():
             result = self.method.fn(self.model, **kwargs)
             delta = None

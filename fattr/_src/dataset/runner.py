@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, default_collate
 
 from ..base import ModelLike, TargetLike
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
+from ..perturbation.progress import JobProgress
 from . import manifest as manifest_mod
 from . import methods, sharding
 from .chunk import Job, check_layout, layout_of
-from .progress import Progress
 from .store import AttributionStore, Writer, create, done_chunks, read_manifest, remove_partial
 
 TARGET_RULES = ("label", "predicted")  # the target rules of a dataset job, besides fattr's own
@@ -261,7 +261,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
         mine = sharding.assign(pending, (ranks.rank - int(created)) % ranks.world, ranks.world)
         sizes = [sharding.bounds(c, n, batch_size) for c in range(sharding.n_chunks(n, batch_size))]
         examples_done = lambda: sum(sizes[c][1] - sizes[c][0] for c in done_chunks(out))  # noqa: E731
-        with Progress(examples_done, n, f"fattr {m.name}", enabled=progress and ranks.rank == 0):
+        with JobProgress(examples_done, n, f"fattr {m.name}", enabled=progress and ranks.rank == 0):
             if mine:
                 for chunk, batch in zip(mine, loader(mine)):
                     values = job.compute(chunk, batch)

@@ -306,11 +306,11 @@ def named(names: Any) -> Dict[Any, str]:
 
 
 _UNARY_F = named(_UNARY)
-_MULTIPLY_F = named(_MULTIPLY)
+_MULTIPLY_F = named(_MULTIPLY + _MULTIPLY_ACC)
 _MULTIPLY_ACC_F = named(_MULTIPLY_ACC)
-_DIVIDE_F = named(_DIVIDE)
+_DIVIDE_F = named(_DIVIDE + _RDIVIDE)
 _RDIVIDE_F = named(_RDIVIDE)
-_POWER_F = named(_POWER)
+_POWER_F = named(_POWER + _RPOWER)
 _RPOWER_F = named(_RPOWER)
 _WHERE_F = {torch.where: "torch.where (input-dependent condition)",
             torch.Tensor.where: "Tensor.where (input-dependent condition)"}
@@ -342,25 +342,18 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
         if func in _UNARY_F:
             return _UNARY_F[func]
         if func in _MULTIPLY_F:
-            operands = [t for a in list(args) + list(kwargs.values()) for t in tensors_in(a)]
+            factors = list(args[1:]) if func in _MULTIPLY_ACC_F else list(args) + list(kwargs.values())
+            operands = [t for a in factors for t in tensors_in(a)]
             return _MULTIPLY_F[func] + " of two input-dependent tensors" \
                 if sum(map(dependent, operands)) >= 2 else None
-        if func in _MULTIPLY_ACC_F:
-            operands = [t for a in list(args[1:]) for t in tensors_in(a)]
-            return _MULTIPLY_ACC_F[func] + " of two input-dependent tensors" \
-                if sum(map(dependent, operands)) >= 2 else None
-        if func in _DIVIDE_F:
-            divisor = args[1] if len(args) > 1 else kwargs.get("other")
+        if func in _DIVIDE_F:  # the divisor of ``y.__rtruediv__(x)`` is ``y``
+            divisor = args[0] if func in _RDIVIDE_F else args[1] if len(args) > 1 else kwargs.get("other")
             return _DIVIDE_F[func] + " by an input-dependent tensor" if dependent(divisor) else None
-        if func in _RDIVIDE_F:
-            return _RDIVIDE_F[func] + " by an input-dependent tensor" if dependent(args[0]) else None
-        if func in _POWER_F:
+        if func in _POWER_F:  # ``y.__rpow__(x)``: an exponent that depends on the inputs
             exponent = args[1] if len(args) > 1 else kwargs.get("exponent", kwargs.get("other"))
-            if dependent(exponent) or not (isinstance(exponent, (int, float)) and exponent == 1):
+            if func in _RPOWER_F or dependent(exponent) or not (isinstance(exponent, (int, float)) and exponent == 1):
                 return _POWER_F[func]
             return None
-        if func in _RPOWER_F:
-            return _RPOWER_F[func]
         if func in _WHERE_F:
             condition = args[0] if func is torch.where else (args[1] if len(args) > 1 else kwargs.get("condition"))
             return _WHERE_F[func] if dependent(condition) else None

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 import torch
 
-from ..arguments import is_per_example, map_args, tile
+from ..arguments import map_args, repeat_rows, tile
 from ..delta import row_totals
 from ..errors import Shown, describe, fail
 from ..path import accumulation_dtype
@@ -64,19 +64,14 @@ def mean_over_baselines(attrs: Tensors, n: int, m: int) -> Tensors:
     return tuple(out)
 
 
-def repeat_rows(x: Tensor, m: int) -> Tensor:
-    """Each row ``m`` times in a row (example-first): ``(n, ...) -> (n*m, ...)``."""
-    return x.repeat_interleave(m, dim=0) if m > 1 else x
-
-
 def pairs(xs: Tensors, dist: Tensors, args: Tuple[Any, ...], target: Target
           ) -> Tuple[Tensors, Tensors, Tuple[Any, ...], Target]:
     """Every (example, baseline) pair as one row, example first (row ``i*m + j``: example ``i``, baseline
     ``j``): the inputs, the baselines, the per-example ``args`` and the target, each for ``n * m`` rows."""
     n, m = xs[0].shape[0], dist[0].shape[0]
-    pair_args = map_args(lambda a: repeat_rows(a, m) if is_per_example(a, n) else a, args)
-    pair_target = target if target.rows is None else Target(rows=repeat_rows(target.rows, m), bounds=target.bounds)
-    return (tuple(repeat_rows(x, m) for x in xs), tuple(tile(d, n) for d in dist), pair_args, pair_target)
+    pair_args = map_args(lambda a: repeat_rows(a, n, m), args)
+    pair_target = target if target.rows is None else Target(rows=repeat_rows(target.rows, n, m), bounds=target.bounds)
+    return (tuple(repeat_rows(x, n, m) for x in xs), tuple(tile(d, n) for d in dist), pair_args, pair_target)
 
 
 def warn_uncovered(method: str, names: Sequence[str]) -> None:

@@ -46,9 +46,6 @@ class Record:
     output: Any
     versions: Tuple[int, ...]  # of the input, then of the output's tensors; () for copies
 
-    def output_intact(self) -> bool:
-        return not self.versions or tuple(t._version for t in tensors_in(self.output)) == self.versions[1:]
-
 
 class Recorder(TorchFunctionMode):
     """Runs the forward pass as is; ``records`` gets each covered nonlinearity's input and output."""
@@ -152,7 +149,8 @@ class Replayer(TorchFunctionMode):
                  f"{tuple(ref.input.shape)}, as in the baselines' pass",
                  Shown(f"{call.name} on shape {tuple(x.shape)}"), _MISMATCH_HINT)
         work = x.clone() if call.inplace else x
-        ref_out = ref.output if ref.output_intact() else None
+        intact = not ref.versions or tuple(t._version for t in tensors_in(ref.output)) == ref.versions[1:]
+        ref_out = ref.output if intact else None  # (else recomputed from the recorded input)
         out = rules.apply(call, work, self.constant(work), ref.input, ref_out, self.eps)
         return x.copy_(out) if call.inplace else out
 

@@ -24,7 +24,7 @@ Where ``|x - ref| < eps`` the multiplier is the op's own gradient at ``x`` (Capt
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Tuple
 
 import torch
 from torch._C._functorch import _unwrap_for_grad
@@ -57,18 +57,14 @@ def _safe(d_in: Tensor, small: Tensor) -> Tensor:
     return d_in.masked_fill(small, 1)
 
 
-def elementwise(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Optional[Tensor], eps: float) -> Tensor:
+def elementwise(call: Call, x: Tensor, x0: Tensor, f_a: Tensor, f_ref: Tensor, d_in: Tensor, small: Tensor) -> Tensor:
     """Multiplier ``(f(x) - f(ref)) / (x - ref)`` per element."""
-    f_a = call.op(x0)
-    f_ref = call.op(ref) if ref_out is None else ref_out
-    d_in = x0 - ref
-    small = d_in.abs() < eps
     assert call.deriv is not None
     slope = torch.where(small, call.deriv(x0, f_a), (f_a - f_ref) / _safe(d_in, small))
     return f_a + slope * (x - x0)
 
 
-def softmax(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Optional[Tensor], eps: float) -> Tensor:
+def softmax(call: Call, x: Tensor, x0: Tensor, s: Tensor, s_ref: Tensor, d_in: Tensor, small: Tensor) -> Tensor:
     """Captum's softmax rule, per example: rescale multipliers centred along the softmax dim.
 
     Backward: ``u = g * (s(x) - s(ref)) / (x - ref)`` (the softmax's own gradient where
@@ -76,10 +72,6 @@ def softmax(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Optional[Te
     over the whole batch of inputs and baselines, so an example's attributions depend on the
     other examples; for one example, the two agree.) ``L`` is that map's adjoint.
     """
-    s = call.op(x0)
-    s_ref = call.op(ref) if ref_out is None else ref_out
-    d_in = x0 - ref
-    small = d_in.abs() < eps
     slope = ((s - s_ref) / _safe(d_in, small)).masked_fill(small, 0)
     dim = call.dim
     d = (x - x0).to(s.dtype)
@@ -93,8 +85,8 @@ def _gather(values: Tensor, indices: Tensor, n_spatial: int) -> Tensor:
     return torch.gather(flat, -1, indices.flatten(indices.dim() - n_spatial)).reshape(indices.shape)
 
 
-def maxpool(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Optional[Tuple[Tensor, Tensor]],
-            eps: float) -> Tuple[Tensor, Tensor]:
+def maxpool(call: Call, x: Tensor, x0: Tensor, pooled: Tuple[Tensor, Tensor], pooled_ref: Tuple[Tensor, Tensor],
+            d_in: Tensor, small: Tensor) -> Tuple[Tensor, Tensor]:
     """Captum's max-pool rule; returns ``(output, indices)``.
 
     With ``m = max(pool(x), pool(ref))``, the output change ``pool(x) - pool(ref)`` is split
@@ -104,10 +96,7 @@ def maxpool(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Optional[Tu
     several windows accumulate (Captum's ``max_unpool`` keeps one of them, which breaks
     summation for overlapping windows). ``L`` gathers: its adjoint scatters.
     """
-    out, idx = call.op(x0)
-    out_ref, idx_ref = call.op(ref) if ref_out is None else ref_out
-    d_in = x0 - ref
-    small = d_in.abs() < eps
+    (out, idx), (out_ref, idx_ref) = pooled, pooled_ref
     top = torch.maximum(out, out_ref)
     n = call.n_spatial
     d = x - x0
@@ -120,10 +109,13 @@ def maxpool(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Optional[Tu
 def apply(call: Call, x: Tensor, x0: Tensor, ref: Tensor, ref_out: Any, eps: float) -> Any:
     """The rule function of ``call`` applied to ``x`` (``x0``: its constant), with the structure the call
     returns; ``ref_out``: the op's output on ``ref`` if already computed (``(output, indices)`` for max
-    pooling), else None."""
+    pooling), else None. Each rule gets the op's outputs on ``x0`` and ``ref``, ``x0 - ref`` and where
+    ``|x0 - ref| < eps``."""
+    d_in = x0 - ref
+    common = (call.op(x0), call.op(ref) if ref_out is None else ref_out, d_in, d_in.abs() < eps)
     if call.kind == "elementwise":
-        return elementwise(call, x, x0, ref, ref_out, eps)
+        return elementwise(call, x, x0, *common)
     if call.kind == "softmax":
-        return softmax(call, x, x0, ref, ref_out, eps)
-    out, idx = maxpool(call, x, x0, ref, ref_out, eps)
+        return softmax(call, x, x0, *common)
+    out, idx = maxpool(call, x, x0, *common)
     return (out, idx) if call.with_indices else out

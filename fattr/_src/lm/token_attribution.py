@@ -1,7 +1,9 @@
-"""``token_attribution``: which prompt tokens made a causal language model say each output token."""
+"""``token_attribution``: which prompt tokens made a causal language model say each output token, and the
+:class:`TokenAttribution` it returns."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -13,13 +15,43 @@ from ..errors import Shown, check_callable, check_choice, check_nonnegative_floa
 from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
-from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, prepare, step_values, takes
-from .generate import greedy
-from .result import TokenAttribution
+from .causal import STEPS, Prompts, Step, call_model, check_vocabulary, eos_ids, greedy, prepare, step_values, takes
 
 METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap", "feature_ablation",
            "shapley_value_sampling")
 GRADIENT_METHODS = METHODS[:3]
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """Attributions of each generated token to each prompt token.
+
+    Attributes:
+      token_attr: ``(B, T_out, T_in)``: row ``i`` attributes output token ``i``'s step value
+        to the prompt tokens (0 at pads, and for output tokens after an end of sequence).
+      seq_attr: ``(B, T_in)``: attribution of the sum of the step values over the output
+        tokens; every method here is linear in the attributed function, so it equals
+        ``token_attr.sum(1)``.
+      values: ``(B, T_out)``: the step values (log-probabilities by default) of the target
+        tokens given the prompt (0 after an end of sequence).
+      input_ids: ``(B, T_in)``, as given.
+      target_ids: ``(B, T_out)``: the explained continuation (given, or greedily decoded).
+      target_mask: ``(B, T_out)`` bool: False for the padding after an end-of-sequence id.
+    """
+
+    token_attr: Tensor
+    seq_attr: Tensor
+    values: Tensor
+    input_ids: Tensor
+    target_ids: Tensor
+    target_mask: Tensor
+
+    def to_html(self, tokens_in: Sequence[str], tokens_out: Sequence[str], *, example: int = 0,
+                scale: Optional[float] = None) -> str:
+        """The ``example``'s output x input table as self-contained HTML (cells coloured by attribution:
+        green positive, red negative; the value as a tooltip). See :func:`fattr.viz.token_matrix`."""
+        from ..viz.token_matrix import token_html
+        return token_html(self, tokens_in, tokens_out, example=example, scale=scale)
 
 
 def _ids(name: str, value: Any, shape: Optional[Tuple[int, ...]] = None, what: str = "") -> Tensor:
@@ -248,8 +280,8 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     prompts = prepare(input_ids, mask, target_ids, with_positions, with_keep)
 
     def select(logits: Tensor, target: Tensor) -> Tensor:
-        k = target.shape[0] // b
-        return step_values(logits, target, prompts.n_logits, with_keep, step, None if foil is None else foil.repeat(k, 1))
+        foils = None if foil is None else foil.repeat(target.shape[0] // b, 1)
+        return step_values(logits, target, prompts.n_logits, with_keep, step, foils)
 
     def values_of(ids: Tensor) -> Tensor:  # prompts (k*B, T_in), left-padded -> (k*B, T_out)
         k = ids.shape[0] // b

@@ -6,11 +6,11 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import structure
-from ..arguments import boundary, tile_args
+from ..arguments import boundary, repeat_rows, tile_args
 from ..base import ArgsLike, Attributions, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike
 from ..errors import check_bool, check_callable, check_positive_int, fail
 from ..gradients import outputs
-from .perturbations import repeat_rows, sample_chunks, takes_generator
+from .perturbations import sample_chunks, takes_generator
 
 
 def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLike, attributions: Attributions, *,
@@ -58,7 +58,7 @@ def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLik
       ...     return noise, x - noise
       >>> x = torch.randn(4, 3)
       >>> g = torch.Generator().manual_seed(0)
-      >>> fattr.metrics.infidelity(f, perturb, x, w.expand(4, 3), generator=g).abs().max() < 1e-10  # exact for a linear f
+      >>> fattr.metrics.infidelity(f, perturb, x, w.expand(4, 3), generator=g).abs().max() < 1e-10  # f is linear: exact
       tensor(True)
 
     References:
@@ -92,10 +92,10 @@ def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLik
             fail("perturb_func", "to return (perturbations, perturbed_inputs)", got, kind=TypeError)
         perturbations, _ = structure.as_tuple(got[0], "perturbations")
         perturbed, _ = structure.as_tuple(got[1], "perturbed inputs")
-        for name, items in (("perturbations", perturbations), ("perturbed inputs", perturbed)):
+        for name, items, shown in (("perturbations", perturbations, got[0]), ("perturbed inputs", perturbed, got[1])):
             if len(items) != len(xs) or any(t.shape != e.shape for t, e in zip(items, expanded)):
                 fail("perturb_func", f"{name} shaped like the repeated inputs "
-                     f"{', '.join(str(tuple(e.shape)) for e in expanded)}", got[0] if name == "perturbations" else got[1])
+                     f"{', '.join(str(tuple(e.shape)) for e in expanded)}", shown)
         # example-major (Captum's layout) to step-major rows (fattr's folding)
         rows = tuple(p.reshape((n, k) + tuple(p.shape[1:])).transpose(0, 1).reshape(p.shape) for p in perturbed)
         f_p = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()  # (B, k)

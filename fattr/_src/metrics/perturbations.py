@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from ..arguments import is_per_example, map_args
+from ..arguments import map_args, repeat_rows
 from ..errors import check_optional_positive_int
 
 
@@ -27,14 +27,7 @@ def sample_chunks(n_samples: int, n_examples: int, max_examples_per_batch: Optio
     return [min(per, n_samples - start) for start in range(0, n_samples, per)]
 
 
-def repeat_rows(value: Any, n_examples: int, k: int) -> Any:
-    """``value`` with a per-example tensor repeated example-major ``k`` times; anything else as is."""
-    if is_per_example(value, n_examples):
-        return value.repeat_interleave(k, dim=0)
-    return value
-
-
-def repeat_target(target: Any, n_examples: int, k: int) -> Any:
+def repeat_target(target: Any, k: int) -> Any:
     """A target in the user's grammar for the example-major repeated batch."""
     if isinstance(target, list):
         return [t for t in target for _ in range(k)]

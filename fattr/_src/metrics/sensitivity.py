@@ -88,11 +88,10 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
         expanded = tuple(x.repeat_interleave(k, dim=0) for x in xs)
         call_inputs = expanded if was_tuple else expanded[0]
         if perturb_func is None:
-            perturbed: Any = tuple(
+            perturbed: Any = structure.restore(tuple(
                 x + torch.empty(x.shape, dtype=x.dtype if x.is_floating_point() else torch.float32,
                                 device=gen.device).uniform_(-radius, radius, generator=gen).to(x.device)
-                for x in expanded)
-            perturbed = perturbed if was_tuple else perturbed[0]
+                for x in expanded), was_tuple)
         else:
             extra = {"generator": generator} if generator is not None and takes_generator(perturb_func) else {}
             perturbed = (perturb_func(call_inputs, perturb_radius, **extra) if takes_two(perturb_func)
@@ -101,7 +100,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
         if len(got) != len(xs) or any(g.shape != e.shape for g, e in zip(got, expanded)):
             fail("perturb_func", "perturbed inputs shaped like the repeated inputs "
                  f"{', '.join(str(tuple(e.shape)) for e in expanded)}", perturbed)
-        repeated = {name: (repeat_target(v, n, k) if name == "target" else
+        repeated = {name: (repeat_target(v, k) if name == "target" else
                            repeat_args(v, n, k) if name in PER_EXAMPLE else v) for name, v in kwargs.items()}
         expl_p = _flat(explanation_func(perturbed, **repeated), n * k, "explanation_func(perturbed inputs)")
         change = torch.norm(expl.repeat_interleave(k, dim=0) - expl_p, p=norm_ord, dim=1)

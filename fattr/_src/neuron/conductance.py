@@ -18,7 +18,7 @@ from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..recompute import checkpoint
 from ..targets import Target
-from .function import Neuron
+from .selector import Neuron
 
 
 def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, baselines: BaselinesLike = None,
@@ -36,8 +36,9 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
     with the quadrature rule ``method`` (Captum's default ``"riemann_trapezoid"``, with
     fattr's textbook weights: Captum's sum to ``(n-1)/n`` and scale its result by that). All
     steps are one batched forward pass of the model and three partial backward passes: the
-    layer gradient ``dF/dy``, then ``d <dF/dy, y>_neuron / dx`` through the head. For a region or a callable selector the result is the sum of the selected neurons'
-    conductances, ``sum_j dF/dy_j * dy_j/dx`` (Captum multiplies the summed gradients by the
+    layer gradient ``dF/dy``, then ``d <dF/dy, y>_neuron / dx`` through the head. For a region or
+    a callable selector the result is the sum of the selected neurons' conductances,
+    ``sum_j dF/dy_j * dy_j/dx`` (Captum multiplies the summed gradients by the
     summed neuron gradients instead; the two agree for one neuron). Summed over the features,
     the conductances of all neurons of a layer every path crosses give ``F(x) - F(b)``.
 
@@ -88,7 +89,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
         k = a.shape[0]
         points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
                        for x, b in zip(xs, bases))
-        density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k), model)
+        density = _densities(neuron, points, tile_args(args, n, k), tgt.tile(k))
         terms = [torch.tensordot(w.to(accumulation_dtype(d.dtype)),
                                  structure.unfold(d, k).to(accumulation_dtype(d.dtype)), dims=1) for d in density]
         total = tuple(t + s for t, s in zip(total, terms))
@@ -96,7 +97,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
                                    for t, x, b in zip(total, xs, bases)), was_tuple)
 
 
-def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target, model: ModelLike) -> Tensors:
+def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: Target) -> Tensors:
     """``d <dF/dy, y>_neuron / dx`` at every row of ``points``: the rule pass (:func:`..deeplift.rules.rule_pass`)
     of ``select(y * dF/dy)``, its layer gradient ``dF/dy`` (``torch.func.grad`` of the tail) a constant of the
     pass's differentiation, for any selector. Computed without a graph and differentiable on demand

@@ -23,7 +23,7 @@ from ..integrated_gradients import integrated_gradients
 from ..perturbation.ablation import feature_ablation
 from ..quadrature import Method
 from ..saliency import saliency
-from .function import Neuron
+from .selector import Neuron
 
 _ABSENT = object()
 _INTERCEPTING = (deeplift, deeplift_shap, guided_backprop, deconvolution)

@@ -12,6 +12,12 @@ Captum's grammar, normalised once by :func:`as_selector`:
 
 Selection is indexing only (no ``.item()``), so it runs inside the batched passes of every
 method. A list of selectors (several neurons in one pass) is normalised by :func:`as_selectors`.
+
+:class:`Neuron` makes the selected neuron a function of the inputs, ``select(head(*inputs, *args))``:
+the model is split at the layer (:func:`..layer.split.build`) and only the head runs. Every neuron
+method is an input-space method applied to this function, so it inherits that method's batching,
+chunking, purity and differentiability; a list of selectors gives one column per selector
+(:func:`.methods._attribute` tiles the inputs once per selector).
 """
 from __future__ import annotations
 
@@ -21,8 +27,11 @@ from typing import Any, Callable, List, Optional, Tuple, Union
 import torch
 
 from .. import structure
+from ..arguments import as_args
 from ..base import Tensor
-from ..errors import Shown, describe, fail
+from ..calling import Bound, module_of
+from ..errors import Shown, check_bool, check_callable, describe, fail
+from ..layer.split import build
 
 Index = Tuple[Union[int, slice], ...]
 
@@ -117,3 +126,28 @@ def as_selectors(neuron_selector: Any) -> Tuple[List[Selector], bool]:
             fail("neuron_selector", "a selector or a non-empty list of them", neuron_selector, _HELP)
         return [as_selector(s, f"neuron_selector[{i}]") for i, s in enumerate(neuron_selector)], True
     return [as_selector(neuron_selector)], False
+
+
+class Neuron:
+    """The neuron(s) ``neuron_selector`` names in ``layer``'s output (input, with ``attribute_to_neuron_input``)."""
+
+    def __init__(self, model: Any, layer: Any, neuron_selector: Any, attribute_to_neuron_input: bool, *,
+                 exportable: bool = True) -> None:
+        check_callable("model", model)
+        check_bool("attribute_to_neuron_input", attribute_to_neuron_input)
+        self.model = model
+        self.selectors, self.was_list = as_selectors(neuron_selector)
+        self.split = build(model, layer, attribute_to_neuron_input, allow_list=False, exportable=exportable,
+                           side="attribute_to_neuron_input")
+
+    def function(self) -> Callable[..., Tensor]:
+        """``g(*inputs, *args, **kwargs)``: ``(n_rows,)`` for one selector, ``(n_rows, K)`` for a list."""
+        selectors: List[Selector] = self.selectors
+        single = not self.was_list
+
+        def g(*values: Any, **keywords: Any) -> Tensor:
+            act, _ = self.split.head(*as_args(values, keywords))  # the layer's activation
+            n = values[0].shape[0]
+            return selectors[0](act, n) if single else torch.stack([s(act, n) for s in selectors], dim=1)
+
+        return Bound(g, module_of(self.model))  # whose training mode counts

@@ -14,7 +14,7 @@ import torch
 from .. import structure
 from ..arguments import boundary
 from ..base import ArgsLike, InputsLike, KwargsLike, ModelLike, TargetLike, Tensors, WithDelta
-from ..delta import completeness_delta
+from ..delta import delta_at
 from ..errors import check_bool, check_choice, check_number, check_optional_positive_int, check_positive_int, fail
 from ..path import weighted_gradient_sum
 
@@ -150,9 +150,10 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
 
     attr = weighted_gradient_sum(f, points, xs, index, weights, target=tgt, args=args, n_examples=n,
                                  chunk_size=chunk_size)
-    result = structure.restore(tuple(a.to(x.dtype) for a, x in zip(attr, xs)), was_tuple)
+    attr = tuple(a.to(x.dtype) for a, x in zip(attr, xs))
+    result = structure.restore(attr, was_tuple)
     if not return_delta:
         return result
     start = tuple(_blur(x, *(blur_matrices([sigmas[-1]], size, fixed_radius=fixed, device=device)[0].to(x.dtype)
                              for size in x.shape[-2:]))[0] for x in xs)  # the path's first images
-    return result, completeness_delta(f, inputs, structure.restore(start, was_tuple), result, target=target, args=args)
+    return result, delta_at(f, xs, start, attr, tgt, args)

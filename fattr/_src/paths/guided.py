@@ -21,7 +21,7 @@ from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, 
                     WithDelta)
 from ..baselines import format_baselines
 from ..compiled import dynamo_tracing
-from ..delta import completeness_delta
+from ..delta import delta_at
 from ..errors import check_bool, check_number, check_positive_int
 from ..gradients import gradients
 
@@ -147,7 +147,7 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     x = start
     attr = torch.zeros_like(end)
     for step in range(n_steps):
-        grad = torch.cat([g.reshape(n, -1) for g in gradients(f, unflat(x), tgt, args)], 1).to(dtype)
+        grad = flat(gradients(f, unflat(x), tgt, args)).to(dtype)
         alpha = (step + 1.0) / n_steps
         alpha_min, alpha_max = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
         x_min, x_max = start + total_diff * alpha_min, start + total_diff * alpha_max
@@ -163,7 +163,6 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
         x_new = torch.where(partial, x_new + (x_max - x_new) * gamma[:, None], x_new)
         attr = attr + (x_new - x) * grad
         x = x_new
-    result = structure.restore(unflat(attr), was_tuple)
-    if not return_delta:
-        return result
-    return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
+    attrs = unflat(attr)
+    result = structure.restore(attrs, was_tuple)
+    return (result, delta_at(f, xs, bases, attrs, tgt, args)) if return_delta else result

@@ -10,7 +10,7 @@ from .. import structure
 from ..arguments import boundary, tile_args
 from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, TargetLike, WithDelta
 from ..baselines import format_baselines
-from ..delta import completeness_delta
+from ..delta import delta_at
 from ..errors import check_bool, check_optional_positive_int, fail
 from ..gradients import gradients, outputs
 from ..path import accumulation_dtype, line_points
@@ -108,7 +108,6 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
         scale = torch.where(nonzero, d / torch.where(nonzero, norm, torch.ones_like(norm)), torch.zeros_like(norm))
         terms = tuple((s * scale.reshape(scale.shape + (1,) * (s.dim() - 2))).sum(0) for s in squares)
         total = tuple(t + u for t, u in zip(total, terms))
-    result = structure.restore(tuple(t.to(x.dtype) for t, x in zip(total, xs)), was_tuple)
-    if not return_delta:
-        return result
-    return result, completeness_delta(f, inputs, baselines, result, target=target, args=args)
+    attr = tuple(t.to(x.dtype) for t, x in zip(total, xs))
+    result = structure.restore(attr, was_tuple)
+    return (result, delta_at(f, xs, bases, attr, tgt, args)) if return_delta else result

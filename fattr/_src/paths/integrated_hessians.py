@@ -152,4 +152,4 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
         member = groups.to(acc).reshape(m, -1, n_feat).expand(m, n, n_feat)  # (M, B, D)
         gamma = torch.einsum("gbi,bih->bgh", member, pairs) + torch.diag_embed(torch.einsum("gbi,bi->bg", member, main))
     gamma = gamma.to(x.dtype)
-    return (gamma, delta_at(f, (x,), (base,), (gamma,), target, args)) if return_delta else gamma
+    return (gamma, delta_at(f, (x,), (base,), (gamma,), tgt, args)) if return_delta else gamma

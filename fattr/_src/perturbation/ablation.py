@@ -1,7 +1,7 @@
 """Feature ablation: replace each feature by its baseline and measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 
@@ -9,7 +9,7 @@ from .. import structure
 from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..baselines import format_baselines
 from ..structure import Tensors
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
+from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
 from .features import Features, features_of
 from .progress import Progress
 
@@ -71,10 +71,8 @@ def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike 
     bases = format_baselines(baselines, xs)
     features = features_of(feature_mask, xs, n_features=n_features)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
-        check_aggregate_ppe(aggregate, ppe)
+    def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         with Progress(-(-features.n // ppe), "feature_ablation", show_progress) as progress:
-            return ablate_each(Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate), xs_, bases_, features, ref, ppe,
-                               progress)
+            return ablate_each(evaluate, xs_, bases_, features, ref, ppe, progress)
 
-    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args, ppe), was_tuple)

@@ -78,12 +78,6 @@ def prepare(inputs: Any, target: Any, args: Any, kwargs: Any, perturbations_per_
     return xs, was_tuple, ppe, as_args(args, kwargs), as_target(target, xs[0].shape[0], xs[0].device)
 
 
-def check_aggregate_ppe(aggregate: bool, perturbations_per_eval: int) -> None:
-    if aggregate and perturbations_per_eval > 1:
-        fail("perturbations_per_eval", "1 when f returns one value for the whole batch (aggregate mode: "
-             "copies of the batch cannot share a call)", perturbations_per_eval)
-
-
 def replace(xs: Tensors, bases: Sequence[torch.Tensor], selected: Sequence[Optional[torch.Tensor]]) -> Tensors:
     """Per input ``(p, B, ...)``: the baseline where ``selected`` (``(p, 1 or B, ...)``), the input elsewhere.
     ``bases[i]`` is ``(1 or B, ...)`` or ``(p, 1 or B, ...)``; a None selection keeps the input."""
@@ -110,13 +104,14 @@ def in_chunks(evaluate: Evaluator, rows: Callable[[int, int], Tensors], total: i
     return torch.cat(outs)
 
 
-Compute = Callable[[Tensors, Tensors, Tuple[Any, ...], torch.Tensor, bool], Tensors]
+Compute = Callable[[Tensors, Tensors, Evaluator, torch.Tensor], Tensors]
 
 
 def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: Tensors, target: Target,
-                   args: Tuple[Any, ...]) -> Tensors:
-    """``compute(xs, bases, args, reference, aggregate)`` without a graph, differentiable on demand with
-    respect to the inputs, baselines, tensor args and whatever ``f`` reads (its parameters)."""
+                   args: Tuple[Any, ...], ppe: int) -> Tensors:
+    """``compute(xs, bases, evaluate, reference)`` without a graph, differentiable on demand with respect
+    to the inputs, baselines, tensor args and whatever ``f`` reads (its parameters); ``evaluate`` is ``f``
+    on copies of the batch, ``ppe`` (``perturbations_per_eval``) of them per call."""
     arg_tensors, rebuild = split_args(args)
     k, kb = len(xs), len(bases)
 
@@ -125,6 +120,9 @@ def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: 
         with torch.enable_grad():
             ref, aggregate = reference(f, xs_, target, args_)
         reads(ref)
-        return compute(xs_, bases_, args_, ref, aggregate)
+        if aggregate and ppe > 1:
+            fail("perturbations_per_eval", "1 when f returns one value for the whole batch (aggregate mode: "
+                 "copies of the batch cannot share a call)", ppe)
+        return compute(xs_, bases_, Evaluator(f, target, args_, xs_[0].shape[0], aggregate), ref)
 
     return checkpoint(run, tuple(xs) + tuple(bases) + arg_tensors, module=f)

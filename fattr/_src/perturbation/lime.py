@@ -10,7 +10,7 @@ is fitted per example, as Captum does.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from ..base import (ArgsLike, Attributions, BaselinesLike, FeatureMaskLike, Inpu
 from ..baselines import format_baselines
 from ..errors import Shown, check_bool, check_callable, check_positive_int, fail
 from ..structure import Tensors, flat
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, reference, replace
+from .evaluate import Evaluator, differentiable, in_chunks, prepare, reference, replace
 from .features import features_of
 from .linear import lasso, weighted_least_squares
 from .progress import Progress
@@ -140,40 +140,36 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     features = features_of(feature_mask, xs, contiguous=True, n_features=n_features)
     with torch.no_grad():  # Captum's test call: one value per example, or one for the whole batch?
         aggregate = reference(f, xs, tgt, args)[1]
-    check_aggregate_ppe(aggregate, ppe)
     rows = 1 if aggregate else n
     g = randomness.resolve(generator, xs[0].device)
     extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
                  was_tuple), num_interp_features=features.n)
     if perturb_func is not None:
         z = _user_samples(perturb_func, xs, features.n, rows, s, was_tuple, dict(extra, generator=g))
-    elif kernel_shap:
-        z = kernel_shap_samples(g, rows, s, features.n)
     else:
-        z = bernoulli_samples(g, rows, s, features.n)
+        z = (kernel_shap_samples if kernel_shap else bernoulli_samples)(g, rows, s, features.n)
     z = z.to(xs[0].device).transpose(0, 1)  # (samples, R, features)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate_: bool) -> Tensors:
-        evaluate = Evaluator(f, tgt, args_, n, aggregate_)
+    def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         weights: List[torch.Tensor] = []
 
         def perturbed(start: int, stop: int) -> Tensors:
             zs = z[start:stop]
-            kept = features.kept(zs if not aggregate_ else zs[:, 0])
+            kept = features.kept(zs if not aggregate else zs[:, 0])
             out = replace(xs_, bases_, [~k for k in kept])
             if kernel_shap:
                 size = zs.sum(2)
                 weights.append(torch.where((size == 0) | (size == features.n), KERNEL_SHAP_INF_WEIGHT, 1.0))
             elif similarity_func is None:
-                weights.append(_cosine_similarity(xs_, out, aggregate_))
+                weights.append(_cosine_similarity(xs_, out, aggregate))
             else:
-                weights.append(_user_similarity(similarity_func, xs_, out, zs, extra, was_tuple, aggregate_))
+                weights.append(_user_similarity(similarity_func, xs_, out, zs, extra, was_tuple, aggregate))
             return out
 
         with Progress(-(-s // ppe), name, show_progress) as progress:
             y = in_chunks(evaluate, perturbed, s, ppe, progress).to(ref.device)  # (samples, R)
         dtype = y.dtype if y.dtype.is_floating_point else torch.get_default_dtype()
-        if aggregate_ and y.shape[1] != 1:
+        if aggregate and y.shape[1] != 1:
             fail("f", "one value for the whole batch (a surrogate model fits one output)",
                  Shown(f"{y.shape[1]} values"))
         x_design = z.permute(1, 0, 2).to(dtype)  # (R, samples, features)
@@ -189,7 +185,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
             return (coef,)
         return features.scatter(coef, xs_)
 
-    out = differentiable(compute, f, xs, bases, tgt, args)
+    out = differentiable(compute, f, xs, bases, tgt, args, ppe)
     return out[0] if not return_input_shape else structure.restore(out, was_tuple)
 
 

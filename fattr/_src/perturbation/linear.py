@@ -35,10 +35,6 @@ def weighted_least_squares(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
     return (torch.linalg.pinv(a) @ r.unsqueeze(2)).squeeze(2)
 
 
-def _soft(v: Tensor, t: Tensor) -> Tensor:
-    return torch.sign(v) * (v.abs() - t).clamp(min=0)
-
-
 def _mv(a: Tensor, v: Tensor) -> Tensor:
     return (a @ v.unsqueeze(2)).squeeze(2)
 
@@ -70,7 +66,8 @@ def _fista(a: Tensor, r: Tensor, alpha: float, max_iter: int) -> Tuple[Tensor, T
     beta = torch.zeros(a.shape[0], a.shape[2], dtype=a.dtype, device=a.device)
     z, t, check = beta, 1.0, 10
     for i in range(1, max_iter + 1):
-        new = _soft(z - step * _mv(a.transpose(1, 2), _mv(a, z) - r), step * alpha)
+        v = z - step * _mv(a.transpose(1, 2), _mv(a, z) - r)
+        new = torch.sign(v) * (v.abs() - step * alpha).clamp(min=0)  # soft thresholding
         t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
         z = new + ((t - 1) / t_new) * (new - beta)
         beta, t = new, t_new

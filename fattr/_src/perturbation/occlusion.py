@@ -11,7 +11,7 @@ from ..base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, R
 from ..baselines import format_baselines
 from ..errors import fail
 from ..structure import Tensors
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
+from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
 from .progress import Progress
 
 Shape = Tuple[int, ...]
@@ -49,7 +49,7 @@ def _windows(sliding_window_shapes: Any, strides: Any, xs: Tensors) -> List[Tupl
         if not _is_ints(s) or len(s) != len(dims) or any(v < 1 for v in s):
             fail("strides" + label, f"a positive int or {len(dims)} positive ints", s)
         counts = []
-        for d, (size, wd, sd) in enumerate(zip(dims, w, s)):
+        for size, wd, sd in zip(dims, w, s):
             if wd > size:
                 fail("sliding_window_shapes" + label, f"windows no larger than the input's {dims}", w)
             if sd > wd and size > wd:
@@ -116,9 +116,7 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
     windows = _windows(sliding_window_shapes, strides, xs)
     bases = format_baselines(baselines, xs)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
-        check_aggregate_ppe(aggregate, ppe)
-        evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
+    def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         totals = [math.prod(c) for _, _, c in windows]
         out = []
         with Progress(sum(-(-t // ppe) for t in totals), "occlusion", show_progress) as progress:
@@ -135,4 +133,4 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
                 out.append(mean.reshape((ref.shape[0],) + tuple(x.shape[1:])))
         return tuple(out)
 
-    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args, ppe), was_tuple)

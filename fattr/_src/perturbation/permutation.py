@@ -1,7 +1,7 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -9,7 +9,7 @@ from .. import randomness, structure
 from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike, Result, TargetLike
 from ..errors import check_callable, fail
 from ..structure import Tensors
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
+from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
 from .features import features_of
 from .progress import Progress
 from .shapley import permutations
@@ -27,12 +27,6 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         if not bool(same.any()):
             return perms
         perms[same] = permutations(generator, int(same.sum()), n_examples)
-
-
-def _user_rows(perm_func: Callable[..., Any], xs: Tensors, selected: Tensors) -> Tensors:
-    """Per input ``(p, B, ...)``: ``perm_func(x, mask)`` for each feature of the chunk that the input holds."""
-    return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
-                 for x, s in zip(xs, selected))  # a mask per feature, (1 or B, ...)
 
 
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
@@ -87,14 +81,12 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     features = features_of(feature_mask, xs, n_features=n_features)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
-    def compute(xs_: Tensors, _: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
-        check_aggregate_ppe(aggregate, ppe)
-        evaluate = Evaluator(f, tgt, args_, n, aggregate)
-
+    def compute(xs_: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         def rows(start: int, stop: int) -> Tensors:
             selected = features.selected(start, stop)
-            if perm_func is not None:
-                return _user_rows(perm_func, xs_, selected)
+            if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
+                return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
+                             for x, s in zip(xs_, selected))  # a mask per feature, (1 or B, ...)
             shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
             return replace(xs_, shuffled, selected)
 
@@ -102,4 +94,4 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
             outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
         return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
 
-    return structure.restore(differentiable(compute, f, xs, (), tgt, args), was_tuple)
+    return structure.restore(differentiable(compute, f, xs, (), tgt, args, ppe), was_tuple)

@@ -1,13 +1,14 @@
 """Progress bars on stderr: tqdm's when tqdm is installed, else a plain line (:func:`bar`).
 
 :class:`Progress` counts a perturbation method's evaluations of ``f`` (``show_progress=True``);
-the dataset job's bar (:mod:`..dataset.progress`) is drawn by :func:`bar` too.
+:class:`JobProgress` the examples a dataset job has finished, on all ranks.
 """
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 
 def _clock(seconds: float) -> str:
@@ -68,3 +69,43 @@ class Progress:
     def update(self) -> None:
         if self._bar is not None:
             self._bar.update(1)
+
+
+class JobProgress:
+    """The dataset job's bar, on rank 0 only: counts ``done()`` (examples finished, all ranks) every
+    ``interval`` s from a background thread, so the bar covers the whole job with no collective call
+    between ranks (a slow rank never holds the others up). A context manager; a no-op when not ``enabled``.
+    """
+
+    def __init__(self, done: Callable[[], int], total: int, desc: str, *, enabled: bool = True,
+                 interval: float = 0.5) -> None:
+        self._done, self.total, self.desc, self.enabled, self.interval = done, total, desc, enabled, interval
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._bar: Any = None
+        self._shown = 0
+
+    def __enter__(self) -> "JobProgress":
+        if self.enabled:
+            self._shown = self._done()
+            self._bar = bar(self.total, self.desc, initial=self._shown, unit="examples")
+            self._thread = threading.Thread(target=self._run, name="fattr-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def _refresh(self) -> None:
+        now = self._done()
+        if now > self._shown:
+            self._bar.update(now - self._shown)
+            self._shown = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._refresh()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._refresh()
+            self._bar.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional, Tuple
+from typing import Optional
 
 import torch
 
@@ -12,7 +12,7 @@ from ..base import ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, KwargsL
 from ..baselines import format_baselines
 from ..errors import Shown, check_positive_int, fail
 from ..structure import Tensors
-from .evaluate import Evaluator, check_aggregate_ppe, differentiable, in_chunks, prepare, replace
+from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
 from .features import Features, features_of
 from .progress import Progress
 
@@ -91,9 +91,7 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
     # every intermediate coalition: order s with its first k+1 features kept (the last one, all kept, is x)
     keep = (rank.unsqueeze(1) <= steps.reshape(1, -1, 1)).reshape(-1, f_count)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
-        check_aggregate_ppe(aggregate, ppe)
-        evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
+    def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         with Progress(1 + -(-keep.shape[0] // ppe), "shapley_value_sampling", show_progress) as progress:
             empty = _coalitions(evaluate, xs_, bases_, features, keep[:0].new_zeros(1, f_count), 1, progress)
             middle = _coalitions(evaluate, xs_, bases_, features, keep, ppe, progress).to(ref.device)
@@ -106,7 +104,7 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
         per_feature = per_feature.index_add(1, orders.reshape(-1), gains) / s
         return features.scatter(per_feature, xs_)
 
-    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args, ppe), was_tuple)
 
 
 def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,
@@ -160,9 +158,7 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
     weight = torch.tensor([math.factorial(k) * math.factorial(m - k - 1) / math.factorial(m) if k < m else 0.0
                            for k in range(m + 1)], dtype=torch.float64, device=device)
 
-    def compute(xs_: Tensors, bases_: Tensors, args_: Tuple[Any, ...], ref: torch.Tensor, aggregate: bool) -> Tensors:
-        check_aggregate_ppe(aggregate, ppe)
-        evaluate = Evaluator(f, tgt, args_, xs_[0].shape[0], aggregate)
+    def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         with Progress(-(-(2 ** m - 1) // ppe), "shapley_values", show_progress) as progress:
             values = _coalitions(evaluate, xs_, bases_, features, keep[:-1], ppe, progress).to(ref.device)
         values = torch.cat([values, ref.unsqueeze(0)])  # the full coalition is x itself
@@ -172,4 +168,4 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
         per_feature = torch.einsum("cj,cjr->rj", w, gains)
         return features.scatter(per_feature, xs_)
 
-    return structure.restore(differentiable(compute, f, xs, bases, tgt, args), was_tuple)
+    return structure.restore(differentiable(compute, f, xs, bases, tgt, args, ppe), was_tuple)

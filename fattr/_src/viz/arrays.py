@@ -128,7 +128,8 @@ def check_method_and_sign(method: Any, sign: Any, original: Optional[Any]) -> No
     check_choice("method", method, METHODS)
     check_choice("sign", sign, SIGNS)
     if method in NEEDS_ORIGINAL and original is None:
-        fail("original", f"an image for method={method!r}", Shown("None"), "Pass original=..., or use method='heat_map'.")
+        fail("original", f"an image for method={method!r}", Shown("None"),
+             "Pass original=..., or use method='heat_map'.")
     if method in ONE_SIGNED and sign == "all":
         fail("sign", f"'positive', 'negative' or 'absolute_value' for method={method!r}", sign,
              "It cannot show both signs at once.")

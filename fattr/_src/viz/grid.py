@@ -79,7 +79,8 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
             fail(f"attributions[{name!r}]", f"{n} examples like attributions[{names[0]!r}]",
                  Shown(f"{attributions[name].shape[0]} examples"))
     if show_original and originals is None:
-        fail("originals", "the images when show_original=True", Shown("None"), "Pass originals=... or show_original=False.")
+        fail("originals", "the images when show_original=True", Shown("None"),
+             "Pass originals=... or show_original=False.")
     if originals is not None and _rows(originals, "originals") != n:
         fail("originals", f"{n} images, one per example", Shown(f"{originals.shape[0]} images"))
     if row_titles is not None and (isinstance(row_titles, str) or len(row_titles) != n):
