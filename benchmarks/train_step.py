@@ -17,6 +17,8 @@ median per step is reported with compiled/eager.
   decomposition of max-pool backward removed and without its layout optimisation, to show
   what the compiled training step costs without those two Inductor choices (see
   ``benchmarks/README.md``). It edits Inductor's tables for that compile only.
+* ``--layout-off``: one more compiled step, ``torch.compile(step, options={"layout_optimization": False})``:
+  the one of those two choices a caller can make per compile, without editing Inductor's tables.
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.train_step [--modes train eval] [--runs 40]``.
 """
@@ -54,19 +56,22 @@ def inductor_variant() -> Iterator[None]:
                 table[key] = value
 
 
-def steps(training: bool, batch: int, n_steps: int, variant: bool) -> Dict[str, Callable[[], object]]:
+def steps(training: bool, batch: int, n_steps: int, variant: bool,
+          layout_off: bool = False) -> Dict[str, Callable[[], object]]:
     """name -> a zero-argument training step on a fixed batch: eager, compiled (and the Inductor variant).
     Each is compiled (and checked against eager's first step) here."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(batch, 1, 8, 8, generator=g), torch.randint(0, 10, (batch,), generator=g)
     penalty = make_penalty(border_mask(8), weight=1.0, n_steps=n_steps)
-    names = ["eager", "compiled"] + (["compiled_inductor_variant"] if variant else [])
+    names = (["eager", "compiled"] + (["compiled_inductor_variant"] if variant else [])
+             + (["compiled_layout_off"] if layout_off else []))
     out: Dict[str, Callable[[], object]] = {}
     first: Dict[str, List[torch.Tensor]] = {}
     for name in names:
         model = make_model(0).train(training)
         step = make_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), penalty)
-        fn = step if name == "eager" else torch.compile(step)
+        options = {"layout_optimization": False} if name == "compiled_layout_off" else None
+        fn = step if name == "eager" else torch.compile(step, options=options)
         context = inductor_variant() if name.endswith("variant") else contextlib.nullcontext()
         start = time.perf_counter()
         with context:
@@ -88,12 +93,14 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--inductor-variant", action="store_true")
+    parser.add_argument("--layout-off", action="store_true")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, "
           f"IG n_steps={args.n_steps}, {args.runs} interleaved runs, {args.clock} clock")
     for mode in args.modes:
         print(f"{mode} mode:")
-        timings = interleaved(steps(mode == "train", args.batch, args.n_steps, args.inductor_variant),
+        timings = interleaved(steps(mode == "train", args.batch, args.n_steps, args.inductor_variant,
+                                    args.layout_off),
                               runs=args.runs, warmup=2, clock=args.clock)
         eager = timings["eager"].median
         for name, t in timings.items():
