@@ -195,11 +195,10 @@ def attached(compute: Recompute, tensors: Tensors, owner: Any, forward: bool = F
     # whose backward pushes onto it (else "unsafe side effect: mutating TorchFunctionModeStackVariable")
     with twice_differentiable():
         pass
-    detached = tuple(t.detach() for t in tensors)
     if forward:
         read = _Read()
         with read:
-            values = tuple(compute(detached))
+            values = tuple(compute(tuple(t.detach() for t in tensors)))
         params = read.read
 
         def recompute(sources: Tensors) -> Tensors:
