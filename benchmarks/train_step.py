@@ -17,6 +17,11 @@ median per step is reported with compiled/eager.
   decomposition of max-pool backward removed and without its layout optimisation, to show
   what the compiled training step costs without those two Inductor choices (see
   ``benchmarks/README.md``). It edits Inductor's tables for that compile only.
+* ``--layout-off``: one more compiled step, ``torch.compile(step, options={"layout_optimization": False})``:
+  the one of those two choices ``torch.compile``'s options reach.
+* ``--own-backend``: one more compiled step, both choices made for that compile only, without editing
+  Inductor's tables: ``torch.compile(step, backend=`` :func:`own_backend` ``)``, Inductor's ``compile_fx``
+  with its decomposition table less the max-pool backward and ``layout_optimization=False``.
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.train_step [--modes train eval] [--runs 40]``.
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from typing import Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import torch
 
@@ -54,19 +59,34 @@ def inductor_variant() -> Iterator[None]:
                 table[key] = value
 
 
-def steps(training: bool, batch: int, n_steps: int, variant: bool) -> Dict[str, Callable[[], object]]:
+def own_backend(gm: torch.fx.GraphModule, example_inputs: List[torch.Tensor]) -> Any:
+    """Inductor as the variant above, for one compile: a caller's backend, no global table edited."""
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.decomposition import select_decomp_table
+
+    table = dict(select_decomp_table())
+    table.pop(torch.ops.aten.max_pool2d_with_indices_backward.default, None)
+    return compile_fx(gm, example_inputs, decompositions=table,
+                      config_patches={"layout_optimization": False, "force_disable_caches": True})
+
+
+def steps(training: bool, batch: int, n_steps: int, variant: bool,
+          layout_off: bool = False, own: bool = False) -> Dict[str, Callable[[], object]]:
     """name -> a zero-argument training step on a fixed batch: eager, compiled (and the Inductor variant).
     Each is compiled (and checked against eager's first step) here."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(batch, 1, 8, 8, generator=g), torch.randint(0, 10, (batch,), generator=g)
     penalty = make_penalty(border_mask(8), weight=1.0, n_steps=n_steps)
-    names = ["eager", "compiled"] + (["compiled_inductor_variant"] if variant else [])
+    names = (["eager", "compiled"] + (["compiled_inductor_variant"] if variant else [])
+             + (["compiled_layout_off"] if layout_off else []) + (["compiled_own_backend"] if own else []))
     out: Dict[str, Callable[[], object]] = {}
     first: Dict[str, List[torch.Tensor]] = {}
     for name in names:
         model = make_model(0).train(training)
         step = make_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), penalty)
-        fn = step if name == "eager" else torch.compile(step)
+        options = {"layout_optimization": False} if name == "compiled_layout_off" else None
+        backend: Any = own_backend if name == "compiled_own_backend" else "inductor"
+        fn = step if name == "eager" else torch.compile(step, backend=backend, options=options)
         context = inductor_variant() if name.endswith("variant") else contextlib.nullcontext()
         start = time.perf_counter()
         with context:
@@ -88,12 +108,15 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--inductor-variant", action="store_true")
+    parser.add_argument("--layout-off", action="store_true")
+    parser.add_argument("--own-backend", action="store_true")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch {args.batch}, "
           f"IG n_steps={args.n_steps}, {args.runs} interleaved runs, {args.clock} clock")
     for mode in args.modes:
         print(f"{mode} mode:")
-        timings = interleaved(steps(mode == "train", args.batch, args.n_steps, args.inductor_variant),
+        timings = interleaved(steps(mode == "train", args.batch, args.n_steps, args.inductor_variant,
+                                    args.layout_off, args.own_backend),
                               runs=args.runs, warmup=2, clock=args.clock)
         eager = timings["eager"].median
         for name, t in timings.items():

@@ -14,7 +14,8 @@ attribution's own inner gradients come from ``torch.func.grad``) and passed thro
 its forward is the identity and saves only its inputs; its backward recomputes the
 values with their graph (``torch.func.vjp``). Its inputs are the call's tensors that
 require grad and the parameters requiring grad of the model the call runs (``owner``),
-which the recomputation substitutes (``_reparametrize_module``). Two details matter:
+which the recomputation substitutes (``_reparametrize_module``); of a forward pass (no ``torch.func``
+transform inside), only those it reads, found as it runs (:class:`_Read`). Two details matter:
 
 * the recomputation's inputs depend on the incoming cotangents (plus a zero made from
   them), or AOTAutograd's partitioner, which does not recompute convolutions and
@@ -46,6 +47,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import torch
 from torch import nn
 from torch.nn.utils.stateless import _reparametrize_module
+from torch.overrides import TorchFunctionMode
 
 from .base import Tensor, Tensors
 from .twice import twice_differentiable
@@ -138,40 +140,81 @@ class _Attached(torch.autograd.Function):
             return (None, None) + tuple(vjp(tuple(floating)))
 
 
-def _parameters(owner: Any) -> Optional[Tuple[nn.Module, List[str], List[Tensor]]]:
-    """``owner``'s parameters requiring grad, with their names; None when ``owner`` is not a module."""
-    if not isinstance(owner, nn.Module):
-        return None
+class _Read(TorchFunctionMode):
+    """In the block, every parameter requiring grad an operation reads is read detached and listed in
+    ``read`` (first read first). With ``swap``, a list of ``(parameter, tensor)``, those parameters are
+    read as their tensor instead (and nothing is listed)."""
+
+    def __init__(self, swap: Tuple[Tuple[Tensor, Tensor], ...] = ()) -> None:
+        super().__init__()
+        self.swap = swap
+        self.read: List[Tensor] = []
+
+    def _arg(self, a: Any) -> Any:
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._arg(b) for b in a)
+        if not isinstance(a, nn.Parameter) or not a.requires_grad:
+            return a
+        for p, t in self.swap:
+            if a is p:
+                return t
+        if not self.swap and not any(a is p for p in self.read):
+            self.read.append(a)
+        return a.detach()
+
+    def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        return func(*self._arg(args), **{k: self._arg(v) for k, v in (kwargs or {}).items()})
+
+
+def _parameters(owner: nn.Module) -> Tuple[List[str], List[Tensor]]:
+    """``owner``'s parameters requiring grad, and their names."""
     named = [(n, p) for n, p in owner.named_parameters() if p.requires_grad]
-    return owner, [n for n, _ in named], [p for _, p in named]
+    return [n for n, _ in named], [p for _, p in named]
 
 
-def attached(compute: Recompute, tensors: Tensors, owner: Any) -> Optional[Tensors]:
+def attached(compute: Recompute, tensors: Tensors, owner: Any, forward: bool = False) -> Optional[Tensors]:
     """``compute(tensors)`` (with its graph when grad mode is on) from an inference graph, differentiable
     by recomputation (see the module docstring); None where that is not known to be right: ``owner``
     (the model ``compute`` runs) is not a module, or the values depend on something else requiring grad.
-    Called under Dynamo with grad mode on (:func:`.recompute.checkpoint`'s policy under tracing)."""
-    found = _parameters(owner)
-    if found is None:
+    Called under Dynamo with grad mode on (:func:`.recompute.checkpoint`'s policy under tracing).
+
+    ``forward``: ``compute`` is a forward pass (no ``torch.func`` transform inside, where Dynamo allows no
+    side effect): the sources are then the parameters it reads, found as it runs, not all of ``owner``'s
+    (each source is a graph input saved for backward, each parameter looked at a guard)."""
+    if not isinstance(owner, nn.Module):
         return None
-    module, names, params = found
     tracked = [i for i, t in enumerate(tensors) if t.requires_grad]
 
-    def recompute(sources: Tensors) -> Tensors:
+    def inputs(sources: Tensors) -> Tensors:
         full = list(tensors)
         for i, s in zip(tracked, sources):
             full[i] = s
-        with _reparametrize_module(module, dict(zip(names, sources[len(tracked):]))):
-            return tuple(compute(tuple(full)))
+        return tuple(full)
 
-    sources = [tensors[i] for i in tracked] + params
     # the backward's mode entered once here: Dynamo then knows the mode stack outside the autograd.Function,
     # whose backward pushes onto it (else "unsafe side effect: mutating TorchFunctionModeStackVariable")
     with twice_differentiable():
         pass
-    values = recompute(tuple(s.detach() for s in sources))
+    if forward:
+        read = _Read()
+        with read:
+            values = tuple(compute(tuple(t.detach() for t in tensors)))
+        params = read.read
+
+        def recompute(sources: Tensors) -> Tensors:
+            with _Read(tuple(zip(params, sources[len(tracked):]))):
+                return tuple(compute(inputs(sources)))
+    else:
+        names, params = _parameters(owner)
+
+        def recompute(sources: Tensors) -> Tensors:
+            with _reparametrize_module(owner, dict(zip(names, sources[len(tracked):]))):
+                return tuple(compute(inputs(sources)))
+
+        values = recompute(tuple(s.detach() for s in [tensors[i] for i in tracked] + params))
     if any(v is None or v.requires_grad for v in values):  # something else requires grad
         return None
+    sources = [tensors[i] for i in tracked] + list(params)
     if not sources:
         return values
     return tuple(_Attached.apply(values, recompute, *sources))  # type: ignore[no-untyped-call]
