@@ -17,9 +17,12 @@ $(VENV)/.installed-%: pyproject.toml
 venv: $(VENV)/.installed-test
 
 # The static check first (mypy, configured in pyproject.toml), then the suite on one torch thread per
-# process: the tests use tiny models, and CI has 2 cores.
+# process: the tests use tiny models, and CI has 2 cores, so the suite runs in 2 pytest-xdist workers
+# (JOBS=0 to run it in this process). --dist loadfile keeps each test file in one worker, so module-scoped fixtures
+# are built once.
+JOBS   ?= 2
 test: typecheck
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile tests
 
 typecheck: $(VENV)/.installed-test
 	$(PY) -m mypy
