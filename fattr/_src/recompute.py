@@ -317,7 +317,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         owner = module_of(module)
         if (torch.is_grad_enabled() and compiled.dynamo_tracing()
                 and not (owner is not None and owner.training and not memory_first)):
-            values = compiled.attached(fn, tensors, owner)  # an inference graph, recomputed on demand
+            values = compiled.attached(fn, tensors, owner, forward)  # an inference graph, recomputed on demand
             if values is not None:
                 return values
         if torch.is_grad_enabled():
