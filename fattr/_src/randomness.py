@@ -41,8 +41,7 @@ def uniform(generator: torch.Generator, shape: Sequence[int], *, dtype: torch.dt
 
 def integers(generator: torch.Generator, high: int, shape: Sequence[int], *,
              device: torch.device) -> torch.Tensor:
-    i = torch.randint(high, tuple(shape), generator=generator, device=generator.device)
-    return i.to(device)
+    return torch.randint(high, tuple(shape), generator=generator, device=generator.device).to(device)
 
 
 def check_stdevs(stdevs: Any, name: str = "stdevs") -> Any:

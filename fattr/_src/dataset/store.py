@@ -283,8 +283,7 @@ class AttributionStore:
         if self.complete or not rows.size:
             return
         done = done_chunks(self.path)
-        chunks = np.unique(rows // self._batch_size)
-        missing = [int(c) for c in chunks if int(c) not in done]
+        missing = [int(c) for c in np.unique(rows // self._batch_size) if int(c) not in done]
         if missing:
             start, stop = sharding.bounds(missing[0], self._n, self._batch_size)
             fail("index", "examples the job has computed", Shown(f"indices {start}..{stop - 1} among others "

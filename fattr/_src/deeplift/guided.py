@@ -83,8 +83,7 @@ class Guide(TorchFunctionMode):
         if found is not None and found.name in _RELU:
             x = found.input.clone() if found.inplace else found.input
             x0 = self.constant(x)
-            mask = None if self.deconvolution else (x0 > 0).to(x.dtype)
-            out = torch.relu(x0) + _Rule.apply(x - x0, mask)
+            out = torch.relu(x0) + _Rule.apply(x - x0, None if self.deconvolution else (x0 > 0).to(x.dtype))
             return found.input.copy_(out) if found.inplace else out
         name = found.name if found is not None and found.name in _OTHER_RECTIFIERS else _unguided(func)
         if name is not None and name not in self.unguided:

@@ -77,8 +77,7 @@ def causal_lm(model: nn.Module, keep: Optional[int] = None) -> Callable[..., Ten
 
 def positions_from(mask: Tensor) -> Tensor:
     """Position ids counted over the unmasked tokens (Hugging Face ``generate``'s rule)."""
-    positions = mask.long().cumsum(-1) - 1
-    return positions.masked_fill(mask == 0, 1)
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,11 @@ class Prompts:
 
     def left(self, x: Tensor) -> Tensor:
         """A ``(B, T_in, ...)`` tensor in the caller's order, permuted like the prompts."""
-        index = self.order.reshape(self.order.shape + (1,) * (x.dim() - 2)).expand_as(x)
-        return x.gather(1, index)
+        return x.gather(1, self.order.reshape(self.order.shape + (1,) * (x.dim() - 2)).expand_as(x))
 
     def back(self, attr: Tensor) -> Tensor:
         """``(B, T_out, T_in)`` attributions in left-padded order, back in the caller's order."""
-        inverse = torch.argsort(self.order, dim=1)
-        return attr.gather(2, inverse[:, None, :].expand_as(attr))
+        return attr.gather(2, torch.argsort(self.order, dim=1)[:, None, :].expand_as(attr))
 
 
 def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool,
@@ -135,8 +132,7 @@ def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_
     ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
     full_ids = torch.cat([ids, target_ids], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(target_ids, dtype=mask.dtype)], dim=1)
-    padded = bool((mask == 0).any())
-    positions = positions_from(full_mask) if padded and with_positions else None
+    positions = positions_from(full_mask) if bool((mask == 0).any()) and with_positions else None
     keep = target_ids.shape[1] + 1 if with_keep else None
     return Prompts(ids, mask, order, target_ids, full_ids, full_mask, positions, keep)
 

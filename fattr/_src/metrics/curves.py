@@ -45,8 +45,7 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
     rows = tuple(structure.fold(torch.where(m.reshape((k,) + tuple(x.shape)), b.expand_as(x), x.unsqueeze(0)))
                  for m, x, b in zip(masks, xs, bases))
     curve = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
-    auc = (curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / n_steps
-    return curve, auc
+    return curve, (curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / n_steps
 
 
 _DOC = """{title}

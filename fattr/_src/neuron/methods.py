@@ -40,8 +40,7 @@ def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: A
     g = neuron.function()
     with_baselines = baselines is not _ABSENT
     if not neuron.was_list:
-        single = (inputs, baselines) if with_baselines else (inputs,)
-        return core(g, *single, args=args, kwargs=kwargs, **options)
+        return core(g, *((inputs, baselines) if with_baselines else (inputs,)), args=args, kwargs=kwargs, **options)
     xs, was_tuple = structure.as_tuple(inputs)
     n, k = xs[0].shape[0], len(neuron.selectors)
     positional: Tuple[Any, ...] = (structure.restore(tuple(tile(x, k) for x in xs), was_tuple),)

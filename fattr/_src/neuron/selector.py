@@ -74,8 +74,7 @@ class Selector:
 def _per_row(fn: Callable[..., Tensor], activation: Any) -> Tensor:
     """``fn`` applied to each row on its own (a batch of 1), for callables returning one value."""
     def one(row: Any) -> Tensor:
-        batch = tuple(t.unsqueeze(0) for t in row) if isinstance(row, tuple) else row.unsqueeze(0)
-        return fn(batch).reshape(())
+        return fn(tuple(t.unsqueeze(0) for t in row) if isinstance(row, tuple) else row.unsqueeze(0)).reshape(())
     return torch.func.vmap(one)(activation)
 
 

@@ -53,8 +53,7 @@ def kernel_shap_samples(generator: torch.Generator, n_rows: int, n_samples: int,
     else:
         sizes = torch.zeros((n_rows, m), dtype=torch.long)
     scores = randomness.uniform(generator, (n_rows, m, n_features), dtype=torch.float64, device=generator.device)
-    rank = scores.argsort(-1).argsort(-1)
-    return torch.cat([ends, rank < sizes.unsqueeze(2)], dim=1)
+    return torch.cat([ends, scores.argsort(-1).argsort(-1) < sizes.unsqueeze(2)], dim=1)
 
 
 def _example(xs: Tensors, b: int, was_tuple: bool) -> Any:
@@ -155,8 +154,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
 
         def perturbed(start: int, stop: int) -> Tensors:
             zs = z[start:stop]
-            kept = features.kept(zs if not aggregate else zs[:, 0])
-            out = replace(xs_, bases_, [~k for k in kept])
+            out = replace(xs_, bases_, [~k for k in features.kept(zs if not aggregate else zs[:, 0])])
             if kernel_shap:
                 size = zs.sum(2)
                 weights.append(torch.where((size == 0) | (size == features.n), KERNEL_SHAP_INF_WEIGHT, 1.0))

@@ -87,8 +87,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
             if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
                 return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
                              for x, s in zip(xs_, selected))  # a mask per feature, (1 or B, ...)
-            shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
-            return replace(xs_, shuffled, selected)
+            return replace(xs_, [x[perms[start:stop]] for x in xs_], selected)
 
         with Progress(-(-features.n // ppe), "feature_permutation", show_progress) as progress:
             outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
