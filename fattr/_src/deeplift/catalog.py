@@ -361,8 +361,7 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
             return _MASK_F[func] if dependent(mask) else None
         if func is _GETITEM and len(args) > 1:
             index = args[1]
-            items = index if isinstance(index, (tuple, list)) else (index,)
-            if any(dependent(i) for i in items):
+            if any(dependent(i) for i in (index if isinstance(index, (tuple, list)) else (index,))):
                 return "Tensor.__getitem__ (input-dependent index)"
             return None
         if func is F.batch_norm:

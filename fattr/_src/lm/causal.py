@@ -43,9 +43,8 @@ def logits_of(out: Any) -> Tensor:
 
 def takes(model: Any, name: str) -> bool:
     """Whether ``model``'s forward accepts the keyword argument ``name``."""
-    target = model.forward if isinstance(model, nn.Module) else model
     try:
-        params = inspect.signature(target).parameters
+        params = inspect.signature(model.forward if isinstance(model, nn.Module) else model).parameters
     except (TypeError, ValueError):
         return False
     return name in params
@@ -150,9 +149,8 @@ def step_values(logits: Tensor, target: Tensor, n_logits: int, kept: bool, step:
                 ) -> Tensor:
     """``(N, T_out)``: the step value of every output token, from the logits of the last ``n_logits``
     positions of prompt + target (all of them unless ``kept``)."""
-    n_out = target.shape[1]
     check_logits(logits, target.shape[0], n_logits, kept)
-    scores = logits[:, n_logits - n_out - 1:n_logits - 1]
+    scores = logits[:, n_logits - target.shape[1] - 1:n_logits - 1]
     if callable(step):
         got = step(scores, target)
         if not isinstance(got, Tensor) or got.shape != target.shape:

@@ -42,9 +42,8 @@ def _mv(a: Tensor, v: Tensor) -> Tensor:
 def _polish(a: Tensor, r: Tensor, alpha: float, active: Tensor, sign: Tensor) -> Tensor:
     """The (minimum-norm) lasso solution for a given support and signs: ``A_S^T A_S beta_S = A_S^T r - alpha
     sign_S``, 0 elsewhere, as ``pinv(A_S) pinv(A_S)^T (A_S^T r - alpha sign_S)`` (samples x features only)."""
-    masked = a * active.unsqueeze(1).to(a.dtype)
     rhs = torch.where(active, _mv(a.transpose(1, 2), r) - alpha * sign, torch.zeros_like(sign))
-    p = torch.linalg.pinv(masked)  # (B, F, n)
+    p = torch.linalg.pinv(a * active.unsqueeze(1).to(a.dtype))  # (B, F, n)
     return _mv(p, _mv(p.transpose(1, 2), rhs))
 
 
