@@ -16,10 +16,6 @@ Layout (``N`` examples, chunks of ``batch_size`` along dim 0)::
     out/output                  (N, *shape)      the model's output (save_output=True)
     out/metrics/<name>          (N, ...)         values of metrics=
     out/done                    (n_chunks,) uint8, chunks of 1: 1 once a chunk's arrays are written
-
-A chunk counts as computed only when its ``done`` entry is written, after all its
-arrays; a chunk cut short by a killed job is computed again on resumption, and is
-never returned by :class:`AttributionStore`.
 """
 from __future__ import annotations
 

@@ -5,11 +5,9 @@
   left-padded), the full sequences ``prompt + target``, their attention mask and, when the
   model's ``forward`` takes them, position ids counted from the mask (as Hugging Face's
   ``generate`` does), so a padded prompt sees the positions it would see alone.
-* :func:`causal_lm`: the model as a function ``(ids, mask[, positions]) -> logits``
-  (a ``ModelOutput``'s ``.logits`` taken), so that it can be split at its embedding layer.
-* :func:`step_values`: the value attributed for each output token (``step``), read from the
-  logits at the positions that predict the target tokens, after checking that the model is
-  causal-shaped (one logit row per position).
+* :func:`causal_lm`: the model as a function ``(ids, mask[, positions]) -> logits``, for the split.
+* :func:`step_values`: the value attributed for each output token (``step``), from the logits at the
+  positions that predict the target tokens.
 * :func:`greedy`: greedy decoding of the continuation to explain, when ``target_ids`` is not given.
 """
 from __future__ import annotations

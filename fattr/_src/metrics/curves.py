@@ -1,9 +1,4 @@
-"""Deletion and insertion curves (Petsiuk et al., BMVC 2018): faithfulness of an attribution order.
-
-The features are ranked by their attribution, highest first; the curve is the model's output as
-they are replaced by the baseline (deletion) or restored from it (insertion), a share of the
-features at a time. All points of all examples go through ``f`` in one call.
-"""
+"""Deletion and insertion curves (Petsiuk et al., BMVC 2018): faithfulness of an attribution order."""
 from __future__ import annotations
 
 from typing import Any, Callable, Tuple

@@ -1,12 +1,6 @@
-"""LIME and KernelSHAP: a weighted linear surrogate of ``f`` on random coalitions of features.
-
-Each example gets ``n_samples`` binary interpretable samples ``z`` (which features keep their
-input value; the others take the baseline), ``f`` is evaluated on all perturbed copies in
-batched calls, every sample is weighted by its similarity to the input, and a linear model
-``f(z) ~ c + z . beta`` is fitted per example: ``beta`` are the attributions. By default the
-fits of all examples are one batched solve (:mod:`.linear`); a user's ``interpretable_model``
-is fitted per example, as Captum does.
-"""
+"""LIME and KernelSHAP: a weighted linear surrogate of ``f`` on random coalitions of features (as the
+docstrings of :func:`lime` and :func:`kernel_shap` define it), fitted for all examples in one batched solve
+(:mod:`.linear`)."""
 from __future__ import annotations
 
 import inspect
