@@ -191,8 +191,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
         fail("seed", "an int", seed, kind=TypeError)
     for name, flag in (("resume", resume), ("progress", progress), ("save_output", save_output)):
         check_bool(name, flag)
-    if collate_fn is not None:
-        check_callable("collate_fn", collate_fn)
+    check_callable("collate_fn", collate_fn, optional=True)
     if not isinstance(out, (str, os.PathLike)):
         fail("out", "a directory path", out, kind=TypeError)
     out = os.fspath(out)

@@ -123,8 +123,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     s = check_positive_int("n_samples", n_samples)
     check_bool("return_input_shape", return_input_shape)
     for label, fn in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
-        if fn is not None:
-            check_callable(label, fn)
+        check_callable(label, fn, optional=True)
     if interpretable_model is not None and not hasattr(interpretable_model, "fit"):
         fail("interpretable_model", "None, a Captum Model (fit, representation) or an estimator with "
              "fit(X, y, sample_weight) and coef_", interpretable_model, kind=TypeError)

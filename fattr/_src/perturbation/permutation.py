@@ -76,8 +76,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     n = xs[0].shape[0]
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
-    if perm_func is not None:
-        check_callable("perm_func", perm_func)
+    check_callable("perm_func", perm_func, optional=True)
     features = features_of(feature_mask, xs, n_features=n_features)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
