@@ -1,10 +1,5 @@
-"""Neuron methods: an input-space method applied to one neuron of a hidden layer.
-
-Each is one line of composition: :class:`.function.Neuron` turns the neuron into a function
-of the inputs (``select(head(x))``, the model's head only), and the input-space method
-(:func:`fattr.saliency`, :func:`fattr.integrated_gradients`, ...) attributes it. A list of
-selectors runs every neuron in the same batched pass and gives a list of attributions.
-"""
+"""Neuron methods: an input-space method applied to one neuron of a hidden layer, made a function of the
+inputs by :class:`.selector.Neuron` (whose module docstring says how)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
