@@ -14,10 +14,8 @@ over the retained graph). Running a forward per output instead repeats the forwa
 the activation and summed over an embedding dimension), so memory holds one chunk of
 full gradients, not ``M``.
 
-Differentiable on demand like :mod:`.gradients`: computed without a graph, attached to
-a recomputing node (:mod:`.recompute`) when grad mode is on and the result depends on
-tensors that require grad; with their graph (``torch.func.vjp``) when grad mode is on as it
-runs (:func:`.recompute.checkpoint`: under tracing, for a model in training mode, to recompute).
+Differentiable on demand like :mod:`.gradients` (:func:`.recompute.checkpoint`'s policy; with their
+graph, ``torch.func.vjp``, when grad mode is on as it runs).
 """
 from __future__ import annotations
 

@@ -56,8 +56,5 @@ def delta_at(f: ModelLike, xs: Sequence[torch.Tensor], bases: Sequence[torch.Ten
 def row_totals(attributions: Sequence[torch.Tensor]) -> torch.Tensor:
     """``(N,)`` float64: each row's attributions summed over every tensor and element (the left side of
     completeness, ``sum(attr) = f(x) - f(baseline)``)."""
-    n = attributions[0].shape[0]
-    total = torch.zeros(n, dtype=torch.float64, device=attributions[0].device)
-    for a in attributions:
-        total = total + structure.flat(a).to(torch.float64).sum(1)
-    return total
+    zero = torch.zeros(attributions[0].shape[0], dtype=torch.float64, device=attributions[0].device)
+    return sum((structure.flat(a).to(torch.float64).sum(1) for a in attributions), zero)

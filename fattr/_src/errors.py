@@ -110,7 +110,7 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
-def check_callable(name: str, value: Any) -> Any:
-    if not callable(value):
+def check_callable(name: str, value: Any, optional: bool = False) -> Any:
+    if not callable(value) and not (optional and value is None):
         fail(name, "a callable", value, kind=TypeError)
     return value

@@ -130,8 +130,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         assert sums is not None and treedef is not None
         means = [[s / n_samples for s in leaf] for leaf in sums]
         reduced = [m[0] - m[1] * m[1] if kind == "vargrad" else m[0] for m in means]
-        dtypes = [leaf.dtype for leaf in pytree.tree_leaves(out)]
-        result = pytree.tree_unflatten([r.to(d) for r, d in zip(reduced, dtypes)], treedef)
+        result = pytree.tree_unflatten([r.to(leaf.dtype) for r, leaf in zip(reduced, pytree.tree_leaves(out))], treedef)
         if not return_delta:
             return result
         # rows of every chunk are sample-major; report example first

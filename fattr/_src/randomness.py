@@ -41,14 +41,12 @@ def uniform(generator: torch.Generator, shape: Sequence[int], *, dtype: torch.dt
 
 def integers(generator: torch.Generator, high: int, shape: Sequence[int], *,
              device: torch.device) -> torch.Tensor:
-    i = torch.randint(high, tuple(shape), generator=generator, device=generator.device)
-    return i.to(device)
+    return torch.randint(high, tuple(shape), generator=generator, device=generator.device).to(device)
 
 
 def check_stdevs(stdevs: Any, name: str = "stdevs") -> Any:
     """A non-negative number or a tuple of them (checked before the number of inputs is known)."""
-    items = stdevs if isinstance(stdevs, tuple) else (stdevs,)
-    for s in items:
+    for s in (stdevs if isinstance(stdevs, tuple) else (stdevs,)):
         if isinstance(s, bool) or not isinstance(s, numbers.Real):
             fail(name, "a non-negative number or a tuple of them, one per input", stdevs, kind=TypeError)
         if not float(s) >= 0:  # also refuses nan

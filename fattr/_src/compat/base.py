@@ -168,10 +168,9 @@ class Attribution:
         """``kwargs`` meant for this class's ``attribute`` (as NoiseTunnel passes them): a name it does not
         take is a ``TypeError``, as in Captum; what its ``**kwargs`` would swallow is dropped, as Captum does."""
         params = inspect.signature(getattr(self, "attribute")).parameters
-        swallows = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         named = {k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
         unknown = [k for k in kwargs if k not in named or k == "inputs"]
-        if unknown and not swallows:
+        if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             raise TypeError(f"{type(self).__name__}.attribute() got unexpected keyword arguments: "
                             f"{', '.join(unknown)}")
         return {k: v for k, v in kwargs.items() if k not in unknown}

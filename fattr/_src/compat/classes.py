@@ -1,10 +1,6 @@
 """One class per fattr method, with Captum 0.9's class name, constructor and ``attribute`` signature:
 the gradient, path, DeepLift, ReLU-rule, layer and neuron classes and ``NoiseTunnel`` here; the
-perturbation classes in :mod:`.perturbation`.
-
-Each class is one row (:class:`.base.Attribution`): the fattr function, Captum's flags, and
-Captum's signatures written as :func:`.base.captum` ``(required names, name=default, ...)``;
-each ``attribute`` is one call of the fattr function.
+perturbation classes in :mod:`.perturbation`. Each class is one row (:class:`.base.Attribution`).
 """
 from __future__ import annotations
 

@@ -153,8 +153,7 @@ class Job:
                 result, delta = result
             values: Dict[str, np.ndarray] = {}
             self.structure = "tuple" if isinstance(result, (tuple, list)) else "tensor"
-            leaves = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-            for i, leaf in enumerate(leaves):
+            for i, leaf in enumerate(tuple(result) if isinstance(result, (tuple, list)) else (result,)):
                 if not isinstance(leaf, torch.Tensor) or leaf.dim() == 0 or leaf.shape[0] != rows:
                     fail("method", f"attributions with {rows} rows (one per example)", leaf, kind=TypeError)
                 values[f"attributions/{i}"] = _numpy(leaf)

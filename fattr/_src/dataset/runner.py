@@ -5,9 +5,6 @@ store (creating it from the first chunk's results, or checking that an existing
 one was made with the same settings) and broadcasts the chunks still missing; every
 rank computes its share chunk by chunk, writing each chunk's arrays and then its
 ``done`` mark; rank 0 shows the progress of all ranks; a barrier ends the job.
-Each chunk is computed from its own examples only (and, for stochastic methods,
-from its own generator seeded by ``(seed, chunk)``), so the store does not depend
-on the number of ranks or on how often the job was interrupted.
 """
 from __future__ import annotations
 
@@ -194,8 +191,7 @@ def attribute_dataset(method: Union[str, Callable[..., Any]], model: ModelLike, 
         fail("seed", "an int", seed, kind=TypeError)
     for name, flag in (("resume", resume), ("progress", progress), ("save_output", save_output)):
         check_bool(name, flag)
-    if collate_fn is not None:
-        check_callable("collate_fn", collate_fn)
+    check_callable("collate_fn", collate_fn, optional=True)
     if not isinstance(out, (str, os.PathLike)):
         fail("out", "a directory path", out, kind=TypeError)
     out = os.fspath(out)

@@ -1,11 +1,5 @@
-"""Ranks and chunks: who computes which examples.
-
-The dataset's indices ``0..n-1`` are cut into chunks of ``batch_size`` consecutive
-indices (the last one may be shorter); a chunk is the unit of work, of storage and
-of resumption. Rank 0 lists the chunks still missing and broadcasts the list; rank
-``r`` of ``w`` takes entries ``r, r + w, r + 2w, ...`` of it (rank 0, when it has just
-computed the first chunk to create the store, takes the last share, the smallest), so the
-shards are disjoint, cover every index once, and no rank pads with duplicates.
+"""Ranks and chunks: who computes which examples (the sharding :func:`fattr.attribute_dataset`'s
+docstring defines: chunks of ``batch_size`` indices, the unit of work, of storage and of resumption).
 
 Coordination is a handful of small objects (the list, an error, barriers), sent
 over gloo: a group of its own when the default group is not gloo (NCCL), the

@@ -16,10 +16,6 @@ Layout (``N`` examples, chunks of ``batch_size`` along dim 0)::
     out/output                  (N, *shape)      the model's output (save_output=True)
     out/metrics/<name>          (N, ...)         values of metrics=
     out/done                    (n_chunks,) uint8, chunks of 1: 1 once a chunk's arrays are written
-
-A chunk counts as computed only when its ``done`` entry is written, after all its
-arrays; a chunk cut short by a killed job is computed again on resumption, and is
-never returned by :class:`AttributionStore`.
 """
 from __future__ import annotations
 
@@ -117,10 +113,8 @@ class Writer:
         self.done = self.group["done"]
 
     def write(self, chunk: int, values: Mapping[str, np.ndarray]) -> None:
-        """Write one chunk of every array, then mark it done."""
+        """Write one chunk of every array (laid out as checked by :func:`.chunk.check_layout`), then mark it done."""
         start, stop = sharding.bounds(chunk, self.n, self.batch_size)
-        if set(values) != set(self.arrays):
-            raise RuntimeError(f"chunk {chunk}: arrays {sorted(values)}, the store has {sorted(self.arrays)}")
         for name, value in values.items():
             self.arrays[name][start:stop] = value
         self.done[chunk] = 1
@@ -283,8 +277,7 @@ class AttributionStore:
         if self.complete or not rows.size:
             return
         done = done_chunks(self.path)
-        chunks = np.unique(rows // self._batch_size)
-        missing = [int(c) for c in chunks if int(c) not in done]
+        missing = [int(c) for c in np.unique(rows // self._batch_size) if int(c) not in done]
         if missing:
             start, stop = sharding.bounds(missing[0], self._n, self._batch_size)
             fail("index", "examples the job has computed", Shown(f"indices {start}..{stop - 1} among others "

@@ -343,9 +343,8 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
             return _UNARY_F[func]
         if func in _MULTIPLY_F:
             factors = list(args[1:]) if func in _MULTIPLY_ACC_F else list(args) + list(kwargs.values())
-            operands = [t for a in factors for t in tensors_in(a)]
             return _MULTIPLY_F[func] + " of two input-dependent tensors" \
-                if sum(map(dependent, operands)) >= 2 else None
+                if sum(map(dependent, [t for a in factors for t in tensors_in(a)])) >= 2 else None
         if func in _DIVIDE_F:  # the divisor of ``y.__rtruediv__(x)`` is ``y``
             divisor = args[0] if func in _RDIVIDE_F else args[1] if len(args) > 1 else kwargs.get("other")
             return _DIVIDE_F[func] + " by an input-dependent tensor" if dependent(divisor) else None
@@ -362,8 +361,7 @@ def uncovered(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any],
             return _MASK_F[func] if dependent(mask) else None
         if func is _GETITEM and len(args) > 1:
             index = args[1]
-            items = index if isinstance(index, (tuple, list)) else (index,)
-            if any(dependent(i) for i in items):
+            if any(dependent(i) for i in (index if isinstance(index, (tuple, list)) else (index,))):
                 return "Tensor.__getitem__ (input-dependent index)"
             return None
         if func is F.batch_norm:

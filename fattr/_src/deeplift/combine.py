@@ -36,8 +36,7 @@ def attributions(grads: Tensors, xs: Tensors, bs: Tensors, multiply_by_inputs: b
     """``grads * (xs - bs)``, ``grads``, or ``custom(grads[, xs[, bs]])`` (tuples of equal length)."""
     if custom is None:
         return tuple(g * (x - b) for g, x, b in zip(grads, xs, bs)) if multiply_by_inputs else tuple(grads)
-    count = len(inspect.signature(custom).parameters)
-    out = custom(*(tuple(grads), tuple(xs), tuple(bs))[:count])
+    out = custom(*(tuple(grads), tuple(xs), tuple(bs))[:len(inspect.signature(custom).parameters)])
     if isinstance(out, Tensor) and len(xs) == 1:
         out = (out,)
     if not isinstance(out, (tuple, list)) or len(out) != len(xs) or not all(isinstance(t, Tensor) for t in out):

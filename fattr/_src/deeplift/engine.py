@@ -1,20 +1,13 @@
 """DeepLift multipliers: one recorded pass over the baselines, one rule pass over the inputs.
 
-1. The baselines' rows go through the model once under a :class:`.Recorder`, which keeps
-   the input and output of every covered nonlinearity (and gives ``f(baselines)``).
-2. The inputs' rows go through the model once under a :class:`.Replayer`, which replaces
-   each covered nonlinearity by its rule function (:mod:`.rules`) paired with the recorded
-   baseline values; one backward pass of the selected outputs then gives the DeepLift
-   multipliers of every row (and the forward gives ``f(inputs)``).
+1. The baselines' rows go through the model once under a :class:`.Recorder` (and give ``f(baselines)``).
+2. The inputs' rows go through the model once under a :class:`.Replayer`; one backward pass of the
+   selected outputs then gives the DeepLift multipliers of every row (and the forward ``f(inputs)``).
 
 So the cost is a forward pass over the baselines and a forward and backward pass over
 the inputs: less than Captum's forward and backward over both. Methods call
 :func:`multipliers_on_demand`: that run keeps no graph, and the result is differentiable on
-demand (:mod:`..recompute`). With grad mode on (the recomputation, a model in training
-mode, ``torch.compile``, ``torch.func`` transforms) the baselines' pass keeps its graph, the
-rules' coefficients are computed with theirs and the rule pass is a ``torch.func.vjp``, so an
-outer backward differentiates the multipliers exactly and Dynamo traces the whole call
-(see :mod:`.rules`).
+demand (:mod:`..recompute`); with grad mode on, both passes keep their graph (:mod:`.rules`).
 """
 from __future__ import annotations
 

@@ -1,21 +1,13 @@
 """Guided backpropagation and deconvolution: ReLU's backward pass replaced, without hooks.
 
 The same interception as DeepLift's (:mod:`.interception`): a thread-local ``TorchFunctionMode``,
-alive for one forward pass, replaces every ReLU call, however the model makes it (``nn.ReLU``, one
-module used twice, ``F.relu``, ``torch.relu``, ``Tensor.relu_``), by an ``autograd.Function`` with
-the same values whose backward is the rule's:
-
-* guided backpropagation (Springenberg et al., 2015): ``relu(grad) * (x > 0)``, the gradient
-  with negative signals stopped on the way back as well as on the way forward;
-* deconvolution (Zeiler & Fergus, 2014): ``relu(grad)``, whatever the sign of ``x``.
-
+alive for one forward pass, replaces every ReLU call by an ``autograd.Function`` with the same values
+whose backward is the rule (as :func:`fattr.guided_backprop` and :func:`fattr.deconvolution` define it).
 As in :mod:`.rules`, a ReLU call on ``x`` becomes ``relu(x0) + G(x - x0)``: ``G`` is an
 ``autograd.Function`` (the identity, with the rule as its backward), differentiated by the rule
 pass only, so an outer backward through the result (a training loss) sees the true derivatives
-of the forward pass. Rectifier-like calls the
-rules do not change (ELU, LeakyReLU, GELU, SiLU, ...) keep their plain gradient and are named in a
-warning; smooth squashing functions (tanh, sigmoid, softmax) and pooling pass their gradient as in
-Captum, without a warning.
+of the forward pass. Smooth squashing functions (tanh, sigmoid, softmax) and pooling pass their
+gradient as in Captum, without a warning.
 """
 from __future__ import annotations
 
@@ -83,8 +75,7 @@ class Guide(TorchFunctionMode):
         if found is not None and found.name in _RELU:
             x = found.input.clone() if found.inplace else found.input
             x0 = self.constant(x)
-            mask = None if self.deconvolution else (x0 > 0).to(x.dtype)
-            out = torch.relu(x0) + _Rule.apply(x - x0, mask)
+            out = torch.relu(x0) + _Rule.apply(x - x0, None if self.deconvolution else (x0 > 0).to(x.dtype))
             return found.input.copy_(out) if found.inplace else out
         name = found.name if found is not None and found.name in _OTHER_RECTIFIERS else _unguided(func)
         if name is not None and name not in self.unguided:

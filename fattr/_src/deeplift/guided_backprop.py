@@ -129,6 +129,5 @@ def guided_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, t
             fail(f"inputs[{i}]" if was_tuple else "inputs",
                  f"{cam.dim() - 2} spatial dim(s) after the channel dim, like the Grad-CAM map of shape "
                  f"{tuple(cam.shape)}", x, "Choose a layer whose activation has the input's spatial layout.")
-        up = interpolate(cam, spatial, mode=interpolate_mode) if spatial else cam
-        out.append(g * up)
+        out.append(g * (interpolate(cam, spatial, mode=interpolate_mode) if spatial else cam))
     return structure.restore(tuple(out), was_tuple)

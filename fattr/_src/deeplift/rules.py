@@ -60,8 +60,7 @@ def _safe(d_in: Tensor, small: Tensor) -> Tensor:
 def elementwise(call: Call, x: Tensor, x0: Tensor, f_a: Tensor, f_ref: Tensor, d_in: Tensor, small: Tensor) -> Tensor:
     """Multiplier ``(f(x) - f(ref)) / (x - ref)`` per element."""
     assert call.deriv is not None
-    slope = torch.where(small, call.deriv(x0, f_a), (f_a - f_ref) / _safe(d_in, small))
-    return f_a + slope * (x - x0)
+    return f_a + torch.where(small, call.deriv(x0, f_a), (f_a - f_ref) / _safe(d_in, small)) * (x - x0)
 
 
 def softmax(call: Call, x: Tensor, x0: Tensor, s: Tensor, s_ref: Tensor, d_in: Tensor, small: Tensor) -> Tensor:

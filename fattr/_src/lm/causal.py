@@ -5,11 +5,9 @@
   left-padded), the full sequences ``prompt + target``, their attention mask and, when the
   model's ``forward`` takes them, position ids counted from the mask (as Hugging Face's
   ``generate`` does), so a padded prompt sees the positions it would see alone.
-* :func:`causal_lm`: the model as a function ``(ids, mask[, positions]) -> logits``
-  (a ``ModelOutput``'s ``.logits`` taken), so that it can be split at its embedding layer.
-* :func:`step_values`: the value attributed for each output token (``step``), read from the
-  logits at the positions that predict the target tokens, after checking that the model is
-  causal-shaped (one logit row per position).
+* :func:`causal_lm`: the model as a function ``(ids, mask[, positions]) -> logits``, for the split.
+* :func:`step_values`: the value attributed for each output token (``step``), from the logits at the
+  positions that predict the target tokens.
 * :func:`greedy`: greedy decoding of the continuation to explain, when ``target_ids`` is not given.
 """
 from __future__ import annotations
@@ -43,9 +41,8 @@ def logits_of(out: Any) -> Tensor:
 
 def takes(model: Any, name: str) -> bool:
     """Whether ``model``'s forward accepts the keyword argument ``name``."""
-    target = model.forward if isinstance(model, nn.Module) else model
     try:
-        params = inspect.signature(target).parameters
+        params = inspect.signature(model.forward if isinstance(model, nn.Module) else model).parameters
     except (TypeError, ValueError):
         return False
     return name in params
@@ -77,8 +74,7 @@ def causal_lm(model: nn.Module, keep: Optional[int] = None) -> Callable[..., Ten
 
 def positions_from(mask: Tensor) -> Tensor:
     """Position ids counted over the unmasked tokens (Hugging Face ``generate``'s rule)."""
-    positions = mask.long().cumsum(-1) - 1
-    return positions.masked_fill(mask == 0, 1)
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
 @dataclass(frozen=True)
@@ -120,13 +116,11 @@ class Prompts:
 
     def left(self, x: Tensor) -> Tensor:
         """A ``(B, T_in, ...)`` tensor in the caller's order, permuted like the prompts."""
-        index = self.order.reshape(self.order.shape + (1,) * (x.dim() - 2)).expand_as(x)
-        return x.gather(1, index)
+        return x.gather(1, self.order.reshape(self.order.shape + (1,) * (x.dim() - 2)).expand_as(x))
 
     def back(self, attr: Tensor) -> Tensor:
         """``(B, T_out, T_in)`` attributions in left-padded order, back in the caller's order."""
-        inverse = torch.argsort(self.order, dim=1)
-        return attr.gather(2, inverse[:, None, :].expand_as(attr))
+        return attr.gather(2, torch.argsort(self.order, dim=1)[:, None, :].expand_as(attr))
 
 
 def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_positions: bool,
@@ -135,8 +129,7 @@ def prepare(input_ids: Tensor, attention_mask: Tensor, target_ids: Tensor, with_
     ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
     full_ids = torch.cat([ids, target_ids], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(target_ids, dtype=mask.dtype)], dim=1)
-    padded = bool((mask == 0).any())
-    positions = positions_from(full_mask) if padded and with_positions else None
+    positions = positions_from(full_mask) if bool((mask == 0).any()) and with_positions else None
     keep = target_ids.shape[1] + 1 if with_keep else None
     return Prompts(ids, mask, order, target_ids, full_ids, full_mask, positions, keep)
 
@@ -154,9 +147,8 @@ def step_values(logits: Tensor, target: Tensor, n_logits: int, kept: bool, step:
                 ) -> Tensor:
     """``(N, T_out)``: the step value of every output token, from the logits of the last ``n_logits``
     positions of prompt + target (all of them unless ``kept``)."""
-    n_out = target.shape[1]
     check_logits(logits, target.shape[0], n_logits, kept)
-    scores = logits[:, n_logits - n_out - 1:n_logits - 1]
+    scores = logits[:, n_logits - target.shape[1] - 1:n_logits - 1]
     if callable(step):
         got = step(scores, target)
         if not isinstance(got, Tensor) or got.shape != target.shape:

@@ -62,8 +62,7 @@ class Embedded:
     def gradients(self, points: Tensor, k: int, select: Select, operands: Tuple[Tensor, ...],
                   contract: Callable[..., Tensor], cotangent_chunk: Optional[int]) -> Tuple[Tensor, Tensor]:
         """Step values ``(k*B, T_out)`` and ``contract(grads, *operands)`` ``(T_out, ...)`` at ``k`` points."""
-        b = self.emb.shape[0]
-        rest = tile_args(tuple(self.rest), b, k)
+        rest = tile_args(tuple(self.rest), self.emb.shape[0], k)
         target = self.prompts.target.repeat(k, 1)
         values, (reduced,) = output_gradients(
             self.f, (points,), lambda logits: select(logits, target), rest, cotangent_chunk=cotangent_chunk,

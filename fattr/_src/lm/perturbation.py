@@ -26,8 +26,7 @@ def _batched(values: Values, prompts: Tensor, per_eval: Optional[int]) -> Tensor
 
 def to_tokens(per_feature: Tensor, groups: Tensor) -> Tensor:
     """``(B, T_out, F)`` feature attributions -> ``(B, T_out, T_in)``; 0 where ``groups`` is -1 (pads)."""
-    index = groups.clamp(min=0)[:, None, :].expand(-1, per_feature.shape[1], -1)
-    out = per_feature.gather(2, index)
+    out = per_feature.gather(2, groups.clamp(min=0)[:, None, :].expand(-1, per_feature.shape[1], -1))
     return out * (groups >= 0)[:, None, :].to(out.dtype)
 
 
@@ -38,8 +37,7 @@ def feature_ablation(values: Values, original: Tensor, ids: Tensor, base: Tensor
     feats = torch.arange(n_features, device=ids.device)
     prompts = torch.where(groups[None] == feats[:, None, None], base[None], ids[None])  # (F, B, T_in)
     ablated = _batched(values, prompts, per_eval)  # (F, B, T_out)
-    per_feature = (original[None] - ablated).permute(1, 2, 0)
-    return to_tokens(per_feature, groups)
+    return to_tokens((original[None] - ablated).permute(1, 2, 0), groups)
 
 
 def shapley_value_sampling(values: Values, ids: Tensor, base: Tensor, groups: Tensor, n_features: int,
@@ -52,8 +50,7 @@ def shapley_value_sampling(values: Values, ids: Tensor, base: Tensor, groups: Te
     ranks = torch.argsort(perms, dim=1)  # rank of each feature in its order
     k = torch.arange(n_features + 1, device=ids.device)
     present = ranks[:, None, :] < k[None, :, None]  # (S, F+1, F): state k has the first k features
-    feature_of = groups.clamp(min=0)  # (B, T_in)
-    keep = present[:, :, feature_of] | (groups < 0)[None, None]  # (S, F+1, B, T_in)
+    keep = present[:, :, groups.clamp(min=0)] | (groups < 0)[None, None]  # (S, F+1, B, T_in)
     prompts = torch.where(keep, ids[None, None], base[None, None])
     states = _batched(values, prompts.reshape((-1,) + tuple(ids.shape)), per_eval)
     states = states.reshape(n_samples, n_features + 1, ids.shape[0], -1)  # (S, F+1, B, T_out)

@@ -1,9 +1,4 @@
-"""Deletion and insertion curves (Petsiuk et al., BMVC 2018): faithfulness of an attribution order.
-
-The features are ranked by their attribution, highest first; the curve is the model's output as
-they are replaced by the baseline (deletion) or restored from it (insertion), a share of the
-features at a time. All points of all examples go through ``f`` in one call.
-"""
+"""Deletion and insertion curves (Petsiuk et al., BMVC 2018): faithfulness of an attribution order."""
 from __future__ import annotations
 
 from typing import Any, Callable, Tuple
@@ -45,8 +40,7 @@ def _curve(f: Callable[..., Any], inputs: Any, attributions: Any, *, target: Any
     rows = tuple(structure.fold(torch.where(m.reshape((k,) + tuple(x.shape)), b.expand_as(x), x.unsqueeze(0)))
                  for m, x, b in zip(masks, xs, bases))
     curve = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
-    auc = (curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / n_steps
-    return curve, auc
+    return curve, (curve.sum(1) - 0.5 * (curve[:, 0] + curve[:, -1])) / n_steps
 
 
 _DOC = """{title}

@@ -98,8 +98,7 @@ def infidelity(f: ModelLike, perturb_func: Callable[..., Any], inputs: InputsLik
                      f"{', '.join(str(tuple(e.shape)) for e in expanded)}", shown)
         # example-major (Captum's layout) to step-major rows (fattr's folding)
         rows = tuple(p.reshape((n, k) + tuple(p.shape[1:])).transpose(0, 1).reshape(p.shape) for p in perturbed)
-        f_p = outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()  # (B, k)
-        change = f_x[:, None] - f_p
+        change = f_x[:, None] - outputs(f, rows, tgt.tile(k), tile_args(args, n, k)).reshape(k, n).t()
         dot = sum((a.unsqueeze(1) * p.reshape((n, k) + tuple(a.shape[1:]))).reshape(n, k, -1).sum(-1)
                   for a, p in zip(attrs, perturbations))
         assert isinstance(dot, torch.Tensor)

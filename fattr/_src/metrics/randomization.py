@@ -46,8 +46,7 @@ def _reinitialise(module: nn.Module, generator: torch.Generator) -> None:
     with torch.no_grad():
         for p in module.parameters(recurse=False):
             std = float(p.detach().to(torch.float64).std()) if p.numel() > 1 else 0.0
-            z = randomness.normal(generator, p.shape, dtype=p.dtype, device=p.device)
-            p.copy_(z * (std if std > 0 else 1.0))
+            p.copy_(randomness.normal(generator, p.shape, dtype=p.dtype, device=p.device) * (std if std > 0 else 1.0))
 
 
 def randomization_check(method: Callable[..., Any], model: nn.Module, inputs: InputsLike, *, target: TargetLike = None,

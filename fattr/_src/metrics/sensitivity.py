@@ -72,8 +72,7 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
       NeurIPS 2019.
     """
     check_callable("explanation_func", explanation_func)
-    if perturb_func is not None:
-        check_callable("perturb_func", perturb_func)
+    check_callable("perturb_func", perturb_func, optional=True)
     xs, was_tuple = structure.as_tuple(inputs)
     radius = check_nonnegative_float("perturb_radius", perturb_radius)
     n_perturb_samples = check_positive_int("n_perturb_samples", n_perturb_samples)

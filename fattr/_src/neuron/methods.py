@@ -1,10 +1,5 @@
-"""Neuron methods: an input-space method applied to one neuron of a hidden layer.
-
-Each is one line of composition: :class:`.function.Neuron` turns the neuron into a function
-of the inputs (``select(head(x))``, the model's head only), and the input-space method
-(:func:`fattr.saliency`, :func:`fattr.integrated_gradients`, ...) attributes it. A list of
-selectors runs every neuron in the same batched pass and gives a list of attributions.
-"""
+"""Neuron methods: an input-space method applied to one neuron of a hidden layer, made a function of the
+inputs by :class:`.selector.Neuron` (whose module docstring says how)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
@@ -40,8 +35,7 @@ def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: A
     g = neuron.function()
     with_baselines = baselines is not _ABSENT
     if not neuron.was_list:
-        single = (inputs, baselines) if with_baselines else (inputs,)
-        return core(g, *single, args=args, kwargs=kwargs, **options)
+        return core(g, *((inputs, baselines) if with_baselines else (inputs,)), args=args, kwargs=kwargs, **options)
     xs, was_tuple = structure.as_tuple(inputs)
     n, k = xs[0].shape[0], len(neuron.selectors)
     positional: Tuple[Any, ...] = (structure.restore(tuple(tile(x, k) for x in xs), was_tuple),)

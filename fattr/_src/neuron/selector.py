@@ -1,14 +1,9 @@
 """``neuron_selector``: which neuron (or region, or function) of a layer's activation is attributed.
 
-Captum's grammar, normalised once by :func:`as_selector`:
-
-* an ``int``: a column of a ``(B, N)`` activation;
-* a ``tuple`` of ints, one per dim after the batch dim; with ``slice``\\ s among them it selects a
-  region whose values are summed per example (the dims the tuple leaves out are summed too);
-* a callable on the activation (a tensor, or a tuple for a layer with several tensors) returning
-  one value per example, shape ``(B,)``; a callable returning a single value is applied to each
-  example's row on its own (``torch.func.vmap``), so aggregates such as ``lambda a: a.sum()``
-  mean the same as in Captum.
+Captum's grammar (``neuron_selector`` in the neuron methods' docstrings), normalised once by
+:func:`as_selector`. A region also sums the dims its tuple leaves out; a callable returning a single
+value is applied to each example's row on its own (``torch.func.vmap``), so aggregates such as
+``lambda a: a.sum()`` mean the same as in Captum.
 
 Selection is indexing only (no ``.item()``), so it runs inside the batched passes of every
 method. A list of selectors (several neurons in one pass) is normalised by :func:`as_selectors`.
@@ -74,8 +69,7 @@ class Selector:
 def _per_row(fn: Callable[..., Tensor], activation: Any) -> Tensor:
     """``fn`` applied to each row on its own (a batch of 1), for callables returning one value."""
     def one(row: Any) -> Tensor:
-        batch = tuple(t.unsqueeze(0) for t in row) if isinstance(row, tuple) else row.unsqueeze(0)
-        return fn(batch).reshape(())
+        return fn(tuple(t.unsqueeze(0) for t in row) if isinstance(row, tuple) else row.unsqueeze(0)).reshape(())
     return torch.func.vmap(one)(activation)
 
 

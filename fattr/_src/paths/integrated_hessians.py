@@ -34,8 +34,7 @@ def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
     if mask is None or mask.shape[0] not in (1, x.shape[0]):
         fail("feature_mask", f"an integer tensor broadcastable to {tuple(x.shape)} (batch 1 or {x.shape[0]})",
              feature_mask)
-    ids = torch.unique(mask)
-    return (mask.unsqueeze(0) == ids.reshape((-1,) + (1,) * mask.dim())).to(x.dtype)
+    return (mask.unsqueeze(0) == torch.unique(mask).reshape((-1,) + (1,) * mask.dim())).to(x.dtype)
 
 
 def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch.Tensor, target: Target,

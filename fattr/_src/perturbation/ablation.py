@@ -20,8 +20,7 @@ def ablate_each(evaluate: Evaluator, xs: Tensors, bases: Sequence[torch.Tensor],
     every element of the feature: per input ``(R, *x.shape[1:])``, ``R`` the rows of ``reference``."""
     outs = in_chunks(evaluate, lambda start, stop: replace(xs, bases, features.selected(start, stop)),
                      features.n, ppe, progress)  # (n_features, R)
-    changes = (reference.unsqueeze(0) - outs.to(reference.device)).t()
-    return features.scatter(changes, xs)
+    return features.scatter((reference.unsqueeze(0) - outs.to(reference.device)).t(), xs)
 
 
 def feature_ablation(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, target: TargetLike = None,

@@ -1,12 +1,6 @@
-"""LIME and KernelSHAP: a weighted linear surrogate of ``f`` on random coalitions of features.
-
-Each example gets ``n_samples`` binary interpretable samples ``z`` (which features keep their
-input value; the others take the baseline), ``f`` is evaluated on all perturbed copies in
-batched calls, every sample is weighted by its similarity to the input, and a linear model
-``f(z) ~ c + z . beta`` is fitted per example: ``beta`` are the attributions. By default the
-fits of all examples are one batched solve (:mod:`.linear`); a user's ``interpretable_model``
-is fitted per example, as Captum does.
-"""
+"""LIME and KernelSHAP: a weighted linear surrogate of ``f`` on random coalitions of features (as the
+docstrings of :func:`lime` and :func:`kernel_shap` define it), fitted for all examples in one batched solve
+(:mod:`.linear`)."""
 from __future__ import annotations
 
 import inspect
@@ -53,8 +47,7 @@ def kernel_shap_samples(generator: torch.Generator, n_rows: int, n_samples: int,
     else:
         sizes = torch.zeros((n_rows, m), dtype=torch.long)
     scores = randomness.uniform(generator, (n_rows, m, n_features), dtype=torch.float64, device=generator.device)
-    rank = scores.argsort(-1).argsort(-1)
-    return torch.cat([ends, rank < sizes.unsqueeze(2)], dim=1)
+    return torch.cat([ends, scores.argsort(-1).argsort(-1) < sizes.unsqueeze(2)], dim=1)
 
 
 def _example(xs: Tensors, b: int, was_tuple: bool) -> Any:
@@ -130,8 +123,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     s = check_positive_int("n_samples", n_samples)
     check_bool("return_input_shape", return_input_shape)
     for label, fn in (("similarity_func", similarity_func), ("perturb_func", perturb_func)):
-        if fn is not None:
-            check_callable(label, fn)
+        check_callable(label, fn, optional=True)
     if interpretable_model is not None and not hasattr(interpretable_model, "fit"):
         fail("interpretable_model", "None, a Captum Model (fit, representation) or an estimator with "
              "fit(X, y, sample_weight) and coef_", interpretable_model, kind=TypeError)
@@ -155,8 +147,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
 
         def perturbed(start: int, stop: int) -> Tensors:
             zs = z[start:stop]
-            kept = features.kept(zs if not aggregate else zs[:, 0])
-            out = replace(xs_, bases_, [~k for k in kept])
+            out = replace(xs_, bases_, [~k for k in features.kept(zs if not aggregate else zs[:, 0])])
             if kernel_shap:
                 size = zs.sum(2)
                 weights.append(torch.where((size == 0) | (size == features.n), KERNEL_SHAP_INF_WEIGHT, 1.0))

@@ -42,9 +42,8 @@ def _mv(a: Tensor, v: Tensor) -> Tensor:
 def _polish(a: Tensor, r: Tensor, alpha: float, active: Tensor, sign: Tensor) -> Tensor:
     """The (minimum-norm) lasso solution for a given support and signs: ``A_S^T A_S beta_S = A_S^T r - alpha
     sign_S``, 0 elsewhere, as ``pinv(A_S) pinv(A_S)^T (A_S^T r - alpha sign_S)`` (samples x features only)."""
-    masked = a * active.unsqueeze(1).to(a.dtype)
     rhs = torch.where(active, _mv(a.transpose(1, 2), r) - alpha * sign, torch.zeros_like(sign))
-    p = torch.linalg.pinv(masked)  # (B, F, n)
+    p = torch.linalg.pinv(a * active.unsqueeze(1).to(a.dtype))  # (B, F, n)
     return _mv(p, _mv(p.transpose(1, 2), rhs))
 
 
@@ -55,14 +54,12 @@ def _optimal(a: Tensor, r: Tensor, alpha: float, beta: Tensor, active: Tensor, s
     slack = 1e-9 * (alpha + _mv(a.transpose(1, 2), r).abs().amax(1, keepdim=True))
     signs = ((torch.sign(beta) == sign) | ~active).all(1)
     outside = ((grad.abs() <= alpha + slack) | active).all(1)
-    inside = (((grad + alpha * sign).abs() <= slack) | ~active).all(1)
-    return signs & outside & inside
+    return signs & outside & (((grad + alpha * sign).abs() <= slack) | ~active).all(1)
 
 
 def _fista(a: Tensor, r: Tensor, alpha: float, max_iter: int) -> Tuple[Tensor, Tensor]:
     """FISTA's iterate and, per example, whether it is optimal polished on its support (``a``, ``r`` detached)."""
-    lipschitz = torch.linalg.matrix_norm(a, ord=2).unsqueeze(1) ** 2  # (B, 1)
-    step = 1.0 / lipschitz.clamp(min=torch.finfo(a.dtype).tiny)
+    step = 1.0 / (torch.linalg.matrix_norm(a, ord=2).unsqueeze(1) ** 2).clamp(min=torch.finfo(a.dtype).tiny)
     beta = torch.zeros(a.shape[0], a.shape[2], dtype=a.dtype, device=a.device)
     z, t, check = beta, 1.0, 10
     for i in range(1, max_iter + 1):

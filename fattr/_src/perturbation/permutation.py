@@ -76,8 +76,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     n = xs[0].shape[0]
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
-    if perm_func is not None:
-        check_callable("perm_func", perm_func)
+    check_callable("perm_func", perm_func, optional=True)
     features = features_of(feature_mask, xs, n_features=n_features)
     perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
 
@@ -87,8 +86,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
             if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
                 return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
                              for x, s in zip(xs_, selected))  # a mask per feature, (1 or B, ...)
-            shuffled = [x[perms[start:stop]] for x in xs_]  # (p, B, ...)
-            return replace(xs_, shuffled, selected)
+            return replace(xs_, [x[perms[start:stop]] for x in xs_], selected)
 
         with Progress(-(-features.n // ppe), "feature_permutation", show_progress) as progress:
             outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)

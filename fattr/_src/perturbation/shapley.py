@@ -165,7 +165,6 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
         without = ~keep  # (2^m, m): pairs (c, j) with j not in c
         gains = values[codes.unsqueeze(1) | bit] - values.unsqueeze(1)  # (2^m, m, R)
         w = (weight[size].unsqueeze(1) * without).to(gains.dtype)  # (2^m, m)
-        per_feature = torch.einsum("cj,cjr->rj", w, gains)
-        return features.scatter(per_feature, xs_)
+        return features.scatter(torch.einsum("cj,cjr->rj", w, gains), xs_)
 
     return structure.restore(differentiable(compute, f, xs, bases, tgt, args, ppe), was_tuple)

@@ -115,16 +115,9 @@ def normalize(attributions: np.ndarray, sign: str, outlier_perc: float) -> np.nd
     return np.clip(attr / scale, -1.0, 1.0)
 
 
-def check_outlier_perc(value: Any) -> float:
-    return check_number("outlier_perc", value, "a number in [0, 100)", lambda v: not 0.0 <= v < 100.0)
-
-
-def check_unit(name: str, value: Any) -> float:
-    return check_number(name, value, "a number in [0, 1]", lambda v: not 0.0 <= v <= 1.0)
-
-
-def check_method_and_sign(method: Any, sign: Any, original: Optional[Any]) -> None:
-    """Valid names, an original where the method draws one, one sign where the method needs it."""
+def check_style(method: Any, sign: Any, original: Optional[Any], outlier_perc: Any, alpha: Any) -> Tuple[float, float]:
+    """Valid names, an original where the method draws one, one sign where the method needs it; returns
+    ``(outlier_perc, alpha)``, checked."""
     check_choice("method", method, METHODS)
     check_choice("sign", sign, SIGNS)
     if method in NEEDS_ORIGINAL and original is None:
@@ -133,3 +126,5 @@ def check_method_and_sign(method: Any, sign: Any, original: Optional[Any]) -> No
     if method in ONE_SIGNED and sign == "all":
         fail("sign", f"'positive', 'negative' or 'absolute_value' for method={method!r}", sign,
              "It cannot show both signs at once.")
+    return (check_number("outlier_perc", outlier_perc, "a number in [0, 100)", lambda v: not 0.0 <= v < 100.0),
+            check_number("alpha", alpha, "a number in [0, 1]", lambda v: not 0.0 <= v <= 1.0))

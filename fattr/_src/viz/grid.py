@@ -9,7 +9,7 @@ import torch
 
 from ..errors import Shown, check_bool, check_number, fail
 from . import mpl
-from .arrays import check_method_and_sign, check_outlier_perc, check_unit, display_image
+from .arrays import check_style, display_image
 from .image import image
 
 
@@ -66,9 +66,7 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
         attributions = {"attributions": attributions}
     if not isinstance(attributions, Mapping) or not attributions:
         fail("attributions", "a non-empty {name: batch} mapping or one batch tensor", attributions, kind=TypeError)
-    check_method_and_sign(method, sign, originals if method != "heat_map" else None)
-    outlier_perc = check_outlier_perc(outlier_perc)
-    alpha = check_unit("alpha", alpha)
+    outlier_perc, alpha = check_style(method, sign, originals if method != "heat_map" else None, outlier_perc, alpha)
     for name, flag in (("show_original", show_original), ("transpose", transpose), ("colorbar", colorbar)):
         check_bool(name, flag)
     check_number("cell_size", cell_size, "a positive number of inches", lambda v: v <= 0)

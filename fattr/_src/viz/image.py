@@ -6,8 +6,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import mpl
-from .arrays import (as_hwc, check_method_and_sign, check_outlier_perc, check_unit, display_image,
-                     normalize)
+from .arrays import as_hwc, check_style, display_image, normalize
 
 
 def image(attributions: Any, original: Any = None, *, method: str = "blended_heat_map", sign: str = "all",
@@ -52,9 +51,7 @@ def image(attributions: Any, original: Any = None, *, method: str = "blended_hea
       >>> ax = fattr.viz.image(attr[0], x[0], title="IG, class 0")
       >>> ax.figure.savefig("ig.png")
     """
-    check_method_and_sign(method, sign, original)
-    outlier_perc = check_outlier_perc(outlier_perc)
-    alpha = check_unit("alpha", alpha)
+    outlier_perc, alpha = check_style(method, sign, original, outlier_perc, alpha)
     attr = as_hwc(attributions, "attributions")
     picture = None if original is None else display_image(original, "original", attr.shape[:2])
     colors = mpl.colormap(cmap, sign) if method in ("heat_map", "blended_heat_map") else None

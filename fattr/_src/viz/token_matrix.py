@@ -14,8 +14,7 @@ from .text import color, full_colour
 
 
 def _matrix(result: Any, tokens_in: Sequence[str], tokens_out: Sequence[str], example: int) -> np.ndarray:
-    attr = getattr(result, "token_attr", result)
-    values = to_numpy(attr, "result")
+    values = to_numpy(getattr(result, "token_attr", result), "result")
     if values.ndim == 3:
         if isinstance(example, bool) or not isinstance(example, int) or not 0 <= example < values.shape[0]:
             fail("example", f"an index into the batch of {values.shape[0]}", example)
