@@ -28,6 +28,7 @@ from .base import Tensor, Tensors
 from .calling import module_of, submodules
 from . import compiled, tracing
 from .twice import twice_differentiable
+from .layer.watch import _WORKS, _version
 
 _next_node = torch._C._autograd._get_sequence_nr  # the sequence number this thread's next autograd node gets
 _AUTOCAST = ("cpu", "cuda")
@@ -101,11 +102,42 @@ class _Reads:
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
 
 
+_SCANS: "weakref.WeakKeyDictionary[nn.Module, Tuple[Tuple[Any, ...], List[Tensor]]]" = weakref.WeakKeyDictionary()
+
+
+def _tags(m: nn.Module) -> Tuple[int, ...]:
+    d = m.__dict__  # (a write to any of these dicts changes its tag: :mod:`.layer.watch`)
+    return _version(d), _version(d["_modules"]), _version(d["_parameters"]), _version(d["_buffers"])
+
+
+def _tagged(found: List[nn.Module]) -> Optional[Tuple[Any, ...]]:
+    try:
+        return tuple([(weakref.ref(m), _tags(m)) for m in found]) if _WORKS else None
+    except (KeyError, TypeError):  # a module without nn.Module's own dicts: scanned at every call
+        return None
+
+
+def _current(tagged: Tuple[Any, ...]) -> bool:
+    try:
+        return all([m() is not None and _tags(m()) == tags for m, tags in tagged])
+    except (KeyError, TypeError):
+        return False
+
+
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once; one pass over them: it runs on every call of a layer method)."""
-    return [t for m in submodules(module) for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
-            if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
+    modules (each module once). It runs on every call of a layer method, so the scan is remembered per
+    module with the version tags of the dicts it read (every module's own and its registrations): while
+    none changed, the tensors are the same ones and only their ``requires_grad`` is read again."""
+    scan = _SCANS.get(module)
+    if scan is None or not _current(scan[0]):
+        found = submodules(module)
+        scan = _tagged(found), [t for m in found for t in (*m._parameters.values(), *m._buffers.values(),
+                                                           *m.__dict__.values())
+                                if type(t) not in _PLAIN and isinstance(t, Tensor)]
+        if scan[0] is not None:
+            _SCANS[module] = scan
+    return [t for t in scan[1] if t.requires_grad]
 
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
