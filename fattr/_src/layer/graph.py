@@ -43,7 +43,7 @@ from . import locking
 from .capture import (Untraceable, attributes_kept, check_called_once, clone, refuse_hooks,
                       tail_and_rest, upstream)
 from .fingerprint import _MODULE_STATE
-from .resolve import registrations
+from .resolve import registrations, submodule
 
 
 # Shape and metadata queries: recomputed by the tail (they follow its batch size).
@@ -328,7 +328,7 @@ def watch(p: Plan, model: nn.Module) -> None:
     """Under Dynamo: read the attributes ``p`` was traced with, so that the compiled code guards on
     them and retraces (finding a new plan) when one changes, as :mod:`.fingerprint` does in eager mode."""
     for path, name, value in p.watched:
-        if getattr(_submodule(path)(model) if path else model, name) != value:  # a guard, never true
+        if getattr(submodule(path)(model) if path else model, name) != value:  # a guard, never true
             raise RuntimeError(f"fattr: the traced module {path!r} changed its {name!r} during a compiled call")
 
 
@@ -339,21 +339,6 @@ def call_module(m: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
     if kwargs or writes_buffers(m):
         return call(m, args, as_args((), kwargs) if kwargs else ())
     return m(*args)  # (the split's callers explain a failure: :func:`..calling.explained`)
-
-
-def _submodule(target: str) -> Callable[[nn.Module], nn.Module]:
-    """``model.get_submodule(target)``, looked up in the registrations first (per call: live modules)."""
-    atoms = target.split(".")
-
-    def get(model: nn.Module) -> nn.Module:
-        m = model
-        try:
-            for atom in atoms:
-                m = m._modules[atom]  # type: ignore[assignment]
-        except (KeyError, AttributeError):
-            return model.get_submodule(target)
-        return m if m is not None else model.get_submodule(target)
-    return get
 
 
 class _Source:
@@ -401,7 +386,7 @@ class _Source:
             rest = "".join(f"{self.arg(a)}, " for a in n.args[1:])
             self.statement(n, f"getattr({self.arg(n.args[0])}, {_named(n)!r})({rest}{kwargs})")
         elif n.op == "call_module":
-            self.statement(n, f"_call({self.const(_submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
+            self.statement(n, f"_call({self.const(submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
         else:  # get_attr (no schedule holds a placeholder or the output): the trace's constant or the model's
             constant = self.p.constants.get(_named(n))
             self.statement(n, self.const(constant) if constant is not None else
@@ -444,7 +429,7 @@ def _tail_fn(p: Plan) -> Callable[..., Any]:
         if n in substituted:  # the layer, on the given activation
             a = substituted[n]
             src.lines.append(f"{a} = {own}({a})")
-            src.statement(n, f"_call({src.const(_submodule(_named(n)))}(model), {a} if isinstance({a}, tuple) "
+            src.statement(n, f"_call({src.const(submodule(_named(n)))}(model), {a} if isinstance({a}, tuple) "
                              f"else ({a},), {src.arg(dict(n.kwargs))})")
         else:
             src.node(n)
