@@ -89,14 +89,13 @@ class _Reads:
         if module is None:
             self.found = None
             return
-        read = _leaves(module)
-        if any(t.grad_fn is not None for t in read):
-            self.found = None
-        elif self.found is not None:
-            skip, found = self.skip, self.found
-            for t in read:
-                if id(t) not in skip:
-                    found[id(t)] = t
+        found, skip = self.found, self.skip
+        for t in _leaves(module):
+            if t.grad_fn is not None:
+                self.found = None
+                return
+            if found is not None and id(t) not in skip:
+                found[id(t)] = t
 
 
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
@@ -362,7 +361,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     if (_local.recomputing or owner is not None and owner.training) and not memory_first:
         return _graphed(fn, tensors, owner)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
-    detached = tuple(t.detach() for t in tensors)
+    detached = tuple([t.detach() for t in tensors])
     values = _run(fn, detached, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
         return _graphed(fn, tensors, owner)
@@ -376,7 +375,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             full[i] = s
         return _run(fn, tuple(full), None, owner)
 
-    return _attach(again, context, tuple(v.detach() for v in values), len(tracked),
+    return _attach(again, context, tuple([v.detach() for v in values]), len(tracked),
                    *(tensors[i] for i in tracked), *read.found.values())
 
 

@@ -204,12 +204,22 @@ class Plan:
     watched: Tuple[Tuple[str, str, Any], ...] = ()  # (module path, attribute, value): see :func:`watch`
     head_fn: Callable[..., Tuple[List[Any], Tuple[Any, ...]]] = field(init=False, repr=False)
     tail_fn: Callable[..., Any] = field(init=False, repr=False)
+    binding: Tuple[Tuple[str, Any], ...] = field(init=False, repr=False)  # per placeholder: see :func:`run_head`
 
     def __post_init__(self) -> None:
         # head and tail made into straight-line Python once (:class:`_Source`): interpreting the nodes
         # (their kind, their arguments' structure, the no_grad flag) per call is a large share of a
         # small model's cost, and Dynamo does not trace torch.fx's Node (its args, map_arg)
         self.head_fn, self.tail_fn = _head_fn(self), _tail_fn(self)
+        self.binding = tuple([_binding(ph, self.concrete) for ph in self.placeholders])
+
+
+def _binding(ph: Node, concrete: Dict[str, Any]) -> Tuple[str, Any]:
+    """A placeholder's argument name, and its value when the call does not bind that name: the value
+    specialised (fx names that placeholder ``<name>_<k>``), or the placeholder's default."""
+    name = _named(ph).lstrip("*")
+    base = name.rsplit("_", 1)[0]
+    return name, concrete[base] if base in concrete else (ph.args[0] if ph.args else None)
 
 
 def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
@@ -441,12 +451,4 @@ def run_head(p: Plan, model: nn.Module, arguments: Dict[str, Any]) -> Tuple[List
     """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s;
     ``arguments`` by name, as :func:`specialise` binds them). ``p.tail_fn(model, activations, rest)`` is
     the model's output with the cut values replaced by ``activations``."""
-    values: List[Any] = []
-    for ph in p.placeholders:
-        name = _named(ph).lstrip("*")
-        if name in arguments:
-            values.append(arguments[name])
-        else:  # a specialised argument: fx names its placeholder "<name>_<k>"
-            base = name.rsplit("_", 1)[0]
-            values.append(p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None))
-    return p.head_fn(model, *values)
+    return p.head_fn(model, *[arguments[name] if name in arguments else value for name, value in p.binding])
