@@ -488,3 +488,20 @@ def test_the_remembered_leaf_scan_follows_changes_to_the_model():
     check(model)
     model[0].bias.requires_grad_(True)
     check(model)
+
+
+def test_the_remembered_module_walk_follows_changes_to_the_tree():
+    """``calling.submodules`` is remembered per module: a child added, replaced or removed is seen at once,
+    and a layer moved out of the model is refused."""
+    from fattr._src.calling import submodules
+    model = mlp()
+    inner = nn.Sequential(nn.Linear(6, 6).double())
+    assert sorted(map(id, submodules(model))) == sorted(map(id, model.modules()))
+    model[1] = inner
+    assert sorted(map(id, submodules(model))) == sorted(map(id, model.modules()))
+    inner.add_module("extra", nn.Tanh())
+    assert sorted(map(id, submodules(model))) == sorted(map(id, model.modules()))
+    old = model[3]
+    model[3] = nn.Linear(6, 2).double()
+    with pytest.raises(ValueError, match="layer"):
+        fattr.layer_gradient_x_activation(model, old, torch.randn(2, 3, dtype=torch.float64), target=0)

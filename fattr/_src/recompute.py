@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from .base import Tensor, Tensors
-from .calling import module_of, submodules
+from .calling import PerModule, module_of, submodules
 from . import compiled, tracing
 from .twice import twice_differentiable
-from .layer.watch import _WORKS, _version
+from .layer.watch import WORKS, dict_version as _version
 
 _next_node = torch._C._autograd._get_sequence_nr  # the sequence number this thread's next autograd node gets
 _AUTOCAST = ("cpu", "cuda")
@@ -101,7 +101,7 @@ class _Reads:
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
 
 
-_SCANS: "weakref.WeakKeyDictionary[nn.Module, Tuple[Tuple[Any, ...], List[Tensor]]]" = weakref.WeakKeyDictionary()
+_SCANS = PerModule()  # module -> (tags, tensors)
 
 
 def _tags(m: nn.Module) -> Tuple[int, ...]:
@@ -111,7 +111,7 @@ def _tags(m: nn.Module) -> Tuple[int, ...]:
 
 def _tagged(found: List[nn.Module]) -> Optional[Tuple[Any, ...]]:
     try:
-        return tuple([(weakref.ref(m), _tags(m)) for m in found]) if _WORKS else None
+        return tuple([(weakref.ref(m), _tags(m)) for m in found]) if WORKS else None
     except (KeyError, TypeError):  # a module without nn.Module's own dicts: scanned at every call
         return None
 
@@ -135,7 +135,7 @@ def _leaves(module: nn.Module) -> List[Tensor]:
                                                            *m.__dict__.values())
                                 if type(t) not in _PLAIN and isinstance(t, Tensor)]
         if scan[0] is not None:
-            _SCANS[module] = scan
+            _SCANS.put(module, scan)
     return [t for t in scan[1] if t.requires_grad]
 
 
