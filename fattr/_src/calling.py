@@ -48,8 +48,10 @@ _TREES = PerModule()
 def submodules(module: nn.Module) -> List[nn.Module]:
     """``module`` and its submodules, each once (a walk of ``_modules``, cheaper than ``modules()``). It runs
     on every call, so the walk is remembered per module with the version tags of the registrations it read
-    (:mod:`.layer.watch`): while none changed, the modules are the same. Callers must not modify the list."""
-    tree = _TREES.get(module)
+    (:mod:`.layer.watch`): while none changed, the modules are the same. Callers must not modify the list.
+    (Under Dynamo, which cannot read version tags, a plain walk.)"""
+    traced = is_compiling()
+    tree = None if traced else _TREES.get(module)
     if tree is not None:
         found = [r() for r in tree[0]]
         try:
@@ -67,7 +69,7 @@ def submodules(module: nn.Module) -> List[nn.Module]:
             found.append(m)
             stack.extend(m._modules.values())
     try:
-        if WORKS:
+        if WORKS and not traced:
             _TREES.put(module, (tuple([weakref.ref(m) for m in found]),
                                 tuple([_version(m.__dict__["_modules"]) for m in found])))
     except (KeyError, TypeError):  # (not a dict: walked at every call)
