@@ -4,7 +4,9 @@ Tracing and partitioning a model costs milliseconds, more than a layer method on
 a small model, so plans are shared across splits and calls: a process-wide cache
 keyed by the model (referred to weakly: a model is never kept alive by it, and
 nothing is stored on it), the layers, ``attribute_to_layer_input`` and the
-specialisation. Every ``head`` call checks the model against the plan's
+specialisation. The splits layer methods make are shared too (made once per model,
+layers and options; they refer to the model and layers weakly): only
+:func:`split` hands out one of the caller's own. Every ``head`` call checks the model against the plan's
 :func:`.fingerprint.fingerprint` (cheaply first: :mod:`.watch`) and retraces when it
 differs (a submodule replaced, ``train()`` / ``eval()``, a hook added, a Python
 attribute such as a flag changed). Parameter and buffer values are not part of it:
