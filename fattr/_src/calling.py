@@ -18,13 +18,12 @@ from torch import nn
 
 from .arguments import unpack
 from .diagnose import explain
-from .layer.watch import WORKS, dict_version as _version
 from .tracing import is_compiling
 
 
 class PerModule:
-    """Values remembered per module, keyed by identity (a module's own ``__eq__`` or ``__hash__`` is never
-    used) and dropped when the module is collected; the values must not refer to the module."""
+    """Values remembered per module: keyed by identity (never the module's own ``__eq__`` or ``__hash__``) and
+    dropped when it is collected; they must not refer to it."""
 
     def __init__(self) -> None:
         self._entries: Dict[int, Tuple["weakref.ref[nn.Module]", Any]] = {}
@@ -42,24 +41,10 @@ class PerModule:
         entries[key] = (weakref.ref(module, drop), value)
 
 
-_TREES = PerModule()
-
-
 def submodules(module: nn.Module) -> List[nn.Module]:
-    """``module`` and its submodules, each once (a walk of ``_modules``, cheaper than ``modules()``). It runs
-    on every call, so the walk is remembered per module with the version tags of the registrations it read
-    (:mod:`.layer.watch`): while none changed, the modules are the same. Callers must not modify the list.
-    (Under Dynamo, which cannot read version tags, a plain walk.)"""
-    traced = is_compiling()
-    tree = None if traced else _TREES.get(module)
-    if tree is not None:
-        found = [r() for r in tree[0]]
-        try:
-            if all([m is not None and _version(m.__dict__["_modules"]) == v for m, v in zip(found, tree[1])]):
-                return found
-        except (KeyError, TypeError):  # a module's registrations replaced by another mapping
-            pass
-    found = []
+    """``module`` and its submodules, each once: a walk of ``_modules``, cheaper than ``modules()`` (it
+    runs on every call)."""
+    found: List[nn.Module] = []
     stack: List[Optional[nn.Module]] = [module]
     seen: Set[int] = set()
     while stack:
@@ -68,12 +53,6 @@ def submodules(module: nn.Module) -> List[nn.Module]:
             seen.add(id(m))
             found.append(m)
             stack.extend(m._modules.values())
-    try:
-        if WORKS and not traced:
-            _TREES.put(module, (tuple([weakref.ref(m) for m in found]),
-                                tuple([_version(m.__dict__["_modules"]) for m in found])))
-    except (KeyError, TypeError):  # (not a dict: walked at every call)
-        pass
     return found
 
 

@@ -101,42 +101,33 @@ class _Reads:
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
 
 
-_SCANS = PerModule()  # module -> (tags, tensors)
-
-
-def _tags(m: nn.Module) -> Tuple[int, ...]:
-    d = m.__dict__  # (a write to any of these dicts changes its tag: :mod:`.layer.watch`)
-    return _version(d), _version(d["_modules"]), _version(d["_parameters"]), _version(d["_buffers"])
-
-
-def _tagged(found: List[nn.Module]) -> Optional[Tuple[Any, ...]]:
-    try:
-        return tuple([(weakref.ref(m), _tags(m)) for m in found]) if WORKS else None
-    except (KeyError, TypeError):  # a module without nn.Module's own dicts: scanned at every call
-        return None
-
-
-def _current(tagged: Tuple[Any, ...]) -> bool:
-    try:
-        return all([m() is not None and _tags(m()) == tags for m, tags in tagged])
-    except (KeyError, TypeError):
-        return False
+_SCANS = PerModule()  # module -> (its modules, weakly; their dicts' version tags; the tensors found)
 
 
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once). It runs on every call of a layer method, so the scan is remembered per
-    module with the version tags of the dicts it read (every module's own and its registrations): while
-    none changed, the tensors are the same ones and only their ``requires_grad`` is read again."""
+    modules (each module once). It runs on every call of a layer method, so the scan is remembered while
+    the version tags (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then
+    the same ones, and only their ``requires_grad`` is read again."""
     scan = _SCANS.get(module)
-    if scan is None or not _current(scan[0]):
+    if scan is None or not all([m is not None and t is not None and _tags(m) == t
+                                for m, t in zip([r() for r in scan[0]], scan[1])]):
         found = submodules(module)
-        scan = _tagged(found), [t for m in found for t in (*m._parameters.values(), *m._buffers.values(),
-                                                           *m.__dict__.values())
-                                if type(t) not in _PLAIN and isinstance(t, Tensor)]
-        if scan[0] is not None:
-            _SCANS.put(module, scan)
-    return [t for t in scan[1] if t.requires_grad]
+        scan = ([weakref.ref(m) for m in found], [_tags(m) for m in found],
+                [t for m in found for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
+                 if type(t) not in _PLAIN and isinstance(t, Tensor)])
+        _SCANS.put(module, scan)
+    return [t for t in scan[2] if t.requires_grad]
+
+
+def _tags(m: nn.Module) -> Optional[Tuple[int, ...]]:
+    """The version tags of ``m``'s own dicts; None where they cannot be read (never equal: scanned again)."""
+    d = m.__dict__
+    try:
+        return (_version(d), _version(d["_modules"]), _version(d["_parameters"]), _version(d["_buffers"])) if WORKS \
+            else None
+    except (KeyError, TypeError):
+        return None
 
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
