@@ -21,24 +21,22 @@ from .diagnose import explain
 from .tracing import is_compiling
 
 
-class PerModule:
-    """Values remembered per module: keyed by identity (never the module's own ``__eq__`` or ``__hash__``) and
-    dropped when it is collected; they must not refer to it."""
+class PerModule(Dict[int, Tuple["weakref.ref[nn.Module]", Any]]):
+    """Values remembered per module, ``{id(module): (weak reference, value)}``: keyed by identity (never the
+    module's own ``__eq__`` or ``__hash__``), an entry dropped when its module is collected. The values must
+    not refer to the module."""
 
-    def __init__(self) -> None:
-        self._entries: Dict[int, Tuple["weakref.ref[nn.Module]", Any]] = {}
-
-    def get(self, module: nn.Module) -> Any:
-        entry = self._entries.get(id(module))
+    def of(self, module: nn.Module) -> Any:
+        entry = self.get(id(module))
         return entry[1] if entry is not None and entry[0]() is module else None
 
     def put(self, module: nn.Module, value: Any) -> None:
-        key, entries = id(module), self._entries
+        key = id(module)
 
-        def drop(ref: Any) -> None:  # (when the module is collected)
-            if key in entries and entries[key][0] is ref:
-                del entries[key]
-        entries[key] = (weakref.ref(module, drop), value)
+        def drop(ref: Any) -> None:  # (when the module is collected; no lock: it may run inside one)
+            if self.get(key, (None,))[0] is ref:
+                self.pop(key, None)
+        self[key] = (weakref.ref(module, drop), value)
 
 
 def submodules(module: nn.Module) -> List[nn.Module]:

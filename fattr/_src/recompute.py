@@ -109,7 +109,7 @@ def _leaves(module: nn.Module) -> List[Tensor]:
     modules (each module once). It runs on every call of a layer method, so the scan is remembered while
     the version tags (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then
     the same ones, and only their ``requires_grad`` is read again."""
-    scan = _SCANS.get(module)
+    scan = _SCANS.of(module)
     if scan is None or not all([m is not None and t is not None and _tags(m) == t
                                 for m, t in zip([r() for r in scan[0]], scan[1])]):
         found = submodules(module)

@@ -108,29 +108,18 @@ def _warn_fallback(f: Any, labels: Sequence[str], reason: str) -> None:
 
 _MAX_PLANS = 32  # per model (layers x specialisations); the least recently used is dropped first
 _lock = threading.Lock()
-# id(model) -> (weak reference to the model, {key: (fingerprint, token, watch)})
-_plans: Dict[int, Tuple["weakref.ref[nn.Module]", Dict[Hashable, Tuple[Hashable, Token, Optional[watch.Watch]]]]] = {}
-
-
+_plans = PerModule()  # model -> {key: (fingerprint, token, watch)}
 # model -> {the layers as asked for, and options: (its split, the layers' dotted names)}: made once, not per call
 _SPLITS = PerModule()
-
-
-def _forget(model_id: int) -> Callable[[Any], None]:
-    def forget(ref: Any) -> None:  # runs when the model is collected (no lock: it may run inside one)
-        entry = _plans.get(model_id)
-        if entry is not None and entry[0] is ref:
-            _plans.pop(model_id, None)
-    return forget
 
 
 def _entry(model: nn.Module, key: Hashable) -> Optional[Tuple[Hashable, Token, Optional[watch.Watch]]]:
     """The cached ``(fingerprint, token, watch)`` for ``(model, key)``, made the most recently used."""
     with _lock:
-        entry = _plans.get(id(model))
-        hit = entry[1].pop(key, None) if entry is not None and entry[0]() is model else None
-        if hit is not None and entry is not None:
-            entry[1][key] = hit
+        plans = _plans.of(model)
+        hit = plans.pop(key, None) if plans is not None else None
+        if hit is not None:
+            plans[key] = hit
     return hit
 
 
@@ -142,10 +131,10 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
     hit = _entry(model, key)
     token = hit[1] if hit is not None and hit[0] == fp else make()
     with _lock:
-        entry = _plans.get(id(model))
-        if entry is None or entry[0]() is not model:
-            entry = _plans[id(model)] = (weakref.ref(model, _forget(id(model))), {})
-        plans = entry[1]
+        plans = _plans.of(model)
+        if plans is None:
+            plans = {}
+            _plans.put(model, plans)
         plans.pop(key, None)
         plans[key] = (fp, token, noted)
         while len(plans) > _MAX_PLANS:
@@ -283,7 +272,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                                          allow_list, exportable, side, listed, *(layer if listed else ())))
     is_module = isinstance(model, nn.Module)
     key = _asked(layer, attribute_to_layer_input, name, allow_list, exportable) if is_module and shared else None
-    known: Optional[Dict[Hashable, Tuple[Split, Tuple[str, ...]]]] = _SPLITS.get(model) if key is not None else None
+    known: Optional[Dict[Hashable, Tuple[Split, Tuple[str, ...]]]] = _SPLITS.of(model) if key is not None else None
     hit = known.get(key) if known is not None else None
     if hit is not None and all([m is not None and submodule(path)(model) is m
                                 for path, m in zip(hit[1], hit[0].layers)]):
@@ -300,7 +289,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     if key is not None:
         paths = tuple([registrations(model, m)[0] for m in layers])
         with _lock:
-            known = _SPLITS.get(model)
+            known = _SPLITS.of(model)
             if known is None:
                 known = {}
                 _SPLITS.put(model, known)
@@ -322,8 +311,8 @@ def _asked(layer: Any, to_input: Any, *options: Any) -> Optional[Hashable]:
 def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was_list: bool, to_input: bool,
           name: str, exportable: bool, shared: bool) -> Split:
     """The split's closures. A ``shared`` split (a module's, :data:`_SPLITS`) refers to the model and the
-    layers weakly (each closure looks them up when it runs, while its caller holds the model) and keeps
-    no plans of its own; any other holds what it reads."""
+    layers weakly (each closure looks them up when it runs, while its caller holds the model); any other
+    holds what it reads."""
     is_module = isinstance(model, nn.Module)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
     owner = (id(model), tuple([id(m) for m in layers]), to_input)
@@ -368,9 +357,6 @@ def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was
         except Untraceable as e:
             return Token("substitute", reason=str(e))
 
-    # this split's own plans when they are not shared (uncacheable: kept for the split's life)
-    recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
-
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
@@ -385,17 +371,8 @@ def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was
                       else fingerprint.fingerprint(model, layers, traced_ids=traced))
             except fingerprint.Uncacheable:
                 fp = None
-            if fp is not None and anchor is not None:
-                token = _shared(anchor, k, fp, watch.record(roots, traced), make)
-            elif shared:  # no plans of its own: a plan per call, as when every call made its split
-                token = make()
-            else:
-                hit = recent.get(k)
-                if hit is None or hit[0] != fp:
-                    if len(recent) >= _MAX_PLANS:
-                        recent.clear()
-                    hit = recent[k] = (fp, make())
-                token = hit[1]
+            # uncacheable (nothing tells whether the model changed), or no module to keep it with: per call
+            token = make() if fp is None or anchor is None else _shared(anchor, k, fp, watch.record(roots, traced), make)
         if memo is not None:
             memo[k] = token
         return token
