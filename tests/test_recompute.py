@@ -457,3 +457,52 @@ def test_layer_feature_ablation_is_differentiable_in_its_layer_baselines():
         kept = fattr.layer_feature_ablation(model, "1", x, base, target=1)
     torch.testing.assert_close(torch.autograd.grad(got.pow(2).sum(), base)[0],
                                torch.autograd.grad(kept.pow(2).sum(), base)[0], **TOL)
+
+
+def test_the_remembered_leaf_scan_follows_changes_to_the_model():
+    """The leaves a layer method's node routes gradients to are remembered per model (:func:`recompute._leaves`):
+    a new parameter, a replaced submodule, a frozen or unfrozen weight are each seen at the next call."""
+    model = mlp().eval()
+    x = torch.randn(4, 3, dtype=torch.float64)
+
+    def gradients(model):
+        attr = fattr.layer_gradient_x_activation(model, "1", x, target=0)
+        wrt = [p for p in model.parameters() if p.requires_grad]
+        act = model[1](model[0](x))
+        (g,) = torch.autograd.grad(model[3](model[2](act))[:, 0].sum(), act, create_graph=True)
+        want = torch.autograd.grad((g * act).pow(2).sum(), wrt, materialize_grads=True)
+        return torch.autograd.grad(attr.pow(2).sum(), wrt, materialize_grads=True), want
+
+    def check(model):
+        got, want = gradients(model)
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, **TOL)
+
+    check(model)
+    model[0].weight = nn.Parameter(model[0].weight.detach() * 2)  # the old weight would get the gradient
+    check(model)
+    model[3] = nn.Linear(6, 2).double()
+    check(model)
+    model[0].bias.requires_grad_(False)
+    check(model)
+    model[0].bias.requires_grad_(True)
+    check(model)
+
+
+def test_a_shared_split_follows_the_layer_its_name_names():
+    """Layer methods share one split per model, layers and options: a dotted name whose module was replaced
+    names the new module at the next call."""
+    model = mlp().eval()
+    x = torch.randn(4, 3, dtype=torch.float64)
+
+    def want(model):
+        act = model[1](model[0](x))
+        (g,) = torch.autograd.grad(model[3](model[2](act))[:, 0].sum(), act)
+        return g * act
+
+    replaced = []  # (alive: a split referring to them weakly still could)
+    for _ in range(2):
+        torch.testing.assert_close(fattr.layer_gradient_x_activation(model, "1", x, target=0), want(model), **TOL)
+        replaced.append(model[1])
+        model[1] = nn.Sigmoid() if isinstance(model[1], nn.Tanh) else nn.Softplus()

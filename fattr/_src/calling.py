@@ -10,7 +10,8 @@ this way; pass the module itself as ``f`` when it has buffers in training mode.)
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Optional, Sequence, Set
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -18,6 +19,24 @@ from torch import nn
 from .arguments import unpack
 from .diagnose import explain
 from .tracing import is_compiling
+
+
+class PerModule(Dict[int, Tuple["weakref.ref[nn.Module]", Any]]):
+    """Values remembered per module, ``{id(module): (weak reference, value)}``: keyed by identity (never the
+    module's own ``__eq__`` or ``__hash__``), an entry dropped when its module is collected. The values must
+    not refer to the module."""
+
+    def of(self, module: nn.Module) -> Any:
+        entry = self.get(id(module))
+        return entry[1] if entry is not None and entry[0]() is module else None
+
+    def put(self, module: nn.Module, value: Any) -> None:
+        key = id(module)
+
+        def drop(ref: Any) -> None:  # (when the module is collected; no lock: it may run inside one)
+            if self.get(key, (None,))[0] is ref:
+                self.pop(key, None)
+        self[key] = (weakref.ref(module, drop), value)
 
 
 def submodules(module: nn.Module) -> List[nn.Module]:

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from .base import Tensor, Tensors
-from .calling import module_of, submodules
+from .calling import PerModule, module_of, submodules
 from . import compiled, tracing
 from .twice import twice_differentiable
+from .layer.watch import WORKS, dict_version as _version
 
 _next_node = torch._C._autograd._get_sequence_nr  # the sequence number this thread's next autograd node gets
 _AUTOCAST = ("cpu", "cuda")
@@ -88,24 +89,45 @@ class _Reads:
         if module is None:
             self.found = None
             return
-        read = _leaves(module)
-        if any(t.grad_fn is not None for t in read):
-            self.found = None
-        elif self.found is not None:
-            skip, found = self.skip, self.found
-            for t in read:
-                if id(t) not in skip:
-                    found[id(t)] = t
+        found, skip = self.found, self.skip
+        for t in _leaves(module):
+            if t.grad_fn is not None:
+                self.found = None
+                return
+            if found is not None and id(t) not in skip:
+                found[id(t)] = t
 
 
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
 
 
+_SCANS = PerModule()  # module -> (its modules, weakly; their dicts' version tags; the tensors found)
+
+
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once; one pass over them: it runs on every call of a layer method)."""
-    return [t for m in submodules(module) for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
-            if type(t) not in _PLAIN and isinstance(t, Tensor) and t.requires_grad]
+    modules (each module once). It runs on every call of a layer method, so the scan is remembered while
+    the version tags (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then
+    the same ones, and only their ``requires_grad`` is read again."""
+    scan = _SCANS.of(module)
+    if scan is None or not all([m is not None and t is not None and _tags(m) == t
+                                for m, t in zip([r() for r in scan[0]], scan[1])]):
+        found = submodules(module)
+        scan = ([weakref.ref(m) for m in found], [_tags(m) for m in found],
+                [t for m in found for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
+                 if type(t) not in _PLAIN and isinstance(t, Tensor)])
+        _SCANS.put(module, scan)
+    return [t for t in scan[2] if t.requires_grad]
+
+
+def _tags(m: nn.Module) -> Optional[Tuple[int, ...]]:
+    """The version tags of ``m``'s own dicts; None where they cannot be read (never equal: scanned again)."""
+    d = m.__dict__
+    try:
+        return (_version(d), _version(d["_modules"]), _version(d["_parameters"]), _version(d["_buffers"])) if WORKS \
+            else None
+    except (KeyError, TypeError):
+        return None
 
 
 def reads(*sources: Any, exclude: Sequence[Tensor] = ()) -> None:
@@ -330,7 +352,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     if (_local.recomputing or owner is not None and owner.training) and not memory_first:
         return _graphed(fn, tensors, owner)  # about to be differentiated: the graph at once
     context, read = Context(), _Reads()
-    detached = tuple(t.detach() for t in tensors)
+    detached = tuple([t.detach() for t in tensors])
     values = _run(fn, detached, read)
     if read.found is None:  # it read a tensor whose graph the node cannot route through: keep the graph
         return _graphed(fn, tensors, owner)
@@ -344,7 +366,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
             full[i] = s
         return _run(fn, tuple(full), None, owner)
 
-    return _attach(again, context, tuple(v.detach() for v in values), len(tracked),
+    return _attach(again, context, tuple([v.detach() for v in values]), len(tracked),
                    *(tensors[i] for i in tracked), *read.found.values())
 
 

@@ -1,7 +1,7 @@
 """Layer activation: the layer's output (or input) for the given inputs."""
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch.utils import _pytree as pytree
@@ -50,15 +50,20 @@ def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, 
     arg_tensors, rebuild = split_args(args)
     m = len(xs)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[List[Any], Any]]:
+    def run(tensors: Tensors) -> Tuple[Tensors, Optional[Tuple[List[Any], Any]]]:
         activation, _ = s.head(*tensors[:m], *rebuild(tensors[m:]))  # (forward=True: no leaves to name)
+        if type(activation) is torch.Tensor:  # the usual case, without the tree
+            return (activation,), None
         leaves, spec = pytree.tree_flatten(activation)
         return tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (leaves, spec)
 
     try:
-        values, (leaves, spec) = checkpoint_aux(run, tuple(xs) + arg_tensors, module=s.owner, forward=True)
+        values, tree = checkpoint_aux(run, tuple(xs) + arg_tensors, module=s.owner, forward=True)
     except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
         explained(error, model, module_of(model), xs, args)
         raise
+    if tree is None:
+        return values[0]
+    leaves, spec = tree
     computed = iter(values)
     return pytree.tree_unflatten([next(computed) if isinstance(t, torch.Tensor) else t for t in leaves], spec)

@@ -43,7 +43,7 @@ from . import locking
 from .capture import (Untraceable, attributes_kept, check_called_once, clone, refuse_hooks,
                       tail_and_rest, upstream)
 from .fingerprint import _MODULE_STATE
-from .resolve import registrations
+from .resolve import registrations, submodule
 
 
 # Shape and metadata queries: recomputed by the tail (they follow its batch size).
@@ -204,12 +204,22 @@ class Plan:
     watched: Tuple[Tuple[str, str, Any], ...] = ()  # (module path, attribute, value): see :func:`watch`
     head_fn: Callable[..., Tuple[List[Any], Tuple[Any, ...]]] = field(init=False, repr=False)
     tail_fn: Callable[..., Any] = field(init=False, repr=False)
+    binding: Tuple[Tuple[str, Any], ...] = field(init=False, repr=False)  # per placeholder: see :func:`run_head`
 
     def __post_init__(self) -> None:
         # head and tail made into straight-line Python once (:class:`_Source`): interpreting the nodes
         # (their kind, their arguments' structure, the no_grad flag) per call is a large share of a
         # small model's cost, and Dynamo does not trace torch.fx's Node (its args, map_arg)
         self.head_fn, self.tail_fn = _head_fn(self), _tail_fn(self)
+        self.binding = tuple([_binding(ph, self.concrete) for ph in self.placeholders])
+
+
+def _binding(ph: Node, concrete: Dict[str, Any]) -> Tuple[str, Any]:
+    """A placeholder's argument name, and its value when the call does not bind that name: the value
+    specialised (fx names that placeholder ``<name>_<k>``), or the placeholder's default."""
+    name = _named(ph).lstrip("*")
+    base = name.rsplit("_", 1)[0]
+    return name, concrete[base] if base in concrete else (ph.args[0] if ph.args else None)
 
 
 def _frees(schedule: List[Node], reads: Callable[[Node], List[Node]], keep: Set[Node]) -> List[List[Node]]:
@@ -328,7 +338,7 @@ def watch(p: Plan, model: nn.Module) -> None:
     """Under Dynamo: read the attributes ``p`` was traced with, so that the compiled code guards on
     them and retraces (finding a new plan) when one changes, as :mod:`.fingerprint` does in eager mode."""
     for path, name, value in p.watched:
-        if getattr(_submodule(path)(model) if path else model, name) != value:  # a guard, never true
+        if getattr(submodule(path)(model) if path else model, name) != value:  # a guard, never true
             raise RuntimeError(f"fattr: the traced module {path!r} changed its {name!r} during a compiled call")
 
 
@@ -339,21 +349,6 @@ def call_module(m: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
     if kwargs or writes_buffers(m):
         return call(m, args, as_args((), kwargs) if kwargs else ())
     return m(*args)  # (the split's callers explain a failure: :func:`..calling.explained`)
-
-
-def _submodule(target: str) -> Callable[[nn.Module], nn.Module]:
-    """``model.get_submodule(target)``, looked up in the registrations first (per call: live modules)."""
-    atoms = target.split(".")
-
-    def get(model: nn.Module) -> nn.Module:
-        m = model
-        try:
-            for atom in atoms:
-                m = m._modules[atom]  # type: ignore[assignment]
-        except (KeyError, AttributeError):
-            return model.get_submodule(target)
-        return m if m is not None else model.get_submodule(target)
-    return get
 
 
 class _Source:
@@ -401,7 +396,7 @@ class _Source:
             rest = "".join(f"{self.arg(a)}, " for a in n.args[1:])
             self.statement(n, f"getattr({self.arg(n.args[0])}, {_named(n)!r})({rest}{kwargs})")
         elif n.op == "call_module":
-            self.statement(n, f"_call({self.const(_submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
+            self.statement(n, f"_call({self.const(submodule(_named(n)))}(model), ({args}), {self.arg(dict(n.kwargs))})")
         else:  # get_attr (no schedule holds a placeholder or the output): the trace's constant or the model's
             constant = self.p.constants.get(_named(n))
             self.statement(n, self.const(constant) if constant is not None else
@@ -444,7 +439,7 @@ def _tail_fn(p: Plan) -> Callable[..., Any]:
         if n in substituted:  # the layer, on the given activation
             a = substituted[n]
             src.lines.append(f"{a} = {own}({a})")
-            src.statement(n, f"_call({src.const(_submodule(_named(n)))}(model), {a} if isinstance({a}, tuple) "
+            src.statement(n, f"_call({src.const(submodule(_named(n)))}(model), {a} if isinstance({a}, tuple) "
                              f"else ({a},), {src.arg(dict(n.kwargs))})")
         else:
             src.node(n)
@@ -456,12 +451,4 @@ def run_head(p: Plan, model: nn.Module, arguments: Dict[str, Any]) -> Tuple[List
     """``(activations, rest)``: one activation per cut (cloned), and the carried values (``p`` is ``model``'s;
     ``arguments`` by name, as :func:`specialise` binds them). ``p.tail_fn(model, activations, rest)`` is
     the model's output with the cut values replaced by ``activations``."""
-    values: List[Any] = []
-    for ph in p.placeholders:
-        name = _named(ph).lstrip("*")
-        if name in arguments:
-            values.append(arguments[name])
-        else:  # a specialised argument: fx names its placeholder "<name>_<k>"
-            base = name.rsplit("_", 1)[0]
-            values.append(p.concrete[base] if base in p.concrete else (ph.args[0] if ph.args else None))
-    return p.head_fn(model, *values)
+    return p.head_fn(model, *[arguments[name] if name in arguments else value for name, value in p.binding])

@@ -1,7 +1,7 @@
 """Which modules ``layer`` names: a submodule of the model, its dotted name, or a list of them."""
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 from torch import nn
 
@@ -11,10 +11,25 @@ from ..errors import Shown, fail
 _HINT = "Pass a submodule of the model or its dotted name, e.g. 'body.1.conv2' (see model.named_modules())."
 
 
+def submodule(target: str) -> Callable[[nn.Module], nn.Module]:
+    """``model.get_submodule(target)``, looked up in the registrations first (per call: live modules)."""
+    atoms = target.split(".")
+
+    def get(model: nn.Module) -> nn.Module:
+        m = model
+        try:
+            for atom in atoms:
+                m = m._modules[atom]  # type: ignore[assignment]
+        except (KeyError, AttributeError):
+            return model.get_submodule(target)
+        return m if m is not None else model.get_submodule(target)
+    return get
+
+
 def _one(model: nn.Module, layer: Any, name: str) -> nn.Module:
     if isinstance(layer, str):
         try:
-            return model.get_submodule(layer)
+            return submodule(layer)(model)
         except AttributeError:
             fail(name, "the dotted name of a submodule of the model", Shown(repr(layer)), _HINT)
     if not isinstance(layer, nn.Module):

@@ -4,7 +4,9 @@ Tracing and partitioning a model costs milliseconds, more than a layer method on
 a small model, so plans are shared across splits and calls: a process-wide cache
 keyed by the model (referred to weakly: a model is never kept alive by it, and
 nothing is stored on it), the layers, ``attribute_to_layer_input`` and the
-specialisation. Every ``head`` call checks the model against the plan's
+specialisation. The splits layer methods make are shared too (made once per model,
+layers and options; they refer to the model and layers weakly): only
+:func:`split` hands out one of the caller's own. Every ``head`` call checks the model against the plan's
 :func:`.fingerprint.fingerprint` (cheaply first: :mod:`.watch`) and retraces when it
 differs (a submodule replaced, ``train()`` / ``eval()``, a hook added, a Python
 attribute such as a flag changed). Parameter and buffer values are not part of it:
@@ -40,11 +42,11 @@ from torch.utils import _pytree as pytree
 from ..base import LayerLike, ModelLike
 from ..errors import Shown, check_bool, fail
 from ..arguments import Keywords, as_args
-from ..calling import explained, modules_of
+from ..calling import PerModule, explained, modules_of
 from ..compiled import at_trace_time, dynamo_tracing
 from . import export, fingerprint, graph, locking, substitute, watch
 from .capture import Untraceable
-from .resolve import resolve, resolve_in
+from .resolve import registrations, resolve, resolve_in, submodule
 
 
 class CaptureWarning(UserWarning):
@@ -106,25 +108,18 @@ def _warn_fallback(f: Any, labels: Sequence[str], reason: str) -> None:
 
 _MAX_PLANS = 32  # per model (layers x specialisations); the least recently used is dropped first
 _lock = threading.Lock()
-# id(model) -> (weak reference to the model, {key: (fingerprint, token, watch)})
-_plans: Dict[int, Tuple["weakref.ref[nn.Module]", Dict[Hashable, Tuple[Hashable, Token, Optional[watch.Watch]]]]] = {}
-
-
-def _forget(model_id: int) -> Callable[[Any], None]:
-    def forget(ref: Any) -> None:  # runs when the model is collected (no lock: it may run inside one)
-        entry = _plans.get(model_id)
-        if entry is not None and entry[0] is ref:
-            _plans.pop(model_id, None)
-    return forget
+_plans = PerModule()  # model -> {key: (fingerprint, token, watch)}
+# model -> {the layers as asked for, and options: (its split, the layers' dotted names)}: made once, not per call
+_SPLITS = PerModule()
 
 
 def _entry(model: nn.Module, key: Hashable) -> Optional[Tuple[Hashable, Token, Optional[watch.Watch]]]:
     """The cached ``(fingerprint, token, watch)`` for ``(model, key)``, made the most recently used."""
     with _lock:
-        entry = _plans.get(id(model))
-        hit = entry[1].pop(key, None) if entry is not None and entry[0]() is model else None
-        if hit is not None and entry is not None:
-            entry[1][key] = hit
+        plans = _plans.of(model)
+        hit = plans.pop(key, None) if plans is not None else None
+        if hit is not None:
+            plans[key] = hit
     return hit
 
 
@@ -136,10 +131,10 @@ def _shared(model: nn.Module, key: Hashable, fp: Hashable, noted: Optional[watch
     hit = _entry(model, key)
     token = hit[1] if hit is not None and hit[0] == fp else make()
     with _lock:
-        entry = _plans.get(id(model))
-        if entry is None or entry[0]() is not model:
-            entry = _plans[id(model)] = (weakref.ref(model, _forget(id(model))), {})
-        plans = entry[1]
+        plans = _plans.of(model)
+        if plans is None:
+            plans = {}
+            _plans.put(model, plans)
         plans.pop(key, None)
         plans[key] = (fp, token, noted)
         while len(plans) > _MAX_PLANS:
@@ -209,15 +204,26 @@ class Split:
 
     head: Callable[..., Tuple[Any, Tuple[Any, ...]]]
     tail: Callable[[Any, Any], Any]
-    layers: Tuple[nn.Module, ...]
     was_list: bool
     last: List[Optional[Token]]
-    owner: Optional[nn.Module]
-    model: Any = None
     to_input: bool = False
     exportable: bool = True
     session: Optional[Callable[[], Callable[..., Tuple[Any, Tuple[Any, ...]]]]] = field(
         default=None, repr=False, compare=False)
+    # (model, owner, *layers) as functions returning them: weak references for a module's shared split
+    refs: Tuple[Callable[[], Any], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def model(self) -> Any:
+        return self.refs[0]()
+
+    @property
+    def owner(self) -> Optional[nn.Module]:
+        return cast(Optional[nn.Module], self.refs[1]())
+
+    @property
+    def layers(self) -> Tuple[nn.Module, ...]:
+        return tuple([r() for r in self.refs[2:]])
 
     # unpacks to (head, tail)
     def __iter__(self) -> Any:
@@ -243,7 +249,8 @@ class Split:
 
 
 def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, name: str = "layer",
-          allow_list: bool = True, exportable: bool = True, side: str = "attribute_to_layer_input") -> Split:
+          allow_list: bool = True, exportable: bool = True, side: str = "attribute_to_layer_input",
+          shared: bool = True) -> Split:
     """Resolve ``layer`` now; find or build the partition at each ``head`` call.
 
     ``model`` is an ``nn.Module`` (``layer`` a submodule or its dotted name) or any callable
@@ -254,7 +261,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
     cache (see the module docstring). ``exportable=False`` skips torch.export: an exported graph
     calls ATen operators, which a ``TorchFunctionMode`` (DeepLift's rules) does not see.
     ``layer`` may be a :class:`Split` of ``model`` (:func:`_reuse`; ``side`` names the argument
-    ``attribute_to_layer_input`` comes from): it is used as it is.
+    ``attribute_to_layer_input`` comes from): it is used as it is. A module's split is ``shared`` by the
+    calls that ask for the same one (:data:`_SPLITS`); ``shared=False`` makes one of the caller's own.
     """
     if isinstance(layer, Split):
         return _reuse(layer, model, attribute_to_layer_input, name, allow_list, exportable, side)
@@ -263,6 +271,12 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         return cast(Split, at_trace_time(_built, model, None if listed else layer, attribute_to_layer_input, name,
                                          allow_list, exportable, side, listed, *(layer if listed else ())))
     is_module = isinstance(model, nn.Module)
+    key = _asked(layer, attribute_to_layer_input, name, allow_list, exportable) if is_module and shared else None
+    known: Optional[Dict[Hashable, Tuple[Split, Tuple[str, ...]]]] = _SPLITS.of(model) if key is not None else None
+    hit = known.get(key) if known is not None else None
+    if hit is not None and all([m is not None and submodule(path)(model) is m
+                                for path, m in zip(hit[1], hit[0].layers)]):
+        return hit[0]  # (the layers are still registered where they were found)
     with locking.reading():  # not while another thread captures: torch.export swaps submodules while it runs
         if is_module:
             layers, was_list = resolve(model, layer, name, allow_list=allow_list)
@@ -271,13 +285,50 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
             roots = modules_of(model)
             layers, was_list = resolve_in(model, roots, layer, name, allow_list=allow_list)
     to_input = check_bool("attribute_to_layer_input", attribute_to_layer_input)
+    made = _make(model, roots, layers, was_list, to_input, name, exportable, key is not None)
+    if key is not None:
+        paths = tuple([registrations(model, m)[0] for m in layers])
+        with _lock:
+            known = _SPLITS.of(model)
+            if known is None:
+                known = {}
+                _SPLITS.put(model, known)
+            if len(known) >= _MAX_PLANS:
+                known.clear()
+            known[key] = made, paths
+    return made
+
+
+def _asked(layer: Any, to_input: Any, *options: Any) -> Optional[Hashable]:
+    """The key of a shared split: the layers as asked for (dotted names, module ids) and the options;
+    None for anything else (not shared)."""
+    items = layer if isinstance(layer, (list, tuple)) else (layer,)
+    if type(to_input) is not bool or not all([isinstance(i, (str, nn.Module)) for i in items]):
+        return None
+    return (tuple([i if isinstance(i, str) else id(i) for i in items]), type(layer), to_input) + options
+
+
+def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was_list: bool, to_input: bool,
+          name: str, exportable: bool, shared: bool) -> Split:
+    """The split's closures. A ``shared`` split (a module's, :data:`_SPLITS`) refers to the model and the
+    layers weakly (each closure looks them up when it runs, while its caller holds the model); any other
+    holds what it reads."""
+    is_module = isinstance(model, nn.Module)
     labels = [f"{name}[{i}]" for i in range(len(layers))] if was_list else [name]
     owner = (id(model), tuple([id(m) for m in layers]), to_input)
     last: List[Optional[Token]] = [None]
-    anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
-    owner_module = _owner(roots)
+    refs = (_ref(model, shared), _ref(_owner(roots), shared), *[_ref(m, shared) for m in layers])
+    del layers
+    if shared:
+        del model, roots
+
+    def parts() -> Tuple[Any, List[nn.Module], Tuple[nn.Module, ...]]:
+        """``(model, roots, layers)``, looked up."""
+        f = refs[0]()
+        return f, [f] if shared else roots, tuple([r() for r in refs[2:]])
 
     def make_fx(concrete: Dict[str, Any]) -> Token:
+        model, _, layers = parts()
         try:
             return Token("fx", graph.plan(model, layers, labels, to_input, concrete))
         except Untraceable as e:
@@ -287,6 +338,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         if not exportable:
             return Token("substitute", reason="DeepLift's rules apply to torch functions, which torch.export turns "
                          "into ATen operators")
+        model, roots, layers = parts()
         fqns = export.qualified_names(roots, layers)
         if fqns is None:
             return Token("substitute", reason="the layer is not inside a module the function exposes")
@@ -305,12 +357,11 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         except Untraceable as e:
             return Token("substitute", reason=str(e))
 
-    # this split's own plans when they are not shared (uncacheable: kept for the split's life)
-    recent: Dict[Hashable, Tuple[Optional[Hashable], Token]] = {}
-
     def cached(k: Hashable, make: Callable[[], Token], memo: Optional[Dict[Hashable, Token]]) -> Token:
         if memo is not None and k in memo:  # checked by this session's first head (one attribution call)
             return memo[k]
+        model, roots, layers = parts()
+        anchor = roots[0] if roots else None  # whose lifetime the shared plans follow
         was = _entry(anchor, k) if anchor is not None else None  # (used if nothing its fingerprint read changed)
         token = was[1] if was is not None and was[2] is not None and watch.unchanged(was[2], roots) else None
         if token is None:
@@ -320,15 +371,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
                       else fingerprint.fingerprint(model, layers, traced_ids=traced))
             except fingerprint.Uncacheable:
                 fp = None
-            if fp is not None and anchor is not None:
-                token = _shared(anchor, k, fp, watch.record(roots, traced), make)
-            else:
-                hit = recent.get(k)
-                if hit is None or hit[0] != fp:
-                    if len(recent) >= _MAX_PLANS:
-                        recent.clear()
-                    hit = recent[k] = (fp, make())
-                token = hit[1]
+            # uncacheable (nothing tells whether the model changed), or no module to keep it with: per call
+            token = make() if fp is None or anchor is None else _shared(anchor, k, fp, watch.record(roots, traced), make)
         if memo is not None:
             memo[k] = token
         return token
@@ -337,6 +381,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         """The token for ``values``, and their binding to ``model.forward`` (a module's)."""
         token: Optional[Token] = None
         bound = None
+        model = refs[0]()
         if is_module:
             bound, concrete = graph.specialise(model, values)
             token = cached(("fx", owner[1], to_input, graph.key(concrete)), lambda: make_fx(concrete), memo)
@@ -356,12 +401,12 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         token, bound = checked(values, memo)
         last[0] = token
         if not token.traced:
-            _warn_fallback(model, labels, token.reason)
+            _warn_fallback(refs[0](), labels, token.reason)
         return Ticket(token, owner), bound
 
     def run(ticket: Ticket, values: Tuple[Any, ...], bound: Any = None) -> Tuple[Any, Tuple[Any, ...]]:
         """The head by ``ticket``'s plan: a function of the values only (recomputations repeat it)."""
-        token = ticket.token
+        token, (model, roots, layers) = ticket.token, parts()
         if token.kind == "fx":
             if bound is None:  # under Dynamo (see above)
                 bound = graph.specialise(model, values)[0]
@@ -385,7 +430,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         try:
             return run(ticket, values, bound)
         except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
-            explained(error, model, owner_module, values, ())
+            explained(error, refs[0](), refs[1](), values, ())
             raise
 
     def head(*values: Any, **keywords: Any) -> Tuple[Any, Tuple[Any, ...]]:
@@ -397,6 +442,7 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         return lambda *values, **keywords: run_head(values, keywords, memo)
 
     def tail(activation: Any, rest: Any) -> Any:
+        model, roots, layers = parts()
         if was_list and (not isinstance(activation, (list, tuple)) or len(activation) != len(layers)):
             fail("activation", f"a list of {len(layers)} activations, one per layer", activation)
         acts = list(activation) if was_list else [activation]
@@ -413,8 +459,8 @@ def build(model: Any, layer: Any, attribute_to_layer_input: bool = False, *, nam
         with locking.reading():
             return token.plan.tail_fn(model, acts, carried)
 
-    return Split(head=head, tail=tail, layers=layers, was_list=was_list, last=last, owner=owner_module,
-                 model=model, to_input=to_input, exportable=exportable, session=session)
+    return Split(head=head, tail=tail, was_list=was_list, last=last, to_input=to_input, exportable=exportable,
+                 session=session, refs=refs)
 
 
 def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow_list: bool,
@@ -432,6 +478,10 @@ def _reuse(s: Split, model: Any, attribute_to_layer_input: Any, name: str, allow
     if exportable or not s.exportable:
         return s  # else DeepLift's: its rules see torch functions, which an exported graph no longer calls
     return build(model, list(s.layers) if s.was_list else s.layers[0], s.to_input, name=name, exportable=False)
+
+
+def _ref(obj: Any, weak: bool) -> Callable[[], Any]:
+    return weakref.ref(obj) if weak and obj is not None else lambda: obj
 
 
 def _owner(roots: Sequence[nn.Module]) -> Optional[nn.Module]:
@@ -512,4 +562,4 @@ def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool 
       >>> [fattr.layer_gradient_x_activation(model, s, x, target=i).shape for i in range(2)]
       [torch.Size([5, 4]), torch.Size([5, 4])]
     """
-    return build(model, layer, attribute_to_layer_input)
+    return build(model, layer, attribute_to_layer_input, shared=False)

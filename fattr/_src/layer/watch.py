@@ -24,9 +24,10 @@ from .capture import HOOKS, global_hook_dicts
 from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, inplace, summary
 
 try:  # (private to torch, as is the whole of torch.compile's guard machinery)
-    from torch._C._dynamo.guards import dict_version as _version
+    from torch._C._dynamo.guards import dict_version as dict_version  # (re-exported: the one source of tags)
 except ImportError:  # pragma: no cover
-    _version = None  # type: ignore[assignment]
+    dict_version = None  # type: ignore[assignment]
+_version = dict_version
 
 Watch = Tuple[Any, ...]
 
@@ -49,7 +50,7 @@ def _works() -> bool:
         return False
 
 
-_WORKS = _works()
+WORKS = _works()
 
 
 def _ref(obj: Any) -> Callable[[], Any]:
@@ -109,7 +110,7 @@ def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
     summarised); None where versions are not usable. One entry per module, referred to weakly: the modules
     are still those of the tree when every parent's registrations are unchanged. An untraced module: its
     registrations and ``inplace``; a traced one: its own dicts, its class's ``forward``, its attributes."""
-    if not _WORKS:
+    if not WORKS:
         return None
     memo: Set[int] = set()
     entries: List[Tuple[Any, ...]] = []
