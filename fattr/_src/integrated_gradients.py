@@ -75,11 +75,11 @@ def integrate(f: Callable[..., Any], xs: Tensors, bases: Tensors, n_steps: int, 
                            weights_dtype=accumulation_dtype(dtype, device) if one else torch.float64)
     diffs = tuple(x - b for x, b in zip(xs, bases))
 
-    def points(a: torch.Tensor, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
+    def points(steps: slice, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
         k = len(ends) // 2
-        return line_points(a, ends[:k], ends[k:]), None
+        return line_points(alphas[steps], ends[:k], ends[k:]), None
 
-    grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
+    grads = weighted_gradient_sum(f, points, bases + diffs, alphas.shape[0], weights, target=tgt, args=args,
                                   n_examples=xs[0].shape[0], chunk_size=chunk_size)
     if multiply_by_inputs:
         return tuple((g * d).to(x.dtype) for g, d, x in zip(grads, diffs, xs))  # in g's (the sum's) dtype
