@@ -77,7 +77,7 @@ def integrate(f: Callable[..., Any], xs: Tensors, bases: Tensors, n_steps: int, 
 
     def points(steps: slice, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
         k = len(ends) // 2
-        return line_points(alphas[steps], ends[:k], ends[k:]), None
+        return tuple(map(structure.fold, line_points(alphas[steps], ends[:k], ends[k:]))), None
 
     grads = weighted_gradient_sum(f, points, bases + diffs, alphas.shape[0], weights, target=tgt, args=args,
                                   n_examples=xs[0].shape[0], chunk_size=chunk_size)

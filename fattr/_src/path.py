@@ -47,6 +47,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
 
     ``points(steps, tensors)`` builds the path points of the steps ``steps`` (a ``slice``) from
     ``tensors`` (the inputs, the baselines: whatever the result is differentiated with respect to),
+    folded into rows step-major (``structure.fold``), and their velocities shaped like them or None,
     under the chunk's grad mode: without grad in a graph-free pass (a path that closes over other
     tensors enables grad to build them, and names what they read: :func:`.recompute.reads`). Each
     chunk's share is computed without a graph and is differentiable on demand (:mod:`.recompute`), so
@@ -61,20 +62,19 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     for start in range(0, n_steps, step):
         def chunk(inputs: Tensors, steps: slice = slice(start, min(start + step, n_steps))) -> Tensors:
             k = steps.stop - steps.start
-            pts, vel, *carried = points(steps, inputs[:n_tensors])  # carried: per-point args (a split's rest)
-            per_point = tuple(carried[0]) if carried else ()
-            grads = gradient_pass(f, tuple([structure.fold(p) for p in pts]), target.tile(k),
-                                  tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point)
+            rows, vel, *carried = points(steps, inputs[:n_tensors])  # carried: per-row args (a split's rest)
+            per_row = tuple(carried[0]) if carried else ()
+            grads = gradient_pass(f, tuple(rows), target.tile(k),
+                                  tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_row)
             w = weights if weights is None or k == n_steps else weights[steps]
             terms = []
             for i, g in enumerate(grads):
-                acc = accumulation_dtype(g.dtype, g.device)
-                flat = g.reshape(k, -1)  # (k, B * ...): the steps' gradients, step-major
+                acc, shape = accumulation_dtype(g.dtype, g.device), (g.shape[0] // k,) + g.shape[1:]
                 if vel is not None:
-                    flat = flat * vel[i].reshape(k, -1)
-                term = flat.sum(0, dtype=acc) if w is None else torch.mm(w.to(device=g.device, dtype=acc)
-                                                                         .reshape(1, k), flat.to(acc))
-                terms.append(term.reshape((g.shape[0] // k,) + g.shape[1:]))
+                    g = g * vel[i]
+                terms.append(g.reshape((k,) + shape).sum(0, dtype=acc) if w is None else  # (k, B, ...) step-major
+                             torch.mm(w.to(device=g.device, dtype=acc).reshape(1, k), g.reshape(k, -1).to(acc))
+                             .reshape(shape))
             return tuple(terms)
 
         terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
@@ -143,7 +143,7 @@ def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensor
         for p, ref in zip(pts, probe_t):
             if p.shape[1:] != ref.shape:
                 fail("path", f"points of one shape for every alpha, {tuple(ref.shape)}", p[0])
-        return pts, vel
+        return tuple(map(structure.fold, pts)), tuple(map(structure.fold, vel))
 
     attr = weighted_gradient_sum(f, points, (), alphas.shape[0], weights, target=tgt, args=args, n_examples=n,
                                  chunk_size=chunk_size)

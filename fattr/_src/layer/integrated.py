@@ -129,11 +129,12 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
         acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
         if not seen:  # the same for every chunk; recorded once (a recomputation has no side effects)
             seen[:] = [rest, [t.dtype for t in acts]]
-        steps_acts = [structure.unfold(t, a.shape[0]) for t in acts]
         if not differences:
-            return steps_acts, None, rest
-        rest = tuple([r[:-n] if is_per_example(r, a.shape[0] * n) else r for r in rest])
-        return [t[:-1] for t in steps_acts], [torch.diff(t, dim=0) for t in steps_acts], rest
+            return acts, None, rest
+        cut = (a.shape[0] - 1) * n  # the steps' rows: the last node only closes the last step
+        rest = tuple([r[:cut] if is_per_example(r, cut + n) else r for r in rest])
+        at = [t[:cut] for t in acts]
+        return at, [t[n:] - t_k for t, t_k in zip(acts, at)], rest
 
     ends = tuple(bases) + tuple(x - b for x, b in zip(xs, bases))  # the path: bases + alpha * differences
     total = weighted_gradient_sum(lf.function(), points, ends + arg_tensors, n_steps,

@@ -144,7 +144,7 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
             pts.append(_blur(x, rows, cols))
             vel.append((_blur(x, rows2, cols2) - pts[-1]) / grad_step if velocity == "difference" else
                        _blur(x, rows2, cols) + _blur(x, rows, cols2))
-        return tuple(pts), tuple(vel)
+        return tuple(map(structure.fold, pts)), tuple(map(structure.fold, vel))
 
     attr = weighted_gradient_sum(f, points, xs, n_steps, weights, target=tgt, args=args, n_examples=n,
                                  chunk_size=chunk_size)
