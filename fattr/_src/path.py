@@ -73,7 +73,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 if vel is not None:
                     g = g * vel[i]
                 terms.append(g.reshape((k,) + shape).sum(0, dtype=acc) if w is None else  # (k, B, ...) step-major
-                             torch.mm(w.to(device=g.device, dtype=acc).reshape(1, k), g.reshape(k, -1).to(acc))
+                             torch.mm(w.to(g.device, acc).reshape(1, k), g.reshape(k, -1).to(acc))
                              .reshape(shape))
             return tuple(terms)
 

@@ -117,7 +117,7 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     bases = format_baselines(baselines, xs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
-    one = all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
+    one = m == 1 or all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
     nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device,
                           dtype=xs[0].dtype if one else torch.float64, weights_dtype=torch.float64)
     arg_tensors, rebuild = split_args(args)
