@@ -1,8 +1,8 @@
 """The path integral: ``attr_i = sum_k w_k * d f(gamma(a_k)) / d x_i * gamma_i'(a_k)``.
 
-:func:`weighted_gradient_sum` is the engine every path method shares: it folds
-the path points of a chunk of alphas into dim 0 next to the examples, takes one
-batched gradient per chunk (:mod:`.gradients`) and accumulates the weighted sum.
+:func:`weighted_gradient_sum` is the engine every path method shares: the path
+points of a chunk of steps, folded into dim 0 next to the examples, get one
+batched gradient per chunk (:mod:`.gradients`), and it accumulates the weighted sum.
 There is no Python loop over steps; with ``chunk_size`` there is one over chunks,
 so memory follows ``chunk_size``, not ``n_steps``. :func:`path_attribution` is the
 public primitive for any differentiable path (velocity by ``torch.func.jvp``).
@@ -70,8 +70,8 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
             terms = []
             for i, g in enumerate(grads):
                 acc, shape = accumulation_dtype(g.dtype, g.device), (g.shape[0] // k,) + g.shape[1:]
-                if vel is not None:
-                    g = g * vel[i]
+                if vel is not None:  # the product in the values' dtype, at least float32 (half: in the sum's)
+                    g = (g if g.dtype.itemsize >= 4 else g.to(acc)) * vel[i]
                 terms.append(g.reshape((k,) + shape).sum(0, dtype=acc) if w is None else  # (k, B, ...) step-major
                              torch.mm(w.to(g.device, acc).reshape(1, k), g.reshape(k, -1).to(acc))
                              .reshape(shape))
