@@ -69,12 +69,13 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
             w = weights if weights is None or k == n_steps else weights[steps]
             terms = []
             for i, g in enumerate(grads):
-                acc, shape = accumulation_dtype(g.dtype, g.device), (g.shape[0] // k,) + g.shape[1:]
+                acc = accumulation_dtype(g.dtype, g.device)
                 if vel is not None:  # the product in the values' dtype, at least float32 (half: in the sum's)
                     g = (g if g.dtype.itemsize >= 4 else g.to(acc)) * vel[i]
-                terms.append(g.reshape((k,) + shape).sum(0, dtype=acc) if w is None else  # (k, B, ...) step-major
-                             torch.mm(w.to(g.device, acc).reshape(1, k), g.reshape(k, -1).to(acc))
-                             .reshape(shape))
+                per_step = g.reshape((k, g.shape[0] // k) + g.shape[1:])  # (k, B, ...): rows step-major
+                if w is not None:  # (the products in the weights' dtype: the sum's)
+                    per_step = per_step * w.to(g.device, acc).reshape((k,) + (1,) * g.dim())
+                terms.append(per_step.sum(0, dtype=acc))
             return tuple(terms)
 
         terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
