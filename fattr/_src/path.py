@@ -40,6 +40,11 @@ def line_points(alphas: torch.Tensor, bases: Tensors, diffs: Tensors) -> Tensors
         (-1,) + (1,) * d.dim()), d) for b, d in zip(bases, diffs))
 
 
+def at(values: torch.Tensor, steps: slice) -> torch.Tensor:
+    """``values[steps]`` (a chunk's nodes or weights); ``values`` itself when that is all of them (one chunk)."""
+    return values if steps.start == 0 and steps.stop == values.shape[0] else values[steps]
+
+
 def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, n_steps: int,
                           weights: Optional[torch.Tensor], *, target: Target, args: Tuple[Any, ...],
                           n_examples: int, chunk_size: Optional[int]) -> Tensors:
@@ -66,7 +71,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
             per_row = tuple(carried[0]) if carried else ()
             grads = gradient_pass(f, tuple(rows), target.tile(k),
                                   tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_row)
-            w = weights if weights is None or k == n_steps else weights[steps]
+            w = weights if weights is None else at(weights, steps)
             terms = []
             for i, g in enumerate(grads):
                 acc = accumulation_dtype(g.dtype, g.device)
@@ -139,7 +144,7 @@ def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensor
 
     def points(steps: slice, _: Tensors) -> Tuple[Tensors, Tensors]:
         with torch.enable_grad():  # path may close over tensors that require grad
-            pts, vel = torch.func.vmap(tangent_point)(alphas[steps].to(device=device))
+            pts, vel = torch.func.vmap(tangent_point)(at(alphas, steps).to(device=device))
         reads(*pts, *vel)  # their graphs name what they read
         for p, ref in zip(pts, probe_t):
             if p.shape[1:] != ref.shape:

@@ -25,7 +25,7 @@ from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
 from ..integrated_gradients import integrate
-from ..path import line_points, weighted_gradient_sum
+from ..path import at, line_points, weighted_gradient_sum
 from ..recompute import checkpoint_aux
 from ..quadrature import Method, rule
 from ..structure import Tensors
@@ -118,13 +118,14 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
     one = m == 1 or all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
-    nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device,
+    n_steps = check_positive_int("n_steps", n_steps)
+    nodes, weights = rule(method, n_steps + differences, device=xs[0].device,
                           dtype=xs[0].dtype if one else torch.float64, weights_dtype=torch.float64)
     arg_tensors, rebuild = split_args(args)
     seen: List[Any] = []  # the head's rest and activation dtypes
 
     def points(steps: slice, tensors: Tensors) -> Tuple[Any, ...]:
-        a = nodes[steps.start:steps.stop + differences]  # the steps' nodes (and the next)
+        a = at(nodes, slice(steps.start, steps.stop + differences))  # the steps' nodes (and the next)
         rows = tuple([structure.fold(p) for p in line_points(a, tensors[:m], tensors[m:2 * m])])
         acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
         if not seen:  # the same for every chunk; recorded once (a recomputation has no side effects)
@@ -133,8 +134,8 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
             return acts, None, rest
         cut = (a.shape[0] - 1) * n  # the steps' rows: the last node only closes the last step
         rest = tuple([r[:cut] if is_per_example(r, cut + n) else r for r in rest])
-        at = [t[:cut] for t in acts]
-        return at, [t[n:] - t_k for t, t_k in zip(acts, at)], rest
+        here = [t[:cut] for t in acts]
+        return here, [t[n:] - t_k for t, t_k in zip(acts, here)], rest
 
     ends = tuple(bases) + tuple(x - b for x, b in zip(xs, bases))  # the path: bases + alpha * differences
     total = weighted_gradient_sum(lf.function(), points, ends + arg_tensors, n_steps,
