@@ -63,7 +63,6 @@ BaselinesLike = Union[None, float, torch.Tensor, Tuple[Any, ...], Callable[..., 
 ArgsLike = Any
 KwargsLike = Optional[Dict[str, Any]]
 
-# points(steps, tensors) -> (rows, velocities[, args]): the path of a path method at the steps (a slice), folded
-# into K*B rows step-major; velocities shaped like them or None (then the gradient is not multiplied by them);
-# args, per row, follow f's
+# points(steps, tensors) -> (rows, velocities[, args]): a path method's points at the steps (a slice), K*B rows
+# step-major; velocities shaped like them or None (the gradient is then not multiplied); args, per row, follow f's
 PointsFn = Callable[[slice, Tensors], Tuple[Any, ...]]

@@ -48,17 +48,16 @@ def at(values: torch.Tensor, steps: slice) -> torch.Tensor:
 def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, n_steps: int,
                           weights: Optional[torch.Tensor], *, target: Target, args: Tuple[Any, ...],
                           n_examples: int, chunk_size: Optional[int]) -> Tensors:
-    """``sum_k weights[k] * grad f(points(k)) [* velocity(k)]`` over ``n_steps`` steps, chunked over k.
+    """``sum_k weights[k] * grad f(points(k)) [* velocity(k)]`` over ``n_steps`` steps (``weights`` None: a
+    plain sum), chunked over k.
 
-    ``points(steps, tensors)`` builds the path points of the steps ``steps`` (a ``slice``) from
-    ``tensors`` (the inputs, the baselines: whatever the result is differentiated with respect to),
-    folded into rows step-major (``structure.fold``), and their velocities shaped like them or None,
-    under the chunk's grad mode: without grad in a graph-free pass (a path that closes over other
-    tensors enables grad to build them, and names what they read: :func:`.recompute.reads`). Each
-    chunk's share is computed without a graph and is differentiable on demand (:mod:`.recompute`), so
-    memory follows ``chunk_size`` whether or not the result is differentiated later. ``weights``
-    None: every step counts once (a plain sum). Returned per input in the accumulation dtype, shaped
-    like one batch ``(B, ...)``.
+    ``points(steps, tensors)`` builds the path points of the steps ``steps`` (a ``slice``) from ``tensors``
+    (the inputs, the baselines: whatever the result is differentiated with respect to), folded into rows
+    (:func:`.structure.fold`), and their velocities shaped like them or None, under the chunk's grad mode:
+    without grad in a graph-free pass (a path that closes over other tensors enables grad to build them,
+    and names what they read: :func:`.recompute.reads`). Each chunk's share is computed without a graph
+    and is differentiable on demand (:mod:`.recompute`), so memory follows ``chunk_size`` whether or not
+    the result is differentiated later. Returned per input in the accumulation dtype, shaped ``(B, ...)``.
     """
     step = n_steps if chunk_size is None else chunk_size
     arg_tensors, rebuild = split_args(args)
@@ -71,15 +70,14 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
             per_row = tuple(carried[0]) if carried else ()
             grads = gradient_pass(f, tuple(rows), target.tile(k),
                                   tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_row)
-            w = weights if weights is None else at(weights, steps)
             terms = []
             for i, g in enumerate(grads):
                 acc = accumulation_dtype(g.dtype, g.device)
                 if vel is not None:  # the product in the values' dtype, at least float32 (half: in the sum's)
                     g = (g if g.dtype.itemsize >= 4 else g.to(acc)) * vel[i]
                 per_step = g.reshape((k, g.shape[0] // k) + g.shape[1:])  # (k, B, ...): rows step-major
-                if w is not None:  # (the products in the weights' dtype: the sum's)
-                    per_step = per_step * w.to(g.device, acc).reshape((k,) + (1,) * g.dim())
+                if weights is not None:  # (the products in the weights' dtype: the sum's)
+                    per_step = per_step * at(weights, steps).to(g.device, acc).reshape((k,) + (1,) * g.dim())
                 terms.append(per_step.sum(0, dtype=acc))
             return tuple(terms)
 

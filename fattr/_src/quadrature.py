@@ -153,7 +153,6 @@ def quadrature(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float
 
 _Key = Tuple[str, int, torch.dtype, torch.dtype, torch.device]
 _TENSORS: "OrderedDict[_Key, Tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
-_CPU = torch.device("cpu")
 
 
 def rule(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float64,
@@ -166,7 +165,7 @@ def rule(method: Method, n_steps: int, *, dtype: torch.dtype = torch.float64,
     weights_dtype = dtype if weights_dtype is None else weights_dtype
     if isinstance(method, str) and not isinstance(n_steps, bool) and isinstance(n_steps, int) \
             and not is_compiling():
-        where = _CPU if device is None else device if isinstance(device, torch.device) else torch.device(device)
+        where = torch.device("cpu") if device is None else torch.device(device)
         key = (method, n_steps, dtype, weights_dtype, where)
         if key[4].type != "cpu" and key[4].index is None:  # "cuda": whichever device is current
             return _build(method, n_steps, dtype, weights_dtype, device)
