@@ -63,6 +63,6 @@ BaselinesLike = Union[None, float, torch.Tensor, Tuple[Any, ...], Callable[..., 
 ArgsLike = Any
 KwargsLike = Optional[Dict[str, Any]]
 
-# points(alphas, tensors) -> (points, velocities[, args]): the path of a path method, (K, B, ...) tensors;
-# velocities may be None (then the gradient is not multiplied by them); args, per point (K*B rows), follow f's
-PointsFn = Callable[[torch.Tensor, Tensors], Tuple[Any, ...]]
+# points(steps, tensors) -> (rows, velocities[, args]): a path method's points at the steps (a slice), K*B rows
+# step-major; velocities shaped like them or None (the gradient is then not multiplied); args, per row, follow f's
+PointsFn = Callable[[slice, Tensors], Tuple[Any, ...]]

@@ -57,14 +57,14 @@ def leaf_gradients(forward: Callable[[Tensors], Tensor], rows: Tensors) -> Tuple
     enabled = torch.is_grad_enabled()
     torch._C._set_grad_enabled(True)  # (not a context manager: this runs on every call)
     try:
-        leaves = tuple(r.detach().requires_grad_() for r in rows)
+        leaves = tuple([r.detach().requires_grad_() for r in rows])
         out = forward(leaves)
         summed = total_sum(out)
         found: Sequence[Optional[Tensor]] = (None,) * len(leaves) if not summed.requires_grad else _vjp(summed, leaves)
     finally:
         torch._C._set_grad_enabled(enabled)
     recompute.reads(out, exclude=leaves)
-    return out.detach(), tuple(g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves))
+    return out.detach(), tuple([g if g is not None else torch.zeros_like(x) for g, x in zip(found, leaves)])
 
 
 def gradient_pass(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any]) -> Tensors:

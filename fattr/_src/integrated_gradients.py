@@ -11,7 +11,7 @@ from .base import ArgsLike, BaselinesLike, InputsLike, KwargsLike, ModelLike, Ta
 from .baselines import format_baselines
 from .delta import delta_at
 from .errors import check_bool, check_optional_positive_int
-from .path import accumulation_dtype, line_points, weighted_gradient_sum
+from .path import accumulation_dtype, at, line_points, weighted_gradient_sum
 from .quadrature import Method, rule
 from .structure import Tensors
 from .targets import Target
@@ -75,11 +75,11 @@ def integrate(f: Callable[..., Any], xs: Tensors, bases: Tensors, n_steps: int, 
                            weights_dtype=accumulation_dtype(dtype, device) if one else torch.float64)
     diffs = tuple(x - b for x, b in zip(xs, bases))
 
-    def points(a: torch.Tensor, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
+    def points(steps: slice, ends: Tensors) -> Tuple[Tensors, Optional[Tensors]]:
         k = len(ends) // 2
-        return line_points(a, ends[:k], ends[k:]), None
+        return tuple(map(structure.fold, line_points(at(alphas, steps), ends[:k], ends[k:]))), None
 
-    grads = weighted_gradient_sum(f, points, bases + diffs, alphas, weights, target=tgt, args=args,
+    grads = weighted_gradient_sum(f, points, bases + diffs, alphas.shape[0], weights, target=tgt, args=args,
                                   n_examples=xs[0].shape[0], chunk_size=chunk_size)
     if multiply_by_inputs:
         return tuple((g * d).to(x.dtype) for g, d, x in zip(grads, diffs, xs))  # in g's (the sum's) dtype

@@ -1,8 +1,8 @@
 """The path integral: ``attr_i = sum_k w_k * d f(gamma(a_k)) / d x_i * gamma_i'(a_k)``.
 
-:func:`weighted_gradient_sum` is the engine every path method shares: it folds
-the path points of a chunk of alphas into dim 0 next to the examples, takes one
-batched gradient per chunk (:mod:`.gradients`) and accumulates the weighted sum.
+:func:`weighted_gradient_sum` is the engine every path method shares: the path
+points of a chunk of steps, folded into dim 0 next to the examples, get one
+batched gradient per chunk (:mod:`.gradients`), and it accumulates the weighted sum.
 There is no Python loop over steps; with ``chunk_size`` there is one over chunks,
 so memory follows ``chunk_size``, not ``n_steps``. :func:`path_attribution` is the
 public primitive for any differentiable path (velocity by ``torch.func.jvp``).
@@ -40,41 +40,45 @@ def line_points(alphas: torch.Tensor, bases: Tensors, diffs: Tensors) -> Tensors
         (-1,) + (1,) * d.dim()), d) for b, d in zip(bases, diffs))
 
 
-def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, alphas: torch.Tensor,
-                          weights: torch.Tensor, *, target: Target, args: Tuple[Any, ...],
-                          n_examples: int, chunk_size: Optional[int]) -> Tensors:
-    """``sum_k weights[k] * grad f(points(alphas[k])) [* velocity(alphas[k])]``, chunked over k.
+def at(values: torch.Tensor, steps: slice) -> torch.Tensor:
+    """``values[steps]`` (a chunk's nodes or weights); ``values`` itself when that is all of them (one chunk)."""
+    return values if steps.start == 0 and steps.stop == values.shape[0] else values[steps]
 
-    ``points(alphas, tensors)`` builds the path points from ``tensors`` (the inputs, the
-    baselines: whatever the result is differentiated with respect to), under the chunk's grad
-    mode: without grad in a graph-free pass (a path that closes over other tensors enables grad
-    to build them, and names what they read: :func:`.recompute.reads`). Each chunk's share
-    is computed without a graph and is differentiable on demand (:mod:`.recompute`), so
-    memory follows ``chunk_size`` whether or not the result is differentiated later.
-    Returned per input in the accumulation dtype, shaped like one batch ``(B, ...)``.
+
+def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tensors, n_steps: int,
+                          weights: Optional[torch.Tensor], *, target: Target, args: Tuple[Any, ...],
+                          n_examples: int, chunk_size: Optional[int]) -> Tensors:
+    """``sum_k weights[k] * grad f(points(k)) [* velocity(k)]`` over ``n_steps`` steps (``weights`` None: a
+    plain sum), chunked over k.
+
+    ``points(steps, tensors)`` builds the path points of the steps ``steps`` (a ``slice``) from ``tensors``
+    (the inputs, the baselines: whatever the result is differentiated with respect to), folded into rows
+    (:func:`.structure.fold`), and their velocities shaped like them or None, under the chunk's grad mode:
+    without grad in a graph-free pass (a path that closes over other tensors enables grad to build them,
+    and names what they read: :func:`.recompute.reads`). Each chunk's share is computed without a graph
+    and is differentiable on demand (:mod:`.recompute`), so memory follows ``chunk_size`` whether or not
+    the result is differentiated later. Returned per input in the accumulation dtype, shaped ``(B, ...)``.
     """
-    n_steps = alphas.shape[0]
     step = n_steps if chunk_size is None else chunk_size
     arg_tensors, rebuild = split_args(args)
     n_tensors = len(tensors)
     total: Tensors = ()
     for start in range(0, n_steps, step):
-        a, w = (alphas, weights) if step >= n_steps else (alphas[start:start + step], weights[start:start + step])
-
-        def chunk(inputs: Tensors, a: torch.Tensor = a, w: torch.Tensor = w) -> Tensors:
-            k = a.shape[0]
-            pts, vel, *carried = points(a, inputs[:n_tensors])  # carried: per-point args (a split's rest)
-            per_point = tuple(carried[0]) if carried else ()
-            grads = gradient_pass(f, tuple(structure.fold(p) for p in pts), target.tile(k),
-                                  tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_point)
+        def chunk(inputs: Tensors, steps: slice = slice(start, min(start + step, n_steps))) -> Tensors:
+            k = steps.stop - steps.start
+            rows, vel, *carried = points(steps, inputs[:n_tensors])  # carried: per-row args (a split's rest)
+            per_row = tuple(carried[0]) if carried else ()
+            grads = gradient_pass(f, tuple(rows), target.tile(k),
+                                  tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_row)
             terms = []
             for i, g in enumerate(grads):
                 acc = accumulation_dtype(g.dtype, g.device)
-                flat = g.reshape(k, -1).to(acc)  # (k, B * ...): the steps' gradients, step-major
-                if vel is not None:
-                    flat = flat * vel[i].reshape(k, -1).to(acc)
-                w_acc = w if w.dtype is acc and w.device == g.device else w.to(device=g.device, dtype=acc)
-                terms.append(torch.mm(w_acc.reshape(1, k), flat).reshape((g.shape[0] // k,) + g.shape[1:]))
+                if vel is not None:  # the product in the values' dtype, at least float32 (half: in the sum's)
+                    g = (g if g.dtype.itemsize >= 4 else g.to(acc)) * vel[i]
+                per_step = g.reshape((k, g.shape[0] // k) + g.shape[1:])  # (k, B, ...): rows step-major
+                if weights is not None:  # (the products in the weights' dtype: the sum's)
+                    per_step = per_step * at(weights, steps).to(g.device, acc).reshape((k,) + (1,) * g.dim())
+                terms.append(per_step.sum(0, dtype=acc))
             return tuple(terms)
 
         terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
@@ -136,16 +140,16 @@ def path_attribution(f: ModelLike, path: Callable[[torch.Tensor], TensorOrTensor
         point, velocity = result[0], result[1]
         return structure.as_tuple(point, "path(alpha)")[0], structure.as_tuple(velocity, "path'(alpha)")[0]
 
-    def points(a: torch.Tensor, _: Tensors) -> Tuple[Tensors, Tensors]:
+    def points(steps: slice, _: Tensors) -> Tuple[Tensors, Tensors]:
         with torch.enable_grad():  # path may close over tensors that require grad
-            pts, vel = torch.func.vmap(tangent_point)(a.to(dtype=torch.float64, device=device))
+            pts, vel = torch.func.vmap(tangent_point)(at(alphas, steps).to(device=device))
         reads(*pts, *vel)  # their graphs name what they read
         for p, ref in zip(pts, probe_t):
             if p.shape[1:] != ref.shape:
                 fail("path", f"points of one shape for every alpha, {tuple(ref.shape)}", p[0])
-        return pts, vel
+        return tuple(map(structure.fold, pts)), tuple(map(structure.fold, vel))
 
-    attr = weighted_gradient_sum(f, points, (), alphas, weights, target=tgt, args=args, n_examples=n,
+    attr = weighted_gradient_sum(f, points, (), alphas.shape[0], weights, target=tgt, args=args, n_examples=n,
                                  chunk_size=chunk_size)
     attr = tuple(a.to(dtype) for a in attr)
     result = structure.restore(attr, was_tuple)

@@ -75,12 +75,12 @@ def flat(x: torch.Tensor, lead: int = 1) -> torch.Tensor:
 
 def fold(points: torch.Tensor) -> torch.Tensor:
     """``(K, B, ...) -> (K*B, ...)``: extra batch dims (steps, samples) folded into dim 0, step-major."""
-    return points.reshape((points.shape[0] * points.shape[1],) + tuple(points.shape[2:]))
+    return points.flatten(0, 1)
 
 
 def unfold(rows: torch.Tensor, k: int) -> torch.Tensor:
     """``(K*B, ...) -> (K, B, ...)``; the inverse of :func:`fold`."""
-    return rows.reshape((k, rows.shape[0] // k) + tuple(rows.shape[1:]))
+    return rows.reshape((k, rows.shape[0] // k) + rows.shape[1:])
 
 
 def empty_result(xs: Tensors, was_tuple: bool, return_delta: bool) -> WithDelta:

@@ -123,15 +123,6 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
     """Normalise the user's ``target`` for a batch of ``n_examples``."""
     if target is None:
         return Target()
-    if isinstance(target, bool):
-        fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)
-    if is_int(target):  # Python and numpy integers alike
-        return Target(static=(int(target),))
-    if isinstance(target, tuple):
-        if not all(is_int(t) for t in target) or not target:
-            fail("target", "a non-empty tuple of ints (one index per output dim after the batch)", target,
-                 kind=TypeError)
-        return Target(static=tuple(int(t) for t in target))
     if isinstance(target, torch.Tensor):
         if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
             fail("target", "an integer tensor", target, kind=TypeError)
@@ -146,6 +137,15 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
         if target.dim() == 2 and target.shape[0] == n_examples:
             return _per_example(target, device)
         fail("target", f"a 0-d tensor or a 1-D tensor with {n_examples} entries", target, _HELP)
+    if isinstance(target, bool):
+        fail("target", "None, an int, a tuple, a list or an integer tensor", target, _HELP, kind=TypeError)
+    if is_int(target):  # Python and numpy integers alike
+        return Target(static=(int(target),))
+    if isinstance(target, tuple):
+        if not all(is_int(t) for t in target) or not target:
+            fail("target", "a non-empty tuple of ints (one index per output dim after the batch)", target,
+                 kind=TypeError)
+        return Target(static=tuple(int(t) for t in target))
     if isinstance(target, list):
         if len(target) != n_examples:
             fail("target", f"a list with {n_examples} entries (one per example)", target, _HELP)

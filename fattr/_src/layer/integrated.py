@@ -25,7 +25,7 @@ from ..baselines import format_baselines
 from ..errors import check_bool, check_optional_positive_int, check_positive_int
 from ..gradients import outputs
 from ..integrated_gradients import integrate
-from ..path import weighted_gradient_sum
+from ..path import at, line_points, weighted_gradient_sum
 from ..recompute import checkpoint_aux
 from ..quadrature import Method, rule
 from ..structure import Tensors
@@ -117,32 +117,30 @@ def _on_input_path(model: ModelLike, layer: Any, inputs: Any, baselines: Any, n_
     bases = format_baselines(baselines, xs)
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     n, m = xs[0].shape[0], len(xs)
-    one = all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
-    nodes, weights = rule(method, check_positive_int("n_steps", n_steps) + differences, device=xs[0].device,
+    one = m == 1 or all(x.dtype == xs[0].dtype for x in xs)  # the nodes in the inputs' dtype: cast once (cached)
+    n_steps = check_positive_int("n_steps", n_steps)
+    nodes, weights = rule(method, n_steps + differences, device=xs[0].device,
                           dtype=xs[0].dtype if one else torch.float64, weights_dtype=torch.float64)
-    if differences:  # Captum's rule: the nodes of ``method``, unweighted
-        weights = torch.ones(n_steps, dtype=torch.float64, device=nodes.device)
     arg_tensors, rebuild = split_args(args)
-    steps = torch.stack((nodes[:-1], nodes[1:]), dim=1) if differences else nodes  # each step's node (and the next)
     seen: List[Any] = []  # the head's rest and activation dtypes
 
-    def points(pairs: torch.Tensor, tensors: Tensors) -> Tuple[Any, ...]:
-        k = pairs.shape[0]
-        a = torch.cat((pairs[:, 0], pairs[-1:, 1])) if differences else pairs  # the chunk's nodes (and the next)
-        rows = tuple(structure.fold(b + a.to(x.dtype).reshape((-1,) + (1,) * x.dim()) * (x - b))
-                     for x, b in zip(tensors[:m], tensors[m:2 * m]))
+    def points(steps: slice, tensors: Tensors) -> Tuple[Any, ...]:
+        a = at(nodes, slice(steps.start, steps.stop + differences))  # the steps' nodes (and the next)
+        rows = tuple([structure.fold(p) for p in line_points(a, tensors[:m], tensors[m:2 * m])])
         acts, rest = lf.head(rows, tile_args(rebuild(tensors[2 * m:]), n, a.shape[0]))
         if not seen:  # the same for every chunk; recorded once (a recomputation has no side effects)
             seen[:] = [rest, [t.dtype for t in acts]]
-        acts = tuple(structure.unfold(t, a.shape[0]) for t in acts)
         if not differences:
             return acts, None, rest
-        rest = tuple(r[:k * n] if is_per_example(r, (k + 1) * n) else r for r in rest)
-        return tuple(t[:-1] for t in acts), tuple(t[1:] - t[:-1] for t in acts), rest
+        cut = (a.shape[0] - 1) * n  # the steps' rows: the last node only closes the last step
+        rest = tuple([r[:cut] if is_per_example(r, cut + n) else r for r in rest])
+        here = [t[:cut] for t in acts]
+        return here, [t[n:] - t_k for t, t_k in zip(acts, here)], rest
 
-    total = weighted_gradient_sum(lf.function(), points, tuple(xs) + tuple(bases) + arg_tensors,
-                                  steps, weights, target=tgt, args=(),
-                                  n_examples=n, chunk_size=chunk_size)
+    ends = tuple(bases) + tuple(x - b for x, b in zip(xs, bases))  # the path: bases + alpha * differences
+    total = weighted_gradient_sum(lf.function(), points, ends + arg_tensors, n_steps,
+                                  None if differences else weights,  # conductance: Captum's rule, unweighted
+                                  target=tgt, args=(), n_examples=n, chunk_size=chunk_size)
     rest, dtypes = seen
     attr = tuple(t.to(d) for t, d in zip(total, dtypes))
     return lf.restore(attr, rest), attr, xs, tgt, args

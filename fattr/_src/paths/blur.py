@@ -129,7 +129,6 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     sigmas = [math.sqrt(s) for s in sigmas] if sqrt else sigmas
     nodes = sigmas[:n_steps]
     weights = torch.tensor([-(sigmas[i + 1] - sigmas[i]) for i in range(n_steps)], dtype=torch.float64)
-    index = torch.arange(n_steps, dtype=torch.float64)  # alphas handed to the engine: the steps' indices
     fixed = radius(max_sigma) if velocity == "exact" else None
     mats = {}
     for size in {d for x in xs for d in x.shape[-2:]}:
@@ -137,8 +136,7 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
         mats[size] = (m, dm if velocity == "exact" else blur_matrices([s + grad_step for s in nodes], size,
                                                                         device=device)[0])
 
-    def points(alphas: torch.Tensor, images: Tensors) -> Tuple[Tensors, Tensors]:
-        k = alphas.to(torch.long).cpu()
+    def points(k: slice, images: Tensors) -> Tuple[Tensors, Tensors]:
         pts, vel = [], []
         for x in images:
             (rows, rows2), (cols, cols2) = mats[x.shape[-2]], mats[x.shape[-1]]
@@ -146,9 +144,9 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
             pts.append(_blur(x, rows, cols))
             vel.append((_blur(x, rows2, cols2) - pts[-1]) / grad_step if velocity == "difference" else
                        _blur(x, rows2, cols) + _blur(x, rows, cols2))
-        return tuple(pts), tuple(vel)
+        return tuple(map(structure.fold, pts)), tuple(map(structure.fold, vel))
 
-    attr = weighted_gradient_sum(f, points, xs, index, weights, target=tgt, args=args, n_examples=n,
+    attr = weighted_gradient_sum(f, points, xs, n_steps, weights, target=tgt, args=args, n_examples=n,
                                  chunk_size=chunk_size)
     attr = tuple(a.to(x.dtype) for a, x in zip(attr, xs))
     result = structure.restore(attr, was_tuple)
