@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -55,6 +56,13 @@ def _parameters(fn: Callable[..., Any]) -> Tuple[Tuple[str, ...], bool]:
     """The parameter names of ``fn`` and whether it takes ``**kwargs``."""
     params = inspect.signature(fn).parameters.values()
     return (tuple(p.name for p in params), any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params))
+
+
+@functools.lru_cache(maxsize=None)
+def _own_code(code: types.CodeType, name: str) -> types.CodeType:
+    """``code`` renamed ``name``, once per name: a compiled callable of one method then does not try the guards
+    of other methods' entries first, nor count against their recompile limit."""
+    return code.replace(co_name=name, co_qualname=name)
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,9 @@ class MethodSpec:
 
         def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
             return fn(*before, inputs, *after, **({"generator": generator} if stochastic else {}), **kwargs)
-        return bound
+        # the method's own copy of the code: Dynamo keeps one cache (and one recompile limit) per code object
+        code = _own_code(bound.__code__, f"bound_{self.name}")
+        return types.FunctionType(code, bound.__globals__, code.co_name, bound.__defaults__, bound.__closure__)
 
     def call(self, model: Callable[..., Any], inputs: Any, *, generator: Optional[torch.Generator] = None,
              **arguments: Any) -> Any:
