@@ -5,7 +5,8 @@ shared ``bound`` code, a call tried the guards of other methods' entries first a
 hit the limit of eight."""
 from __future__ import annotations
 
-from typing import Iterator
+import time
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -56,3 +57,25 @@ def test_one_method_does_not_count_against_anothers_recompile_limit() -> None:
     second = torch.compile(_spec("input_x_gradient").bind(model, target=0), backend="eager", fullgraph=True,
                            recompile_limit=1)
     torch.testing.assert_close(second(x), fattr.input_x_gradient(model, x, target=0))
+
+
+def test_harness_times_blocks_of_fast_calls_alike() -> None:
+    """A sample of a fast row is a block of calls, the same number for every implementation (the harness timed
+    single cold calls)."""
+    from benchmarks import timing
+
+    calls = {"fast": 0, "slow": 0}
+
+    def call(name: str, seconds: float) -> Any:
+        def f() -> None:
+            calls[name] += 1
+            time.sleep(seconds)
+        return f
+
+    fns = {"fast": call("fast", 0.0005), "slow": call("slow", 0.0015)}
+    got = timing.interleaved(fns, runs=3, min_sample_s=0.02)
+    block = got["fast"].calls
+    assert got["slow"].calls == block > 1
+    assert calls["slow"] == 1 + 1 + 3 * block  # warm-up, calibration, 3 timed blocks
+    assert block * got["fast"].min >= 0.01 and got["slow"].median > got["fast"].median
+    assert {t.calls for t in timing.interleaved(fns, runs=1).values()} == {1}

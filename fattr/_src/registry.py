@@ -19,6 +19,7 @@ import torch
 from .gradient_shap import gradient_shap
 from .integrated_gradients import integrated_gradients
 from .noise_tunnel import noise_tunnel
+from .tracing import is_compiling
 from .saliency import input_x_gradient, saliency
 from .layer.activation import layer_activation
 from .layer.feature_ablation import layer_feature_ablation
@@ -193,6 +194,8 @@ class MethodSpec:
 
         def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
             return fn(*before, inputs, *after, **({"generator": generator} if stochastic else {}), **kwargs)
+        if is_compiling():  # bound inside a compiled caller: inlined there, no frame of its own to cache
+            return bound
         # the method's own copy of the code: Dynamo keeps one cache (and one recompile limit) per code object
         code = _own_code(bound.__code__, f"bound_{self.name}")
         return types.FunctionType(code, bound.__globals__, code.co_name, bound.__defaults__, bound.__closure__)
