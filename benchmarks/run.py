@@ -5,8 +5,9 @@ For every case x method (:func:`evaluate`): build the fattr call, its Captum
 counterpart and the floor; check that they agree; compile the fattr call (as
 called and under ``torch.no_grad()``) when asked; time them interleaved. Prints a
 markdown table on stdout (progress goes to stderr) and optionally writes JSON
-records ``{"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb"}``
-(compiled ones add ``compile_s`` and ``compiled_over_eager``).
+records ``{"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb", "calls_per_sample"}``
+(compiled ones add ``compile_s`` and ``compiled_over_eager``). Times are per call; a row of fast calls times
+blocks of calls (the same number for each implementation, see ``--min-sample-ms``).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class Mode:
     smoke: bool = False
     budget_s: Optional[float] = None  # per row: stop adding runs past this (never below 5 runs)
     clock: str = "wall"
+    min_sample_s: Optional[float] = 0.02  # a sample is a block of calls this long (timing.block_size); None: 1 call
 
 
 FULL = Mode(cases=list(cases_mod.CASES), methods=None, settings=Settings(), runs=7, warmup=2, compile="all",
@@ -59,7 +61,7 @@ QUICK = Mode(cases=["mlp_tiny", "mlp", "cnn"],
              budget_s=5.0)
 SMOKE = Mode(cases=["mlp_tiny", "cnn", "transformer"], methods=None,
              settings=Settings(n_steps=8, n_samples=4, perturbations_per_eval=8, mc_samples=256),
-             runs=1, warmup=1, compile="none", memory_cases=["cnn"], memory_k=2, smoke=True)
+             runs=1, warmup=1, compile="none", memory_cases=["cnn"], memory_k=2, smoke=True, min_sample_s=None)
 
 
 @dataclass
@@ -253,7 +255,10 @@ def time_all(row: Row, fns: Dict[str, pairs.Fn], x: torch.Tensor, mode: Mode, de
     order = [impl for impl in IMPLS if impl in fns]
     calls = {impl: (lambda f=fns[impl]: f(x)) for impl in order}
     row.timings = timing.interleaved(calls, runs=mode.runs, warmup=mode.warmup, device=device,
-                                     budget_s=mode.budget_s, clock=mode.clock)
+                                     budget_s=mode.budget_s, clock=mode.clock, min_sample_s=mode.min_sample_s)
+    block = max((t.calls for t in row.timings.values()), default=1)
+    if block > 1:
+        row.notes.append(f"{block} calls per sample")
     if device.type == "cuda":
         row.peak_mb = {impl: timing.cuda_peak_mb(calls[impl], device) for impl in order}
 
@@ -340,7 +345,8 @@ def records(rows: List[Row]) -> List[Dict[str, Any]]:
     for r in rows:
         for impl, t in r.timings.items():
             rec: Dict[str, Any] = {"case": r.case, "method": r.method, "impl": impl, "median_s": t.median,
-                                   "min_s": t.min, "max_s": t.max, "peak_mem_mb": r.peak_mb.get(impl)}
+                                   "min_s": t.min, "max_s": t.max, "peak_mem_mb": r.peak_mb.get(impl),
+                                   "calls_per_sample": t.calls}
             if impl in EAGER:  # a compiled call: its first call, and its median over the eager one's
                 rec["compile_s"] = r.compile_s.get(impl)
                 rec["compiled_over_eager"] = t.median / r.timings[EAGER[impl]].median
@@ -377,6 +383,9 @@ def parse(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="torch.compile the fattr call: nowhere, only cnn IG (the goal), or everywhere")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default) or process CPU time (CPU only; steadier on a shared machine)")
+    p.add_argument("--min-sample-ms", type=float,
+                   help="time blocks of calls lasting at least this long per sample, the same number of calls for "
+                        "every implementation of a row (default 20; 0: one call per sample)")
     p.add_argument("--no-memory", action="store_true", help="skip the chunk_size memory measurement")
     p.add_argument("--json", metavar="PATH", help="write the records as JSON here")
     return p.parse_args(argv)
@@ -398,6 +407,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.device == "cuda" and a.clock == "cpu":
         raise SystemExit("--clock cpu measures host CPU time; use the wall clock with --device cuda")
     mode = dataclasses.replace(mode, clock=a.clock)
+    if a.min_sample_ms is not None:
+        mode = dataclasses.replace(mode, min_sample_s=a.min_sample_ms / 1e3 if a.min_sample_ms > 0 else None)
     device = torch.device(a.device)
     label = "smoke" if a.smoke else "quick" if a.quick else "full"
     with warnings.catch_warnings():
@@ -437,7 +448,9 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
     print(f"Mode: {label}; n_steps={mode.settings.n_steps}, "
           f"n_samples={mode.settings.n_samples}, stdevs={mode.settings.stdevs}, "
           f"perturbations_per_eval={mode.settings.perturbations_per_eval}; median of {mode.runs} interleaved "
-          f"runs after {mode.warmup} warm-up; {mode.clock} clock; times in ms.\n")
+          f"runs after {mode.warmup} warm-up; {mode.clock} clock; times in ms"
+          + (f" per call, a sample >= {mode.min_sample_s * 1e3:g} ms of calls (calls per sample in the notes)"
+             if mode.min_sample_s else "") + ".\n")
     print(table(rows))
     unpaired = pairs.unpaired_methods()
     if unpaired:

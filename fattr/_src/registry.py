@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -18,6 +19,7 @@ import torch
 from .gradient_shap import gradient_shap
 from .integrated_gradients import integrated_gradients
 from .noise_tunnel import noise_tunnel
+from .tracing import is_compiling
 from .saliency import input_x_gradient, saliency
 from .layer.activation import layer_activation
 from .layer.feature_ablation import layer_feature_ablation
@@ -55,6 +57,13 @@ def _parameters(fn: Callable[..., Any]) -> Tuple[Tuple[str, ...], bool]:
     """The parameter names of ``fn`` and whether it takes ``**kwargs``."""
     params = inspect.signature(fn).parameters.values()
     return (tuple(p.name for p in params), any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params))
+
+
+@functools.lru_cache(maxsize=None)
+def _own_code(code: types.CodeType, name: str) -> types.CodeType:
+    """``code`` renamed ``name``, once per name: a compiled callable of one method then does not try the guards
+    of other methods' entries first, nor count against their recompile limit."""
+    return code.replace(co_name=name, co_qualname=name)
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,11 @@ class MethodSpec:
 
         def bound(inputs: Any, generator: Optional[torch.Generator] = None) -> Any:
             return fn(*before, inputs, *after, **({"generator": generator} if stochastic else {}), **kwargs)
-        return bound
+        if is_compiling():  # bound inside a compiled caller: inlined there, no frame of its own to cache
+            return bound
+        # the method's own copy of the code: Dynamo keeps one cache (and one recompile limit) per code object
+        code = _own_code(bound.__code__, f"bound_{self.name}")
+        return types.FunctionType(code, bound.__globals__, code.co_name, bound.__defaults__, bound.__closure__)
 
     def call(self, model: Callable[..., Any], inputs: Any, *, generator: Optional[torch.Generator] = None,
              **arguments: Any) -> Any:
