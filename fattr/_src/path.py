@@ -75,10 +75,12 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                 acc = accumulation_dtype(g.dtype, g.device)
                 if vel is not None:  # the product in the values' dtype, at least float32 (half: in the sum's)
                     g = (g if g.dtype.itemsize >= 4 else g.to(acc)) * vel[i]
-                per_step = g.reshape((k, g.shape[0] // k) + g.shape[1:])  # (k, B, ...): rows step-major
-                if weights is not None:  # (the products in the weights' dtype: the sum's)
-                    per_step = per_step * at(weights, steps).to(g.device, acc).reshape((k,) + (1,) * g.dim())
-                terms.append(per_step.sum(0, dtype=acc))
+                # the weighted sum over steps as one product (BLAS: a broadcast product and a sum over a
+                # mixed-dtype (k, B, ...) tensor costs 2-4x more at a real model's sizes); unweighted: ones
+                w = (at(weights, steps).to(g.device, acc) if weights is not None
+                     else torch.ones(k, dtype=acc, device=g.device))
+                terms.append(torch.mm(w.reshape(1, k), g.reshape(k, -1).to(acc))
+                             .reshape((g.shape[0] // k,) + g.shape[1:]))
             return tuple(terms)
 
         terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
