@@ -375,6 +375,9 @@ def checkpoint_aux(fn: Callable[[Tensors], Tuple[Tensors, Any]], tensors: Sequen
     """:func:`checkpoint` of ``fn`` returning ``(values, aux)``: what else its first run learned (a structure,
     a packing) comes back as ``aux``, as ``torch.func``'s ``has_aux``. A recomputation runs ``fn`` again and
     drops its ``aux``, so ``fn`` needs no side effect to hand it out (a compiled recomputation may have none)."""
+    if not torch.is_grad_enabled() and not (tracing.is_traced() or _local.keep):  # (nothing to attach)
+        values, extra = fn(tuple(tensors))
+        return tuple(values), extra
     aux: List[Any] = []
 
     def values_of(ts: Tensors) -> Tensors:

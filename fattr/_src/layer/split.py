@@ -406,7 +406,7 @@ def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was
 
     def run(ticket: Ticket, values: Tuple[Any, ...], bound: Any = None) -> Tuple[Any, Tuple[Any, ...]]:
         """The head by ``ticket``'s plan: a function of the values only (recomputations repeat it)."""
-        token, (model, roots, layers) = ticket.token, parts()
+        token, model = ticket.token, refs[0]()
         if token.kind == "fx":
             if bound is None:  # under Dynamo (see above)
                 bound = graph.specialise(model, values)[0]
@@ -415,9 +415,9 @@ def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was
                 acts, rest = graph.run_head(token.plan, model, bound)
         elif token.kind == "export":
             with locking.reading():
-                acts, rest = export.run_head(token.plan, roots, values)
+                acts, rest = export.run_head(token.plan, parts()[1], values)
         else:
-            acts, rest = substitute.run_head(model, layers, labels, to_input, values)
+            acts, rest = substitute.run_head(model, parts()[2], labels, to_input, values)
         return (list(acts) if was_list else acts[0]), rest + (ticket,)
 
     def run_head(values: Tuple[Any, ...], keywords: Dict[str, Any], memo: Optional[Dict[Hashable, Token]]
@@ -442,18 +442,18 @@ def _make(model: Any, roots: List[nn.Module], layers: Tuple[nn.Module, ...], was
         return lambda *values, **keywords: run_head(values, keywords, memo)
 
     def tail(activation: Any, rest: Any) -> Any:
-        model, roots, layers = parts()
-        if was_list and (not isinstance(activation, (list, tuple)) or len(activation) != len(layers)):
-            fail("activation", f"a list of {len(layers)} activations, one per layer", activation)
+        model, n_layers = refs[0](), len(refs) - 2
+        if was_list and (not isinstance(activation, (list, tuple)) or len(activation) != n_layers):
+            fail("activation", f"a list of {n_layers} activations, one per layer", activation)
         acts = list(activation) if was_list else [activation]
         if not isinstance(rest, tuple) or not rest or not isinstance(rest[-1], Ticket) or rest[-1].owner != owner:
             fail("rest", "the rest tuple returned by this split's head", rest)
         token, carried = rest[-1].token, rest[:-1]
         if token.kind == "substitute":
-            return substitute.run_tail(model, layers, labels, to_input, acts, carried)
+            return substitute.run_tail(model, parts()[2], labels, to_input, acts, carried)
         if token.kind == "export":
             with locking.reading():
-                return export.run_tail(token.plan, roots, acts, carried)
+                return export.run_tail(token.plan, parts()[1], acts, carried)
         if len(carried) != len(token.plan.rest):
             fail("rest", "the rest tuple returned by this split's head", rest)
         with locking.reading():
