@@ -506,3 +506,32 @@ def test_a_shared_split_follows_the_layer_its_name_names():
         torch.testing.assert_close(fattr.layer_gradient_x_activation(model, "1", x, target=0), want(model), **TOL)
         replaced.append(model[1])
         model[1] = nn.Sigmoid() if isinstance(model[1], nn.Tanh) else nn.Softplus()
+
+
+@pytest.mark.parametrize("capture", ["fx", "fallback"])
+@pytest.mark.parametrize("method", ["layer_gradient_x_activation", "layer_integrated_gradients"])
+def test_a_tensor_the_head_reads_from_outside_the_model_gets_its_gradient(capture, method):
+    """A tensor requiring grad that ``forward`` reads before the layer but that is not the model's own (a
+    global, a closure): the head runs without a graph, so the recomputing node must still list it."""
+    torch.manual_seed(3)
+    w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.act, self.b = nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2)
+
+        def forward(self, x):
+            h = self.a(x @ w)
+            if capture == "fallback" and float(h.sum()) > -1e9:  # data-dependent: neither fx nor export
+                h = h * 1.0
+            return self.b(self.act(h))
+
+    model = Net().double().eval()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    options = {"n_steps": 3} if method == "layer_integrated_gradients" else {}
+    attr = getattr(fattr, method)(model, "act", x, target=0, **options)
+    want = reference_layer(method, lambda y: model.act(model.a(y @ w)), lambda y: model.b(y)[:, 0], x, 0.0, 3)
+    got = torch.autograd.grad(attr.pow(2).sum(), w, allow_unused=True)[0]
+    assert got is not None
+    torch.testing.assert_close(got, torch.autograd.grad(want.pow(2).sum(), w)[0], **TOL)

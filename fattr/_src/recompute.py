@@ -66,6 +66,8 @@ class _Reads:
         such a tensor from another thread goes unnoticed, but its leaves are still found."""
         node, found = output.grad_fn, self.found
         if node is None or found is None:
+            if found is not None and output.requires_grad and id(output) not in self.skip:  # a leaf: itself
+                found[id(output)] = output
             return
         skip, since, stack, seen = self.skip, self.since, [node], {node}
         while stack:

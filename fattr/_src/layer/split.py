@@ -83,6 +83,10 @@ class Ticket:
     reason = property(lambda self: self.token.reason)
     plan = property(lambda self: self.token.plan)
     kind = property(lambda self: self.token.kind)
+    # what the head may read besides the model's own tensors: a torch.fx plan's constants (a global tensor
+    # ``forward`` reads); unknown (None) for the fallback, which runs the model; none for an export (it refuses)
+    outside = property(lambda self: tuple(self.token.plan.constants.values()) if self.token.kind == "fx"
+                       else (None,) if self.token.kind == "substitute" else ())
 
     def __repr__(self) -> str:
         return repr(self.token)

@@ -78,7 +78,9 @@ class LayerFunction:
 
         def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # without grad: inference fast paths
             flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
-            reads(self.model)  # None (a function whose modules fattr cannot see): unknown, the graph is kept
+            # the model's tensors (None: a function whose modules fattr cannot see: unknown, the graph is
+            # kept), and what the head read from outside it (:attr:`.split.Ticket.outside`)
+            reads(self.model, *leaves[-1].outside)
             return flat + tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (len(flat), leaves, packing)
 
         values, (n_flat, leaves, packing) = checkpoint_aux(run, tuple(inputs) + arg_tensors, module=self.model)
