@@ -54,8 +54,10 @@ def against(rev: str) -> ModuleType:
     """``fattr`` at git revision ``rev``, imported as the package ``fattr_against`` from a temporary folder."""
     repo, root = Path(__file__).resolve().parent.parent, Path(tempfile.mkdtemp(prefix="fattr_against_"))
     atexit.register(shutil.rmtree, root, True)
-    archive = subprocess.run(["git", "archive", rev, "fattr"], cwd=repo, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    archive = subprocess.run(["git", "archive", rev, "fattr"], cwd=repo, capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"--against {rev}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
     (root / "fattr").rename(root / "fattr_against")
     for path in (root / "fattr_against").rglob("*.py"):  # imports, import_module(f"fattr.{name}"), messages
         path.write_text(re.sub(r"\bfattr\b", "fattr_against", path.read_text()))
