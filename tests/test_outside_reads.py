@@ -50,9 +50,9 @@ def net(where: str, capture: str, w: torch.Tensor, owned: bool, scale: float = 1
     return Net().double().eval()
 
 
-def attributions(name: str, model: nn.Module, x: torch.Tensor, bases: object) -> tuple:
+def attributions(name: str, model: nn.Module, x: torch.Tensor, bases: object, **options: object) -> tuple:
     spec = SPECS[name]
-    steps = {"n_steps": 3} if "n_steps" in dict(spec.options) else {}
+    steps = {"n_steps": 3, **options} if "n_steps" in dict(spec.options) else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "fattr could not capture")
         out = spec.call(model, x, layer="act", baselines=bases, target=0, generator=torch.Generator().manual_seed(1),
@@ -70,7 +70,12 @@ def test_a_tensor_computed_before_the_call_gets_its_gradient(name):
     check(name, "before", "fx", derived=True)
 
 
-def check(name: str, where: str, capture: str, derived: bool) -> None:
+@pytest.mark.parametrize("name", [name for name, spec in sorted(SPECS.items()) if spec.chunked])
+def test_a_chunked_method_routes_the_gradient_of_a_tensor_read_from_outside(name):
+    check(name, "before", "fx", derived=False, chunk_size=2)  # (3 steps: two checkpoints)
+
+
+def check(name: str, where: str, capture: str, derived: bool, **options: object) -> None:
     torch.manual_seed(2)
     w = torch.randn(*((3, 3) if where == "before" else (4, 4)), dtype=torch.float64, requires_grad=True)
     x = 2 * torch.randn(4, 3, dtype=torch.float64)
@@ -78,7 +83,7 @@ def check(name: str, where: str, capture: str, derived: bool) -> None:
     scale = 1.5 if derived else 1.0
     twin = net(where, capture, w, owned=True, scale=scale)
     model = net(where, capture, w * scale if derived else w, owned=False)
-    want_out, got_out = attributions(name, twin, x, bases), attributions(name, model, x, bases)
+    want_out, got_out = attributions(name, twin, x, bases, **options), attributions(name, model, x, bases, **options)
     assert len(got_out) == len(want_out)
     for a, b in zip(got_out, want_out):
         torch.testing.assert_close(a, b, **TOL)
