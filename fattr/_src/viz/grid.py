@@ -60,7 +60,9 @@ def image_grid(attributions: Any, originals: Any = None, *, method: str = "heat_
       >>> attrs = {"saliency": fattr.saliency(model, x, target=0, abs=False),
       ...          "integrated_gradients": fattr.integrated_gradients(model, x, target=0)}
       >>> fig = fattr.viz.image_grid(attrs, x, row_titles=["a", "b", "c"])
-      >>> fig.savefig("grid.png")
+      >>> import os, tempfile
+      >>> with tempfile.TemporaryDirectory() as out:   # any folder: a temporary one here
+      ...     fig.savefig(os.path.join(out, "grid.png"))
     """
     if isinstance(attributions, (torch.Tensor, np.ndarray)):
         attributions = {"attributions": attributions}

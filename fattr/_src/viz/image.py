@@ -49,7 +49,9 @@ def image(attributions: Any, original: Any = None, *, method: str = "blended_hea
       >>> x = torch.rand(2, 3, 8, 8)
       >>> attr = fattr.integrated_gradients(model, x, target=0)
       >>> ax = fattr.viz.image(attr[0], x[0], title="IG, class 0")
-      >>> ax.figure.savefig("ig.png")
+      >>> import os, tempfile
+      >>> with tempfile.TemporaryDirectory() as out:   # any folder: a temporary one here
+      ...     ax.figure.savefig(os.path.join(out, "ig.png"))
     """
     outlier_perc, alpha = check_style(method, sign, original, outlier_perc, alpha)
     attr = as_hwc(attributions, "attributions")
