@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import operator
 import threading
 import types
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -177,3 +178,174 @@ def test_inputs_and_baselines_share_a_head_call_only_when_rows_do_not_meet(chang
     got = fattr.layer_integrated_gradients(model, model.mid, X, B, n_steps=8, target=0)
     expected = LayerIntegratedGradients(model, model.mid).attribute(X, B, n_steps=8, target=0)
     torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- gradients with respect to what the model reads
+
+
+class Scaled(nn.Module):
+    """Reads a plain tensor attribute (not a parameter) that may require grad."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre, self.mid, self.post = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.temperature = torch.tensor(0.7, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(torch.tanh(self.mid(torch.tanh(self.pre(x)))) * self.temperature)
+
+
+ANY_METHOD: Dict[str, Callable[[nn.Module], torch.Tensor]] = {
+    "integrated_gradients": lambda m: fattr.integrated_gradients(m, X, B, n_steps=8, target=0),
+    "saliency": lambda m: fattr.saliency(m, X, target=0, abs=False),
+    "layer_integrated_gradients": lambda m: METHODS["layer_integrated_gradients"](m, m.mid),
+    "layer_gradient_x_activation": lambda m: METHODS["layer_gradient_x_activation"](m, m.mid),
+    "layer_conductance": lambda m: METHODS["layer_conductance"](m, m.mid),
+}
+
+
+def _new_parameter(m: Scaled) -> None:
+    m.mid.weight = nn.Parameter(m.mid.weight.detach() + 0.5)
+
+
+GRAD_CHANGES: Dict[str, Tuple[Callable[[Scaled], Any], str]] = {  # name: (change, what then requires grad)
+    "unfreeze_a_parameter": (lambda m: m.pre.weight.requires_grad_(True), "pre.weight"),
+    "new_tensor_attribute": (lambda m: setattr(m, "temperature", torch.tensor(1.3, dtype=torch.float64,
+                                                                              requires_grad=True)), "temperature"),
+    "tensor_attribute_requires_grad": (lambda m: m.temperature.requires_grad_(True), "temperature"),
+    "new_parameter": (_new_parameter, "mid.weight"),
+    "new_layer": (lambda m: setattr(m, "mid", _fresh((4, 4), 12)), "mid.weight"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(GRAD_CHANGES))
+@pytest.mark.parametrize("method", sorted(ANY_METHOD))
+def test_a_second_call_is_differentiable_with_respect_to_what_the_model_now_reads(method: str, change: str) -> None:
+    """The leaf scan (``recompute._leaves``) and the plans are remembered from the first call: the second must
+    still route gradients to a parameter or tensor newly requiring grad, and to a new one."""
+    attribute, model = ANY_METHOD[method], _init(Scaled(), 3)
+    model.pre.weight.requires_grad_(False)
+    attribute(model)
+    mutate, leaf = GRAD_CHANGES[change]
+    mutate(model)
+    twin = copy.deepcopy(model)
+    got, expected = attribute(model), attribute(twin)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    (grad,) = torch.autograd.grad(got.pow(2).sum(), operator.attrgetter(leaf)(model))
+    (reference,) = torch.autograd.grad(expected.pow(2).sum(), operator.attrgetter(leaf)(twin))
+    torch.testing.assert_close(grad, reference, rtol=1e-10, atol=1e-12)
+    assert grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- identities reused, modules shared
+
+
+def _reborn(old_id: int, cls: type) -> Optional[nn.Module]:
+    """A new, uninitialised ``cls`` at the address ``old_id`` had (CPython reuses a freed block), or None."""
+    gc.collect()
+    shells = [cls.__new__(cls) for _ in range(20000)]
+    return next((s for s in shells if id(s) == old_id), None)
+
+
+def test_a_new_model_at_a_collected_models_address_gets_nothing_of_it() -> None:
+    """Memory keyed by ``id(model)`` (splits, plans, scans, head stacking) must not serve a new model that
+    happens to get the same id."""
+    hits = 0
+    for attempt in range(5):
+        model = make(attempt)
+        with torch.no_grad():
+            for method in METHODS.values():
+                method(model, "mid")
+        old = id(model)
+        del model
+        new = _reborn(old, NetWithoutSkip)
+        if new is None:
+            continue
+        Net.__init__(new)
+        new = _init(new, 20 + attempt)
+        hits += 1
+        for name, method in METHODS.items():
+            torch.testing.assert_close(method(new, "mid"), method(copy.deepcopy(new), "mid"), rtol=1e-10,
+                                       atol=1e-12, msg=name)
+    assert hits, "CPython reused no address (the test could not run its case)"
+
+
+def test_a_new_layer_at_a_collected_layers_address_gets_nothing_of_it() -> None:
+    model = make()
+    layer = model.mid
+    with torch.no_grad():  # (a result's recomputing node would keep the layer alive)
+        first = {name: method(model, layer) for name, method in METHODS.items()}
+    old = id(layer)
+    del layer
+    model.mid = None  # type: ignore[assignment]
+    new = _reborn(old, nn.Linear)
+    assert new is not None, "CPython reused no address"
+    nn.Linear.__init__(new, 4, 4, dtype=torch.float64)
+    model.mid = _init(new, 21)
+    for name, method in METHODS.items():
+        expected = method(copy.deepcopy(model), "mid")
+        torch.testing.assert_close(method(model, new), expected, rtol=1e-10, atol=1e-12, msg=name)
+        assert not torch.allclose(first[name], expected)
+
+
+def test_a_layer_shared_by_two_models() -> None:
+    """Plans are the model's, not the layer's: two models around one layer object, called in turn."""
+    a, b = make(0), make(1)
+    b.use_skip, b.scale = False, 3.0
+    b.mid = a.mid
+    for _ in range(2):
+        for model in (a, b):
+            for name, method in METHODS.items():
+                twin = copy.deepcopy(model)
+                torch.testing.assert_close(method(model, a.mid), method(twin, twin.mid), rtol=1e-10, atol=1e-12,
+                                           msg=name)
+    assert not torch.allclose(METHODS["layer_gradient_x_activation"](a, a.mid),
+                              METHODS["layer_gradient_x_activation"](b, a.mid))
+
+
+def test_one_model_from_threads_each_with_another_layer_and_a_change_between_rounds() -> None:
+    model = make()
+    layers = ["pre", "mid", "mid2", "post"]
+    errors: List[BaseException] = []
+    for change in (None, lambda m: setattr(m, "use_skip", False), _swap):
+        if change is not None:
+            change(model)
+        twin = copy.deepcopy(model)
+        expected = {layer: METHODS["layer_integrated_gradients"](twin, layer) for layer in layers}
+
+        def work(layer: str) -> None:
+            try:
+                for _ in range(2):
+                    got = METHODS["layer_integrated_gradients"](model, getattr(model, layer))
+                    torch.testing.assert_close(got, expected[layer], rtol=1e-10, atol=1e-12)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(layer,)) for layer in layers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------- bound callables
+
+
+@pytest.mark.parametrize("name", ["layer_integrated_gradients", "layer_gradient_x_activation", "layer_conductance",
+                                  "layer_activation", "integrated_gradients", "saliency"])
+def test_a_bound_callable_after_changes(name: str) -> None:
+    """``MethodSpec.bind`` builds the call once; after a change it gives what a fresh binding on a copy gives."""
+    spec = {s.name: s for s in fattr.methods()}[name]
+    options: Dict[str, Any] = {"n_steps": 8} if "integrated" in name or "conductance" in name else {}
+    model = make()
+    for layer in (["mid", model.mid] if spec.layer else [None]):
+        bound = spec.bind(model, layer=layer, target=0, **options)
+        bound(X)
+        for change in (lambda m: setattr(m, "use_skip", not m.use_skip), lambda m: m.pre.register_forward_hook(
+                lambda mod, i, o: o + 1.0), lambda m: setattr(m.bn, "running_mean", m.bn.running_mean + 1.0)):
+            change(model)
+            twin = copy.deepcopy(model)
+            layer_twin = None if layer is None else twin.mid
+            expected = spec.bind(twin, layer=layer_twin, target=0, **options)(X)
+            torch.testing.assert_close(bound(X), expected, rtol=1e-10, atol=1e-12)
