@@ -349,3 +349,41 @@ def test_a_bound_callable_after_changes(name: str) -> None:
             layer_twin = None if layer is None else twin.mid
             expected = spec.bind(twin, layer=layer_twin, target=0, **options)(X)
             torch.testing.assert_close(bound(X), expected, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- a change between a call and its backward
+
+# A result is differentiable on demand: its backward recomputes it from the model (``recompute.checkpoint``).
+# After a change to what that reads, the recomputation would differentiate another model: refused.
+BEFORE_BACKWARD: Dict[str, Callable[[Net], Any]] = {
+    "replace_parameter": lambda m: setattr(m.mid2, "weight", nn.Parameter(m.mid2.weight.detach() * 2)),
+    "replace_submodule": lambda m: setattr(m, "post", _fresh((4, 2), 13)),
+    "buffer_in_place": lambda m: _in_place(m.bn.running_var, 3.0),
+    "replace_buffer": lambda m: setattr(m.bn, "running_mean", m.bn.running_mean + 1.0),
+    "train_submodule": lambda m: m.bn.train(),
+}
+# what leaves the recomputation as it was: the same gradients
+HARMLESS: Dict[str, Callable[[Net], Any]] = {
+    "eval_again": lambda m: m.eval(),
+    "another_attribution": lambda m: (fattr.layer_integrated_gradients(m, "mid2", X, n_steps=4, target=1),
+                                      fattr.integrated_gradients(m, X, n_steps=4, target=1)),
+    "a_forward_pass": lambda m: m(X),
+    "an_attribute_written": lambda m: setattr(m, "note", "x"),
+}
+
+
+@pytest.mark.parametrize("method", sorted(ANY_METHOD))
+@pytest.mark.parametrize("change", sorted(BEFORE_BACKWARD) + sorted(HARMLESS))
+def test_a_change_between_a_call_and_its_backward_is_refused_or_harmless(change: str, method: str) -> None:
+    model = make()
+    twin = copy.deepcopy(model)
+    attribute = ANY_METHOD[method]
+    got, expected = attribute(model), attribute(twin)
+    params = [model.pre.weight, model.mid.weight]
+    {**BEFORE_BACKWARD, **HARMLESS}[change](model)
+    if change in BEFORE_BACKWARD:
+        with pytest.raises(RuntimeError, match="changed between the attribution and its backward"):
+            torch.autograd.grad(got.pow(2).sum(), params)
+        return
+    grads = torch.autograd.grad(got.pow(2).sum(), params)
+    _same(list(grads), list(torch.autograd.grad(expected.pow(2).sum(), [twin.pre.weight, twin.mid.weight])))
