@@ -189,7 +189,7 @@ def test_inputs_and_baselines_share_a_head_call_only_when_rows_do_not_meet(chang
     torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
 
 
-# --------------------------------------------------------------------------- gradients with respect to what the model reads
+# ------------------------------------------------------------------- gradients with respect to what the model reads
 
 
 class Scaled(nn.Module):
@@ -379,6 +379,7 @@ HARMLESS: Dict[str, Callable[[Net], Any]] = {
                                       fattr.integrated_gradients(m, X, n_steps=4, target=1)),
     "a_forward_pass": lambda m: m(X),
     "an_attribute_written": lambda m: setattr(m, "note", "x"),
+    "a_mode_that_is_ignored": lambda m: (m.post.train(), m.act.train()),
 }
 
 
@@ -398,3 +399,23 @@ def test_a_change_between_a_call_and_its_backward_is_refused_or_harmless(change:
         return
     grads = torch.autograd.grad(got.pow(2).sum(), params)
     _same(list(grads), list(torch.autograd.grad(expected.pow(2).sum(), [twin.pre.weight, twin.mid.weight])))
+
+
+# --------------------------------------------------------------------------- the environment: inference mode
+
+
+@pytest.mark.parametrize("method", sorted(ANY_METHOD))
+def test_a_gradient_method_under_inference_mode_is_refused_not_zero(method: str) -> None:
+    """``torch.inference_mode()`` records no graph even under ``enable_grad``: gradients came out as zeros."""
+    model = make()
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="torch.inference_mode"):
+        ANY_METHOD[method](model)
+    with torch.no_grad():  # and the next call is unaffected
+        torch.testing.assert_close(ANY_METHOD[method](model), ANY_METHOD[method](copy.deepcopy(model)))
+
+
+def test_a_forward_method_under_inference_mode_runs() -> None:
+    model = make()
+    with torch.inference_mode():
+        got = METHODS["layer_activation"](model, "mid")
+    torch.testing.assert_close(got, METHODS["layer_activation"](copy.deepcopy(model), "mid"))

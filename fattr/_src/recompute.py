@@ -108,9 +108,9 @@ _SCANS = PerModule()  # module -> (its modules, weakly; their dicts' version tag
 
 def _scan(module: nn.Module) -> Tuple[Any, ...]:
     """``module``'s modules (weakly), their dicts' version tags, the tensors among their parameters, buffers
-    and attributes, the registered ones (parameters and buffers) and the modules' training modes. It runs
-    on every call of a layer method, so it is remembered while the version tags (:mod:`.layer.watch`) of
-    every module's own dicts are unchanged: the tensors are then the same ones."""
+    and attributes, the registered ones (parameters and buffers) and the training modes that matter
+    (:func:`_mode`). It runs on every call of a layer method, so it is remembered while the version tags
+    (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then the same ones."""
     scan = _SCANS.of(module)
     if scan is None or not all([m is not None and t is not None and _tags(m) == t
                                 for m, t in zip([r() for r in scan[0]], scan[1])]):
@@ -119,9 +119,18 @@ def _scan(module: nn.Module) -> Tuple[Any, ...]:
                             if t is not None])
         scan = ([weakref.ref(m) for m in found], [_tags(m) for m in found],
                 [t for m in found for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
-                 if type(t) not in _PLAIN and isinstance(t, Tensor)], registered, tuple([m.training for m in found]))
+                 if type(t) not in _PLAIN and isinstance(t, Tensor)], registered, tuple([_mode(m) for m in found]))
         _SCANS.put(module, scan)
     return scan
+
+
+def _mode(m: nn.Module) -> Optional[bool]:
+    """``m``'s training mode where fattr knows it changes what ``m`` computes (a batch norm with running
+    statistics, a dropout), else None (a module that ignores it may be switched freely)."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None or isinstance(
+            m, nn.modules.dropout._DropoutNd) and m.p > 0:
+        return m.training
+    return None
 
 
 def _leaves(module: nn.Module) -> List[Tensor]:
@@ -131,9 +140,10 @@ def _leaves(module: nn.Module) -> List[Tensor]:
 
 
 def _state(module: nn.Module) -> Tuple[Any, ...]:
-    """What a recomputation of ``module``'s computation reads from it, as it is now: its modules, their
-    training modes, their parameters and buffers (by identity) and the versions of these tensors (in-place
-    writes). Tensor and Python attributes are not in it: a forward may write them (a cache) without reading."""
+    """What a recomputation of ``module``'s computation reads from it, as it is now: its modules, the
+    training modes that matter (:func:`_mode`), their parameters and buffers (by identity) and the versions
+    of these tensors (in-place writes). Tensor and Python attributes are not in it: a forward may write them
+    (a cache) without reading them."""
     scan = _scan(module)
     return scan, tuple([t._version for t in scan[3]])
 
@@ -395,7 +405,8 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         if state is not None and owner is not None and _changed(owner, state):
             raise RuntimeError(
                 f"fattr: the {type(owner).__name__} changed between the attribution and its backward (a submodule, "
-                "parameter or buffer replaced, a buffer written in place, or a training mode switched): the "
+                "parameter or buffer replaced, a buffer written in place, or a batch norm or dropout switched to "
+                "another mode): the "
                 "attribution is recomputed in backward, which would differentiate the changed model. Differentiate "
                 "before changing the model, or compute the attribution again.")
         full = list(detached)
