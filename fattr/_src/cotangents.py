@@ -28,6 +28,7 @@ from .arguments import split_args
 from .calling import call
 from .compiled import marked
 from .errors import fail
+from .gradients import no_inference_mode
 from .base import Tensor, Tensors
 
 Select = Callable[[Any], Tensor]
@@ -61,6 +62,7 @@ def _plain(f: Callable[..., Any], rows: Tensors, args: Sequence[Any], select: Se
            reduce: Reduce, operands: Tensors) -> Tuple[Tensor, List[Tensors]]:
     """No graph kept: fresh leaves, one forward, the cotangents chunk by chunk over the retained graph;
     the forward's graph, whose nodes outlive the backward, names what ``f`` read (:func:`.recompute.reads`)."""
+    no_inference_mode()
     leaves = tuple(r.detach().requires_grad_() for r in rows)
     with torch.enable_grad():
         values = _check_values(select(call(f, leaves, args)), rows[0].shape[0])

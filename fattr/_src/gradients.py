@@ -50,10 +50,19 @@ def _vjp(total: Tensor, leaves: Tensors) -> Sequence[Optional[Tensor]]:
     return _run_backward((total,), (torch.ones_like(total),), False, False, leaves, True, accumulate_grad=False)
 
 
+def no_inference_mode() -> None:
+    """Refuse to differentiate under ``torch.inference_mode()``: it records no graph even where grad mode is
+    switched on, so every gradient would come out as zeros."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("fattr: this method computes gradients, which torch.inference_mode() does not record "
+                           "(not even under torch.enable_grad()): call it under torch.no_grad() instead.")
+
+
 def leaf_gradients(forward: Callable[[Tensors], Tensor], rows: Tensors) -> Tuple[Tensor, Tensors]:
     """``forward(rows)`` (one value per row), detached, and its per-row gradients, without a graph: fresh
     leaves, and the forward's graph, whose nodes outlive the backward pass, names what it read
     (:func:`.recompute.reads`)."""
+    no_inference_mode()
     enabled = torch.is_grad_enabled()
     torch._C._set_grad_enabled(True)  # (not a context manager: this runs on every call)
     try:

@@ -103,23 +103,60 @@ class _Reads:
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
 
 
-_SCANS = PerModule()  # module -> (its modules, weakly; their dicts' version tags; the tensors found)
+_SCANS = PerModule()  # module -> (its modules, weakly; their dicts' version tags; the tensors found; registered; modes)
 
 
-def _leaves(module: nn.Module) -> List[Tensor]:
-    """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
-    modules (each module once). It runs on every call of a layer method, so the scan is remembered while
-    the version tags (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then
-    the same ones, and only their ``requires_grad`` is read again."""
+def _scan(module: nn.Module) -> Tuple[Any, ...]:
+    """``module``'s modules (weakly), their dicts' version tags, the tensors among their parameters, buffers
+    and attributes, the registered ones (parameters and buffers) and the training modes that matter
+    (:func:`_mode`). It runs on every call of a layer method, so it is remembered while the version tags
+    (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then the same ones."""
     scan = _SCANS.of(module)
     if scan is None or not all([m is not None and t is not None and _tags(m) == t
                                 for m, t in zip([r() for r in scan[0]], scan[1])]):
         found = submodules(module)
+        registered = tuple([t for m in found for t in (*m._parameters.values(), *m._buffers.values())
+                            if t is not None])
         scan = ([weakref.ref(m) for m in found], [_tags(m) for m in found],
                 [t for m in found for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
-                 if type(t) not in _PLAIN and isinstance(t, Tensor)])
+                 if type(t) not in _PLAIN and isinstance(t, Tensor)], registered, tuple([_mode(m) for m in found]))
         _SCANS.put(module, scan)
-    return [t for t in scan[2] if t.requires_grad]
+    return scan
+
+
+def _mode(m: nn.Module) -> Optional[bool]:
+    """``m``'s training mode where fattr knows it changes what ``m`` computes (a batch norm with running
+    statistics, a dropout), else None (a module that ignores it may be switched freely)."""
+    if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None or isinstance(
+            m, nn.modules.dropout._DropoutNd) and m.p > 0:
+        return m.training
+    return None
+
+
+def _leaves(module: nn.Module) -> List[Tensor]:
+    """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
+    modules (each module once; remembered: :func:`_scan`); only their ``requires_grad`` is read again."""
+    return [t for t in _scan(module)[2] if t.requires_grad]
+
+
+def _state(module: nn.Module) -> Tuple[Any, ...]:
+    """What a recomputation of ``module``'s computation reads from it, as it is now: its modules, the
+    training modes that matter (:func:`_mode`), their parameters and buffers (by identity) and the versions
+    of these tensors (in-place writes). Tensor and Python attributes are not in it: a forward may write them
+    (a cache) without reading them."""
+    scan = _scan(module)
+    return scan, tuple([t._version for t in scan[3]])
+
+
+def _changed(module: nn.Module, state: Tuple[Any, ...]) -> bool:
+    """Whether ``module`` differs from ``state`` (:func:`_state`) in what it covers."""
+    was, versions = state
+    now = _scan(module)
+    if now is not was and (len(now[0]) != len(was[0]) or now[4] != was[4]
+                           or not all([a() is b() for a, b in zip(now[0], was[0])])
+                           or len(now[3]) != len(was[3]) or not all([a is b for a, b in zip(now[3], was[3])])):
+        return True
+    return tuple([t._version for t in now[3]]) != versions
 
 
 def _tags(m: nn.Module) -> Optional[Tuple[int, ...]]:
@@ -362,7 +399,16 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     if not tracked and not read.found:
         return values
 
+    state = None if owner is None else _state(owner)
+
     def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
+        if state is not None and owner is not None and _changed(owner, state):
+            raise RuntimeError(
+                f"fattr: the {type(owner).__name__} changed between the attribution and its backward (a submodule, "
+                "parameter or buffer replaced, a buffer written in place, or a batch norm or dropout switched to "
+                "another mode): the "
+                "attribution is recomputed in backward, which would differentiate the changed model. Differentiate "
+                "before changing the model, or compute the attribution again.")
         full = list(detached)
         for i, s in zip(tracked, stand_ins):
             full[i] = s
