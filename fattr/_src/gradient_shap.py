@@ -46,7 +46,7 @@ def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_i
     sds = randomness.per_input_stdevs(stdevs, len(xs))
     dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
-    gen = randomness.resolve(generator, device)
+    gen = randomness.resolve(generator)
     noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
                   if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
     rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)

@@ -94,7 +94,7 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         structure.require_floating(xs)  # noise on integer inputs (token ids) would be truncated away
         n, device = xs[0].shape[0], xs[0].device
         sds = randomness.per_input_stdevs(stdevs, len(xs))
-        gen = randomness.resolve(generator, device)
+        gen = randomness.resolve(generator)
         return_delta = bool(arguments.get("return_delta", False))
         step = chunk_size or n_samples
         sums: Any = None  # per leaf of the attributions: sums over the samples of the powers of the values

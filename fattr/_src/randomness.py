@@ -15,7 +15,8 @@ import torch
 from .errors import fail
 
 
-def resolve(generator: Any, device: torch.device) -> torch.Generator:
+def resolve(generator: Any) -> torch.Generator:
+    """``generator``, or a fresh CPU generator seeded from the OS for None."""
     if generator is None:
         g = torch.Generator(device="cpu")
         g.seed()

@@ -308,7 +308,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
             values = at_x if values is None else values
         else:
             attr = gradient.gradient_shap(e, left_base, n_samples, stdevs, chunk_size,
-                                          resolve(generator, input_ids.device), select, cotangent_chunk)
+                                          resolve(generator), select, cotangent_chunk)
     else:
         assert left_base is not None  # refused at the boundary
         groups, n_features = _groups(feature_mask, prompts)
@@ -319,7 +319,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
                                                  per_eval)
         else:
             attr = perturbation.shapley_value_sampling(values_of, prompts.ids, left_base, groups, n_features,
-                                                       n_samples, per_eval, resolve(generator, input_ids.device))
+                                                       n_samples, per_eval, resolve(generator))
     if values is None:
         values = values_of(prompts.ids)
     live = target_mask.to(attr.dtype)

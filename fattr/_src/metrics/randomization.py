@@ -94,7 +94,7 @@ def randomization_check(method: Callable[..., Any], model: nn.Module, inputs: In
     check_bool("absolute", absolute)
     xs, _ = structure.as_tuple(inputs)
     n = xs[0].shape[0]
-    gen = randomness.resolve(generator, xs[0].device)
+    gen = randomness.resolve(generator)
     if layers is None:
         chosen: List[str] = [name for name, m in reversed(list(model.named_modules()))
                              if any(True for _ in m.parameters(recurse=False))]

@@ -76,8 +76,8 @@ def sensitivity_max(explanation_func: Callable[..., Any], inputs: InputsLike,
     xs, was_tuple = structure.as_tuple(inputs)
     radius = check_nonnegative_float("perturb_radius", perturb_radius)
     n_perturb_samples = check_positive_int("n_perturb_samples", n_perturb_samples)
-    n, device = xs[0].shape[0], xs[0].device
-    gen = randomness.resolve(generator, device)
+    n = xs[0].shape[0]
+    gen = randomness.resolve(generator)
     expl = _flat(explanation_func(inputs, **kwargs), n, "explanation_func(inputs)")
     norm = torch.norm(expl, p=norm_ord, dim=1)
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)

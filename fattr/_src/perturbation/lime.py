@@ -133,7 +133,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     with torch.no_grad():  # Captum's test call: one value per example, or one for the whole batch?
         aggregate = reference(f, xs, tgt, args)[1]
     rows = 1 if aggregate else n
-    g = randomness.resolve(generator, xs[0].device)
+    g = randomness.resolve(generator)
     extra = dict(baselines=structure.restore(bases, was_tuple), feature_mask=structure.restore(features.index,
                  was_tuple), num_interp_features=features.n)
     if perturb_func is not None:

@@ -78,7 +78,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
     check_callable("perm_func", perm_func, optional=True)
     features = features_of(feature_mask, xs, n_features=n_features)
-    perms = shuffles(randomness.resolve(generator, xs[0].device), features.n, n).to(xs[0].device)
+    perms = shuffles(randomness.resolve(generator), features.n, n).to(xs[0].device)
 
     def compute(xs_: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
         def rows(start: int, stop: int) -> Tensors:

@@ -85,7 +85,7 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
     features = features_of(feature_mask, xs, n_features=n_features)
     s = check_positive_int("n_samples", n_samples)
     f_count = features.n
-    orders = permutations(randomness.resolve(generator, xs[0].device), s, f_count).to(xs[0].device)
+    orders = permutations(randomness.resolve(generator), s, f_count).to(xs[0].device)
     rank = orders.argsort(dim=1)  # rank[s, j]: position of feature j in order s
     steps = torch.arange(max(f_count - 1, 0), device=xs[0].device)
     # every intermediate coalition: order s with its first k+1 features kept (the last one, all kept, is x)
