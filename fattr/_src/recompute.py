@@ -53,12 +53,13 @@ class _Reads:
     """The leaves requiring grad a checkpoint's graph-free pass read (``found`` None: unknown), since a
     point in this thread's autograd history (nodes created later have larger sequence numbers)."""
 
-    __slots__ = ("since", "found", "skip")
+    __slots__ = ("since", "found", "skip", "scans")
     found: Optional[Dict[int, Tensor]]
     skip: Set[int]
+    scans: Dict[int, Tuple[Any, ...]]  # the modules' scans (:func:`_scan`) checked during this call
 
     def __init__(self) -> None:
-        self.since, self.found, self.skip = _next_node(), {}, set()
+        self.since, self.found, self.skip, self.scans = _next_node(), {}, set(), {}
 
     def walk(self, output: Tensor) -> None:
         """The leaves ``output``'s graph reaches; unknown if it reaches a result computed before the call
@@ -103,14 +104,20 @@ class _Reads:
 _PLAIN = frozenset({bool, int, float, str, type(None), dict, set, list, tuple, OrderedDict})  # never tensors
 
 
-_SCANS = PerModule()  # module -> (its modules, weakly; their dicts' version tags; the tensors found; registered; modes)
+# module -> (its modules, weakly; their dicts' version tags; the tensors found; registered; modes; rows apart)
+_SCANS = PerModule()
 
 
 def _scan(module: nn.Module) -> Tuple[Any, ...]:
     """``module``'s modules (weakly), their dicts' version tags, the tensors among their parameters, buffers
-    and attributes, the registered ones (parameters and buffers) and the training modes that matter
-    (:func:`_mode`). It runs on every call of a layer method, so it is remembered while the version tags
-    (:mod:`.layer.watch`) of every module's own dicts are unchanged: the tensors are then the same ones."""
+    and attributes, the registered ones (parameters and buffers), the training modes that matter
+    (:func:`_mode`) and whether rows pass through without meeting (:func:`rows_apart`). It runs on every call
+    of a layer method, so it is remembered while the version tags (:mod:`.layer.watch`) of every module's
+    own dicts are unchanged (the tensors are then the same ones), and checked once per checkpoint."""
+    memo = _local.reads.scans if _local.reads is not None else None
+    scan = memo.get(id(module)) if memo is not None else None
+    if scan is not None:
+        return scan
     scan = _SCANS.of(module)
     if scan is None or not all([m is not None and t is not None and _tags(m) == t
                                 for m, t in zip([r() for r in scan[0]], scan[1])]):
@@ -119,9 +126,19 @@ def _scan(module: nn.Module) -> Tuple[Any, ...]:
                             if t is not None])
         scan = ([weakref.ref(m) for m in found], [_tags(m) for m in found],
                 [t for m in found for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
-                 if type(t) not in _PLAIN and isinstance(t, Tensor)], registered, tuple([_mode(m) for m in found]))
+                 if type(t) not in _PLAIN and isinstance(t, Tensor)], registered, tuple([_mode(m) for m in found]),
+                not any([m.training or isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
+                         and m.running_var is None for m in found]))
         _SCANS.put(module, scan)
+    if memo is not None:
+        memo[id(module)] = scan
     return scan
+
+
+def rows_apart(module: nn.Module) -> bool:
+    """Whether the rows of a batch pass through ``module`` without seeing each other, as far as its modes tell:
+    no module in training mode, no batch norm normalising by the batch's statistics (no running statistics)."""
+    return bool(_scan(module)[5])
 
 
 def _mode(m: nn.Module) -> Optional[bool]:
@@ -139,12 +156,12 @@ def _leaves(module: nn.Module) -> List[Tensor]:
     return [t for t in _scan(module)[2] if t.requires_grad]
 
 
-def _state(module: nn.Module) -> Tuple[Any, ...]:
+def _state(module: nn.Module, scans: Dict[int, Tuple[Any, ...]]) -> Tuple[Any, ...]:
     """What a recomputation of ``module``'s computation reads from it, as it is now: its modules, the
     training modes that matter (:func:`_mode`), their parameters and buffers (by identity) and the versions
     of these tensors (in-place writes). Tensor and Python attributes are not in it: a forward may write them
-    (a cache) without reading them."""
-    scan = _scan(module)
+    (a cache) without reading them. ``scans``: the call's (a scan checked during it is not checked again)."""
+    scan = scans.get(id(module)) or _scan(module)
     return scan, tuple([t._version for t in scan[3]])
 
 
@@ -399,7 +416,7 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     if not tracked and not read.found:
         return values
 
-    state = None if owner is None else _state(owner)
+    state = None if owner is None else _state(owner, read.scans)
 
     def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
         if state is not None and owner is not None and _changed(owner, state):

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..arguments import split_args, tile_args
-from ..calling import submodules
 from ..compiled import dynamo_tracing
+from ..recompute import rows_apart
 from ..structure import Tensors
 from .view import LayerFunction
 
@@ -42,7 +42,7 @@ def heads(lf: LayerFunction, batches: Sequence[Tensors], args: Tuple[Any, ...], 
     key = (tuple([id(layer) for layer in lf.split.layers]), lf.split.to_input)
     with _LOCK:
         known = owner is not None and key in _SEPARATE.get(owner, ())
-    if (m == 1 or owner is None or not _rows_apart(owner) or known
+    if (m == 1 or owner is None or not rows_apart(owner) or known
             or any([b.shape != x.shape for batch in batches[1:] for b, x in zip(batch, batches[0])])
             or any([t.dim() > 0 and t.shape[0] == m * n for t in split_args(args)[0]])):
         return [lf.head(batch, args) for batch in batches]
@@ -54,9 +54,3 @@ def heads(lf: LayerFunction, batches: Sequence[Tensors], args: Tuple[Any, ...], 
     parts = [a.tensor_split(m) for a in acts]  # (one op per activation: m views of n rows)
     return [(tuple([p[i] for p in parts]), rest) for i in range(m)]
 
-
-def _rows_apart(owner: nn.Module) -> bool:
-    """Whether the rows of a batch pass through ``owner`` without seeing each other, as far as its modes tell:
-    no module in training mode, no batch norm normalising by the batch's statistics (no running statistics)."""
-    return not any([m.training or isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
-                    and m.running_var is None for m in submodules(owner)])
