@@ -67,7 +67,9 @@ def _max_pool(func: Any, x: Tensor, *args: Any, **kwargs: Any) -> Any:
 
 
 def _plain(x: Any) -> bool:
-    return type(x) in (Tensor, nn.Parameter) and x.layout == torch.strided and x.is_floating_point()
+    """A floating tensor of torch's own type (not a subclass). (Its layout cannot be read where Dynamo traces an
+    ``autograd.Function``'s backward: the recomputation in :mod:`.compiled`.)"""
+    return type(x) in (Tensor, nn.Parameter) and x.is_floating_point()
 
 
 class _Composite(TorchFunctionMode):
