@@ -25,7 +25,10 @@ chain costs the most (Inductor on CPU also decomposes the max-pool backward into
 compiled training step with an IG prior took 1.10-1.18x eager, and 0.85-0.87x with these forms
 (``benchmarks/train_step.py``). ReLU is ``x.masked_fill(x <= 0, 0)`` (NaN kept, gradient 0 at 0, as
 ``threshold_backward``); max-pooling gathers its input at the native kernel's indices (the same
-values; the gradient is the same scatter of the cotangent onto those indices).
+values; the gradient is the same scatter of the cotangent onto those indices). One visible difference:
+a parameter that reaches the attribution only through those masks or indices (a ReLU network's biases:
+its input gradient is piecewise constant in them) gets no gradient from it (``None``, as the last
+layer's bias always did) where the native ops gave it zeros.
 """
 from __future__ import annotations
 
