@@ -22,7 +22,7 @@ too, with a derivative that is structurally zero, and differentiating an attribu
 training loss through it) carried those zeros back through every layer below (one more backward
 pass over the attribution's batch, weight gradients included). Under ``torch.compile`` the zero
 chain costs the most (Inductor on CPU also decomposes the max-pool backward into a scatter): a
-compiled training step with an IG prior took 1.10-1.18x eager, and 0.85-0.87x with these forms
+compiled training step with an IG prior took 1.08-1.12x eager, and 0.80-0.86x with these forms
 (``benchmarks/train_step.py``). ReLU is ``x.masked_fill(x <= 0, 0)`` (NaN kept, gradient 0 at 0, as
 ``threshold_backward``); max-pooling gathers its input at the native kernel's indices (the same
 values; the gradient is the same scatter of the cotangent onto those indices). One visible difference:
