@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 
 from fattr._src.twice import twice_differentiable
@@ -91,9 +92,9 @@ def test_compiled_attribution_prior_differentiates_no_native_relu_or_max_pool_ba
     convolutions' biases) gets none, where eagerly it gets zeros."""
     graphs: List[torch.fx.GraphModule] = []
 
-    def keep(gm: torch.fx.GraphModule, _: Any) -> torch.fx.GraphModule:
+    def keep(gm: torch.fx.GraphModule, _: Any) -> Any:
         graphs.append(gm)
-        return gm
+        return make_boxed_func(gm)
 
     torch._dynamo.reset()
     penalty = make_penalty(border_mask(8), weight=1.0, n_steps=2)
