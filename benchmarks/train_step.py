@@ -9,7 +9,10 @@ the same initial weights, interleaved (:func:`benchmarks.timing.interleaved`), a
 median per step is reported with compiled/eager.
 
 * ``train`` mode (what the demo does): fattr keeps IG's graph at once, so AOTAutograd
-  compiles one training graph with the double backward.
+  compiles one training graph with the double backward. ReLU and max-pooling run there in forms
+  whose backward reads their input only as a mask or indices (:mod:`fattr._src.twice`), so the
+  second differentiation carries no structural zeros back through the IG batch's layers and
+  Inductor's scatter decomposition of max-pool backward is left to the plain forward's loss.
 * ``eval`` mode (``--modes train eval``; reference only): the compiled cost model of
   :mod:`fattr._src.compiled` (an inference graph, recomputed in backward), against eager's
   recomputing node.

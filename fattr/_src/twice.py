@@ -1,4 +1,5 @@
-"""Passes whose graph is differentiated twice: fused attention kernels swapped for their composite form.
+"""Passes whose graph is differentiated twice: fused attention kernels swapped for their composite form,
+ReLU and max-pooling for forms whose second derivative has no structural zero.
 
 An attribution is made of gradients; differentiating it (a training loss, an attribution prior)
 differentiates those gradients again. PyTorch's fused CPU attention kernel (the flash kernel
@@ -13,14 +14,30 @@ and a softmax, so differentiable any number of times. It is a ``TorchFunctionMod
 alive for the block only; the global kernel switches of ``torch.nn.attention.sdpa_kernel`` would
 reach other threads). :mod:`.recompute` uses it where a graph is kept to be differentiated: a
 recomputation in backward, a pass keeping its graph at once.
+
+In the same block ReLU and 2-D max-pooling take forms with the same values and the same gradient
+whose backward reads their input only as a mask or as indices. The native backward ops
+(``threshold_backward``, ``max_pool2d_with_indices_backward``) are differentiable in their input
+too, with a derivative that is structurally zero, and differentiating an attribution again (a
+training loss through it) carried those zeros back through every layer below (one more backward
+pass over the attribution's batch, weight gradients included). Under ``torch.compile`` the zero
+chain costs the most (Inductor on CPU also decomposes the max-pool backward into a scatter): a
+compiled training step with an IG prior took 1.08-1.12x eager, and 0.80-0.86x with these forms
+(``benchmarks/train_step.py``). ReLU is ``x.masked_fill(x <= 0, 0)`` (NaN kept, gradient 0 at 0, as
+``threshold_backward``); max-pooling gathers its input at the native kernel's indices (the same
+values; the gradient is the same scatter of the cotangent onto those indices). One visible difference:
+a parameter that reaches the attribution only through those masks or indices (a ReLU network's biases:
+its input gradient is piecewise constant in them) gets no gradient from it (``None``, as the last
+layer's bias always did) where the native ops gave it zeros.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 _ATTENTION = (F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
@@ -29,9 +46,44 @@ _SDPA = ("attn_mask", "dropout_p", "is_causal")  # after query, key, value; scal
 _NEED_WEIGHTS = list(inspect.signature(F.multi_head_attention_forward).parameters).index("need_weights")
 
 
+_RELU = (F.relu, torch.relu, torch.Tensor.relu)
+_RELU_ = (F.relu_, torch.relu_, torch.Tensor.relu_)
+_MAX_POOL = (F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d)
+_POOL = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")  # after input
+
+
+def _pair(v: Any) -> List[int]:
+    return [v, v] if isinstance(v, int) else list(v)
+
+
+def _max_pool(func: Any, x: Tensor, *args: Any, **kwargs: Any) -> Any:
+    """2-D max-pooling as a gather at the native kernel's indices (see the module docstring)."""
+    o = dict(zip(_POOL, args), **kwargs)
+    k = _pair(o["kernel_size"])
+    stride = o.get("stride")
+    with_indices = func is F.max_pool2d_with_indices or (func is F.max_pool2d and o.get("return_indices", False))
+    _, indices = torch.ops.aten.max_pool2d_with_indices(x.detach(), k, _pair(stride) if stride else k,
+                                                        _pair(o.get("padding", 0)), _pair(o.get("dilation", 1)),
+                                                        bool(o.get("ceil_mode", False)))
+    out = x.flatten(-2).gather(-1, indices.flatten(-2)).view(indices.shape)
+    return (out, indices) if with_indices else out
+
+
+def _plain(x: Any) -> bool:
+    """A floating tensor of torch's own type (not a subclass). (Its layout cannot be read where Dynamo traces an
+    ``autograd.Function``'s backward: the recomputation in :mod:`.compiled`.)"""
+    return type(x) in (Tensor, nn.Parameter) and x.is_floating_point()
+
+
 class _Composite(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if func in _RELU and len(args) == 1 and _plain(args[0]) and not kwargs.get("inplace", False):
+            return args[0].masked_fill(args[0] <= 0, 0)
+        if (func in _RELU_ or func in _RELU and kwargs.get("inplace", False)) and len(args) == 1 and _plain(args[0]):
+            return args[0].masked_fill_(args[0] <= 0, 0)
+        if func in _MAX_POOL and args and _plain(args[0]) and args[0].dim() in (3, 4):
+            return _max_pool(func, *args, **kwargs)
         if func in _ATTENTION:
             q, k, v, *rest = args
             options: Dict[str, Any] = dict(zip(_SDPA, rest), **kwargs)
