@@ -422,10 +422,9 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         if state is not None and owner is not None and _changed(owner, state):
             raise RuntimeError(
                 f"fattr: the {type(owner).__name__} changed between the attribution and its backward (a submodule, "
-                "parameter or buffer replaced, a buffer written in place, or a batch norm or dropout switched to "
-                "another mode): the "
-                "attribution is recomputed in backward, which would differentiate the changed model. Differentiate "
-                "before changing the model, or compute the attribution again.")
+                "parameter or buffer replaced, a buffer written in place, a batch norm or dropout switched to another "
+                "mode): the attribution is recomputed in backward, which would differentiate the changed model. "
+                "Differentiate before changing the model, or compute the attribution again.")
         full = list(detached)
         for i, s in zip(tracked, stand_ins):
             full[i] = s

@@ -15,20 +15,11 @@ alive for the block only; the global kernel switches of ``torch.nn.attention.sdp
 reach other threads). :mod:`.recompute` uses it where a graph is kept to be differentiated: a
 recomputation in backward, a pass keeping its graph at once.
 
-In the same block ReLU and 2-D max-pooling take forms with the same values and the same gradient
-whose backward reads their input only as a mask or as indices. The native backward ops
-(``threshold_backward``, ``max_pool2d_with_indices_backward``) are differentiable in their input
-too, with a derivative that is structurally zero, and differentiating an attribution again (a
-training loss through it) carried those zeros back through every layer below (one more backward
-pass over the attribution's batch, weight gradients included). Under ``torch.compile`` the zero
-chain costs the most (Inductor on CPU also decomposes the max-pool backward into a scatter): a
-compiled training step with an IG prior took 1.08-1.12x eager, and 0.80-0.86x with these forms
-(``benchmarks/train_step.py``). ReLU is ``x.masked_fill(x <= 0, 0)`` (NaN kept, gradient 0 at 0, as
-``threshold_backward``); max-pooling gathers its input at the native kernel's indices (the same
-values; the gradient is the same scatter of the cotangent onto those indices). One visible difference:
-a parameter that reaches the attribution only through those masks or indices (a ReLU network's biases:
-its input gradient is piecewise constant in them) gets no gradient from it (``None``, as the last
-layer's bias always did) where the native ops gave it zeros.
+In the same block ReLU and 2-D max-pooling take forms with the native values and gradients whose backward
+reads the input only as a mask or as indices (``x.masked_fill(x <= 0, 0)``; a gather at the indices the native
+kernel picks): the native backward ops have a structurally zero derivative in their input, which differentiating
+an attribution again carried back through every layer below. A parameter reaching the attribution only through
+those masks or indices gets ``None`` from it where the native ops gave zeros.
 """
 from __future__ import annotations
 
