@@ -419,3 +419,43 @@ def test_a_forward_method_under_inference_mode_runs() -> None:
     with torch.inference_mode():
         got = METHODS["layer_activation"](model, "mid")
     torch.testing.assert_close(got, METHODS["layer_activation"](copy.deepcopy(model), "mid"))
+
+
+# ---------------------------------------------------------------- what the traced forward reads from outside the model
+
+GAIN = torch.tensor(1.0)
+SCALE = 1.0
+
+
+class _ReadsOutside(nn.Module):
+    factor = 1.0  # a class attribute the traced forward bakes in
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre, self.mid, self.post = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(torch.tanh(self.mid(torch.tanh(self.pre(x)))) * GAIN * self.factor)
+
+
+@pytest.mark.parametrize("change", ["global tensor rebound", "class attribute", "function's global scalar"])
+def test_a_global_or_class_attribute_the_forward_reads_is_not_stale(change: str) -> None:
+    """The plan bakes in what forward read from its class and globals; a change there traces again (it returned
+    the first call's values)."""
+    global GAIN, SCALE
+    torch.manual_seed(0)
+    model, x = _ReadsOutside().eval(), torch.randn(5, 3)
+    f = model if change != "function's global scalar" else (lambda t: model(t) * SCALE)
+    call = lambda g: fattr.layer_integrated_gradients(g, model.mid, x, n_steps=8, target=0)  # noqa: E731
+    first = call(f)
+    try:
+        if change == "global tensor rebound":
+            GAIN = torch.tensor(2.0)
+        elif change == "class attribute":
+            _ReadsOutside.factor = 2.0
+        else:
+            SCALE = 2.0
+        again = call(f)
+    finally:
+        GAIN, SCALE, _ReadsOutside.factor = torch.tensor(1.0), 1.0, 1.0
+    torch.testing.assert_close(again, 2 * first)  # every path to the output is scaled by 2

@@ -105,9 +105,29 @@ def inplace(m: nn.Module) -> bool:
     return (d["inplace"] if "inplace" in d else getattr(type(m), "inplace", False)) is True
 
 
+def read_outside(cls: type) -> Tuple[Tuple[Any, str, Any], ...]:
+    """What tracing ``cls.forward`` may read besides the module itself and bake into the graph: the scalar
+    and tensor attributes of ``cls`` and its bases (torch's own classes aside), and the scalar and tensor
+    globals its ``forward`` names. ``(where, name, value)``, ``where`` a class or a globals dict. (Globals
+    that other functions ``forward`` calls read are not covered.)"""
+    found: List[Tuple[Any, str, Any]] = [
+        (klass, name, v) for klass in cls.__mro__ if not klass.__module__.startswith(("torch.", "builtins"))
+        for name, v in vars(klass).items() if not name.startswith("__") and _plain(v)]
+    forward = getattr(cls, "forward", None)
+    names, where = getattr(getattr(forward, "__code__", None), "co_names", ()), getattr(forward, "__globals__", None)
+    if type(where) is dict and not str(where.get("__name__", "")).startswith("torch."):
+        found += [(where, name, where[name]) for name in names if name in where and _plain(where[name])]
+    return tuple(found)
+
+
+def _plain(v: Any) -> bool:
+    return type(v) in _SCALARS or isinstance(v, torch.Tensor)
+
+
 def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pins: List[Any]) -> Hashable:
     """What tracing ``m.forward`` reads from ``m`` (parameter and buffer values are read at call time);
-    its class and the class's ``forward`` by identity (their ids, the objects added to ``pins``)."""
+    its class and the class's ``forward`` by identity (their ids, the objects added to ``pins``), and
+    what it reads from its class and globals (:func:`read_outside`)."""
     cls, d = type(m), m.__dict__
     forward: Any = cls.forward
     pins.append(cls)
@@ -119,7 +139,8 @@ def _traced_state(m: nn.Module, budget: List[int], memo: Dict[int, Hashable], pi
     return (id(cls), forward, m.training, tuple([tuple(d[h]) if h in d else () for h in HOOKS]),
             tuple([(k, p is None) for k, p in m._parameters.items()]),
             tuple([(k, b is None) for k, b in m._buffers.items()]),
-            tuple([(k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE]))
+            tuple([(k, _value(v, budget, 0, memo)) for k, v in d.items() if k not in _MODULE_STATE]),
+            tuple([(name, _value(v, budget, 0, memo)) for _, name, v in read_outside(cls)]))
 
 
 def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bool = False,
@@ -136,9 +157,10 @@ def fingerprint(model: nn.Module, layers: Sequence[nn.Module], *, everything: bo
     head and tail read them at call time. Objects are referred to weakly: modules, classes
     and forwards appear as their ids, with a weak reference to each alongside, so two
     fingerprints are equal when the ids are and the objects still live (a weak reference
-    to a collected object equals no other, and a live object's id is never reused). What
-    the traced code reads from elsewhere (globals, class attributes other than
-    ``forward``, the grad mode) is not covered.
+    to a collected object equals no other, and a live object's id is never reused). Also
+    the scalar and tensor class attributes and globals of each traced ``forward``
+    (:func:`read_outside`); what the traced code reads from elsewhere (globals of the functions
+    it calls, the grad mode) is not covered.
 
     ``traced_ids``, when given, receives the ids of the traced modules (for :func:`.watch.record`).
 
@@ -191,6 +213,9 @@ def code_key(f: Any) -> Hashable:
         return Same(f)
     try:
         cells = tuple(c.cell_contents for c in (getattr(f, "__closure__", None) or ()))
-        return (Same(code), summary((cells, getattr(f, "__defaults__", None), getattr(f, "__kwdefaults__", None))))
+        g = getattr(f, "__globals__", None) or {}
+        named = tuple([(n, g[n]) for n in code.co_names if n in g and _plain(g[n])])  # the globals it reads
+        return (Same(code), summary((cells, getattr(f, "__defaults__", None), getattr(f, "__kwdefaults__", None),
+                                     named)))
     except (Uncacheable, ValueError):
         return Same(f)

@@ -528,8 +528,9 @@ def split(model: ModelLike, layer: LayerLike, *, attribute_to_layer_input: bool 
     ``head`` call and specialised to the non-tensor arguments (flags, modes) it
     receives; it is reused by later calls and other splits of the same model and
     layer, and traced again when the model's structure, modes, hooks or the
-    Python attributes of the modules containing the layer change (global
-    variables or class attributes read by ``forward`` are not watched). Tracing briefly patches
+    Python attributes of the modules containing the layer change, or the scalar
+    and tensor class attributes and globals their ``forward`` names (globals read
+    by other functions it calls are not watched). Tracing briefly patches
     ``torch.nn.Module`` for the whole process (a torch.fx property): fattr's own
     calls wait for each other, other threads running modules meanwhile do not.
 

@@ -18,10 +18,10 @@ import operator
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from torch import nn
+from torch import Tensor, nn
 
 from .capture import HOOKS, global_hook_dicts
-from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, inplace, summary
+from .fingerprint import _BY_IDENTITY, _MODULE_STATE, _SCALARS, inplace, read_outside, summary
 
 try:  # (private to torch, as is the whole of torch.compile's guard machinery)
     from torch._C._dynamo.guards import dict_version as dict_version  # (re-exported: the one source of tags)
@@ -126,13 +126,20 @@ def record(roots: Sequence[nn.Module], traced: Set[int]) -> Optional[Watch]:
             if id(m) in traced:
                 attributes = {k: v for k, v in d.items() if k not in _MODULE_STATE}
                 entries.append((weakref.ref(m), weakref.ref(cls), tuple(map(_version, _STATE(d))) + (_version(d),),
-                                _ref(cls.forward), _deep(attributes, memo)))
+                                _ref(cls.forward), _deep(attributes, memo), read_outside(cls)))
             else:
-                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, inplace(m)))
+                entries.append((weakref.ref(m), weakref.ref(cls), (_version(d["_modules"]),), None, inplace(m), ()))
             stack.extend(reversed(m._modules.values()))
     except (KeyError, TypeError):  # a module without nn.Module's own dicts (or with other mappings in their place)
         return None
     return tuple([weakref.ref(r) for r in roots]), tuple(entries), tuple([_version(d) for d in global_hook_dicts()])
+
+
+def _still(where: Any, name: str, value: Any) -> bool:
+    """Whether a class attribute or global (:func:`.fingerprint.read_outside`) still holds ``value``: the same
+    tensor, or a scalar of the same type and value."""
+    now = (where if type(where) is dict else where.__dict__).get(name, _still)
+    return now is value or type(now) is type(value) and not isinstance(value, Tensor) and bool(now == value)
 
 
 def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
@@ -142,7 +149,7 @@ def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
             or not all([r() is root for r, root in zip(refs, roots)])):
         return False
     try:
-        for ref, kind, versions, forward, extra in entries:
+        for ref, kind, versions, forward, extra, outside in entries:
             m, cls = ref(), kind()
             if m is None or type(m) is not cls:
                 return False
@@ -151,7 +158,7 @@ def unchanged(watch: Watch, roots: Sequence[nn.Module]) -> bool:
                 if _version(d["_modules"]) != versions[0] or inplace(m) != extra:
                     return False
             elif (tuple(map(_version, _STATE(d))) + (_version(d),) != versions or cls.forward is not forward()
-                  or extra and not _all_same(d, extra)):
+                  or extra and not _all_same(d, extra) or outside and not all([_still(*o) for o in outside])):
                 return False
     except (KeyError, TypeError):  # a module's own dict removed or replaced
         return False
