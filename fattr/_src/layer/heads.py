@@ -53,4 +53,3 @@ def heads(lf: LayerFunction, batches: Sequence[Tensors], args: Tuple[Any, ...], 
         return [lf.head(batch, args) for batch in batches]
     parts = [a.tensor_split(m) for a in acts]  # (one op per activation: m views of n rows)
     return [(tuple([p[i] for p in parts]), rest) for i in range(m)]
-
