@@ -371,6 +371,8 @@ BEFORE_BACKWARD: Dict[str, Callable[[Net], Any]] = {
     "buffer_in_place": lambda m: _in_place(m.bn.running_var, 3.0),
     "replace_buffer": lambda m: setattr(m.bn, "running_mean", m.bn.running_mean + 1.0),
     "train_submodule": lambda m: m.bn.train(),
+    "flag_changed": lambda m: setattr(m, "use_skip", False),
+    "scale_changed": lambda m: setattr(m, "scale", 3.0),
 }
 # what leaves the recomputation as it was: the same gradients
 HARMLESS: Dict[str, Callable[[Net], Any]] = {
@@ -399,6 +401,51 @@ def test_a_change_between_a_call_and_its_backward_is_refused_or_harmless(change:
         return
     grads = torch.autograd.grad(got.pow(2).sum(), params)
     _same(list(grads), list(torch.autograd.grad(expected.pow(2).sum(), [twin.pre.weight, twin.mid.weight])))
+
+
+FUNCTION_METHODS: Dict[str, Callable[[Any, nn.Module], torch.Tensor]] = {
+    "integrated_gradients": lambda f, m: fattr.integrated_gradients(f, X, B, n_steps=8, target=0),
+    "saliency": lambda f, m: fattr.saliency(f, X, target=0, abs=False),
+    "layer_integrated_gradients": lambda f, m: fattr.layer_integrated_gradients(f, m.mid, X, B, n_steps=8, target=0),
+}
+
+
+@pytest.mark.parametrize("change, method", [(change, method) for i, change in
+                                             enumerate(["flag_changed", "replace_submodule", "an_attribute_written",
+                                                        "a_forward_pass"])
+                                             for method in _rotating(sorted(FUNCTION_METHODS), i, 2)])
+def test_a_function_of_a_model_changed_before_backward_is_refused(change: str, method: str) -> None:
+    """The same for a function closing over the model (no module passed: its modules are found in its closure)."""
+    model = make()
+    twin = copy.deepcopy(model)
+    got = FUNCTION_METHODS[method](lambda t: model(t) * 2.0, model)
+    expected = FUNCTION_METHODS[method](lambda t: twin(t) * 2.0, twin)
+    {**BEFORE_BACKWARD, **HARMLESS}[change](model)
+    if change in BEFORE_BACKWARD:
+        with pytest.raises(RuntimeError, match="changed between the attribution and its backward"):
+            torch.autograd.grad(got.pow(2).sum(), [model.pre.weight])
+        return
+    _same([torch.autograd.grad(got.pow(2).sum(), [model.pre.weight])[0]],
+          [torch.autograd.grad(expected.pow(2).sum(), [twin.pre.weight])[0]])
+
+
+class WritesItsOwn(Net):
+    """A forward that writes scalar attributes of its own at every call, with the same values."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.ready, self.width = True, x.shape[-1]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "layer_integrated_gradients",
+                                    "layer_gradient_x_activation"])
+@pytest.mark.filterwarnings("ignore::fattr.CaptureWarning")  # (a forward writing attributes is not traced)
+def test_a_forward_writing_its_own_scalar_is_differentiable_right_after(method: str) -> None:
+    """A forward writing the same value again (a lazily set flag, a size) leaves the state as it was."""
+    model, twin = _init(WritesItsOwn(), 0).eval(), _init(WritesItsOwn(), 0).eval()
+    got, expected = ANY_METHOD[method](model), ANY_METHOD[method](twin)
+    _same([torch.autograd.grad(got.pow(2).sum(), [model.pre.weight])[0]],
+          [torch.autograd.grad(expected.pow(2).sum(), [twin.pre.weight])[0]])
 
 
 # --------------------------------------------------------------------------- the environment: inference mode

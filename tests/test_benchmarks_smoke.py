@@ -88,3 +88,20 @@ def test_compiled_over_eager_as_called_and_under_no_grad(tmp_path, capsys):
         rec = records[compiled]
         assert rec["compile_s"] > 0
         assert rec["compiled_over_eager"] == pytest.approx(rec["median_s"] / records[eager]["median_s"])
+
+
+def test_overhead_against_a_revision_times_its_own_copy():
+    """``benchmarks.overhead --against REV`` imports REV's fattr as a separate package and times it beside this
+    tree's: one row against HEAD prints both times and their paired ratio (a subprocess: the copy stays out of
+    this process's modules)."""
+    import re
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "benchmarks.overhead", "saliency", "--against", "HEAD"], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip().splitlines()[-1]
+    match = re.search(r"new\s+([\d.]+) us\s+HEAD\s+([\d.]+) us\s+floor\s+([\d.]+) us.*new/HEAD ([\d.]+)", line)
+    assert match is not None, line
+    assert all(float(v) > 0 for v in match.groups()), line

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from .base import Tensor, Tensors
-from .calling import PerModule, module_of, submodules
+from .calling import PerModule, module_of, modules_of, submodules
 from . import compiled, tracing
 from .twice import twice_differentiable
+from .layer.fingerprint import _SCALARS
 from .layer.watch import WORKS, dict_version as _version
 
 _next_node = torch._C._autograd._get_sequence_nr  # the sequence number this thread's next autograd node gets
@@ -111,9 +112,10 @@ _SCANS = PerModule()
 def _scan(module: nn.Module) -> Tuple[Any, ...]:
     """``module``'s modules (weakly), their dicts' version tags, the tensors among their parameters, buffers
     and attributes, the registered ones (parameters and buffers), the training modes that matter
-    (:func:`_mode`) and whether rows pass through without meeting (:func:`rows_apart`). It runs on every call
-    of a layer method, so it is remembered while the version tags (:mod:`.layer.watch`) of every module's
-    own dicts are unchanged (the tensors are then the same ones), and checked once per checkpoint."""
+    (:func:`_mode`), whether rows pass through without meeting (:func:`rows_apart`) and each module's scalar
+    attributes (flags, sizes: :func:`_scalars`). It runs on every call of a layer method, so it is remembered
+    while the version tags (:mod:`.layer.watch`) of every module's own dicts are unchanged (the tensors are
+    then the same ones), and checked once per checkpoint."""
     memo = _local.reads.scans if _local.reads is not None else None
     scan = memo.get(id(module)) if memo is not None else None
     if scan is not None:
@@ -128,7 +130,7 @@ def _scan(module: nn.Module) -> Tuple[Any, ...]:
                 [t for m in found for t in (*m._parameters.values(), *m._buffers.values(), *m.__dict__.values())
                  if type(t) not in _PLAIN and isinstance(t, Tensor)], registered, tuple([_mode(m) for m in found]),
                 not any([m.training or isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
-                         and m.running_var is None for m in found]))
+                         and m.running_var is None for m in found]), tuple([_scalars(m) for m in found]))
         _SCANS.put(module, scan)
     if memo is not None:
         memo[id(module)] = scan
@@ -150,30 +152,45 @@ def _mode(m: nn.Module) -> Optional[bool]:
     return None
 
 
+def _scalars(m: nn.Module) -> Dict[str, Any]:
+    """``m``'s attributes holding a scalar (a flag, a size, a scale; its training mode aside: :func:`_mode`)."""
+    return {k: v for k, v in m.__dict__.items() if type(v) in _SCALARS and k != "training"}
+
+
 def _leaves(module: nn.Module) -> List[Tensor]:
     """The tensors requiring grad among the parameters, buffers and tensor attributes of ``module``'s
     modules (each module once; remembered: :func:`_scan`); only their ``requires_grad`` is read again."""
     return [t for t in _scan(module)[2] if t.requires_grad]
 
 
-def _state(module: nn.Module, scans: Dict[int, Tuple[Any, ...]]) -> Tuple[Any, ...]:
-    """What a recomputation of ``module``'s computation reads from it, as it is now: its modules, the
-    training modes that matter (:func:`_mode`), their parameters and buffers (by identity) and the versions
-    of these tensors (in-place writes). Tensor and Python attributes are not in it: a forward may write them
-    (a cache) without reading them. ``scans``: the call's (a scan checked during it is not checked again)."""
-    scan = scans.get(id(module)) or _scan(module)
-    return scan, tuple([t._version for t in scan[3]])
+def _state(modules: Sequence[nn.Module], scans: Dict[int, Tuple[Any, ...]]) -> Tuple[Any, ...]:
+    """What a recomputation of a computation of ``modules`` reads from them, as they are now: their modules,
+    the training modes that matter (:func:`_mode`), their parameters and buffers (by identity), the versions
+    of these tensors (in-place writes) and their scalar attributes. Tensor attributes are not in it: a forward
+    may replace them (a cache) without the recomputation's values changing. ``scans``: the call's (a scan
+    checked during it is not checked again)."""
+    found = [scans.get(id(m)) or _scan(m) for m in modules]
+    return tuple(found), tuple([t._version for scan in found for t in scan[3]])
 
 
-def _changed(module: nn.Module, state: Tuple[Any, ...]) -> bool:
-    """Whether ``module`` differs from ``state`` (:func:`_state`) in what it covers."""
-    was, versions = state
-    now = _scan(module)
-    if now is not was and (len(now[0]) != len(was[0]) or now[4] != was[4]
-                           or not all([a() is b() for a, b in zip(now[0], was[0])])
-                           or len(now[3]) != len(was[3]) or not all([a is b for a, b in zip(now[3], was[3])])):
-        return True
-    return tuple([t._version for t in now[3]]) != versions
+def _changed(modules: Sequence[nn.Module], state: Tuple[Any, ...]) -> bool:
+    """Whether ``modules`` differ from ``state`` (:func:`_state`) in what it covers. A scalar attribute
+    added since is not a change (the computation read none); one with another value, or removed, is."""
+    were, versions = state
+    nows = [_scan(m) for m in modules]
+    for now, was in zip(nows, were):
+        if now is not was and (len(now[0]) != len(was[0]) or now[4] != was[4]
+                               or not all([a() is b() for a, b in zip(now[0], was[0])])
+                               or len(now[3]) != len(was[3]) or not all([a is b for a, b in zip(now[3], was[3])])
+                               or not all([_kept(a, b) for a, b in zip(now[6], was[6])])):
+            return True
+    return tuple([t._version for now in nows for t in now[3]]) != versions
+
+
+def _kept(now: Dict[str, Any], was: Dict[str, Any]) -> bool:
+    """Whether every scalar attribute in ``was`` is still there with the same type and value."""
+    return now is was or all([k in now and type(now[k]) is type(v) and (now[k] == v or v != v)
+                              for k, v in was.items()])
 
 
 def _tags(m: nn.Module) -> Optional[Tuple[int, ...]]:
@@ -416,15 +433,18 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     if not tracked and not read.found:
         return values
 
-    state = None if owner is None else _state(owner, read.scans)
+    # the modules the recomputation reads: the owner's, or those a function reaches (its closure, its globals)
+    modules = [owner] if owner is not None else modules_of(module) if callable(module) else []
+    state = _state(modules, read.scans)
 
     def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
-        if state is not None and owner is not None and _changed(owner, state):
+        if _changed(modules, state):
             raise RuntimeError(
-                f"fattr: the {type(owner).__name__} changed between the attribution and its backward (a submodule, "
-                "parameter or buffer replaced, a buffer written in place, a batch norm or dropout switched to another "
-                "mode): the attribution is recomputed in backward, which would differentiate the changed model. "
-                "Differentiate before changing the model, or compute the attribution again.")
+                f"fattr: the {type(modules[0]).__name__} changed between the attribution and its backward (a "
+                "submodule, parameter or buffer replaced, a buffer written in place, a scalar attribute such as a flag "
+                "given another value, a batch norm or dropout switched to another mode): the attribution is "
+                "recomputed in backward, which would differentiate the changed model. Differentiate before changing "
+                "the model, or compute the attribution again.")
         full = list(detached)
         for i, s in zip(tracked, stand_ins):
             full[i] = s
