@@ -189,8 +189,8 @@ def _changed(modules: Sequence[nn.Module], state: Tuple[Any, ...]) -> bool:
 
 def _kept(now: Dict[str, Any], was: Dict[str, Any]) -> bool:
     """Whether every scalar attribute in ``was`` is still there with the same type and value."""
-    return now is was or all([k in now and type(now[k]) is type(v) and (now[k] == v or v != v)
-                              for k, v in was.items()])
+    return now is was or all([k in now and type(now[k]) is type(v) and (now[k] == v or v != v and now[k] != now[k])
+                              for k, v in was.items()])  # (NaN: unequal to itself)
 
 
 def _tags(m: nn.Module) -> Optional[Tuple[int, ...]]:
