@@ -110,12 +110,9 @@ def neuron_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Inpu
 
     Args:
       {model}
-      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
-      n_steps, method: the quadrature rule (see :func:`fattr.quadrature`).
+      baselines, n_steps, method, chunk_size, multiply_by_inputs: as in :func:`fattr.integrated_gradients`.
       {selector}
       {args}
-      chunk_size: evaluate at most this many path points (each a batch of B rows) at once.
-      multiply_by_inputs: if False, return the path-averaged gradient.
       {neuron_input}
 
     Returns:
@@ -147,12 +144,9 @@ def neuron_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
 
     Args:
       {model}
-      baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
-      n_samples: samples per example; ``stdevs``: standard deviation of the input noise.
+      baselines, n_samples, stdevs, generator, multiply_by_inputs: as in :func:`fattr.gradient_shap`.
       {selector}
       {args}
-      generator: a ``torch.Generator``; the same seed gives the same attributions.
-      multiply_by_inputs: if False, return the mean gradient.
       {neuron_input}
 
     Returns:
@@ -185,12 +179,10 @@ def neuron_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, base
 
     Args:
       {model}
-      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
+      baselines, multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift`.
       {selector}
       {args}
-      multiply_by_inputs: if False, return the multipliers.
       {neuron_input}
-      custom_attribution_func, eps: as in :func:`fattr.deeplift`.
 
     Returns:
       {returns}
@@ -221,10 +213,9 @@ def neuron_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
 
     Args:
       {model}
-      baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
+      baselines, multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift_shap`.
       {selector}
       {args}
-      multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift_shap`.
       {neuron_input}
 
     Returns:
@@ -290,10 +281,9 @@ def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLi
 
     Args:
       {model}
-      baselines: what an ablated feature is replaced by (None: zeros, a number, a tensor, or a tuple).
+      baselines, feature_mask, n_features, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
       {selector}
       {args}
-      feature_mask, n_features, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
       {neuron_input}
 
     Returns:
