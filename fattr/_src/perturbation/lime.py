@@ -172,9 +172,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
             coef = weighted_least_squares(x_design, y, w)
         else:
             coef = lasso(x_design, y, w, LASSO_ALPHA)
-        if not return_input_shape:
-            return (coef,)
-        return features.scatter(coef, xs_)
+        return features.scatter(coef, xs_) if return_input_shape else (coef,)
 
     out = differentiable(compute, f, xs, bases, tgt, args, ppe)
     return out[0] if not return_input_shape else structure.restore(out, was_tuple)
