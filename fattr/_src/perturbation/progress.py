@@ -1,8 +1,5 @@
-"""Progress bars on stderr: tqdm's when tqdm is installed, else a plain line (:func:`bar`).
-
-:class:`Progress` counts a perturbation method's evaluations of ``f`` (``show_progress=True``);
-:class:`JobProgress` the examples a dataset job has finished, on all ranks.
-"""
+"""Progress bars on stderr (a perturbation method's evaluations, a dataset job's examples): tqdm's when tqdm
+is installed, else a plain line (:func:`bar`)."""
 from __future__ import annotations
 
 import sys
