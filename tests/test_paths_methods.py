@@ -169,7 +169,7 @@ def test_integrated_hessians_refuse_tuples_and_bad_masks():
         fattr.integrated_hessians(net, (randn(2, 5), randn(2, 5)), target=0)
     with pytest.raises(TypeError, match="feature_mask: expected an integer tensor"):
         fattr.integrated_hessians(net, randn(2, 5), target=0, feature_mask=torch.zeros(5))
-    with pytest.raises(ValueError, match="feature_mask: expected an integer tensor broadcastable"):
+    with pytest.raises(ValueError, match="feature_mask: expected group ids broadcastable"):
         fattr.integrated_hessians(net, randn(2, 5), target=0, feature_mask=torch.zeros(3, dtype=torch.long))
 
 

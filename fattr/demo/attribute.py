@@ -52,19 +52,22 @@ IMAGE_OPTIONS: Dict[str, Callable[[torch.Tensor], Dict[str, Any]]] = {
 }
 
 
-def options(spec: Any, x: torch.Tensor) -> Dict[str, Any]:
-    """The image settings of :data:`IMAGE_OPTIONS` for ``spec`` on ``x`` (on top of the registry's options)."""
-    return IMAGE_OPTIONS[spec.name](x) if x.dim() == 4 and spec.name in IMAGE_OPTIONS else {}
+def options(spec: Any, x: torch.Tensor, distribution: torch.Tensor) -> Dict[str, Any]:
+    """The demo's arguments of ``spec`` on ``x``, on top of the registry's options (the same for fattr and
+    Captum): the image settings of :data:`IMAGE_OPTIONS`, ``return_delta`` where the method has it, and
+    the distribution as the SHAP methods' baselines (the others: zeros)."""
+    out = IMAGE_OPTIONS[spec.name](x) if x.dim() == 4 and spec.name in IMAGE_OPTIONS else {}
+    if spec.delta:
+        out["return_delta"] = True
+    if spec.baselines == "distribution":
+        out["baselines"] = distribution
+    return out
 
 
 def call(spec: Any, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor,
          distribution: torch.Tensor, generator: torch.Generator) -> Tuple[Any, Optional[torch.Tensor]]:
-    """One call through :meth:`fattr.MethodSpec.call` (baselines: the distribution for the SHAP methods, zeros
-    for the others). Returns (attributions, delta or None)."""
-    kwargs = dict(options(spec, x), **({"return_delta": True} if spec.delta else {}))
-    if spec.baselines == "distribution":
-        kwargs["baselines"] = distribution
-    out = spec.call(model, x, layer=layer, target=target, generator=generator, **kwargs)
+    """One call through :meth:`fattr.MethodSpec.call`; returns (attributions, delta or None)."""
+    out = spec.call(model, x, layer=layer, target=target, generator=generator, **options(spec, x, distribution))
     return out if spec.delta else (out, None)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .attribute import options as image_options, timed
+from .attribute import options, timed
 
 # the registry's neuron selector is a region of two channels: Captum's NeuronConductance defines a region's
 # conductance differently, and its NeuronFeatureAblation takes no region
@@ -57,13 +57,10 @@ def compare(spec: Any, ours: Any, model: nn.Module, layer_name: str, x: torch.Te
     import captum.attr
 
     twin = copy.deepcopy(model)
-    options = dict(image_options(spec, x), return_delta=spec.delta)
-    if spec.baselines == "distribution":
-        options["baselines"] = distribution.clone()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         attribute = spec.captum_call(captum.attr, twin, layer=twin.get_submodule(layer_name), target=target,
-                                     **options)
+                                     **options(spec, x, distribution.clone()))
         try:
             theirs, result.seconds = timed(lambda: attribute(x.clone()), repeats)
         except AssertionError:

@@ -1,8 +1,5 @@
-"""What every Captum-compatible class shares: the translation of Captum's arguments to fattr's.
-
-A class is a fattr function plus Captum's constructor and ``attribute`` signature;
-``attribute`` translates the arguments once (:meth:`Attribution._call`) and makes one
-call of the function. Captum's names map to fattr's as follows:
+"""What every Captum-compatible class shares (:class:`Attribution`): the translation of Captum's arguments to
+fattr's, once per call (:meth:`Attribution._translate`). Captum's names map to fattr's as follows:
 
 =============================  ==========================================================
 Captum                         fattr

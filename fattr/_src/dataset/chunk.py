@@ -138,8 +138,7 @@ class Job:
             target = rule(output, batch)
         else:
             target = rule
-        kwargs = dict(options)
-        kwargs["inputs"] = inputs
+        kwargs = dict(options, inputs=inputs)
         if self.method.spec.targeted:
             kwargs["target"] = target
         if self.method.stochastic:

@@ -1,10 +1,6 @@
-"""Which method a dataset job runs: a registered fattr method, or a ``noise_tunnel`` of one.
+"""Which method a dataset job runs: a registered fattr method, or a ``noise_tunnel`` of one (:func:`resolve`).
 
-:func:`resolve` looks the method up in the registry (by function or by name) and
-returns a :class:`Method`: its registry entry, its name for the manifest, the
-noise tunnel's settings when it is one, and which keyword arguments it takes. A
-method the registry does not know is refused: the job could not say in its
-manifest what produced the store.
+A method the registry does not know is refused: the job could not say in its manifest what produced the store.
 """
 from __future__ import annotations
 

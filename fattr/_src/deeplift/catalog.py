@@ -53,7 +53,7 @@ class _Entry:
     name: str
     parameters: Tuple[Tuple[str, Any], ...]  # (name, default or _REQUIRED), in order
     build: Callable[[Dict[str, Any]], Dict[str, Any]]
-    inplace: Optional[bool] = None  # None: read the ``inplace`` argument
+    inplace: Optional[bool] = None  # None: the call's ``inplace`` argument (False without one)
 
 
 _REQUIRED = inspect.Parameter.empty
@@ -135,7 +135,7 @@ def _softplus(a: Dict[str, Any]) -> Dict[str, Any]:
 
 # ``deriv(x, f(x))`` is the op's own derivative (as autograd computes it), used where ``|x - ref| < eps``.
 _add("elementwise", {"F.relu": F.relu}, lambda input, inplace=False: 0, _relu)
-_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": Tensor.relu}, lambda input: 0, _relu, inplace=False)
+_add("elementwise", {"torch.relu": torch.relu, "Tensor.relu": Tensor.relu}, lambda input: 0, _relu)
 _add("elementwise", {"torch.relu_": torch.relu_, "Tensor.relu_": Tensor.relu_}, lambda input: 0, _relu, inplace=True)
 _add("elementwise", {"F.elu": F.elu}, lambda input, alpha=1.0, inplace=False: 0, _elu)
 _add("elementwise", {"F.elu_": F.elu_}, lambda input, alpha=1.0: 0, _elu, inplace=True)
@@ -147,13 +147,12 @@ _add("elementwise", {"F.hardtanh_": F.hardtanh_}, lambda input, min_val=-1.0, ma
      lambda a: _hardtanh(a["min_val"], a["max_val"]), inplace=True)
 _add("elementwise", {"F.relu6": F.relu6}, lambda input, inplace=False: 0, lambda a: _hardtanh(0.0, 6.0))
 _add("elementwise", {"torch.sigmoid": torch.sigmoid, "Tensor.sigmoid": Tensor.sigmoid,
-                     "torch.special.expit": torch.special.expit}, lambda input: 0, _sigmoid, inplace=False)
+                     "torch.special.expit": torch.special.expit}, lambda input: 0, _sigmoid)
 _add("elementwise", {"torch.sigmoid_": torch.sigmoid_, "Tensor.sigmoid_": Tensor.sigmoid_}, lambda input: 0, _sigmoid,
      inplace=True)
-_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": Tensor.tanh}, lambda input: 0, _tanh, inplace=False)
+_add("elementwise", {"torch.tanh": torch.tanh, "Tensor.tanh": Tensor.tanh}, lambda input: 0, _tanh)
 _add("elementwise", {"torch.tanh_": torch.tanh_, "Tensor.tanh_": Tensor.tanh_}, lambda input: 0, _tanh, inplace=True)
-_add("elementwise", {"F.softplus": F.softplus}, lambda input, beta=1.0, threshold=20.0: 0, _softplus,
-     inplace=False)
+_add("elementwise", {"F.softplus": F.softplus}, lambda input, beta=1.0, threshold=20.0: 0, _softplus)
 
 
 # ---- softmax: rescale per element, multipliers centred along the softmax dim
@@ -165,11 +164,9 @@ def _softmax(a: Dict[str, Any]) -> Dict[str, Any]:
     return {"op": partial(torch.softmax, dim=dim, dtype=a["dtype"]), "dim": dim}
 
 
-_add("softmax", {"F.softmax": F.softmax}, lambda input, dim=None, _stacklevel=3, dtype=None: 0, _softmax,
-     inplace=False)
+_add("softmax", {"F.softmax": F.softmax}, lambda input, dim=None, _stacklevel=3, dtype=None: 0, _softmax)
 _add("softmax", {"torch.softmax": torch.softmax, "Tensor.softmax": Tensor.softmax,
-                 "torch.special.softmax": torch.special.softmax}, lambda input, dim, dtype=None: 0, _softmax,
-     inplace=False)
+                 "torch.special.softmax": torch.special.softmax}, lambda input, dim, dtype=None: 0, _softmax)
 
 
 # ---- max pooling: the max-pool rule (Captum's), with correct accumulation for overlapping windows
@@ -191,17 +188,16 @@ def _pool(nd: int, adaptive: bool, always_indices: Optional[bool]) -> Callable[[
 for _nd in (1, 2, 3):
     _pool_sig = lambda input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, \
         return_indices=False: 0  # noqa: E731
-    _add("maxpool", {f"F.max_pool{_nd}d": getattr(F, f"max_pool{_nd}d")}, _pool_sig,
-         _pool(_nd, False, None), inplace=False)
+    _add("maxpool", {f"F.max_pool{_nd}d": getattr(F, f"max_pool{_nd}d")}, _pool_sig, _pool(_nd, False, None))
     _add("maxpool", {f"F.max_pool{_nd}d_with_indices": getattr(F, f"max_pool{_nd}d_with_indices")}, _pool_sig,
-         _pool(_nd, False, True), inplace=False)
+         _pool(_nd, False, True))
     _add("maxpool", {f"torch.max_pool{_nd}d": getattr(torch, f"max_pool{_nd}d", None)},
          lambda input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False: 0,
-         _pool(_nd, False, False), inplace=False)
+         _pool(_nd, False, False))
     _add("maxpool", {f"F.adaptive_max_pool{_nd}d": getattr(F, f"adaptive_max_pool{_nd}d")},
-         lambda input, output_size, return_indices=False: 0, _pool(_nd, True, None), inplace=False)
+         lambda input, output_size, return_indices=False: 0, _pool(_nd, True, None))
     _add("maxpool", {f"F.adaptive_max_pool{_nd}d_with_indices": getattr(F, f"adaptive_max_pool{_nd}d_with_indices")},
-         lambda input, output_size, return_indices=False: 0, _pool(_nd, True, True), inplace=False)
+         lambda input, output_size, return_indices=False: 0, _pool(_nd, True, True))
 
 
 def parse(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Call]:

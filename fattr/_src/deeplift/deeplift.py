@@ -83,12 +83,11 @@ def deeplift_shap(model: ModelLike, inputs: InputsLike, baselines: BaselinesLike
     pairs. Same rules, coverage and warnings as :func:`fattr.deeplift`.
 
     Args:
-      model: the model (an ``nn.Module``, or any callable made of torch operations).
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      model, inputs, target, args, kwargs, multiply_by_inputs, custom_attribution_func, eps: as in
+        :func:`fattr.deeplift` (``custom_attribution_func`` sees the ``B * M`` pairs, example-first, and
+        its results are averaged).
       baselines: the reference distribution: a tensor ``(M, ...)`` (or a tuple, one per
         input, with equal ``M``), or a callable returning one from the inputs.
-      target, args, multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift`
-        (``custom_attribution_func`` sees the ``B * M`` pairs, example-first, and its results are averaged).
       return_delta: also return the delta of every (example, baseline) pair, ordered by
         example first: shape ``(B * M,)``, entry ``i * M + j`` for example ``i`` and baseline ``j``.
 
@@ -127,16 +126,12 @@ def layer_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, basel
     Args:
       model: the ``nn.Module``.
       layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      baselines: input-space baselines, as in :func:`fattr.deeplift`.
-      target: the output to attribute (None, int, tuple, or one entry per example).
-      args: extra positional arguments of ``model``.
+      inputs, baselines, target, args, kwargs, return_delta, eps: as in :func:`fattr.deeplift`
+        (input-space baselines).
       multiply_by_inputs: if False, return the multipliers of the layer.
-      return_delta: also return ``sum(attributions) - (model(inputs) - model(baselines))`` per example.
       attribute_to_layer_input: attribute to the layer's input instead of its output.
       custom_attribution_func: ``func(multipliers[, layer_inputs[, layer_baselines]])``
         (tuples of the layer's tensors for the inputs and the baselines).
-      eps: where ``|x - x'| < eps`` a nonlinearity passes its plain gradient.
 
     Returns:
       Attributions shaped like the layer's activation (a tuple when it has several

@@ -93,8 +93,7 @@ def guided_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, t
       model: the ``nn.Module``.
       layer: a submodule of ``model`` or its dotted name (usually the last conv layer); one tensor.
       inputs: a tensor ``(B, C, ...)`` or a tuple of them.
-      target: the output to attribute: None, int, tuple, or one entry per example.
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      target, args, kwargs: as in :func:`fattr.guided_backprop`.
       interpolate_mode: the upsampling mode of :func:`fattr.interpolate` (``"nearest"``, ``"bilinear"``, ...).
       attribute_to_layer_input: take Grad-CAM at the layer's input instead of its output.
 

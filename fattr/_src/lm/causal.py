@@ -1,14 +1,9 @@
 """A causal language model seen by the engine: prompt + target teacher-forced in one forward.
 
-* :class:`Prompts`: the prompts moved to left padding (a stable sort of every row by its
-  attention mask: pads first, tokens in order; right, left or mixed padding all end up
-  left-padded), the full sequences ``prompt + target``, their attention mask and, when the
-  model's ``forward`` takes them, position ids counted from the mask (as Hugging Face's
-  ``generate`` does), so a padded prompt sees the positions it would see alone.
-* :func:`causal_lm`: the model as a function ``(ids, mask[, positions]) -> logits``, for the split.
-* :func:`step_values`: the value attributed for each output token (``step``), from the logits at the
-  positions that predict the target tokens.
-* :func:`greedy`: greedy decoding of the continuation to explain, when ``target_ids`` is not given.
+:func:`prepare` moves the prompts to left padding (a stable sort of every row by its attention mask: pads
+first, tokens in order; right, left or mixed padding all end up left-padded) and, when the model's
+``forward`` takes them, counts position ids from the mask (as Hugging Face's ``generate`` does), so a
+padded prompt sees the positions it would see alone.
 """
 from __future__ import annotations
 

@@ -236,6 +236,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     cotangent_chunk = check_optional_positive_int("cotangent_chunk", cotangent_chunk)
     stdevs = check_nonnegative_float("stdevs", stdevs)
     base = _baseline_ids(baselines, input_ids, method)
+    base_ids = base if isinstance(base, Tensor) else torch.tensor([base or 0])  # None (zero embedding): id 0
     gradient_method = method in GRADIENT_METHODS
     if gradient_method and not isinstance(model, nn.Module):
         fail("model", f"an nn.Module for method={method!r} (gradient methods split the model at its embedding "
@@ -246,8 +247,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
     vocab = emb_layer.num_embeddings if isinstance(emb_layer, nn.Embedding) else (
         vocab if isinstance(vocab, int) else None)
     if vocab is not None:
-        check_vocabulary(vocab, input_ids=input_ids, baselines=base if isinstance(base, Tensor) else
-                         (torch.tensor([base]) if base is not None else None))
+        check_vocabulary(vocab, input_ids=input_ids, baselines=base_ids)
     with_positions, with_keep = takes(model, "position_ids"), takes(model, "logits_to_keep")
 
     if target_ids is None:
@@ -295,7 +295,7 @@ def token_attribution(model: nn.Module, input_ids: Tensor, target_ids: Optional[
         logits = call_model(model, prompts.full_ids, prompts.full_mask, prompts.positions, prompts.keep)
         values = select(logits, prompts.target)
         check_vocabulary(logits.shape[-1], input_ids=input_ids, target_ids=target_ids, foil_ids=foil,
-                         baselines=base if isinstance(base, Tensor) else torch.tensor([base or 0]))
+                         baselines=base_ids)
     left_base = None if base is None else (prompts.left(base) if isinstance(base, Tensor) else
                                             torch.full_like(prompts.ids, base))
     if gradient_method:

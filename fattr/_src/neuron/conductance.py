@@ -43,18 +43,11 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
     the conductances of all neurons of a layer every path crosses give ``F(x) - F(b)``.
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
-      n_steps, method: the quadrature rule (see :func:`fattr.quadrature`).
-      neuron_selector: the neuron: an int, a tuple of ints and slices, or a callable on the
-        layer's activation returning one value per example (see :func:`fattr.neuron_gradient`).
+      model, layer, inputs, baselines, n_steps, method, args, kwargs, chunk_size, attribute_to_neuron_input:
+        as in :func:`fattr.neuron_integrated_gradients`.
+      neuron_selector: one neuron, region or callable, as in :func:`fattr.neuron_gradient` (not a list).
       target: the output to attribute: None, int, tuple, or one entry per example.
-      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
-      chunk_size: evaluate at most this many path points (each a batch of B rows) at once.
       multiply_by_inputs: if False, do not multiply by ``x - b``.
-      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.
 
     Returns:
       Attributions shaped like ``inputs``.

@@ -52,16 +52,16 @@ def _attribute(core: Callable[..., Any], model: ModelLike, layer: Any, inputs: A
 
 # the Args and Returns lines every neuron method shares, substituted into the docstrings below
 _DOC = {
-    "model": """model: the ``nn.Module``.
+    "common": """model: the ``nn.Module``.
       layer: a submodule of ``model`` or its dotted name.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.""",
-    "selector": """neuron_selector: the neuron of the layer's activation: an int (a column of a ``(B, N)``
+      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      neuron_selector: the neuron of the layer's activation: an int (a column of a ``(B, N)``
         activation), a tuple of ints (one per dim after the batch dim; ``slice``\\ s select a region
         whose values are summed), a callable on the activation returning one value per example
         (or one value, taken per example), or a list of these (every neuron in one batched pass;
-        the result is then a list).""",
-    "args": "args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.",
-    "neuron_input": "attribute_to_neuron_input: select the neuron from the layer's input instead of its output.",
+        the result is then a list).
+      args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
+      attribute_to_neuron_input: select the neuron from the layer's input instead of its output.""",
     "returns": "Attributions shaped like ``inputs`` (a list of them for a list of selectors).",
 }
 
@@ -76,10 +76,7 @@ def neuron_gradient(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, n
     the model does not run).
 
     Args:
-      {model}
-      {selector}
-      {args}
-      {neuron_input}
+      {common}
 
     Returns:
       Gradients shaped like ``inputs`` (a list of them for a list of selectors).
@@ -109,14 +106,8 @@ def neuron_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Inpu
     ``act(x)[neuron] - act(b)[neuron]`` up to quadrature error (completeness).
 
     Args:
-      {model}
-      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
-      n_steps, method: the quadrature rule (see :func:`fattr.quadrature`).
-      {selector}
-      {args}
-      chunk_size: evaluate at most this many path points (each a batch of B rows) at once.
-      multiply_by_inputs: if False, return the path-averaged gradient.
-      {neuron_input}
+      {common}
+      baselines, n_steps, method, chunk_size, multiply_by_inputs: as in :func:`fattr.integrated_gradients`.
 
     Returns:
       {returns}
@@ -146,14 +137,8 @@ def neuron_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
     up to the layer.
 
     Args:
-      {model}
-      baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
-      n_samples: samples per example; ``stdevs``: standard deviation of the input noise.
-      {selector}
-      {args}
-      generator: a ``torch.Generator``; the same seed gives the same attributions.
-      multiply_by_inputs: if False, return the mean gradient.
-      {neuron_input}
+      {common}
+      baselines, n_samples, stdevs, generator, multiply_by_inputs: as in :func:`fattr.gradient_shap`.
 
     Returns:
       {returns}
@@ -184,13 +169,8 @@ def neuron_deeplift(model: ModelLike, layer: LayerLike, inputs: InputsLike, base
     ``act(x)[neuron] - act(b)[neuron]``.
 
     Args:
-      {model}
-      baselines: ``None`` (zeros), a number, a tensor shaped like the input or with a batch of 1, or a tuple.
-      {selector}
-      {args}
-      multiply_by_inputs: if False, return the multipliers.
-      {neuron_input}
-      custom_attribution_func, eps: as in :func:`fattr.deeplift`.
+      {common}
+      baselines, multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift`.
 
     Returns:
       {returns}
@@ -220,12 +200,8 @@ def neuron_deeplift_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike,
     (example, baseline) pair is one row of a single batched pass.
 
     Args:
-      {model}
-      baselines: the reference distribution: a tensor ``(M, ...)`` (a tuple, one per input) or a callable.
-      {selector}
-      {args}
-      multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift_shap`.
-      {neuron_input}
+      {common}
+      baselines, multiply_by_inputs, custom_attribution_func, eps: as in :func:`fattr.deeplift_shap`.
 
     Returns:
       {returns}
@@ -289,12 +265,8 @@ def neuron_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLi
     copies in batches of ``perturbations_per_eval``.
 
     Args:
-      {model}
-      baselines: what an ablated feature is replaced by (None: zeros, a number, a tensor, or a tuple).
-      {selector}
-      {args}
-      feature_mask, n_features, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
-      {neuron_input}
+      {common}
+      baselines, feature_mask, n_features, perturbations_per_eval: as in :func:`fattr.feature_ablation`.
 
     Returns:
       {returns}

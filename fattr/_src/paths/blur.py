@@ -82,7 +82,7 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
     go through one batched forward and backward pass (``chunk_size`` steps at a time).
 
     Args:
-      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
+      f, target, args, kwargs: as in :func:`fattr.integrated_gradients`.
       inputs: images ``(B, C, H, W)`` (any tensor with at least 3 dims: the last two are blurred),
         or a tuple of them (each blurred with the same sigma).
       max_sigma: the largest blur (the path's start), in pixels.
@@ -90,7 +90,6 @@ def blur_integrated_gradients(f: ModelLike, inputs: InputsLike, *, max_sigma: fl
       grad_step: the sigma step of the forward difference (``velocity="difference"``).
       sqrt: space the sigmas as square roots (PAIR's option).
       velocity: ``"difference"`` (PAIR) or ``"exact"``.
-      target, args, kwargs: as in :func:`fattr.integrated_gradients`.
       chunk_size: evaluate at most this many steps (each a batch of B images) at once.
       return_delta: also return ``sum(attr) - (f(x) - f(x(max_sigma)))`` per example.
 

@@ -22,8 +22,7 @@ def expected_gradients(f: ModelLike, inputs: InputsLike, baselines: BaselinesLik
     all ``n_samples * B`` points, every draw from ``generator``.
 
     Args:
-      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      f, inputs: as in :func:`fattr.integrated_gradients`.
       baselines: the reference distribution: rows ``(M, ...)`` (a tuple for tuple inputs) or a
         callable returning them from the inputs.
       n_samples: draws per example.

@@ -88,9 +88,7 @@ def guided_integrated_gradients(f: ModelLike, inputs: InputsLike, baselines: Bas
     the features of all inputs of a tuple are selected together.
 
     Args:
-      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      baselines: as in :func:`fattr.integrated_gradients` (None: zeros).
+      f, inputs, baselines: as in :func:`fattr.integrated_gradients`.
       n_steps: number of steps (gradient passes), PAIR's ``x_steps``.
       fraction: share of the features (those with the smallest absolute gradient) moved per
         selection, in [0, 1].

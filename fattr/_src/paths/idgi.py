@@ -39,9 +39,8 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
     partition's outputs through one forward pass.
 
     Args:
-      f: callable ``f(*inputs, *args)`` returning a tensor with examples along dim 0.
-      inputs: a tensor ``(B, ...)`` or a tuple of them (the projection runs over all their features).
-      baselines: as in :func:`fattr.integrated_gradients` (None: zeros).
+      f, inputs, baselines: as in :func:`fattr.integrated_gradients` (the projection runs over all the
+        inputs' features).
       n_steps: number of gradient nodes (>= 1; >= 2 for ``riemann_trapezoid``).
       method: ``"riemann_left"`` (default), ``"riemann_right"``, ``"riemann_middle"`` or
         ``"riemann_trapezoid"``.

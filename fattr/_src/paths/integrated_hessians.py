@@ -13,28 +13,12 @@ from ..baselines import format_baselines
 from ..calling import call
 from ..compiled import marked
 from ..errors import check_bool, check_optional_positive_int, fail
+from ..perturbation.features import features_of
 from ..path import accumulation_dtype
 from ..quadrature import Method, quadrature
 from ..targets import Target
 from ..delta import delta_at
 from ..twice import twice_differentiable
-
-
-def _groups(feature_mask: Any, x: torch.Tensor) -> torch.Tensor:
-    """``(M, 1 or B, *S)`` indicators of the mask's groups, in increasing id order."""
-    if not isinstance(feature_mask, torch.Tensor):
-        fail("feature_mask", "None or an integer tensor", feature_mask, kind=TypeError)
-    if feature_mask.dtype.is_floating_point or feature_mask.dtype.is_complex or feature_mask.dtype == torch.bool:
-        fail("feature_mask", "an integer tensor (one group id per input element)", feature_mask, kind=TypeError)
-    try:
-        mask = torch.broadcast_to(feature_mask.to(x.device), (feature_mask.shape[0] if feature_mask.dim() == x.dim()
-                                                              else 1,) + tuple(x.shape[1:]))
-    except RuntimeError:
-        mask = None
-    if mask is None or mask.shape[0] not in (1, x.shape[0]):
-        fail("feature_mask", f"an integer tensor broadcastable to {tuple(x.shape)} (batch 1 or {x.shape[0]})",
-             feature_mask)
-    return (mask.unsqueeze(0) == torch.unique(mask).reshape((-1,) + (1,) * mask.dim())).to(x.dtype)
 
 
 def _hessian_products(f: Callable[..., Any], rows: torch.Tensor, tangents: torch.Tensor, target: Target,
@@ -121,8 +105,10 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
     n_feat = structure.example_size(x)
     if feature_mask is None:
         groups = torch.eye(n_feat, dtype=x.dtype, device=device).reshape((n_feat, 1) + shape)
-    else:
-        groups = _groups(feature_mask, x)
+    else:  # (M, 1 or B, *S): an indicator per group of the mask, in increasing id order
+        features = features_of(feature_mask, (x,))
+        (groups,) = features.selected(0, features.n)
+        groups = groups.expand(groups.shape[:2] + shape).to(x.dtype)
     tangents = groups * d  # (M, B, *S): the direction d restricted to each feature or group
     m = tangents.shape[0]
     if n == 0:  # no examples: no interactions

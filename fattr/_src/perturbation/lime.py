@@ -172,9 +172,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
             coef = weighted_least_squares(x_design, y, w)
         else:
             coef = lasso(x_design, y, w, LASSO_ALPHA)
-        if not return_input_shape:
-            return (coef,)
-        return features.scatter(coef, xs_)
+        return features.scatter(coef, xs_) if return_input_shape else (coef,)
 
     out = differentiable(compute, f, xs, bases, tgt, args, ppe)
     return out[0] if not return_input_shape else structure.restore(out, was_tuple)
@@ -198,18 +196,16 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
     fits of all examples are one batched solve.
 
     Args:
-      f: a callable with examples along dim 0 (or one value for the whole batch: one surrogate,
-        attributions with a batch dim of 1, ``perturbations_per_eval=1``).
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
-      target: the output to attribute; args, kwargs: extra arguments of ``f``.
+      f: as in :func:`fattr.feature_ablation` (one value for the whole batch: one surrogate, attributions
+        with a batch dim of 1, ``perturbations_per_eval=1``).
+      inputs, baselines, target, args, kwargs, perturbations_per_eval, show_progress: as in
+        :func:`fattr.feature_ablation`.
       feature_mask: interpretable features: integer ids broadcastable to each input (every id from
         the smallest to the largest is a feature, as in Captum). None: every element.
       n_features: as in :func:`fattr.feature_ablation`: the interpretable features are then the ids
         ``0 .. n_features - 1`` (the default's when all are present); an id without elements is a
         column of the samples and of the fit that changes nothing, drawn and fitted all the same.
       n_samples: samples per example.
-      perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       return_input_shape: attributions shaped like the inputs (else ``(B, n_features)`` coefficients).
       interpretable_model: None (the batched lasso), a Captum ``Model`` (``fit(DataLoader)``,
         ``representation()``) or a scikit-learn-style estimator (``fit(X, y, sample_weight)``,
@@ -220,7 +216,6 @@ def lime(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, *, t
       perturb_func: Captum's ``perturb_func(original_inp, **kwargs) -> (1, n_features)`` binary
         samples (or a generator function of them), called per example; kwargs also hold ``generator``.
       generator: the ``torch.Generator`` the default samples are drawn from.
-      show_progress: a progress bar on stderr.
 
     Returns:
       The coefficients, given to every element of their feature (shaped like the inputs), or
@@ -255,17 +250,10 @@ def kernel_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = Non
     all examples are one batched pseudo-inverse.
 
     Args:
-      f: a callable with examples along dim 0 (or one value for the whole batch).
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
-      target: the output to attribute; args, kwargs: extra arguments of ``f``.
-      feature_mask: interpretable features (integer ids, every id from the smallest to the largest).
-      n_features: as in :func:`fattr.lime`.
+      f, inputs, baselines, target, args, kwargs, feature_mask, n_features, perturbations_per_eval,
+        return_input_shape, show_progress: as in :func:`fattr.lime`.
       n_samples: samples per example (the first two are the full and the empty coalition).
-      perturbations_per_eval: perturbed copies of the batch per call of ``f``.
-      return_input_shape: attributions shaped like the inputs (else ``(B, n_features)``).
       generator: the ``torch.Generator`` the coalitions are drawn from.
-      show_progress: a progress bar on stderr.
 
     Returns:
       Attributions shaped like the inputs, or ``(B, n_features)`` with ``return_input_shape=False``.

@@ -90,16 +90,11 @@ def occlusion(f: ModelLike, inputs: InputsLike, sliding_window_shapes: Union[Sha
     ``perturbations_per_eval`` occluded copies of the batch per call of ``f``.
 
     Args:
-      f: a callable with examples along dim 0 (or one value for the whole batch, as in Captum).
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
+      f, inputs, baselines, target, args, kwargs, show_progress: as in :func:`fattr.feature_ablation`.
       sliding_window_shapes: the window, one int per input dim after the batch (a tuple of them
         for tuple inputs; one window also serves every input of the same rank).
       strides: None (1), an int, one int per dim, or a tuple of those, one per input.
-      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1,
-        or a tuple of those.
-      target: the output to attribute; args, kwargs: extra arguments of ``f``.
       perturbations_per_eval: occluded copies of the batch evaluated in one call.
-      show_progress: a progress bar on stderr.
 
     Returns:
       Attributions shaped like the inputs (a batch dim of 1 in aggregate mode), in the output's dtype.

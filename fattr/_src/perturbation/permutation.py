@@ -47,10 +47,8 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     ``perturbations_per_eval`` shuffled copies of the batch per call of ``f``.
 
     Args:
-      f: a callable with examples along dim 0, or returning one value for the whole batch.
+      f, target, args, kwargs, feature_mask, show_progress: as in :func:`fattr.feature_ablation`.
       inputs: a tensor ``(B, ...)`` with ``B >= 2`` (or ``B == 0``: empty attributions), or a tuple of them.
-      target: the output to attribute; args, kwargs: extra arguments of ``f``.
-      feature_mask: integer feature ids broadcastable to each input. None: every element.
       n_features: as in :func:`fattr.feature_ablation`; feature ``i`` gets the ``i``-th permutation drawn,
         so an id without elements changes only which draws the others get.
       perturbations_per_eval: shuffled copies of the batch per call (1 in aggregate mode).
@@ -58,7 +56,6 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
       perm_func: Captum's ``perm_func(x, feature_mask) -> x_perturbed`` instead of the shuffles: called
         for every feature and every input holding it, with one input ``(B, ...)`` and the feature's
         boolean mask (``generator`` is then unused).
-      show_progress: a progress bar on stderr.
 
     Returns:
       Attributions shaped like the inputs (a batch dim of 1 in aggregate mode).

@@ -1,8 +1,5 @@
-"""Progress bars on stderr: tqdm's when tqdm is installed, else a plain line (:func:`bar`).
-
-:class:`Progress` counts a perturbation method's evaluations of ``f`` (``show_progress=True``);
-:class:`JobProgress` the examples a dataset job has finished, on all ranks.
-"""
+"""Progress bars on stderr (a perturbation method's evaluations, a dataset job's examples): tqdm's when tqdm
+is installed, else a plain line (:func:`bar`)."""
 from __future__ import annotations
 
 import sys
@@ -33,11 +30,10 @@ class _Line:
         self._last = now
         elapsed = now - self._start
         rate = (self.n - self._start_n) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.n) / rate if rate > 0 else float("nan")
+        eta = _clock((self.total - self.n) / rate) if rate > 0 else "?"
         pct = 100.0 * self.n / self.total if self.total else 100.0
-        eta_s = _clock(eta) if eta == eta else "?"
         sys.stderr.write(f"{self.desc}: {self.n}/{self.total} {self.unit} ({pct:.1f}%), {rate:.1f} {self.unit}/s, "
-                         f"elapsed {_clock(elapsed)}, ETA {eta_s}\n")
+                         f"elapsed {_clock(elapsed)}, ETA {eta}\n")
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -55,18 +55,13 @@ def shapley_value_sampling(f: ModelLike, inputs: InputsLike, baselines: Baseline
     an example's attributions is exactly ``f(x) - f(baseline)``.
 
     Args:
-      f: a callable with examples along dim 0 (or one value for the whole batch).
-      inputs: a tensor ``(B, ...)`` or a tuple of them.
-      baselines: None (zeros), a number, a tensor of the input's shape or with a batch of 1, or a tuple.
-      target: the output to attribute; args, kwargs: extra arguments of ``f``.
-      feature_mask: integer feature ids broadcastable to each input (a tuple for tuple inputs).
+      f, inputs, baselines, target, args, kwargs, feature_mask, perturbations_per_eval, show_progress: as
+        in :func:`fattr.feature_ablation`.
       n_features: as in :func:`fattr.feature_ablation`. An id without elements is a null player: the
         estimates of the others keep their distribution, but the orders are drawn over ``n_features``
         features (other draws than without it).
       n_samples: the number of random orders.
-      perturbations_per_eval: perturbed copies of the batch per call of ``f``.
       generator: the ``torch.Generator`` the orders are drawn from.
-      show_progress: a progress bar on stderr.
 
     Returns:
       Attributions shaped like the inputs (a batch dim of 1 in aggregate mode).
@@ -123,7 +118,7 @@ def shapley_values(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = 
 
     Args:
       f, inputs, baselines, target, args, kwargs, feature_mask, show_progress: as in
-        :func:`fattr.shapley_value_sampling`.
+        :func:`fattr.feature_ablation`.
       n_features: as in :func:`fattr.feature_ablation`; an id without elements is a null player (the
         values of the others are unchanged; each doubles the evaluations).
       perturbations_per_eval: coalitions (copies of the batch) per call of ``f``.

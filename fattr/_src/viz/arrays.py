@@ -1,11 +1,5 @@
-"""Attributions and images as numpy arrays: layout, value range, sign and outlier scaling.
-
-Pure numpy, no matplotlib: the normalisation that :func:`fattr.viz.image` draws
-follows Captum's ``visualize_image_attr`` conventions. Attributions are summed
-over channels, filtered by ``sign``, divided by the value below which
-``100 - outlier_perc`` percent of the absolute attribution mass lies, and
-clipped to ``[-1, 1]``, so a few extreme pixels cannot wash out the rest.
-"""
+"""Attributions and images as numpy arrays: layout, value range, sign and outlier scaling (:func:`normalize`,
+what :func:`fattr.viz.image` draws, Captum's ``visualize_image_attr`` conventions). Pure numpy, no matplotlib."""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -97,7 +91,9 @@ def threshold(magnitudes: np.ndarray, percentile: float) -> float:
 
 
 def normalize(attributions: np.ndarray, sign: str, outlier_perc: float) -> np.ndarray:
-    """Channel-summed ``(H, W)`` attributions scaled to ``[-1, 1]`` (``[0, 1]`` unless ``sign="all"``).
+    """Channel-summed ``(H, W)`` attributions scaled to ``[-1, 1]`` (``[0, 1]`` unless ``sign="all"``): divided by
+    the value below which ``100 - outlier_perc`` percent of the absolute attribution mass lies and clipped, so a
+    few extreme pixels cannot wash out the rest.
 
     ``sign="negative"`` keeps the negative part and returns its magnitude.
     All-zero attributions (after the sign filter) give zeros.
