@@ -371,6 +371,7 @@ BEFORE_BACKWARD: Dict[str, Callable[[Net], Any]] = {
     "buffer_in_place": lambda m: _in_place(m.bn.running_var, 3.0),
     "replace_buffer": lambda m: setattr(m.bn, "running_mean", m.bn.running_mean + 1.0),
     "train_submodule": lambda m: m.bn.train(),
+    "parameter_in_place": lambda m: _in_place(m.mid2.weight, 2.0),  # (an optimizer step before backward)
     "flag_changed": lambda m: setattr(m, "use_skip", False),
     "scale_changed": lambda m: setattr(m, "scale", 3.0),
 }

@@ -312,19 +312,20 @@ class _Recomputed(torch.autograd.Function):
     """Identity on precomputed values; its backward recomputes them with their graph and differentiates."""
 
     @staticmethod
-    def forward(ctx: Any, recompute: Callable[[Tensors], Tensors], context: Context, values: Tensors,
-                n_inputs: int, *sources: Tensor) -> Tensors:
-        ctx.recompute, ctx.context, ctx.n_inputs = recompute, context, n_inputs
+    def forward(ctx: Any, recompute: Callable[[Tensors], Tensors], check: Callable[[], None], context: Context,
+                values: Tensors, n_inputs: int, *sources: Tensor) -> Tensors:
+        ctx.recompute, ctx.check, ctx.context, ctx.n_inputs = recompute, check, context, n_inputs
         ctx.save_for_backward(*sources)
         ctx.set_materialize_grads(False)
         return tuple(values)
 
     @staticmethod
     def backward(ctx: Any, *cotangents: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+        ctx.check()  # (first: a parameter written in place would meet autograd's less telling error below)
         saved, k = ctx.saved_tensors, ctx.n_inputs
         inputs, leaves = saved[:k], saved[k:]
         higher_order = torch.is_grad_enabled()  # the outer backward runs with create_graph
-        none: Tuple[None, ...] = (None,) * 4
+        none: Tuple[None, ...] = (None,) * 5
         with torch.enable_grad():
             cut = [t.detach().requires_grad_() for t in inputs]
             # the recomputation sees the inputs as leaves (its gradients stop there; the outer backward
@@ -437,20 +438,23 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
     modules = [owner] if owner is not None else modules_of(module) if callable(module) else []
     state = _state(modules, read.scans)
 
-    def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
+    def check() -> None:
         if _changed(modules, state):
             raise RuntimeError(
                 f"fattr: the {type(modules[0]).__name__} changed between the attribution and its backward (a "
-                "submodule, parameter or buffer replaced, a buffer written in place, a scalar attribute such as a flag "
-                "given another value, a batch norm or dropout switched to another mode): the attribution is "
-                "recomputed in backward, which would differentiate the changed model. Differentiate before changing "
-                "the model, or compute the attribution again.")
+                "submodule, parameter or buffer replaced, a parameter or buffer written in place (an optimizer step, "
+                "batch-norm statistics), a scalar attribute such as a flag given another value, a batch norm or "
+                "dropout switched to another mode): the attribution is recomputed in backward, which would "
+                "differentiate the changed model. Differentiate before changing the model, or compute the "
+                "attribution again.")
+
+    def again(stand_ins: Tensors) -> Tensors:  # values with their graph, stand-ins in place of the inputs
         full = list(detached)
         for i, s in zip(tracked, stand_ins):
             full[i] = s
         return _run(fn, tuple(full), None, owner)
 
-    return _attach(again, context, tuple([v.detach() for v in values]), len(tracked),
+    return _attach(again, check, context, tuple([v.detach() for v in values]), len(tracked),
                    *(tensors[i] for i in tracked), *read.found.values())
 
 
