@@ -46,7 +46,7 @@ def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_i
     sds = randomness.per_input_stdevs(stdevs, len(xs))
     dist = format_distribution(baselines, xs, given=inputs)
     n, device = xs[0].shape[0], xs[0].device
-    noise, rows, alpha = _draws(generator, xs, sds, dist[0].shape[0], n_samples)
+    noise, rows, alpha = randomness.drawn(_draws, generator, xs, sds, dist[0].shape[0], n_samples)
     noisy = tuple(x + sd * z if z is not None else x.expand((n_samples,) + tuple(x.shape))
                   for x, sd, z in zip(xs, sds, noise))
     starts = tuple(d[rows] for d in dist)
@@ -55,12 +55,10 @@ def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_i
     return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, device), n_samples, n)
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]
 def _draws(generator: Any, xs: Tensors, sds: Tuple[float, ...], m: int,
            n_samples: int) -> Tuple[Tuple[Optional[torch.Tensor], ...], torch.Tensor, torch.Tensor]:
     """Every draw of a call, in this order: each input's noise (None where its ``sd`` is 0), a
-    baseline row per (sample, example), ``alpha`` per (sample, example). Not traced: under Dynamo, one graph
-    break for all of them (it cannot trace a ``torch.Generator``)."""
+    baseline row per (sample, example), ``alpha`` per (sample, example)."""
     gen = randomness.resolve(generator)
     n, device = xs[0].shape[0], xs[0].device
     noise = tuple(randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)

@@ -28,13 +28,10 @@ def _tile_tree(value: Any, n: int, k: int) -> Any:
     return tile_args(value, n, k) if isinstance(value, tuple) else tile_args((value,), n, k)[0]
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]
 def _noise(generator: Any, xs: Tuple[torch.Tensor, ...],
            sizes: Sequence[int]) -> Tuple[torch.Generator, List[Tuple[torch.Tensor, ...]]]:
     """The generator (``generator`` or a fresh one) and, for each chunk of ``k`` samples in ``sizes``, ``k``
-    standard normal draws of each input, in that order. Not traced: under Dynamo, one graph break for all
-    of them (it cannot trace a ``torch.Generator``), before the loop over chunks (a break in a loop would
-    leave the whole tunnel uncompiled)."""
+    standard normal draws of each input, in that order."""
     gen = randomness.resolve(generator)
     return gen, [tuple(randomness.normal(gen, (k,) + tuple(x.shape), dtype=x.dtype, device=x.device) for x in xs)
                  for k in sizes]
@@ -114,10 +111,10 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         sizes = [min(step, n_samples - start) for start in range(0, n_samples, step)]
         # every chunk's noise at once, unless the method draws from the generator too (then each chunk's before it)
         ahead = 1 if passes_generator else len(sizes)
-        gen, noise = _noise(generator, xs, sizes[:ahead])
+        gen, noise = randomness.drawn(_noise, generator, xs, sizes[:ahead])
         for i, k in enumerate(sizes):
             if i >= ahead:
-                noise += _noise(gen, xs, [k])[1]
+                noise += randomness.drawn(_noise, gen, xs, [k])[1]
             noisy = tuple(structure.fold(x + sd * z) for x, sd, z in zip(xs, sds, noise[i]))
             call = dict(arguments)
             call["inputs"] = structure.restore(noisy, was_tuple)
