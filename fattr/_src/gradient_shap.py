@@ -17,6 +17,8 @@ from .structure import Tensors
 from .targets import Target, as_target
 from .delta import row_totals
 
+Noise = Tuple[Optional[torch.Tensor], ...]  # per input (None: no noise)
+
 
 @dataclass(frozen=True)
 class Draws:
@@ -37,7 +39,19 @@ class Draws:
 
 def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
          generator: Any, target: Any, args: Any, kwargs: Any) -> Draws:
-    """Check a GradientSHAP call's arguments and make its draws."""
+    """Check a GradientSHAP call's arguments and make its draws.
+
+    Under Dynamo the draws are a graph break (:func:`.randomness.drawn`) and the paths, computed after it in
+    this frame, a graph of their own; a caller that calls ``paths(*sample(...), ...)`` itself computes them
+    in its own graph."""
+    return paths(*sample(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator),
+                 target, args, kwargs)
+
+
+def sample(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
+           generator: Any) -> Tuple[Tensors, Tensors, Tuple[float, ...], int, Noise, torch.Tensor, torch.Tensor]:
+    """Check a GradientSHAP call's arguments and make its draws: ``(xs, dist, sds, n_samples, noise, rows,
+    alpha)`` (see :func:`_draws`), the draws last, so that under Dynamo nothing follows them in this frame."""
     xs, _ = structure.as_tuple(inputs)
     structure.require_floating(xs)
     n_samples = check_positive_int("n_samples", n_samples)
@@ -45,16 +59,32 @@ def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_i
     check_bool("return_delta", return_delta)
     sds = randomness.per_input_stdevs(stdevs, len(xs))
     dist = format_distribution(baselines, xs, given=inputs)
-    n, device = xs[0].shape[0], xs[0].device
-    gen = randomness.resolve(generator)
-    noisy = tuple(x + sd * randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
-                  if sd > 0 else x.expand((n_samples,) + tuple(x.shape)) for x, sd in zip(xs, sds))
-    rows = randomness.integers(gen, dist[0].shape[0], (n_samples, n), device=device)
-    alpha = randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
+    noise, rows, alpha = randomness.drawn(_draws, generator, xs, sds, dist[0].shape[0], n_samples)
+    return xs, dist, sds, n_samples, noise, rows, alpha
+
+
+def paths(xs: Tensors, dist: Tensors, sds: Tuple[float, ...], n_samples: int, noise: Noise, rows: torch.Tensor,
+          alpha: torch.Tensor, target: Any, args: Any, kwargs: Any) -> Draws:
+    """The :class:`Draws` of :func:`sample`'s draws."""
+    noisy = tuple(x + sd * z if z is not None else x.expand((n_samples,) + tuple(x.shape))
+                  for x, sd, z in zip(xs, sds, noise))
     starts = tuple(d[rows] for d in dist)
     points = tuple(s + alpha.to(x.dtype).reshape(alpha.shape + (1,) * (x.dim() - 1)) * (xn - s)
                    for s, xn, x in zip(starts, noisy, xs))
-    return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, device), n_samples, n)
+    n = xs[0].shape[0]
+    return Draws(xs, noisy, starts, points, as_args(args, kwargs), as_target(target, n, xs[0].device), n_samples, n)
+
+
+def _draws(generator: Any, xs: Tensors, sds: Tuple[float, ...], m: int,
+           n_samples: int) -> Tuple[Noise, torch.Tensor, torch.Tensor]:
+    """Every draw of a call, in this order: each input's noise (None where its ``sd`` is 0), a
+    baseline row per (sample, example), ``alpha`` per (sample, example)."""
+    gen = randomness.resolve(generator)
+    n, device = xs[0].shape[0], xs[0].device
+    noise = tuple(randomness.normal(gen, (n_samples,) + tuple(x.shape), dtype=x.dtype, device=device)
+                  if sd > 0 else None for x, sd in zip(xs, sds))
+    rows = randomness.integers(gen, m, (n_samples, n), device=device)
+    return noise, rows, randomness.uniform(gen, (n_samples, n), dtype=torch.float64, device=device)
 
 
 def sample_deltas(per_sample: Tensors, change: torch.Tensor, n_samples: int, n: int) -> torch.Tensor:
@@ -101,7 +131,8 @@ def gradient_shap(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike, n_
       (torch.Size([4, 3]), torch.Size([32]))
     """
     check_callable("f", f)
-    d = draw(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator, target, args, kwargs)
+    d = paths(*sample(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator),
+              target, args, kwargs)  # (not draw: the paths in this frame's graph)
     n, k = d.n, d.n_samples
     grads = gradients(f, tuple(structure.fold(p) for p in d.points), d.target.tile(k), tile_args(d.args, n, k))
     per_sample = [structure.unfold(g, k) * (xn - s) if multiply_by_inputs else structure.unfold(g, k)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils import _pytree as pytree
@@ -26,6 +26,15 @@ KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
 def _tile_tree(value: Any, n: int, k: int) -> Any:
     return tile_args(value, n, k) if isinstance(value, tuple) else tile_args((value,), n, k)[0]
+
+
+def _noise(generator: Any, xs: Tuple[torch.Tensor, ...],
+           sizes: Sequence[int]) -> Tuple[torch.Generator, List[Tuple[torch.Tensor, ...]]]:
+    """The generator (``generator`` or a fresh one) and, for each chunk of ``k`` samples in ``sizes``, ``k``
+    standard normal draws of each input, in that order."""
+    gen = randomness.resolve(generator)
+    return gen, [tuple(randomness.normal(gen, (k,) + tuple(x.shape), dtype=x.dtype, device=x.device) for x in xs)
+                 for k in sizes]
 
 
 def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samples: int = 5,
@@ -92,19 +101,21 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
             repeated = spec.per_example if spec is not None else ()
         xs, was_tuple = structure.as_tuple(arguments["inputs"])
         structure.require_floating(xs)  # noise on integer inputs (token ids) would be truncated away
-        n, device = xs[0].shape[0], xs[0].device
+        n = xs[0].shape[0]
         sds = randomness.per_input_stdevs(stdevs, len(xs))
-        gen = randomness.resolve(generator)
         return_delta = bool(arguments.get("return_delta", False))
         step = chunk_size or n_samples
         sums: Any = None  # per leaf of the attributions: sums over the samples of the powers of the values
         powers = {"smoothgrad": (1,), "smoothgrad_sq": (2,), "vargrad": (2, 1)}[kind]  # only those kind needs
         treedef, deltas = None, []
-        for start in range(0, n_samples, step):
-            k = min(step, n_samples - start)
-            noisy = tuple(structure.fold(x + sd * randomness.normal(gen, (k,) + tuple(x.shape), dtype=x.dtype,
-                                                                     device=device))
-                          for x, sd in zip(xs, sds))
+        sizes = [min(step, n_samples - start) for start in range(0, n_samples, step)]
+        # every chunk's noise at once, unless the method draws from the generator too (then each chunk's before it)
+        ahead = 1 if passes_generator else len(sizes)
+        gen, noise = randomness.drawn(_noise, generator, xs, sizes[:ahead])
+        for i, k in enumerate(sizes):
+            if i >= ahead:
+                noise += randomness.drawn(_noise, gen, xs, [k])[1]
+            noisy = tuple(structure.fold(x + sd * z) for x, sd, z in zip(xs, sds, noise[i]))
             call = dict(arguments)
             call["inputs"] = structure.restore(noisy, was_tuple)
             target = call.get("target")

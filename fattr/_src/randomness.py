@@ -8,11 +8,13 @@ transform, so the same seeded generator gives the same numbers on any path.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence, Tuple
+from typing import Any, Callable, Sequence, Tuple, TypeVar
 
 import torch
 
 from .errors import fail
+
+T = TypeVar("T")
 
 
 def resolve(generator: Any) -> torch.Generator:
@@ -24,6 +26,16 @@ def resolve(generator: Any) -> torch.Generator:
     if not isinstance(generator, torch.Generator):
         fail("generator", "None or a torch.Generator", generator, kind=TypeError)
     return generator
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]
+def drawn(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, a function that makes a call's random draws, run as ordinary code under ``torch.compile``
+    too: Dynamo cannot trace a ``torch.Generator`` (torch 2.13), and this is one graph break where each draw
+    (and a generator made for ``generator=None``) was one, each splitting the frames of the functions that
+    called it. Make every draw of a call in one ``fn`` before the work that uses them, outside any loop (a
+    break in a loop leaves its whole function uncompiled)."""
+    return fn(*args)
 
 
 def normal(generator: torch.Generator, shape: Sequence[int], *, dtype: torch.dtype,

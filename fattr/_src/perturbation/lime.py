@@ -139,7 +139,7 @@ def _surrogate(name: str, f: Callable[..., Any], inputs: Any, baselines: Any, ta
     if perturb_func is not None:
         z = _user_samples(perturb_func, xs, features.n, rows, s, was_tuple, dict(extra, generator=g))
     else:
-        z = (kernel_shap_samples if kernel_shap else bernoulli_samples)(g, rows, s, features.n)
+        z = randomness.drawn(kernel_shap_samples if kernel_shap else bernoulli_samples, g, rows, s, features.n)
     z = z.to(xs[0].device).transpose(0, 1)  # (samples, R, features)
 
     def compute(xs_: Tensors, bases_: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
