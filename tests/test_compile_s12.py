@@ -55,7 +55,8 @@ def _calls(model: nn.Module) -> Dict[str, Call]:
 
 
 # graphs compiled per call (layer GradientSHAP: see benchmarks/README.md, session 12)
-GRAPHS = {"gradient_shap": 1, "expected_gradients": 1, "smoothgrad": 1, "smoothgrad_chunked": 1}
+GRAPHS = {"gradient_shap": 1, "expected_gradients": 1, "smoothgrad": 1, "smoothgrad_chunked": 1,
+          "layer_gradient_shap": 1}
 
 
 def _breaks() -> Dict[str, int]:

@@ -37,17 +37,6 @@ class Draws:
     n: int  # examples
 
 
-def draw(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
-         generator: Any, target: Any, args: Any, kwargs: Any) -> Draws:
-    """Check a GradientSHAP call's arguments and make its draws.
-
-    Under Dynamo the draws are a graph break (:func:`.randomness.drawn`) and the paths, computed after it in
-    this frame, a graph of their own; a caller that calls ``paths(*sample(...), ...)`` itself computes them
-    in its own graph."""
-    return paths(*sample(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator),
-                 target, args, kwargs)
-
-
 def sample(inputs: Any, baselines: Any, n_samples: Any, stdevs: Any, multiply_by_inputs: Any, return_delta: Any,
            generator: Any) -> Tuple[Tensors, Tensors, Tuple[float, ...], int, Noise, torch.Tensor, torch.Tensor]:
     """Check a GradientSHAP call's arguments and make its draws: ``(xs, dist, sds, n_samples, noise, rows,

@@ -9,7 +9,7 @@ from .. import structure
 from ..arguments import split_args, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, StdevsLike, TargetLike,
                     WithDeltaOrList)
-from ..gradient_shap import draw, sample_deltas
+from ..gradient_shap import paths, sample, sample_deltas
 from ..gradients import gradient_pass, outputs
 from ..path import accumulation_dtype
 from ..recompute import checkpoint_aux
@@ -62,7 +62,9 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
       >>> fattr.layer_gradient_shap(model, "1", x, dist, n_samples=8, target=0, generator=g).shape
       torch.Size([4, 8])
     """
-    d = draw(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator, target, args, kwargs)
+    # (the draws, one graph break under Dynamo, then the paths: in this frame's graph)
+    d = paths(*sample(inputs, baselines, n_samples, stdevs, multiply_by_inputs, return_delta, generator), target, args,
+              kwargs)
     n, k = d.n, d.n_samples
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     f, tgt = lf.function(), d.target.tile(k)
@@ -70,7 +72,8 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     batches = [d.points] + ([d.noisy, d.starts] if multiply_by_inputs or return_delta else [])
     m = len(d.points)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # heads, gradients (and delta): one checkpoint
+    # (lf a default, not a cell: Dynamo cannot resume this frame after the break with a cell holding it)
+    def run(tensors: Tensors, lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:  # one checkpoint
         rows = [tuple(structure.fold(p) for p in tensors[i * m:(i + 1) * m]) for i in range(len(batches))]
         (acts_p, rest_p), *others = heads(lf, rows, rebuild(tensors[len(batches) * m:]), n * k)
         grads = gradient_pass(f, acts_p, tgt, rest_p)
