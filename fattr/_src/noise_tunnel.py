@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 
 from . import randomness, structure
 from .arguments import tile, tile_args
+from .compiled import dynamo_tracing
 from .base import StdevsLike
 from .errors import Shown, check_callable, check_choice, check_optional_positive_int, check_positive_int, fail
 from .path import accumulation_dtype
@@ -109,8 +110,9 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         powers = {"smoothgrad": (1,), "smoothgrad_sq": (2,), "vargrad": (2, 1)}[kind]  # only those kind needs
         treedef, deltas = None, []
         sizes = [min(step, n_samples - start) for start in range(0, n_samples, step)]
-        # every chunk's noise at once, unless the method draws from the generator too (then each chunk's before it)
-        ahead = 1 if passes_generator else len(sizes)
+        # compiled, every chunk's noise at once (one graph break, outside the loop), unless the method draws from
+        # the generator too; eagerly each chunk's before it (the noise in memory follows chunk_size): same numbers
+        ahead = len(sizes) if dynamo_tracing() and not passes_generator else 1
         gen, noise = randomness.drawn(_noise, generator, xs, sizes[:ahead])
         for i, k in enumerate(sizes):
             if i >= ahead:
