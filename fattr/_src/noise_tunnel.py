@@ -112,12 +112,11 @@ def noise_tunnel(method: Callable[..., Any], *, kind: str = "smoothgrad", n_samp
         sizes = [min(step, n_samples - start) for start in range(0, n_samples, step)]
         # compiled, every chunk's noise at once (one graph break, outside the loop), unless the method draws from
         # the generator too; eagerly each chunk's before it (the noise in memory follows chunk_size): same numbers
-        ahead = len(sizes) if dynamo_tracing() and not passes_generator else 1
-        gen, noise = randomness.drawn(_noise, generator, xs, sizes[:ahead])
+        gen, ahead = randomness.drawn(_noise, generator, xs,
+                                      sizes if dynamo_tracing() and not passes_generator else sizes[:1])
         for i, k in enumerate(sizes):
-            if i >= ahead:
-                noise += randomness.drawn(_noise, gen, xs, [k])[1]
-            noisy = tuple(structure.fold(x + sd * z) for x, sd, z in zip(xs, sds, noise[i]))
+            noise = ahead[i] if i < len(ahead) else randomness.drawn(_noise, gen, xs, [k])[1][0]
+            noisy = tuple(structure.fold(x + sd * z) for x, sd, z in zip(xs, sds, noise))
             call = dict(arguments)
             call["inputs"] = structure.restore(noisy, was_tuple)
             target = call.get("target")
