@@ -78,7 +78,8 @@ def is_integer_tensor(value: Any) -> TypeGuard[torch.Tensor]:
 
 def check_integer_tensor(name: str, value: Any, expected: str = "an integer tensor") -> torch.Tensor:
     """A tensor of an integer dtype (:func:`is_integer_tensor`), else ``TypeError`` worded ``expected``."""
-    if not is_integer_tensor(value):
+    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
+            or value.dtype == torch.bool:  # (is_integer_tensor's test, inline: a target is checked on every call)
         fail(name, expected, value, kind=TypeError)
     return value
 

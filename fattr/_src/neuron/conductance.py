@@ -77,7 +77,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
 
     total: Any = (0,) * len(xs)  # per input, the sum over the chunks
     step = alphas.shape[0] if chunk_size is None else chunk_size
-    for a, w in zip(alphas.split(step), weights.split(step)):
+    for a, w in zip(torch.split(alphas, step), torch.split(weights, step)):
         k = a.shape[0]
         points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
                        for x, b in zip(xs, bases))

@@ -118,7 +118,7 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
     grad_sum: Any = 0  # sums over the chunks
     hess_sum: Any = 0
     step = t.shape[0] if chunk_size is None else chunk_size
-    for tk, wk in zip(t.split(step), wt.split(step)):
+    for tk, wk in zip(torch.split(t, step), torch.split(wt, step)):
         k = tk.shape[0]
         rows = structure.fold(torch.addcmul(base, tk.to(x.dtype).reshape((-1,) + (1,) * x.dim()), d))
         tiled = tangents.unsqueeze(1).expand((m, k, n) + shape).reshape((m, k * n) + shape)
