@@ -407,7 +407,11 @@ def checkpoint(fn: Callable[..., Tensors], tensors: Sequence[Tensor], *, args: O
       >>> g, torch.autograd.grad(g.sum(), w)[0]     # 2 w x, and its derivative 2 x: recomputed
       (tensor([12.], grad_fn=<_RecomputedBackward>), tensor([6.]))
     """
-    fn, tensors = _with_args(fn, tensors, args) if args is not None else (fn, tuple(tensors))
+    tensors = tuple(tensors)
+    if args is not None:  # fn(tensors, args), as a function of tensors followed by the tensors among args
+        arg_tensors, rebuild = split_args(args)
+        k, of_args = len(tensors), fn
+        fn, tensors = (lambda ts: of_args(ts[:k], rebuild(ts[k:]))), tensors + arg_tensors
     # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this one
     # place: no recomputing node (Dynamo does not trace its backward; a transform differentiates fattr
     # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
@@ -467,25 +471,15 @@ def checkpoint_aux(fn: Callable[..., Tuple[Tensors, Any]], tensors: Sequence[Ten
     """:func:`checkpoint` of ``fn`` returning ``(values, aux)``: what else its first run learned (a structure,
     a packing) comes back as ``aux``, as ``torch.func``'s ``has_aux``. A recomputation runs ``fn`` again and
     drops its ``aux``, so ``fn`` needs no side effect to hand it out (a compiled recomputation may have none)."""
-    fn, tensors = _with_args(fn, tensors, args) if args is not None else (fn, tuple(tensors))
     if not torch.is_grad_enabled() and not (tracing.is_traced() or _local.keep):  # (nothing to attach)
-        values, extra = fn(tensors)
+        values, extra = fn(tuple(tensors)) if args is None else fn(tuple(tensors), tuple(args))
         return tuple(values), extra
     aux: List[Any] = []
 
-    def values_of(ts: Tensors) -> Tensors:
-        values, extra = fn(ts)
+    def values_of(*call: Any) -> Tensors:
+        values, extra = fn(*call)
         if not aux:
             aux.append(extra)
         return values
 
-    return checkpoint(values_of, tensors, **options), aux[0]
-
-
-def _with_args(fn: Callable[..., Any], tensors: Sequence[Tensor], args: Sequence[Any]
-               ) -> Tuple[Callable[[Tensors], Any], Tensors]:
-    """``fn(tensors, args)`` as a function of one tuple of tensors, and that tuple: ``tensors`` followed by the
-    tensors among ``args`` (:func:`.arguments.split_args`)."""
-    arg_tensors, rebuild = split_args(args)
-    k = len(tensors)
-    return (lambda ts: fn(ts[:k], rebuild(ts[k:]))), tuple(tensors) + arg_tensors
+    return checkpoint(values_of, tensors, args=args, **options), aux[0]
