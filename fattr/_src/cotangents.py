@@ -24,7 +24,6 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 
 from . import recompute
-from .arguments import split_args
 from .calling import call
 from .compiled import marked
 from .errors import fail
@@ -127,15 +126,13 @@ def output_gradients(f: Callable[..., Any], rows: Tensors, select: Select, args:
     """
     chunk = cotangent_chunk if cotangent_chunk is not None else default_chunk(rows[0].device)
     contract: Reduce = reduce if reduce is not None else (lambda grads, cols, *operands: grads)
-    arg_tensors, rebuild = split_args(args)
-    k, n_args = len(rows), len(arg_tensors)
-    operands = tuple(operands)
+    k = len(rows)
 
-    def run(tensors: Tensors) -> Tensors:
-        xs, rest, operands_ = tensors[:k], rebuild(tensors[k:k + n_args]), tensors[k + n_args:]
+    def run(tensors: Tensors, rest: Tuple[Any, ...]) -> Tensors:
+        xs, operands_ = tensors[:k], tensors[k:]
         values, parts = (_with_graph if torch.is_grad_enabled() else _plain)(f, xs, rest, select, chunk,
                                                                              contract, operands_)
         return (values,) + (tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))) if parts else ())
 
-    out = recompute.checkpoint(run, tuple(rows) + arg_tensors + operands, module=f, traceable=True)
+    out = recompute.checkpoint(run, tuple(rows) + tuple(operands), args=args, module=f, traceable=True)
     return out[0], tuple(out[1:])

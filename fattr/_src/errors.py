@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 
 class Shown(str):
@@ -65,6 +68,20 @@ def fail(name: str, expected: str, value: Any, hint: str = "", *, kind: type = V
 def is_int(value: Any) -> bool:
     """A Python or numpy integer (``numbers.Integral``), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_integer_tensor(value: Any) -> TypeGuard[torch.Tensor]:
+    """A tensor of an integer dtype (ids, labels, indices): not floating, complex or bool."""
+    return isinstance(value, torch.Tensor) and not (value.is_floating_point() or value.is_complex()
+                                                    or value.dtype == torch.bool)
+
+
+def check_integer_tensor(name: str, value: Any, expected: str = "an integer tensor") -> torch.Tensor:
+    """A tensor of an integer dtype (:func:`is_integer_tensor`), else ``TypeError`` worded ``expected``."""
+    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
+            or value.dtype == torch.bool:  # (is_integer_tensor's test, inline: a target is checked on every call)
+        fail(name, expected, value, kind=TypeError)
+    return value
 
 
 def check_positive_int(name: str, value: Any) -> int:

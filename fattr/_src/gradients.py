@@ -28,7 +28,6 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import torch
 
 from . import compiled, recompute
-from .arguments import split_args
 from .calling import call
 from .structure import Tensors
 from .targets import Target
@@ -92,16 +91,12 @@ def gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequen
 
     ``target`` and the per-example entries of ``args`` must already match ``rows``.
     """
-    arg_tensors, rebuild = split_args(args)
-    k = len(rows)
-    return recompute.checkpoint(lambda ts: gradient_pass(f, ts[:k], target, rebuild(ts[k:])),
-                                tuple(rows) + arg_tensors, module=f, traceable=True)
+    return recompute.checkpoint(lambda xs, rest: gradient_pass(f, xs, target, rest), rows, args=args, module=f,
+                                traceable=True)
 
 
 def outputs(f: Callable[..., Any], rows: Tensors, target: Target, args: Sequence[Any] = ()) -> torch.Tensor:
     """``f(rows)[target]``, one value per row: a forward pass (:func:`.recompute.checkpoint`'s ``forward``:
     compiled, from an inference graph, recomputed if it is differentiated)."""
-    arg_tensors, rebuild = split_args(args)
-    k = len(rows)
-    return recompute.checkpoint(lambda ts: (target.select(call(f, ts[:k], rebuild(ts[k:])), rows[0].shape[0]),),
-                                tuple(rows) + arg_tensors, module=f, forward=True)[0]
+    return recompute.checkpoint(lambda xs, rest: (target.select(call(f, xs, rest), rows[0].shape[0]),), rows,
+                                args=args, module=f, forward=True)[0]

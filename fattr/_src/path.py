@@ -15,7 +15,7 @@ import torch
 
 from .base import ArgsLike, KwargsLike, ModelLike, PointsFn, TargetLike, WithDelta
 from . import structure
-from .arguments import as_args, split_args, tile_args
+from .arguments import as_args, tile_args
 from .errors import check_bool, check_optional_positive_int, check_callable, fail
 from .gradients import gradient_pass
 from .recompute import checkpoint, reads
@@ -60,16 +60,14 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
     the result is differentiated later. Returned per input in the accumulation dtype, shaped ``(B, ...)``.
     """
     step = n_steps if chunk_size is None else chunk_size
-    arg_tensors, rebuild = split_args(args)
-    n_tensors = len(tensors)
     total: Tensors = ()
     for start in range(0, n_steps, step):
-        def chunk(inputs: Tensors, steps: slice = slice(start, min(start + step, n_steps))) -> Tensors:
+        def chunk(inputs: Tensors, rest: Tuple[Any, ...],
+                  steps: slice = slice(start, min(start + step, n_steps))) -> Tensors:
             k = steps.stop - steps.start
-            rows, vel, *carried = points(steps, inputs[:n_tensors])  # carried: per-row args (a split's rest)
+            rows, vel, *carried = points(steps, inputs)  # carried: per-row args (a split's rest)
             per_row = tuple(carried[0]) if carried else ()
-            grads = gradient_pass(f, tuple(rows), target.tile(k),
-                                  tile_args(rebuild(inputs[n_tensors:]), n_examples, k) + per_row)
+            grads = gradient_pass(f, tuple(rows), target.tile(k), tile_args(rest, n_examples, k) + per_row)
             terms = []
             for i, g in enumerate(grads):
                 acc = accumulation_dtype(g.dtype, g.device)
@@ -83,7 +81,7 @@ def weighted_gradient_sum(f: Callable[..., Any], points: PointsFn, tensors: Tens
                              .reshape((g.shape[0] // k,) + g.shape[1:]))
             return tuple(terms)
 
-        terms = checkpoint(chunk, tuple(tensors) + arg_tensors, module=f, traceable=True,
+        terms = checkpoint(chunk, tensors, args=args, module=f, traceable=True,
                            memory_first=chunk_size is not None)  # chunked: memory first, whatever the mode
         total = terms if start == 0 else tuple(t + s for t, s in zip(total, terms))
     return total

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 import torch
 from torch import nn
 
+from .arguments import split_args
 from .base import Tensor, Tensors
 from .calling import PerModule, module_of, modules_of, submodules
 from . import compiled, tracing
@@ -365,8 +366,9 @@ def keep_graph() -> Iterator[None]:
         _local.keep = outer
 
 
-def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, module: Any = None,
-               memory_first: bool = False, traceable: bool = False, forward: bool = False) -> Tensors:
+def checkpoint(fn: Callable[..., Tensors], tensors: Sequence[Tensor], *, args: Optional[Sequence[Any]] = None,
+               module: Any = None, memory_first: bool = False, traceable: bool = False, forward: bool = False
+               ) -> Tensors:
     """``fn(tensors)``, computed without a graph and differentiable on demand.
 
     Args:
@@ -374,6 +376,8 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
         graph of what it computes (``create_graph``, ``torch.func.grad``) when grad mode is on as
         it starts, and names what else it read that may require grad with :func:`reads`.
       tensors: its arguments; the values are differentiable with respect to those requiring grad.
+      args: extra arguments (:mod:`.arguments`): ``fn(tensors, args)`` is computed instead, and
+        the values are differentiable with respect to the tensors among ``args`` too.
       module: the model (or the function of one, :func:`.calling.module_of`) whose training mode
         counts: in training mode the values are about to be differentiated, so the graph is kept
         at once (one pass with the graph is cheaper than a pass and a recomputation).
@@ -404,6 +408,10 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
       (tensor([12.], grad_fn=<_RecomputedBackward>), tensor([6.]))
     """
     tensors = tuple(tensors)
+    if args is not None:  # fn(tensors, args), as a function of tensors followed by the tensors among args
+        arg_tensors, rebuild = split_args(args)
+        k, of_args = len(tensors), fn
+        fn, tensors = (lambda ts: of_args(ts[:k], rebuild(ts[k:]))), tensors + arg_tensors
     # ---- The policy under tracing (torch.compile, torch.func transforms; tests: keep_graph()), in this one
     # place: no recomputing node (Dynamo does not trace its backward; a transform differentiates fattr
     # itself); fn runs under the caller's grad mode, or, when ``traceable``, with grad (torch.func inside),
@@ -458,20 +466,20 @@ def checkpoint(fn: Callable[[Tensors], Tensors], tensors: Sequence[Tensor], *, m
                    *(tensors[i] for i in tracked), *read.found.values())
 
 
-def checkpoint_aux(fn: Callable[[Tensors], Tuple[Tensors, Any]], tensors: Sequence[Tensor],
-                   **options: Any) -> Tuple[Tensors, Any]:
+def checkpoint_aux(fn: Callable[..., Tuple[Tensors, Any]], tensors: Sequence[Tensor], *,
+                   args: Optional[Sequence[Any]] = None, **options: Any) -> Tuple[Tensors, Any]:
     """:func:`checkpoint` of ``fn`` returning ``(values, aux)``: what else its first run learned (a structure,
     a packing) comes back as ``aux``, as ``torch.func``'s ``has_aux``. A recomputation runs ``fn`` again and
     drops its ``aux``, so ``fn`` needs no side effect to hand it out (a compiled recomputation may have none)."""
     if not torch.is_grad_enabled() and not (tracing.is_traced() or _local.keep):  # (nothing to attach)
-        values, extra = fn(tuple(tensors))
+        values, extra = fn(tuple(tensors)) if args is None else fn(tuple(tensors), tuple(args))
         return tuple(values), extra
     aux: List[Any] = []
 
-    def values_of(ts: Tensors) -> Tensors:
-        values, extra = fn(ts)
+    def values_of(*call: Any) -> Tensors:
+        values, extra = fn(*call)
         if not aux:
             aux.append(extra)
         return values
 
-    return checkpoint(values_of, tensors, **options), aux[0]
+    return checkpoint(values_of, tensors, args=args, **options), aux[0]

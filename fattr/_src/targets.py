@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from .errors import Shown, describe, fail, is_int
+from .errors import Shown, check_integer_tensor, describe, fail, is_int
 from .structure import example_size
 from .tracing import is_compiling
 
@@ -124,8 +124,7 @@ def as_target(target: Any, n_examples: int, device: torch.device | None = None) 
     if target is None:
         return Target()
     if isinstance(target, torch.Tensor):
-        if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
-            fail("target", "an integer tensor", target, kind=TypeError)
+        check_integer_tensor("target", target)
         if target.dim() == 0 or (target.dim() == 1 and target.numel() == 1):
             if is_compiling():  # reading the value would break the graph
                 return _per_example(target.reshape(1, 1).expand(n_examples, 1), device)

@@ -19,7 +19,7 @@ import torch
 from .. import structure
 from ..arguments import as_args
 from ..calling import call
-from ..errors import Shown, describe, fail
+from ..errors import Shown, describe, fail, is_integer_tensor
 from ..targets import as_target
 from . import methods, sharding
 
@@ -75,8 +75,7 @@ def _labels(labels: Any, n: int, item: Callable[[], Any]) -> torch.Tensor:
     if labels is None:
         fail("target", "items (inputs, label) for target='label'", item(),
              "Give the dataset's items a label, or choose another target.")
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool \
-            or labels.dim() == 0 or labels.shape[0] != n:
+    if not is_integer_tensor(labels) or labels.dim() == 0 or labels.shape[0] != n:
         fail("target", f"integer labels, one per example (a batch of {n})",
              Shown(f"labels collated to {describe(labels)}"), kind=TypeError)
     return labels

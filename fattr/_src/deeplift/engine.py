@@ -15,7 +15,6 @@ from typing import Any, Callable, List, Sequence, Tuple
 
 from ..calling import module_of
 from ..errors import fail
-from ..arguments import split_args
 from ..recompute import checkpoint_aux, reads
 from ..base import Tensor, Tensors
 from ..targets import Target
@@ -71,18 +70,17 @@ def multipliers_on_demand(f: Callable[..., Any], xs: Tensors, bs: Tensors, rest_
     """:func:`multipliers` of ``f(*rows, *rest)`` (``rest_x`` for the inputs' rows, ``rest_b`` for
     the baselines'), computed without a graph and differentiable on demand (:mod:`..recompute`);
     a model in training mode keeps the graph at once."""
-    tx, rebuild_x = split_args(rest_x)
-    tb, rebuild_b = split_args(rest_b)
-    k, kx = len(xs), len(tx)
+    k, kx = len(xs), len(rest_x)
     module = module_of(model)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, List[str]]:
-        rx, rb = rebuild_x(tensors[2 * k:2 * k + kx]), rebuild_b(tensors[2 * k + kx:])
+    def run(tensors: Tensors, rest: Tuple[Any, ...]) -> Tuple[Tensors, List[str]]:
+        rx, rb = rest[:kx], rest[kx:]
         grads, out_x, out_b, uncovered = multipliers(lambda *rows: f(*rows, *rx), lambda *rows: f(*rows, *rb),
-                                                     tensors[:k], tensors[k:2 * k], target, eps=eps)
+                                                     tensors[:k], tensors[k:], target, eps=eps)
         if module is not None:  # the baselines' pass kept no graph to walk: count everything the model may read
             reads(module)
         return grads + (out_x, out_b), uncovered
 
-    values, uncovered = checkpoint_aux(run, tuple(xs) + tuple(bs) + tx + tb, module=module, traceable=True)
+    values, uncovered = checkpoint_aux(run, tuple(xs) + tuple(bs), args=(*rest_x, *rest_b), module=module,
+                                       traceable=True)
     return tuple(values[:k]), values[k], values[k + 1], uncovered

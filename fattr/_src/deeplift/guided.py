@@ -17,7 +17,6 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..arguments import split_args
 from ..calling import call
 from ..compiled import at_trace_time, dynamo_tracing
 from ..recompute import checkpoint_aux
@@ -97,11 +96,9 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
 
     Returns ``(gradients, unguided)``: the names of rectifier-like calls the rule left alone.
     """
-    arg_tensors, rebuild = split_args(args)
-    k, n = len(rows), rows[0].shape[0]
+    n = rows[0].shape[0]
 
-    def run(tensors: Tensors) -> Tuple[Tensors, List[str]]:
-        rest = rebuild(tensors[k:])
+    def run(xs: Tensors, rest: Tuple[Any, ...]) -> Tuple[Tensors, List[str]]:
         unguided: List[str] = []
 
         def forward(points: Tensors, constant: Constant) -> Tensor:
@@ -111,9 +108,9 @@ def rule_gradients(f: Callable[..., Any], rows: Tensors, target: Target, args: S
             unguided[:] = guide.unguided
             return out
 
-        return rule_pass(forward, tensors[:k])[1], unguided
+        return rule_pass(forward, xs)[1], unguided
 
-    return checkpoint_aux(run, tuple(rows) + arg_tensors, module=model, traceable=True)
+    return checkpoint_aux(run, rows, args=args, module=model, traceable=True)
 
 
 def warn_unguided(method: str, names: Sequence[str], deconvolution: bool, stacklevel: int = 4) -> None:

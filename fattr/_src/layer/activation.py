@@ -7,7 +7,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from .. import structure
-from ..arguments import as_args, split_args
+from ..arguments import as_args
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList
 from ..calling import explained, module_of
 from ..recompute import checkpoint_aux
@@ -47,18 +47,16 @@ def layer_activation(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, 
     xs, _ = structure.as_tuple(inputs)
     s = build(model, layer, attribute_to_layer_input)
     args = as_args(args, kwargs)
-    arg_tensors, rebuild = split_args(args)
-    m = len(xs)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, Optional[Tuple[List[Any], Any]]]:
-        activation, _ = s.head(*tensors[:m], *rebuild(tensors[m:]))  # (forward=True: no leaves to name)
+    def run(rows: Tensors, extra: Tuple[Any, ...]) -> Tuple[Tensors, Optional[Tuple[List[Any], Any]]]:
+        activation, _ = s.head(*rows, *extra)  # (forward=True: no leaves to name)
         if type(activation) is torch.Tensor:  # the usual case, without the tree
             return (activation,), None
         leaves, spec = pytree.tree_flatten(activation)
         return tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (leaves, spec)
 
     try:
-        values, tree = checkpoint_aux(run, tuple(xs) + arg_tensors, module=s.owner, forward=True)
+        values, tree = checkpoint_aux(run, xs, args=args, module=s.owner, forward=True)
     except (RuntimeError, ValueError) as error:  # a clearer error for a cause diagnose recognises
         explained(error, model, module_of(model), xs, args)
         raise

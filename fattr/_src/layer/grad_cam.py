@@ -5,7 +5,7 @@ from typing import Any, Tuple
 
 import torch.nn.functional as F
 
-from ..arguments import boundary, split_args
+from ..arguments import boundary
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool
 from ..gradients import gradient_pass
@@ -50,11 +50,9 @@ def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, ta
     check_bool("attr_dim_summation", attr_dim_summation)
     xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    arg_tensors, rebuild = split_args(args)
-    m = len(xs)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:
-        acts, rest = lf.head(tensors[:m], rebuild(tensors[m:]))  # head and gradients: one checkpoint
+    def run(rows: Tensors, extra: Tuple[Any, ...]) -> Tuple[Tensors, Tuple[Any, ...]]:
+        acts, rest = lf.head(rows, extra)  # head and gradients: one checkpoint
         out = []
         for g, a in zip(gradient_pass(lf.function(), acts, tgt, rest), acts):
             weights = g.mean(dim=tuple(range(2, g.dim())), keepdim=True) if g.dim() > 2 else g
@@ -62,4 +60,4 @@ def layer_grad_cam(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, ta
             out.append(F.relu(cam) if relu_attributions else cam)
         return tuple(out), rest[-1:]
 
-    return lf.restore(*checkpoint_aux(run, tuple(xs) + arg_tensors, module=lf.model, traceable=True))
+    return lf.restore(*checkpoint_aux(run, xs, args=args, module=lf.model, traceable=True))

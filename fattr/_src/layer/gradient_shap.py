@@ -6,7 +6,7 @@ from typing import Any, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import split_args, tile_args
+from ..arguments import tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, StdevsLike, TargetLike,
                     WithDeltaOrList)
 from ..gradient_shap import paths, sample, sample_deltas
@@ -68,14 +68,13 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
     n, k = d.n, d.n_samples
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     f, tgt = lf.function(), d.target.tile(k)
-    arg_tensors, rebuild = split_args(tile_args(d.args, n, k))
     batches = [d.points] + ([d.noisy, d.starts] if multiply_by_inputs or return_delta else [])
     m = len(d.points)
 
     # (lf a default, not a cell: Dynamo cannot resume this frame after the break with a cell holding it)
-    def run(tensors: Tensors, lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:  # one checkpoint
+    def run(tensors: Tensors, rest: Tuple[Any, ...], lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:
         rows = [tuple(structure.fold(p) for p in tensors[i * m:(i + 1) * m]) for i in range(len(batches))]
-        (acts_p, rest_p), *others = heads(lf, rows, rebuild(tensors[len(batches) * m:]), n * k)
+        (acts_p, rest_p), *others = heads(lf, rows, rest, n * k)  # one checkpoint
         grads = gradient_pass(f, acts_p, tgt, rest_p)
         if others:
             (acts_n, rest_n), (acts_s, rest_s) = others
@@ -85,7 +84,8 @@ def layer_gradient_shap(model: ModelLike, layer: LayerLike, inputs: InputsLike, 
         return per_sample + (outputs(f, acts_n, tgt, rest_n).to(torch.float64)
                              - outputs(f, acts_s, tgt, rest_s).to(torch.float64),), rest_p[-1:]
 
-    values, packing = checkpoint_aux(run, tuple(t for b in batches for t in b) + arg_tensors, module=lf.model, traceable=True)
+    values, packing = checkpoint_aux(run, tuple(t for b in batches for t in b), args=tile_args(d.args, n, k),
+                                     module=lf.model, traceable=True)
     per_sample = values[:len(values) - return_delta]
     attr = tuple(structure.unfold(p.to(accumulation_dtype(p.dtype, p.device)), k).mean(0).to(p.dtype)
                  for p in per_sample)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence, Tuple, cast
 
-from ..arguments import boundary, split_args
+from ..arguments import boundary
 from ..base import ArgsLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList, TargetLike
 from ..errors import check_bool, fail
 from ..gradients import gradient_pass
@@ -43,17 +43,16 @@ def layer_gradient_x_activation(model: ModelLike, layer: LayerLike, inputs: Inpu
     """
     check_bool("multiply_by_inputs", multiply_by_inputs)
     xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
-    many, m, out = isinstance(layer, (list, tuple)), len(xs), []
+    many, out = isinstance(layer, (list, tuple)), []
     if many and not layer:
         fail("layer", "a non-empty list of modules or dotted names", layer)
-    arg_tensors, rebuild = split_args(args)
     for i, item in enumerate(cast(Sequence[Any], layer) if many else [layer]):  # each layer on its own, the others left free
         lf = LayerFunction(model, item, attribute_to_layer_input, name=f"layer[{i}]" if many else "layer")
 
-        def run(tensors: Tensors, lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:
-            acts, rest = lf.head(tensors[:m], rebuild(tensors[m:]))  # head and gradients: one checkpoint
+        def run(rows: Tensors, extra: Tuple[Any, ...], lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:
+            acts, rest = lf.head(rows, extra)  # head and gradients: one checkpoint
             grads = gradient_pass(lf.function(), acts, tgt, rest)
             return tuple(g * a if multiply_by_inputs else g for g, a in zip(grads, acts)), rest[-1:]
 
-        out.append(lf.restore(*checkpoint_aux(run, tuple(xs) + arg_tensors, module=lf.model, traceable=True)))
+        out.append(lf.restore(*checkpoint_aux(run, xs, args=args, module=lf.model, traceable=True)))
     return out if many else out[0]

@@ -86,19 +86,19 @@ def layer_integrated_gradients(model: ModelLike, layer: LayerLike, inputs: Input
     chunk_size = check_optional_positive_int("chunk_size", chunk_size)
     lf = LayerFunction(model, layer, attribute_to_layer_input, allow_list=True)
     f, n, m = lf.function(), xs[0].shape[0], len(xs)
-    arg_tensors, rebuild = split_args(args)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # heads, path (and delta): one checkpoint
-        (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (tensors[:m], tensors[m:2 * m]), rebuild(tensors[2 * m:]), n)
+    def run(tensors: Tensors, extra: Tuple[Any, ...]) -> Tuple[Tensors, Tuple[Any, ...]]:
+        (acts_x, rest_x), (acts_b, rest_b) = heads(lf, (tensors[:m], tensors[m:]), extra, n)
         attr = integrate(f, acts_x, acts_b, n_steps, method, tgt, rest_x, chunk_size, multiply_by_inputs)
         if not return_delta:
             return attr, rest_x[-1:]
         return attr + (outputs(f, acts_x, tgt, rest_x).to(torch.float64)
                        - outputs(f, acts_b, tgt, rest_b).to(torch.float64),), rest_x[-1:]
 
-    tensors = tuple(xs) + _full_baselines(xs, baselines) + arg_tensors
-    # chunked: a checkpoint per chunk (the engine's), so that memory follows chunk_size when differentiated
-    values, packing = run(tensors) if chunk_size is not None else checkpoint_aux(run, tensors, module=lf.model)
+    tensors = tuple(xs) + _full_baselines(xs, baselines)
+    # heads, path (and delta): one checkpoint; chunked, one per chunk (the engine's): memory follows chunk_size
+    values, packing = (run(tensors, args) if chunk_size is not None
+                       else checkpoint_aux(run, tensors, args=args, module=lf.model))
     attr = values[:len(values) - return_delta]
     result = lf.restore(attr, packing)
     return (result, row_totals(attr) - values[-1]) if return_delta else result

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from ..arguments import split_args
 from ..base import ResultOrList
 from ..calling import Bound, explained
 from ..errors import fail
@@ -73,17 +72,14 @@ class LayerFunction:
         The head runs without a graph (so modules keep their inference fast paths) and its results
         are differentiable on demand (:mod:`..recompute`); a model in training mode keeps the graph.
         """
-        arg_tensors, rebuild = split_args(args)
-        k = len(inputs)
-
-        def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # without grad: inference fast paths
-            flat, leaves, packing = self._head(tensors[:k], rebuild(tensors[k:]), gradient)
+        def run(rows: Tensors, extra: Tuple[Any, ...]) -> Tuple[Tensors, Tuple[Any, ...]]:
+            flat, leaves, packing = self._head(rows, extra, gradient)  # without grad: inference fast paths
             # the model's tensors (None: a function whose modules fattr cannot see: unknown, the graph is
             # kept), and what the head read from outside it (:attr:`.split.Ticket.outside`)
             reads(self.model, *leaves[-1].outside)
             return flat + tuple([t for t in leaves if isinstance(t, torch.Tensor)]), (len(flat), leaves, packing)
 
-        values, (n_flat, leaves, packing) = checkpoint_aux(run, tuple(inputs) + arg_tensors, module=self.model)
+        values, (n_flat, leaves, packing) = checkpoint_aux(run, inputs, args=args, module=self.model)
         carried = iter(values[n_flat:])
         return values[:n_flat], tuple([next(carried) if isinstance(t, torch.Tensor) else t for t in leaves]) + (packing,)
 

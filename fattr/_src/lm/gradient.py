@@ -95,8 +95,7 @@ def integrated_gradients(e: Embedded, baselines: Any, n_steps: int, method: Any,
     alphas, weights = quadrature(method, n_steps, dtype=emb.dtype, device=emb.device)
     step = chunk_size or n_steps
     total: Any = 0  # the sum of the chunks' parts
-    for start in range(0, n_steps, step):
-        a, w = alphas[start:start + step], weights[start:start + step]
+    for a, w in zip(torch.split(alphas, step), torch.split(weights, step)):
         points = fold(emb[None] - (1 - a)[:, None, None, None] * delta[None])
         total = total + _weighted(e, points, delta.repeat(a.shape[0], 1, 1), w, select, cotangent_chunk)
     return _prompt_part(total, e.prompts.n_in)
@@ -125,8 +124,7 @@ def gradient_shap(e: Embedded, baselines: Any, n_samples: int, stdevs: float, ch
              if stdevs > 0 else torch.zeros((n_samples,) + tuple(emb.shape), dtype=emb.dtype, device=emb.device))
     step = chunk_size or n_samples
     total: Any = 0  # the sum of the chunks' parts
-    for start in range(0, n_samples, step):
-        a, z = alphas[start:start + step], noise[start:start + step]
+    for a, z in zip(torch.split(alphas, step), torch.split(noise, step)):
         ends = emb[None] + z * e.where[None]  # noisy inputs, (k, B, T, E)
         points = fold(base[None] + a[..., None, None] * (ends - base[None]))
         w = a.new_full((a.shape[0],), 1 / n_samples)  # the mean over the samples

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..base import BaselinesLike, LayerLike
 from ..diagnose import model_dtype
 from ..errors import Shown, check_callable, check_choice, check_nonnegative_float, check_optional_positive_int, \
-    check_positive_int, fail
+    check_integer_tensor, check_positive_int, fail, is_integer_tensor
 from ..quadrature import Method
 from ..randomness import resolve
 from . import gradient, perturbation
@@ -55,15 +55,14 @@ class TokenAttribution:
 
 
 def _ids(name: str, value: Any, shape: Optional[Tuple[int, ...]] = None, what: str = "") -> Tensor:
-    if not isinstance(value, Tensor) or value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-        fail(name, f"an integer tensor of token ids{what}", value, kind=TypeError)
-    if shape is not None and tuple(value.shape) != shape:
-        fail(name, f"a tensor of shape {shape}{what}", value)
-    if shape is None and (value.dim() != 2 or value.shape[1] == 0):
-        fail(name, "token ids of shape (B, T) with T >= 1", value)
-    if value.numel() and int(value.min()) < 0:
-        fail(name, "non-negative token ids", Shown(f"an id {int(value.min())}"))
-    return value
+    ids = check_integer_tensor(name, value, f"an integer tensor of token ids{what}")
+    if shape is not None and tuple(ids.shape) != shape:
+        fail(name, f"a tensor of shape {shape}{what}", ids)
+    if shape is None and (ids.dim() != 2 or ids.shape[1] == 0):
+        fail(name, "token ids of shape (B, T) with T >= 1", ids)
+    if ids.numel() and int(ids.min()) < 0:
+        fail(name, "non-negative token ids", Shown(f"an id {int(ids.min())}"))
+    return ids
 
 
 def _mask(attention_mask: Any, shape: Tuple[int, ...]) -> Tensor:
@@ -96,7 +95,7 @@ def _baseline_ids(baselines: Any, input_ids: Tensor, method: str) -> Any:
             fail("baselines", f"a token id or ids shaped like input_ids for method={method!r} (it replaces "
                  "tokens by baseline tokens)", baselines)
         return None
-    if isinstance(baselines, Tensor) and baselines.dim() == 0 and not baselines.is_floating_point():
+    if is_integer_tensor(baselines) and baselines.dim() == 0:
         baselines = int(baselines)
     if isinstance(baselines, int) and not isinstance(baselines, bool):
         if baselines < 0:
@@ -114,9 +113,8 @@ def _groups(feature_mask: Any, prompts: Prompts) -> Tuple[Any, ...]:
     if feature_mask is None:
         groups = torch.arange(shape[1], device=prompts.ids.device).expand(shape)
     else:
-        if not isinstance(feature_mask, Tensor) or feature_mask.is_floating_point():
-            fail("feature_mask", f"an integer tensor of shape {shape} or (1, {shape[1]}) (a feature id per token)",
-                 feature_mask, kind=TypeError)
+        check_integer_tensor("feature_mask", feature_mask, f"an integer tensor of shape {shape} or (1, {shape[1]}) "
+                             "(a feature id per token)")
         if feature_mask.dim() != 2 or feature_mask.shape[1] != shape[1] or feature_mask.shape[0] not in (1, shape[0]):
             fail("feature_mask", f"a tensor of shape {shape} or (1, {shape[1]}), like input_ids", feature_mask)
         groups = prompts.left(feature_mask.expand(shape).long())

@@ -6,7 +6,7 @@ from typing import Any, Optional, Tuple
 import torch
 
 from .. import structure
-from ..arguments import boundary, split_args, tile_args
+from ..arguments import boundary, tile_args
 from ..base import (ArgsLike, BaselinesLike, InputsLike, KwargsLike, LayerLike, ModelLike, NeuronSelectorLike,
                     ResultOrList, TargetLike, Tensor, Tensors)
 from ..baselines import format_baselines
@@ -77,8 +77,7 @@ def neuron_conductance(model: ModelLike, layer: LayerLike, inputs: InputsLike, b
 
     total: Any = (0,) * len(xs)  # per input, the sum over the chunks
     step = alphas.shape[0] if chunk_size is None else chunk_size
-    for start in range(0, alphas.shape[0], step):
-        a, w = alphas[start:start + step], weights[start:start + step]
+    for a, w in zip(torch.split(alphas, step), torch.split(weights, step)):
         k = a.shape[0]
         points = tuple(structure.fold(b + a.to(x.dtype).reshape((k,) + (1,) * x.dim()) * (x - b))
                        for x, b in zip(xs, bases))
@@ -95,13 +94,9 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
     of ``select(y * dF/dy)``, its layer gradient ``dF/dy`` (``torch.func.grad`` of the tail) a constant of the
     pass's differentiation, for any selector. Computed without a graph and differentiable on demand
     (:mod:`..recompute`), or with its graph when grad mode is on."""
-    arg_tensors, rebuild = split_args(args)
-    m, n_rows = len(points), points[0].shape[0]
-    select = neuron.selectors[0]
+    n_rows, select = points[0].shape[0], neuron.selectors[0]
 
-    def run(tensors: Tensors) -> Tensors:
-        rows_args = rebuild(tensors[m:])
-
+    def run(tensors: Tensors, rows_args: Tuple[Any, ...]) -> Tensors:
         def forward(rows: Tensors, constant: Constant) -> Tensor:
             act, rest = neuron.split.head(*rows, *rows_args)
             several = isinstance(act, (tuple, list))
@@ -116,6 +111,6 @@ def _densities(neuron: Neuron, points: Tensors, args: Tuple[Any, ...], target: T
             products = tuple(y * g for y, g in zip(acts, layer_grads))
             return select(products if several else products[0], n_rows)
 
-        return rule_pass(forward, tensors[:m])[1]
+        return rule_pass(forward, tensors)[1]
 
-    return checkpoint(run, tuple(points) + arg_tensors, module=neuron.split.owner, traceable=True)
+    return checkpoint(run, points, args=args, module=neuron.split.owner, traceable=True)

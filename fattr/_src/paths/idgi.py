@@ -85,8 +85,7 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
     step = n_steps + 1 if chunk_size is None else chunk_size
 
     values = []  # f at the partition points, (S + 1, B)
-    for start in range(0, partition.shape[0], step):
-        a = partition[start:start + step]
+    for a in torch.split(partition, step):
         rows = tuple(structure.fold(p) for p in line_points(a, bases, diffs))
         values.append(outputs(f, rows, tgt.tile(a.shape[0]), tile_args(args, n, a.shape[0])).reshape(-1, n))
     change = torch.cat(values).to(acc).diff(dim=0)  # (S, B): f(a_{s+1}) - f(a_s)
@@ -95,8 +94,7 @@ def idgi(f: ModelLike, inputs: InputsLike, baselines: BaselinesLike = None, n_st
         change = 0.5 * (torch.cat([zero, change]) + torch.cat([change, zero]))
 
     total: Any = (0,) * len(xs)  # per input, the sum over the chunks
-    for start in range(0, n_steps, step):
-        a, d = alphas[start:start + step], change[start:start + step]
+    for a, d in zip(torch.split(alphas, step), torch.split(change, step)):
         k = a.shape[0]
         pts = line_points(a, bases, diffs)
         grads = gradients(f, tuple(structure.fold(p) for p in pts), tgt.tile(k), tile_args(args, n, k))

@@ -118,8 +118,7 @@ def integrated_hessians(f: ModelLike, inputs: InputsLike, baselines: BaselinesLi
     grad_sum: Any = 0  # sums over the chunks
     hess_sum: Any = 0
     step = t.shape[0] if chunk_size is None else chunk_size
-    for start in range(0, t.shape[0], step):
-        tk, wk = t[start:start + step], wt[start:start + step]
+    for tk, wk in zip(torch.split(t, step), torch.split(wt, step)):
         k = tk.shape[0]
         rows = structure.fold(torch.addcmul(base, tk.to(x.dtype).reshape((-1,) + (1,) * x.dim()), d))
         tiled = tangents.unsqueeze(1).expand((m, k, n) + shape).reshape((m, k * n) + shape)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import torch
 
 from .. import structure
-from ..arguments import as_args, split_args, tile_args
+from ..arguments import as_args, tile_args
 from ..calling import call
 from ..errors import check_bool, check_positive_int, fail
 from ..recompute import checkpoint, reads
@@ -112,11 +112,10 @@ def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: 
     """``compute(xs, bases, evaluate, reference)`` without a graph, differentiable on demand with respect
     to the inputs, baselines, tensor args and whatever ``f`` reads (its parameters); ``evaluate`` is ``f``
     on copies of the batch, ``ppe`` (``perturbations_per_eval``) of them per call."""
-    arg_tensors, rebuild = split_args(args)
-    k, kb = len(xs), len(bases)
+    k = len(xs)
 
-    def run(tensors: Tensors) -> Tensors:
-        xs_, bases_, args_ = tensors[:k], tensors[k:k + kb], rebuild(tensors[k + kb:])
+    def run(tensors: Tensors, args_: Tuple[Any, ...]) -> Tensors:
+        xs_, bases_ = tensors[:k], tensors[k:]
         with torch.enable_grad():
             ref, aggregate = reference(f, xs_, target, args_)
         reads(ref)
@@ -125,4 +124,4 @@ def differentiable(compute: Compute, f: Callable[..., Any], xs: Tensors, bases: 
                  "copies of the batch cannot share a call)", ppe)
         return compute(xs_, bases_, Evaluator(f, target, args_, xs_[0].shape[0], aggregate), ref)
 
-    return checkpoint(run, tuple(xs) + tuple(bases) + arg_tensors, module=f)
+    return checkpoint(run, tuple(xs) + tuple(bases), args=args, module=f)

@@ -19,7 +19,7 @@ from typing import Any, List
 
 import torch
 
-from ..errors import Shown, check_positive_int, fail
+from ..errors import Shown, check_integer_tensor, check_positive_int, fail
 from ..structure import Tensors, example_size, flat
 
 
@@ -43,8 +43,7 @@ def group_ids(mask: Any, tensors: Tensors, name: str = "feature_mask") -> Tensor
     out = []
     for i, (m, t) in enumerate(zip(per_tensor(mask, tensors, name), tensors)):
         label = f"{name}[{i}]" if isinstance(mask, tuple) else name
-        if not isinstance(m, torch.Tensor) or m.dtype.is_floating_point or m.dtype.is_complex or m.dtype == torch.bool:
-            fail(label, "an integer tensor of group ids", m, kind=TypeError)
+        check_integer_tensor(label, m, "an integer tensor of group ids")
         if m.dim() > t.dim():
             fail(label, f"group ids broadcastable to the tensor of shape {tuple(t.shape)}", m)
         m = m.to(device=t.device, dtype=torch.long).reshape((1,) * (t.dim() - m.dim()) + tuple(m.shape))
