@@ -3,7 +3,9 @@
 
 For every case x method (:func:`evaluate`): build the fattr call, its Captum
 counterpart and the floor; check that they agree; compile the fattr call (as
-called and under ``torch.no_grad()``) when asked; time them interleaved. Prints a
+called and under ``torch.no_grad()``) and the floor when asked; time them interleaved. The floor's
+compiled/eager says what compiling can gain on the computation itself: where it is above 1.0, so is the
+limit for fattr's compiled call (torch's fixed cost per compiled call, or kernels Inductor cannot improve). Prints a
 markdown table on stdout (progress goes to stderr) and optionally writes JSON
 records ``{"case", "method", "impl", "median_s", "min_s", "max_s", "peak_mem_mb", "calls_per_sample"}``
 (compiled ones add ``compile_s`` and ``compiled_over_eager``). Times are per call; a row of fast calls times
@@ -32,7 +34,7 @@ from . import cases as cases_mod
 from . import memory, pairs, timing
 from .pairs import Pair, Settings
 
-IMPLS = ("fattr", "fattr_compiled", "fattr_no_grad", "fattr_compiled_no_grad", "captum", "floor")
+IMPLS = ("fattr", "fattr_compiled", "fattr_no_grad", "fattr_compiled_no_grad", "captum", "floor", "floor_compiled")
 GOAL_COMPILE = {("cnn", "integrated_gradients")}
 
 
@@ -220,10 +222,11 @@ def check(pair: Pair, case: cases_mod.Case, s: Settings, row: Row, fns: Dict[str
 
 
 def compile_fattr(pair: Pair, case: cases_mod.Case, s: Settings, device: torch.device, row: Row,
-                  eager: pairs.Fn) -> Dict[str, pairs.Fn]:
+                  eager: pairs.Fn, floor: Optional[pairs.Fn] = None) -> Dict[str, pairs.Fn]:
     """``torch.compile`` of the fattr call, as called and under ``no_grad`` (each its own compiled function,
     the first call's time in ``row.compile_s``), with the eager call under ``no_grad`` to compare with; a
-    mode whose compiled result differs from eager's is left out with a note."""
+    mode whose compiled result differs from eager's is left out with a note. The floor (when the pair has one)
+    is compiled too, under the grad mode it sets itself."""
     x, expected = case.inputs, eager(case.inputs)
     sync = timing.synchronizer(device)
     torch._dynamo.reset()
@@ -247,6 +250,22 @@ def compile_fattr(pair: Pair, case: cases_mod.Case, s: Settings, device: torch.d
             out[impl] = compiled
     if "fattr_compiled_no_grad" in out:
         out["fattr_no_grad"] = _no_grad(eager)
+    if floor is not None:
+        try:
+            compiled = torch.compile(floor)
+            sync()
+            t0 = time.perf_counter()
+            result = compiled(x)
+            sync()
+            row.compile_s["floor_compiled"] = time.perf_counter() - t0
+            err = pairs.max_error(result, floor(x))
+        except COMPILE_ERRORS as e:
+            row.notes.append(f"floor compiled n/a: {_short(e)}")
+        else:
+            if err > pair.rtol:
+                row.notes.append(f"floor compiled n/a: differs from eager by {err:.1e}")
+            else:
+                out["floor_compiled"] = compiled
     return out
 
 
@@ -280,7 +299,7 @@ def evaluate(pair: Pair, case: cases_mod.Case, mode: Mode, device: torch.device,
     if fns is None or not check(pair, case, mode.settings, row, fns, log):
         return row
     if mode.compile == "all" or (mode.compile == "goals" and (case.name, pair.method) in GOAL_COMPILE):
-        fns.update(compile_fattr(pair, case, mode.settings, device, row, fns["fattr"]))
+        fns.update(compile_fattr(pair, case, mode.settings, device, row, fns["fattr"], fns.get("floor")))
     time_all(row, fns, case.inputs, mode, device)
     return row
 
@@ -301,13 +320,13 @@ def _ratio(a: Optional[timing.Timing], b: Optional[timing.Timing]) -> str:
 
 
 # compiled implementation -> the eager one it is compared with
-EAGER = {"fattr_compiled": "fattr", "fattr_compiled_no_grad": "fattr_no_grad"}
+EAGER = {"fattr_compiled": "fattr", "fattr_compiled_no_grad": "fattr_no_grad", "floor_compiled": "floor"}
 
 
 def table(rows: List[Row]) -> str:
     head = ("| case | method | fattr ms | compiled ms | captum ms | floor ms | fattr/captum | fattr/floor | "
-            "compiled/eager | compiled/eager no_grad | compile s | check / notes |")
-    lines = [head, "|" + "---|" * 12]
+            "compiled/eager | compiled/eager no_grad | floor compiled/eager | compile s | check / notes |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         t = r.timings
         if r.status == "ok":

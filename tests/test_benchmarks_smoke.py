@@ -72,19 +72,21 @@ def test_unknown_method_is_refused():
 
 
 def test_compiled_over_eager_as_called_and_under_no_grad(tmp_path, capsys):
-    """With --compile, a row reports compiled/eager as called and under no_grad, in the table and the JSON."""
+    """With --compile, a row reports compiled/eager as called and under no_grad, and the floor's compiled/eager,
+    in the table and the JSON."""
     path = tmp_path / "records.json"
     status = run.main(["--smoke", "--cases", "mlp_tiny", "--methods", "saliency", "--compile", "all",
                        "--no-memory", "--json", str(path)])
     table = capsys.readouterr().out
     assert status == 0, table
-    assert "| compiled/eager | compiled/eager no_grad |" in table
+    assert "| compiled/eager | compiled/eager no_grad | floor compiled/eager |" in table
     row = next(line for line in table.splitlines() if line.startswith("| mlp_tiny | saliency |"))
-    as_called, no_grad = row.split("|")[9:11]
-    assert float(as_called) > 0 and float(no_grad) > 0, row
+    as_called, no_grad, floor = row.split("|")[9:12]
+    assert float(as_called) > 0 and float(no_grad) > 0 and float(floor) > 0, row
     records = {r["impl"]: r for r in json.loads(path.read_text())}
-    assert {"fattr", "fattr_compiled", "fattr_no_grad", "fattr_compiled_no_grad"} <= set(records)
-    for compiled, eager in (("fattr_compiled", "fattr"), ("fattr_compiled_no_grad", "fattr_no_grad")):
+    assert {"fattr", "fattr_compiled", "fattr_no_grad", "fattr_compiled_no_grad", "floor_compiled"} <= set(records)
+    for compiled, eager in (("fattr_compiled", "fattr"), ("fattr_compiled_no_grad", "fattr_no_grad"),
+                            ("floor_compiled", "floor")):
         rec = records[compiled]
         assert rec["compile_s"] > 0
         assert rec["compiled_over_eager"] == pytest.approx(rec["median_s"] / records[eager]["median_s"])
