@@ -10,7 +10,7 @@ from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike,
 from ..errors import check_callable, fail
 from ..structure import Tensors
 from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
-from .features import features_of
+from .features import Features, features_of
 from .progress import Progress
 from .shapley import permutations
 
@@ -27,6 +27,24 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         if not bool(same.any()):
             return perms
         perms[same] = permutations(generator, int(same.sum()), n_examples)
+
+
+def permute_each(evaluate: Evaluator, xs: Tensors, features: Features, perms: Optional[torch.Tensor],
+                 reference: torch.Tensor, ppe: int, progress: Progress,
+                 perm_func: Optional[Callable[..., Any]] = None) -> Tensors:
+    """``reference`` minus ``f`` with each feature shuffled across the examples (feature ``i`` by
+    ``perms[i]``, ``(n_features, B)``; or by ``perm_func(x, mask)``), ``ppe`` features per call, given to
+    every element of the feature: per input ``(R, *x.shape[1:])``, ``R`` the rows of ``reference``."""
+    def rows(start: int, stop: int) -> Tensors:
+        selected = features.selected(start, stop)
+        if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
+            return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
+                         for x, s in zip(xs, selected))  # a mask per feature, (1 or B, ...)
+        assert perms is not None  # (internal: drawn by the caller when there is no perm_func)
+        return replace(xs, [x[perms[start:stop]] for x in xs], selected)
+
+    outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(reference.device)
+    return features.scatter((reference.unsqueeze(0) - outs).t(), xs)
 
 
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
@@ -78,15 +96,7 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
     perms = shuffles(randomness.resolve(generator), features.n, n).to(xs[0].device)
 
     def compute(xs_: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
-        def rows(start: int, stop: int) -> Tensors:
-            selected = features.selected(start, stop)
-            if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
-                return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
-                             for x, s in zip(xs_, selected))  # a mask per feature, (1 or B, ...)
-            return replace(xs_, [x[perms[start:stop]] for x in xs_], selected)
-
         with Progress(-(-features.n // ppe), "feature_permutation", show_progress) as progress:
-            outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
-        return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
+            return permute_each(evaluate, xs_, features, perms, ref, ppe, progress, perm_func)
 
     return structure.restore(differentiable(compute, f, xs, (), tgt, args, ppe), was_tuple)
