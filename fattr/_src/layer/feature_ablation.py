@@ -107,8 +107,8 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
     layer_mask, n_features = numbered(layer_mask, n_features)
 
     def compute(acts: Tensors, given: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tuple[Tensors, None]:
-        bases = rebuild_bases(given)
-        bases = _baselines(bases if many else bases[0], acts)
+        rebuilt = rebuild_bases(given)
+        bases = _baselines(rebuilt if many else rebuilt[0], acts)
         features = features_of(layer_mask, acts, "layer_mask", n_features=n_features)
         return ablate_each(evaluate, acts, bases, features, ref, ppe, Progress(0, "", False)), None
 

@@ -16,7 +16,7 @@ from ..base import (ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike
 from ..errors import check_callable, check_positive_int, fail
 from ..perturbation.evaluate import Evaluator
 from ..perturbation.features import features_of
-from ..perturbation.permutation import permute_each, shuffles
+from ..perturbation.permutation import Replayed, permute_each, shuffles
 from ..perturbation.progress import Progress
 from ..structure import Tensors
 from .feature_ablation import numbered, on_tail
@@ -85,9 +85,10 @@ def layer_feature_permutation(model: ModelLike, layer: LayerLike, inputs: Inputs
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (the layer's neurons are shuffled across the batch)", xs[0])
     g = randomness.resolve(generator)
-    # the draws come from a copy of g's state, so that a recomputation draws the same permutations; g then
-    # moves on as if it had made them
-    start = None if perm_func is not None else randomness.drawn(g.get_state)
+    # the draws come from a copy of g's state (of the global generator for perm_func), so that a recomputation
+    # draws the same permutations; g then moves on as if it had made them
+    replayed = None if perm_func is None else Replayed(perm_func)
+    start = None if replayed is not None else randomness.drawn(g.get_state)
     layer_mask, n_features = numbered(layer_mask, n_features)
 
     def compute(acts: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor
@@ -95,10 +96,12 @@ def layer_feature_permutation(model: ModelLike, layer: LayerLike, inputs: Inputs
         features = features_of(layer_mask, acts, "layer_mask", n_features=n_features)
         perms, end = (None, None) if start is None else randomness.drawn(_shuffles, start, g.device, features.n, n)
         perms = None if perms is None else perms.to(acts[0].device)
-        return permute_each(evaluate, acts, features, perms, ref, ppe, Progress(0, "", False), perm_func), end
+        return permute_each(evaluate, acts, features, perms, ref, ppe, Progress(0, "", False), replayed), end
 
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     result, end = on_tail(lf, xs, tgt, args, (), compute, ppe=ppe, aggregate=True)
     if end is not None:
         randomness.drawn(g.set_state, end)
+    if replayed is not None:
+        replayed.finish()
     return result
