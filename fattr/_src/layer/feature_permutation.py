@@ -70,9 +70,9 @@ def layer_feature_permutation(model: ModelLike, layer: LayerLike, inputs: Inputs
       >>> import torch, fattr
       >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
       >>> x, y = torch.randn(16, 3), torch.randn(16, 1)
-      >>> loss = lambda x: torch.nn.functional.mse_loss(model(x), y)   # one value for the batch
+      >>> loss = lambda x, y: torch.nn.functional.mse_loss(model(x), y)   # one value for the batch
       >>> g = torch.Generator().manual_seed(0)
-      >>> fattr.layer_feature_permutation(loss, model[1], x, generator=g).shape   # one row: the loss's
+      >>> fattr.layer_feature_permutation(loss, model[1], x, args=(y,), generator=g).shape   # the loss's row
       torch.Size([1, 4])
       >>> fattr.layer_feature_permutation(model, model[1], x, target=0, layer_mask=torch.tensor([[0, 0, 1, 1]]),
       ...                                 perturbations_per_eval=2, generator=g).shape
