@@ -84,19 +84,25 @@ def layer_feature_permutation(model: ModelLike, layer: LayerLike, inputs: Inputs
     n = xs[0].shape[0]
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (the layer's neurons are shuffled across the batch)", xs[0])
-    g = randomness.resolve(generator)
-    # the draws come from a copy of g's state (of the global generator for perm_func), so that a recomputation
-    # draws the same permutations; g then moves on as if it had made them
     replayed = None if perm_func is None else Replayed(perm_func)
-    start = None if replayed is not None else randomness.drawn(g.get_state)
     layer_mask, n_features = numbered(layer_mask, n_features)
+    g = randomness.resolve(generator)
+    # with a mask the number of groups is known before the head runs: the permutations are drawn now, as
+    # feature_permutation draws them; without, it is the activation's size, so they are drawn in the pass, from
+    # a copy of g's state (a recomputation draws the same ones), and g moves on as if it had drawn them
+    perms: Optional[torch.Tensor] = None
+    start: Optional[torch.Tensor] = None
+    if replayed is None and n_features is not None:
+        perms = randomness.drawn(shuffles, g, n_features, n)
+    elif replayed is None:
+        start = randomness.drawn(g.get_state)
 
     def compute(acts: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor
                 ) -> Tuple[Tensors, Optional[torch.Tensor]]:
         features = features_of(layer_mask, acts, "layer_mask", n_features=n_features)
-        perms, end = (None, None) if start is None else randomness.drawn(_shuffles, start, g.device, features.n, n)
-        perms = None if perms is None else perms.to(acts[0].device)
-        return permute_each(evaluate, acts, features, perms, ref, ppe, Progress(0, "", False), replayed), end
+        drawn, end = (perms, None) if start is None else randomness.drawn(_shuffles, start, g.device, features.n, n)
+        drawn = None if drawn is None else drawn.to(acts[0].device)
+        return permute_each(evaluate, acts, features, drawn, ref, ppe, Progress(0, "", False), replayed), end
 
     lf = LayerFunction(model, layer, attribute_to_layer_input)
     result, end = on_tail(lf, xs, tgt, args, (), compute, ppe=ppe, aggregate=True)
