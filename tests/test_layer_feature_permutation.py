@@ -320,3 +320,19 @@ def test_aggregate_mode_takes_one_copy_per_call() -> None:
     model, x = _mlp(), randn(4, 3)
     with pytest.raises(ValueError, match="perturbations_per_eval"):
         fattr.layer_feature_permutation(lambda x: model(x).sum(), model[1], x, perturbations_per_eval=2)
+
+
+# --------------------------------------------------------------------------- the shared tail helper
+
+def test_layer_feature_ablation_takes_a_loss_as_captum_does() -> None:
+    """``layer_feature_ablation`` runs on the same helper (``on_tail``): with ``target=None`` the model may
+    return one value for the batch (Captum's aggregate mode); before, fattr refused it."""
+    model, x, y = _mlp(), randn(6, 3, seed=1), randn(6, 2, seed=2)
+    loss = lambda x: ((model(x) - y) ** 2).mean()  # noqa: E731
+    mask = torch.tensor([[0, 1, 1, 2, 0]])
+    theirs = ca.LayerFeatureAblation(loss, model[1]).attribute(x, layer_baselines=0.5, layer_mask=mask)
+    ours = fattr.layer_feature_ablation(loss, model[1], x, 0.5, layer_mask=mask)
+    assert ours.shape == (1, 5)
+    _close(ours, theirs)
+    with pytest.raises(ValueError, match="perturbations_per_eval"):
+        fattr.layer_feature_ablation(loss, model[1], x, perturbations_per_eval=2)

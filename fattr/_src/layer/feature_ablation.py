@@ -77,7 +77,9 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
       layer_baselines: the replacement values, in the layer's activation space:
         None (zeros), a number, or a tensor broadcastable to the activation (a
         tuple of these for a layer with several tensors).
-      target: the output to attribute (None, int, tuple, or one entry per example).
+      target: the output to attribute (None, int, tuple, or one entry per example). With None, ``model``
+        may return one value for the whole batch (a loss: Captum's aggregate mode; attributions then have
+        a batch dim of 1, and ``perturbations_per_eval`` must be 1).
       args: extra positional arguments of ``model``.
       layer_mask: integer group ids broadcastable to the activation (neurons with
         the same id are ablated together; ids may be shared across the tensors of
@@ -112,7 +114,8 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
         features = features_of(layer_mask, acts, "layer_mask", n_features=n_features)
         return ablate_each(evaluate, acts, bases, features, ref, ppe, Progress(0, "", False)), None
 
-    return on_tail(LayerFunction(model, layer, attribute_to_layer_input), xs, tgt, args, base_tensors, compute)[0]
+    lf = LayerFunction(model, layer, attribute_to_layer_input)
+    return on_tail(lf, xs, tgt, args, base_tensors, compute, ppe=ppe, aggregate=tgt.is_none)[0]
 
 
 def on_tail(lf: LayerFunction, xs: Tensors, target: Target, args: Tuple[Any, ...], extra: Tensors,
