@@ -115,20 +115,21 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
         return ablate_each(evaluate, acts, bases, features, ref, ppe, Progress(0, "", False)), None
 
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    return on_tail(lf, xs, tgt, args, base_tensors, compute, ppe=ppe, aggregate=tgt.is_none)[0]
+    return on_tail(lf, xs, tgt, args, base_tensors, compute, ppe)[0]
 
 
 def on_tail(lf: LayerFunction, xs: Tensors, target: Target, args: Tuple[Any, ...], extra: Tensors,
-            compute: Callable[[Tensors, Tensors, Evaluator, torch.Tensor], Tuple[Tensors, Any]], *,
-            ppe: int = 1, aggregate: bool = False) -> Tuple[ResultOrList, Any]:
+            compute: Callable[[Tensors, Tensors, Evaluator, torch.Tensor], Tuple[Tensors, Any]], ppe: int
+            ) -> Tuple[ResultOrList, Any]:
     """``compute(activations, extra, evaluate, reference) -> (flat attributions, aux)`` on the layer's
     activation for ``xs``, in one checkpoint (differentiable on demand with respect to ``xs``, the tensor
     ``args``, ``extra`` and the model's parameters): the head runs once, ``evaluate`` runs the tail on
     perturbed copies of the activation, ``reference`` is the tail's output at the activation. Returns the
     attributions in the activation's structure and the first run's ``aux``.
 
-    ``aggregate``: ``f`` may return one value for the whole batch (Captum's aggregate mode, with
-    ``target=None``); then ``ppe`` must be 1."""
+    With ``target=None``, ``f`` may return one value for the whole batch (Captum's aggregate mode; then
+    ``ppe``, the perturbations per tail call, must be 1). With a target, the reference is a forward pass of
+    its own (:func:`.gradients.outputs`: compiled, from an inference graph)."""
     n, m = xs[0].shape[0], len(xs)
     f = lf.function()
     arg_tensors, rebuild = split_args(args)
@@ -137,7 +138,8 @@ def on_tail(lf: LayerFunction, xs: Tensors, target: Target, args: Tuple[Any, ...
     def run(tensors: Tensors, lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:
         acts, rest = lf.head(tensors[:m], rebuild(tensors[m:k]), gradient=False)
         with torch.enable_grad():  # (without grad in a graph-free pass: the tails' fast paths)
-            ref, whole = reference(f, acts, target, rest) if aggregate else (outputs(f, acts, target, rest), False)
+            ref, whole = (reference(f, acts, target, rest) if target.is_none
+                          else (outputs(f, acts, target, rest), False))
         reads(ref)
         if whole and ppe > 1:
             fail("perturbations_per_eval", "1 when f returns one value for the whole batch (aggregate mode: "

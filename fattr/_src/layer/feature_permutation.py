@@ -105,7 +105,7 @@ def layer_feature_permutation(model: ModelLike, layer: LayerLike, inputs: Inputs
         return permute_each(evaluate, acts, features, drawn, ref, ppe, Progress(0, "", False), replayed), end
 
     lf = LayerFunction(model, layer, attribute_to_layer_input)
-    result, end = on_tail(lf, xs, tgt, args, (), compute, ppe=ppe, aggregate=True)
+    result, end = on_tail(lf, xs, tgt, args, (), compute, ppe)
     if end is not None:
         randomness.drawn(g.set_state, end)
     if replayed is not None:
