@@ -219,6 +219,83 @@ def _floor_feature_permutation(c: Case, s: Settings) -> Fn:
     return run
 
 
+# ------------------------------------------------------------------ layer feature permutation
+
+def _layer_groups(c: Case) -> Tuple[torch.Tensor, int]:
+    """The groups of the ``layer`` activation (``c.layer_mask``, or one per neuron), ``(1, ...)``, and their
+    number: fattr numbers them in this order (sorted ids), so group ``i`` gets fattr's ``i``-th shuffle."""
+    from .pairs import head_tail
+    with torch.no_grad():
+        shape = tuple(head_tail(c.model, c.layer)[0](c.inputs[:1]).shape[1:])
+    size = int(torch.tensor(shape).prod())
+    mask = (torch.arange(size, device=c.inputs.device).reshape((1,) + shape) if c.layer_mask is None
+            else c.layer_mask.expand((1,) + shape))
+    return mask, int(mask.max()) + 1
+
+
+def _layer_shuffles(c: Case, s: Settings) -> torch.Tensor:
+    from fattr._src.perturbation.permutation import shuffles
+    return shuffles(_generator(c, s), _layer_groups(c)[1], c.inputs.shape[0])
+
+
+def _layer_options(c: Case, s: Settings) -> Dict[str, Any]:
+    if c.layer_mask is None:
+        return {"layer_mask": None}
+    return {"layer_mask": c.layer_mask, "n_features": int(c.layer_mask.max()) + 1}
+
+
+def _captum_layer_feature_permutation(c: Case, s: Settings) -> Fn:
+    """Captum's LayerFeaturePermutation replaying fattr's shuffles (its ``attributor`` given a ``perm_func``).
+    Captum 0.9 selects ``target`` twice (it fails unless None): it gets the model with the target selected."""
+    import functools
+
+    from captum.attr import FeaturePermutation, LayerFeaturePermutation
+    perms = _layer_shuffles(c, s)
+    n = c.inputs.shape[0]
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        out = c.model(x)
+        return out.gather(1, c.target.repeat(out.shape[0] // n).reshape(-1, 1)).reshape(-1)
+
+    def run(x: torch.Tensor) -> Any:
+        replay = iter(perms)
+
+        def perm_func(t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            return torch.where(m, t[next(replay)], t)
+
+        class Replaying(LayerFeaturePermutation):  # type: ignore[misc]
+            @property
+            def attributor(self) -> Any:
+                return functools.partial(FeaturePermutation, perm_func=perm_func)
+        return Replaying(f, c.module(c.layer)).attribute(x, layer_mask=c.layer_mask,
+                                                         perturbations_per_eval=s.perturbations_per_eval)
+    return run
+
+
+def _floor_layer_feature_permutation(c: Case, s: Settings) -> Fn:
+    """The head once, then the tail on ``perturbations_per_eval`` shuffled copies per call (no grad)."""
+    from .pairs import head_tail
+    head, tail = head_tail(c.model, c.layer)
+    mask, n_groups = _layer_groups(c)
+    perms = _layer_shuffles(c, s)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        with torch.no_grad():
+            act = head(x)
+            shape, ones = tuple(act.shape[1:]), (1,) * (act.dim() - 1)
+            base = tail(act).gather(1, c.target.reshape(-1, 1)).reshape(n)
+            attr = torch.zeros_like(act)
+            for start in range(0, n_groups, s.perturbations_per_eval):
+                gs = torch.arange(start, min(start + s.perturbations_per_eval, n_groups), device=x.device)
+                hit = (mask == gs.reshape((-1,) + ones)).unsqueeze(1)  # (k, 1, ...)
+                rows = torch.where(hit, act[perms[gs]], act.unsqueeze(0)).reshape((-1,) + shape)
+                out = tail(rows).gather(1, c.target.repeat(len(gs)).reshape(-1, 1)).reshape(len(gs), n)
+                attr = attr + ((base.unsqueeze(0) - out).reshape((len(gs), n) + ones) * hit).sum(0)
+        return attr
+    return run
+
+
 def perturbation_pairs() -> List[Pair]:
     from .pairs import TOKENS, Pair
     no_tokens = (("transformer", TOKENS),)
@@ -239,4 +316,8 @@ def perturbation_pairs() -> List[Pair]:
         Pair("feature_permutation", "feature_permutation", _floor_feature_permutation, options=mask,
              captum=_captum_feature_permutation, cpu_generator=True,
              not_for=no_tokens + (("mlp_tiny", "one example: nothing to shuffle across"),)),
+        Pair("layer_feature_permutation", "layer_feature_permutation", _floor_layer_feature_permutation,
+             options=_layer_options, captum=_captum_layer_feature_permutation, cpu_generator=True,
+             not_for=(("mlp_tiny", "one example: nothing to shuffle across"),
+                      ("transformer", "not built: the Captum builder here wraps a model of one float input"))),
     ]

@@ -16,6 +16,7 @@ from fattr._src.registry import MethodSpec, methods
 from fattr._src.saliency import input_x_gradient, saliency
 from fattr._src.layer.activation import layer_activation
 from fattr._src.layer.feature_ablation import layer_feature_ablation
+from fattr._src.layer.feature_permutation import layer_feature_permutation
 from fattr._src.layer.grad_cam import layer_grad_cam
 from fattr._src.layer.gradient_shap import layer_gradient_shap
 from fattr._src.layer.gradient_x_activation import layer_gradient_x_activation
@@ -78,6 +79,7 @@ __all__ = [
     "layer_activation",
     "layer_conductance",
     "layer_feature_ablation",
+    "layer_feature_permutation",
     "layer_grad_cam",
     "layer_gradient_shap",
     "layer_gradient_x_activation",

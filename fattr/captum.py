@@ -31,6 +31,8 @@ nt_samples=, nt_samples_batch_size=)``         stdevs=, chunk_size=)(...)``     
 ``LayerIntegratedGradients(f, layer)``         ``layer_integrated_gradients``              trapezoid weights as IG
 ``LayerGradientShap(f, layer)``                ``layer_gradient_shap``                     random draws as GradientShap
 ``LayerFeatureAblation(f, layer)``             ``layer_feature_ablation``                  nothing
+``LayerFeaturePermutation(f, layer)``         ``layer_feature_permutation``               fattr's shuffles; ``target`` works (Captum
+                                                                                           selects it twice: only None works)
 ``LayerDeepLift(m, layer)``                    ``layer_deeplift``                          as DeepLift
 ``LayerDeepLiftShap(m, layer)``                ``layer_deeplift_shap``                     as DeepLift
 ``FeatureAblation(f)``                         ``feature_ablation``                        ``**kwargs`` ignored (as in Captum)
@@ -73,8 +75,8 @@ from fattr._src.compat.classes import (Deconvolution, DeepLift, DeepLiftShap, Gr
                                        NeuronDeepLift, NeuronDeepLiftShap, NeuronFeatureAblation, NeuronGradient,
                                        NeuronGradientShap, NeuronGuidedBackprop, NeuronIntegratedGradients,
                                        NoiseTunnel, Saliency)
-from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, Lime, Occlusion,
-                                            ShapleyValueSampling, ShapleyValues)
+from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, LayerFeaturePermutation,
+                                            Lime, Occlusion, ShapleyValueSampling, ShapleyValues)
 
 __all__ = [
     "Attribution",
@@ -95,6 +97,7 @@ __all__ = [
     "LayerDeepLift",
     "LayerDeepLiftShap",
     "LayerFeatureAblation",
+    "LayerFeaturePermutation",
     "LayerGradCam",
     "LayerGradientShap",
     "LayerGradientXActivation",

@@ -23,6 +23,7 @@ from .tracing import is_compiling
 from .saliency import input_x_gradient, saliency
 from .layer.activation import layer_activation
 from .layer.feature_ablation import layer_feature_ablation
+from .layer.feature_permutation import layer_feature_permutation
 from .layer.grad_cam import layer_grad_cam
 from .layer.gradient_shap import layer_gradient_shap
 from .layer.gradient_x_activation import layer_gradient_x_activation
@@ -266,6 +267,9 @@ _SPECS = [
     MethodSpec("layer_feature_ablation", layer_feature_ablation, layer=True,
                options=(("perturbations_per_eval", 3),), per_example=("layer_baselines", "layer_mask"),
                captum=Captum("LayerFeatureAblation")),
+    MethodSpec("layer_feature_permutation", layer_feature_permutation, layer=True, stochastic=True,
+               options=(("perturbations_per_eval", 3),), per_example=("layer_mask",),
+               captum=Captum("LayerFeaturePermutation")),
     # DeepLift (rescale rule by function interception)
     MethodSpec("deeplift", deeplift, baselines="optional", delta=True, per_example=("baselines",),
                captum=Captum("DeepLift")),

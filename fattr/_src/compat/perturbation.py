@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..layer.feature_permutation import layer_feature_permutation
 from ..perturbation.ablation import feature_ablation
 from ..perturbation.lime import kernel_shap, lime
 from ..perturbation.occlusion import occlusion
@@ -80,3 +81,12 @@ class FeaturePermutation(Attribution, fn=feature_permutation, multiplies=True, s
     """Captum's ``FeaturePermutation`` on :func:`fattr.feature_permutation`: with the default ``perm_func``
     the shuffles are fattr's, drawn from torch's global generator; another ``perm_func`` is called as
     Captum calls it. ``**kwargs`` are ignored, as in Captum."""
+
+
+class LayerFeaturePermutation(Attribution, fn=layer_feature_permutation, layer_method=True, multiplies=True,
+                              stochastic=True,
+                              attribute=captum("inputs", target=None, additional_forward_args=None, layer_mask=None,
+                                               perturbations_per_eval=1)):
+    """Captum's ``LayerFeaturePermutation`` on :func:`fattr.layer_feature_permutation`: fattr's shuffles,
+    drawn from torch's global generator. ``target`` selects the output once (Captum 0.9 selects it twice,
+    so it fails unless ``target`` is None)."""

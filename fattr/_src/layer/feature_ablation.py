@@ -5,7 +5,7 @@ the split model, with the layer's activation as its input."""
 from __future__ import annotations
 
 from numbers import Number
-from typing import Any, List, Optional, Tuple, cast
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 import torch
 
@@ -15,11 +15,12 @@ from ..base import (ArgsLike, BaselinesLike, FeatureMaskLike, InputsLike, Kwargs
 from ..errors import check_positive_int, fail
 from ..gradients import outputs
 from ..perturbation.ablation import ablate_each
-from ..perturbation.evaluate import Evaluator
+from ..perturbation.evaluate import Evaluator, reference
 from ..perturbation.features import Features, features_of, per_tensor
 from ..perturbation.progress import Progress
 from ..recompute import checkpoint_aux, reads
 from ..structure import Tensors
+from ..targets import Target
 from .view import LayerFunction
 
 
@@ -39,7 +40,7 @@ def _baselines(layer_baselines: Any, acts: Tensors) -> List[torch.Tensor]:
     return out
 
 
-def _numbered(mask: Any, n_features: Optional[int]) -> Tuple[Any, Optional[int]]:
+def numbered(mask: Any, n_features: Optional[int]) -> Tuple[Any, Optional[int]]:
     """``mask``'s ids numbered ``0 .. n-1`` and their number ``n``, counted before the checkpoint: the
     count is a graph break under Dynamo (``torch.unique``), which inside the checkpoint's recomputed
     pass breaks the whole call into pieces (3x slower compiled than eager). The set of ids does not
@@ -76,7 +77,9 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
       layer_baselines: the replacement values, in the layer's activation space:
         None (zeros), a number, or a tensor broadcastable to the activation (a
         tuple of these for a layer with several tensors).
-      target: the output to attribute (None, int, tuple, or one entry per example).
+      target: the output to attribute (None, int, tuple, or one entry per example). With None, ``model``
+        may return one value for the whole batch (a loss: Captum's aggregate mode; attributions then have
+        a batch dim of 1, and ``perturbations_per_eval`` must be 1).
       args: extra positional arguments of ``model``.
       layer_mask: integer group ids broadcastable to the activation (neurons with
         the same id are ablated together; ids may be shared across the tensors of
@@ -101,23 +104,48 @@ def layer_feature_ablation(model: ModelLike, layer: LayerLike, inputs: InputsLik
     """
     xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
-    n, m = xs[0].shape[0], len(xs)
-    lf = LayerFunction(model, layer, attribute_to_layer_input)
-    f = lf.function()
-    arg_tensors, rebuild = split_args(args)
     many = isinstance(layer_baselines, tuple)
     base_tensors, rebuild_bases = split_args(cast(Tuple[Any, ...], layer_baselines) if many else (layer_baselines,))
-    layer_mask, n_features = _numbered(layer_mask, n_features)
+    layer_mask, n_features = numbered(layer_mask, n_features)
 
-    def run(tensors: Tensors) -> Tuple[Tensors, Tuple[Any, ...]]:  # head and ablations: one checkpoint
-        acts, rest = lf.head(tensors[:m], rebuild(tensors[m:m + len(arg_tensors)]), gradient=False)
-        given = rebuild_bases(tensors[m + len(arg_tensors):])
-        bases = _baselines(given if many else given[0], acts)
+    def compute(acts: Tensors, given: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tuple[Tensors, None]:
+        rebuilt = rebuild_bases(given)
+        bases = _baselines(rebuilt if many else rebuilt[0], acts)
         features = features_of(layer_mask, acts, "layer_mask", n_features=n_features)
-        with torch.enable_grad():  # (without grad in a graph-free pass: the tails' fast paths)
-            reference = outputs(f, acts, tgt, rest)
-        reads(reference)
-        evaluate = Evaluator(f, tgt, rest, n, aggregate=False)
-        return ablate_each(evaluate, acts, bases, features, reference, ppe, Progress(0, "", False)), rest[-1:]
+        return ablate_each(evaluate, acts, bases, features, ref, ppe, Progress(0, "", False)), None
 
-    return lf.restore(*checkpoint_aux(run, tuple(xs) + arg_tensors + base_tensors, module=lf.model))
+    lf = LayerFunction(model, layer, attribute_to_layer_input)
+    return on_tail(lf, xs, tgt, args, base_tensors, compute, ppe)[0]
+
+
+def on_tail(lf: LayerFunction, xs: Tensors, target: Target, args: Tuple[Any, ...], extra: Tensors,
+            compute: Callable[[Tensors, Tensors, Evaluator, torch.Tensor], Tuple[Tensors, Any]], ppe: int
+            ) -> Tuple[ResultOrList, Any]:
+    """``compute(activations, extra, evaluate, reference) -> (flat attributions, aux)`` on the layer's
+    activation for ``xs``, in one checkpoint (differentiable on demand with respect to ``xs``, the tensor
+    ``args``, ``extra`` and the model's parameters): the head runs once, ``evaluate`` runs the tail on
+    perturbed copies of the activation, ``reference`` is the tail's output at the activation. Returns the
+    attributions in the activation's structure and the first run's ``aux``.
+
+    With ``target=None``, ``f`` may return one value for the whole batch (Captum's aggregate mode; then
+    ``ppe``, the perturbations per tail call, must be 1). With a target, the reference is a forward pass of
+    its own (:func:`.gradients.outputs`: compiled, from an inference graph)."""
+    n, m = xs[0].shape[0], len(xs)
+    f = lf.function()
+    arg_tensors, rebuild = split_args(args)
+    k = m + len(arg_tensors)
+
+    def run(tensors: Tensors, lf: LayerFunction = lf) -> Tuple[Tensors, Tuple[Any, ...]]:
+        acts, rest = lf.head(tensors[:m], rebuild(tensors[m:k]), gradient=False)
+        with torch.enable_grad():  # (without grad in a graph-free pass: the tails' fast paths)
+            ref, whole = (reference(f, acts, target, rest) if target.is_none
+                          else (outputs(f, acts, target, rest), False))
+        reads(ref)
+        if whole and ppe > 1:
+            fail("perturbations_per_eval", "1 when f returns one value for the whole batch (aggregate mode: "
+                 "copies of the batch cannot share a call)", ppe)
+        values, aux = compute(acts, tensors[k:], Evaluator(f, target, rest, n, aggregate=whole), ref)
+        return values, (rest[-1:], aux)
+
+    values, (packing, aux) = checkpoint_aux(run, tuple(xs) + arg_tensors + tuple(extra), module=lf.model)
+    return lf.restore(values, packing), aux

@@ -1,7 +1,8 @@
 """Permutation feature importance: shuffle each feature across the batch, measure the output's change."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import contextlib
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -10,7 +11,7 @@ from ..base import ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, ModelLike,
 from ..errors import check_callable, fail
 from ..structure import Tensors
 from .evaluate import Evaluator, differentiable, in_chunks, prepare, replace
-from .features import features_of
+from .features import Features, features_of
 from .progress import Progress
 from .shapley import permutations
 
@@ -27,6 +28,51 @@ def shuffles(generator: torch.Generator, n_features: int, n_examples: int) -> to
         if not bool(same.any()):
             return perms
         perms[same] = permutations(generator, int(same.sum()), n_examples)
+
+
+class Replayed:
+    """A user's ``perm_func`` whose draws from torch's global (CPU) generator, like Captum's default one's, are
+    the same at every run of the computation: each run starts from the generator's state when this was made,
+    and :meth:`finish` leaves the generator where the first run left it, as if ``perm_func`` had run once.
+    (A recomputation in backward restores the global generator itself; a forward run again to keep its
+    graph, as a layer method's fallback capture does for a function reading tensors outside it, does not.)"""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.start = torch.get_rng_state()
+        self.end: Optional[torch.Tensor] = None
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.start)
+            yield
+            if self.end is None:
+                self.end = torch.get_rng_state()
+
+    def finish(self) -> None:
+        if self.end is not None:
+            torch.set_rng_state(self.end)
+
+
+def permute_each(evaluate: Evaluator, xs: Tensors, features: Features, perms: Optional[torch.Tensor],
+                 reference: torch.Tensor, ppe: int, progress: Progress, perm_func: Optional[Replayed] = None
+                 ) -> Tensors:
+    """``reference`` minus ``f`` with each feature shuffled across the examples (feature ``i`` by
+    ``perms[i]``, ``(n_features, B)``; or by ``perm_func(x, mask)``), ``ppe`` features per call, given to
+    every element of the feature: per input ``(R, *x.shape[1:])``, ``R`` the rows of ``reference``."""
+    def rows(start: int, stop: int) -> Tensors:
+        selected = features.selected(start, stop)
+        if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
+            fn = perm_func.fn
+            return tuple(torch.stack([(fn(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
+                         for x, s in zip(xs, selected))  # a mask per feature, (1 or B, ...)
+        assert perms is not None  # (internal: drawn by the caller when there is no perm_func)
+        return replace(xs, [x[perms[start:stop]] for x in xs], selected)
+
+    with perm_func.replaying() if perm_func is not None else contextlib.nullcontext():
+        outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(reference.device)
+    return features.scatter((reference.unsqueeze(0) - outs).t(), xs)
 
 
 def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args: ArgsLike = (),
@@ -75,18 +121,14 @@ def feature_permutation(f: ModelLike, inputs: InputsLike, *, target: TargetLike 
         fail("inputs", "at least 2 examples (features are shuffled across the batch)", xs[0])
     check_callable("perm_func", perm_func, optional=True)
     features = features_of(feature_mask, xs, n_features=n_features)
-    perms = shuffles(randomness.resolve(generator), features.n, n).to(xs[0].device)
+    replayed = None if perm_func is None else Replayed(perm_func)
+    perms = None if replayed is not None else shuffles(randomness.resolve(generator), features.n, n).to(xs[0].device)
 
     def compute(xs_: Tensors, _: Tensors, evaluate: Evaluator, ref: torch.Tensor) -> Tensors:
-        def rows(start: int, stop: int) -> Tensors:
-            selected = features.selected(start, stop)
-            if perm_func is not None:  # per input (p, B, ...): perm_func(x, mask) for the features it holds
-                return tuple(torch.stack([(perm_func(x, mask) if bool(mask.any()) else x).expand_as(x) for mask in s])
-                             for x, s in zip(xs_, selected))  # a mask per feature, (1 or B, ...)
-            return replace(xs_, [x[perms[start:stop]] for x in xs_], selected)
-
         with Progress(-(-features.n // ppe), "feature_permutation", show_progress) as progress:
-            outs = in_chunks(evaluate, rows, features.n, ppe, progress).to(ref.device)
-        return features.scatter((ref.unsqueeze(0) - outs).t(), xs_)
+            return permute_each(evaluate, xs_, features, perms, ref, ppe, progress, replayed)
 
-    return structure.restore(differentiable(compute, f, xs, (), tgt, args, ppe), was_tuple)
+    result = differentiable(compute, f, xs, (), tgt, args, ppe)
+    if replayed is not None:
+        replayed.finish()
+    return structure.restore(result, was_tuple)
