@@ -17,7 +17,7 @@ counters = torch._dynamo.utils.counters
 SPECS = {s.name: s for s in fattr.methods()}
 # every method taking a feature (or layer) mask; the first four are deterministic
 MASKED = ["feature_ablation", "shapley_values", "layer_feature_ablation", "neuron_feature_ablation",
-          "shapley_value_sampling", "feature_permutation", "lime", "kernel_shap"]
+          "shapley_value_sampling", "feature_permutation", "layer_feature_permutation", "lime", "kernel_shap"]
 DETERMINISTIC = MASKED[:4]
 TARGET = torch.tensor([0, 1, 2, 0])
 
@@ -34,7 +34,7 @@ def _inputs():
 
 def _masks(name):
     """Two masks of the same shape with ids 0, 1, 2 all present (the layer's activation has 8 neurons)."""
-    if name == "layer_feature_ablation":
+    if name.startswith("layer_"):
         return [torch.tensor([[0, 0, 1, 1, 1, 2, 2, 2]]), torch.tensor([[2, 1, 0, 2, 1, 0, 0, 1]])]
     return [torch.tensor([[0, 0, 1, 1, 2, 2]]), torch.tensor([[2, 1, 0, 0, 1, 2]])]
 
@@ -42,7 +42,7 @@ def _masks(name):
 def _fn(name, model, **options):
     """``fn(x, mask)``: the registry's generic call with the mask (``layer_mask`` at a layer)."""
     spec = SPECS[name]
-    key = "layer_mask" if name == "layer_feature_ablation" else "feature_mask"
+    key = "layer_mask" if name.startswith("layer_") else "feature_mask"
     if "n_samples" in dict(spec.options):
         options.setdefault("n_samples", 4)
     baselines = 0.1 if spec.baselines == "optional" else None
@@ -91,7 +91,7 @@ def test_n_features_equals_the_count_for_dense_ids(name):
 @pytest.mark.parametrize("name", MASKED)
 def test_ids_out_of_range_are_a_value_error(name):
     model, x, mask = _mlp(), _inputs()[0], _masks(name)[0]
-    label = "layer_mask" if name == "layer_feature_ablation" else "feature_mask"
+    label = "layer_mask" if name.startswith("layer_") else "feature_mask"
     with pytest.raises(ValueError, match=rf"^{label}: expected ids in \[0, n_features\) = \[0, 2\), got ids "
                                          r"from 0 to 2\. .*n_features"):
         _fn(name, model, n_features=2)(x, mask)

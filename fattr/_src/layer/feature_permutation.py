@@ -13,7 +13,7 @@ from .. import randomness
 from ..arguments import boundary
 from ..base import (ArgsLike, FeatureMaskLike, InputsLike, KwargsLike, LayerLike, ModelLike, ResultOrList,
                     TargetLike)
-from ..errors import check_callable, check_positive_int, fail
+from ..errors import check_callable, check_optional_positive_int, check_positive_int, fail
 from ..perturbation.evaluate import Evaluator
 from ..perturbation.features import features_of
 from ..perturbation.permutation import Replayed, permute_each, shuffles
@@ -81,6 +81,7 @@ def layer_feature_permutation(model: ModelLike, layer: LayerLike, inputs: Inputs
     xs, _, tgt, args = boundary(model, inputs, target, args, kwargs, "model")
     ppe = check_positive_int("perturbations_per_eval", perturbations_per_eval)
     check_callable("perm_func", perm_func, optional=True)
+    n_features = check_optional_positive_int("n_features", n_features)  # before the draws it sizes
     n = xs[0].shape[0]
     if n == 1:  # no examples is fine (empty attributions); one cannot be shuffled
         fail("inputs", "at least 2 examples (the layer's neurons are shuffled across the batch)", xs[0])
