@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from torch import nn
 
 from ..errors import Shown, fail
-from .rules import EPSILON, Resolved, normalise
+from .rules import EPSILON, EpsilonRule, Resolved, normalise
 
 _WEIGHTED: Tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d,
                                nn.BatchNorm3d)
@@ -40,12 +40,13 @@ class Plan:
       by_weight: ``id(weight) -> rule`` for the modules with a weight.
       by_module: ``id(module) -> rule`` for modules without parameters whose rule is not their operation's
         default (found by the module call on the stack).
-      layers: ``(name, module, rule)`` of every leaf with a rule, in order (Captum's ``verbose`` lines).
+      layers: ``(name, module, rule)`` of every leaf with a rule, the rule as given (the default: an
+        :class:`.rules.EpsilonRule`), in order (Captum's ``verbose`` lines).
     """
 
     by_weight: Dict[int, Resolved]
     by_module: Dict[int, Resolved]
-    layers: Tuple[Tuple[str, nn.Module, Resolved], ...]
+    layers: Tuple[Tuple[str, nn.Module, Any], ...]
 
 
 def _leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -83,7 +84,7 @@ def plan(model: Any, rules: Optional[Mapping[Any, Any]] = None) -> Plan:
     given = _given(model, rules)
     by_weight: Dict[int, Resolved] = {}
     by_module: Dict[int, Resolved] = {}
-    layers: List[Tuple[str, nn.Module, Resolved]] = []
+    layers: List[Tuple[str, nn.Module, Any]] = []
     for name, module in _leaves(model):
         label = f"module {name or 'model'!r} ({type(module).__name__})"
         where, rule = given.get(id(module), (label, getattr(module, "rule", None)))
@@ -101,8 +102,8 @@ def plan(model: Any, rules: Optional[Mapping[Any, Any]] = None) -> Plan:
             fail("model", "rules on modules fattr can apply them to (Linear, Conv1d-3d, BatchNorm1d-3d, max/average "
                  "pooling, Addition_Module)", Shown(f"a rule on {label}"),
                  "fattr applies rules to the operations of these modules only.", kind=TypeError)
+        layers.append((name, module, EpsilonRule() if resolved is None else rule))
         resolved = resolved or EPSILON
-        layers.append((name, module, resolved))
         weight = getattr(module, "weight", None) if isinstance(module, _WEIGHTED) else None
         if isinstance(weight, nn.Parameter):
             by_weight[id(weight)] = resolved
