@@ -316,3 +316,24 @@ def test_relevance_is_conserved_in_a_bias_free_relu_net(seed, width, depth):
     scale = out.abs().max().item() + 1.0
     assert delta.abs().max().item() <= 1e-6 * scale  # zero, but for what epsilon absorbs near z = 0
     torch.testing.assert_close(relevance.detach().sum(1), out, rtol=0, atol=1e-6 * scale)
+
+
+# ------------------------------------------------------------------ torch.compile
+
+def test_compiles_to_one_graph_and_differentiates_like_eager():
+    """Max pooling and a Gamma rule, ``fullgraph=True``: the relevances, and the gradients of a loss through
+    them with respect to the input and the parameters, are eager's (the rule's module is found by its weight
+    as the recomputation swaps the parameters in)."""
+    torch._dynamo.reset()
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 2)).double()
+    x = torch.randn(3, 1, 10, dtype=torch.float64, requires_grad=True)
+    fn = lambda v: fattr.lrp(model.eval(), v, target=1, rules={"0": fattr.GammaRule()})  # noqa: E731
+    sources = [x] + list(model.parameters())
+    want = torch.autograd.grad(fn(x).square().sum(), sources, materialize_grads=True)
+    compiled = torch.compile(fn, fullgraph=True)
+    got = torch.autograd.grad(compiled(x).square().sum(), sources, materialize_grads=True)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), fn(x), rtol=1e-8, atol=1e-10)

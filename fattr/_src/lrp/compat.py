@@ -26,10 +26,13 @@ class _Rules(Attribution):
                 print(f"Applied {rule} on layer {module}")
         return self._call(inputs, **arguments)
 
-    def compute_convergence_delta(self, attributions: Any, output: Any, *_: Any, **__: Any) -> torch.Tensor:
-        """Captum's LRP delta: ``output - sum(attributions)`` per example (``output``: the target outputs)."""
-        attrs, _ = structure.as_tuple(attributions, "attributions")
-        return output.flatten().to(torch.float64) - row_totals(attrs)
+    def compute_convergence_delta(self, attributions: Any, output: Any, end_point: Any = None, target: Any = None,
+                                  additional_forward_args: Any = None) -> torch.Tensor:
+        """Captum's LRP delta, ``compute_convergence_delta(attributions, output)``: ``output - sum(attributions)``
+        per example, in float64 (``output``: the target outputs; the other arguments are not used)."""
+        attrs = structure.as_tuple(attributions, "attributions")[0]
+        out: torch.Tensor = torch.as_tensor(output).flatten().to(torch.float64)
+        return out - row_totals(attrs)
 
 
 class LRP(_Rules, fn=lrp, delta=True, multiplies=True, init=captum("model")):

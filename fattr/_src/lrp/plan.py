@@ -6,7 +6,7 @@ default of its type (:data:`EPSILON_TYPES`: the epsilon rule; :data:`PASS_TYPES`
 through unchanged); a leaf of any other type is refused, naming it. A rule on a pass-through module is
 ignored, as in Captum.
 
-A module with parameters is recognised in the forward pass by its weight (:attr:`Plan.by_weight`); a
+A module with parameters is recognised in the forward pass by its weight (:attr:`Plan.weighted`); a
 module without (pooling, Captum's ``Addition_Module``) with a rule other than the default of its operation
 is recognised by the module call on the Python stack (:attr:`Plan.by_module`), which only an eager call can
 read.
@@ -37,14 +37,15 @@ class Plan:
     """The rules of one model.
 
     Attributes:
-      by_weight: ``id(weight) -> rule`` for the modules with a weight.
+      weighted: ``(module, rule)`` for the modules with a weight (recognised by ``module.weight`` as the forward
+        pass reads it: a recomputation may swap the parameters, ``torch.func.functional_call`` style).
       by_module: ``id(module) -> rule`` for modules without parameters whose rule is not their operation's
         default (found by the module call on the stack).
       layers: ``(name, module, rule)`` of every leaf with a rule, the rule as given (the default: an
         :class:`.rules.EpsilonRule`), in order (Captum's ``verbose`` lines).
     """
 
-    by_weight: Dict[int, Resolved]
+    weighted: Tuple[Tuple[nn.Module, Resolved], ...]
     by_module: Dict[int, Resolved]
     layers: Tuple[Tuple[str, nn.Module, Any], ...]
 
@@ -82,7 +83,7 @@ def plan(model: Any, rules: Optional[Mapping[Any, Any]] = None) -> Plan:
     if not isinstance(model, nn.Module):
         fail("model", "an nn.Module (LRP gives rules to its leaf modules)", model, kind=TypeError)
     given = _given(model, rules)
-    by_weight: Dict[int, Resolved] = {}
+    weighted: List[Tuple[nn.Module, Resolved]] = []
     by_module: Dict[int, Resolved] = {}
     layers: List[Tuple[str, nn.Module, Any]] = []
     for name, module in _leaves(model):
@@ -106,7 +107,7 @@ def plan(model: Any, rules: Optional[Mapping[Any, Any]] = None) -> Plan:
         resolved = resolved or EPSILON
         weight = getattr(module, "weight", None) if isinstance(module, _WEIGHTED) else None
         if isinstance(weight, nn.Parameter):
-            by_weight[id(weight)] = resolved
+            weighted.append((module, resolved))
         elif resolved != EPSILON or addition:
             by_module[id(module)] = resolved
-    return Plan(by_weight, by_module, tuple(layers))
+    return Plan(tuple(weighted), by_module, tuple(layers))

@@ -24,6 +24,7 @@ else the epsilon rule), max and average pooling (epsilon, or the module's rule f
 from __future__ import annotations
 
 import sys
+from types import FrameType
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
@@ -67,7 +68,7 @@ def _kind(func: Any) -> Optional[str]:
 
 def _caller() -> Optional[nn.Module]:
     """The innermost module being called (the ``self`` of the innermost ``nn.Module._call_impl`` frame)."""
-    frame = sys._getframe(2)
+    frame: Optional[FrameType] = sys._getframe(2)
     while frame is not None:
         if frame.f_code is _CALL_IMPL:
             module = frame.f_locals.get("self")
@@ -111,6 +112,12 @@ class Propagator(TorchFunctionMode):
                  Shown("a rule other than the default on a module without parameters"),
                  "Call fattr.lrp eagerly, or leave that module its default rule.")
 
+    def _weight_rule(self, weight: Tensor) -> Optional[Resolved]:
+        for module, rule in self.plan.weighted:  # ``is``, read now: the parameters may be swapped for the pass
+            if module.weight is weight:
+                return rule
+        return None
+
     def _module_rule(self) -> Optional[Resolved]:
         module = _caller() if self.frames else None
         return None if module is None else self.plan.by_module.get(id(module))
@@ -140,7 +147,7 @@ class Propagator(TorchFunctionMode):
             return self._z_rule(x, self._module_rule() or EPSILON, lambda t: func(t, *rest, **kwargs), None)
         assert a is not None
         weight = a["weight"]
-        rule = self.plan.by_weight.get(id(weight)) if isinstance(weight, Tensor) else self._module_rule()
+        rule = self._weight_rule(weight) if isinstance(weight, Tensor) else self._module_rule()
         return self._weighted(kind, a, x, rule or EPSILON)
 
     # ---- the rules
@@ -170,8 +177,9 @@ class Propagator(TorchFunctionMode):
     def _weighted(self, kind: str, a: Dict[str, Any], x: Tensor, rule: Resolved) -> Tensor:
         weight, bias = _weights(rule, a["weight"], a["bias"])
         if kind == "linear":
+            w: Tensor = weight if weight is not None else a["weight"]  # (F.linear always has a weight)
             return self._z_rule(x, rule, lambda t: F.linear(t, a["weight"], a["bias"]),
-                                (lambda t: F.linear(t, weight, bias), lambda t: F.linear(t, weight)))
+                                (lambda t: F.linear(t, w, bias), lambda t: F.linear(t, w)))
         if kind == "conv":
             conv = getattr(F, f"conv{x.dim() - 2}d")
             options = {k: a[k] for k in ("stride", "padding", "dilation", "groups")}
