@@ -337,3 +337,25 @@ def test_compiles_to_one_graph_and_differentiates_like_eager():
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), fn(x), rtol=1e-8, atol=1e-10)
+
+
+def test_tuple_inputs_and_extra_args_match_captum():
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(7)
+            self.a, self.b, self.relu, self.out = nn.Linear(5, 6), nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 3)
+
+        def forward(self, x, y, scale):
+            return self.out(self.relu(self.a(x) + self.b(y))) * scale
+
+    model, x = Two().double(), x_mlp()
+    y = torch.randn(4, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    scale = torch.tensor([[1.0], [2.0], [0.5], [3.0]], dtype=torch.float64)  # one row per example
+    ours, delta = fattr.lrp(model, (x, y), target=[0, 1, 2, 0], args=(scale,), return_delta=True)
+    theirs, their_delta = captum_lrp(model, (x, y), target=[0, 1, 2, 0], additional_forward_args=(scale,),
+                                     return_convergence_delta=True)
+    assert isinstance(ours, tuple) and len(ours) == 2
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b.detach(), **TOL)
+    torch.testing.assert_close(delta, their_delta.detach(), **TOL)
