@@ -333,10 +333,8 @@ def test_compiles_to_one_graph_and_differentiates_like_eager():
     want = torch.autograd.grad(fn(x).square().sum(), sources, materialize_grads=True)
     compiled = torch.compile(fn, fullgraph=True)
     got = torch.autograd.grad(compiled(x).square().sum(), sources, materialize_grads=True)
-    for a, b in zip(got, want, strict=True):
+    for a, b in zip(got, want, strict=True):  # (under no_grad: tests/test_compile.py, the registry's rows)
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x), fn(x), rtol=1e-8, atol=1e-10)
 
 
 def test_tuple_inputs_and_extra_args_match_captum():
