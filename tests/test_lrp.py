@@ -293,8 +293,17 @@ def test_bad_rules_are_refused():
     model[2].rule = 1  # Captum's constructor refuses it too
     with pytest.raises(TypeError, match=r"module '2' \(Linear\): expected an LRP rule"):
         fattr.lrp(model, x)
-    with pytest.raises(TypeError, match="model: expected an nn.Module"):
+    with pytest.raises(TypeError, match="model: expected an nn.Module, or a function calling modules"):
         fattr.lrp(lambda v: v.sum(1), x)
+
+
+def test_a_function_of_a_module_gets_the_modules_rules():
+    model, x = mlp(), x_mlp()
+    model[2].rule = lrp_rules.GammaRule()
+    expected = fattr.lrp(model, x, target=1)
+    torch.testing.assert_close(fattr.lrp(lambda v: model(v) * 1.0, x, target=1), expected, rtol=0, atol=0)
+    torch.testing.assert_close(fattr.layer_lrp(lambda v: model(v), model[3], x, target=1),
+                               fattr.layer_lrp(model, "3", x, target=1), rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------ conservation

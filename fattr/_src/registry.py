@@ -333,8 +333,8 @@ _SPECS = [
                needs_module=True, options=_SELECT + (("n_steps", 16), ("method", "gausslegendre")),
                per_example=("baselines",), captum=Captum("NeuronConductance")),
     # layer-wise relevance propagation: rules swapped in for the layers' operations (per module, as Captum)
-    MethodSpec("lrp", lrp, delta=True, needs_module=True, captum=Captum("LRP")),
-    MethodSpec("layer_lrp", layer_lrp, layer=True, delta=True, needs_module=True, captum=Captum("LayerLRP")),
+    MethodSpec("lrp", lrp, delta=True, captum=Captum("LRP")),
+    MethodSpec("layer_lrp", layer_lrp, layer=True, delta=True, captum=Captum("LayerLRP")),
     # language models: token-by-token attribution (its other methods: tests/test_token_attribution.py)
     MethodSpec("token_attribution", token_attribution, chunked=True, needs_module=True, inputs="token_ids",
                options=(("n_steps", 8),)),

@@ -69,7 +69,8 @@ def lrp(model: ModelLike, inputs: InputsLike, *, target: TargetLike = None, args
     Cost: one forward and one backward pass (plus a forward pass when the result must be differentiable).
 
     Args:
-      model: the ``nn.Module``.
+      model: the ``nn.Module``, or a function calling modules (the leaf modules of those it reaches directly
+        get the rules: closure cells, defaults, globals, as :func:`fattr.split` finds them).
       inputs: a tensor ``(B, ...)`` or a tuple of them (floating point).
       target: the output to attribute: None, int, tuple, or one entry per example.
       args: extra positional arguments of ``model``; ``kwargs``: keyword arguments.
@@ -111,8 +112,8 @@ def layer_lrp(model: ModelLike, layer: LayerLike, inputs: InputsLike, *, target:
     is the target output at the target's position and zero elsewhere, as in Captum.
 
     Args:
-      model: the ``nn.Module``.
-      layer: a submodule of ``model`` or its dotted name (one layer).
+      model: the ``nn.Module`` (or a function calling modules, as in :func:`fattr.lrp`).
+      layer: a submodule of ``model`` or its dotted name (one layer; a module object for a function).
       inputs, target, args, kwargs, rules: as in :func:`fattr.lrp`.
       return_delta: also return ``output - sum(layer relevances)`` per example (Captum's delta).
       attribute_to_layer_input: the relevance of the layer's input instead of its output.

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from torch import nn
 
+from ..calling import modules_of
 from ..errors import Shown, fail
 from .rules import EPSILON, EpsilonRule, Resolved, normalise
 
@@ -50,26 +51,30 @@ class Plan:
     layers: Tuple[Tuple[str, nn.Module, Any], ...]
 
 
-def _leaves(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    found = [(name, m) for name, m in model.named_modules() if next(iter(m.children()), None) is None]
-    return found or [("", model)]
+def _leaves(roots: List[nn.Module]) -> List[Tuple[str, nn.Module]]:
+    found: Dict[int, Tuple[str, nn.Module]] = {}
+    for root in roots:
+        leaves = [(n, m) for n, m in root.named_modules() if next(iter(m.children()), None) is None]
+        for name, m in leaves or [("", root)]:
+            found.setdefault(id(m), (name, m))
+    return list(found.values())
 
 
-def _given(model: nn.Module, rules: Optional[Mapping[Any, Any]]) -> Dict[int, Tuple[str, Any]]:
+def _given(roots: List[nn.Module], rules: Optional[Mapping[Any, Any]]) -> Dict[int, Tuple[str, Any]]:
     """``id(module) -> (where, rule)`` from ``rules`` (keys: submodules or dotted names)."""
     if rules is None:
         return {}
     if not isinstance(rules, Mapping):
         fail("rules", "a mapping from a module (or its dotted name) to an LRP rule", rules, kind=TypeError)
-    names = {id(m): name for name, m in model.named_modules()}
+    names = {id(m): name for root in reversed(roots) for name, m in root.named_modules()}
+    by_name = {name: m for root in reversed(roots) for name, m in root.named_modules()}
     out: Dict[int, Tuple[str, Any]] = {}
     for key, rule in rules.items():
         if isinstance(key, str):
-            try:
-                module = model.get_submodule(key)
-            except AttributeError:
+            if key not in by_name:
                 fail("rules", "keys that are submodules of the model or their dotted names", Shown(f"{key!r}"),
                      "See model.named_modules() for the names.")
+            module = by_name[key]
         elif isinstance(key, nn.Module) and id(key) in names:
             module = key
         else:
@@ -79,14 +84,17 @@ def _given(model: nn.Module, rules: Optional[Mapping[Any, Any]]) -> Dict[int, Tu
 
 
 def plan(model: Any, rules: Optional[Mapping[Any, Any]] = None) -> Plan:
-    """The :class:`Plan` of ``model`` (an ``nn.Module``) with the user's ``rules``."""
-    if not isinstance(model, nn.Module):
-        fail("model", "an nn.Module (LRP gives rules to its leaf modules)", model, kind=TypeError)
-    given = _given(model, rules)
+    """The :class:`Plan` of ``model`` (an ``nn.Module``, or a function of modules: the modules it reaches,
+    :func:`..calling.modules_of`) with the user's ``rules``."""
+    roots = [model] if isinstance(model, nn.Module) else modules_of(model) if callable(model) else []
+    if not roots:
+        fail("model", "an nn.Module, or a function calling modules (LRP gives rules to their leaf modules)", model,
+             kind=TypeError)
+    given = _given(roots, rules)
     weighted: List[Tuple[nn.Module, Resolved]] = []
     by_module: Dict[int, Resolved] = {}
     layers: List[Tuple[str, nn.Module, Any]] = []
-    for name, module in _leaves(model):
+    for name, module in _leaves(roots):
         label = f"module {name or 'model'!r} ({type(module).__name__})"
         where, rule = given.get(id(module), (label, getattr(module, "rule", None)))
         resolved = normalise(rule, where)
