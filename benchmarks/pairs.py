@@ -443,6 +443,8 @@ from .pairs_research import RESEARCH_PAIRS  # noqa: E402  (the research path met
 PAIRS += RESEARCH_PAIRS
 from .pairs_perturbation import perturbation_pairs  # noqa: E402  (it imports Pair and helpers from here)
 PAIRS.extend(perturbation_pairs())
+from .pairs_lrp import lrp_pairs  # noqa: E402  (layer-wise relevance propagation; its own module)
+PAIRS.extend(lrp_pairs())
 
 
 def select(names: Optional[List[str]]) -> List[Pair]:

@@ -44,6 +44,8 @@ from fattr._src.neuron.methods import (neuron_deconvolution, neuron_deeplift, ne
                                        neuron_feature_ablation, neuron_gradient, neuron_gradient_shap,
                                        neuron_guided_backprop, neuron_integrated_gradients)
 from fattr._src.lm.token_attribution import TokenAttribution, token_attribution
+from fattr._src.lrp.lrp import layer_lrp, lrp
+from fattr._src.lrp.rules import Alpha1Beta0Rule, EpsilonRule, GammaRule, IdentityRule
 
 __version__ = "0.1.0"
 
@@ -123,6 +125,13 @@ __all__ = [
     "neuron_gradient_shap",
     "neuron_guided_backprop",
     "neuron_integrated_gradients",
+    # layer-wise relevance propagation (rules per module, as Captum; no hooks)
+    "lrp",
+    "layer_lrp",
+    "EpsilonRule",
+    "GammaRule",
+    "Alpha1Beta0Rule",
+    "IdentityRule",
     # language models: token-by-token attribution of generated text
     "token_attribution",
     "TokenAttribution",

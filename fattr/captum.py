@@ -53,6 +53,9 @@ neuron_selector)``                             neuron_selector=)``              
 ``NeuronFeatureAblation(f, layer)``            ``neuron_feature_ablation``                 only the head runs
 ``NeuronConductance(f, layer)``                ``neuron_conductance``                      trapezoid weights as IG; a region: the sum of
                                                                                            its neurons' conductances
+``LRP(m).attribute(x, target, verbose=)``      ``lrp(m, x, target=, rules=)``              reused modules allowed; no hooks, rules left on
+                                                                                           the modules; identity rule after a ReLU as meant
+``LayerLRP(m, layer)``                         ``layer_lrp``                               as LRP; one layer (not a list)
 =============================================  ==========================================  =================================================
 
 ``device_ids`` (DataParallel), ``grad_kwargs`` and ``attribute_future`` raise ``NotImplementedError``.
@@ -75,6 +78,7 @@ from fattr._src.compat.classes import (Deconvolution, DeepLift, DeepLiftShap, Gr
                                        NeuronDeepLift, NeuronDeepLiftShap, NeuronFeatureAblation, NeuronGradient,
                                        NeuronGradientShap, NeuronGuidedBackprop, NeuronIntegratedGradients,
                                        NoiseTunnel, Saliency)
+from fattr._src.lrp.compat import LRP, LayerLRP
 from fattr._src.compat.perturbation import (FeatureAblation, FeaturePermutation, KernelShap, LayerFeaturePermutation,
                                             Lime, Occlusion, ShapleyValueSampling, ShapleyValues)
 
@@ -102,7 +106,9 @@ __all__ = [
     "LayerGradientShap",
     "LayerGradientXActivation",
     "LayerIntegratedGradients",
+    "LayerLRP",
     "Lime",
+    "LRP",
     "NeuronConductance",
     "NeuronDeconvolution",
     "NeuronDeepLift",

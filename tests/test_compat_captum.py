@@ -70,7 +70,7 @@ def _instances():
     simple = {
         "Saliency": (model,), "InputXGradient": (model,), "IntegratedGradients": (model,),
         "GradientShap": (model,), "DeepLift": (model,), "DeepLiftShap": (model,),
-        "GuidedBackprop": (model,), "Deconvolution": (model,),
+        "GuidedBackprop": (model,), "Deconvolution": (model,), "LRP": (model,),
     }
     simple.update({name: (model,) for name in ("FeatureAblation", "Occlusion", "ShapleyValueSampling",
                                                "ShapleyValues", "Lime", "KernelShap", "FeaturePermutation")})

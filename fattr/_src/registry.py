@@ -46,6 +46,7 @@ from .neuron.methods import (neuron_deconvolution, neuron_deeplift, neuron_deepl
                              neuron_feature_ablation, neuron_gradient_shap, neuron_guided_backprop,
                              neuron_integrated_gradients)
 from .lm.token_attribution import token_attribution
+from .lrp.lrp import layer_lrp, lrp
 
 
 # fattr keyword -> Captum keyword, for every Captum class
@@ -335,6 +336,9 @@ _SPECS = [
     MethodSpec("neuron_conductance", neuron_conductance, baselines="optional", layer=True, neuron=True, chunked=True,
                needs_module=True, options=_SELECT + (("n_steps", 16), ("method", "gausslegendre")),
                per_example=("baselines",), captum=Captum("NeuronConductance")),
+    # layer-wise relevance propagation: rules swapped in for the layers' operations (per module, as Captum)
+    MethodSpec("lrp", lrp, delta=True, captum=Captum("LRP")),
+    MethodSpec("layer_lrp", layer_lrp, layer=True, delta=True, captum=Captum("LayerLRP")),
     # language models: token-by-token attribution (its other methods: tests/test_token_attribution.py)
     MethodSpec("token_attribution", token_attribution, chunked=True, needs_module=True, inputs="token_ids",
                options=(("n_steps", 8),)),

@@ -59,11 +59,11 @@ class _Entry:
 _REQUIRED = inspect.Parameter.empty
 
 
-def _parameters(fn: Callable[..., Any]) -> Tuple[Tuple[str, Any], ...]:
+def parameters_of(fn: Callable[..., Any]) -> Tuple[Tuple[str, Any], ...]:
     return tuple((p.name, p.default) for p in inspect.signature(fn).parameters.values())
 
 
-def _bind(parameters: Tuple[Tuple[str, Any], ...], args: Tuple[Any, ...],
+def bind_call(parameters: Tuple[Tuple[str, Any], ...], args: Tuple[Any, ...],
           kwargs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Every parameter's value, as ``inspect.Signature.bind`` and ``apply_defaults`` give it (plain Python,
     which Dynamo traces); None where the call does not fit."""
@@ -88,7 +88,7 @@ _COVERED: Dict[Any, _Entry] = {}
 
 def _add(kind: str, funcs: Dict[str, Any], signature: Callable[..., Any],
          build: Callable[[Dict[str, Any]], Dict[str, Any]], inplace: Optional[bool] = None) -> None:
-    parameters = _parameters(signature)
+    parameters = parameters_of(signature)
     for name, func in funcs.items():
         if func is not None:
             _COVERED[func] = _Entry(kind, name, parameters, build, inplace)
@@ -208,7 +208,7 @@ def parse(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[
         return None
     if entry is None:
         return None
-    a = _bind(entry.parameters, args, kwargs)  # None: an overload we do not know (named dims), left to the op
+    a = bind_call(entry.parameters, args, kwargs)  # None: an overload we do not know (named dims), left to the op
     if a is None or not isinstance(a["input"], Tensor) or not a["input"].is_floating_point():
         return None
     inplace = entry.inplace if entry.inplace is not None else bool(a.get("inplace", False))
