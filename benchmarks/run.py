@@ -435,6 +435,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run(mode, device, json_path=a.json, memory_too=not a.no_memory, label=label)
 
 
+def _write(path: str, recs: List[Dict[str, Any]]) -> None:
+    with open(path, "w") as fh:
+        json.dump(recs, fh, indent=1)
+
+
 def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, memory_too: bool = True,
         label: str = "") -> int:
     """Run ``mode`` on ``device``, print the tables; exit status 1 if a fattr call raised."""
@@ -451,6 +456,8 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
             rows.append(row)
             log(f"[{time.perf_counter() - start:6.1f}s] {name:12s} {pair.name:36s} {row.status:9s} "
                 f"{time.perf_counter() - t0:5.1f}s {row.detail[:60]}")
+            if json_path:  # the rows so far, so that a long run stopped early keeps what it measured
+                _write(json_path, records(rows))
 
     mem: List[Tuple[memory.Config, Optional[float]]] = []
     if memory_too:
@@ -484,8 +491,7 @@ def run(mode: Mode, device: torch.device, *, json_path: Optional[str] = None, me
         print(memory_table(mem))
     print(f"\nTotal {time.perf_counter() - start:.0f} s.")
     if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(records(rows) + memory_records(mem), fh, indent=1)
+        _write(json_path, records(rows) + memory_records(mem))
     return 1 if any(r.status == "error" for r in rows) else 0
 
 
