@@ -12,9 +12,8 @@ import torch
 
 from ..compat.base import Attribution, captum
 from ..base import TargetLike
-from ..delta import row_totals
 from .. import structure
-from .lrp import layer_lrp, lrp
+from .lrp import _delta, layer_lrp, lrp
 from .plan import plan
 
 
@@ -30,9 +29,7 @@ class _Rules(Attribution):
                                   additional_forward_args: Any = None) -> torch.Tensor:
         """Captum's LRP delta, ``compute_convergence_delta(attributions, output)``: ``output - sum(attributions)``
         per example, in float64 (``output``: the target outputs; the other arguments are not used)."""
-        attrs = structure.as_tuple(attributions, "attributions")[0]
-        out: torch.Tensor = torch.as_tensor(output).flatten().to(torch.float64)
-        return out - row_totals(attrs)
+        return _delta(structure.as_tuple(attributions, "attributions")[0], torch.as_tensor(output).flatten())
 
 
 class LRP(_Rules, fn=lrp, delta=True, multiplies=True, init=captum("model")):
